@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DeskConfig(AppConfig):
+    """The reviewer UI: conflict queue, dead letters, audit browser, health."""
+
+    name = "conflictdesk.desk"
+    label = "desk"

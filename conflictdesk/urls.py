@@ -1,0 +1,11 @@
+"""Top-level URLs: the desk, accounts (allauth), admin and health."""
+from django.contrib import admin
+from django.urls import include, path
+
+from conflictdesk.desk import views as desk_views
+
+urlpatterns = [
+    path("", desk_views.home, name="home"),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,46 @@
+"""Shared fixtures. Integration fixtures point at the real servers that
+`make services` (deploy/services.sh) starts once per test run; they never
+start a JVM themselves, so every test reuses the same EHRbase and HAPI.
+
+A missing server FAILS an integration test (CI must not pass by skipping);
+deselect them with `-m "not integration"` for a quick local unit run.
+"""
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO_DIR.parent / "shared")).resolve()
+CORPUS_DIR = SHARED_DIR / "corpus"
+
+DEFAULT_SITE_URLS = "http://127.0.0.1:8101/ehrbase/rest/openehr/v1,http://127.0.0.1:8102/ehrbase/rest/openehr/v1"
+DEFAULT_FHIR_URL = "http://127.0.0.1:8090/fhir"
+
+
+def _require(url: str, what: str) -> None:
+    try:
+        httpx.get(url, timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        pytest.fail(f"{what} is not answering at {url} ({exc.__class__.__name__}); run `make services` first")
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    return CORPUS_DIR
+
+
+@pytest.fixture(scope="session")
+def ehrbase_urls() -> list[str]:
+    urls = [u.strip() for u in os.environ.get("CONFLICTDESK_SITE_URLS", DEFAULT_SITE_URLS).split(",") if u.strip()]
+    for url in urls:
+        _require(url.replace("/rest/openehr/v1", "/rest/status"), "EHRbase")
+    return urls
+
+
+@pytest.fixture(scope="session")
+def fhir_base_url() -> str:
+    url = os.environ.get("CONFLICTDESK_FHIR_BASE_URL", DEFAULT_FHIR_URL)
+    _require(f"{url}/metadata", "HAPI FHIR")
+    return url
