@@ -1,0 +1,284 @@
+"""Client for the central FHIR R4 server (HAPI FHIR JPA).
+
+Resources go in and come out as plain dicts; writes return ``Written`` so the
+engine always learns the version it must quote next time. HAPI reports a stale
+``If-Match`` as 409 (``HAPI-0989``), not the 412 the spec suggests, so both
+map to ``PreconditionFailed`` here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterator, Mapping, Sequence
+
+import httpx
+
+from .errors import InvalidRequest, PreconditionFailed
+from .http import DEFAULT_TIMEOUT, HttpSession, unquote_etag
+
+FHIR_JSON = "application/fhir+json"
+Criteria = str | Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Written:
+    """A resource as the server stored it. ``created`` is False for updates and
+    for a conditional create that matched an existing resource."""
+
+    resource_type: str
+    id: str
+    version_id: str | None
+    resource: dict[str, Any] | None
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """One ``Bundle.entry.response`` of a transaction answer."""
+
+    status: int
+    location: str | None
+    etag: str | None
+    resource_type: str | None
+    id: str | None
+    version_id: str | None
+    outcome: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TransactionResult:
+    bundle: dict[str, Any]
+    entries: list[EntryResult]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One version from ``_history``; ``resource`` is None for a delete."""
+
+    resource_type: str
+    id: str
+    version_id: str | None
+    method: str | None
+    last_updated: str | None
+    resource: dict[str, Any] | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.method == "DELETE"
+
+
+class FHIRClient:
+    """Talks to the central FHIR server; safe to reuse across calls (not threads)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.http = HttpSession(
+            base_url,
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": FHIR_JSON},
+            stale_statuses=(409, 412),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "FHIRClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- Reads ------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        return self.http.request("GET", f"{resource_type}/{resource_id}").json()
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+        return self.http.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}").json()
+
+    def search(self, resource_type: str, params: Criteria | None = None) -> Iterator[dict[str, Any]]:
+        """Every matching resource, following ``next`` links page by page.
+
+        Entries with search mode ``outcome`` (server warnings) are skipped.
+        """
+        for entry in self._entries(resource_type, params):
+            if (entry.get("search") or {}).get("mode") != "outcome" and "resource" in entry:
+                yield entry["resource"]
+
+    def history(
+        self,
+        since: datetime,
+        resource_types: Sequence[str] | None = None,
+        *,
+        page_size: int | None = None,
+    ) -> Iterator[HistoryEntry]:
+        """Every version written at or after ``since``, deletes included.
+
+        System-level ``_history`` without ``resource_types``; otherwise one
+        type-level history per type, one after the other. HAPI lists newest
+        first within each.
+        """
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        params = {"_since": since.isoformat()}
+        if page_size:
+            params["_count"] = str(page_size)
+        paths = [f"{t}/_history" for t in resource_types] if resource_types else ["_history"]
+        for path in paths:
+            for entry in self._entries(path, params):
+                yield _history_entry(entry)
+
+    # --- Writes -----------------------------------------------------------
+
+    def create(self, resource: dict[str, Any], *, if_none_exist: Criteria | None = None) -> Written:
+        """Create; with ``if_none_exist`` a retry finds the first attempt's resource instead of a twin."""
+        headers = _write_headers()
+        if if_none_exist is not None:
+            headers["If-None-Exist"] = str(httpx.QueryParams(if_none_exist))
+        response = self.http.request("POST", resource["resourceType"], json=resource, headers=headers)
+        return _written(response, resource["resourceType"])
+
+    def update(self, resource: dict[str, Any], *, if_match_version: str | None = None) -> Written:
+        """Update (or create with a client id); ``if_match_version`` guards against lost updates."""
+        headers = _write_headers()
+        if if_match_version is not None:
+            headers["If-Match"] = f'W/"{if_match_version}"'
+        resource_type = resource["resourceType"]
+        response = self.http.request("PUT", f"{resource_type}/{resource['id']}", json=resource, headers=headers)
+        return _written(response, resource_type)
+
+    def conditional_update(self, resource: dict[str, Any], criteria: Criteria) -> Written:
+        """Update the one resource matching ``criteria``, or create it when none does."""
+        resource_type = resource["resourceType"]
+        response = self.http.request(
+            "PUT", resource_type, params=criteria, json=resource, headers=_write_headers()
+        )
+        return _written(response, resource_type)
+
+    def delete(self, resource_type: str, resource_id: str, *, if_match_version: str | None = None) -> None:
+        headers = {"If-Match": f'W/"{if_match_version}"'} if if_match_version is not None else {}
+        self.http.request("DELETE", f"{resource_type}/{resource_id}", headers=headers)
+
+    def transaction(self, bundle: dict[str, Any]) -> TransactionResult:
+        """Post a transaction Bundle: all entries commit or none do (any failure raises)."""
+        if bundle.get("type") not in ("transaction", "batch"):
+            raise ValueError("bundle type must be transaction or batch")
+        answer = self.http.request(
+            "POST", "", json=bundle, headers={"Content-Type": FHIR_JSON, "Prefer": "return=minimal"}
+        ).json()
+        return TransactionResult(bundle=answer, entries=[_entry_result(e) for e in answer.get("entry", [])])
+
+    # --- Operations -------------------------------------------------------
+
+    def validate(self, resource: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
+        """The server's OperationOutcome for ``resource``, whether it passes or not.
+
+        HAPI answers an invalid resource with 412 (or 400/422) carrying the
+        outcome; that is a validation result here, not an error.
+        """
+        params = {"profile": profile} if profile else None
+        try:
+            response = self.http.request(
+                "POST",
+                f"{resource['resourceType']}/$validate",
+                params=params,
+                json=resource,
+                headers={"Content-Type": FHIR_JSON},
+            )
+        except (InvalidRequest, PreconditionFailed) as exc:
+            if isinstance(exc.detail, dict) and exc.detail.get("resourceType") == "OperationOutcome":
+                return exc.detail
+            raise
+        return response.json()
+
+    # --- Paging -----------------------------------------------------------
+
+    def _entries(self, path: str, params: Criteria | None) -> Iterator[dict[str, Any]]:
+        url: str | None = path
+        while url:
+            bundle = self.http.request("GET", url, params=params).json()
+            yield from bundle.get("entry", [])
+            # The next link already carries the query (and the server's page id).
+            url, params = _link(bundle, "next"), None
+
+
+def _write_headers() -> dict[str, str]:
+    return {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
+
+
+def _written(response: httpx.Response, resource_type: str) -> Written:
+    resource = response.json() if response.content else None
+    if resource and resource.get("resourceType") == resource_type:
+        resource_id = resource["id"]
+        version_id = (resource.get("meta") or {}).get("versionId")
+    else:
+        resource = None
+        _, resource_id, version_id = _split_location(response.headers["Location"])
+    version_id = version_id or unquote_etag(response.headers.get("ETag"))
+    return Written(resource_type, resource_id, version_id, resource, created=response.status_code == 201)
+
+
+def _entry_result(entry: dict[str, Any]) -> EntryResult:
+    answer = entry.get("response") or {}
+    location = answer.get("location")
+    resource_type = resource_id = version_id = None
+    if location:
+        resource_type, resource_id, version_id = _split_location(location)
+    etag = answer.get("etag")
+    return EntryResult(
+        status=int(answer.get("status", "0").split()[0]),
+        location=location,
+        etag=etag,
+        resource_type=resource_type,
+        id=resource_id,
+        version_id=version_id or unquote_etag(etag),
+        outcome=answer.get("outcome"),
+    )
+
+
+def _history_entry(entry: dict[str, Any]) -> HistoryEntry:
+    resource = entry.get("resource")
+    request = entry.get("request") or {}
+    answer = entry.get("response") or {}
+    if resource:
+        resource_type, resource_id = resource["resourceType"], resource["id"]
+        version_id = (resource.get("meta") or {}).get("versionId")
+        last_updated = (resource.get("meta") or {}).get("lastUpdated")
+    else:
+        where = answer.get("location") or request.get("url") or entry.get("fullUrl", "")
+        resource_type, resource_id, version_id = _split_location(where)
+        last_updated = answer.get("lastModified")
+    return HistoryEntry(
+        resource_type=resource_type,
+        id=resource_id,
+        version_id=version_id or unquote_etag(answer.get("etag")),
+        method=request.get("method"),
+        last_updated=last_updated,
+        resource=resource,
+    )
+
+
+def _split_location(location: str) -> tuple[str, str, str | None]:
+    """``[base/]Type/id[/_history/n]`` -> (Type, id, n or None)."""
+    parts = location.split("?", 1)[0].rstrip("/").split("/")
+    version_id = None
+    if len(parts) >= 2 and parts[-2] == "_history":
+        version_id = parts[-1]
+        parts = parts[:-2]
+    return parts[-2], parts[-1], version_id
+
+
+def _link(bundle: dict[str, Any], relation: str) -> str | None:
+    for link in bundle.get("link", []):
+        if link.get("relation") == relation:
+            return link.get("url")
+    return None

@@ -1,0 +1,150 @@
+"""The one request wrapper both clients go through.
+
+It owns the timeout policy and the translation of transport failures and HTTP
+statuses into ``sync.clients.errors``, so the openEHR and FHIR clients only
+describe requests and parse answers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import httpx
+
+from .errors import ClientError, InvalidRequest, NotFound, PreconditionFailed, TransientError
+
+# Connect fails fast so a dead site is noticed quickly; reads get longer because
+# AQL over a large CDR and HAPI transaction bundles can take several seconds.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+_TRANSIENT_STATUSES = {429}
+
+
+class HttpSession:
+    """An ``httpx.Client`` bound to one server, raising typed errors.
+
+    ``stale_statuses`` are the statuses that mean "your version is stale" on
+    this server; callers can widen them per request (EHRbase answers a stale
+    composition delete with 409 but a duplicate template with 409 too).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | tuple[str, str] | None,
+        timeout: float | httpx.Timeout,
+        transport: httpx.BaseTransport | None,
+        headers: dict[str, str],
+        stale_statuses: Iterable[int],
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.stale_statuses = frozenset(stale_statuses)
+        self._client = httpx.Client(
+            base_url=self.base_url + "/",
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            headers=headers,
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        stale_statuses: Iterable[int] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one request; return the response if 2xx, raise a typed error otherwise.
+
+        ``url`` is relative to the base URL (a leading slash is tolerated) or
+        absolute, as paging links are.
+        """
+        if not url.startswith(("http://", "https://")):
+            url = url.lstrip("/")
+        request = self._client.build_request(method, url, **kwargs)
+        try:
+            response = self._client.send(request)
+        except httpx.TimeoutException as exc:
+            raise TransientError(
+                method=method, path=safe_path(request.url), reason=f"timeout ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(
+                method=method, path=safe_path(request.url), reason=f"transport error ({type(exc).__name__})"
+            ) from exc
+        if response.is_success:
+            return response
+        stale = self.stale_statuses if stale_statuses is None else frozenset(stale_statuses)
+        raise error_for(response, stale)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def error_for(response: httpx.Response, stale_statuses: frozenset[int]) -> ClientError:
+    """Map a non-2xx response to the error the engine acts on."""
+    status = response.status_code
+    common = dict(
+        method=response.request.method,
+        path=safe_path(response.request.url),
+        status=status,
+        detail=error_detail(response),
+    )
+    if status in _TRANSIENT_STATUSES or status >= 500:
+        return TransientError(retry_after_seconds=retry_after(response), **common)
+    if status in stale_statuses:
+        return PreconditionFailed(**common)
+    if status in (404, 410):
+        return NotFound(**common)
+    return InvalidRequest(**common)
+
+
+def safe_path(url: httpx.URL) -> str:
+    """The URL path with query values masked: names stay, values may be patient data."""
+    if not url.query:
+        return url.path
+    names = "&".join(f"{name}=..." for name in dict.fromkeys(url.params.keys()))
+    return f"{url.path}?{names}"
+
+
+def error_detail(response: httpx.Response) -> Any:
+    """The server's error body, parsed if JSON (OperationOutcome, openEHR error), else text."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text
+
+
+def retry_after(response: httpx.Response, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header, in either of its two forms."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def unquote_etag(etag: str | None) -> str | None:
+    """``W/"3"`` or ``"uid::sys::1"`` -> ``3`` / ``uid::sys::1``."""
+    if etag is None:
+        return None
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
