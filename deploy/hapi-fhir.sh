@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# ConflictDesk's own HAPI FHIR R4 JPA server (deploy/hapi-fhir/, PostgreSQL database `hapi`).
+# Usage: deploy/hapi-fhir.sh start|stop|status
+#   HAPI_DB_PASSWORD  password of role `hapi` (dev default below)
+#   HAPI_DB_RESET=1   drop and recreate database `hapi` before starting (clean slate;
+#                     a server we started is stopped first)
+#   HAPI_XMX          JVM max heap (default 1g)
+# start is idempotent: when something already answers /fhir/metadata on 8090 it is left alone.
+# stop only ever kills the pid recorded in $RUN_DIR/hapi-fhir.pid.
+source "$(dirname "$0")/common.sh"
+
+NAME=hapi-fhir
+MODULE_DIR="$REPO_DIR/deploy/hapi-fhir"
+JAR="$MODULE_DIR/target/conflictdesk-hapi-fhir.jar"
+HAPI_PORT=8090
+HAPI_BASE="http://127.0.0.1:$HAPI_PORT/fhir"
+HAPI_DB_NAME=hapi
+HAPI_DB_USER=hapi
+HAPI_DB_PASSWORD="${HAPI_DB_PASSWORD:-hapi-dev-password}"
+LOG_FILE="$RUN_DIR/$NAME.log"
+PID_FILE="$RUN_DIR/$NAME.pid"
+
+answering() { curl -fsS -o /dev/null -m 5 "$HAPI_BASE/metadata" 2>/dev/null; }
+
+java_home() {
+  # HAPI 8 / Boot 3.5 need Java 17; prefer the machine's default 17 when present.
+  if [ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ]; then echo /usr/lib/jvm/java-17-openjdk-amd64
+  else java_home_for 17 || die "no JDK >= 17 found"; fi
+}
+
+# The jar is stale when the pom, a source file or a resource is newer than it.
+jar_stale() {
+  [ -f "$JAR" ] || return 0
+  [ -n "$(find "$MODULE_DIR/pom.xml" "$MODULE_DIR/src" -newer "$JAR" -print -quit)" ]
+}
+
+build() {
+  if ! jar_stale; then log "$NAME jar up to date"; return 0; fi
+  apt_install maven
+  log "building $NAME (mvn package; first build downloads ~350 MB into ~/.m2)"
+  local t0=$SECONDS
+  (cd "$MODULE_DIR" && JAVA_HOME="$(java_home)" mvn -B -q -DskipTests package) \
+    || die "maven build of $MODULE_DIR failed"
+  log "$NAME built in $(( SECONDS - t0 )) s"
+}
+
+reset_db() {
+  log "HAPI_DB_RESET=1: dropping and recreating database $HAPI_DB_NAME"
+  stop_pid "$NAME"
+  psql_super -d postgres -c "DROP DATABASE IF EXISTS \"$HAPI_DB_NAME\" WITH (FORCE)"
+}
+
+start() {
+  if [ "${HAPI_DB_RESET:-0}" = 1 ]; then
+    # Only a server we started can be stopped for the reset.
+    if answering && ! pid_alive "$NAME"; then
+      die "something not started by this script answers on $HAPI_PORT; cannot reset under it"
+    fi
+    reset_db
+  elif answering; then
+    log "$NAME already answering at $HAPI_BASE; leaving it alone"
+    return 0
+  fi
+  if pid_alive "$NAME"; then
+    # Our JVM is still starting up: just wait for it.
+    log "$NAME (pid $(cat "$PID_FILE")) still starting; waiting"
+    wait_http "$NAME" "$HAPI_BASE/metadata" 300
+    return 0
+  fi
+  runuser -u postgres -- pg_isready -q -h "$PG_HOST" -p "$PG_PORT" \
+    || die "PostgreSQL is not running on $PG_HOST:$PG_PORT (deploy/postgres.sh start)"
+  ensure_role_db "$HAPI_DB_USER" "$HAPI_DB_PASSWORD" "$HAPI_DB_NAME"
+  build
+  local jhome; jhome="$(java_home)"
+  log "starting $NAME on $HAPI_BASE (log: $LOG_FILE)"
+  # -XX:TieredStopAtLevel=1 (C1 only) starts faster on 2 cores; HAPI_JAVA_OPTS overrides.
+  HAPI_DB_PASSWORD="$HAPI_DB_PASSWORD" \
+  HAPI_DB_URL="jdbc:postgresql://$PG_HOST:$PG_PORT/$HAPI_DB_NAME" \
+  HAPI_DB_USER="$HAPI_DB_USER" \
+    nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:--XX:TieredStopAtLevel=1} \
+      -Djava.awt.headless=true -jar "$JAR" >"$LOG_FILE" 2>&1 </dev/null &
+  echo $! >"$PID_FILE"
+  local t0=$SECONDS
+  wait_http "$NAME" "$HAPI_BASE/metadata" 300
+  log "$NAME pid $(cat "$PID_FILE"), up $(( SECONDS - t0 )) s after launch, RSS $(ps -o rss= -p "$(cat "$PID_FILE")" | awk '{printf "%d MB", $1/1024}')"
+}
+
+status() {
+  if answering; then
+    if pid_alive "$NAME"; then
+      echo "$NAME: running (pid $(cat "$PID_FILE"), RSS $(ps -o rss= -p "$(cat "$PID_FILE")" | awk '{printf "%d MB", $1/1024}')) at $HAPI_BASE"
+    else
+      echo "$NAME: answering at $HAPI_BASE (not started by this script)"
+    fi
+    return 0
+  fi
+  if pid_alive "$NAME"; then echo "$NAME: starting (pid $(cat "$PID_FILE")), not answering yet"; return 1; fi
+  echo "$NAME: stopped"; return 3
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop_pid "$NAME" ;;
+  status) status ;;
+  build) build ;;
+  *) die "usage: $0 start|stop|status|build" ;;
+esac

@@ -1,0 +1,54 @@
+package org.conflictdesk.hapi;
+
+import ca.uhn.fhir.context.support.IValidationSupport;
+import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
+import ca.uhn.fhir.jpa.api.dao.IFhirSystemDao;
+import ca.uhn.fhir.jpa.provider.IJpaSystemProvider;
+import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
+import ca.uhn.fhir.jpa.search.DatabaseBackedPagingProvider;
+import ca.uhn.fhir.rest.api.EncodingEnum;
+import ca.uhn.fhir.rest.server.RestfulServer;
+import ca.uhn.fhir.rest.server.provider.ResourceProviderFactory;
+import ca.uhn.fhir.rest.server.util.ISearchParamRegistry;
+import org.springframework.boot.web.servlet.ServletRegistrationBean;
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+
+/**
+ * HTTP side: one HAPI RestfulServer servlet on /fhir/* exposing every R4 resource type.
+ */
+@Configuration
+public class FhirRestConfig {
+
+	@Bean
+	public RestfulServer restfulServer(
+			IFhirSystemDao<?, ?> systemDao,
+			ResourceProviderFactory resourceProviders,
+			IJpaSystemProvider systemProvider,
+			JpaStorageSettings storageSettings,
+			ISearchParamRegistry searchParamRegistry,
+			IValidationSupport validationSupport,
+			DatabaseBackedPagingProvider pagingProvider) {
+		RestfulServer server = new RestfulServer(systemDao.getContext());
+		// One provider per R4 resource type: CRUD, conditional ops, search, _history, $validate.
+		server.registerProviders(resourceProviders.createProviders());
+		// System level: transaction/batch bundles, system _history, $expunge, $meta.
+		server.registerProvider(systemProvider);
+		// CapabilityStatement (/metadata) reflecting the JPA search parameters.
+		server.setServerConformanceProvider(new JpaCapabilityStatementProvider(
+				server, systemDao, storageSettings, searchParamRegistry, validationSupport));
+		// Page search results through the database rather than memory.
+		server.setPagingProvider(pagingProvider);
+		server.setDefaultResponseEncoding(EncodingEnum.JSON);
+		// ETags (ETag: W/"n", If-Match checks) are on by default in RestfulServer.
+		return server;
+	}
+
+	@Bean
+	public ServletRegistrationBean<RestfulServer> fhirServlet(RestfulServer server) {
+		ServletRegistrationBean<RestfulServer> reg = new ServletRegistrationBean<>(server, "/fhir/*");
+		reg.setName("fhir");
+		reg.setLoadOnStartup(1); // initialise HAPI at start-up, not on the first request
+		return reg;
+	}
+}
