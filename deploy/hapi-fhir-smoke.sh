@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Smoke test of the HAPI FHIR server started by deploy/hapi-fhir.sh: proves the behaviours the
+# sync engine relies on. Safe to re-run: every run uses fresh identifiers, and it only expunges
+# resources it created itself.
+# Usage: deploy/hapi-fhir-smoke.sh            (HAPI_BASE overrides http://127.0.0.1:8090/fhir)
+source "$(dirname "$0")/common.sh"
+apt_install curl jq
+
+BASE="${HAPI_BASE:-http://127.0.0.1:8090/fhir}"
+RUN="smoke-$(date +%s)-$RANDOM"
+SYS="urn:conflictdesk:smoke"
+PASS=0 FAIL=0
+TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
+
+ok()   { PASS=$((PASS + 1)); printf 'ok   %s\n' "$*"; }
+bad()  { FAIL=$((FAIL + 1)); printf 'FAIL %s\n' "$*"; }
+check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+# req METHOD PATH [BODY] [extra curl args...]: sets CODE, BODY (file $TMP/body), HDRS ($TMP/hdrs).
+req() {
+  local method="$1" path="$2" body="${3:-}"; shift 3 || shift $#
+  local args=(-sS -m 60 -X "$method" -o "$TMP/body" -D "$TMP/hdrs" -w '%{http_code}'
+              -H 'Accept: application/fhir+json' "$@")
+  [ -n "$body" ] && args+=(-H 'Content-Type: application/fhir+json' --data-binary "$body")
+  CODE="$(curl "${args[@]}" "$BASE$path")" || CODE=000
+}
+hdr() { grep -i "^$1:" "$TMP/hdrs" | tail -n1 | cut -d' ' -f2- | tr -d '\r'; }
+jb()  { jq -r "$1" "$TMP/body"; }
+
+curl -fsS -o /dev/null -m 10 "$BASE/metadata" || die "no FHIR server at $BASE (deploy/hapi-fhir.sh start)"
+# Server clock (same machine) one second back: every change below is after it.
+SINCE="$(date -u -d '-1 second' +%Y-%m-%dT%H:%M:%SZ)"
+echo "# smoke run $RUN against $BASE (since $SINCE)"
+
+# 1. create ------------------------------------------------------------------------------
+patient() { # patient IDENTIFIER FAMILY [ID]
+  jq -nc --arg sys "$SYS" --arg v "$1" --arg f "$2" --arg id "${3:-}" \
+    '{resourceType:"Patient", identifier:[{system:$sys, value:$v}], name:[{family:$f}]}
+     + (if $id == "" then {} else {id:$id} end)'
+}
+req POST /Patient "$(patient "$RUN-a" Alpha)"
+PID="$(jb .id)"
+check "create Patient -> 201, ETag W/\"1\" (id $PID)" \
+  test "$CODE" = 201 -a "$(hdr ETag)" = 'W/"1"'
+
+# 2. versioned update --------------------------------------------------------------------
+req PUT "/Patient/$PID" "$(patient "$RUN-a" Beta "$PID")" -H 'If-Match: W/"1"'
+check "update with If-Match W/\"1\" -> 200, ETag W/\"2\"" \
+  test "$CODE" = 200 -a "$(hdr ETag)" = 'W/"2"'
+
+req PUT "/Patient/$PID" "$(patient "$RUN-a" Gamma "$PID")" -H 'If-Match: W/"1"'
+check "update with stale If-Match W/\"1\" -> 409 ($(jb '.issue[0].diagnostics' | cut -c1-60)...)" \
+  test "$CODE" = 409
+req GET "/Patient/$PID"
+check "stale update wrote nothing (still version 2, family Beta)" \
+  test "$(jb .meta.versionId)" = 2 -a "$(jb '.name[0].family')" = Beta
+
+# client-assigned id (numeric: needs ClientIdStrategy ANY)
+CID="$(date +%s%N | cut -c1-15)"
+req PUT "/Patient/$CID" "$(patient "$RUN-c" ClientId "$CID")"
+check "client-assigned numeric id PUT /Patient/$CID -> 201" test "$CODE" = 201
+
+# 3. conditional create ------------------------------------------------------------------
+req POST /Patient "$(patient "$RUN-cond" Cond)" -H "If-None-Exist: identifier=$SYS|$RUN-cond"
+C1="$CODE" ID1="$(jb .id)"
+req POST /Patient "$(patient "$RUN-cond" Cond)" -H "If-None-Exist: identifier=$SYS|$RUN-cond"
+C2="$CODE" ID2="$(jb .id)"
+check "conditional create twice -> $C1 then $C2, same id ($ID1)" \
+  test "$C1" = 201 -a "$C2" = 200 -a "$ID1" = "$ID2" -a -n "$ID1"
+
+# conditional update (upsert by identifier)
+req PUT "/Patient?identifier=$SYS|$RUN-cond" "$(patient "$RUN-cond" CondUpdated)"
+check "conditional update by identifier -> 200 on the same id" \
+  test "$CODE" = 200 -a "$(jb .id)" = "$ID1"
+
+# search freshness: the identical search right after a write must see it (no 60 s cache)
+req GET "/Patient?identifier=$SYS|$RUN-fresh"
+F0="$(jb '.entry | length')"
+req POST /Patient "$(patient "$RUN-fresh" Fresh)"
+req GET "/Patient?identifier=$SYS|$RUN-fresh"
+check "identical search before/after a write -> $F0 then $(jb '.entry | length') (search cache off)" \
+  test "$F0" = 0 -a "$(jb '.entry | length')" = 1
+
+# writes in any order: a reference to a missing Patient creates a placeholder; external refs ok
+req POST /Observation "$(jq -nc --arg r "Patient/$RUN-missing" '{resourceType:"Observation",status:"final",
+  code:{text:"smoke"}, subject:{reference:$r}, performer:[{reference:"http://example.org/fhir/Practitioner/1"}]}')"
+OCODE="$CODE"
+req GET "/Patient/$RUN-missing"
+check "Observation -> missing Patient/$RUN-missing + external ref -> $OCODE; placeholder Patient exists ($CODE)" \
+  test "$OCODE" = 201 -a "$CODE" = 200
+
+# 4. transaction with urn:uuid references ------------------------------------------------
+TX="$(jq -nc --arg sys "$SYS" --arg v "$RUN-tx" '{
+  resourceType:"Bundle", type:"transaction", entry:[
+    {fullUrl:"urn:uuid:0b6a7d0e-0000-4000-8000-000000000001",
+     resource:{resourceType:"Patient", identifier:[{system:$sys, value:$v}]},
+     request:{method:"POST", url:"Patient", ifNoneExist:("identifier=" + $sys + "|" + $v)}},
+    {fullUrl:"urn:uuid:0b6a7d0e-0000-4000-8000-000000000002",
+     resource:{resourceType:"Observation", status:"final",
+               code:{coding:[{system:"http://loinc.org", code:"8867-4", display:"Heart rate"}]},
+               subject:{reference:"urn:uuid:0b6a7d0e-0000-4000-8000-000000000001"},
+               valueQuantity:{value:72, unit:"/min", system:"http://unitsofmeasure.org", code:"/min"}},
+     request:{method:"POST", url:"Observation"}}]}')"
+req POST "" "$TX"
+TXPAT="$(jb '.entry[0].response.location' | cut -d/ -f1-2)"
+TXOBS="$(jb '.entry[1].response.location' | cut -d/ -f1-2)"
+check "transaction bundle (urn:uuid refs) -> 200, 2 x 201 ($TXPAT, $TXOBS)" \
+  test "$CODE" = 200 -a "$(jb '[.entry[].response.status | startswith("201")] | all')" = true
+req GET "/$TXOBS"
+check "urn:uuid reference rewritten to $TXPAT" test "$(jb .subject.reference)" = "$TXPAT"
+
+# 5. a transaction with one bad entry writes nothing --------------------------------------
+BADTX="$(jq -nc --arg sys "$SYS" --arg v "$RUN-rollback" --arg pid "$PID" '{
+  resourceType:"Bundle", type:"transaction", entry:[
+    {fullUrl:"urn:uuid:0b6a7d0e-0000-4000-8000-000000000003",
+     resource:{resourceType:"Patient", identifier:[{system:$sys, value:$v}]},
+     request:{method:"POST", url:"Patient"}},
+    {resource:{resourceType:"Patient", id:$pid, name:[{family:"ShouldNotExist"}]},
+     request:{method:"PUT", url:("Patient/" + $pid), ifMatch:"W/\"1\""}}]}')"
+req POST "" "$BADTX"
+BADCODE="$CODE"
+req GET "/Patient?identifier=$SYS|$RUN-rollback&_total=accurate"
+N_ROLLBACK="$(jb .total)"
+req GET "/Patient/$PID"
+check "transaction with a stale ifMatch entry -> $BADCODE; nothing written (total $N_ROLLBACK, Patient/$PID still v$(jb .meta.versionId))" \
+  test "$BADCODE" = 409 -a "$N_ROLLBACK" = 0 -a "$(jb .meta.versionId)" = 2
+
+# 6. history with _since -----------------------------------------------------------------
+req GET "/Patient/$PID/_history?_since=$SINCE"
+check "instance _history?_since -> versions 2,1" \
+  test "$(jb '[.entry[].resource.meta.versionId] | join(",")')" = "2,1"
+req GET "/Patient/_history?_since=$SINCE&_count=500"
+check "type _history?_since contains Patient/$PID" \
+  test "$(jb "[.entry[].resource.id] | index(\"$PID\") != null")" = true
+req GET "/_history?_since=$SINCE&_count=500"
+check "system _history?_since contains Patient/$PID and $TXOBS" \
+  test "$(jb "[.entry[].fullUrl] | (map(endswith(\"/Patient/$PID\")) | any) and (map(endswith(\"/$TXOBS\")) | any)")" = true
+# A delete shows up in the change feed as an entry without resource, request DELETE.
+req DELETE "/Patient/$CID"
+req GET "/_history?_since=$SINCE&_count=500"
+check "system _history shows the delete of Patient/$CID" \
+  test "$(jb "[.entry[] | select(.fullUrl | endswith(\"/Patient/$CID\")) | .request.method] | index(\"DELETE\") != null")" = true
+
+# 7. $validate ---------------------------------------------------------------------------
+# Claims the base R4 vitalsigns heart-rate profile but lacks category/subject/effective[x].
+OBS='{"resourceType":"Observation",
+  "meta":{"profile":["http://hl7.org/fhir/StructureDefinition/heartrate"]},
+  "status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},
+  "valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}'
+req POST '/Observation/$validate' "$OBS"
+NERR="$(jb '[.issue[] | select(.severity=="error")] | length')"
+check "\$validate Observation -> $CODE (HAPI answers 200 even with errors) OperationOutcome with $NERR error(s) against vitalsigns/heartrate" \
+  test "$(jb .resourceType)" = OperationOutcome -a "$NERR" -gt 0
+jq -r '.issue[] | select(.severity=="error") | "       - \(.diagnostics | .[0:110])"' "$TMP/body" | head -n 4
+req POST '/Observation/$validate' "$(jq -c 'del(.meta)' <<<"$OBS")"
+check "\$validate on the same Observation without the profile -> 200, no errors" \
+  test "$CODE" = 200 -a "$(jb '[.issue[] | select(.severity=="error")] | length')" = 0
+
+# 8. expunge (clean-up of what this run created) -------------------------------------------
+req DELETE "/Patient/$PID"
+req POST "/Patient/$PID/\$expunge" \
+  '{"resourceType":"Parameters","parameter":[{"name":"expungeDeletedResources","valueBoolean":true},{"name":"expungePreviousVersions","valueBoolean":true}]}'
+EXP="$CODE"
+req GET "/Patient/$PID/_history"
+check "DELETE + \$expunge Patient/$PID -> $EXP, its history is gone ($CODE)" \
+  test "$EXP" = 200 -a "$CODE" = 404
+
+printf '%d passed, %d failed\n' "$PASS" "$FAIL"
+[ "$FAIL" -eq 0 ]
