@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# EHRbase 2.16 CDRs, one per site, built from Maven Central (no Docker).
+#
+# Usage: deploy/ehrbase.sh start [N] | stop | status [N] | build
+#   start N   build deploy/ehrbase (once), prepare database ehrbase_site{i} and
+#             start site i on http://127.0.0.1:$((8100+i))/ehrbase for i in 1..N
+#             (N defaults to $CONFLICTDESK_SITES, else 2). Instances already
+#             answering are left alone. Waits until every instance answers
+#             GET /ehrbase/rest/status.
+#   stop      stop every instance recorded in .run/ehrbase-site*.pid (only those).
+#   status    show pid, readiness and RSS of each site.
+#   build     (re)build the launcher jar if its sources changed.
+#
+# Environment:
+#   EHRBASE_DB_PASSWORD   password of the roles ehrbase / ehrbase_restricted (dev default)
+#   EHRBASE_JAVA_OPTS     JVM options (default: small heap, serial GC, C1 only)
+#   EHRBASE_START_TIMEOUT seconds to wait for all instances (default 300)
+# Needs PostgreSQL on $PGHOST:$PGPORT (deploy/postgres.sh start).
+source "$(dirname "$0")/common.sh"
+
+EHRBASE_SRC="$REPO_DIR/deploy/ehrbase"
+JAR="$EHRBASE_SRC/target/ehrbase-launcher.jar"
+BASE_PORT=8100
+DB_ADMIN_ROLE=ehrbase               # owns schemas ehr/ext, runs Flyway
+DB_USER_ROLE=ehrbase_restricted     # runtime role: DML only
+DB_PASSWORD="${EHRBASE_DB_PASSWORD:-ehrbase-dev}"
+START_TIMEOUT="${EHRBASE_START_TIMEOUT:-300}"
+# -Xmx512m is enough for test loads; SerialGC and C1-only JIT start faster and
+# use less memory on a 2-core box than G1 + C2.
+JAVA_OPTS_DEFAULT="-Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -XX:ReservedCodeCacheSize=96m"
+JAVA_OPTS="${EHRBASE_JAVA_OPTS:-$JAVA_OPTS_DEFAULT}"
+
+port_of() { echo $(( BASE_PORT + $1 )); }
+status_url() { echo "http://127.0.0.1:$(port_of "$1")/ehrbase/rest/status"; }
+answering() { curl -fsS -o /dev/null -m 5 "$(status_url "$1")" 2>/dev/null; }
+port_listening() { ss -Hltn "sport = :$(port_of "$1")" 2>/dev/null | grep -q .; }
+rss_mb() { local kb; kb=$(ps -o rss= -p "$1" 2>/dev/null | tr -d ' '); [ -n "$kb" ] && echo $(( kb / 1024 )) || echo "-"; }
+
+java_bin() {
+  local jh
+  jh="$(java_home_for 21)" || die "EHRbase 2.16 needs Java 21+; none found under /usr/lib/jvm (Temurin 25 expected)"
+  echo "$jh"
+}
+
+# build: package the launcher unless the jar is newer than the pom and all sources.
+build() {
+  local jh; jh="$(java_bin)"
+  exec 9>"$RUN_DIR/ehrbase-build.lock"
+  flock 9   # two concurrent starts must not build into the same target/
+  if [ -f "$JAR" ] && [ -z "$(find "$EHRBASE_SRC/pom.xml" "$EHRBASE_SRC/src" -newer "$JAR" -print -quit)" ]; then
+    log "launcher jar is up to date ($JAR)"
+  else
+    command -v mvn >/dev/null || apt_install maven
+    log "building EHRbase launcher (first time downloads ~120 MB into ~/.m2)"
+    local t0=$SECONDS
+    ( cd "$EHRBASE_SRC" && JAVA_HOME="$jh" mvn -B -q package -DskipTests ) >"$RUN_DIR/ehrbase-build.log" 2>&1 \
+      || { tail -n 40 "$RUN_DIR/ehrbase-build.log" >&2; die "maven build failed (log: $RUN_DIR/ehrbase-build.log)"; }
+    [ -f "$JAR" ] || die "build produced no $JAR"
+    log "built $JAR in $(( SECONDS - t0 )) s"
+  fi
+  exec 9>&-
+}
+
+# ensure_roles: the two login roles shared by all sites (idempotent).
+ensure_roles() {
+  local r
+  for r in "$DB_ADMIN_ROLE" "$DB_USER_ROLE"; do
+    psql_super -d postgres -v role="$r" -v pass="$DB_PASSWORD" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN', :'role')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
+SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'role', :'pass') \gexec
+SQL
+  done
+}
+
+# ensure_site_db I: database ehrbase_siteI prepared as EHRbase expects before
+# Flyway runs (the steps that need a superuser). Every statement is idempotent.
+ensure_site_db() {
+  local db="ehrbase_site$1"
+  if ! psql_super -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
+    log "creating database $db"
+    psql_super -d postgres -c "CREATE DATABASE \"$db\" OWNER \"$DB_ADMIN_ROLE\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+  fi
+  psql_super -d "$db" -v db="$db" -v adm="$DB_ADMIN_ROLE" -v usr="$DB_USER_ROLE" <<'SQL'
+SELECT format('GRANT ALL PRIVILEGES ON DATABASE %I TO %I, %I', :'db', :'adm', :'usr') \gexec
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+SELECT format('CREATE SCHEMA IF NOT EXISTS ehr AUTHORIZATION %I', :'adm') \gexec
+SELECT format('GRANT USAGE ON SCHEMA ehr TO %I', :'usr') \gexec
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA ehr GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', :'adm', :'usr') \gexec
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA ehr GRANT SELECT ON SEQUENCES TO %I', :'adm', :'usr') \gexec
+SELECT format('CREATE SCHEMA IF NOT EXISTS ext AUTHORIZATION %I', :'adm') \gexec
+SELECT format('GRANT USAGE ON SCHEMA ext TO %I', :'usr') \gexec
+CREATE EXTENSION IF NOT EXISTS "uuid-ossp" SCHEMA ext;
+SELECT format('ALTER DATABASE %I SET search_path TO ext', :'db') \gexec
+SELECT format('ALTER DATABASE %I SET intervalstyle = %L', :'db', 'iso_8601') \gexec
+-- EHRbase's AQL SQL relies on the planner assuming one row per call.
+ALTER FUNCTION jsonb_path_query(jsonb, jsonpath, jsonb, boolean) ROWS 1;
+SQL
+}
+
+# launch I: start site I in the background (own session, so it outlives this
+# script and its caller's process group); record its pid.
+launch() {
+  local i="$1" name="ehrbase-site$1" port jh
+  port="$(port_of "$i")"; jh="$(java_bin)"
+  mkdir -p "$RUN_DIR/ehrbase-site$i.work"
+  : >"$RUN_DIR/$name.log"
+  # Passwords go through the environment, not argv (ps shows argv).
+  # shellcheck disable=SC2086
+  ( cd "$RUN_DIR/ehrbase-site$i.work" && \
+    SPRING_DATASOURCE_PASSWORD="$DB_PASSWORD" SPRING_FLYWAY_PASSWORD="$DB_PASSWORD" \
+    exec setsid "$jh/bin/java" $JAVA_OPTS -Djava.io.tmpdir="$RUN_DIR/ehrbase-site$i.work" \
+      -jar "$JAR" \
+      --server.address=127.0.0.1 --server.port="$port" \
+      --server.nodename="site$i.conflictdesk.local" \
+      --spring.datasource.url="jdbc:postgresql://$PG_HOST:$PG_PORT/ehrbase_site$i" \
+      --spring.datasource.username="$DB_USER_ROLE" \
+      --spring.flyway.user="$DB_ADMIN_ROLE" \
+      </dev/null >>"$RUN_DIR/$name.log" 2>&1 ) &
+  echo $! >"$RUN_DIR/$name.pid"
+  log "site$i: started pid $! on port $port (log: $RUN_DIR/$name.log)"
+}
+
+start() {
+  local n="${1:-${CONFLICTDESK_SITES:-2}}" i pending=() ready=() t0 now last=0 line
+  [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "start N: N must be 1..99, got '$n'"
+  t0=$SECONDS
+  for i in $(seq 1 "$n"); do
+    if answering "$i"; then log "site$i already answering on port $(port_of "$i"); left alone"; continue; fi
+    if pid_alive "ehrbase-site$i"; then log "site$i (pid $(cat "$RUN_DIR/ehrbase-site$i.pid")) is still starting"; pending+=("$i"); continue; fi
+    port_listening "$i" && die "port $(port_of "$i") is taken by something that is not our EHRbase site$i"
+    pending+=("$i")
+  done
+  [ ${#pending[@]} -eq 0 ] && { log "all $n EHRbase sites ready"; return 0; }
+
+  build
+  runuser -u postgres -- pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL is not ready (run deploy/postgres.sh start)"
+  ensure_roles
+  for i in "${pending[@]}"; do
+    ensure_site_db "$i"
+    pid_alive "ehrbase-site$i" || launch "$i"
+  done
+
+  # Wait for all instances together, reporting progress every 15 s.
+  while [ ${#pending[@]} -gt 0 ]; do
+    local still=()
+    for i in "${pending[@]}"; do
+      if answering "$i"; then
+        log "site$i ready on http://127.0.0.1:$(port_of "$i")/ehrbase after $(( SECONDS - t0 )) s (pid $(cat "$RUN_DIR/ehrbase-site$i.pid"), RSS $(rss_mb "$(cat "$RUN_DIR/ehrbase-site$i.pid")") MB)"
+        ready+=("$i")
+      elif ! pid_alive "ehrbase-site$i"; then
+        tail -n 40 "$RUN_DIR/ehrbase-site$i.log" >&2 || true
+        rm -f "$RUN_DIR/ehrbase-site$i.pid"
+        die "site$i exited during start-up (log: $RUN_DIR/ehrbase-site$i.log)"
+      else
+        still+=("$i")
+      fi
+    done
+    pending=("${still[@]+"${still[@]}"}")
+    [ ${#pending[@]} -eq 0 ] && break
+    now=$SECONDS
+    if [ $(( now - t0 )) -ge "$START_TIMEOUT" ]; then
+      die "site(s) ${pending[*]} not ready within ${START_TIMEOUT}s (logs: $RUN_DIR/ehrbase-site*.log)"
+    fi
+    if [ $(( now - last )) -ge 15 ]; then
+      last=$now
+      for i in "${pending[@]}"; do
+        line="$(grep -aE ' (INFO|WARN|ERROR) ' "$RUN_DIR/ehrbase-site$i.log" 2>/dev/null | tail -n1 | sed -E 's/^.* : //' | cut -c1-90)"
+        log "site$i starting ($(( now - t0 )) s): ${line:-JVM starting}"
+      done
+    fi
+    sleep 1
+  done
+  log "all $n EHRbase sites ready"
+}
+
+stop() {
+  local f name any=0
+  for f in "$RUN_DIR"/ehrbase-site*.pid; do
+    [ -f "$f" ] || continue
+    any=1; name="$(basename "$f" .pid)"
+    stop_pid "$name"
+  done
+  [ $any -eq 1 ] || log "no EHRbase instance recorded in $RUN_DIR"
+}
+
+status() {
+  local n="${1:-${CONFLICTDESK_SITES:-2}}" i pid state rc=0
+  for i in $(seq 1 "$n"); do
+    pid="-"; [ -f "$RUN_DIR/ehrbase-site$i.pid" ] && pid="$(cat "$RUN_DIR/ehrbase-site$i.pid")"
+    if answering "$i"; then state=ready
+    elif pid_alive "ehrbase-site$i"; then state=starting; rc=1
+    else state=stopped; rc=1; fi
+    printf 'site%s  port %s  %-8s pid %-8s RSS %s MB\n' "$i" "$(port_of "$i")" "$state" "$pid" \
+      "$( [ "$pid" != - ] && rss_mb "$pid" || echo -)"
+  done
+  return $rc
+}
+
+case "${1:-}" in
+  start) start "${2:-}" ;;
+  stop) stop ;;
+  status) status "${2:-}" ;;
+  build) build ;;
+  *) die "usage: $0 start [N] | stop | status [N] | build" ;;
+esac
