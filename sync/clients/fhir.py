@@ -140,11 +140,18 @@ class FHIRClient:
     # --- Writes -----------------------------------------------------------
 
     def create(self, resource: dict[str, Any], *, if_none_exist: Criteria | None = None) -> Written:
-        """Create; with ``if_none_exist`` a retry finds the first attempt's resource instead of a twin."""
+        """Create; with ``if_none_exist`` a retry finds the first attempt's resource instead of a twin.
+
+        HAPI's 412 here means the criteria matched several resources, a data
+        problem rather than a stale version, so it raises ``InvalidRequest``;
+        a 409 (two racing conditional creates) still means "re-read".
+        """
         headers = _write_headers()
         if if_none_exist is not None:
             headers["If-None-Exist"] = str(httpx.QueryParams(if_none_exist))
-        response = self.http.request("POST", resource["resourceType"], json=resource, headers=headers)
+        response = self.http.request(
+            "POST", resource["resourceType"], json=resource, headers=headers, stale_statuses=(409,)
+        )
         return _written(response, resource["resourceType"])
 
     def update(self, resource: dict[str, Any], *, if_match_version: str | None = None) -> Written:

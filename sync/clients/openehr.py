@@ -73,7 +73,11 @@ class TemplateInfo:
 
 @dataclass(frozen=True)
 class TemplateUpload:
-    """``created`` is False when the CDR already had the template (EHRbase 409)."""
+    """``created`` is False when the CDR kept the copy it already had (409).
+
+    A CDR running with ``ehrbase.template.allow-overwrite`` replaces the
+    template instead and answers 201, so ``created`` is True again.
+    """
 
     template_id: str
     created: bool
@@ -207,10 +211,15 @@ class OpenEHRClient:
     def create_composition(
         self, ehr_id: str, composition: dict[str, Any], *, template_id: str | None = None
     ) -> VersionRef:
-        """Commit a new composition; with ``template_id`` the content is FLAT for that template."""
+        """Commit a new composition; with ``template_id`` the content is FLAT for that template.
+
+        A create has no version to be stale on, so a 412 here (EHRbase's answer
+        to a ``uid`` minted by another system) is an ``InvalidRequest``.
+        """
         response = self.http.request(
             "POST",
             f"ehr/{ehr_id}/composition",
+            stale_statuses=(),
             **_composition_body(composition, template_id),
         )
         return _version_ref(response, ehr_id)

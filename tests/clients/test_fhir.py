@@ -189,3 +189,10 @@ def test_validate_returns_the_outcome_whether_valid_or_not(fhir):
     route.side_effect = [httpx.Response(200, json=ok), httpx.Response(412, json=bad)]
     assert client.validate({"resourceType": "Patient"}, profile="http://example.org/p") == ok
     assert client.validate({"resourceType": "Patient"}, profile="http://example.org/p") == bad
+
+
+def test_a_conditional_create_matching_several_resources_is_invalid(fhir):
+    client, router = fhir
+    router.post("/Patient").respond(412, json={"resourceType": "OperationOutcome", "issue": [{"code": "duplicate"}]})
+    with pytest.raises(InvalidRequest):
+        client.create({"resourceType": "Patient"}, if_none_exist="identifier=urn:mrn|1")

@@ -6,7 +6,7 @@ import httpx
 import pytest
 import respx
 
-from sync.clients.errors import NotFound, PreconditionFailed
+from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed
 from sync.clients.openehr import FLAT_JSON, OpenEHRClient, template_id_of
 
 CDR = "http://cdr.test/ehrbase/rest/openehr/v1"
@@ -185,3 +185,12 @@ def test_aql_rows_become_dicts_keyed_by_column_name(cdr):
     assert rows == [{"ehr_id": EHR_ID, "c/uid/value": V1}, {"ehr_id": EHR_ID, "c/uid/value": V2}]
     sent = json.loads(route.calls.last.request.content)
     assert sent == {"q": "SELECT ...", "query_parameters": {"since": "2026-01-01T00:00:00Z"}, "offset": 10, "fetch": 2}
+
+
+def test_a_412_on_create_is_an_invalid_request_not_a_stale_version(cdr):
+    client, router = cdr
+    body = {"error": "Precondition Failed", "message": "Mismatch of creating_system_id"}
+    router.post(f"/ehr/{EHR_ID}/composition").respond(412, json=body)
+    with pytest.raises(InvalidRequest) as caught:
+        client.create_composition(EHR_ID, {"_type": "COMPOSITION", "uid": {"value": "x::other.system::1"}})
+    assert caught.value.status == 412

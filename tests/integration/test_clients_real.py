@@ -35,14 +35,13 @@ def _now() -> datetime:
 # --- openEHR ------------------------------------------------------------------
 
 
+def _corpus_json(name: str) -> dict:
+    return json.loads((OPENEHR_CORPUS / "compositions" / name).read_text())
+
+
 @pytest.fixture(scope="module")
 def procedure_opt() -> bytes:
     return (OPENEHR_CORPUS / "templates" / "kds_procedure.opt").read_bytes()
-
-
-@pytest.fixture(scope="module")
-def procedure_flat() -> dict:
-    return json.loads((OPENEHR_CORPUS / "compositions" / "kds_procedure.flat.json").read_text())
 
 
 @pytest.fixture
@@ -52,8 +51,20 @@ def cdr(ehrbase_urls):
 
 
 @pytest.fixture
-def procedure_template(cdr, procedure_opt) -> str:
-    return cdr.upload_template(procedure_opt).template_id
+def procedure(cdr, procedure_opt) -> dict:
+    """A canonical KDS_Prozedur composition, its template uploaded.
+
+    The canonical corpus file is used because kds_procedure.flat.json does not
+    match its OPT (EHRbase: "Could not consume Parts [.../körperstelle:0|...]").
+    """
+    cdr.upload_template(procedure_opt)
+    return _corpus_json("kds_procedure.patient3-3.composition.json")
+
+
+@pytest.fixture
+def vital_signs_template(cdr) -> str:
+    """Template of vital_signs_ehrn.flat.json, the FLAT corpus file EHRbase accepts as is."""
+    return cdr.upload_template((OPENEHR_CORPUS / "templates" / "vital_signs_ehrn.opt").read_bytes()).template_id
 
 
 def test_it_uploads_a_template_to_every_site_idempotently(ehrbase_urls, procedure_opt):
@@ -61,8 +72,8 @@ def test_it_uploads_a_template_to_every_site_idempotently(ehrbase_urls, procedur
     for url in ehrbase_urls:
         with OpenEHRClient(url) as site:
             site.upload_template(procedure_opt)
-            again = site.upload_template(procedure_opt)
-            assert (again.template_id, again.created) == (template_id, False)
+            # 409 (kept) or 201 (replaced, with ehrbase.template.allow-overwrite): never an error.
+            assert site.upload_template(procedure_opt).template_id == template_id
             assert template_id in {t.template_id for t in site.list_templates()}
             assert site.web_template(template_id)["templateId"] == template_id
 
@@ -80,30 +91,45 @@ def test_it_creates_an_ehr_with_our_own_id(cdr):
     assert cdr.create_ehr(ehr_id=ehr_id).ehr_id == ehr_id
 
 
-def test_it_updates_a_composition_and_refuses_a_stale_version(cdr, procedure_template, procedure_flat):
+def test_it_updates_a_composition_and_refuses_a_stale_version(cdr, procedure):
     ehr = cdr.create_ehr()
-    v1 = cdr.create_composition(ehr.ehr_id, procedure_flat, template_id=procedure_template)
+    v1 = cdr.create_composition(ehr.ehr_id, procedure)
     assert v1.version == 1
 
-    edited = {**procedure_flat, "kds_prozedur/context/bericht_id": "conflictdesk-edit"}
-    v2 = cdr.update_composition(ehr.ehr_id, v1.version_uid, edited, template_id=procedure_template)
+    edited = {**procedure, "composer": {**procedure["composer"], "name": "ConflictDesk edit"}}
+    v2 = cdr.update_composition(ehr.ehr_id, v1.version_uid, edited)
     assert (v2.uid, v2.version) == (v1.uid, 2)
 
     with pytest.raises(PreconditionFailed) as caught:
-        cdr.update_composition(ehr.ehr_id, v1.version_uid, procedure_flat, template_id=procedure_template)
+        cdr.update_composition(ehr.ehr_id, v1.version_uid, procedure)
     assert caught.value.status == 412
 
-    latest = cdr.get_composition(ehr.ehr_id, v1.uid, flat=True)
+    latest = cdr.get_composition(ehr.ehr_id, v1.uid)
     assert latest.ref.version_uid == v2.version_uid
-    assert latest.content["kds_prozedur/context/bericht_id"] == "conflictdesk-edit"
+    assert latest.content["composer"]["name"] == "ConflictDesk edit"
     assert cdr.get_composition(ehr.ehr_id, v1.version_uid).ref.version == 1
     assert [r.version_uid for r in cdr.revision_history(ehr.ehr_id, v1.uid)] == [v1.version_uid, v2.version_uid]
 
 
-def test_a_deleted_composition_is_gone_but_stays_in_its_history(cdr, procedure_template, procedure_flat):
+def test_it_round_trips_a_flat_composition(cdr, vital_signs_template):
+    flat = _corpus_json("vital_signs_ehrn.flat.json")
     ehr = cdr.create_ehr()
-    v1 = cdr.create_composition(ehr.ehr_id, procedure_flat, template_id=procedure_template)
-    v2 = cdr.update_composition(ehr.ehr_id, v1.version_uid, procedure_flat, template_id=procedure_template)
+    v1 = cdr.create_composition(ehr.ehr_id, flat, template_id=vital_signs_template)
+    stored = cdr.get_composition(ehr.ehr_id, v1.uid, flat=True)
+    assert stored.ref.version_uid == v1.version_uid
+    assert stored.content["ehrn_vital_signs.v2/composer|name"] == flat["ehrn_vital_signs.v2/composer|name"]
+
+    edited = {**flat, "ehrn_vital_signs.v2/composer|name": "ConflictDesk edit"}
+    v2 = cdr.update_composition(ehr.ehr_id, v1.version_uid, edited, template_id=vital_signs_template)
+    assert v2.version == 2
+    with pytest.raises(PreconditionFailed):
+        cdr.update_composition(ehr.ehr_id, v1.version_uid, flat, template_id=vital_signs_template)
+
+
+def test_a_deleted_composition_is_gone_but_stays_in_its_history(cdr, procedure):
+    ehr = cdr.create_ehr()
+    v1 = cdr.create_composition(ehr.ehr_id, procedure)
+    v2 = cdr.update_composition(ehr.ehr_id, v1.version_uid, procedure)
     with pytest.raises(PreconditionFailed):
         cdr.delete_composition(ehr.ehr_id, v1.version_uid)
     cdr.delete_composition(ehr.ehr_id, v2.version_uid)
@@ -112,18 +138,18 @@ def test_a_deleted_composition_is_gone_but_stays_in_its_history(cdr, procedure_t
     assert len(cdr.revision_history(ehr.ehr_id, v1.uid)) == 3
 
 
-def test_changes_since_sees_a_fresh_commit(cdr, procedure_template, procedure_flat):
+def test_changes_since_sees_a_fresh_commit(cdr, procedure):
     before = _now()
     ehr = cdr.create_ehr()
-    ref = cdr.create_composition(ehr.ehr_id, procedure_flat, template_id=procedure_template)
+    ref = cdr.create_composition(ehr.ehr_id, procedure)
     rows = [row for row in cdr.changes_since(before, overlap_seconds=5, page_size=200) if row.ehr_id == ehr.ehr_id]
-    assert [(row.version_uid, row.template_id) for row in rows] == [(ref.version_uid, procedure_template)]
+    assert [(row.version_uid, row.template_id) for row in rows] == [(ref.version_uid, "KDS_Prozedur")]
     assert rows[0].committed_at >= before - timedelta(seconds=5)
 
 
-def test_aql_rows_are_keyed_by_alias(cdr, procedure_template, procedure_flat):
+def test_aql_rows_are_keyed_by_alias(cdr, procedure):
     ehr = cdr.create_ehr()
-    ref = cdr.create_composition(ehr.ehr_id, procedure_flat, template_id=procedure_template)
+    ref = cdr.create_composition(ehr.ehr_id, procedure)
     rows = cdr.query(
         "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c WHERE e/ehr_id/value = $ehr_id",
         {"ehr_id": ehr.ehr_id},
