@@ -29,6 +29,8 @@ START_TIMEOUT="${EHRBASE_START_TIMEOUT:-300}"
 # use less memory on a 2-core box than G1 + C2.
 JAVA_OPTS_DEFAULT="-Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -XX:ReservedCodeCacheSize=96m"
 JAVA_OPTS="${EHRBASE_JAVA_OPTS:-$JAVA_OPTS_DEFAULT}"
+# Tomcat loads its native library (APR probe): allow it without JDK 22+'s warning.
+JAVA_OPTS="$JAVA_OPTS --enable-native-access=ALL-UNNAMED"
 
 port_of() { echo $(( BASE_PORT + $1 )); }
 status_url() { echo "http://127.0.0.1:$(port_of "$1")/ehrbase/rest/status"; }
@@ -81,7 +83,7 @@ ensure_site_db() {
     log "creating database $db"
     psql_super -d postgres -c "CREATE DATABASE \"$db\" OWNER \"$DB_ADMIN_ROLE\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
   fi
-  psql_super -d "$db" -v db="$db" -v adm="$DB_ADMIN_ROLE" -v usr="$DB_USER_ROLE" <<'SQL'
+  PGOPTIONS='-c client_min_messages=warning' psql_super -d "$db" -v db="$db" -v adm="$DB_ADMIN_ROLE" -v usr="$DB_USER_ROLE" <<'SQL'
 SELECT format('GRANT ALL PRIVILEGES ON DATABASE %I TO %I, %I', :'db', :'adm', :'usr') \gexec
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 SELECT format('CREATE SCHEMA IF NOT EXISTS ehr AUTHORIZATION %I', :'adm') \gexec
