@@ -139,7 +139,11 @@ def test_system_history_pages_and_reports_deletes(fhir):
         json=bundle(
             [
                 {
-                    "resource": {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "2", "lastUpdated": "2026-03-01T12:00:05Z"}},
+                    "resource": {
+                        "resourceType": "Patient",
+                        "id": "p1",
+                        "meta": {"versionId": "2", "lastUpdated": "2026-03-01T12:00:05Z"},
+                    },
                     "request": {"method": "PUT", "url": "Patient/p1"},
                 }
             ],

@@ -85,7 +85,8 @@ def test_template_id_is_read_from_the_opt():
 def test_it_lists_templates_and_fetches_a_web_template(cdr):
     client, router = cdr
     router.get("/definition/template/adl1.4").respond(
-        200, json=[{"template_id": "KDS_Prozedur", "concept": "KDS_Prozedur", "archetype_id": "openEHR-EHR-COMPOSITION.report.v1"}]
+        200,
+        json=[{"template_id": "KDS_Prozedur", "concept": "KDS_Prozedur", "archetype_id": "openEHR-EHR-COMPOSITION.v1"}],
     )
     wt = router.get("/definition/template/adl1.4/KDS_Prozedur").respond(200, json={"templateId": "KDS_Prozedur"})
     assert [t.template_id for t in client.list_templates()] == ["KDS_Prozedur"]
@@ -158,14 +159,16 @@ def test_a_deleted_composition_is_not_found(cdr):
         client.get_composition(EHR_ID, UID)
 
 
+def revision(version_uid, at, change_type):
+    audit = {"time_committed": {"value": at}, "change_type": {"value": change_type}}
+    return {"version_id": {"value": version_uid}, "audits": [audit]}
+
+
 def test_it_reads_the_revision_history(cdr):
     client, router = cdr
     router.get(f"/ehr/{EHR_ID}/versioned_composition/{UID}/revision_history").respond(
         200,
-        json=[
-            {"version_id": {"value": V1}, "audits": [{"time_committed": {"value": "2026-01-01T10:00:00Z"}, "change_type": {"value": "creation"}}]},
-            {"version_id": {"value": V2}, "audits": [{"time_committed": {"value": "2026-01-01T11:00:00Z"}, "change_type": {"value": "deleted"}}]},
-        ],
+        json=[revision(V1, "2026-01-01T10:00:00Z", "creation"), revision(V2, "2026-01-01T11:00:00Z", "deleted")],
     )
     history = client.revision_history(EHR_ID, UID)
     assert [(r.version_uid, r.change_type) for r in history] == [(V1, "creation"), (V2, "deleted")]

@@ -7,6 +7,7 @@ makes its own EHR, subject and identifiers, so reruns against the same
 servers never collide.
 """
 
+import copy
 import json
 import os
 import uuid
@@ -96,7 +97,8 @@ def test_it_updates_a_composition_and_refuses_a_stale_version(cdr, procedure):
     v1 = cdr.create_composition(ehr.ehr_id, procedure)
     assert v1.version == 1
 
-    edited = {**procedure, "composer": {**procedure["composer"], "name": "ConflictDesk edit"}}
+    edited = copy.deepcopy(procedure)
+    edited["context"]["end_time"]["value"] = "2022-07-21T16:00:00"
     v2 = cdr.update_composition(ehr.ehr_id, v1.version_uid, edited)
     assert (v2.uid, v2.version) == (v1.uid, 2)
 
@@ -106,7 +108,7 @@ def test_it_updates_a_composition_and_refuses_a_stale_version(cdr, procedure):
 
     latest = cdr.get_composition(ehr.ehr_id, v1.uid)
     assert latest.ref.version_uid == v2.version_uid
-    assert latest.content["composer"]["name"] == "ConflictDesk edit"
+    assert latest.content["context"]["end_time"]["value"].startswith("2022-07-21T16:00:00")
     assert cdr.get_composition(ehr.ehr_id, v1.version_uid).ref.version == 1
     assert [r.version_uid for r in cdr.revision_history(ehr.ehr_id, v1.uid)] == [v1.version_uid, v2.version_uid]
 
@@ -167,7 +169,11 @@ def fhir(fhir_base_url):
 
 
 def _patient(mrn: str, family: str = "Test") -> dict:
-    return {"resourceType": "Patient", "identifier": [{"system": TEST_SYSTEM, "value": mrn}], "name": [{"family": family}]}
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": TEST_SYSTEM, "value": mrn}],
+        "name": [{"family": family}],
+    }
 
 
 def _mrn() -> str:
