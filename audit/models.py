@@ -46,3 +46,32 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.occurred_at:%Y-%m-%dT%H:%M:%S.%fZ} {self.action} {self.outcome}"
+
+
+class AuditHead(models.Model):
+    """The last link of one partition's chain; its row lock is the partition's sequencer."""
+
+    partition = models.CharField(max_length=100, primary_key=True)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+
+    def __str__(self):
+        return f"{self.partition}@{self.seq}"
+
+
+class AuditAnchor(models.Model):
+    """A chain head as written to the central FHIR server, so a rewrite can be seen from outside."""
+
+    partition = models.CharField(max_length=100)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    fhir_id = models.CharField(max_length=64)
+    fhir_version = models.CharField(max_length=64, blank=True)
+    anchored_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["partition", "seq"], name="uniq_audit_anchor_partition_seq")]
+        ordering = ["partition", "seq"]
+
+    def __str__(self):
+        return f"{self.partition}@{self.seq} -> AuditEvent/{self.fhir_id}"
