@@ -8,3 +8,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conflictdesk.settings")
 app = Celery("conflictdesk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def _every(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+# Beat only ticks; each site's own poll_interval_seconds is honoured by poll_due,
+# so changing an interval needs no beat restart.
+app.conf.beat_schedule = {
+    "sync-poll-due-sites": {"task": "sync.poll_due", "schedule": 1.0},
+    "sync-poll-central": {"task": "sync.poll_central", "schedule": _every("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)},
+    "sync-sweep": {"task": "sync.sweep", "schedule": _every("CONFLICTDESK_SWEEP_SECONDS", 10)},
+}

@@ -176,3 +176,20 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("CONFLICTDESK_LOG_LEVEL", "INFO")},
 }
+
+# --- sync engine runtime (issue 4) -------------------------------------------
+# A run's lease: a worker that vanished mid-step is replaced once it lapses.
+# Renewed at every step, so it only needs to outlast the slowest single step.
+CONFLICTDESK_RUN_LEASE_SECONDS = env_int("CONFLICTDESK_RUN_LEASE_SECONDS", 120)
+# The sweeper re-sends a hint for work with no live lease after this long.
+CONFLICTDESK_REDISPATCH_AFTER_SECONDS = env_int("CONFLICTDESK_REDISPATCH_AFTER_SECONDS", 30)
+CONFLICTDESK_SWEEP_SECONDS = env_int("CONFLICTDESK_SWEEP_SECONDS", 10)
+# Re-read this much before each cursor to absorb clock skew; rows are de-duplicated.
+CONFLICTDESK_POLL_OVERLAP_SECONDS = env_int("CONFLICTDESK_POLL_OVERLAP_SECONDS", 5)
+CONFLICTDESK_CENTRAL_POLL_SECONDS = env_int("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)
+# Resource types whose central changes flow back to the sites.
+CONFLICTDESK_FLOWBACK_TYPES = env_list("CONFLICTDESK_FLOWBACK_TYPES") or [
+    "Observation", "Condition", "Procedure", "MedicationRequest", "CarePlan", "DiagnosticReport",
+]
+# Ask HAPI's $validate too (slower; the fhir.resources check always runs).
+CONFLICTDESK_HAPI_VALIDATE = env_bool("CONFLICTDESK_HAPI_VALIDATE", False)

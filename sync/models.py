@@ -31,6 +31,9 @@ class Site(models.Model):
     )
     poll_interval_seconds = models.PositiveIntegerField(default=30)
     enabled = models.BooleanField(default=True)
+    local_demo = models.BooleanField(
+        default=False, help_text="Allow a CDR that accepts unauthenticated requests (local demo and tests only)."
+    )
     fidelity_guard = models.CharField(max_length=20, choices=GuardMode.choices, default=GuardMode.STRICT)
     template_ids = models.JSONField(
         default=list, blank=True, help_text="Templates this site accepts for writes from the centre."
@@ -189,6 +192,9 @@ class SyncRun(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last Celery hint sent; the sweeper re-sends only stale ones."
+    )
     losses = models.JSONField(default=list, blank=True, help_text="Declared losses recorded by the fidelity guard.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -310,3 +316,21 @@ class Resolution(models.Model):
     content = models.JSONField(help_text="The chosen clinical content to write to both sides.")
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     decided_at = models.DateTimeField(auto_now_add=True)
+
+
+class EngineWrite(models.Model):
+    """A version the engine itself wrote: when detection sees it again it is an echo, not a change."""
+
+    destination = models.CharField(max_length=120, help_text='"central" or "site:<name>".')
+    object_id = models.CharField(max_length=200, help_text="Type/id centrally, versioned object uid at a site.")
+    version = models.CharField(max_length=200, help_text="FHIR versionId, or openEHR version uid.")
+    run = models.ForeignKey(SyncRun, on_delete=models.PROTECT, null=True, blank=True, related_name="writes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "object_id", "version"], name="uniq_engine_write")
+        ]
+
+    def __str__(self):
+        return f"{self.destination} {self.object_id} @ {self.version}"

@@ -1,0 +1,156 @@
+"""Change detection: turn what changed at a site or centrally into ChangeEvents and SyncRuns.
+
+Every pass reads the source from its cursor (minus an overlap for clock skew),
+then in ONE transaction records a ChangeEvent per new version (unique per
+object and version, so re-read rows are no-ops), a SyncRun per event, and
+moves the cursor. Celery hints go out after that commit. Our own writes come
+back here too: they are recognised by the exact version the engine recorded
+(EngineWrite) and stored as echo events without a run.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sync.identity import CENTRAL, central_record_key, record_key, site_source
+from sync.models import ChangeEvent, Cursor, Direction, EngineWrite, RecordLink, Site, SyncRun
+from sync.workflow.dispatch import dispatch_run
+from sync.workflow.services import get_services
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+# Current compositions per EHR; a linked composition missing here was deleted.
+LIVE_COMPOSITIONS_AQL = "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One detected source version, before it becomes a row."""
+
+    object_id: str
+    version: str
+    number: int
+    change_type: str
+    committed_at: datetime | None
+    ehr_id: str = ""
+
+
+def poll_site(site: Site) -> int:
+    """One detection pass over a site; returns how many new runs it queued."""
+    client = get_services().openehr(site)
+    source = site_source(site.name)
+    cursor, _ = Cursor.objects.get_or_create(source=source)
+    since = cursor.position or EPOCH
+    changes = [
+        Change(
+            object_id=row.uid,
+            version=row.version_uid,
+            number=row.version,
+            change_type=row.change_type or "modification",
+            committed_at=row.committed_at,
+            ehr_id=row.ehr_id,
+        )
+        for row in client.changes_since(since, overlap_seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
+    ]
+    changes += _site_deletions(client, site)
+    newest = max((c.committed_at for c in changes if c.committed_at), default=None)
+    return record_changes(source, site, Direction.TO_FHIR, changes, newest)
+
+
+def poll_central() -> int:
+    """One detection pass over the central server's history for the flow-back types."""
+    fhir = get_services().fhir
+    cursor, _ = Cursor.objects.get_or_create(source=CENTRAL)
+    since = (cursor.position or EPOCH) - timedelta(seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
+    entries = list(fhir.history(since, settings.CONFLICTDESK_FLOWBACK_TYPES))
+    changes = [
+        Change(
+            object_id=f"{e.resource_type}/{e.id}",
+            version=str(e.version_id),
+            number=int(e.version_id),
+            change_type="deleted" if e.deleted else ("creation" if str(e.version_id) == "1" else "modification"),
+            committed_at=datetime.fromisoformat(e.last_updated) if e.last_updated else None,
+        )
+        for e in entries
+    ]
+    # HAPI lists newest first: queue each object's versions oldest first.
+    changes.sort(key=lambda c: (c.committed_at or EPOCH, c.number))
+    newest = max((c.committed_at for c in changes if c.committed_at), default=None)
+    return record_changes(CENTRAL, None, Direction.TO_OPENEHR, changes, newest)
+
+
+def record_changes(source: str, site: Site | None, direction: str, changes: list[Change], newest) -> int:
+    """Events, runs and the cursor move in one transaction; hints after commit."""
+    created = 0
+    with transaction.atomic():
+        cursor = Cursor.objects.select_for_update().get(source=source)
+        for change in changes:
+            event, new = ChangeEvent.objects.get_or_create(
+                source=source,
+                source_object_id=change.object_id,
+                source_version=change.version,
+                defaults={
+                    "direction": direction,
+                    "site": site,
+                    "version_number": change.number,
+                    "change_type": change.change_type,
+                    "ehr_id": change.ehr_id,
+                    "committed_at": change.committed_at,
+                },
+            )
+            if not new:
+                continue
+            destination = CENTRAL if site is None else site_source(site.name)
+            if EngineWrite.objects.filter(destination=destination, object_id=change.object_id, version=change.version).exists():
+                ChangeEvent.objects.filter(pk=event.pk).update(status=ChangeEvent.Status.ECHO)
+                continue
+            run = SyncRun.objects.create(
+                change_event=event, direction=direction, site=site, record_key=_record_key(site, change)
+            )
+            dispatch_run(run.pk)
+            created += 1
+        if newest and (cursor.position is None or newest > cursor.position):
+            cursor.position = newest
+        cursor.last_polled_at = timezone.now()
+        cursor.save()
+    if created:
+        log.info("poll %s: %s new run(s)", source, created)
+    return created
+
+
+def _record_key(site: Site | None, change: Change) -> str:
+    if site is not None:
+        return record_key(site.name, change.object_id)
+    resource_type, resource_id = change.object_id.split("/", 1)
+    link = (
+        RecordLink.objects.filter(fhir_resources__contains=[{"type": resource_type, "id": resource_id}])
+        .select_related("site")
+        .order_by("pk")
+        .first()
+    )
+    return record_key(link.site.name, link.versioned_object_uid) if link else central_record_key(resource_type, resource_id)
+
+
+def _site_deletions(client, site: Site) -> list[Change]:
+    """Linked compositions that are gone at the site (AQL shows no deletes; the id set does)."""
+    linked = dict(
+        RecordLink.objects.filter(site=site, deleted=False).values_list("versioned_object_uid", "patient_link__ehr_id")
+    )
+    if not linked:
+        return []
+    live = {row["version_uid"].split("::", 1)[0] for row in client.query(LIVE_COMPOSITIONS_AQL)}
+    changes = []
+    for vo_uid in set(linked) - live:
+        ehr_id = linked[vo_uid]
+        history = client.revision_history(ehr_id, vo_uid)
+        last = history[-1]
+        committed = datetime.fromisoformat(last.committed_at) if last.committed_at else None
+        changes.append(Change(vo_uid, last.version_uid, int(last.version_uid.rsplit("::", 1)[1]), "deleted", committed, ehr_id))
+    return changes

@@ -1,0 +1,1 @@
+"""The durable sync workflow: steps as plain functions, a runner that checkpoints them."""

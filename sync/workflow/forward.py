@@ -1,0 +1,310 @@
+"""Steps of a site -> central run (one composition version -> FHIR resources + Provenance).
+
+Each step reads what earlier steps left in the checkpoint, may call the
+outside world, and returns a StepResult; none writes the database itself
+(``effects`` do, inside the runner's transaction). Every step can run twice:
+reads are reads, and the write is conditional (If-None-Exist / If-Match).
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+
+from sync.clients.errors import NotFound
+from sync.identity import CENTRAL, site_source
+from sync.models import ChangeEvent, Conflict, EngineWrite, PatientLink, RecordLink, Step, SyncRun
+
+from .bundle import build_transaction
+from .content import record_content, refs_of
+from .patients import ensure_central_patient
+from .result import StepResult, ValidationFailed
+
+
+def detect(ctx) -> StepResult:
+    """Read the source version (unless it is our own echo) and find the central Patient."""
+    run, event, site = ctx.run, ctx.event, ctx.run.site
+    vo_uid = event.source_object_id
+    if EngineWrite.objects.filter(destination=site_source(site.name), object_id=vo_uid, version=event.source_version).exists():
+        return StepResult(terminal=SyncRun.Status.DONE, event_status=ChangeEvent.Status.ECHO, outcome="echo")
+    openehr = ctx.services.openehr(site)
+    composition = None
+    if event.change_type != "deleted":
+        composition = openehr.get_composition(event.ehr_id, event.source_version).content
+    link = PatientLink.objects.filter(site=site, ehr_id=event.ehr_id).first()
+    patient = (
+        {"fhir_patient_id": link.fhir_patient_id}
+        if link
+        else ensure_central_patient(ctx.services.fhir, openehr, site.name, event.ehr_id)
+    )
+
+    def effects(run):
+        patient_link, _ = PatientLink.objects.get_or_create(site=site, ehr_id=event.ehr_id, defaults=patient)
+        run.checkpoint["patient_link_id"] = patient_link.pk
+
+    payload_hash = ctx.services.audit.payload_hash
+    return StepResult(
+        next_step=Step.VALIDATE_SOURCE,
+        effects=effects,
+        checkpoint={
+            "source_payload": composition,
+            "vo_uid": vo_uid,
+            "version_uid": event.source_version,
+            "ehr_id": event.ehr_id,
+            "patient_ref": f"Patient/{patient['fhir_patient_id']}",
+            "source_hash": payload_hash(composition) if composition is not None else "",
+        },
+        audit={"source_hash": payload_hash(composition) if composition is not None else ""},
+    )
+
+
+def validate_source(ctx) -> StepResult:
+    """A composition we can map at all: canonical, with the template it was committed against."""
+    composition = ctx.checkpoint["source_payload"]
+    if composition is not None:
+        if composition.get("_type", "COMPOSITION") != "COMPOSITION" or "archetype_node_id" not in composition:
+            raise ValidationFailed("not a canonical COMPOSITION", rule="composition.canonical", path="/")
+        template_id = ((composition.get("archetype_details") or {}).get("template_id") or {}).get("value")
+        if not template_id:
+            raise ValidationFailed("composition names no template", rule="composition.template", path="/archetype_details/template_id")
+    return StepResult(next_step=Step.TRANSFORM)
+
+
+def transform(ctx) -> StepResult:
+    """Map to FHIR (pure) and build the Provenance; declared losses are kept on the run."""
+    cp, mapping, site = ctx.checkpoint, ctx.services.mapping, ctx.run.site
+    resources, losses, provenance = [], [], None
+    if cp["source_payload"] is not None:
+        result = mapping.to_fhir(cp["source_payload"], site=site.name, ehr_id=cp["ehr_id"], patient_ref=cp["patient_ref"])
+        resources, losses = list(result.resources), [_loss(x) for x in result.losses]
+        provenance = mapping.build_provenance(resources, site.name, cp["ehr_id"], cp["version_uid"])
+    content = record_content(resources, mapping.clinical_content)
+
+    def effects(run):
+        run.losses = losses
+
+    return StepResult(
+        next_step=Step.VALIDATE_TARGET,
+        effects=effects,
+        checkpoint={
+            "resources": resources,
+            "provenance": provenance,
+            "content": content,
+            "content_hash": ctx.services.audit.payload_hash(content),
+        },
+        audit={"detail": {"resources": len(resources), "losses": len(losses)}},
+    )
+
+
+def validate_target(ctx) -> StepResult:
+    """Every resource must be valid R4 before anything is sent."""
+    cp = ctx.checkpoint
+    for resource in [*cp["resources"], *([cp["provenance"]] if cp["provenance"] else [])]:
+        issues = ctx.services.mapping.validate_fhir(resource)
+        if settings.CONFLICTDESK_HAPI_VALIDATE and not issues:
+            issues = _server_issues(ctx.services.fhir.validate(resource))
+        if issues:
+            raise ValidationFailed(
+                f"{resource['resourceType']} fails R4 validation ({len(issues)} issue(s))",
+                rule=f"fhir.r4.{resource['resourceType']}",
+                path=_issue_path(issues[0]),
+                detail={"issues": [str(i) for i in issues]},
+            )
+    return StepResult(next_step=Step.CHECK_CONFLICT)
+
+
+def check_conflict(ctx) -> StepResult:
+    """Three-way: base (RecordLink) vs new source content vs the central resources now."""
+    run, cp, services = ctx.run, ctx.checkpoint, ctx.services
+    link = RecordLink.objects.filter(site=run.site, versioned_object_uid=cp["vo_uid"]).first()
+    if link is None or not link.fhir_resources:
+        return _plan("write", expected={})
+    expected = {r["key"]: r for r in link.fhir_resources}
+    current, versions = _read_current(services.fhir, link.fhir_resources)
+    now_content = record_content(current, services.mapping.clinical_content)
+    moved = versions != {r["key"]: r["version"] for r in link.fhir_resources}
+    if cp["content"] == now_content:
+        plan = "noop" if not moved else "adopt"  # both sides already agree
+        return _plan(plan, expected=_with_versions(expected, versions))
+    if not moved or now_content == link.base_content:
+        return _plan("write", expected=_with_versions(expected, versions))
+    if cp["content"] == link.base_content:
+        return _plan("noop", expected=_with_versions(expected, versions))  # only the centre changed
+    return _conflict(ctx, link, current, versions)
+
+
+def write(ctx) -> StepResult:
+    """One FHIR transaction; EngineWrite rows commit with the step so the echo is known."""
+    cp = ctx.checkpoint
+    if cp["plan"] != "write":
+        return StepResult(next_step=Step.AUDIT, outcome=f"skipped_{cp['plan']}", checkpoint={"written": _as_written(cp)})
+    bundle, keys = build_transaction(cp["resources"], cp["provenance"], cp["expected"], cp["version_uid"])
+    answer = ctx.services.fhir.transaction(bundle)
+    written, provenance_ref = [], None
+    for key, entry in zip(keys, answer.entries):
+        if key is not None:
+            written.append({"key": key, "type": entry.resource_type, "id": entry.id, "version": entry.version_id})
+        elif entry.resource_type == "Provenance":
+            provenance_ref = f"Provenance/{entry.id}"
+
+    def effects(run):
+        for w in written:
+            EngineWrite.objects.get_or_create(
+                destination=CENTRAL, object_id=f"{w['type']}/{w['id']}", version=w["version"], defaults={"run": run}
+            )
+
+    return StepResult(
+        next_step=Step.AUDIT,
+        effects=effects,
+        checkpoint={"written": written, "provenance_ref": provenance_ref},
+        audit={
+            "destination": CENTRAL,
+            "destination_object": ",".join(refs_of(written))[:250],
+            "written_hash": ctx.services.audit.payload_hash(cp["resources"]),
+            "detail": {"entries": len(bundle["entry"])},
+        },
+    )
+
+
+def audit(ctx) -> StepResult:
+    """Read back what is now central and record the three hashes."""
+    cp, services = ctx.checkpoint, ctx.services
+    readback = [services.fhir.vread(w["type"], w["id"], w["version"]) for w in cp["written"]]
+    same = record_content(readback, services.mapping.clinical_content) == cp["content"]
+    readback_hash = services.audit.payload_hash(readback)
+    return StepResult(
+        next_step=Step.ACKNOWLEDGE,
+        outcome="ok" if same else "readback_differs",
+        checkpoint={"readback_hash": readback_hash},
+        audit={
+            "destination": CENTRAL,
+            "destination_object": ",".join(refs_of(cp["written"]))[:250],
+            "destination_version": ",".join(str(w["version"]) for w in cp["written"])[:200],
+            "source_hash": cp["source_hash"],
+            "written_hash": services.audit.payload_hash(cp["resources"]),
+            "readback_hash": readback_hash,
+        },
+    )
+
+
+def acknowledge(ctx) -> StepResult:
+    """The new base: both versions and the content now on both sides."""
+    run, cp = ctx.run, ctx.checkpoint
+    content_hash = cp["content_hash"]
+
+    def effects(run):
+        RecordLink.objects.update_or_create(
+            site=run.site,
+            versioned_object_uid=cp["vo_uid"],
+            defaults={
+                "patient_link_id": run.checkpoint["patient_link_id"],
+                "template_id": _template_id(cp["source_payload"]),
+                "openehr_version_uid": cp["version_uid"],
+                "fhir_resources": cp["written"],
+                "canonical_hash": content_hash,
+                "base_content": cp["content"],
+                "deleted": cp["source_payload"] is None,
+                "last_synced_at": timezone.now(),
+            },
+        )
+
+    return StepResult(terminal=SyncRun.Status.DONE, effects=effects, audit={"source_hash": cp["source_hash"]})
+
+
+STEPS = {
+    Step.DETECT: detect,
+    Step.VALIDATE_SOURCE: validate_source,
+    Step.TRANSFORM: transform,
+    Step.VALIDATE_TARGET: validate_target,
+    Step.CHECK_CONFLICT: check_conflict,
+    Step.WRITE: write,
+    Step.AUDIT: audit,
+    Step.ACKNOWLEDGE: acknowledge,
+}
+
+
+def _plan(plan: str, *, expected: dict) -> StepResult:
+    return StepResult(next_step=Step.WRITE, outcome=plan, checkpoint={"plan": plan, "expected": expected})
+
+
+def _read_current(fhir, link_resources):
+    """The linked resources as they are centrally now, and their versions (None if deleted)."""
+    current, versions = [], {}
+    for r in link_resources:
+        try:
+            resource = fhir.read(r["type"], r["id"])
+        except NotFound:
+            versions[r["key"]] = None
+            continue
+        current.append(resource)
+        versions[r["key"]] = resource["meta"]["versionId"]
+    return current, versions
+
+
+def _with_versions(expected: dict, versions: dict) -> dict:
+    return {k: {**v, "version": versions.get(k) or v["version"]} for k, v in expected.items()}
+
+
+def _as_written(cp) -> list[dict]:
+    return list(cp["expected"].values())
+
+
+def _conflict(ctx, link, current, versions) -> StepResult:
+    run, cp = ctx.run, ctx.checkpoint
+    central_refs = [f"{r['type']}/{r['id']}@{versions.get(r['key'])}" for r in link.fhir_resources]
+    kind = Conflict.Kind.SITE_VS_CENTRAL
+    if EngineWrite.objects.filter(destination=CENTRAL, run__site__isnull=False).exclude(run__site=run.site).filter(
+        object_id__in=refs_of(link.fhir_resources), version__in=[v for v in versions.values() if v]
+    ).exists():
+        kind = Conflict.Kind.SITE_VS_SITE  # another site's edit reached the centre first
+
+    def effects(run):
+        Conflict.objects.filter(record_link=link, status=Conflict.Status.OPEN).update(
+            status=Conflict.Status.SUPERSEDED, closed_at=timezone.now()
+        )
+        Conflict.objects.create(
+            run=run,
+            record_link=link,
+            kind=kind,
+            resource_type=(current[0]["resourceType"] if current else ""),
+            openehr_version_uid=cp["version_uid"],
+            openehr_composition=cp["source_payload"] or {},
+            fhir_versions=[{**r, "version": versions.get(r["key"])} for r in link.fhir_resources],
+            fhir_resources=current,
+            base_content=link.base_content,
+            base_hash=link.canonical_hash,
+        )
+
+    return StepResult(
+        terminal=SyncRun.Status.CONFLICT,
+        outcome="conflict",
+        effects=effects,
+        audit={"destination": CENTRAL, "destination_object": ",".join(central_refs)[:250], "detail": {"kind": kind}},
+    )
+
+
+def _server_issues(outcome: dict) -> list[str]:
+    return [
+        f"{i.get('code')}@{','.join(i.get('expression') or i.get('location') or [])}"
+        for i in outcome.get("issue", [])
+        if i.get("severity") in ("error", "fatal")
+    ]
+
+
+def _issue_path(issue) -> str:
+    """Where the first issue is, without its message (which may quote values)."""
+    if isinstance(issue, dict):
+        return str(issue.get("path") or issue.get("loc") or "")[:500]
+    return str(issue).split(":", 1)[0][:500]
+
+
+def _template_id(composition) -> str:
+    if not composition:
+        return ""
+    return ((composition.get("archetype_details") or {}).get("template_id") or {}).get("value", "")
+
+
+def _loss(loss) -> dict:
+    if isinstance(loss, dict):
+        return loss
+    return {k: v for k, v in vars(loss).items()} if hasattr(loss, "__dict__") else {"loss": str(loss)}
+

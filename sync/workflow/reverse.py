@@ -1,0 +1,2 @@
+"""Steps of a central -> site run (placeholder until the reverse mapping lands)."""
+STEPS: dict = {}

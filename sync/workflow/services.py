@@ -1,0 +1,88 @@
+"""The outside world as the workflow sees it: clients, the mapping layer, the audit chain.
+
+Steps reach every collaborator through one ``Services`` object so the unit
+tests swap in fakes with ``use_services`` and the code under test stays the
+code that runs in production.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from django.conf import settings
+
+
+class SiteConfigError(Exception):
+    """A site the engine must not talk to as configured (missing credentials)."""
+
+
+@dataclass
+class Services:
+    fhir: Any
+    openehr: Callable[[Any], Any]  # Site -> OpenEHRClient
+    mapping: Any  # to_fhir, build_provenance, to_openehr, validate_fhir, clinical_content
+    audit: Any  # record_event, payload_hash, system_actor
+
+
+_override: Services | None = None
+
+
+def get_services() -> Services:
+    return _override or _default_services()
+
+
+@contextmanager
+def use_services(services: Services):
+    """Run the block with ``services`` instead of the real ones (tests)."""
+    global _override
+    previous, _override = _override, services
+    try:
+        yield services
+    finally:
+        _override = previous
+
+
+def site_auth(site) -> tuple[str, str] | None:
+    """Basic credentials from the environment variable the site names; never from the database."""
+    if site.credentials_ref:
+        raw = os.environ.get(site.credentials_ref, "")
+        if ":" not in raw:
+            raise SiteConfigError(f"site {site.name}: ${site.credentials_ref} is unset or not 'user:password'")
+        user, password = raw.split(":", 1)
+        return user, password
+    if site.local_demo:
+        return None
+    raise SiteConfigError(f"site {site.name} has no credentials_ref and is not marked local_demo")
+
+
+def _openehr_client(site):
+    from sync.clients.openehr import OpenEHRClient
+
+    return OpenEHRClient(site.openehr_base_url, auth=site_auth(site), timeout=settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS)
+
+
+def _default_services() -> Services:
+    # Imported late: the mapping and audit packages land in parallel and the
+    # workflow modules must import even where one of them is still missing.
+    from audit.chain import payload_hash
+    from audit.record import record_event, system_actor
+    from sync import mapping
+    from sync.clients.fhir import FHIRClient
+    from sync.mapping import fidelity
+
+    fhir = FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL, timeout=settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS)
+    return Services(
+        fhir=fhir,
+        openehr=_openehr_client,
+        mapping=SimpleNamespace(
+            to_fhir=mapping.to_fhir,
+            build_provenance=mapping.build_provenance,
+            to_openehr=mapping.to_openehr,
+            validate_fhir=mapping.validate_fhir,
+            clinical_content=fidelity.clinical_content,
+        ),
+        audit=SimpleNamespace(record_event=record_event, payload_hash=payload_hash, system_actor=system_actor),
+    )

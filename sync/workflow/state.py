@@ -1,0 +1,277 @@
+"""Run state transitions: each one a single transaction with its RunAttempt and audit event.
+
+The runner calls these between steps. Every transition re-reads the run
+under a row lock and checks the caller still holds the lease, so a worker
+that lost its lease (it stalled, the sweeper handed the run to another)
+cannot overwrite the newer worker's progress.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import connection, transaction
+from django.utils import timezone
+
+from sync.models import ChangeEvent, DeadLetter, RunAttempt, Step, SyncRun
+
+from .dispatch import dispatch_run
+from .result import StepResult
+from .services import get_services
+
+log = logging.getLogger(__name__)
+
+TERMINAL = (SyncRun.Status.DONE, SyncRun.Status.DEAD_LETTER, SyncRun.Status.CONFLICT)
+MAX_ATTEMPTS = 7  # the first try plus one retry per CONFLICTDESK_RETRY_DELAYS entry
+# A countdown may fire a hair early; closer than this counts as on time.
+EARLY_TOLERANCE = timedelta(milliseconds=50)
+
+CLAIMED = "claimed"
+LEASED = "leased"
+LEASE_LOST = "lease_lost"
+
+
+def claim_run(run_id: int, worker: str) -> str:
+    """Take the run's lease, or say why not (finished, leased, too early, waiting)."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().get(pk=run_id)
+        if run.status in TERMINAL:
+            return run.status
+        if run.lease_owner and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > now:
+            return LEASED
+        due = run.next_attempt_at or now
+        if run.status == SyncRun.Status.RETRY_WAIT and due > now + EARLY_TOLERANCE:
+            dispatch_run(run.pk, countdown=(due - now).total_seconds())
+            return SyncRun.Status.RETRY_WAIT
+        lock_record(run.record_key)
+        if earlier_unfinished(run).exists():
+            SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.WAITING, lease_owner="", lease_expires_at=None)
+            return SyncRun.Status.WAITING
+        run.status = SyncRun.Status.RUNNING
+        _renew(run, worker, now)
+        run.save(update_fields=["status", "lease_owner", "lease_expires_at", "updated_at"])
+        _event_status(run, ChangeEvent.Status.RUNNING)
+    return CLAIMED
+
+
+def finish_step(run_id: int, worker: str, result: StepResult, started) -> str:
+    """Commit a step's checkpoint, effects, attempt row and audit event together."""
+    with transaction.atomic():
+        run = _locked_if_ours(run_id, worker)
+        if run is None:
+            return LEASE_LOST
+        step = run.step
+        run.checkpoint = {**run.checkpoint, **result.checkpoint}
+        if result.effects:
+            result.effects(run)
+        _attempt(run, step, started, result.outcome, worker)
+        _audit(run, f"sync.{step}", result.outcome, **result.audit)
+        run.attempt = 0
+        if result.terminal:
+            _end(run, result.terminal, result.event_status)
+        else:
+            run.step = result.next_step
+            _renew(run, worker, timezone.now())
+        run.save()
+        return run.status
+
+
+def retry_later(run_id: int, worker: str, exc, started) -> str:
+    """A transient fault: retry after exactly the scheduled delay, or dead-letter after the 7th attempt."""
+    with transaction.atomic():
+        run = _locked_if_ours(run_id, worker)
+        if run is None:
+            return LEASE_LOST
+        number = run.attempt + 1
+        retry_after = getattr(exc, "retry_after_seconds", None)
+        delay = None
+        if number < MAX_ATTEMPTS:
+            delay = float(settings.CONFLICTDESK_RETRY_DELAYS[number - 1])
+            if retry_after is not None and retry_after > delay:
+                delay = float(retry_after)  # the server asked for longer: honour it, and it is recorded
+        _attempt(run, run.step, started, "transient", worker, exc=exc, retry_after=retry_after, delay=delay)
+        _audit(run, f"sync.{run.step}", "transient", detail={"attempt": number, "error_class": type(exc).__name__})
+        if delay is None:
+            _dead_letter(run, DeadLetter.Cause.TRANSIENT_EXHAUSTED, str(exc), payload=None)
+        else:
+            run.attempt = number
+            run.status = SyncRun.Status.RETRY_WAIT
+            run.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+            run.lease_owner, run.lease_expires_at = "", None
+            dispatch_run(run.pk, countdown=delay)
+        run.save()
+        return run.status
+
+
+def recheck_conflict(run_id: int, worker: str, exc, started) -> str:
+    """The destination moved under our If-Match: go back and re-check, never overwrite."""
+    with transaction.atomic():
+        run = _locked_if_ours(run_id, worker)
+        if run is None:
+            return LEASE_LOST
+        _attempt(run, run.step, started, "stale", worker, exc=exc)
+        _audit(run, f"sync.{run.step}", "stale", detail={"error_class": type(exc).__name__})
+        stale = run.checkpoint.get("stale_rechecks", 0) + 1
+        run.checkpoint = {**run.checkpoint, "stale_rechecks": stale}
+        if stale >= MAX_ATTEMPTS:  # the record keeps moving: a person should look
+            _dead_letter(run, DeadLetter.Cause.TRANSIENT_EXHAUSTED, f"stale write {stale} times: {exc}", payload=None)
+        else:
+            run.step = Step.CHECK_CONFLICT
+            _renew(run, worker, timezone.now())
+        run.save()
+        return run.status
+
+
+def dead_letter_now(run_id: int, worker: str, exc, started, *, cause: str, payload=None) -> str:
+    """A failure no retry can fix: park the run whole and tell the clinical staff."""
+    with transaction.atomic():
+        run = _locked_if_ours(run_id, worker)
+        if run is None:
+            return LEASE_LOST
+        _attempt(run, run.step, started, "dead_letter", worker, exc=exc)
+        _audit(run, f"sync.{run.step}", "dead_letter", detail={"cause": cause, "error_class": type(exc).__name__})
+        _dead_letter(
+            run,
+            cause,
+            str(exc),
+            payload=payload,
+            rule=getattr(exc, "rule", None) or "",
+            path=getattr(exc, "path", None) or "",
+            detail=getattr(exc, "detail", None),
+        )
+        run.save()
+        return run.status
+
+
+def lock_record(record_key: str) -> None:
+    """Serialise everything about one record for the rest of the transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [zlib.crc32(record_key.encode())])
+
+
+def earlier_unfinished(run: SyncRun):
+    return SyncRun.objects.filter(record_key=run.record_key, pk__lt=run.pk).exclude(status__in=TERMINAL)
+
+
+def _locked_if_ours(run_id: int, worker: str) -> SyncRun | None:
+    run = SyncRun.objects.select_for_update().get(pk=run_id)
+    if run.lease_owner != worker or run.status != SyncRun.Status.RUNNING:
+        log.warning("run %s: lease lost by %s, step result discarded", run_id, worker)
+        return None
+    return run
+
+
+def _renew(run: SyncRun, worker: str, now) -> None:
+    run.lease_owner = worker
+    run.lease_expires_at = now + timedelta(seconds=settings.CONFLICTDESK_RUN_LEASE_SECONDS)
+
+
+def _attempt(run, step, started, outcome, worker, *, exc=None, retry_after=None, delay=None) -> None:
+    RunAttempt.objects.create(
+        run=run,
+        step=step,
+        number=run.attempt + 1,
+        started_at=started,
+        finished_at=timezone.now(),
+        outcome=outcome,
+        error_class=type(exc).__name__ if exc else "",
+        error_detail=str(exc) if exc else "",
+        retry_after_seconds=retry_after,
+        scheduled_delay_seconds=delay,
+        worker=worker,
+    )
+
+
+def _end(run: SyncRun, status: str, event_status: str | None) -> None:
+    """Finish the run and wake the next run of the same record."""
+    run.status = status
+    run.finished_at = timezone.now()
+    run.lease_owner, run.lease_expires_at, run.next_attempt_at = "", None, None
+    default = {SyncRun.Status.DONE: ChangeEvent.Status.SYNCED}.get(status, status)
+    _event_status(run, event_status or default)
+    lock_record(run.record_key)
+    following = (
+        SyncRun.objects.filter(record_key=run.record_key, pk__gt=run.pk)
+        .exclude(status__in=TERMINAL)
+        .order_by("pk")
+        .first()
+    )
+    if following:
+        dispatch_run(following.pk)
+
+
+def _dead_letter(run, cause, error, *, payload, rule="", path="", detail=None) -> None:
+    history = [
+        {
+            "step": a.step,
+            "number": a.number,
+            "started_at": a.started_at.isoformat(),
+            "outcome": a.outcome,
+            "error_class": a.error_class,
+            "error": a.error_detail,
+            "retry_after_seconds": a.retry_after_seconds,
+            "scheduled_delay_seconds": a.scheduled_delay_seconds,
+        }
+        for a in run.attempts.order_by("started_at", "pk")
+    ]
+    if payload is None:
+        payload = run.checkpoint.get("source_payload")
+    letter = DeadLetter.objects.create(
+        run=run,
+        cause=cause,
+        step=run.step,
+        error=f"{run.record_key}: {error}",
+        rule=rule,
+        path=path,
+        detail={"attempts": history, "error_detail": detail if _jsonable(detail) else str(detail)},
+        payload=payload,
+    )
+    _end(run, SyncRun.Status.DEAD_LETTER, ChangeEvent.Status.DEAD_LETTER)
+    transaction.on_commit(lambda: _mail_staff(letter.pk))
+
+
+def _mail_staff(letter_id: int) -> None:
+    """Tell the clinical staff; ids and the broken rule only, never clinical content."""
+    if not settings.CONFLICTDESK_STAFF_EMAILS:
+        return
+    letter = DeadLetter.objects.select_related("run").get(pk=letter_id)
+    body = (
+        f"Dead letter {letter.pk} (run {letter.run_id}, record {letter.run.record_key})\n"
+        f"cause: {letter.cause}\nstep: {letter.step}\nrule: {letter.rule or '-'}\npath: {letter.path or '-'}\n"
+        f"error: {letter.error}\n"
+    )
+    send_mail(
+        f"[ConflictDesk] dead letter {letter.pk}: {letter.cause}",
+        body,
+        settings.DEFAULT_FROM_EMAIL,
+        settings.CONFLICTDESK_STAFF_EMAILS,
+        fail_silently=True,
+    )
+
+
+def _event_status(run: SyncRun, status: str) -> None:
+    if run.change_event_id:
+        ChangeEvent.objects.filter(pk=run.change_event_id).update(status=status)
+
+
+def _audit(run: SyncRun, action: str, outcome: str, **fields) -> None:
+    audit = get_services().audit
+    event = run.change_event
+    base = {
+        "partition": event.source if event else "central",
+        "source": event.source if event else "",
+        "source_object": event.source_object_id if event else "",
+        "source_version": event.source_version if event else "",
+        "record_key": run.record_key,
+        "run_id": run.pk,
+        "patient_link_id": run.checkpoint.get("patient_link_id"),
+    }
+    audit.record_event(action=action, outcome=outcome, actor=audit.system_actor(), **{**base, **fields})
+
+
+def _jsonable(value) -> bool:
+    return value is None or isinstance(value, (dict, list, str, int, bool))

@@ -1,0 +1,49 @@
+"""Re-send hints for work the broker may have lost; PostgreSQL says what is owed.
+
+A run is owed a hint when it is pending or waiting and its last hint is old
+(lost message, or a crash between commit and send), when its retry time has
+passed, or when its lease lapsed (the worker vanished). Sending a hint twice is
+harmless: the runner's claim lets one worker in.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from sync.models import Cursor, Site, SyncRun
+
+from .dispatch import dispatch_run
+
+
+def owed_runs(now=None):
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.CONFLICTDESK_REDISPATCH_AFTER_SECONDS)
+    not_recently_sent = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale)
+    return SyncRun.objects.filter(
+        (Q(status__in=[SyncRun.Status.PENDING, SyncRun.Status.WAITING]) & not_recently_sent)
+        | (Q(status=SyncRun.Status.RETRY_WAIT, next_attempt_at__lt=now) & not_recently_sent)
+        | Q(status=SyncRun.Status.RUNNING, lease_expires_at__lt=now)
+    ).order_by("pk")
+
+
+def sweep() -> int:
+    with transaction.atomic():
+        ids = list(owed_runs().values_list("pk", flat=True)[:500])
+        for run_id in ids:
+            dispatch_run(run_id)
+    return len(ids)
+
+
+def sites_due(now=None) -> list[int]:
+    now = now or timezone.now()
+    polled = dict(Cursor.objects.filter(source__startswith="site:").values_list("source", "last_polled_at"))
+    due = []
+    for site in Site.objects.filter(enabled=True):
+        last = polled.get(f"site:{site.name}")
+        if last is None or last + timedelta(seconds=site.poll_interval_seconds) <= now:
+            due.append(site.pk)
+    return due

@@ -1,0 +1,194 @@
+"""In-memory stand-ins for EHRbase, HAPI and the mapping layer, with scriptable faults.
+
+They keep the semantics the engine depends on: versions that move on every
+write, If-Match that fails with PreconditionFailed, If-None-Exist that finds
+the earlier resource, transactions that apply all entries or none.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from sync.clients.errors import NotFound, PreconditionFailed, TransientError
+from sync.clients.fhir import EntryResult, TransactionResult, Written
+from sync.clients.openehr import Composition, VersionRef
+from sync.identity import SOURCE_SYSTEM
+from sync.mapping.errors import UnknownArchetype
+
+
+class Faults:
+    """``faults.add("transaction", exc, times=2)`` makes the next 2 calls raise ``exc``."""
+
+    def __init__(self):
+        self.queue: dict[str, list] = {}
+
+    def add(self, method: str, exc: Exception, times: int = 1) -> None:
+        self.queue.setdefault(method, []).extend([exc] * times)
+
+    def check(self, method: str) -> None:
+        pending = self.queue.get(method)
+        if pending:
+            raise pending.pop(0)
+
+
+def transient(retry_after=None) -> TransientError:
+    return TransientError(method="POST", path="/fhir", status=503, retry_after_seconds=retry_after)
+
+
+class FakeFHIR:
+    def __init__(self):
+        self.store: dict[tuple[str, str], list[dict]] = {}
+        self.faults = Faults()
+        self.ids = itertools.count(1)
+        self.transactions: list[dict] = []
+
+    # reads
+    def read(self, rtype, rid):
+        self.faults.check("read")
+        versions = self.store.get((rtype, rid))
+        if not versions or versions[-1] is None:
+            raise NotFound(method="GET", path=f"/{rtype}/{rid}", status=404)
+        return copy.deepcopy(versions[-1])
+
+    def vread(self, rtype, rid, vid):
+        self.faults.check("vread")
+        return copy.deepcopy(self.store[(rtype, rid)][int(vid) - 1])
+
+    def search_identifier(self, rtype, system, value):
+        for (t, rid), versions in self.store.items():
+            current = versions[-1]
+            if t == rtype and current and {"system": system, "value": value} in current.get("identifier", []):
+                return current
+        return None
+
+    # writes
+    def _put(self, resource) -> dict:
+        key = (resource["resourceType"], resource["id"])
+        versions = self.store.setdefault(key, [])
+        stored = {**copy.deepcopy(resource), "meta": {"versionId": str(len(versions) + 1)}}
+        versions.append(stored)
+        return stored
+
+    def create(self, resource, *, if_none_exist=None):
+        self.faults.check("create")
+        if if_none_exist:
+            system, value = if_none_exist["identifier"].split("|", 1)
+            found = self.search_identifier(resource["resourceType"], system, value)
+            if found:
+                return Written(found["resourceType"], found["id"], found["meta"]["versionId"], found, created=False)
+        stored = self._put({**resource, "id": str(next(self.ids))})
+        return Written(stored["resourceType"], stored["id"], stored["meta"]["versionId"], stored, created=True)
+
+    def update(self, resource, *, if_match_version=None):
+        """A clinician editing centrally."""
+        current = self.read(resource["resourceType"], resource["id"])
+        if if_match_version and current["meta"]["versionId"] != if_match_version:
+            raise PreconditionFailed(method="PUT", path="/x", status=409)
+        stored = self._put(resource)
+        return Written(stored["resourceType"], stored["id"], stored["meta"]["versionId"], stored)
+
+    def transaction(self, bundle):
+        self.faults.check("transaction")
+        snapshot = copy.deepcopy(self.store)
+        try:
+            return TransactionResult(bundle={}, entries=self._apply(bundle))
+        except Exception:
+            self.store = snapshot
+            raise
+
+    def _apply(self, bundle):
+        self.transactions.append(copy.deepcopy(bundle))
+        urns, results = {}, []
+        for entry in bundle["entry"]:
+            req = entry["request"]
+            if req["method"] == "DELETE":
+                rtype, rid = req["url"].split("/")
+                self.store[(rtype, rid)].append(None)
+                results.append(EntryResult(204, None, None, rtype, rid, None, None))
+                continue
+            resource = entry["resource"]
+            if req["method"] == "POST":
+                system, value = req["ifNoneExist"].split("=", 1)[1].split("|", 1)
+                found = self.search_identifier(resource["resourceType"], system, value)
+                stored = found or self._put({**resource, "id": str(next(self.ids))})
+            else:
+                current = self.read(resource["resourceType"], resource["id"])
+                if req.get("ifMatch") != f'W/"{current["meta"]["versionId"]}"':
+                    raise PreconditionFailed(method="POST", path="/", status=409)
+                stored = self._put(resource)
+            urns[entry.get("fullUrl")] = f"{stored['resourceType']}/{stored['id']}"
+            results.append(
+                EntryResult(200, None, None, stored["resourceType"], stored["id"], stored["meta"]["versionId"], None)
+            )
+        return results
+
+    def validate(self, resource):
+        return {"resourceType": "OperationOutcome", "issue": []}
+
+    def count(self, rtype):
+        return sum(1 for (t, _), v in self.store.items() if t == rtype and v[-1] is not None)
+
+
+@dataclass
+class FakeOpenEHR:
+    compositions: dict = field(default_factory=dict)  # version_uid -> content
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self):
+        self.http = SimpleNamespace(request=self._request)
+
+    def _request(self, method, url, **kwargs):
+        raise NotFound(method=method, path=url, status=404)  # EHRs without a subject
+
+    def get_composition(self, ehr_id, uid, *, flat=False):
+        self.faults.check("get_composition")
+        return Composition(ref=VersionRef.parse(uid, ehr_id), content=copy.deepcopy(self.compositions[uid]))
+
+
+def composition(value, *, archetype="openEHR-EHR-OBSERVATION.body_temperature.v2") -> dict:
+    """A canonical-looking composition; the fake mapping reads ``value`` and the archetype."""
+    return {
+        "_type": "COMPOSITION",
+        "archetype_node_id": "openEHR-EHR-COMPOSITION.encounter.v1",
+        "archetype_details": {"template_id": {"value": "vitals"}},
+        "content": [{"archetype_node_id": archetype, "value": value}],
+    }
+
+
+def fake_mapping():
+    def to_fhir(comp, *, site, ehr_id, patient_ref):
+        entry = comp["content"][0]
+        if entry["archetype_node_id"].startswith("openEHR-EHR-OBSERVATION.unknown"):
+            raise UnknownArchetype("no mapping", composition_uid="c", path="/content[0]", rule="registry")
+        resource = {
+            "resourceType": "Observation",
+            "id": "obs-1",
+            "status": "final",
+            "code": {"text": "temp"},
+            "subject": {"reference": patient_ref},
+            "identifier": [{"system": SOURCE_SYSTEM, "value": f"{site}|{comp.get('_vo', 'x')}|/content[0]"}],
+            "valueQuantity": {"value": entry["value"], "unit": "Cel"},
+        }
+        return SimpleNamespace(resources=[resource], losses=[])
+
+    def build_provenance(resources, site, ehr_id, version_uid):
+        return {
+            "resourceType": "Provenance",
+            "target": [{"reference": f"{r['resourceType']}/{r['id']}"} for r in resources],
+            "recorded": "2026-01-01T00:00:00Z",
+            "agent": [{"who": {"display": "engine"}}],
+        }
+
+    def validate_fhir(resource):
+        value = (resource.get("valueQuantity") or {}).get("value")
+        return ["Observation.valueQuantity.value: not a number"] if isinstance(value, str) else []
+
+    def clinical_content(resource):
+        return {k: v for k, v in resource.items() if k not in ("id", "meta", "identifier", "subject")}
+
+    return SimpleNamespace(
+        to_fhir=to_fhir, build_provenance=build_provenance, validate_fhir=validate_fhir,
+        clinical_content=clinical_content, to_openehr=None,
+    )
