@@ -1,0 +1,238 @@
+"""Public entry points: whole compositions to FHIR resources and back.
+
+Finds mapped entries by archetype id anywhere in the composition (SECTIONs
+included), runs the engine per entry, stamps identity, and closes each unit
+with the residue check so that the round trip is exact and every piece of
+data that only survives in our extension is reported as a loss.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from . import datatypes as dt
+from . import engine, fhirpath, residue, rmpath, templates
+from .errors import MalformedInput, MappingError, UnmappedTemplate
+from .fidelity import compare_clinical
+from .spec import Spec, registry
+from .terminology import SOURCE_SYSTEM
+
+_NS = uuid.UUID("5b0c1f8e-4d1a-4c47-9a53-6f1f1e0c2a10")
+_ENTRY_STEP = re.compile(r"\[(openEHR-EHR-(?:OBSERVATION|EVALUATION|INSTRUCTION|ACTION|ADMIN_ENTRY)\.[^\]]+)\]")
+
+
+@dataclass
+class Loss:
+    """One piece of source data that has no standard element on the other side."""
+    path: str
+    reason: str
+    kind: str = "extension"  # extension | dropped | unmapped-entry | stale
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class MappingResult:
+    resources: list[dict] = field(default_factory=list)
+    losses: list[Loss] = field(default_factory=list)
+
+
+@dataclass
+class OpenEHRResult:
+    composition: dict
+    losses: list[Loss] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ identity
+def source_identifier(site: str, vo_uid: str, path: str) -> dict:
+    return {"system": SOURCE_SYSTEM, "value": f"{site}|{vo_uid}|{path}"}
+
+
+def resource_id(identifier_value: str) -> str:
+    """Deterministic logical id, so a re-sync updates the same FHIR resource."""
+    return str(uuid.uuid5(_NS, identifier_value))
+
+
+def parse_source(resource: dict) -> tuple[str, str, str] | None:
+    for ident in resource.get("identifier") or []:
+        if ident.get("system") == SOURCE_SYSTEM and str(ident.get("value", "")).count("|") >= 2:
+            site, vo, path = ident["value"].split("|", 2)
+            return site, vo, path
+    return None
+
+
+def _split_source_path(path: str) -> tuple[str, str] | None:
+    """'/content[..SECTION..]/items[..OBSERVATION..]/data[at0001]/events[at0006]:1/...' -> (entry path, rest)."""
+    m = None
+    for m in _ENTRY_STEP.finditer(path):
+        break
+    if not m:
+        return None
+    end = path.find("/", m.end())
+    end = len(path) if end < 0 else end
+    return path[:end], path[end:]
+
+
+# ------------------------------------------------------------------ openEHR -> FHIR
+def _uid(composition: dict) -> str:
+    uid = (composition.get("uid") or {}).get("value")
+    if not uid:
+        raise MalformedInput("composition has no uid", path="/uid")
+    return uid
+
+
+def _restrict(entry: dict, rel: str) -> dict:
+    """Copy of the entry keeping only the event at ``rel`` (all events when rel is '')."""
+    copy_ = copy.deepcopy(entry)
+    if not rel:
+        return copy_
+    steps = rmpath.parse(rel)
+    event = rmpath.find(copy_, steps)[0]
+    parent = rmpath.find(copy_, steps[:-1])[0] if len(steps) > 1 else copy_
+    parent[steps[-1].attr] = [event]
+    return copy_
+
+
+def _noindex(rel: str) -> str:
+    return re.sub(r":\d+$", "", rel)
+
+
+def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> MappingResult:
+    """Map every entry whose archetype has a model mapping to FHIR R4 resources.
+
+    One resource group per event (history events split); each resource carries the identifier
+    ``urn:conflictdesk:source|{site}|{versioned object uid}|{node path}`` and a deterministic id.
+    ``losses`` lists unmapped entries and data kept only in our residue extension."""
+    if not isinstance(composition, dict) or composition.get("_type", "COMPOSITION") != "COMPOSITION" \
+            or "content" not in composition:
+        raise MalformedInput("not a canonical COMPOSITION", path="/")
+    uid = _uid(composition)
+    vo_uid = uid.split("::")[0]
+    lang = (composition.get("language") or {}).get("code_string", "en")
+    result = MappingResult()
+    specs = registry()
+
+    def identify(res: dict, path: str) -> None:
+        ident = source_identifier(site, vo_uid, path)
+        res["id"] = resource_id(ident["value"])
+        res["identifier"] = [ident]
+
+    for path, entry in rmpath.entries(composition):
+        spec = specs.get(entry.get("archetype_node_id"))
+        if spec is None or spec.is_cluster:
+            result.losses.append(Loss(path, f"no model mapping for {entry.get('archetype_node_id')}; "
+                                            "entry not converted", "unmapped-entry"))
+            continue
+        try:
+            unit, groups = engine.run_forward(spec, entry, node_path=path, identify=identify, language=lang)
+        except MappingError as exc:
+            exc.composition_uid = exc.composition_uid or uid
+            raise
+        for rel, group in groups:
+            if not group:
+                continue
+            for res in group:
+                res["subject"] = {"reference": patient_ref}
+            _close_unit(spec, entry, path, rel, group, unit, lang, result.losses, uid)
+            result.resources.extend(group)
+    seen = set()
+    result.losses = [x for x in result.losses if not (x.path in seen or seen.add(x.path))]
+    return result
+
+
+def _close_unit(spec, entry, path, rel, group, unit, lang, losses, uid) -> None:
+    original = _restrict(entry, rel)
+    event_node = rmpath.parse(rel)[-1].node if rel else None
+    rebuilt = rebuild_group(spec, group, event_node, lang)
+    items = residue.diff(original, rebuilt)
+    owners = []
+    for res in group:
+        abs_path = unit.paths.get(id(res), path)
+        owners.append((_noindex(rel) + abs_path[len(path) + len(rel):] if abs_path.startswith(path + rel)
+                       else "", res))
+    owners.sort(key=lambda o: -len(o[0]))
+    by_owner: dict[int, list] = {}
+    for it in items:
+        owner = next((r for p, r in owners if p and (it.path == p or it.path.startswith(p + "/"))), group[0])
+        by_owner.setdefault(id(owner), []).append(it)
+    for res in group:
+        if by_owner.get(id(res)):
+            res.setdefault("extension", []).extend(residue.encode(by_owner[id(res)]))
+    check = rebuild_group(spec, group, event_node, lang, apply_residue=True)
+    if compare_clinical(original, check):
+        raise MappingError("residue does not restore the entry", composition_uid=uid, path=path + rel,
+                           rule=spec.name)
+    losses.extend(_losses_for(path, rel, items))
+
+
+def _losses_for(path: str, rel: str, items) -> list[Loss]:
+    out = []
+    for it in items:
+        where = path + rel + it.path[len(_noindex(rel)):] if rel and it.path.startswith(_noindex(rel)) \
+            else path + it.path
+        if it.attr == "*":
+            leaves = [""] if it.value.get("_type") == "ELEMENT" else \
+                [p for p, n in rmpath.walk(it.value) if n.get("_type") == "ELEMENT"]
+            for leaf in leaves:
+                out.append(Loss(where + leaf, "no standard FHIR element in the mapping; kept in openehr-residue "
+                                              "extension"))
+        elif it.attr in ("value", "null_flavour"):
+            v = it.value.get("value") if isinstance(it.value, dict) else None
+            why = "time without zone: FHIR requires one, 'Z' assumed; original kept in openehr-residue" \
+                if isinstance(v, str) and dt.is_naive_time(v) else \
+                "FHIR value is coarser than the source; exact value kept in openehr-residue extension"
+            out.append(Loss(f"{where}/{it.attr}", why))
+        elif it.attr in ("time", "origin") and isinstance(it.value, dict) and dt.is_naive_time(
+                str(it.value.get("value", ""))):
+            out.append(Loss(f"{where}/{it.attr}", "time without zone: FHIR requires one, 'Z' assumed; original "
+                                                 "kept in openehr-residue"))
+    return out
+
+
+# ------------------------------------------------------------------ FHIR -> openEHR (one group)
+def _slot_rule(spec: Spec, child: Spec):
+    return next((r for r in spec.rules if r.slot_archetype and child.archetype.endswith(r.slot_archetype)), None)
+
+
+def _parent_spec(child: Spec) -> Spec | None:
+    return next((s for s in registry().values() if not s.is_cluster and _slot_rule(s, child)), None)
+
+
+def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: str, *,
+                  apply_residue: bool = False, stale: list | None = None) -> dict:
+    """Rebuild the single-event entry that ``group`` (primary first, or lone slot resources) came from."""
+    unit = engine.Unit()
+    for r in group:
+        unit.by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
+    primary = next((r for r in group if _spec_name_for(r) == spec.archetype), None)
+    if primary is None:
+        primary = {"resourceType": spec.resource}
+        for child in group:
+            cs = registry().get(_spec_name_for(child)) if _spec_name_for(child) else None
+            rule = _slot_rule(spec, cs) if cs else None
+            if rule:
+                fhirpath.put(primary, spec.resource, rule.fhir.replace("$resource", "").lstrip("."),
+                             {"reference": f"{child['resourceType']}/{child.get('id')}"})
+    entry = engine.run_reverse(spec, primary, unit, event_node=event_node, language=lang)
+    if apply_residue:
+        items = [it for r in group for it in residue.decode(r)]
+        bad = residue.apply(entry, items)
+        if stale is not None:
+            stale.extend(bad)
+    return entry
+
+
+def _spec_name_for(resource: dict) -> str | None:
+    src = parse_source(resource)
+    if src:
+        arch = re.findall(r"\[(openEHR-EHR-[A-Z_]+\.[^\]]+)\]", src[2])
+        if arch and arch[-1] in registry():
+            return arch[-1]
+    s = engine.spec_for_resource(resource)
+    return s.archetype if s else None
+
+
+__all__ = ["to_fhir", "MappingResult", "Loss", "OpenEHRResult", "rebuild_group", "templates", "UnmappedTemplate"]

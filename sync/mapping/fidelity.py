@@ -1,0 +1,114 @@
+"""The one definition of "same clinical content" for openEHR compositions and FHIR resources.
+
+Everything is compared except this short list of non-clinical fields:
+
+openEHR
+  * ``uid`` anywhere (version / node identities), ``feeder_audit`` (audit details of the feeder system);
+  * the ``_type`` of purely structural wrappers (HISTORY, ITEM_TREE/LIST/SINGLE/TABLE, CODE_PHRASE,
+    TERMINOLOGY_ID, ARCHETYPE_ID, TEMPLATE_ID, ARCHETYPED, OBJECT_VERSION_ID, HIER_OBJECT_ID, TERM_MAPPING):
+    canonical JSON may omit them and they carry no information the structure does not;
+  * the decimal comma vs dot in ISO 8601 date/time values (the same instant, two ISO spellings);
+  * the order of sibling nodes with *different* archetype node ids (template order, not meaning);
+    the order of repeated nodes with the same node id (events, repeated elements) IS compared.
+
+FHIR
+  * ``id``, ``meta.lastUpdated``, ``meta.versionId``, ``meta.source``, the narrative ``text``
+    (generated from the structured data), identifiers in our ``urn:conflictdesk:source`` system
+    (sync bookkeeping), and the id part of references between resources (``Observation/<id>``
+    -> ``Observation``; Patient references are compared in full).
+
+Numbers compare by value (72 == 72.0).  Everything else must match: values, units, codes,
+terminology ids, times, time zones, null flavours, names.
+"""
+from __future__ import annotations
+
+import copy
+import re
+
+from deepdiff import DeepDiff
+
+from .terminology import SOURCE_SYSTEM
+
+_STRUCTURAL = {"HISTORY", "ITEM_TREE", "ITEM_LIST", "ITEM_SINGLE", "ITEM_TABLE", "CODE_PHRASE", "TERMINOLOGY_ID",
+               "ARCHETYPE_ID", "TEMPLATE_ID", "ARCHETYPED", "OBJECT_VERSION_ID", "HIER_OBJECT_ID", "TERM_MAPPING"}
+_DROP_RM = {"uid", "feeder_audit"}
+_TIME_TYPES = {"DV_DATE_TIME", "DV_TIME", "DV_DATE"}
+_ISO_COMMA = re.compile(r"(\d{2}:\d{2}:\d{2}),(\d)")
+
+
+def _norm_rm(node):
+    if isinstance(node, list):
+        items = [_norm_rm(x) for x in node]
+        if items and all(isinstance(x, dict) and "archetype_node_id" in x for x in items):
+            items.sort(key=lambda x: str(x["archetype_node_id"]))  # stable: same-id order kept
+        return items
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for k, v in node.items():
+        if k in _DROP_RM:
+            continue
+        if k == "_type" and v in _STRUCTURAL:
+            continue
+        out[k] = _norm_rm(v)
+    if node.get("_type") in _TIME_TYPES and isinstance(out.get("value"), str):
+        out["value"] = _ISO_COMMA.sub(r"\1.\2", out["value"])
+    return out
+
+
+def _norm_fhir(node, top=False):
+    if isinstance(node, list):
+        return [_norm_fhir(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for k, v in node.items():
+        if top and k in ("id", "text"):
+            continue
+        if k == "meta" and isinstance(v, dict):
+            v = {mk: mv for mk, mv in v.items() if mk not in ("lastUpdated", "versionId", "source")}
+            if not v:
+                continue
+        if k == "identifier" and isinstance(v, list):
+            v = [i for i in v if not (isinstance(i, dict) and i.get("system") == SOURCE_SYSTEM)]
+            if not v:
+                continue
+        if k == "reference" and isinstance(v, str) and "/" in v and not v.startswith("Patient/"):
+            v = v.split("/")[0]
+        out[k] = _norm_fhir(v)
+    return out
+
+
+def clinical_content(obj: dict) -> dict:
+    """Normalised copy of a composition, an entry, or a FHIR resource, for comparison."""
+    obj = copy.deepcopy(obj)
+    if isinstance(obj, dict) and "resourceType" in obj:
+        return _norm_fhir(obj, top=True)
+    return _norm_rm(obj)
+
+
+def compare_clinical(a: dict, b: dict) -> list[dict]:
+    """Differences in clinical content, as a list of {kind, path, left, right}; empty means equal."""
+    dd = DeepDiff(clinical_content(a), clinical_content(b), ignore_numeric_type_changes=True, verbose_level=2)
+    out = []
+    for kind, entries in dd.items():
+        if isinstance(entries, dict):
+            for path, change in entries.items():
+                if isinstance(change, dict) and ("old_value" in change or "new_value" in change):
+                    left, right = change.get("old_value"), change.get("new_value")
+                elif kind.endswith("_removed"):
+                    left, right = change, None
+                else:
+                    left, right = None, change
+                out.append({"kind": kind, "path": path, "left": left, "right": right})
+        else:
+            for path in entries:
+                out.append({"kind": kind, "path": str(path), "left": None, "right": None})
+    return out
+
+
+def same_value(a, b) -> bool:
+    """Equality under the same rules, for small RM values (used by the residue)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return not DeepDiff(_norm_rm(copy.deepcopy(a)), _norm_rm(copy.deepcopy(b)), ignore_numeric_type_changes=True)

@@ -1,0 +1,232 @@
+"""FHIR resources -> one canonical openEHR composition.
+
+Resources are grouped back into the entries they came from (our source
+identifier names the entry and event), or one entry per resource group when
+they were born in FHIR.  Residue items are re-applied (unless the FHIR side
+has since edited the value), and what FHIR had that openEHR cannot hold is
+reported by mapping the result forward again and comparing.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime, timezone
+
+from . import datatypes as dt
+from . import engine, residue, rmpath, templates
+from .convert import Loss, OpenEHRResult, _spec_name_for, _split_source_path, parse_source, rebuild_group
+from .errors import MalformedInput, UnmappedTemplate
+from .fidelity import compare_clinical
+from .spec import registry
+
+_SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter", "Specimen",
+               "ServiceRequest"}
+
+
+def _refs(obj) -> list[str]:
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "reference" and isinstance(v, str):
+                out.append(v)
+            else:
+                out.extend(_refs(v))
+    elif isinstance(obj, list):
+        for v in obj:
+            out.extend(_refs(v))
+    return out
+
+
+def _groups(resources: list[dict]):
+    """[(top spec, [primary, *children] or [lone child], source entry path | None, event node, event idx)]."""
+    specs = registry()
+    by_ref = {}
+    for r in resources:
+        by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
+        by_ref[f"urn:uuid:{r.get('id')}"] = r
+    named = [(r, _spec_name_for(r)) for r in resources]
+    used: set[int] = set()
+    out = []
+    for r, name in named:
+        spec = specs.get(name) if name else None
+        if spec is None or spec.is_cluster:
+            continue
+        kids = [by_ref[x] for x in _refs(r) if x in by_ref and by_ref[x] is not r]
+        used.update(id(k) for k in kids)
+        out.append((spec, [r] + kids, r))
+    from .convert import _parent_spec
+    for r, name in named:
+        spec = specs.get(name) if name else None
+        if spec is not None and spec.is_cluster and id(r) not in used:
+            parent = _parent_spec(spec)
+            if parent:
+                out.append((parent, [r], r))
+    result = []
+    for spec, group, anchor in out:
+        src = parse_source(anchor)
+        entry_path, event_node, event_idx = None, None, 0
+        if src:
+            split = _split_source_path(src[2])
+            if split:
+                entry_path, rest = split
+                m = re.search(r"/events\[([^\]]+)\](?::(\d+))?", rest)
+                if m:
+                    event_node, event_idx = m.group(1), int(m.group(2) or 0)
+        result.append((spec, group, entry_path, event_node, event_idx))
+    return result
+
+
+def _skeleton(template_id: str, language: str, territory: str, start_time: str | None) -> dict:
+    info = templates.get(template_id)
+    root = info.root_archetype if info else "openEHR-EHR-COMPOSITION.encounter.v1"
+    return {"_type": "COMPOSITION", "name": {"_type": "DV_TEXT", "value": info.concept if info else template_id},
+            "archetype_node_id": root,
+            "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": root},
+                                  "template_id": {"_type": "TEMPLATE_ID", "value": template_id},
+                                  "rm_version": "1.0.4"},
+            "language": dt.code_phrase("ISO_639-1", info.language if info else language),
+            "territory": dt.code_phrase("ISO_3166-1", territory),
+            "category": dt.coded_text("event", "openehr", "433"),
+            "composer": {"_type": "PARTY_IDENTIFIED", "name": "ConflictDesk sync"},
+            "context": {"_type": "EVENT_CONTEXT",
+                        "start_time": {"_type": "DV_DATE_TIME", "value": start_time or
+                                       datetime.now(timezone.utc).isoformat()},
+                        "setting": dt.coded_text("other care", "openehr", "238")},
+            "content": []}
+
+
+def _place(composition: dict, entry_path: str | None, entry: dict) -> None:
+    """Put the entry where it came from (replacing the old one), else at the end of content."""
+    if entry_path:
+        steps = rmpath.parse(entry_path)
+        parent = rmpath.find(composition, steps[:-1])[0] if len(steps) > 1 and rmpath.find(
+            composition, steps[:-1]) else (composition if len(steps) == 1 else None)
+        if parent is not None:
+            old = rmpath.find(composition, steps)
+            lst = parent.setdefault(steps[-1].attr, [])
+            if old:
+                lst[[i for i, x in enumerate(lst) if x is old[0]][0]] = entry
+            else:
+                lst.append(entry)
+            return
+    composition.setdefault("content", []).append(entry)
+
+
+def _feeder(group: list[dict]) -> dict:
+    ids = []
+    for r in group:
+        ver = (r.get("meta") or {}).get("versionId")
+        ids.append({"_type": "DV_IDENTIFIER", "id": f"{r.get('resourceType')}/{r.get('id')}"
+                    + (f"/_history/{ver}" if ver else ""), "type": "fhir-id"})
+    return {"_type": "FEEDER_AUDIT", "originating_system_audit": {"_type": "FEEDER_AUDIT_DETAILS",
+                                                                  "system_id": "FHIR"},
+            "originating_system_item_ids": ids}
+
+
+def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict | None = None,
+              language: str = "en", territory: str = "DE") -> OpenEHRResult:
+    """Build the composition and report FHIR data that has no place in it (see module doc)."""
+    if not isinstance(resources, list) or not all(isinstance(r, dict) and "resourceType" in r for r in resources):
+        raise MalformedInput("resources must be a list of FHIR resources", path="resources")
+    wanted = [r for r in resources if r.get("resourceType") not in _SKIP_TYPES]
+    groups = _groups(wanted)
+    losses: list[Loss] = []
+    grouped = {id(r) for _, g, *_ in groups for r in g}
+    for r in wanted:
+        if id(r) not in grouped:
+            losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping reads this resource",
+                               "unmapped-entry"))
+    if not groups:
+        raise UnmappedTemplate("none of the resources has a model mapping", path=template_id)
+    info = templates.get(template_id)
+    if info:
+        missing = {s.archetype for s, *_ in groups} - info.archetypes
+        if missing:
+            raise UnmappedTemplate("template has no slot for mapped archetype(s) " + ", ".join(sorted(missing)),
+                                   path=template_id)
+    if base_composition is not None:
+        comp = copy.deepcopy(base_composition)
+        lang = (comp.get("language") or {}).get("code_string", language)
+    else:
+        times = [t for _, g, *_ in groups for t in [g[0].get("effectiveDateTime")] if t]
+        comp = _skeleton(template_id, language, territory, min(times) if times else None)
+        lang = comp["language"]["code_string"]
+        vo = {parse_source(g[0])[1] for _, g, *_ in groups if parse_source(g[0])}
+        if len(vo) == 1:
+            comp["uid"] = {"_type": "HIER_OBJECT_ID", "value": vo.pop()}
+    merged: dict[object, tuple[str | None, dict, list]] = {}
+    for n, (spec, group, entry_path, event_node, event_idx) in enumerate(groups):
+        stale: list[str] = []
+        entry = rebuild_group(spec, group, event_node, lang, apply_residue=True, stale=stale)
+        losses.extend(Loss(p, "FHIR value changed since sync; openEHR-only detail dropped", "stale") for p in stale)
+        if not parse_source(group[0]):
+            entry["feeder_audit"] = _feeder(group)
+        losses.extend(_fhir_losses(spec, group, entry, lang))
+        key = entry_path or ("new", n)
+        if key not in merged:
+            merged[key] = (entry_path, entry, [(event_idx, entry)])
+        else:
+            merged[key][2].append((event_idx, entry))
+    for entry_path, first, parts in merged.values():
+        if len(parts) > 1:
+            parts.sort(key=lambda p: p[0])
+            base = copy.deepcopy(parts[0][1])
+            hist = _history(base)
+            for _, other in parts[1:]:
+                oh = _history(other)
+                if hist is not None and oh is not None:
+                    hist.setdefault("events", []).extend(oh.get("events") or [])
+            first = base
+        _place(comp, entry_path, first)
+    return OpenEHRResult(comp, losses)
+
+
+def _history(entry: dict):
+    d = entry.get("data")
+    return d if isinstance(d, dict) and "events" in d else None
+
+
+def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:
+    """What the group's resources had that mapping the rebuilt entry forward does not give back."""
+    from .convert import source_identifier, resource_id
+    back: list[dict] = []
+
+    def identify(res, path):
+        src = parse_source(group[0])
+        ident = source_identifier(src[0] if src else "x", src[1] if src else "x", path)
+        res["id"], res["identifier"] = resource_id(ident["value"]), [ident]
+
+    try:
+        _, groups = engine.run_forward(spec, entry, node_path="", identify=identify, language=lang)
+        back = [r for _, g in groups for r in g]
+    except Exception:  # noqa: BLE001 - a failing re-forward means everything is unconfirmed
+        back = []
+    pool: dict[str, list[dict]] = {}
+    for b in back:
+        pool.setdefault(b.get("resourceType"), []).append(b)
+    out = []
+    for r in group:
+        mine = residue.strip(r)
+        cands = pool.get(r.get("resourceType")) or []
+        if not cands:
+            out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "resource could not be mapped back", "dropped"))
+            continue
+        twin = residue.strip(cands.pop(0))
+        twin["subject"] = mine.get("subject", twin.get("subject"))
+        for d in compare_clinical(mine, twin):
+            if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
+                continue  # the mapping adds fixed codes/profiles: not a loss of source data
+            out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}:{_fpath(d['path'])}",
+                            "no openEHR element for this FHIR data in the mapping", "dropped"))
+    return out
+
+
+def _fpath(deep: str) -> str:
+    p = deep.replace("root", "", 1)
+    p = re.sub(r"\['([^']*)'\]", r".\1", p)
+    return p.lstrip(".")
+
+
+def to_openehr(resources: list[dict], *, template_id: str, base_composition: dict | None = None, **kw) -> dict:
+    """Canonical openEHR JSON composition from FHIR resources (see from_fhir for losses)."""
+    return from_fhir(resources, template_id=template_id, base_composition=base_composition, **kw).composition

@@ -1,0 +1,89 @@
+"""Named hooks (``mappingCode``) for rules a declarative row cannot say.
+
+Keep each hook small and two-way; a hook name in a mapping file that is not
+registered here fails when the file is loaded by the tests.
+"""
+from __future__ import annotations
+
+from . import datatypes as dt
+from . import fhirpath, terminology
+from .errors import MappingError
+
+MATH_EXT = terminology.SD_BASE + "openehr-math-function"
+_HOOKS: dict = {}
+
+
+def hook(name):
+    def deco(fn):
+        _HOOKS[name] = fn
+        return fn
+    return deco
+
+
+def get(name: str, spec=None):
+    if name not in _HOOKS:
+        raise MappingError("unknown mappingCode", path=getattr(spec, "source", None), rule=name)
+    return _HOOKS[name]
+
+
+def names() -> set[str]:
+    return set(_HOOKS)
+
+
+@hook("eventTime")
+def event_time(ctx, rule, onode, fobj, fmodel, direction):
+    """EVENT.time/width/math_function <-> effective[x].  A POINT_EVENT is effectiveDateTime; an
+    INTERVAL_EVENT is effectivePeriod (end = time, start = time - width) and its math function
+    goes to the openehr-math-function extension, because FHIR has no element for it."""
+    event = ctx.event
+    if event is None:
+        return
+    res = ctx.resource
+    if direction == "openehr->fhir":
+        t = (event.get("time") or {}).get("value")
+        if not t:
+            return
+        width = (event.get("width") or {}).get("value")
+        if width or event.get("_type") == "INTERVAL_EVENT":
+            end = dt.datetime_to_fhir(t)
+            period = {"end": end}
+            td, end_dt = dt.parse_duration(width or ""), dt.parse_dt(end)
+            if td is not None and end_dt is not None:
+                period["start"] = dt.format_dt(end_dt - td)
+            res["effectivePeriod"] = period
+            mf = event.get("math_function")
+            if mf:
+                res.setdefault("extension", []).append({"url": MATH_EXT, "valueCoding":
+                                                        dt.coded_to_fhir(mf)["coding"][0]})
+        else:
+            res["effectiveDateTime"] = dt.datetime_to_fhir(t)
+        return
+    if event.get("time"):
+        return  # another resource of the same event already set it
+    single = res.get("effectiveDateTime") or res.get("effectiveInstant")
+    period = res.get("effectivePeriod") or {}
+    if single:
+        event["time"] = {"_type": "DV_DATE_TIME", "value": single}
+        return
+    start, end = period.get("start"), period.get("end")
+    if start and end and dt.parse_dt(start) and dt.parse_dt(end):
+        event["_type"] = "INTERVAL_EVENT"
+        event["time"] = {"_type": "DV_DATE_TIME", "value": end}
+        event["width"] = {"_type": "DV_DURATION",
+                          "value": dt.format_duration(dt.parse_dt(end) - dt.parse_dt(start))}
+        coding = next((e["valueCoding"] for e in res.get("extension") or [] if e.get("url") == MATH_EXT), None)
+        event["math_function"] = dt.cc_to_dv({"coding": [coding]}) if coding else \
+            dt.coded_text("actual", "openehr", "640")
+    elif start or end:
+        event["time"] = {"_type": "DV_DATE_TIME", "value": start or end}
+
+
+@hook("collapseSingleResult")
+def collapse_single_result(ctx, rule, onode, fobj, fmodel, direction):
+    """A report with exactly one result is sent as that Observation alone (no DiagnosticReport):
+    its report-level data then travel in the residue of the Observation."""
+    if direction != "openehr->fhir":
+        return
+    refs = fhirpath.get_values(ctx.resource, "result")
+    if len(refs) == 1 and ctx.resource in ctx.unit.resources:
+        ctx.unit.resources.remove(ctx.resource)

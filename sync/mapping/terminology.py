@@ -1,0 +1,52 @@
+"""openEHR terminology ids <-> FHIR code system URIs, and our own URIs.
+
+One table both ways so that a CODE_PHRASE survives a round trip exactly:
+well-known ids map to HL7 URIs, absolute URIs stay themselves, anything else
+(``local``, ``openehr``, odd template ids) is wrapped in a URI of ours that
+encodes the original id.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+BASE = "https://conflictdesk.example.org/fhir"
+SD_BASE = f"{BASE}/StructureDefinition/"
+SOURCE_SYSTEM = "urn:conflictdesk:source"
+LOCAL_SYSTEM = f"{BASE}/CodeSystem/openehr-local"
+WRAPPED_PREFIX = f"{BASE}/CodeSystem/openehr-terminology/"
+UCUM = "http://unitsofmeasure.org"
+
+# Known ids; the first id listed for a URI is the one written back.
+_KNOWN: list[tuple[str, str]] = [
+    ("SNOMED-CT", "http://snomed.info/sct"),
+    ("SNOMED CT", "http://snomed.info/sct"),
+    ("SNOMEDCT", "http://snomed.info/sct"),
+    ("LOINC", "http://loinc.org"),
+    ("ICD10", "http://hl7.org/fhir/sid/icd-10"),
+    ("ICD-10", "http://hl7.org/fhir/sid/icd-10"),
+    ("UCUM", UCUM),
+    ("local", LOCAL_SYSTEM),
+]
+_TO_URI = {k: v for k, v in _KNOWN}
+_TO_ID: dict[str, str] = {}
+for _k, _v in _KNOWN:
+    _TO_ID.setdefault(_v, _k)
+
+
+
+def system_for(terminology_id: str) -> str:
+    """FHIR Coding.system for an openEHR terminology id."""
+    if terminology_id in _TO_URI:
+        return _TO_URI[terminology_id]
+    if terminology_id.startswith(("http://", "https://", "urn:")) and " " not in terminology_id:
+        return terminology_id
+    return WRAPPED_PREFIX + quote(terminology_id, safe="")
+
+
+def terminology_for(system: str | None) -> str:
+    """openEHR terminology id for a FHIR Coding.system (inverse of system_for)."""
+    if not system:
+        return "local"
+    if system.startswith(WRAPPED_PREFIX):
+        return unquote(system[len(WRAPPED_PREFIX):])
+    return _TO_ID.get(system, system)
