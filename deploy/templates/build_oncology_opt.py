@@ -606,6 +606,33 @@ def _code_key(code: str):
     return [int(x) for x in re.findall(r"\d+", code)]
 
 
+def find_element(obj: CObject, node_id: str) -> CObject | None:
+    if obj.kind in ("complex",) and obj.node_id == node_id and obj.rm_type == "ELEMENT":
+        return obj
+    for a in obj.attributes:
+        for ch in a.children:
+            hit = find_element(ch, node_id)
+            if hit is not None:
+                return hit
+    return None
+
+
+def code_text_elements(arch: Archetype, coded: dict[str, str]) -> None:
+    """Template-level constraint: let free-text ELEMENTs also carry a DV_CODED_TEXT from `terminology`.
+
+    DV_CODED_TEXT is a subtype of DV_TEXT, so this only narrows what the archetype allows; it is
+    what lets the FLAT format (and our FHIR mapping) carry e.g. the SNOMED CT code of a diagnosis.
+    """
+    for text, terminology in coded.items():
+        el = find_element(arch.definition, find_slot_node(arch, text))
+        value = next(a for a in el.attributes if a.name == "value")
+        if not any(c.rm_type == "DV_TEXT" for c in value.children):
+            raise AdlError(f"{arch.archetype_id} {text!r}: no DV_TEXT to narrow")
+        cp = CObject("code_phrase", "CODE_PHRASE", terminology=terminology)
+        coded_obj = CObject("complex", "DV_CODED_TEXT", attributes=[CAttribute("defining_code", False, children=[cp])])
+        value.children.insert(0, coded_obj)
+
+
 def find_slot_node(arch: Archetype, text: str) -> str:
     """at-code of the slot whose term text is `text` (robust to at-code renumbering)."""
     for code, term in arch.terms.items():
@@ -755,6 +782,12 @@ SPLICES = {
         "relaxed to 0..*/0..1"),
     "openEHR-EHR-CLUSTER.therapeutic_direction.v1": ("medication_order.opt", "with its nested dosage.v1"),
 }
+# Template-level narrowing: free-text elements that may also be coded (see code_text_elements).
+CODED = {
+    "problem_diagnosis": {"Problem/Diagnosis name": "SNOMED-CT", "Body site": "SNOMED-CT"},
+    "procedure": {"Procedure name": "SNOMED-CT", "Body site": "SNOMED-CT"},
+    "medication_order": {"Medication item": "RxNorm", "Route": "SNOMED-CT"},
+}
 NOT_AVAILABLE = ["openEHR-EHR-OBSERVATION.body_weight.v2", "openEHR-EHR-OBSERVATION.height.v2"]
 
 
@@ -768,6 +801,7 @@ def build() -> ET.Element:
     tnm = a("openEHR-EHR-CLUSTER.tnm.v1")
     tnm_path = derive_tnm_pathological(tnm)
     pd = a("openEHR-EHR-EVALUATION.problem_diagnosis.v1")
+    code_text_elements(pd, CODED["problem_diagnosis"])
     pd_el = archetype_root(pd, fillers={
         find_slot_node(pd, "Specific details"): [
             archetype_root(tnm, (0, 1)),
@@ -788,12 +822,15 @@ def build() -> ET.Element:
     direction = lift("medication_order.opt", "openEHR-EHR-CLUSTER.therapeutic_direction.v1")
     set_occurrences(direction, 0, None)
     med = a("openEHR-EHR-INSTRUCTION.medication_order.v3")
+    code_text_elements(med, CODED["medication_order"])
     med_el = archetype_root(med, fillers={find_slot_node(med, "Structured dose and timing directions"): [direction]})
 
-    proc_el = archetype_root(a("openEHR-EHR-ACTION.procedure.v1"))
+    proc = a("openEHR-EHR-ACTION.procedure.v1")
+    code_text_elements(proc, CODED["procedure"])
+    proc_el = archetype_root(proc)
     risk_el = archetype_root(a("openEHR-EHR-EVALUATION.health_risk.v1"))
 
-    vitals = [lift(src, aid) for aid, (src, _) in SPLICES.items() if ".OBSERVATION." in aid]
+    vitals = [lift(src, aid) for aid, (src, _) in SPLICES.items() if "-OBSERVATION." in aid]
     for v in vitals:
         set_occurrences(v, 0, None)
 
@@ -835,6 +872,8 @@ def wrap(comp: ET.Element) -> ET.Element:
            "Lifted from corpus OPTs: " + "; ".join(f"{k} from {v[0]}" + (f" ({v[1]})" if v[1] else "")
                                                     for k, v in SPLICES.items()) + ".",
            f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts).",
+           "Template constraints: these text elements also accept DV_CODED_TEXT: "
+           + "; ".join(f"{k} {t!r} ({v})" for k, m in CODED.items() for t, v in m.items()) + ".",
            "Not included (no source in the corpus): " + ", ".join(NOT_AVAILABLE) + "."]
     sub(det, "use", " ".join(use))
     uid = sub(t, "uid")
