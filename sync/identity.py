@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import uuid
 
-from sync.mapping.terminology import BASE, SOURCE_SYSTEM
+from sync.mapping.terminology import SOURCE_SYSTEM
 
 # One identifier system per purpose, all ours; values never hold clinical data.
 EHR_SYSTEM = "urn:conflictdesk:ehr"
-PROVENANCE_SYSTEM = f"{BASE}/provenance"
 SUBJECT_SYSTEM_PREFIX = "urn:conflictdesk:subject:"
 CENTRAL = "central"
 # uuid5 namespace for composition uids the engine chooses itself (reverse creates).
 _COMPOSITION_NS = uuid.UUID("6f3c1c0e-5d3a-4c53-9b1e-2f7f1d6c9a10")
+_PROVENANCE_NS = uuid.UUID("a3e4f0d2-7b1c-4e8a-9d6f-1c2b3a4d5e6f")
 
 __all__ = [
     "CENTRAL",
     "EHR_SYSTEM",
-    "PROVENANCE_SYSTEM",
     "SOURCE_SYSTEM",
     "site_source",
     "record_key",
@@ -33,7 +32,7 @@ __all__ = [
     "source_identifier",
     "ehr_identifier",
     "subject_identifier",
-    "provenance_identifier",
+    "provenance_id",
     "composition_uid_for",
 ]
 
@@ -83,9 +82,13 @@ def subject_identifier(subject_id: str, namespace: str) -> dict:
     return {"system": system, "value": subject_id}
 
 
-def provenance_identifier(version_uid: str) -> dict:
-    """One Provenance per source version: a retried write finds it (If-None-Exist)."""
-    return {"system": PROVENANCE_SYSTEM, "value": version_uid}
+def provenance_id(version_uid: str) -> str:
+    """One Provenance per source version, at an id derived from it.
+
+    R4 Provenance has no ``identifier`` to make a conditional create on, so a
+    retried write PUTs to this same id instead of creating a second one.
+    """
+    return "cd-prov-" + str(uuid.uuid5(_PROVENANCE_NS, version_uid))
 
 
 def composition_uid_for(resource_ref: str, site_name: str) -> str:

@@ -1,7 +1,7 @@
 """Build the one FHIR transaction that writes a record centrally.
 
 New resources are conditional creates on their source identifier and the
-Provenance on its own identifier, so a retried transaction finds what the
+Provenance a PUT to an id derived from the source version, so a retried transaction finds what the
 first attempt made. Linked resources are updates that quote the version the
 conflict check saw (If-Match), so a concurrent central edit fails the whole
 transaction (409) instead of being overwritten. References between the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sync.identity import PROVENANCE_SYSTEM, SOURCE_SYSTEM, provenance_identifier
+from sync.identity import SOURCE_SYSTEM, provenance_id
 
 from .content import resource_key
 
@@ -56,12 +56,10 @@ def build_transaction(resources: list[dict], provenance: dict | None, expected: 
             keys.append(None)
 
     if provenance is not None and resources:
-        body = _rewrite_refs({k: v for k, v in provenance.items() if k not in ("id", "meta")}, refs)
-        ident = provenance_identifier(version_uid)
-        if ident not in body.get("identifier", []):
-            body["identifier"] = [*body.get("identifier", []), ident]
-        request = {"method": "POST", "url": "Provenance", "ifNoneExist": f"identifier={PROVENANCE_SYSTEM}|{version_uid}"}
-        entries.append({"fullUrl": f"urn:uuid:{uuid.uuid5(_URN_NS, version_uid)}", "resource": body, "request": request})
+        body = _rewrite_refs({k: v for k, v in provenance.items() if k != "meta"}, refs)
+        body["id"] = provenance_id(version_uid)
+        request = {"method": "PUT", "url": f"Provenance/{body['id']}"}
+        entries.append({"fullUrl": f"Provenance/{body['id']}", "resource": body, "request": request})
         keys.append(None)
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}, keys
 

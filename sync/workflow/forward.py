@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from sync.clients.errors import NotFound
+from sync.mapping.errors import UnmappedTemplate
 from sync.identity import CENTRAL, site_source
 from sync.models import ChangeEvent, Conflict, EngineWrite, PatientLink, RecordLink, Step, SyncRun
 
@@ -76,6 +77,10 @@ def transform(ctx) -> StepResult:
     if cp["source_payload"] is not None:
         result = mapping.to_fhir(cp["source_payload"], site=site.name, ehr_id=cp["ehr_id"], patient_ref=cp["patient_ref"])
         resources, losses = list(result.resources), [_loss(x) for x in result.losses]
+        if not resources:
+            raise UnmappedTemplate(
+                "no entry of the composition has a mapping", composition_uid=cp["version_uid"], path="/content", rule="registry"
+            )
         provenance = mapping.build_provenance(resources, site.name, cp["ehr_id"], cp["version_uid"])
     content = record_content(resources, mapping.clinical_content)
 
@@ -304,7 +309,5 @@ def _template_id(composition) -> str:
 
 
 def _loss(loss) -> dict:
-    if isinstance(loss, dict):
-        return loss
-    return {k: v for k, v in vars(loss).items()} if hasattr(loss, "__dict__") else {"loss": str(loss)}
+    return loss if isinstance(loss, dict) else {"path": getattr(loss, "path", ""), "reason": str(loss)}
 

@@ -113,6 +113,8 @@ class FakeFHIR:
                 system, value = req["ifNoneExist"].split("=", 1)[1].split("|", 1)
                 found = self.search_identifier(resource["resourceType"], system, value)
                 stored = found or self._put({**resource, "id": str(next(self.ids))})
+            elif "ifMatch" not in req:
+                stored = self._put(resource)  # update-as-create at a client id
             else:
                 current = self.read(resource["resourceType"], resource["id"])
                 if req.get("ifMatch") != f'W/"{current["meta"]["versionId"]}"':
