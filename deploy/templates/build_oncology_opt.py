@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import re
 import sys
 import uuid
@@ -52,7 +53,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-CORPUS = (REPO.parent / "shared" / "corpus" / "openehr").resolve()
+CORPUS = (Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr").resolve()
 ADL_DIR = CORPUS / "archetypes"
 OPT_DIR = CORPUS / "templates"
 OUT = HERE / "conflictdesk_oncology.v1.opt"
