@@ -220,15 +220,20 @@ def _dead_letter(run, cause, error, *, payload, rule="", path="", detail=None) -
     ]
     if payload is None:
         payload = run.checkpoint.get("source_payload")
-    letter = DeadLetter.objects.create(
+    # A re-driven run that fails again reopens its letter (one per run), history and all.
+    letter, _ = DeadLetter.objects.update_or_create(
         run=run,
-        cause=cause,
-        step=run.step,
-        error=f"{run.record_key}: {error}",
-        rule=rule,
-        path=path,
-        detail={"attempts": history, "error_detail": detail if _jsonable(detail) else str(detail)},
-        payload=payload,
+        defaults={
+            "cause": cause,
+            "step": run.step,
+            "error": f"{run.record_key}: {error}",
+            "rule": rule,
+            "path": path,
+            "detail": {"attempts": history, "error_detail": detail if _jsonable(detail) else str(detail)},
+            "payload": payload,
+            "status": DeadLetter.Status.OPEN,
+            "closed_at": None,
+        },
     )
     _end(run, SyncRun.Status.DEAD_LETTER, ChangeEvent.Status.DEAD_LETTER)
     transaction.on_commit(lambda: _mail_staff(letter.pk))

@@ -66,3 +66,18 @@ def test_the_attempt_counter_restarts_for_each_step(engine):
         _due_now(run)
     assert [c for _, c in engine.sent if c] == [1.0, 2.0, 1.0]
     assert engine.drive(run) == SyncRun.Status.DONE
+
+
+def test_a_redriven_dead_letter_runs_again_and_can_succeed(engine):
+    from sync.actions import do_redrive_dead_letter
+
+    engine.fhir.faults.add("transaction", transient(), times=7)
+    run = engine.commit(37.1)
+    for _ in range(7):
+        engine.drive(run)
+        _due_now(run)
+    letter = DeadLetter.objects.get(run=run)
+    do_redrive_dead_letter(letter, actor="tester")
+    assert engine.drive(run) == SyncRun.Status.DONE
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.REDRIVEN
