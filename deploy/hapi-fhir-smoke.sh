@@ -156,7 +156,26 @@ req POST '/Observation/$validate' "$(jq -c 'del(.meta)' <<<"$OBS")"
 check "\$validate on the same Observation without the profile -> 200, no errors" \
   test "$CODE" = 200 -a "$(jb '[.issue[] | select(.severity=="error")] | length')" = 0
 
-# 8. expunge (clean-up of what this run created) -------------------------------------------
+# 8. concurrency -------------------------------------------------------------------------
+# 8 writers race with the same If-Match: exactly one wins, the rest get 409.
+req POST /Patient "$(patient "$RUN-race" Race)"
+RID="$(jb .id)"
+seq 1 8 | xargs -P 8 -I{} curl -sS -o /dev/null -w '%{http_code}\n' -m 60 -X PUT \
+  -H 'Content-Type: application/fhir+json' -H 'If-Match: W/"1"' \
+  --data-binary "$(patient "$RUN-race" Racer "$RID")" "$BASE/Patient/$RID" | sort | uniq -c >"$TMP/race"
+check "8 concurrent If-Match W/\"1\" updates -> $(tr -s ' \n' ' ' <"$TMP/race")(one 200)" \
+  test "$(awk '$2==200{print $1}' "$TMP/race")" = 1 -a "$(awk '$2==409{print $1}' "$TMP/race")" = 7
+# 8 concurrent conditional creates: without the retry header losers may get 409; with it all
+# succeed (one 201, the rest 200) and exactly one resource exists.
+seq 1 8 | xargs -P 8 -I{} curl -sS -o /dev/null -w '%{http_code}\n' -m 60 -X POST \
+  -H 'Content-Type: application/fhir+json' -H "If-None-Exist: identifier=$SYS|$RUN-cc" \
+  -H 'X-Retry-On-Version-Conflict: retry; max-retries=10' \
+  --data-binary "$(patient "$RUN-cc" Concurrent)" "$BASE/Patient" | sort | uniq -c >"$TMP/cc"
+req GET "/Patient?identifier=$SYS|$RUN-cc&_total=accurate"
+check "8 concurrent conditional creates (X-Retry-On-Version-Conflict) -> $(tr -s ' \n' ' ' <"$TMP/cc"); $(jb .total) resource" \
+  test "$(awk '$2==201{print $1}' "$TMP/cc")" = 1 -a "$(awk '$2==200{print $1}' "$TMP/cc")" = 7 -a "$(jb .total)" = 1
+
+# 9. expunge (clean-up of what this run created) -------------------------------------------
 req DELETE "/Patient/$PID"
 req POST "/Patient/$PID/\$expunge" \
   '{"resourceType":"Parameters","parameter":[{"name":"expungeDeletedResources","valueBoolean":true},{"name":"expungePreviousVersions","valueBoolean":true}]}'

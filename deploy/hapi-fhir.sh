@@ -36,10 +36,10 @@ jar_stale() {
 
 build() {
   if ! jar_stale; then log "$NAME jar up to date"; return 0; fi
-  apt_install maven
+  apt_install maven openjdk-17-jdk-headless
   log "building $NAME (mvn package; first build downloads ~350 MB into ~/.m2)"
   local t0=$SECONDS
-  (cd "$MODULE_DIR" && JAVA_HOME="$(java_home)" mvn -B -q -DskipTests package) \
+  (cd "$MODULE_DIR" && JAVA_HOME="$(java_home)" mvn -B -q -Dstyle.color=never -DskipTests package) \
     || die "maven build of $MODULE_DIR failed"
   log "$NAME built in $(( SECONDS - t0 )) s"
 }

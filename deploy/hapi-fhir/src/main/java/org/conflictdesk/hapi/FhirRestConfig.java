@@ -3,6 +3,7 @@ package org.conflictdesk.hapi;
 import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
 import ca.uhn.fhir.jpa.api.dao.IFhirSystemDao;
+import ca.uhn.fhir.jpa.interceptor.UserRequestRetryVersionConflictsInterceptor;
 import ca.uhn.fhir.jpa.provider.IJpaSystemProvider;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
 import ca.uhn.fhir.jpa.search.DatabaseBackedPagingProvider;
@@ -41,6 +42,10 @@ public class FhirRestConfig {
 		server.setPagingProvider(pagingProvider);
 		server.setDefaultResponseEncoding(EncodingEnum.JSON);
 		// ETags (ETag: W/"n", If-Match checks) are on by default in RestfulServer.
+		// Opt-in per request: a client sending "X-Retry-On-Version-Conflict: retry; max-retries=N"
+		// gets a server-side retry when two writers race (e.g. concurrent conditional creates
+		// answer 409 otherwise). An explicit stale If-Match still answers 409.
+		server.registerInterceptor(new UserRequestRetryVersionConflictsInterceptor());
 		return server;
 	}
 
