@@ -183,7 +183,7 @@ def _losses_for(path: str, rel: str, items) -> list[Loss]:
             v = it.value.get("value") if isinstance(it.value, dict) else None
             why = "time without zone: FHIR requires one, 'Z' assumed; original kept in openehr-residue" \
                 if isinstance(v, str) and dt.is_naive_time(v) else \
-                "FHIR value is coarser than the source; exact value kept in openehr-residue extension"
+                "standard FHIR value differs from the source form (code, unit or rubric); exact value kept in openehr-residue extension"
             out.append(Loss(f"{where}/{it.attr}", why))
         elif it.attr in ("time", "origin") and isinstance(it.value, dict) and dt.is_naive_time(
                 str(it.value.get("value", ""))):
