@@ -1,0 +1,212 @@
+"""The sync engine end to end: real EHRbase, real HAPI, real Redis, a real Celery worker.
+
+The worker is a subprocess (``celery -A conflictdesk worker -B``) pointed at
+the test database and at a Redis database of its own, so it sees exactly the
+rows these tests commit (hence ``transactional_db``) and no other work.
+Every test makes its own EHR and subject, so reruns never collide.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from django.core import mail
+from django.db import connection
+
+from sync.clients.fhir import FHIRClient
+from sync.clients.openehr import OpenEHRClient
+from sync.detection import poll_site
+from sync.identity import provenance_id
+from sync.models import ChangeEvent, Conflict, Cursor, DeadLetter, EngineWrite, RecordLink, Site, SyncRun
+from sync.workflow import dispatch
+from sync.workflow.reconcile import reconcile_site
+from sync.workflow.runner import advance
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
+TEST_BROKER = "redis://127.0.0.1:6379/15"
+TEMPLATE = "vital_signs_ehrn"
+SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
+SYSTOLIC_LOINC = "8480-6"
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def wait_for(check, timeout=60.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def broker():
+    from conflictdesk.celery import app
+
+    app.conf.broker_url = TEST_BROKER
+    subprocess.run(["redis-cli", "-n", "15", "FLUSHDB"], check=False, capture_output=True)
+    return TEST_BROKER
+
+
+@pytest.fixture
+def worker(broker, transactional_db, tmp_path):
+    """A Celery worker with an embedded beat (1 s site polls, 2 s sweeps) on the test database."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "CELERY_BROKER_URL": broker,
+        "CONFLICTDESK_SWEEP_SECONDS": "2",
+        "CONFLICTDESK_REDISPATCH_AFTER_SECONDS": "5",
+        "CONFLICTDESK_RUN_LEASE_SECONDS": "15",
+        "CONFLICTDESK_CENTRAL_POLL_SECONDS": "3600",
+        "CONFLICTDESK_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "conflictdesk", "worker", "-B", "-c", "2",
+         "-s", str(tmp_path / "beat-schedule"), "--without-gossip", "--without-mingle"],
+        cwd=REPO, env=env, stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT,
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def cdr(ehrbase_urls):
+    with OpenEHRClient(ehrbase_urls[0]) as client:
+        client.upload_template((CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
+        yield client
+
+
+@pytest.fixture
+def fhir(fhir_base_url):
+    with FHIRClient(fhir_base_url) as client:
+        yield client
+
+
+@pytest.fixture
+def site(transactional_db, ehrbase_urls, settings):
+    settings.CONFLICTDESK_STAFF_EMAILS = ["oncall@example.org"]
+    site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
+    # Start just before the test: older compositions at the shared CDR are other tests' data.
+    Cursor.objects.create(source="site:site1", position=_now() - timedelta(seconds=1))
+    return site
+
+
+@pytest.fixture
+def ehr(cdr):
+    return cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
+
+
+def vitals(systolic: float) -> dict:
+    flat = json.loads((CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
+    flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
+    assert SYSTOLIC in flat, "corpus file changed: pick another field to vary"
+    flat[SYSTOLIC] = systolic
+    return flat
+
+
+def template_id(cdr):
+    from sync.clients.openehr import template_id_of
+
+    return template_id_of((CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
+
+
+def synced(vo_uid, version_uid):
+    link = RecordLink.objects.filter(versioned_object_uid=vo_uid, openehr_version_uid=version_uid).first()
+    return link if link and link.fhir_resources else None
+
+
+def systolic(resource: dict):
+    for component in resource.get("component", []):
+        if any(c.get("code") == SYSTOLIC_LOINC for c in component["code"].get("coding", [])):
+            return component["valueQuantity"]["value"]
+    return None
+
+
+def central_systolic(fhir, link) -> list:
+    values = [systolic(fhir.read(r["type"], r["id"])) for r in link.fhir_resources]
+    return [v for v in values if v is not None]
+
+
+def test_a_site_commit_reaches_the_centre_with_provenance(worker, site, cdr, fhir, ehr):
+    started = _now()
+    t0 = time.monotonic()
+    ref = cdr.create_composition(ehr, vitals(71), template_id=template_id(cdr))
+    link = wait_for(lambda: synced(ref.uid, ref.version_uid))
+    first = link.fhir_resources[0]
+    fhir.read(first["type"], first["id"])
+    latency = time.monotonic() - t0
+    print(f"\nend-to-end latency (site commit -> central read, 1 s poll): {latency:.2f} s")
+    provenance = fhir.read("Provenance", provenance_id(ref.version_uid))
+    assert {t["reference"] for t in provenance["target"]} >= {f"{r['type']}/{r['id']}" for r in link.fhir_resources}
+    assert ChangeEvent.objects.get(source_version=ref.version_uid).status == ChangeEvent.Status.SYNCED
+    report = reconcile_site(site, started - timedelta(seconds=1), _now())
+    assert report.unaccounted == [] and ref.version_uid in report.by_state["synced"]
+
+
+def test_two_quick_versions_apply_in_order(worker, site, cdr, fhir, ehr):
+    started = _now()
+    v1 = cdr.create_composition(ehr, vitals(60), template_id=template_id(cdr))
+    wait_for(lambda: ChangeEvent.objects.filter(source_version=v1.version_uid).exists(), timeout=10, every=0.05)
+    v2 = cdr.update_composition(ehr, v1.version_uid, vitals(90), template_id=template_id(cdr))
+    link = wait_for(lambda: synced(v1.uid, v2.version_uid))
+    runs = SyncRun.objects.filter(record_key=f"site:site1:{v1.uid}").order_by("pk")
+    assert [r.change_event.source_version for r in runs] == [v1.version_uid, v2.version_uid]
+    assert runs[0].finished_at <= runs[1].finished_at
+    assert central_systolic(fhir, link) == [90]
+    assert reconcile_site(site, started - timedelta(seconds=1), _now()).unaccounted == []
+
+
+def test_the_same_record_edited_at_the_site_and_centrally_is_a_conflict(worker, site, cdr, fhir, ehr):
+    started = _now()
+    v1 = cdr.create_composition(ehr, vitals(70), template_id=template_id(cdr))
+    link = wait_for(lambda: synced(v1.uid, v1.version_uid))
+    target = next(r for r in link.fhir_resources if systolic(fhir.read(r["type"], r["id"])) is not None)
+    edited = fhir.read(target["type"], target["id"])
+    next(c for c in edited["component"] if c["code"]["coding"][0]["code"] == SYSTOLIC_LOINC)["valueQuantity"]["value"] = 150
+    central = fhir.update(edited, if_match_version=edited["meta"]["versionId"])
+    v2 = cdr.update_composition(ehr, v1.version_uid, vitals(80), template_id=template_id(cdr))
+    conflict = wait_for(lambda: Conflict.objects.filter(openehr_version_uid=v2.version_uid).first())
+    assert conflict.status == Conflict.Status.OPEN
+    assert conflict.openehr_composition and conflict.fhir_resources
+    assert 150 in [systolic(r) for r in conflict.fhir_resources]
+    now = fhir.read(target["type"], target["id"])
+    assert now["meta"]["versionId"] == central.version_id and systolic(now) == 150
+    assert reconcile_site(site, started - timedelta(seconds=1), _now()).unaccounted == []
+
+
+def test_an_unmappable_composition_is_dead_lettered_mailed_and_not_written(site, ehrbase_urls, fhir, monkeypatch):
+    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # driven here, not by a worker
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template((CORPUS / "templates" / "kds_procedure.opt").read_bytes())
+        ehr_id = cdr.create_ehr().ehr_id
+        composition = json.loads((CORPUS / "compositions" / "kds_procedure.patient3-3.composition.json").read_text())
+        ref = cdr.create_composition(ehr_id, composition)
+    poll_site(site)
+    run = SyncRun.objects.get(change_event__source_version=ref.version_uid)
+    assert advance(run.pk, "test") == SyncRun.Status.DEAD_LETTER
+    letter = DeadLetter.objects.get(run=run)
+    assert letter.cause in (DeadLetter.Cause.UNMAPPED, DeadLetter.Cause.VALIDATION)
+    assert letter.payload and ref.uid in letter.error or run.record_key in letter.error
+    assert len(mail.outbox) == 1 and str(letter.pk) in mail.outbox[0].subject
+    assert not EngineWrite.objects.exists()
+    assert reconcile_site(site, _now() - timedelta(minutes=5), _now()).by_state["dead_letter"] == [ref.version_uid]
