@@ -57,8 +57,9 @@ def resource_id(identifier_value: str) -> str:
 
 
 def parse_source(resource: dict) -> tuple[str, str, str] | None:
-    for ident in resource.get("identifier") or []:
-        if ident.get("system") == SOURCE_SYSTEM and str(ident.get("value", "")).count("|") >= 2:
+    idents = resource.get("identifier") or []
+    for ident in idents if isinstance(idents, list) else [idents]:
+        if isinstance(ident, dict) and ident.get("system") == SOURCE_SYSTEM and str(ident.get("value", "")).count("|") >= 2:
             site, vo, path = ident["value"].split("|", 2)
             return site, vo, path
     return None

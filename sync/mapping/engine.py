@@ -375,12 +375,15 @@ def spec_for_archetype(archetype_id: str) -> Spec:
 
 
 def spec_for_resource(resource: dict) -> Spec | None:
-    """Pick the model file that reads a FHIR resource: resource type plus fhirConfig.match."""
-    for s in registry().values():
+    """Pick the model file that reads a FHIR resource: resource type plus any fhirConfig.match
+    condition.  Entry-level files are tried before cluster files, so a specific row (a vital sign
+    by its LOINC code) wins over a generic one (any laboratory Observation)."""
+    specs = sorted(registry().values(), key=lambda s: (s.is_cluster, s.archetype))
+    for s in specs:
         if s.resource != resource.get("resourceType"):
             continue
-        m = s.match
-        if m is None or fhirpath.matches(resource, m.target_attribute, m.operator, m.criteria):
+        if not s.match or any(fhirpath.matches(resource, m.target_attribute, m.operator, m.criteria)
+                              for m in s.match):
             return s
     return None
 

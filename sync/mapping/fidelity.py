@@ -14,8 +14,9 @@ openEHR
 FHIR
   * ``id``, ``meta.lastUpdated``, ``meta.versionId``, ``meta.source``, the narrative ``text``
     (generated from the structured data), identifiers in our ``urn:conflictdesk:source`` system
-    (sync bookkeeping), and the id part of references between resources (``Observation/<id>``
-    -> ``Observation``; Patient references are compared in full).
+    (sync bookkeeping), the id part of references between resources (``Observation/<id>``
+    -> ``Observation``; Patient references are compared in full), and the order of
+    ``coding`` entries inside a CodeableConcept (FHIR gives that order no meaning).
 
 Numbers compare by value (72 == 72.0).  Everything else must match: values, units, codes,
 terminology ids, times, time zones, null flavours, names.
@@ -76,6 +77,9 @@ def _norm_fhir(node, top=False):
         if k == "reference" and isinstance(v, str) and "/" in v and not v.startswith("Patient/"):
             v = v.split("/")[0]
         out[k] = _norm_fhir(v)
+        if k == "coding" and isinstance(out[k], list):  # coding order carries no meaning in FHIR
+            out[k] = sorted(out[k], key=lambda c: (str(c.get("system")), str(c.get("code"))) if isinstance(c, dict)
+                            else ("", ""))
     return out
 
 

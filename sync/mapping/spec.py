@@ -68,7 +68,7 @@ class Spec:
     entry_name: str
     resource: str
     structure_definition: str
-    match: Condition | None
+    match: list[Condition]
     hierarchy: dict | None
     rules: list[Rule]
     source: str
@@ -151,7 +151,9 @@ def load_spec(path: Path) -> Spec:
     if not name or not oc["archetype"].endswith(name):
         raise _err(src, "metadata.name must be the archetype id without the 'openEHR-EHR-' prefix")
     return Spec(name=name, archetype=oc["archetype"], entry_name=oc.get("name", name), resource=fc["resource"],
-                structure_definition=fc["structureDefinition"], match=_cond(fc.get("match"), src, "fhirConfig"),
+                structure_definition=fc["structureDefinition"],
+                match=[_cond(m, src, "fhirConfig") for m in (fc["match"] if isinstance(fc.get("match"), list)
+                                                              else [fc["match"]] if fc.get("match") else [])],
                 hierarchy=(doc.get("preprocessor") or {}).get("hierarchy"),
                 rules=[_rule(r, src) for r in doc.get("mappings") or []], source=src)
 
