@@ -7,7 +7,7 @@ from django.db import transaction
 
 from audit.chain import GENESIS, event_hash
 from audit.models import AuditEvent, AuditHead
-from audit.record import record_event, system_actor
+from audit.record import record_event, record_events, system_actor
 
 from conftest import sync_event
 
@@ -62,3 +62,18 @@ def test_it_refuses_unknown_fields_and_floats():
 
 def test_it_names_the_worker_host_and_pid():
     assert system_actor() == f"worker@{socket.gethostname()}:{os.getpid()}"
+
+
+def test_it_appends_a_batch_in_order_onto_the_head():
+    first = sync_event(1, partition="central")
+    batch = record_events(
+        [{"action": "sync.write", "outcome": "ok", "actor": "w", "detail": {"entry": i}} for i in range(3)],
+        partition="central",
+    )
+    assert [e.partition_seq for e in batch] == [2, 3, 4]
+    assert [e.prev_hash for e in batch] == [first.hash, batch[0].hash, batch[1].hash]
+    stored = {e.pk: e for e in AuditEvent.objects.filter(partition="central")}
+    assert [stored[e.pk].detail for e in batch] == [{"entry": 0}, {"entry": 1}, {"entry": 2}]
+    assert all(stored[e.pk].hash == event_hash(vars(stored[e.pk])) for e in batch)
+    assert record_events([], partition="central") == []
+    assert AuditHead.objects.get(partition="central").hash == batch[-1].hash

@@ -1,0 +1,115 @@
+"""Anchors on the central server catch a local table that was rewritten consistently."""
+from dataclasses import dataclass
+
+import pytest
+from fhir.resources.R4B.auditevent import AuditEvent as R4AuditEvent
+
+from audit.anchor import anchor_heads, verify_anchors
+from audit.chain import event_hash
+from audit.models import AuditAnchor, AuditEvent
+from audit.verify import verify_partition
+
+from conftest import sync_event
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass
+class Written:
+    id: str
+    version_id: str
+    resource: dict
+
+
+class Gone(Exception):
+    status = 404
+
+
+class FakeFHIR:
+    """Keeps what it is given, like the central server; ``read`` answers with a dict as FHIRClient does."""
+
+    def __init__(self):
+        self.store = {}
+
+    def create(self, resource):
+        R4AuditEvent.model_validate(resource)
+        written = Written(str(len(self.store) + 1), "1", {**resource, "id": str(len(self.store) + 1)})
+        self.store[written.id] = written.resource
+        return written
+
+    def read(self, resource_type, resource_id):
+        assert resource_type == "AuditEvent"
+        if resource_id not in self.store:
+            raise Gone(resource_id)
+        return self.store[resource_id]
+
+
+def rewrite_history(behind_the_back, events, index, **changes):
+    """Change one event and recompute every later hash and link, as an owner covering tracks would."""
+    prev = events[index].prev_hash
+    for event in events[index:]:
+        values = {**vars(event), **(changes if event is events[index] else {}), "prev_hash": prev}
+        prev = event_hash(values)
+        sets = ", ".join(f"{k} = %s" for k in changes) + ", " if event is events[index] else ""
+        behind_the_back(f"UPDATE audit_auditevent SET {sets}prev_hash = %s, hash = %s WHERE id = %s",
+                        [*(changes.values() if event is events[index] else ()), values["prev_hash"], prev, event.pk])
+    behind_the_back("UPDATE audit_audithead SET hash = %s WHERE partition = %s", [prev, events[0].partition])
+
+
+def test_it_anchors_only_heads_that_moved():
+    server = FakeFHIR()
+    sync_event(1)
+    sync_event(2, partition="central")
+    first = anchor_heads(server, actor="worker@test:1")
+    assert [(a.partition, a.seq) for a in first] == [("central", 1), ("site:site1", 1)]
+    assert anchor_heads(server) == []
+    last = sync_event(3)
+    again = anchor_heads(server)
+    assert [(a.partition, a.seq, a.hash) for a in again] == [("site:site1", 2, last.hash)]
+    assert AuditAnchor.objects.count() == 3 and len(server.store) == 3
+
+
+def test_it_passes_an_honest_chain():
+    server = FakeFHIR()
+    for i in range(3):
+        sync_event(i)
+    anchor_heads(server)
+    sync_event(4)  # appends after the anchor do not disturb it
+    assert verify_anchors(server) == []
+
+
+def test_it_catches_a_consistently_rewritten_table(behind_the_back):
+    server = FakeFHIR()
+    events = [sync_event(i) for i in range(4)]
+    anchor_heads(server)
+    rewrite_history(behind_the_back, events, 1, outcome="forged")
+    assert verify_partition("site:site1").broken is None  # the chain alone is fooled
+    [problem] = verify_anchors(server)
+    assert (problem.partition, problem.seq) == ("site:site1", 4)
+    assert "local chain rewritten" in problem.problem
+    assert AuditEvent.objects.get(pk=events[1].pk).outcome == "forged"
+
+
+def test_it_reports_an_anchor_gone_from_the_server():
+    server = FakeFHIR()
+    sync_event(1)
+    [anchor] = anchor_heads(server)
+    del server.store[anchor.fhir_id]
+    [problem] = verify_anchors(server)
+    assert "gone from the server" in problem.problem
+
+
+@pytest.mark.integration
+def test_it_anchors_on_the_central_server(fhir_base_url, behind_the_back):
+    from sync.clients.fhir import FHIRClient
+
+    events = [sync_event(i, partition="site:anchor-it") for i in range(3)]
+    with FHIRClient(fhir_base_url) as client:
+        [anchor] = anchor_heads(client)
+        stored = client.read("AuditEvent", anchor.fhir_id)
+        R4AuditEvent.model_validate(stored)
+        assert anchor.fhir_version == "1"
+        assert verify_anchors(client) == []
+        rewrite_history(behind_the_back, events, 0, source_version="forged")
+        [problem] = verify_anchors(client)
+    assert problem.seq == 3 and "local chain rewritten" in problem.problem
