@@ -38,7 +38,10 @@ public class FhirRestConfig {
 		// CapabilityStatement (/metadata) reflecting the JPA search parameters.
 		server.setServerConformanceProvider(new JpaCapabilityStatementProvider(
 				server, systemDao, storageSettings, searchParamRegistry, validationSupport));
-		// Page search results through the database rather than memory.
+		// Page search/_history results through the database rather than memory. HapiJpaConfig's
+		// provider defaults to pages of 10, max 50; a sync engine reading _history wants bigger.
+		pagingProvider.setDefaultPageSize(20);
+		pagingProvider.setMaximumPageSize(500);
 		server.setPagingProvider(pagingProvider);
 		server.setDefaultResponseEncoding(EncodingEnum.JSON);
 		// ETags (ETag: W/"n", If-Match checks) are on by default in RestfulServer.

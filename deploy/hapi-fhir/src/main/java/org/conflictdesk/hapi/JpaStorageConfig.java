@@ -69,7 +69,7 @@ public class JpaStorageConfig {
 	}
 
 	/**
-	 * The sync engine's requirements live here; see deploy/hapi-fhir/README.md.
+	 * The sync engine's requirements (see deploy/hapi-fhir/README.md).
 	 */
 	@Bean
 	public JpaStorageSettings storageSettings() {
