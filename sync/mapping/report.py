@@ -34,7 +34,7 @@ def _composition_line(doc: dict) -> tuple[str, bool, bool]:
         comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": _FAKE_UID}
     res = to_fhir(comp, site="report", ehr_id="report", patient_ref="Patient/report")
     if not res.resources:
-        return "nothing mapped (" + f"{len(res.losses)} unmapped entries)", False, False
+        return "nothing mapped (" + f"{len(res.losses)} unmapped entries)", None, None
     invalid = sum(1 for r in res.resources if validate_fhir(r))
     from .from_fhir import to_openehr
     back = to_openehr(res.resources, template_id=_template_id(comp), base_composition=comp)
@@ -84,6 +84,10 @@ def report(paths) -> tuple[list[str], str]:
             else:
                 lines.append(f"{f.name}: skipped (FLAT or unknown JSON format: not supported)")
                 continue
+            lines.append(f"{f.name}: {text}")
+            if ok is None:
+                continue
+            lines.pop()
             conv += 1 if ok else 0
             rt += 1 if ok and equal else 0
             failed += 0 if ok else 1
