@@ -19,6 +19,7 @@ HAPI_DB_USER=hapi
 HAPI_DB_PASSWORD="${HAPI_DB_PASSWORD:-hapi-dev-password}"
 LOG_FILE="$RUN_DIR/$NAME.log"
 PID_FILE="$RUN_DIR/$NAME.pid"
+RUN_JAR="$RUN_DIR/$NAME.jar"
 
 answering() { curl -fsS -o /dev/null -m 5 "$HAPI_BASE/metadata" 2>/dev/null; }
 
@@ -39,8 +40,11 @@ build() {
   apt_install maven openjdk-17-jdk-headless
   log "building $NAME (mvn package; first build downloads ~350 MB into ~/.m2)"
   local t0=$SECONDS
-  (cd "$MODULE_DIR" && JAVA_HOME="$(java_home)" mvn -B -q -Dstyle.color=never -DskipTests package) \
-    || die "maven build of $MODULE_DIR failed"
+  if ! (cd "$MODULE_DIR" && JAVA_HOME="$(java_home)" mvn -B -q -DskipTests package) \
+      >"$RUN_DIR/$NAME-build.log" 2>&1; then
+    tail -n 40 "$RUN_DIR/$NAME-build.log" >&2
+    die "maven build of $MODULE_DIR failed (log: $RUN_DIR/$NAME-build.log)"
+  fi
   log "$NAME built in $(( SECONDS - t0 )) s"
 }
 
@@ -72,13 +76,15 @@ start() {
   ensure_role_db "$HAPI_DB_USER" "$HAPI_DB_PASSWORD" "$HAPI_DB_NAME"
   build
   local jhome; jhome="$(java_home)"
+  # Run a private copy (atomic rename) so a later `build` never rewrites the jar under a live JVM.
+  cp "$JAR" "$RUN_JAR.tmp" && mv -f "$RUN_JAR.tmp" "$RUN_JAR"
   log "starting $NAME on $HAPI_BASE (log: $LOG_FILE)"
   # -XX:TieredStopAtLevel=1 (C1 only) starts faster on 2 cores; HAPI_JAVA_OPTS overrides.
   HAPI_DB_PASSWORD="$HAPI_DB_PASSWORD" \
   HAPI_DB_URL="jdbc:postgresql://$PG_HOST:$PG_PORT/$HAPI_DB_NAME" \
   HAPI_DB_USER="$HAPI_DB_USER" \
     nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:--XX:TieredStopAtLevel=1} \
-      -Djava.awt.headless=true -jar "$JAR" >"$LOG_FILE" 2>&1 </dev/null &
+      -Djava.awt.headless=true -jar "$RUN_JAR" >"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
   local t0=$SECONDS
   wait_http "$NAME" "$HAPI_BASE/metadata" 300
