@@ -20,6 +20,10 @@ source "$(dirname "$0")/common.sh"
 
 EHRBASE_SRC="$REPO_DIR/deploy/ehrbase"
 JAR="$EHRBASE_SRC/target/ehrbase-launcher.jar"
+# Instances run from the jar extracted next to its lib/ (Spring Boot's
+# "jarmode=tools extract"): start-up measured 2-4 s faster than from the
+# nested fat jar, and a rebuild never rewrites jars a running JVM has open.
+RUN_JAR="$EHRBASE_SRC/target/extracted/ehrbase-launcher.jar"
 BASE_PORT=8100
 DB_ADMIN_ROLE=ehrbase               # owns schemas ehr/ext, runs Flyway
 DB_USER_ROLE=ehrbase_restricted     # runtime role: DML only
@@ -61,6 +65,16 @@ build() {
       || { tail -n 40 "$RUN_DIR/ehrbase-build.log" >&2; die "maven build failed (log: $RUN_DIR/ehrbase-build.log)"; }
     [ -f "$JAR" ] || die "build produced no $JAR"
     log "built $JAR in $(( SECONDS - t0 )) s"
+  fi
+  if [ ! -f "$RUN_JAR" ] || [ "$JAR" -nt "$RUN_JAR" ]; then
+    local dest="$EHRBASE_SRC/target/extracted"
+    rm -rf "$dest.new" "$dest.old"
+    "$jh/bin/java" -Djarmode=tools -jar "$JAR" extract --destination "$dest.new" >>"$RUN_DIR/ehrbase-build.log" 2>&1 \
+      || die "extracting $JAR failed (log: $RUN_DIR/ehrbase-build.log)"
+    # Swap whole directories: running instances keep the files they opened.
+    [ -d "$dest" ] && mv "$dest" "$dest.old"
+    mv "$dest.new" "$dest" && rm -rf "$dest.old"
+    log "extracted to $dest"
   fi
   exec 9>&-
 }
@@ -115,7 +129,7 @@ launch() {
     SPRING_DATASOURCE_PASSWORD="$DB_PASSWORD" SPRING_FLYWAY_PASSWORD="$DB_PASSWORD" \
     MALLOC_ARENA_MAX=2 \
     exec setsid "$jh/bin/java" $JAVA_OPTS -Djava.io.tmpdir="$RUN_DIR/ehrbase-site$i.work" \
-      -jar "$JAR" \
+      -jar "$RUN_JAR" \
       --server.address=127.0.0.1 --server.port="$port" \
       --server.nodename="site$i.conflictdesk.local" \
       --spring.datasource.url="jdbc:postgresql://$PG_HOST:$PG_PORT/ehrbase_site$i" \
