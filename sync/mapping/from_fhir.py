@@ -212,7 +212,9 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:
             out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "resource could not be mapped back", "dropped"))
             continue
         twin = residue.strip(cands.pop(0))
-        twin["subject"] = mine.get("subject", twin.get("subject"))
+        # the subject comes back from the caller's patient_ref; only the reference survives
+        if "reference" in (mine.get("subject") or {}):
+            twin["subject"] = {"reference": mine["subject"]["reference"]}
         for d in compare_clinical(mine, twin):
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue  # the mapping adds fixed codes/profiles: not a loss of source data
