@@ -30,7 +30,8 @@ class AuditEvent(models.Model):
     readback_hash = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the destination read back.")
     detail = models.JSONField(default=dict, blank=True, help_text="Ids and codes only; never patient data.")
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    # Not unique-indexed: the chain already makes hashes distinct, and a random-keyed index costs every append.
+    hash = models.CharField(max_length=64)
 
     class Meta:
         constraints = [
