@@ -1,2 +1,268 @@
-"""Steps of a central -> site run (placeholder until the reverse mapping lands)."""
-STEPS: dict = {}
+"""Steps of a central -> site run: one central resource version -> a composition at each site.
+
+A resource that belongs to a RecordLink rebuilds that record's composition
+(all its current resources, on top of the site's current composition) and
+commits it as a new version with If-Match. A resource born centrally goes to
+every site where its Patient has an EHR, as a new composition whose uid the
+engine derives from the resource, so a retried create finds the first one
+(EHRbase refuses a second composition with the same uid) instead of making a
+twin. Targets live in the checkpoint; each step handles all of them.
+"""
+from __future__ import annotations
+
+from django.utils import timezone
+
+from sync.clients.errors import InvalidRequest, NotFound
+from sync.identity import composition_uid_for, site_source
+from sync.models import Conflict, EngineWrite, PatientLink, RecordLink, Site, Step, SyncRun
+
+from .content import record_content, resource_key
+from .result import StepResult, ValidationFailed
+
+
+def detect(ctx) -> StepResult:
+    """Read the central version (unless it is our echo) and find the sites it goes to."""
+    event = ctx.event
+    rtype, rid = event.source_object_id.split("/", 1)
+    if EngineWrite.objects.filter(destination="central", object_id=event.source_object_id, version=event.source_version).exists():
+        return StepResult(terminal=SyncRun.Status.DONE, event_status="echo", outcome="echo")
+    if event.change_type == "deleted":
+        raise ValidationFailed("central deletions are not propagated to sites yet", rule="reverse.delete", path=event.source_object_id)
+    resource = ctx.services.fhir.vread(rtype, rid, event.source_version)
+    links = list(RecordLink.objects.filter(fhir_resources__contains=[{"type": rtype, "id": rid}], deleted=False))
+    if links:
+        targets = [_linked_target(link) for link in links]
+    else:
+        patient_id = ((resource.get("subject") or resource.get("patient") or {}).get("reference") or "").split("/")[-1]
+        targets = [_new_target(pl, event.source_object_id) for pl in PatientLink.objects.filter(fhir_patient_id=patient_id)]
+    return StepResult(
+        next_step=Step.VALIDATE_SOURCE,
+        checkpoint={"source_payload": resource, "targets": targets, "source_hash": ctx.services.audit.payload_hash(resource)},
+        audit={"source_hash": ctx.services.audit.payload_hash(resource), "detail": {"targets": len(targets)}},
+    )
+
+
+def validate_source(ctx) -> StepResult:
+    resource = ctx.checkpoint["source_payload"]
+    issues = ctx.services.mapping.validate_fhir(resource)
+    if issues:
+        raise ValidationFailed(f"{resource['resourceType']} fails R4 validation", rule="fhir.r4", path=str(issues[0]).split(":")[0])
+    return StepResult(next_step=Step.TRANSFORM)
+
+
+def transform(ctx) -> StepResult:
+    """Rebuild each target's composition from the record's resources as they are now."""
+    cp, services = ctx.checkpoint, ctx.services
+    source = cp["source_payload"]
+    targets = []
+    for target in cp["targets"]:
+        openehr = services.openehr(Site.objects.get(pk=target["site_id"]))
+        if target["vo_uid"]:
+            resources = _record_resources(services.fhir, target["resources"], source)
+            base = openehr.get_composition(target["ehr_id"], target["vo_uid"]).content
+        else:
+            resources, base = [source], None
+        composition = services.mapping.to_openehr(resources, template_id=target["template_id"], base_composition=base)
+        content = record_content(resources, services.mapping.clinical_content)
+        targets.append({**target, "composition": composition, "content": content, "record": _refs(resources)})
+    return StepResult(next_step=Step.VALIDATE_TARGET, checkpoint={"targets": targets})
+
+
+def validate_target(ctx) -> StepResult:
+    """The site knows the template and the composition claims it."""
+    for target in ctx.checkpoint["targets"]:
+        openehr = ctx.services.openehr(Site.objects.get(pk=target["site_id"]))
+        try:
+            openehr.web_template(target["template_id"])
+        except NotFound as exc:
+            raise ValidationFailed("the site lacks the template", rule="site.template", path=target["template_id"]) from exc
+        claimed = ((target["composition"].get("archetype_details") or {}).get("template_id") or {}).get("value")
+        if claimed != target["template_id"]:
+            raise ValidationFailed("composition names another template", rule="composition.template", path="/archetype_details/template_id")
+    return StepResult(next_step=Step.CHECK_CONFLICT)
+
+
+def check_conflict(ctx) -> StepResult:
+    """Per linked site: base vs the site's composition now vs the new central content."""
+    targets = []
+    for target in ctx.checkpoint["targets"]:
+        if not target["vo_uid"]:
+            targets.append({**target, "plan": "write"})
+            continue
+        link = RecordLink.objects.get(pk=target["link_id"])
+        site = Site.objects.get(pk=target["site_id"])
+        now = ctx.services.openehr(site).get_composition(target["ehr_id"], target["vo_uid"])
+        plan = "write"
+        if now.ref.version_uid != link.openehr_version_uid:
+            patient_ref = f"Patient/{link.patient_link.fhir_patient_id}"
+            mapped = ctx.services.mapping.to_fhir(now.content, site=site.name, ehr_id=target["ehr_id"], patient_ref=patient_ref)
+            site_content = record_content(mapped.resources, ctx.services.mapping.clinical_content)
+            if site_content == target["content"]:
+                plan = "adopt"
+            elif target["content"] == link.base_content:
+                plan = "noop"
+            elif site_content != link.base_content:
+                central = _record_resources(ctx.services.fhir, target["resources"], ctx.checkpoint["source_payload"])
+                return _conflict(ctx, link, now, target, central)
+        targets.append({**target, "plan": plan, "expected": now.ref.version_uid})
+    return StepResult(next_step=Step.WRITE, checkpoint={"targets": targets})
+
+
+def write(ctx) -> StepResult:
+    """Commit at each site; EngineWrite rows make the echo recognisable."""
+    targets = []
+    for target in ctx.checkpoint["targets"]:
+        site = Site.objects.get(pk=target["site_id"])
+        openehr = ctx.services.openehr(site)
+        if target["plan"] != "write":
+            targets.append({**target, "written": target["expected"]})
+            continue
+        if target["vo_uid"]:
+            ref = openehr.update_composition(target["ehr_id"], target["expected"], target["composition"])
+        else:
+            ref = _create_once(openehr, target)
+        targets.append({**target, "written": ref.version_uid, "vo_uid": ref.uid})
+
+    def effects(run):
+        for t in targets:
+            site = Site.objects.get(pk=t["site_id"])
+            EngineWrite.objects.get_or_create(
+                destination=site_source(site.name), object_id=t["vo_uid"], version=t["written"], defaults={"run": run}
+            )
+
+    return StepResult(next_step=Step.AUDIT, effects=effects, checkpoint={"targets": targets})
+
+
+def audit(ctx) -> StepResult:
+    hashes = []
+    for target in ctx.checkpoint["targets"]:
+        openehr = ctx.services.openehr(Site.objects.get(pk=target["site_id"]))
+        hashes.append(ctx.services.audit.payload_hash(openehr.get_composition(target["ehr_id"], target["written"]).content))
+    payload_hash = ctx.services.audit.payload_hash
+    return StepResult(
+        next_step=Step.ACKNOWLEDGE,
+        checkpoint={"readback_hash": payload_hash(hashes)},
+        audit={
+            "destination": ",".join(sorted({f"site:{t['site_id']}" for t in ctx.checkpoint["targets"]}))[:120],
+            "destination_version": ",".join(t["written"] for t in ctx.checkpoint["targets"])[:200],
+            "source_hash": ctx.checkpoint["source_hash"],
+            "written_hash": payload_hash([t["composition"] for t in ctx.checkpoint["targets"]]),
+            "readback_hash": payload_hash(hashes),
+        },
+    )
+
+
+def acknowledge(ctx) -> StepResult:
+    targets = ctx.checkpoint["targets"]
+
+    def effects(run):
+        for t in targets:
+            RecordLink.objects.update_or_create(
+                site_id=t["site_id"],
+                versioned_object_uid=t["vo_uid"],
+                defaults={
+                    "patient_link_id": t["patient_link_id"],
+                    "template_id": t["template_id"],
+                    "openehr_version_uid": t["written"],
+                    "fhir_resources": t["record"],
+                    "canonical_hash": ctx.services.audit.payload_hash(t["content"]),
+                    "base_content": t["content"],
+                    "last_synced_at": timezone.now(),
+                },
+            )
+
+    return StepResult(terminal=SyncRun.Status.DONE, effects=effects)
+
+
+STEPS = {
+    Step.DETECT: detect,
+    Step.VALIDATE_SOURCE: validate_source,
+    Step.TRANSFORM: transform,
+    Step.VALIDATE_TARGET: validate_target,
+    Step.CHECK_CONFLICT: check_conflict,
+    Step.WRITE: write,
+    Step.AUDIT: audit,
+    Step.ACKNOWLEDGE: acknowledge,
+}
+
+
+def _linked_target(link: RecordLink) -> dict:
+    return {
+        "site_id": link.site_id,
+        "link_id": link.pk,
+        "patient_link_id": link.patient_link_id,
+        "ehr_id": link.patient_link.ehr_id,
+        "vo_uid": link.versioned_object_uid,
+        "template_id": link.template_id,
+        "resources": link.fhir_resources,
+    }
+
+
+def _new_target(patient_link: PatientLink, resource_ref: str) -> dict:
+    templates = patient_link.site.template_ids
+    if not templates:
+        raise ValidationFailed("the site accepts no template for central writes", rule="site.template_ids", path=patient_link.site.name)
+    return {
+        "site_id": patient_link.site_id,
+        "link_id": None,
+        "patient_link_id": patient_link.pk,
+        "ehr_id": patient_link.ehr_id,
+        "vo_uid": "",
+        "new_uid": composition_uid_for(resource_ref, patient_link.site.name),
+        "template_id": templates[0],
+        "resources": [],
+    }
+
+
+def _record_resources(fhir, link_resources: list[dict], changed: dict) -> list[dict]:
+    """The record's resources now, with the changed one at the version being synced."""
+    out = []
+    for r in link_resources:
+        if (r["type"], r["id"]) == (changed["resourceType"], changed["id"]):
+            out.append(changed)
+        else:
+            try:
+                out.append(fhir.read(r["type"], r["id"]))
+            except NotFound:
+                continue
+    return out
+
+
+def _refs(resources: list[dict]) -> list[dict]:
+    return [
+        {"key": resource_key(r), "type": r["resourceType"], "id": r["id"], "version": r["meta"]["versionId"]}
+        for r in resources
+    ]
+
+
+def _create_once(openehr, target):
+    """Create under the engine-chosen uid; if a retry finds it already there, that one is ours."""
+    system_id = openehr.get_ehr(target["ehr_id"]).system_id
+    version_uid = f"{target['new_uid']}::{system_id}::1"
+    composition = {**target["composition"], "uid": {"_type": "OBJECT_VERSION_ID", "value": version_uid}}
+    try:
+        return openehr.create_composition(target["ehr_id"], composition)
+    except InvalidRequest as exc:
+        if "already exists" not in str(exc.detail):
+            raise
+        return openehr.get_composition(target["ehr_id"], version_uid).ref
+
+
+def _conflict(ctx, link, now, target, central) -> StepResult:
+    def effects(run):
+        Conflict.objects.filter(record_link=link, status=Conflict.Status.OPEN).update(
+            status=Conflict.Status.SUPERSEDED, closed_at=timezone.now()
+        )
+        Conflict.objects.create(
+            run=run,
+            record_link=link,
+            resource_type=ctx.checkpoint["source_payload"]["resourceType"],
+            openehr_version_uid=now.ref.version_uid,
+            openehr_composition=now.content,
+            fhir_versions=target["record"],
+            fhir_resources=central,
+            base_content=link.base_content,
+            base_hash=link.canonical_hash,
+        )
+
+    return StepResult(terminal=SyncRun.Status.CONFLICT, outcome="conflict", effects=effects)

@@ -210,3 +210,21 @@ def test_an_unmappable_composition_is_dead_lettered_mailed_and_not_written(site,
     assert len(mail.outbox) == 1 and str(letter.pk) in mail.outbox[0].subject
     assert not EngineWrite.objects.exists()
     assert reconcile_site(site, _now() - timedelta(minutes=5), _now()).by_state["dead_letter"] == [ref.version_uid]
+
+
+def test_a_central_edit_reaches_the_site_and_does_not_echo(worker, site, cdr, fhir, ehr):
+    from sync.detection import poll_central
+
+    v1 = cdr.create_composition(ehr, vitals(100), template_id=template_id(cdr))
+    link = wait_for(lambda: synced(v1.uid, v1.version_uid))
+    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    target = next(r for r in link.fhir_resources if systolic(fhir.read(r["type"], r["id"])) is not None)
+    edited = fhir.read(target["type"], target["id"])
+    next(c for c in edited["component"] if c["code"]["coding"][0]["code"] == SYSTOLIC_LOINC)["valueQuantity"]["value"] = 135
+    fhir.update(edited, if_match_version=edited["meta"]["versionId"])
+    poll_central()
+    link = wait_for(lambda: RecordLink.objects.exclude(openehr_version_uid=v1.version_uid).filter(pk=link.pk).first())
+    flat = cdr.get_composition(ehr, link.openehr_version_uid, flat=True).content
+    assert flat[SYSTOLIC] == 135
+    # The site commit we made comes back through detection as an echo, not a run.
+    wait_for(lambda: ChangeEvent.objects.filter(source_version=link.openehr_version_uid, status="echo").exists(), timeout=15)
