@@ -54,8 +54,9 @@ def record_event(*, action: str, outcome: str, actor: str, partition: str = "des
     ``fields`` are the other ``AuditEvent`` columns (occurred_at, actor_kind,
     source, destination, their objects and versions, patient_link_id,
     record_key, run_id, the three payload hashes, detail); unknown names raise
-    ``TypeError``. ``occurred_at`` defaults to now. Outside a transaction the
-    append runs in its own.
+    ``TypeError``. ``occurred_at`` defaults to now; ``actor_kind`` to "system"
+    for a ``system_actor()`` and "user" for anyone else. Outside a
+    transaction the append runs in its own.
     """
     return record_events([dict(fields, action=action, outcome=outcome, actor=actor)], partition=partition,
                          using=using)[0]
@@ -97,6 +98,8 @@ def _values(partition: str, event: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"unknown audit event fields: {', '.join(sorted(unknown))}")
     check_detail(event.get("detail") or {})
     values = {**_DEFAULTS, **event, "partition": partition}
+    if "actor_kind" not in event:
+        values["actor_kind"] = "system" if values["actor"].startswith("worker@") else "user"
     values["occurred_at"] = values["occurred_at"] or datetime.now(timezone.utc)
     values["detail"] = dict(values["detail"] or {})  # never share the default dict between events
     return values

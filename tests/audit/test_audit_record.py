@@ -46,7 +46,8 @@ def test_it_rolls_back_with_the_callers_transaction():
 
 
 def test_it_defaults_time_and_blank_fields():
-    event = record_event(action="desk.login", outcome="refused", actor="alice", actor_kind="user")
+    event = record_event(action="desk.login", outcome="refused", actor="alice")
+    assert event.actor_kind == "user" and record_event(action="a", outcome="ok", actor=system_actor()).actor_kind == "system"
     assert event.partition == "desk" and event.detail == {} and event.patient_link_id is None
     assert event.occurred_at.tzinfo is not None
     assert AuditEvent.objects.get(pk=event.pk).hash == event_hash(vars(event))
