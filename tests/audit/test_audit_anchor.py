@@ -2,6 +2,7 @@
 from dataclasses import dataclass
 
 import pytest
+from django.core.management import CommandError, call_command
 from fhir.resources.R4B.auditevent import AuditEvent as R4AuditEvent
 
 from audit.anchor import anchor_heads, verify_anchors
@@ -36,6 +37,12 @@ class FakeFHIR:
         written = Written(str(len(self.store) + 1), "1", {**resource, "id": str(len(self.store) + 1)})
         self.store[written.id] = written.resource
         return written
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
 
     def read(self, resource_type, resource_id):
         assert resource_type == "AuditEvent"
@@ -97,6 +104,19 @@ def test_it_reports_an_anchor_gone_from_the_server():
     del server.store[anchor.fhir_id]
     [problem] = verify_anchors(server)
     assert "gone from the server" in problem.problem
+
+
+def test_it_anchors_and_verifies_from_the_command(monkeypatch, behind_the_back, capsys):
+    server = FakeFHIR()
+    monkeypatch.setattr("audit.management.commands.audit_anchor.FHIRClient", lambda url: server)
+    events = [sync_event(i) for i in range(2)]
+    call_command("audit_anchor")
+    assert "anchored site:site1#2 as AuditEvent/1" in capsys.readouterr().out
+    call_command("audit_anchor", "--verify")
+    rewrite_history(behind_the_back, events, 0, record_key="elsewhere")
+    with pytest.raises(CommandError, match="1 audit anchors do not match"):
+        call_command("audit_anchor", "--verify")
+    assert "BROKEN site:site1#2 (AuditEvent/1): local chain rewritten" in capsys.readouterr().err
 
 
 @pytest.mark.integration
