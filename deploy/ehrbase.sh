@@ -166,6 +166,7 @@ start() {
   exec 8>&-
 
   # Wait for all instances together, reporting progress every 15 s.
+  last=$SECONDS
   while [ ${#pending[@]} -gt 0 ]; do
     local still=()
     for i in "${pending[@]}"; do
@@ -189,7 +190,7 @@ start() {
     if [ $(( now - last )) -ge 15 ]; then
       last=$now
       for i in "${pending[@]}"; do
-        line="$(grep -aE ' (INFO|WARN|ERROR) ' "$RUN_DIR/ehrbase-site$i.log" 2>/dev/null | tail -n1 | sed -E 's/^.* : //' | cut -c1-90)"
+        line="$(grep -aE ' (INFO|WARN|ERROR) ' "$RUN_DIR/ehrbase-site$i.log" 2>/dev/null | tail -n1 | sed -E 's/^.* : //' | cut -c1-90 || true)"
         log "site$i starting ($(( now - t0 )) s): ${line:-JVM starting}"
       done
     fi
