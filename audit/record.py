@@ -33,8 +33,10 @@ _NEW_HEAD = "INSERT INTO audit_audithead (partition, seq, hash) VALUES (%s, 0, %
 _COLUMNS = ("partition_seq",) + tuple(
     f.column for f in AuditEvent._meta.concrete_fields if f.column not in ("id", "partition_seq")
 )
-_FIELDS = frozenset(_COLUMNS) - {"partition", "partition_seq", "prev_hash", "hash", "action", "outcome", "actor"}
+_REQUIRED = frozenset({"action", "outcome", "actor"})
+_FIELDS = frozenset(_COLUMNS) - {"partition", "partition_seq", "prev_hash", "hash"} - _REQUIRED
 _DETAIL = AuditEvent._meta.get_field("detail")
+_MAX_ROWS = 1000  # PostgreSQL takes at most 65535 parameters per statement
 _DEFAULTS = {name: AuditEvent._meta.get_field(name).get_default() for name in _FIELDS}
 
 
@@ -77,15 +79,17 @@ def record_events(events: Sequence[Mapping[str, Any]], *, partition: str = "desk
     connection = connections[using]
     with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
         seq, prev_hash = _lock_head(cursor, partition)
-        params = []
-        for values in rows:
-            seq += 1
-            values.update(partition_seq=seq, prev_hash=prev_hash)
-            values["hash"] = prev_hash = event_hash(values)
-            params.extend(_DETAIL.get_db_prep_value(values[c], connection) if c == "detail" else values[c]
-                          for c in _COLUMNS)
-        cursor.execute(_append_sql(len(rows)), [seq, prev_hash, partition, *params])
-        ids = dict((row_seq, pk) for pk, row_seq in cursor.fetchall())
+        ids = {}
+        for start in range(0, len(rows), _MAX_ROWS):
+            chunk, params = rows[start:start + _MAX_ROWS], []
+            for values in chunk:
+                seq += 1
+                values.update(partition_seq=seq, prev_hash=prev_hash)
+                values["hash"] = prev_hash = event_hash(values)
+                params.extend(_DETAIL.get_db_prep_value(values[c], connection) if c == "detail" else values[c]
+                              for c in _COLUMNS)
+            cursor.execute(_append_sql(len(chunk)), [seq, prev_hash, partition, *params])
+            ids.update((row_seq, pk) for pk, row_seq in cursor.fetchall())
     made = [AuditEvent(id=ids[values["partition_seq"]], **values) for values in rows]
     for event in made:
         event._state.adding, event._state.db = False, using
@@ -93,9 +97,12 @@ def record_events(events: Sequence[Mapping[str, Any]], *, partition: str = "desk
 
 
 def _values(partition: str, event: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(event) - _FIELDS - {"action", "outcome", "actor"}
+    unknown = set(event) - _FIELDS - _REQUIRED
     if unknown:
         raise TypeError(f"unknown audit event fields: {', '.join(sorted(unknown))}")
+    missing = _REQUIRED - {name for name in _REQUIRED if event.get(name)}
+    if missing:
+        raise TypeError(f"audit event needs {', '.join(sorted(missing))}")
     check_detail(event.get("detail") or {})
     values = {**_DEFAULTS, **event, "partition": partition}
     if "actor_kind" not in event:
@@ -107,7 +114,7 @@ def _values(partition: str, event: Mapping[str, Any]) -> dict[str, Any]:
 
 @lru_cache(maxsize=64)
 def _append_sql(count: int) -> str:
-    """Move the head and insert the rows in one statement: one round trip per append."""
+    """Move the head and insert ``count`` rows in one statement: one round trip per batch."""
     row = f"({', '.join(['%s'] * len(_COLUMNS))})"
     return (
         "WITH moved AS (UPDATE audit_audithead SET seq = %s, hash = %s WHERE partition = %s) "

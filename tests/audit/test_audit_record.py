@@ -7,6 +7,7 @@ from django.db import transaction
 
 from audit.chain import GENESIS, event_hash
 from audit.models import AuditEvent, AuditHead
+from audit.verify import verify_partition
 from audit.record import record_event, record_events, system_actor
 
 from conftest import sync_event
@@ -78,3 +79,13 @@ def test_it_appends_a_batch_in_order_onto_the_head():
     assert all(stored[e.pk].hash == event_hash(vars(stored[e.pk])) for e in batch)
     assert record_events([], partition="central") == []
     assert AuditHead.objects.get(partition="central").hash == batch[-1].hash
+
+
+def test_it_splits_a_large_batch_and_refuses_incomplete_events():
+    batch = record_events([{"action": "a", "outcome": "ok", "actor": "w"}] * 2500, partition="central")
+    assert [e.partition_seq for e in batch] == list(range(1, 2501))
+    assert batch[1000].prev_hash == batch[999].hash
+    assert AuditEvent.objects.filter(partition="central").count() == 2500
+    assert verify_partition("central").broken is None
+    with pytest.raises(TypeError, match="needs actor"):
+        record_events([{"action": "a", "outcome": "ok"}], partition="central")
