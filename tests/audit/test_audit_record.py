@@ -7,8 +7,8 @@ from django.db import transaction
 
 from audit.chain import GENESIS, event_hash
 from audit.models import AuditEvent, AuditHead
-from audit.verify import verify_partition
 from audit.record import record_event, record_events, system_actor
+from audit.verify import verify_partition
 
 from conftest import sync_event
 
