@@ -193,3 +193,15 @@ CONFLICTDESK_FLOWBACK_TYPES = env_list("CONFLICTDESK_FLOWBACK_TYPES") or [
 ]
 # Ask HAPI's $validate too (slower; the fhir.resources check always runs).
 CONFLICTDESK_HAPI_VALIDATE = env_bool("CONFLICTDESK_HAPI_VALIDATE", False)
+
+# --- the reviewer desk (issue 6) ---------------------------------------------
+# TOTP for every account but demo ones: after allauth's middleware so the user is known.
+MIDDLEWARE += ["conflictdesk.desk.middleware.RequireTOTPMiddleware"]
+# "Remember me" would stretch a session past the idle window; the window is the policy.
+ACCOUNT_SESSION_REMEMBER = False
+ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+MFA_TOTP_ISSUER = "ConflictDesk"
+# Where links in e-mails (invitations, digests) point.
+CONFLICTDESK_BASE_URL = env_str("CONFLICTDESK_BASE_URL", "http://127.0.0.1:8000")
+# How often `send_digest` is meant to run; the first digest covers this many minutes back.
+CONFLICTDESK_DIGEST_MINUTES = env_int("CONFLICTDESK_DIGEST_MINUTES", 60)

@@ -6,6 +6,11 @@ from conflictdesk.desk import views as desk_views
 
 urlpatterns = [
     path("", desk_views.home, name="home"),
+    path("", include("conflictdesk.desk.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler403 = "conflictdesk.desk.views.errors.forbidden"
+handler404 = "conflictdesk.desk.views.errors.not_found"
+handler500 = "conflictdesk.desk.views.errors.server_error"

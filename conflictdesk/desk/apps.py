@@ -6,3 +6,6 @@ class DeskConfig(AppConfig):
 
     name = "conflictdesk.desk"
     label = "desk"
+
+    def ready(self):
+        from . import signals  # noqa: F401  (connects the login audit receivers)

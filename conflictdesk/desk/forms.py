@@ -1,0 +1,61 @@
+"""Forms: the decision on a conflict, the dead-letter discard, filters and the invitation."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django import forms
+
+from sync.models import DeadLetter, Resolution
+
+from .diff import CENTRAL, SITE
+from .roles import ROLE_ALIASES
+
+
+def field_token(field_id: str) -> str:
+    """A form-safe, stable name for one differing field (ids hold '|', '/' and brackets)."""
+    return "pick-" + hashlib.sha1(field_id.encode()).hexdigest()[:16]
+
+
+class DecisionForm(forms.Form):
+    choice = forms.ChoiceField(choices=Resolution.Choice.choices, widget=forms.RadioSelect, label="Decision")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Reason (required)",
+                             help_text="Why this version is right. Stored with the decision.")
+    seen = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, fields=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.diff_fields = list(fields)
+        for f in self.diff_fields:
+            self.fields[field_token(f.id)] = forms.ChoiceField(
+                choices=[(SITE, "site"), (CENTRAL, "central")], widget=forms.RadioSelect, required=False, label=f.label)
+
+    def clean_seen(self):
+        try:
+            return json.loads(self.cleaned_data["seen"])
+        except ValueError as exc:
+            raise forms.ValidationError("the page was incomplete; reload it") from exc
+
+    def clean(self):
+        data = super().clean()
+        if data.get("choice") == Resolution.Choice.MERGE:
+            missing = [f.label for f in self.diff_fields if not data.get(field_token(f.id))]
+            if missing:
+                raise forms.ValidationError(f"Merge: choose site or central for every differing field ({len(missing)} left).")
+        return data
+
+    def field_choices(self) -> dict[str, str]:
+        return {f.id: self.cleaned_data.get(field_token(f.id)) for f in self.diff_fields if self.cleaned_data.get(field_token(f.id))}
+
+
+class DiscardForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason for discarding (required)")
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="E-mail")
+    role = forms.ChoiceField(choices=[(k, v) for k, v in ROLE_ALIASES.items()], label="Role")
+    demo = forms.BooleanField(required=False, label="Demo account (no TOTP required)")
+
+
+CAUSES = [("", "any cause")] + list(DeadLetter.Cause.choices)

@@ -1,0 +1,102 @@
+"""Read-only queries behind the lists: filters, sort orders and counts. No writes here."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from sync.models import Conflict, DeadLetter, Site
+
+AGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "older": None}
+CONFLICT_SORTS = {
+    "oldest": "opened_at", "newest": "-opened_at", "site": "record_link__site__name", "type": "resource_type",
+}
+
+
+def conflicts(params) -> "QuerySet[Conflict]":
+    """Open conflicts by default; ``params`` is request.GET (site, patient, type, age, status, sort)."""
+    qs = Conflict.objects.select_related("record_link__site", "record_link__patient_link", "run")
+    status = params.get("status") or Conflict.Status.OPEN
+    if status != "all":
+        qs = qs.filter(status=status)
+    if params.get("site"):
+        qs = qs.filter(record_link__site__name=params["site"])
+    if params.get("patient"):
+        qs = qs.filter(record_link__patient_link_id=_int(params["patient"]))
+    if params.get("type"):
+        qs = qs.filter(resource_type=params["type"])
+    age = params.get("age")
+    if age in AGES:
+        now = timezone.now()
+        qs = qs.filter(opened_at__lt=now - timedelta(days=7)) if age == "older" else qs.filter(opened_at__gte=now - AGES[age])
+    return qs.order_by(CONFLICT_SORTS.get(params.get("sort"), "opened_at"), "pk")
+
+
+def conflict_counts() -> dict:
+    now = timezone.now()
+    open_ = Conflict.objects.filter(status=Conflict.Status.OPEN)
+    return {
+        "open": open_.count(),
+        "older_24h": open_.filter(opened_at__lt=now - timedelta(hours=24)).count(),
+        "dead_letters": DeadLetter.objects.filter(status=DeadLetter.Status.OPEN).count(),
+        "by_site": list(open_.values("record_link__site__name").annotate(n=Count("pk")).order_by("record_link__site__name")),
+    }
+
+
+def resource_types() -> list[str]:
+    return list(Conflict.objects.exclude(resource_type="").values_list("resource_type", flat=True).distinct().order_by("resource_type"))
+
+
+def site_names() -> list[str]:
+    return list(Site.objects.order_by("name").values_list("name", flat=True))
+
+
+def dead_letters(params) -> "QuerySet[DeadLetter]":
+    qs = DeadLetter.objects.select_related("run__site")
+    status = params.get("status") or DeadLetter.Status.OPEN
+    if status != "all":
+        qs = qs.filter(status=status)
+    if params.get("cause"):
+        qs = qs.filter(cause=params["cause"])
+    if params.get("site"):
+        qs = qs.filter(run__site__name=params["site"])
+    return qs.order_by("-created_at", "-pk")
+
+
+def dead_letter_causes(status: str = DeadLetter.Status.OPEN) -> list[dict]:
+    """Every cause with its count (zero included), for the tabs above the list."""
+    counts = dict(DeadLetter.objects.filter(status=status).values_list("cause").annotate(n=Count("pk")))
+    return [{"value": v, "label": label, "n": counts.get(v, 0)} for v, label in DeadLetter.Cause.choices]
+
+
+def audit_events(params) -> "QuerySet[AuditEvent]":
+    qs = AuditEvent.objects.all()
+    if params.get("patient"):
+        qs = qs.filter(patient_link_id=_int(params["patient"]))
+    if params.get("record"):
+        qs = qs.filter(record_key__icontains=params["record"].strip())
+    if params.get("site"):
+        label = f"site:{params['site']}"
+        qs = qs.filter(Q(partition=label) | Q(source=label) | Q(destination=label) | Q(record_key__startswith=label + ":"))
+    if params.get("actor"):
+        qs = qs.filter(actor__icontains=params["actor"].strip())
+    if params.get("action"):
+        qs = qs.filter(action__startswith=params["action"].strip())
+    if params.get("since"):
+        qs = qs.filter(occurred_at__gte=params["since"])
+    if params.get("until"):
+        qs = qs.filter(occurred_at__lt=params["until"])
+    return qs.order_by("-occurred_at", "-pk")
+
+
+def audit_actions() -> list[str]:
+    return list(AuditEvent.objects.order_by().values_list("action", flat=True).distinct().order_by("action"))
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1

@@ -1,0 +1,24 @@
+"""Desk URLs (namespace ``desk``). The role-walk test resolves every name listed here."""
+from django.urls import path
+
+from .views import auditlog, conflicts, deadletters, health, people
+
+app_name = "desk"
+
+urlpatterns = [
+    path("conflicts/", conflicts.queue, name="conflicts"),
+    path("conflicts/counts/", conflicts.counts, name="conflict_counts"),
+    path("conflicts/<int:pk>/", conflicts.detail, name="conflict"),
+    path("conflicts/<int:pk>/decide/", conflicts.decide, name="conflict_decide"),
+    path("dead-letters/", deadletters.index, name="deadletters"),
+    path("dead-letters/<int:pk>/", deadletters.detail, name="deadletter"),
+    path("dead-letters/<int:pk>/redrive/", deadletters.redrive, name="deadletter_redrive"),
+    path("dead-letters/<int:pk>/discard/", deadletters.discard, name="deadletter_discard"),
+    path("audit/", auditlog.index, name="audit"),
+    path("audit/record/", auditlog.record, name="audit_record"),
+    path("audit/verify/", auditlog.verify, name="audit_verify"),
+    path("health/", health.dashboard, name="health"),
+    path("health/panel/", health.panel, name="health_panel"),
+    path("people/", people.index, name="people"),
+    path("people/invite/", people.invite, name="people_invite"),
+]

@@ -1,0 +1,75 @@
+"""Dead letters: list by cause, detail (error, rule, path, attempts, payload), re-drive and discard."""
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from sync.models import DeadLetter
+
+from .. import queries, services
+from ..access import can, get_dead_letter_for_user, require
+from ..forms import CAUSES, DiscardForm
+from .util import page_of, query_without_page
+
+
+@require("view_deadletters")
+def index(request):
+    status = request.GET.get("status") or DeadLetter.Status.OPEN
+    return render(request, "desk/deadletters.html", {
+        "page": page_of(request, queries.dead_letters(request.GET)), "query": query_without_page(request),
+        "causes": queries.dead_letter_causes(status if status != "all" else DeadLetter.Status.OPEN),
+        "cause_choices": CAUSES, "statuses": DeadLetter.Status.choices, "sites": queries.site_names(),
+        "params": request.GET,
+    })
+
+
+@require("view_deadletters")
+def detail(request, pk: int):
+    return _page(request, get_dead_letter_for_user(request.user, pk))
+
+
+def _page(request, letter, discard_form=None, status=200):
+    detail = letter.detail or {}
+    error_detail = detail.get("error_detail")
+    fidelity = error_detail if letter.cause == DeadLetter.Cause.FIDELITY and isinstance(error_detail, dict) else None
+    return render(request, "desk/deadletter.html", {
+        "letter": letter, "attempts": detail.get("attempts") or [],
+        "run_attempts": letter.run.attempts.all(),
+        "fidelity": {k: json.dumps(v, indent=2, ensure_ascii=False) for k, v in (fidelity or {}).items()},
+        "error_detail": json.dumps(error_detail, indent=2, ensure_ascii=False) if error_detail not in (None, "") else "",
+        "payload": json.dumps(letter.payload, indent=2, ensure_ascii=False) if letter.payload is not None else "",
+        "can_work": can(request.user, "work_deadletters") and letter.status == DeadLetter.Status.OPEN,
+        "discard_form": discard_form or DiscardForm(),
+    }, status=status)
+
+
+@require_POST
+@require("work_deadletters")
+def redrive(request, pk: int):
+    letter = get_dead_letter_for_user(request.user, pk)
+    try:
+        run = services.redrive_dead_letter(letter, user=request.user)
+    except ValueError as exc:
+        messages.error(request, f"Not re-driven: {exc}.")
+        return redirect("desk:deadletter", pk)
+    messages.success(request, f"Dead letter #{pk} re-driven: run {run.pk} is back in the workflow.")
+    return redirect("desk:deadletters")
+
+
+@require_POST
+@require("work_deadletters")
+def discard(request, pk: int):
+    letter = get_dead_letter_for_user(request.user, pk)
+    form = DiscardForm(request.POST)
+    if not form.is_valid():
+        return _page(request, letter, discard_form=form, status=400)
+    try:
+        services.discard_dead_letter(letter, user=request.user, reason=form.cleaned_data["reason"])
+    except ValueError as exc:
+        messages.error(request, f"Not discarded: {exc}.")
+        return redirect("desk:deadletter", pk)
+    messages.success(request, f"Dead letter #{pk} discarded.")
+    return redirect("desk:deadletters")
