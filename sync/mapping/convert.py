@@ -208,10 +208,14 @@ def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: s
     unit = engine.Unit()
     for r in group:
         unit.by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
+        unit.by_ref[f"urn:uuid:{r.get('id')}"] = r  # bundle-internal references
     primary = next((r for r in group if _spec_name_for(r) == spec.archetype), None)
     if primary is None:
         primary = {"resourceType": spec.resource}
+        inner = {x for c in group for x in _ref_values(c)}
         for child in group:
+            if {f"{child['resourceType']}/{child.get('id')}", f"urn:uuid:{child.get('id')}"} & inner:
+                continue  # a member of another slot resource (T/N/M of a stage group), not a slot filler
             cs = registry().get(_spec_name_for(child)) if _spec_name_for(child) else None
             rule = _slot_rule(spec, cs) if cs else None
             if rule:
@@ -224,6 +228,13 @@ def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: s
         if stale is not None:
             stale.extend(bad)
     return entry
+
+
+def _ref_values(obj) -> list[str]:
+    if isinstance(obj, dict):
+        return [v for k, v in obj.items() if k == "reference" and isinstance(v, str)] + \
+            [x for k, v in obj.items() if k != "reference" for x in _ref_values(v)]
+    return [x for v in obj for x in _ref_values(v)] if isinstance(obj, list) else []
 
 
 def _spec_name_for(resource: dict) -> str | None:

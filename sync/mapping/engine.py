@@ -41,6 +41,7 @@ class Ctx:
     event: dict | None = None
     identify: object = None  # callable(resource, node_path) set by convert.py
     language: str = "en"
+    parent: dict | None = None  # slot files: the resource of the entry holding the slot (focus/partOf refs)
 
 
 # ------------------------------------------------------------------ path helpers
@@ -205,11 +206,13 @@ def _slot_fwd(ctx: Ctx, rule: Rule, cluster: dict, fbase: dict, fbmodel: str, fp
     path = ctx.node_path + rmpath_of(ctx.archetype, cluster)
     res = {"resourceType": sub.resource}
     sub_ctx = Ctx(spec=sub, direction=FWD, archetype=cluster, oroot=cluster, resource=res, unit=ctx.unit,
-                  node_path=path, event=ctx.event, identify=ctx.identify, language=ctx.language)
+                  node_path=path, event=ctx.event, identify=ctx.identify, language=ctx.language,
+                  parent=ctx.resource)
     if ctx.identify:
         ctx.identify(res, path)
+    start = len(ctx.unit.resources)
     forward(sub_ctx, sub.rules, cluster, res, sub.resource)
-    ctx.unit.resources.append(res)
+    ctx.unit.resources.insert(start, res)  # before what its own hooks added (e.g. TNM members)
     ctx.unit.paths[id(res)] = path
     fhirpath.put(fbase, fbmodel, fpath, {"reference": f"{res['resourceType']}/{res.get('id')}"})
 
@@ -310,11 +313,14 @@ def _slot_rev(ctx: Ctx, rule: Rule, ref: dict, obase: dict, osteps: list[rmpath.
     sub = next((s for s in registry().values() if s.archetype.endswith(rule.slot_archetype)), None)
     if target is None or sub is None:
         return
+    if sub.match and not any(fhirpath.matches(target, m.target_attribute, m.operator, m.criteria)
+                             for m in sub.match):
+        return  # several slot rules share one FHIR element: each reads only what its file matches
     ctx.unit.used.add(id(target))
     cluster = rmpath.ensure(obase, osteps, fresh_last=True)
     cluster["name"] = {"_type": "DV_TEXT", "value": sub.entry_name}
     sub_ctx = Ctx(spec=sub, direction=REV, archetype=cluster, oroot=cluster, resource=target, unit=ctx.unit,
-                  event=ctx.event, language=ctx.language)
+                  event=ctx.event, language=ctx.language, parent=ctx.resource)
     reverse(sub_ctx, sub.rules, target, sub.resource, cluster)
 
 
@@ -379,12 +385,15 @@ def spec_for_resource(resource: dict) -> Spec | None:
     condition.  Entry-level files are tried before cluster files, so a specific row (a vital sign
     by its LOINC code) wins over a generic one (any laboratory Observation)."""
     specs = sorted(registry().values(), key=lambda s: (s.is_cluster, s.archetype))
-    for s in specs:
-        if s.resource != resource.get("resourceType"):
-            continue
-        if not s.match or any(fhirpath.matches(resource, m.target_attribute, m.operator, m.criteria)
-                              for m in s.match):
-            return s
+    # catch-all conditions (no match, operator 'empty') are tried after every specific one
+    for catch_all in (False, True):
+        for s in specs:
+            if s.resource != resource.get("resourceType"):
+                continue
+            conds = [m for m in s.match if catch_all or m.operator != "empty"]
+            if (not s.match and catch_all) or any(
+                    fhirpath.matches(resource, m.target_attribute, m.operator, m.criteria) for m in conds):
+                return s
     return None
 
 

@@ -45,22 +45,43 @@ def _groups(resources: list[dict]):
         by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
         by_ref[f"urn:uuid:{r.get('id')}"] = r
     named = [(r, _spec_name_for(r)) for r in resources]
+    names = {id(r): n for r, n in named}
+
+    def reach(r: dict) -> list[dict]:
+        """Resources r references, and (transitively) what referenced slot resources reference:
+        a TNM stage group brings its T/N/M members along."""
+        found: list[dict] = []
+
+        def visit(cur):  # depth first, in reference order: the order the forward mapping emits
+            for x in _refs(cur):
+                k = by_ref.get(x)
+                if k is None or k is r or any(k is f for f in found):
+                    continue
+                found.append(k)
+                if specs.get(names.get(id(k)) or "") is not None and specs[names[id(k)]].is_cluster:
+                    visit(k)
+        visit(r)
+        return found
+
     used: set[int] = set()
     out = []
     for r, name in named:
         spec = specs.get(name) if name else None
         if spec is None or spec.is_cluster:
             continue
-        kids = [by_ref[x] for x in _refs(r) if x in by_ref and by_ref[x] is not r]
+        kids = reach(r)
         used.update(id(k) for k in kids)
         out.append((spec, [r] + kids, r))
     from .convert import _parent_spec
-    for r, name in named:
-        spec = specs.get(name) if name else None
-        if spec is not None and spec.is_cluster and id(r) not in used:
-            parent = _parent_spec(spec)
-            if parent:
-                out.append((parent, [r], r))
+    loose = [r for r, name in named if specs.get(name or "") is not None and specs[name].is_cluster
+             and id(r) not in used]
+    inner = {id(k) for r in loose for k in reach(r)}
+    for r in loose:
+        if id(r) in inner:
+            continue  # brought along by another slot resource
+        parent = _parent_spec(specs[names[id(r)]])
+        if parent:
+            out.append((parent, [r] + [k for k in reach(r) if id(k) not in used], r))
     result = []
     for spec, group, anchor in out:
         src = parse_source(anchor)

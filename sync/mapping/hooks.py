@@ -87,3 +87,7 @@ def collapse_single_result(ctx, rule, onode, fobj, fmodel, direction):
     refs = fhirpath.get_values(ctx.resource, "result")
     if len(refs) == 1 and ctx.resource in ctx.unit.resources:
         ctx.unit.resources.remove(ctx.resource)
+
+
+# row-specific hooks live in their own modules; importing them registers their names
+from . import hooks_diagnosis, hooks_risk, hooks_tnm  # noqa: E402,F401

@@ -23,7 +23,7 @@ def test_errors_name_ids_and_paths_not_values():
     with pytest.raises(UnknownArchetype):
         spec_for_archetype("openEHR-EHR-OBSERVATION.nope.v1")
     with pytest.raises(UnmappedTemplate):
-        to_openehr([{"resourceType": "Condition", "id": "c"}], template_id="t")
+        to_openehr([{"resourceType": "Immunization", "id": "c"}], template_id="t")
 
 
 def test_unmapped_template_when_the_template_lacks_the_archetype(corpus):

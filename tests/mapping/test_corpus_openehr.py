@@ -103,4 +103,4 @@ def test_it_sends_a_single_analyte_as_an_observation_only():
 def test_it_reports_unmapped_entries():
     c = _comp(next(p for p in MAPPED if p.name.startswith("ips")))
     res = to_fhir(c, site="s", ehr_id="e", patient_ref="Patient/1")
-    assert any(x.kind == "unmapped-entry" and "problem_diagnosis" in x.path for x in res.losses)
+    assert any(x.kind == "unmapped-entry" and "exclusion_global" in x.path for x in res.losses)
