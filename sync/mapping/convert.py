@@ -139,6 +139,12 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
                 res["subject"] = {"reference": patient_ref}
             _close_unit(spec, entry, path, rel, group, unit, lang, result.losses, uid)
             result.resources.extend(group)
+    # COMPOSITION-level rows (root archetype with a model file): Encounter + Composition, appended last
+    from . import composition as composition_level
+    level, level_losses = composition_level.forward(composition, result.resources, identify=identify,
+                                                    patient_ref=patient_ref, language=lang, uid=uid)
+    result.resources.extend(level)
+    result.losses.extend(level_losses)
     seen = set()
     result.losses = [x for x in result.losses if not (x.path in seen or seen.add(x.path))]
     return result

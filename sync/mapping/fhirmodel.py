@@ -37,7 +37,9 @@ def fields(model: str) -> dict[str, tuple[bool, str]]:
         cls = get_fhir_model_class(model)
     except KeyError as exc:
         raise UnknownElement(model) from exc
-    return {name: _type_name(f.annotation) for name, f in cls.model_fields.items() if not name.endswith("__ext")}
+    # python keywords are renamed in the models (class -> class_fhir): use the FHIR name (alias)
+    return {(f.alias if name.endswith("_fhir") and f.alias else name): _type_name(f.annotation)
+            for name, f in cls.model_fields.items() if not name.endswith("__ext")}
 
 
 def field(model: str, name: str) -> tuple[bool, str]:

@@ -20,7 +20,7 @@ from .fidelity import compare_clinical
 from .spec import registry
 
 _SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter", "Specimen",
-               "ServiceRequest"}
+               "ServiceRequest", "Composition"}  # Encounter/Composition: composition level (composition.py)
 
 
 def _refs(obj) -> list[str]:
@@ -157,7 +157,8 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
         if id(r) not in grouped:
             losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping reads this resource",
                                "unmapped-entry"))
-    if not groups:
+    level = [r for r in resources if r.get("resourceType") in ("Encounter", "Composition")]
+    if not groups and not level:
         raise UnmappedTemplate("none of the resources has a model mapping", path=template_id)
     info = templates.get(template_id)
     if info:
@@ -199,6 +200,9 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
                     hist.setdefault("events", []).extend(oh.get("events") or [])
             first = base
         _place(comp, entry_path, first)
+    if level:
+        from . import composition as composition_level
+        losses.extend(composition_level.apply(comp, level, lang))
     return OpenEHRResult(comp, losses)
 
 

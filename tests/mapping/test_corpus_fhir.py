@@ -34,8 +34,8 @@ def test_it_round_trips_fhir_through_openehr(path):
     comp = copy.deepcopy(out.composition)
     comp["uid"] = {"value": "aaaaaaaa-0000-4000-8000-000000000001::x::1"}
     for loss in out.losses:
-        if loss.kind == "unmapped-entry":
-            continue
+        if loss.kind == "unmapped-entry" or loss.path.startswith(("Encounter/", "Composition/")):
+            continue  # composition-level resources: tests/mapping/test_encounter.py
         element = loss.path.split(":", 1)[1] if ":" in loss.path else ""
         assert element.split(".")[0].split("[")[0] in ALLOWED, str(loss)
         assert not MUST_KEEP.search(element), f"clinical value lost: {loss}"
@@ -44,6 +44,7 @@ def test_it_round_trips_fhir_through_openehr(path):
               and r["resourceType"] in ("Observation", "DiagnosticReport")]
     subject = next((r["subject"]["reference"] for r in mapped if "subject" in r), "Patient/x")
     fwd = to_fhir(comp, site="s", ehr_id="e", patient_ref=subject)
+    fwd.resources = [r for r in fwd.resources if r["resourceType"] not in ("Encounter", "Composition")]
     assert len(fwd.resources) == len(mapped)
     for r in fwd.resources:
         assert validate_fhir(r) == []

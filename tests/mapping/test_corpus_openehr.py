@@ -37,8 +37,10 @@ def test_it_converts_and_validates(path):
     vo = c["uid"]["value"].split("::")[0]
     for r in res.resources:
         assert validate_fhir(r) == [], r["resourceType"]
-        ident = [i for i in r["identifier"] if i["system"] == "urn:conflictdesk:source"]
-        assert ident and ident[0]["value"].startswith(f"site-a|{vo}|/content[")
+        idents = r["identifier"] if isinstance(r["identifier"], list) else [r["identifier"]]  # Composition: 0..1
+        ident = [i for i in idents if i["system"] == "urn:conflictdesk:source"]
+        where = {"Encounter": "/context", "Composition": "/"}.get(r["resourceType"], "/content[")
+        assert ident and ident[0]["value"].startswith(f"site-a|{vo}|{where}")
         assert r["subject"] == {"reference": "Patient/p1"}
     assert len({r["id"] for r in res.resources}) == len(res.resources)
     prov = build_provenance(res.resources, "site-a", "ehr-1", c["uid"]["value"])
@@ -72,10 +74,11 @@ def test_it_rebuilds_mapped_entries_from_the_resources_alone(path):
 def test_it_splits_history_events_into_observations():
     c = _comp(next(p for p in MAPPED if p.name.startswith("encounter_body_temperature")))
     res = to_fhir(c, site="s", ehr_id="e", patient_ref="Patient/1")
-    assert [r["valueQuantity"]["value"] for r in res.resources] == [22.0, 11.0, 22.0, 11.0]
-    assert all(r["code"]["coding"][0]["code"] == "8310-5" for r in res.resources)
-    assert all("http://hl7.org/fhir/StructureDefinition/vitalsigns" in r["meta"]["profile"] for r in res.resources)
-    assert all(r["valueQuantity"]["code"] == "Cel" for r in res.resources)
+    obs = [r for r in res.resources if r["resourceType"] == "Observation"]  # + Encounter, Composition
+    assert [r["valueQuantity"]["value"] for r in obs] == [22.0, 11.0, 22.0, 11.0]
+    assert all(r["code"]["coding"][0]["code"] == "8310-5" for r in obs)
+    assert all("http://hl7.org/fhir/StructureDefinition/vitalsigns" in r["meta"]["profile"] for r in obs)
+    assert all(r["valueQuantity"]["code"] == "Cel" for r in obs)
     # state (body exposure) has no FHIR element: reported, not silently dropped
     assert any("state[at0029]/items[at0030]" in loss.path for loss in res.losses)
 

@@ -1,0 +1,417 @@
+"""COMPOSITION-level rows: the composition header and EVENT_CONTEXT <-> Encounter + Composition.
+
+A composition whose root archetype has a model file (``specs/model/composition/``) becomes:
+
+* the file's resource (an Encounter), mapped by the engine from the composition *shell* (the
+  composition without ``content``: paths such as ``context/start_time``);
+* a FHIR Composition, the document header, the same for every composition-level row:
+  title <-> name, author <-> composer, category <-> category, language <-> language,
+  date <- context/start_time (one way; the Encounter owns the time), status final, type LOINC
+  34109-9 Note, encounter -> the Encounter, one section per openEHR SECTION (and one untitled
+  section for entries outside SECTIONs) whose entries reference the resources made from the
+  entries.  Sections are navigation only: entries find their place again by their identifiers.
+
+Round trip: as for entries, the shell is rebuilt from the two resources and compared with the
+source; differences go into openehr-residue (root attributes on the Composition, context on the
+Encounter), so the header and context come back exactly.  ``archetype_details`` and ``uid`` are
+identity, decided by the template / base composition, not by this mapping.
+"""
+from __future__ import annotations
+
+import copy
+from urllib.parse import quote, unquote
+
+from . import datatypes as dt
+from . import engine, fhirpath, residue, terminology
+from .fidelity import compare_clinical
+from .hooks import hook
+from .spec import Spec, registry
+
+OWNED = ("name", "language", "territory", "category", "composer", "context")
+RESOURCES = ("Encounter", "Composition")
+NOTE_TYPE = {"coding": [{"system": "http://loinc.org", "code": "34109-9", "display": "Note"}]}
+NS_PREFIX = terminology.BASE + "/NamingSystem/openehr-namespace/"
+FHIR_NS = "fhir"  # PARTY_REF namespace for parties that are FHIR references (Type/id)
+SUBJECT = "$subject"  # PARTY_SELF placeholder, replaced by the patient reference
+_REF_TYPES = {"Organization": "ORGANISATION", "Practitioner": "PERSON", "RelatedPerson": "PERSON",
+              "Patient": "PERSON", "PractitionerRole": "ROLE", "Device": "AGENT"}
+
+
+def spec_for(composition: dict) -> Spec | None:
+    """The composition-level model file for a composition's root archetype, if there is one."""
+    arch = composition.get("archetype_node_id") or \
+        ((composition.get("archetype_details") or {}).get("archetype_id") or {}).get("value")
+    s = registry().get(arch or "")
+    return s if s is not None and "-COMPOSITION." in s.archetype else None
+
+
+# ------------------------------------------------------------------ parties
+def _ns_system(ns: str) -> str:
+    return ns if ns.startswith(("http://", "https://", "urn:")) and " " not in ns else NS_PREFIX + quote(ns, safe="")
+
+
+def party_to_reference(party: dict | None) -> dict | None:
+    """PARTY_PROXY -> Reference: PARTY_SELF -> the record subject; PARTY_IDENTIFIED name -> display,
+    external_ref -> reference (namespace 'fhir') or identifier, else identifiers[0] -> identifier."""
+    if not isinstance(party, dict):
+        return None
+    if party.get("_type") == "PARTY_SELF":
+        return {"reference": SUBJECT}
+    ref: dict = {}
+    ext = party.get("external_ref") or {}
+    ident = (ext.get("id") or {}).get("value")
+    if ident and ext.get("namespace") == FHIR_NS:
+        ref["reference"] = ident
+    elif ident:
+        ref["identifier"] = {"system": _ns_system(ext.get("namespace") or "local"), "value": ident}
+    if party.get("identifiers") and "identifier" not in ref:
+        ref["identifier"] = dt.identifier_to_fhir(party["identifiers"][0])
+    if party.get("name"):
+        ref["display"] = party["name"]
+    return ref or None
+
+
+def reference_to_party(ref: dict | None, subject: str | None) -> dict | None:
+    if not isinstance(ref, dict):
+        return None
+    target = ref.get("reference")
+    if target and (target == subject or target == SUBJECT):
+        return {"_type": "PARTY_SELF"}
+    party: dict = {"_type": "PARTY_IDENTIFIED"}
+    if ref.get("display"):
+        party["name"] = ref["display"]
+    ident = ref.get("identifier") or {}
+    if target:
+        kind = _REF_TYPES.get(target.split("/")[0], "PARTY")
+        party["external_ref"] = {"_type": "PARTY_REF", "id": {"_type": "GENERIC_ID", "value": target,
+                                                             "scheme": FHIR_NS},
+                                 "namespace": FHIR_NS, "type": kind}
+        if ident.get("value"):  # a reference with a business identifier: both kept
+            party["identifiers"] = [dt.identifier_to_dv(ident)]
+    elif ident.get("value"):
+        sysuri = ident.get("system") or ""
+        ns = unquote(sysuri[len(NS_PREFIX):]) if sysuri.startswith(NS_PREFIX) else (sysuri or "local")
+        party["external_ref"] = {"_type": "PARTY_REF", "id": {"_type": "GENERIC_ID", "value": ident["value"],
+                                                             "scheme": ns}, "namespace": ns, "type": "PARTY"}
+    return party if len(party) > 1 else None
+
+
+def _o_parent(ctx, path: str, onode: dict, create: bool):
+    """(parent dict, attribute) for a composition-shell path like 'context/health_care_facility'."""
+    parts = path.replace("$archetype", "").strip("/").split("/")
+    cur = onode
+    for p in parts[:-1]:
+        if p not in cur:
+            if not create:
+                return None, parts[-1]
+            cur[p] = {"_type": "EVENT_CONTEXT"} if p == "context" else {}
+        cur = cur[p]
+    return cur, parts[-1]
+
+
+def _subject(ctx) -> str | None:
+    return (ctx.resource.get("subject") or {}).get("reference")
+
+
+@hook("partyReference")
+def party_reference(ctx, rule, onode, fobj, fmodel, direction):
+    """PARTY_PROXY (composer, health_care_facility) <-> Reference (see party_to_reference)."""
+    fpath = rule.fhir.replace("$resource", "").lstrip(".")
+    if direction == "openehr->fhir":
+        parent, attr = _o_parent(ctx, rule.openehr, onode, False)
+        ref = party_to_reference((parent or {}).get(attr))
+        if ref:
+            fhirpath.put(ctx.resource, ctx.spec.resource, fpath, ref)
+        return
+    refs = fhirpath.get_values(ctx.resource, fpath)
+    party = reference_to_party(refs[0] if refs else None, _subject(ctx))
+    if party:
+        parent, attr = _o_parent(ctx, rule.openehr, onode, True)
+        parent[attr] = party
+
+
+@hook("participations")
+def participations(ctx, rule, onode, fobj, fmodel, direction):
+    """PARTICIPATION list <-> Encounter.participant: function -> type, performer -> individual,
+    time (DV_INTERVAL of DV_DATE_TIME) -> period.  mode has no FHIR element (residue)."""
+    fpath = rule.fhir.replace("$resource", "").lstrip(".")
+    if direction == "openehr->fhir":
+        parent, attr = _o_parent(ctx, rule.openehr, onode, False)
+        for p in (parent or {}).get(attr) or []:
+            part: dict = {}
+            fn = p.get("function")
+            if isinstance(fn, dict):
+                part["type"] = [dt.coded_to_fhir(fn) if "defining_code" in fn else dt.text_to_fhir_cc(fn)]
+            ref = party_to_reference(p.get("performer"))
+            if ref and ref.get("reference") != SUBJECT:
+                part["individual"] = ref
+            t = p.get("time") or {}
+            period = {k: dt.datetime_to_fhir(t[o]["value"]) for k, o in (("start", "lower"), ("end", "upper"))
+                      if isinstance(t.get(o), dict) and t[o].get("value")}
+            if period:
+                part["period"] = period
+            if part:
+                fhirpath.put(ctx.resource, ctx.spec.resource, fpath, part)
+        return
+    out = []
+    for part in fhirpath.get_values(ctx.resource, fpath):
+        performer = reference_to_party(part.get("individual"), _subject(ctx))
+        if performer is None:
+            continue  # RM PARTICIPATION needs a performer: reported as lost by the re-forward check
+        types = part.get("type") or []
+        p = {"_type": "PARTICIPATION", "function": dt.cc_to_dv(types[0]) if types else
+             {"_type": "DV_TEXT", "value": "participant"}, "performer": performer}
+        period = part.get("period") or {}
+        if period:
+            p["time"] = {"_type": "DV_INTERVAL", "lower_unbounded": not period.get("start"),
+                         "upper_unbounded": not period.get("end"), "lower_included": True, "upper_included": True}
+            for k, o in (("start", "lower"), ("end", "upper")):
+                if period.get(k):
+                    p["time"][o] = {"_type": "DV_DATE_TIME", "value": period[k]}
+        out.append(p)
+    if out:
+        parent, attr = _o_parent(ctx, rule.openehr, onode, True)
+        parent[attr] = out
+
+
+# ------------------------------------------------------------------ the Composition resource
+def _sections(items: list, prefix: str, attr: str, by_entry: dict[str, list[str]]) -> tuple[list, list]:
+    """(references of entries directly here, sub-sections) for a content/items list."""
+    refs, subs, seen = [], [], {}
+    for item in items or []:
+        if not isinstance(item, dict):
+            continue
+        nid = item.get("archetype_node_id", "")
+        k = seen.get(nid, 0)
+        seen[nid] = k + 1
+        path = f"{prefix}/{attr}[{nid}]" + (f":{k}" if k else "")
+        if "-SECTION." in nid:
+            inner, nested = _sections(item.get("items") or [], path, "items", by_entry)
+            sec = {"title": (item.get("name") or {}).get("value", "")}
+            if inner:
+                sec["entry"] = inner
+            if nested:
+                sec["section"] = nested
+            if inner or nested:
+                subs.append(sec)
+        else:
+            refs.extend(by_entry.get(path, []))
+    return refs, subs
+
+
+def document_forward(shell: dict, composition: dict, encounter: dict, entry_resources: list[dict]) -> dict:
+    from .convert import _split_source_path, parse_source
+    by_entry: dict[str, list[str]] = {}
+    for r in entry_resources:
+        src = parse_source(r)
+        split = _split_source_path(src[2]) if src else None
+        if split:
+            by_entry.setdefault(split[0], []).append({"reference": f"{r['resourceType']}/{r['id']}"})
+    loose, subs = _sections(composition.get("content") or [], "", "content", by_entry)
+    doc: dict = {"resourceType": "Composition", "status": "final", "type": copy.deepcopy(NOTE_TYPE)}
+    if (shell.get("language") or {}).get("code_string"):
+        doc["language"] = shell["language"]["code_string"]
+    if isinstance(shell.get("category"), dict) and "defining_code" in shell["category"]:
+        doc["category"] = [dt.coded_to_fhir(shell["category"])]
+    doc["encounter"] = {"reference": f"Encounter/{encounter.get('id')}"}
+    start = ((shell.get("context") or {}).get("start_time") or {}).get("value")
+    if start:
+        doc["date"] = dt.datetime_to_fhir(start)
+    author = party_to_reference(shell.get("composer"))
+    doc["author"] = [author or {"extension": [{"url": dt.DAR_EXT, "valueCode": "unknown"}]}]
+    doc["title"] = (shell.get("name") or {}).get("value") or "openEHR composition"
+    sections = ([{"entry": loose}] if loose else []) + subs
+    if sections:
+        doc["section"] = sections
+    return doc
+
+
+def document_reverse(doc: dict, shell: dict) -> None:
+    if doc.get("title"):
+        shell["name"] = {"_type": "DV_TEXT", "value": doc["title"]}
+    if doc.get("language"):
+        shell["language"] = dt.code_phrase("ISO_639-1", doc["language"])
+    cats = doc.get("category") or []
+    if cats:
+        shell["category"] = dt.cc_to_dv(cats[0])
+    authors = doc.get("author") or []
+    party = reference_to_party(authors[0] if authors else None, (doc.get("subject") or {}).get("reference"))
+    if party:
+        shell["composer"] = party
+
+
+# ------------------------------------------------------------------ units (both resources)
+def _skeleton(spec: Spec) -> dict:
+    return {"_type": "COMPOSITION", "archetype_node_id": spec.archetype, "context": {"_type": "EVENT_CONTEXT"}}
+
+
+def rebuild(spec: Spec, encounter: dict | None, doc: dict | None, lang: str, *, apply_residue: bool = False,
+            stale: list | None = None) -> dict:
+    """The composition shell (OWNED attributes) that the two resources describe."""
+    shell = _skeleton(spec)
+    if encounter is not None:
+        ctx = engine.Ctx(spec=spec, direction=engine.REV, archetype=shell, oroot=shell, resource=encounter,
+                         unit=engine.Unit(), language=lang)
+        engine.reverse(ctx, spec.rules, encounter, spec.resource, shell)
+    if doc is not None:
+        document_reverse(doc, shell)
+        if doc.get("date") and not shell["context"].get("start_time"):
+            shell["context"]["start_time"] = {"_type": "DV_DATE_TIME", "value": doc["date"]}
+    if apply_residue:
+        items = [it for r in (encounter, doc) if r for it in residue.decode(r)]
+        bad = residue.apply(shell, items)
+        if stale is not None:
+            stale.extend(bad)
+    return shell
+
+
+def _shell(spec: Spec, composition: dict) -> dict:
+    out = {k: copy.deepcopy(composition[k]) for k in OWNED if k in composition}
+    return {"_type": "COMPOSITION", "archetype_node_id": spec.archetype, **out}
+
+
+def _diff(original: dict, rebuilt: dict) -> tuple[list, list]:
+    """Residue items for root attributes and for the context (paths under /context)."""
+    o, r = dict(original), dict(rebuilt)
+    oc, rc = o.pop("context", None) or {}, r.pop("context", None) or {}
+    root = residue.diff(o, r)
+    ctx = [residue.Item("/context" + it.path, it.attr, it.value, it.basis) for it in residue.diff(oc, rc)]
+    return root, ctx
+
+
+def forward(composition: dict, entry_resources: list[dict], *, identify, patient_ref: str, language: str,
+            uid: str):
+    """(resources, losses) for the composition level; ([], []) when the root archetype is unmapped."""
+    from .convert import Loss
+    from .errors import MappingError
+    spec = spec_for(composition)
+    if spec is None:
+        return [], []
+    if not isinstance(composition.get("context"), dict):
+        return [], [Loss("/context", "composition has no event context: no Encounter/Composition made",
+                         "unmapped-entry")]
+    shell = _shell(spec, composition)
+    enc = {"resourceType": spec.resource}
+    identify(enc, "/context")
+    ctx = engine.Ctx(spec=spec, direction=engine.FWD, archetype=shell, oroot=shell, resource=enc,
+                     unit=engine.Unit(), identify=identify, language=language)
+    engine.forward(ctx, spec.rules, shell, enc, spec.resource)
+    doc = document_forward(shell, composition, enc, entry_resources)
+    identify(doc, "/")
+    doc["identifier"] = doc["identifier"][0]  # Composition.identifier is 0..1
+    for res in (enc, doc):
+        res["subject"] = {"reference": patient_ref}
+        _replace_subject(res, patient_ref)
+    root_items, ctx_items = _diff(shell, rebuild(spec, enc, doc, language))
+    if ctx_items:
+        enc.setdefault("extension", []).extend(residue.encode(ctx_items))
+    if root_items:
+        doc.setdefault("extension", []).extend(residue.encode(root_items))
+    if compare_clinical(shell, rebuild(spec, enc, doc, language, apply_residue=True)):
+        raise MappingError("residue does not restore the composition header", composition_uid=uid, path="/",
+                           rule=spec.name)
+    return [enc, doc], _losses(root_items + ctx_items)
+
+
+def _replace_subject(obj, patient_ref: str) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "reference" and v == SUBJECT:
+                obj[k] = patient_ref
+            else:
+                _replace_subject(v, patient_ref)
+    elif isinstance(obj, list):
+        for v in obj:
+            _replace_subject(v, patient_ref)
+
+
+def _losses(items) -> list:
+    from .convert import Loss
+    out = []
+    for it in items:
+        if it.attr == "-":
+            continue
+        v = it.value.get("value") if isinstance(it.value, dict) else None
+        why = "time without zone: FHIR requires one, 'Z' assumed; original kept in openehr-residue" \
+            if isinstance(v, str) and dt.is_naive_time(v) else \
+            "no standard FHIR element (or a different form) in the mapping; kept in openehr-residue extension"
+        out.append(Loss(f"{it.path}/{it.attr}" if it.attr != "*" else it.path or "/", why))
+    return out
+
+
+# ------------------------------------------------------------------ FHIR -> openEHR
+def pick(resources: list[dict]) -> tuple[dict | None, dict | None, list[dict]]:
+    """(Encounter, Composition, other composition-level resources not used) from a resource list."""
+    docs = [r for r in resources if r.get("resourceType") == "Composition"]
+    encs = [r for r in resources if r.get("resourceType") == "Encounter"]
+    doc = docs[0] if docs else None
+    enc = None
+    want = ((doc or {}).get("encounter") or {}).get("reference", "")
+    for e in encs:
+        if want and want.endswith(f"Encounter/{e.get('id')}") or want == f"urn:uuid:{e.get('id')}":
+            enc = e
+    enc = enc or (encs[0] if encs else None)
+    rest = [r for r in docs + encs if r is not doc and r is not enc]
+    return enc, doc, rest
+
+
+def apply(comp: dict, resources: list[dict], lang: str) -> list:
+    """Write the header/context the Encounter + Composition describe into ``comp``; returns losses."""
+    from .convert import Loss, parse_source
+    enc, doc, rest = pick(resources)
+    losses = [Loss(f"{r['resourceType']}/{r.get('id')}", "second Encounter/Composition: only one per composition",
+                   "unmapped-entry") for r in rest]
+    spec = spec_for(comp)
+    if spec is None or (enc is None and doc is None):
+        losses += [Loss(f"{r['resourceType']}/{r.get('id')}", "the composition's root archetype has no "
+                        "composition-level mapping", "unmapped-entry") for r in (enc, doc) if r]
+        return losses
+    stale: list[str] = []
+    shell = rebuild(spec, enc, doc, lang, apply_residue=True, stale=stale)
+    losses += [Loss(p, "FHIR value changed since sync; openEHR-only detail dropped", "stale") for p in stale]
+    for k in OWNED:
+        if k == "context" and not (shell.get("context") or {}).get("start_time"):
+            comp["context"] = {**(comp.get("context") or {}), **shell["context"]}  # keep the caller's time
+            continue
+        if k in shell:
+            comp[k] = shell[k]
+    if "uid" not in comp:
+        src = parse_source(enc or doc)
+        if src:
+            comp["uid"] = {"_type": "HIER_OBJECT_ID", "value": src[1]}
+    losses += _reverse_losses(spec, enc, doc, comp, lang)
+    return losses
+
+
+def _reverse_losses(spec, enc, doc, comp, lang) -> list:
+    """FHIR data of the two resources that mapping the rebuilt header forward does not give back."""
+    from .convert import Loss
+    subject = ((enc or doc).get("subject") or {}).get("reference") or "Patient/x"
+    try:
+        back, _ = forward({**comp, "content": []}, [], patient_ref=subject, language=lang, uid="x",
+                          identify=lambda r, p: r.update(id=(enc or doc).get("id"), identifier=[
+                              {"system": terminology.SOURCE_SYSTEM, "value": f"x|x|{p}"}]))
+    except Exception:  # noqa: BLE001 - a failing re-forward means nothing is confirmed
+        back = []
+    twins = {r["resourceType"]: residue.strip(r) for r in back}
+    out = []
+    for r in (enc, doc):
+        if r is None:
+            continue
+        mine = residue.strip(r)
+        twin = twins.get(r["resourceType"], {"resourceType": r["resourceType"]})
+        for x in (mine, twin):
+            for k in ("section", "encounter", "subject"):
+                x.pop(k, None)
+        for d in compare_clinical(mine, twin):
+            if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
+                continue
+            out.append(Loss(f"{r['resourceType']}/{r.get('id')}:{_fpath(d['path'])}",
+                            "no openEHR element for this FHIR data in the mapping", "dropped"))
+    return out
+
+
+def _fpath(deep: str) -> str:
+    import re
+    p = deep.replace("root", "", 1)
+    return re.sub(r"\['([^']*)'\]", r".\1", p).lstrip(".")
