@@ -90,7 +90,7 @@ def _groups(resources: list[dict]):
             split = _split_source_path(src[2])
             if split:
                 entry_path, rest = split
-                m = re.search(r"/events\[([^\]]+)\](?::(\d+))?", rest)
+                m = re.search(r"/(?:events|activities)\[([^\]]+)\](?::(\d+))?", rest)  # hierarchy split
                 if m:
                     event_node, event_idx = m.group(1), int(m.group(2) or 0)
         result.append((spec, group, entry_path, event_node, event_idx))
@@ -193,11 +193,11 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
         if len(parts) > 1:
             parts.sort(key=lambda p: p[0])
             base = copy.deepcopy(parts[0][1])
-            hist = _history(base)
+            hist, attr = _history(base)
             for _, other in parts[1:]:
-                oh = _history(other)
+                oh, _ = _history(other)
                 if hist is not None and oh is not None:
-                    hist.setdefault("events", []).extend(oh.get("events") or [])
+                    hist.setdefault(attr, []).extend(oh.get(attr) or [])
             first = base
         _place(comp, entry_path, first)
     if level:
@@ -207,8 +207,11 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
 
 
 def _history(entry: dict):
+    """(container, list attribute) the hierarchy split: HISTORY.events, or INSTRUCTION.activities."""
     d = entry.get("data")
-    return d if isinstance(d, dict) and "events" in d else None
+    if isinstance(d, dict) and "events" in d:
+        return d, "events"
+    return (entry, "activities") if "activities" in entry else (None, None)
 
 
 def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:

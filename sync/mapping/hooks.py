@@ -92,3 +92,4 @@ def collapse_single_result(ctx, rule, onode, fobj, fmodel, direction):
 # row-specific hooks live in their own modules; importing them registers their names
 from . import hooks_diagnosis, hooks_risk, hooks_tnm  # noqa: E402,F401
 from . import composition  # noqa: E402,F401  (partyReference, participations)
+from . import hooks_medication, hooks_procedure  # noqa: E402,F401  (ISM states, dosage timing, mCODE rules)

@@ -91,7 +91,7 @@ def _typed(node: dict):
         return None
     try:
         suffix, val = dt.dv_to_value(node["value"])
-        back = dt.value_to_dv(suffix, val, dt.dv_type(node["value"]))
+        back = dt.value_to_dv(suffix, val)  # decode() has no RM type hint: DV_DURATION etc. go as rm
     except (KeyError, TypeError, AttributeError):
         return None
     return (suffix, val) if same_value(back, node["value"]) else None

@@ -20,7 +20,9 @@ _STEP = re.compile(r"^(?P<attr>[a-z_]+)(?:\[(?P<node>[^\],']+?)\s*(?:,\s*'(?P<na
 _CONTAINER_TYPES = {("OBSERVATION", "data"): "HISTORY", ("POINT_EVENT", "data"): "ITEM_TREE",
                     ("INTERVAL_EVENT", "data"): "ITEM_TREE", ("POINT_EVENT", "state"): "ITEM_TREE",
                     ("INTERVAL_EVENT", "state"): "ITEM_TREE", ("HISTORY", "events"): "POINT_EVENT",
-                    ("HISTORY", "summary"): "ITEM_TREE", ("EVALUATION", "data"): "ITEM_TREE"}
+                    ("HISTORY", "summary"): "ITEM_TREE", ("EVALUATION", "data"): "ITEM_TREE",
+                    ("ACTION", "description"): "ITEM_TREE", ("INSTRUCTION", "activities"): "ACTIVITY",
+                    ("ACTIVITY", "description"): "ITEM_TREE"}
 LIST_ATTRS = {"content", "items", "events", "activities", "other_participations", "links"}
 _ENTRY_ATTRS = {"protocol", "data", "description", "state", "summary", "other_details", "other_context"}
 

@@ -25,6 +25,9 @@ _KNOWN: list[tuple[str, str]] = [
     ("ICD10", "http://hl7.org/fhir/sid/icd-10"),
     ("ICD-10", "http://hl7.org/fhir/sid/icd-10"),
     ("UCUM", UCUM),
+    ("RxNorm", "http://www.nlm.nih.gov/research/umls/rxnorm"),
+    ("RXNORM", "http://www.nlm.nih.gov/research/umls/rxnorm"),
+    ("ATC", "http://www.whocc.no/atc"),
     ("local", LOCAL_SYSTEM),
 ]
 _TO_URI = {k: v for k, v in _KNOWN}

@@ -72,7 +72,7 @@ def test_fidelity_on_fhir_ignores_ids_and_server_meta():
 def test_report_summarises(corpus):
     lines, summary = report([corpus / "openehr" / "compositions" / "lab_blood_gas.composition.json",
                              corpus / "fhir" / "observation_vitals_heart_rate.json",
-                             corpus / "fhir" / "procedure_biopsy.json",
+                             corpus / "fhir" / "provenance_example.json",
                              corpus / "openehr" / "compositions" / "ips.flat.json"])
     assert len(lines) == 4
     assert "round-trip equal" in lines[0] and "validated" in lines[0]

@@ -71,13 +71,22 @@ def _adl_codes(archetype_id):
 def _openehr_codes(spec):
     if spec.hierarchy:
         yield from re.findall(r"at\d{4}", spec.hierarchy["openehr"])
-    for rule in iter_rules(spec.rules):
-        if rule.openehr and not rule.openehr.startswith("$archetype/language"):
-            yield from re.findall(r"at\d{4}", rule.openehr)
+    yield from _rule_codes(spec.rules)
+
+
+def _rule_codes(rules, in_slot=False):
+    """at-codes of this archetype: those after a slotted archetype step ([openEHR-EHR-CLUSTER...])
+    belong to the slot filler and are checked against the templates instead."""
+    for rule in rules:
+        path = rule.openehr or ""
+        own = path.split("[openEHR-EHR-")[0]
+        if path and not in_slot and not path.startswith("$archetype/language"):
+            yield from re.findall(r"at\d{4}", own)
         for m in rule.manual:
             for c in (m.openehr_condition,):
-                if c and c.target_root:
+                if c and c.target_root and not in_slot:
                     yield from re.findall(r"at\d{4}", c.target_root)
+        yield from _rule_codes(rule.followed_by, in_slot or own != path)
 
 
 def test_every_openehr_node_of_archetypes_we_have_exists(corpus):

@@ -1,0 +1,248 @@
+"""Hooks (``mappingCode``) of the medication rows: timing and durations, and the mCODE rule.
+
+* ``isoRepeatingTiming``: ACTIVITY.timing (DV_PARSABLE, ISO 8601 repeating interval such as
+  ``R/2025-03-15T08:00:00+01:00/P1D`` or ``R10/PT8H``) <-> Dosage.timing.repeat
+  (count, frequency 1, period + periodUnit, boundsPeriod.start) of the order's last Dosage.
+  Other formalisms or shapes stay in the residue.
+* ``therapeuticDirectionBounds``: CLUSTER.therapeutic_direction.v1 start (at0178), stop (at0179)
+  and direction duration (at0066, DV_DURATION) <-> Dosage.timing.repeat.bounds[x].  FHIR has one
+  bounds[x]: a start/stop gives boundsPeriod (a duration with a start becomes its end, the exact
+  duration then travels in the residue); a duration alone gives boundsDuration.
+* ``cancerRelatedMedication``: applies the rule's ``manual`` entries (the mCODE profile) when the
+  clinical indication (at0018) names a cancer or the medication item (at0070) is an anticancer
+  agent, by the documented lists in ``oncology`` below.  No terminology server is used.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from . import datatypes as dt
+from . import fhirpath, terminology
+from .hooks import hook
+
+FWD = "openehr->fhir"
+UCUM = terminology.UCUM
+_ISO_UNITS = {"Y": "a", "M": "mo", "W": "wk", "D": "d", "TH": "h", "TM": "min", "TS": "s"}
+_UNIT_ISO = {v: k for k, v in _ISO_UNITS.items()}
+_ONE = re.compile(r"^P(?:(?P<date>\d+(?:\.\d+)?)(?P<du>[YMWD])|T(?P<time>\d+(?:\.\d+)?)(?P<tu>[HMS]))$")
+_REPEAT = re.compile(r"^R(?P<n>\d*)/(?:(?P<start>\d{4}-[^/]+)/)?(?P<dur>P[^/]+)$")
+
+
+# ------------------------------------------------------------------ durations
+def duration_to_fhir(iso: str) -> dict | None:
+    """'P5Y' -> {value 5, unit 'a', system UCUM, code 'a'}; None for compound durations."""
+    m = _ONE.match(iso or "")
+    if not m:
+        return None
+    num, unit = (m["date"], m["du"]) if m["date"] else (m["time"], "T" + m["tu"])
+    value = float(num) if "." in num else int(num)
+    code = _ISO_UNITS[unit]
+    return {"value": value, "unit": code, "system": UCUM, "code": code}
+
+
+def duration_from_fhir(q: dict) -> str | None:
+    unit = _UNIT_ISO.get(q.get("code") or q.get("unit") or "")
+    value = q.get("value")
+    if unit is None or value is None:
+        return None
+    num = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"PT{num}{unit[1]}" if unit.startswith("T") else f"P{num}{unit}"
+
+
+def _add_duration(start: str, iso: str) -> str | None:
+    """start + a single-unit duration, as FHIR dateTime; None if either cannot be computed exactly."""
+    m = _ONE.match(iso or "")
+    s = dt.parse_dt(start) if start and "T" in start else None
+    if not m or s is None or (m["date"] and "." in m["date"]):
+        return None
+    if m["date"]:
+        n, u = int(m["date"]), m["du"]
+        if u in ("Y", "M"):
+            months = s.month - 1 + n * (12 if u == "Y" else 1)
+            try:
+                end = s.replace(year=s.year + months // 12, month=months % 12 + 1)
+            except ValueError:
+                return None
+        else:
+            end = s + dt.parse_duration(iso)
+    else:
+        end = s + dt.parse_duration(iso)
+    return dt.format_dt(end)
+
+
+# ------------------------------------------------------------------ ACTIVITY.timing
+def _last_dosage(res: dict) -> dict:
+    lst = res.setdefault("dosageInstruction", [])
+    if not lst:
+        lst.append({})
+    return lst[-1]
+
+
+@hook("isoRepeatingTiming")
+def iso_repeating_timing(ctx, rule, onode, fobj, fmodel, direction):
+    if direction == FWD:
+        tv = onode.get("timing") if isinstance(onode, dict) else None
+        if not isinstance(tv, dict) or str(tv.get("formalism", "")).upper().replace(" ", "") not in (
+                "ISO8601", "ISO8601:2004", "TIMING"):
+            return
+        m = _REPEAT.match(str(tv.get("value", "")).strip())
+        q = duration_to_fhir(m["dur"]) if m else None
+        if q is None:
+            return
+        repeat = _last_dosage(fobj).setdefault("timing", {}).setdefault("repeat", {})
+        if m["n"]:
+            repeat["count"] = int(m["n"])
+        repeat.update(frequency=1, period=q["value"], periodUnit=q["code"])
+        if m["start"] and not any(k.startswith("bounds") and k != "boundsPeriod" for k in repeat):
+            bp = repeat.setdefault("boundsPeriod", {})
+            bp.setdefault("start", dt.datetime_to_fhir(m["start"]))
+        return
+    for dosage in fobj.get("dosageInstruction") or []:
+        rep = (dosage.get("timing") or {}).get("repeat") or {}
+        if rep.get("period") is None or rep.get("frequency", 1) != 1 or rep.get("periodMax") is not None:
+            continue
+        dur = duration_from_fhir({"value": rep["period"], "code": rep.get("periodUnit")})
+        if dur is None:
+            continue
+        start = (rep.get("boundsPeriod") or {}).get("start")
+        value = f"R{rep.get('count', '')}/" + (f"{start}/" if start else "") + dur
+        onode["timing"] = {"_type": "DV_PARSABLE", "value": value, "formalism": "ISO8601"}
+        return
+
+
+# ------------------------------------------------------------------ therapeutic direction bounds
+def _el(cluster: dict, node: str):
+    return next((i for i in cluster.get("items") or [] if i.get("archetype_node_id") == node), None)
+
+
+def _new_el(cluster: dict, node: str, name: str, value: dict) -> None:
+    cluster.setdefault("items", []).append({"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": name},
+                                            "archetype_node_id": node, "value": value})
+
+
+@hook("therapeuticDirectionBounds")
+def therapeutic_direction_bounds(ctx, rule, onode, fobj, fmodel, direction):
+    """onode: the CLUSTER.therapeutic_direction.v1; fobj: its Dosage."""
+    if direction == FWD:
+        def val(node, rm):
+            el = _el(onode, node)
+            v = (el or {}).get("value") or {}
+            return v.get("value") if dt.dv_type(v) == rm or v.get("_type") == rm else None
+        start, stop = val("at0178", "DV_DATE_TIME"), val("at0179", "DV_DATE_TIME")
+        dur = val("at0066", "DV_DURATION")
+        if start or stop:
+            period = {}
+            if start:
+                period["start"] = dt.datetime_to_fhir(start)
+            if stop:
+                period["end"] = dt.datetime_to_fhir(stop)
+            elif dur and start:
+                end = _add_duration(period["start"], dur)
+                if end:
+                    period["end"] = end
+            fhirpath.put(fobj, fmodel, "timing.repeat.boundsPeriod", period)
+        elif dur and duration_to_fhir(dur):
+            fhirpath.put(fobj, fmodel, "timing.repeat.boundsDuration", duration_to_fhir(dur))
+        return
+    rep = (fobj.get("timing") or {}).get("repeat") or {}
+    bp, bd = rep.get("boundsPeriod") or {}, rep.get("boundsDuration")
+    if bp.get("start"):
+        _new_el(onode, "at0178", "Order start date/time", {"_type": "DV_DATE_TIME", "value": bp["start"]})
+    if bp.get("end"):
+        _new_el(onode, "at0179", "Order stop date/time", {"_type": "DV_DATE_TIME", "value": bp["end"]})
+    if bd and duration_from_fhir(bd):
+        _new_el(onode, "at0066", "Direction duration", {"_type": "DV_DURATION", "value": duration_from_fhir(bd)})
+
+
+# ------------------------------------------------------------------ oncology rule
+class oncology:  # noqa: N801 - a namespace of documented lists
+    """What makes an entry cancer-related, without a terminology server (documented, general):
+
+    * a condition is a cancer when coded ICD-10 (any ICD-10 variant id) C00-C97, D00-D09 or
+      D37-D48, ICD-O-3 morphology with behaviour /2 or /3, SNOMED CT 363346000 (malignant
+      neoplastic disease) or 372087000 (primary malignant neoplasm) or 128462008 (secondary
+      malignant neoplasm), or when its text (value or any display) names one (``CANCER_WORDS``);
+    * a medication is an anticancer agent when coded ATC L01 / L02 (antineoplastic and
+      endocrine therapy) or when its text names one of ``AGENTS`` (INN stems, EN/DE spelling).
+    """
+    CANCER_WORDS = re.compile(r"cancer|carcinom|karzinom|neoplas|neubildung|malignan|maligne|tumou?r|sarcom|sarkom"
+                              r"|lymphom|leuk(a)?emi|leukäm|melanom|myelom|metasta|blastom|mesotheliom|gliom"
+                              r"|krebs|\bca\b", re.I)
+    SNOMED = {"363346000", "372087000", "128462008"}
+    AGENTS = re.compile(r"tamoxif|letrozol|anastrozol|exemestan|fulvestrant|trastuzumab|pertuzumab|doxorubicin"
+                        r"|epirubicin|cyclophosphamid|paclitaxel|docetaxel|carboplatin|cisplatin|oxaliplatin"
+                        r"|capecitabin|fluorouracil|\b5-?fu\b|gemcitabin|pembrolizumab|nivolumab|atezolizumab"
+                        r"|ciclib\b|tinib\b|parib\b|rituximab|bevacizumab|cetuximab|etoposid|vincristin"
+                        r"|vinorelbin|irinotecan|goserelin|leuprore|bicalutamid|enzalutamid|abirateron"
+                        r"|temozolomid|methotrexat|folfox|folfiri|\bfec\b|\bac-t\b", re.I)
+
+    @staticmethod
+    def _parts(dv) -> tuple[list[str], list[tuple[str, str]]]:
+        if not isinstance(dv, dict):
+            return [], []
+        texts = [str(dv.get("value") or "")]
+        codes = []
+        if dv.get("defining_code"):
+            codes.append(dt.phrase_parts(dv["defining_code"]))
+        for m in dv.get("mappings") or []:
+            codes.append(dt.phrase_parts(m.get("target") or {}))
+        return texts, [(t.lower(), c.strip().upper()) for t, c in codes]
+
+    @classmethod
+    def is_cancer_condition(cls, dv) -> bool:
+        texts, codes = cls._parts(dv)
+        for tid, code in codes:
+            if "icd" in tid and "10" in tid and re.match(r"^(C\d\d|D0\d|D3[7-9]|D4[0-8])", code):
+                return True
+            if ("icd-o" in tid or "icdo" in tid or "icd_o" in tid) and re.match(r"^\d{4}/[23]$", code):
+                return True
+            if "snomed" in tid and code in cls.SNOMED:
+                return True
+        return any(cls.CANCER_WORDS.search(t) for t in texts)
+
+    @classmethod
+    def is_anticancer_agent(cls, dv) -> bool:
+        texts, codes = cls._parts(dv)
+        if any("atc" in tid and code.startswith(("L01", "L02")) for tid, code in codes):
+            return True
+        return any(cls.AGENTS.search(t) for t in texts)
+
+
+def apply_manual_once(ctx, rule, onode, fobj, fmodel) -> None:
+    """Write a rule's fhir-only manual values, never twice and never over an existing value."""
+    from . import fhirmodel
+    for m in rule.manual:
+        for f in m.fhir:
+            is_list, _ = fhirmodel.field(*_parent_model(fmodel, f["path"]))
+            have = fhirpath.get_values(fobj, f["path"])
+            if (is_list and f["value"] in have) or (not is_list and have):
+                continue
+            fhirpath.put(fobj, fmodel, f["path"], f["value"])
+
+
+def _parent_model(model: str, path: str) -> tuple[str, str]:
+    parts = path.split(".")
+    parent = fhirpath.model_at(model, ".".join(parts[:-1])) if len(parts) > 1 else model
+    return parent, parts[-1]
+
+
+def _values(node: dict, nodes: tuple[str, ...]) -> list:
+    """Values of the direct ELEMENT children of an ACTIVITY description or ACTION description
+    (slotted clusters have their own at-code namespaces, so they are not searched)."""
+    tree = node.get("description") if isinstance(node.get("description"), dict) else node
+    return [i.get("value") for i in tree.get("items") or [] if i.get("archetype_node_id") in nodes]
+
+
+@hook("cancerRelatedMedication")
+def cancer_related_medication(ctx, rule, onode, fobj, fmodel, direction):
+    """mCODE CancerRelatedMedicationRequest when the indication is a cancer or the drug an
+    anticancer agent (medication_order at0018 / at0070, also inside slotted clusters)."""
+    if direction != FWD:
+        return  # a profile is a claim about the FHIR side only
+    if any(oncology.is_cancer_condition(v) for v in _values(onode, ("at0018",))) or \
+            any(oncology.is_anticancer_agent(v) for v in _values(onode, ("at0070",))):
+        apply_manual_once(ctx, rule, onode, fobj, fmodel)
+
+
+__all__ = ["oncology", "apply_manual_once", "duration_to_fhir", "duration_from_fhir"]
