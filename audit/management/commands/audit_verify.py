@@ -13,14 +13,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, partition=None, **options):
         reports = verify_all(partition)
+        if partition and not reports[0].events and not reports[0].broken:
+            raise CommandError(f"no audit events in partition {partition!r}")
         broken = [r for r in reports if r.broken]
         for report in reports:
             if report.broken:
                 self.stderr.write(f"BROKEN {report.broken.describe()}")
             else:
                 self.stdout.write(f"ok {report.partition!r}: {report.events} events")
-        if partition and not reports[0].events and not reports[0].broken:
-            raise CommandError(f"no audit events in partition {partition!r}")
         if broken:
             raise CommandError(f"{len(broken)} of {len(reports)} audit chains broken")
         self.stdout.write(f"all {len(reports)} audit chains intact")
