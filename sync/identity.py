@@ -63,7 +63,10 @@ def version_number(version_uid: str) -> int:
 
 def source_identifier(resource: dict) -> str | None:
     """The ``site|vo_uid|path`` value the mapping stamped on a resource, if any."""
-    for identifier in resource.get("identifier") or []:
+    identifiers = resource.get("identifier") or []
+    if isinstance(identifiers, dict):  # a few types (Composition, Bundle) hold a single Identifier
+        identifiers = [identifiers]
+    for identifier in identifiers:
         if identifier.get("system") == SOURCE_SYSTEM:
             return identifier.get("value")
     return None

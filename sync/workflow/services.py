@@ -65,26 +65,22 @@ def _openehr_client(site):
 
 
 def _default_services() -> Services:
-    # Imported late: the mapping and audit packages land in parallel and the
-    # workflow modules must import even where one of them is still missing.
+    # Imported late so Django settings and app loading come first in workers.
     from audit.chain import payload_hash
     from audit.record import record_event, system_actor
+    from sync import mapping
     from sync.clients.fhir import FHIRClient
-    from sync.mapping import convert, fidelity
-
-    from . import fhirsupport
 
     fhir = FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL, timeout=settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS)
     return Services(
         fhir=fhir,
         openehr=_openehr_client,
         mapping=SimpleNamespace(
-            to_fhir=convert.to_fhir,
-            to_openehr=getattr(convert, "to_openehr", None),
-            # The mapping layer's own versions win once it ships them.
-            build_provenance=getattr(convert, "build_provenance", fhirsupport.build_provenance),
-            validate_fhir=getattr(convert, "validate_fhir", fhirsupport.validate_fhir),
-            clinical_content=fidelity.clinical_content,
+            to_fhir=mapping.to_fhir,
+            to_openehr=mapping.to_openehr,
+            build_provenance=mapping.build_provenance,
+            validate_fhir=mapping.validate_fhir,
+            clinical_content=mapping.clinical_content,
         ),
         audit=SimpleNamespace(record_event=record_event, payload_hash=payload_hash, system_actor=system_actor),
     )
