@@ -370,8 +370,8 @@ def apply(comp: dict, resources: list[dict], lang: str) -> list:
     shell = rebuild(spec, enc, doc, lang, apply_residue=True, stale=stale)
     losses += [Loss(p, "FHIR value changed since sync; openEHR-only detail dropped", "stale") for p in stale]
     for k in OWNED:
-        if k == "context" and not (shell.get("context") or {}).get("start_time"):
-            comp["context"] = {**(comp.get("context") or {}), **shell["context"]}  # keep the caller's time
+        if k == "context" and (enc is None or not (shell.get("context") or {}).get("start_time")):
+            comp["context"] = {**(comp.get("context") or {}), **shell["context"]}  # keep what the caller had
             continue
         if k in shell:
             comp[k] = shell[k]
