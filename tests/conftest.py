@@ -44,3 +44,18 @@ def fhir_base_url() -> str:
     url = os.environ.get("CONFLICTDESK_FHIR_BASE_URL", DEFAULT_FHIR_URL)
     _require(f"{url}/metadata", "HAPI FHIR")
     return url
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Give each pytest process its own test database.
+
+    Several engineers (and CI) may run the suite at once on one PostgreSQL;
+    a shared `test_conflictdesk` would be dropped under a running suite.
+    """
+    from django.conf import settings
+
+    suffix = os.environ.get("CONFLICTDESK_TEST_DB_SUFFIX") or str(os.getpid())
+    for db in settings.DATABASES.values():
+        test = db.setdefault("TEST", {})
+        test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{suffix}"
