@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from deepdiff import DeepDiff
 
+from sync.identity import SOURCE_SYSTEM
 from sync.mapping import clinical_content, to_fhir
-from sync.workflow.content import record_content, resource_key
 
 SITE, CENTRAL = "site", "central"
 _PATH_PART = re.compile(r"\[('(?:[^'\\]|\\.)*'|\d+)\]")
@@ -66,6 +66,24 @@ class Comparison:
     central_record: dict
     base_record: dict
     fields: list[Field]
+
+
+def resource_key(resource: dict) -> str:
+    """The engine's record key for one resource (``sync.workflow.content.resource_key``).
+
+    Restated here because R4 Composition carries one ``identifier`` object, not
+    a list, and the desk must still show such a record rather than fail.
+    """
+    identifiers = resource.get("identifier") or []
+    for identifier in [identifiers] if isinstance(identifiers, dict) else identifiers:
+        if isinstance(identifier, dict) and identifier.get("system") == SOURCE_SYSTEM:
+            return identifier.get("value")
+    return f"{resource['resourceType']}/{resource.get('id', '')}"
+
+
+def record_content(resources, content=clinical_content) -> dict:
+    """Same shape as ``sync.workflow.content.record_content``: clinical content keyed by resource key."""
+    return {resource_key(r): content(r) for r in resources}
 
 
 def site_resources(conflict) -> list[dict]:

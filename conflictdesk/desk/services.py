@@ -17,9 +17,7 @@ from django.utils import timezone
 
 from audit.chain import payload_hash, sha256_hex
 from audit.record import record_event
-from sync.mapping import clinical_content
 from sync.models import Conflict, DeadLetter, Resolution
-from sync.workflow.content import record_content
 
 from . import diff, engine
 from .access import actor_of
@@ -96,7 +94,7 @@ def _content_for(conflict, comparison, choice, field_choices) -> tuple[dict, dic
         resources = diff.merged_resources(comparison, choices)
     else:
         raise DecisionRefused(f"unknown choice {choice!r}")
-    record = record_content(resources, clinical_content)
+    record = diff.record_content(resources)
     content = {
         "resources": resources,
         "record": record,

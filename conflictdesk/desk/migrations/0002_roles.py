@@ -16,7 +16,10 @@ ADMIN_MODEL_PERMISSIONS = [("sync", "site", ("view", "add", "change")), ("auth",
 def create_roles(apps, schema_editor):
     # Permissions are normally created after all migrations (post_migrate); we need them now.
     for label in ("desk", "sync", "auth"):
-        create_permissions(apps.get_app_config(label), apps=apps, verbosity=0)
+        app_config = apps.get_app_config(label)
+        app_config.models_module = True  # the migration state's stub lacks it; create_permissions needs it set
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     for name, codenames in ROLE_PERMISSIONS.items():
