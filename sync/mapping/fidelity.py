@@ -93,7 +93,8 @@ def clinical_content(obj: dict) -> dict:
 
 def compare_clinical(a: dict, b: dict) -> list[dict]:
     """Differences in clinical content, as a list of {kind, path, left, right}; empty means equal."""
-    dd = DeepDiff(clinical_content(a), clinical_content(b), ignore_numeric_type_changes=True, verbose_level=2)
+    dd = DeepDiff(clinical_content(a), clinical_content(b), ignore_numeric_type_changes=True, verbose_level=2,
+                  threshold_to_diff_deeper=0)  # always name the differing elements, never "root"
     out = []
     for kind, entries in dd.items():
         if isinstance(entries, dict):

@@ -246,3 +246,21 @@ def cancer_related_medication(ctx, rule, onode, fobj, fmodel, direction):
 
 
 __all__ = ["oncology", "apply_manual_once", "duration_to_fhir", "duration_from_fhir"]
+
+
+@hook("containedMedication")
+def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
+    """fhir->openehr only: a medicationReference to a contained (or display-only) Medication gives
+    the medication item (at0070) from the Medication's code, else from the reference's display."""
+    if direction == FWD or fobj.get("medicationCodeableConcept"):
+        return
+    ref = fobj.get("medicationReference") or {}
+    med = next((c for c in fobj.get("contained") or [] if c.get("resourceType") == "Medication"
+                and ref.get("reference") == f"#{c.get('id')}"), None)
+    cc = (med or {}).get("code") or ({"text": ref["display"]} if ref.get("display") else None)
+    if not cc:
+        return
+    from . import rmpath
+    tree = rmpath.ensure(onode, rmpath.parse(rule.openehr))
+    tree.setdefault("items", []).insert(0, {"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": "Medication item"},
+                                            "archetype_node_id": "at0070", "value": dt.cc_to_dv(cc)})
