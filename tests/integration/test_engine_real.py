@@ -158,7 +158,12 @@ def test_a_site_commit_reaches_the_centre_with_provenance(worker, site, cdr, fhi
     first = link.fhir_resources[0]
     fhir.read(first["type"], first["id"])
     latency = time.monotonic() - t0
-    print(f"\nend-to-end latency (site commit -> central read, 1 s poll): {latency:.2f} s")
+    event = ChangeEvent.objects.get(source_version=ref.version_uid)
+    steps = " ".join(
+        f"{a.step}={(a.finished_at - a.started_at).total_seconds():.2f}" for a in event.run.attempts.order_by("pk")
+    )
+    print(f"\nend-to-end latency (site commit -> central read, 1 s poll): {latency:.2f} s; "
+          f"detected after {(event.detected_at - started).total_seconds():.2f} s; steps: {steps}")
     provenance = fhir.read("Provenance", provenance_id(ref.version_uid))
     assert {t["reference"] for t in provenance["target"]} >= {f"{r['type']}/{r['id']}" for r in link.fhir_resources}
     assert ChangeEvent.objects.get(source_version=ref.version_uid).status == ChangeEvent.Status.SYNCED
