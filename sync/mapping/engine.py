@@ -274,6 +274,9 @@ def reverse(ctx: Ctx, rules: list[Rule], fobj: dict, fmodel: str, onode: dict) -
                 _slot_rev(ctx, rule, v, obase, osteps)
             elif rule.type == "NONE":
                 target = rmpath.ensure(obase, osteps, fresh_last=True) if osteps else obase
+                if target.get("_type") == "ELEMENT" and any((r.openehr or "").startswith("items")
+                                                            for r in rule.followed_by):
+                    target["_type"] = "CLUSTER"  # an at-coded cluster (e.g. risk factors) holding mapped items
                 reverse(ctx, rule.followed_by, v, cmodel, target)
                 _manual_rev(ctx, rule.manual, v, cmodel, target)
             else:
