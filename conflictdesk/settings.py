@@ -175,6 +175,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("CONFLICTDESK_LOG_LEVEL", "INFO")},
+    # httpx/httpcore log whole URLs at INFO/DEBUG, and search URLs can carry
+    # identifier values: our clients log ids themselves, so keep these quiet.
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }
 
 # --- sync engine runtime (issue 4) -------------------------------------------

@@ -92,3 +92,11 @@ def test_every_page_requires_login(client):
 def test_self_signup_is_closed(client):
     response = client.get("/accounts/signup/")
     assert b"Sign Up Closed" in response.content or response.status_code in (403, 404)
+
+
+def test_http_libraries_do_not_log_urls():
+    """Search URLs can carry identifiers: httpx must not log them at INFO."""
+    import logging
+
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+    assert logging.getLogger("httpcore").getEffectiveLevel() >= logging.WARNING
