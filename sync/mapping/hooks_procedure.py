@@ -17,7 +17,7 @@ import re
 from . import datatypes as dt
 from . import terminology
 from .hooks import hook
-from .hooks_medication import _values, apply_manual_once, oncology
+from . import hooks_medication as med  # attributes used at call time (import order safe)
 
 FWD = "openehr->fhir"
 ISM_EXT = terminology.SD_BASE + "openehr-ism-transition"
@@ -62,7 +62,7 @@ SURGICAL_WORDS = re.compile(r"surg|ectom|otomy|ostomy|plasty|resect|excis|exzis|
 def is_surgical(dv) -> bool:
     """Surgical when coded SNOMED CT 387713003 (surgical procedure), German OPS chapter 5
     (operations), CPT 10004-69990 (surgery section), or when the text names a surgical method."""
-    texts, codes = oncology._parts(dv)
+    texts, codes = med.oncology._parts(dv)
     for tid, code in codes:
         if "snomed" in tid and code == "387713003":
             return True
@@ -79,7 +79,7 @@ def cancer_surgery(ctx, rule, onode, fobj, fmodel, direction):
     (or the name itself) a cancer."""
     if direction != FWD:
         return
-    names = _values(onode, ("at0002", "at0067"))
-    reasons = _values(onode, ("at0070", "at0014")) + _values(onode, ("at0002",))
-    if any(is_surgical(v) for v in names) and any(oncology.is_cancer_condition(v) for v in reasons):
-        apply_manual_once(ctx, rule, onode, fobj, fmodel)
+    names = med._values(onode, ("at0002", "at0067"))
+    reasons = med._values(onode, ("at0070", "at0014")) + med._values(onode, ("at0002",))
+    if any(is_surgical(v) for v in names) and any(med.oncology.is_cancer_condition(v) for v in reasons):
+        med.apply_manual_once(ctx, rule, onode, fobj, fmodel)
