@@ -27,6 +27,11 @@ SITE, CENTRAL = "site", "central"
 _PATH_PART = re.compile(r"\[('(?:[^'\\]|\\.)*'|\d+)\]")
 
 
+_KIND_WORDS = {"values_changed": "changed", "type_changes": "changed type", "dictionary_item_added": "only at the site",
+               "dictionary_item_removed": "only centrally", "iterable_item_added": "item only at the site",
+               "iterable_item_removed": "item only centrally"}
+
+
 @dataclass
 class Change:
     """One deepdiff entry inside a field, with a readable path."""
@@ -35,6 +40,10 @@ class Change:
     path: str
     site: object
     central: object
+
+    @property
+    def what(self) -> str:
+        return _KIND_WORDS.get(self.kind, self.kind.replace("_", " "))
 
 
 @dataclass
@@ -182,10 +191,20 @@ def short_key(key: str) -> str:
 
 
 def resource_label(resource: dict) -> str:
+    """'Observation Body temperature (entry 2, event 1)': the position tells repeated readings apart."""
     code = resource.get("code") or {}
     text = code.get("text") or next((c.get("display") for c in code.get("coding", []) if c.get("display")), None)
-    name = text or short_key(resource_key(resource))
-    return f"{resource.get('resourceType', 'Resource')} {name}"
+    key = resource_key(resource)
+    name = text or short_key(key)
+    where = position(key.split("|")[-1])
+    return f"{resource.get('resourceType', 'Resource')} {name}" + (f" ({where})" if where else "")
+
+
+def position(path: str) -> str:
+    """``/content[..]:1/data[at0002]/events[at0003]`` -> 'entry 2, event 1'."""
+    words = {"content": "entry", "events": "event", "items": "item"}
+    found = re.findall(r"/(content|events|items)\[[^\]]+\](?::(\d+))?", path)
+    return ", ".join(f"{words[attr]} {int(k or 0) + 1}" for attr, k in found)
 
 
 def _at(record: dict, key: str, element: str | None):

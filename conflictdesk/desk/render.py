@@ -14,6 +14,12 @@ _SKIP_RM = {"uid", "archetype_details", "feeder_audit", "language", "territory",
             "category", "composer", "context", "name", "archetype_node_id", "_type", "origin"}
 _SKIP_FHIR = {"resourceType", "id", "meta", "identifier", "text", "extension", "subject", "language"}
 RESIDUE = "openehr-residue"
+# Structural RM wrappers: their children are shown, they themselves say nothing to a clinician.
+_STRUCTURAL = {"HISTORY", "ITEM_TREE", "ITEM_LIST", "ITEM_SINGLE", "ITEM_TABLE"}
+# UCUM codes as printed on a chart.
+UCUM_DISPLAY = {"Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "/min": "/min", "{beats}/min": "/min", "%": "%",
+                "kg": "kg", "cm": "cm", "g": "g", "mg": "mg", "ug": "µg", "mL": "mL", "L": "L", "m2": "m²",
+                "mmol/L": "mmol/L", "mg/dL": "mg/dL", "g/dL": "g/dL", "10*9/L": "×10⁹/L", "U/L": "U/L"}
 
 
 @dataclass
@@ -42,7 +48,8 @@ def dv_value(dv: dict) -> tuple[str, str]:
     """(value text, code text) for one DATA_VALUE."""
     kind = dv.get("_type", "")
     if kind == "DV_QUANTITY":
-        return f"{_num(dv.get('magnitude'))} {dv.get('units', '')}".strip(), ""
+        units = dv.get("units", "")
+        return f"{_num(dv.get('magnitude'))} {UCUM_DISPLAY.get(units, units)}".strip(), ""
     if kind == "DV_CODED_TEXT":
         code = dv.get("defining_code") or {}
         term = (code.get("terminology_id") or {}).get("value", "")
@@ -87,6 +94,17 @@ def composition_rows(composition: dict) -> list[Row]:
     return rows
 
 
+def readable(value) -> str | None:
+    """One line for a FHIR element value (diff cells), or None when only JSON will do."""
+    if value is None:
+        return "(absent)"
+    if isinstance(value, (str, int, float, bool)):
+        return when(value) if isinstance(value, str) and value[:4].isdigit() and "T" in value else str(value)
+    if isinstance(value, dict):
+        return fhir_value(value)
+    return None
+
+
 def _walk(node, depth: int, rows: list[Row]) -> None:
     if isinstance(node, list):
         for item in node:
@@ -99,7 +117,7 @@ def _walk(node, depth: int, rows: list[Row]) -> None:
         text, code = dv_value(value) if value else ((node.get("null_flavour") or {}).get("value", "no value"), "")
         rows.append(Row(depth, _name(node), text, code or node.get("archetype_node_id", "")))
         return
-    named = "name" in node and "archetype_node_id" in node
+    named = "name" in node and "archetype_node_id" in node and node.get("_type") not in _STRUCTURAL
     if named:
         rows.append(Row(depth, _name(node), code=node.get("archetype_node_id", "")))
     if node.get("_type") in ("POINT_EVENT", "INTERVAL_EVENT") and node.get("time"):
@@ -152,7 +170,8 @@ def _fhir_element(key: str, value, depth: int, rows: list[Row]) -> None:
 def fhir_value(value: dict) -> str | None:
     """A one-line reading of common datatypes, or None for a structure to expand."""
     if "value" in value and ("unit" in value or "code" in value or "system" in value):
-        return f"{_num(value['value'])} {value.get('unit') or value.get('code') or ''}".strip()
+        unit = value.get("unit") or UCUM_DISPLAY.get(value.get("code"), value.get("code")) or ""
+        return f"{value.get('comparator', '')}{_num(value['value'])} {unit}".strip()
     if "coding" in value or "text" in value and len(value) <= 2:
         return concept(value)
     if "reference" in value:

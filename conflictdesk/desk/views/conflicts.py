@@ -93,8 +93,6 @@ def decide(request, pk: int):
 
 
 def _show(value) -> str:
-    if value is None:
-        return "(absent)"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, indent=1, ensure_ascii=False)
-    return str(value)
+    """Readable when the value is a common datatype (38.5 °C, a coded text, a time), else its JSON."""
+    text = clinical.readable(value)
+    return text if text is not None else json.dumps(value, indent=1, ensure_ascii=False)
