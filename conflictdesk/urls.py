@@ -2,6 +2,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from conflictdesk import health
 from conflictdesk.desk import views as desk_views
 
 urlpatterns = [
@@ -9,6 +10,7 @@ urlpatterns = [
     path("", include("conflictdesk.desk.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
 ]
 
 handler403 = "conflictdesk.desk.views.errors.forbidden"
