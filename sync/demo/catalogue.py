@@ -1,0 +1,269 @@
+"""Clinical tables the synthetic generator draws from: four cancers, their codes, markers,
+agents, procedures and TNM stage grouping (UICC 8th edition, anatomic groups, simplified).
+
+Codes are real public codes (SNOMED CT, ICD-10, LOINC, RxNorm ingredient level) picked for
+plausibility in a demo; they are not checked against a terminology server. Everything a patient
+gets is drawn from here, so nothing in this module describes a person.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    value: str
+    terminology: str
+
+
+def snomed(code: str, value: str) -> Code:
+    return Code(code, value, "SNOMED-CT")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A lab analyte: LOINC code, unit, normal range and the range a sick patient shows."""
+
+    test_name: str
+    loinc: Code
+    unit: str
+    normal: tuple[float, float]
+    raised: tuple[float, float]
+    decimals: int = 1
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An anticancer medication order pattern (dose per administration, route, cycle)."""
+
+    item: Code
+    route: Code
+    dose: float
+    dose_unit: str
+    period: str  # ISO 8601 duration between administrations
+    repeats: int | None  # None: open-ended (R/...)
+    duration: str  # direction duration, ISO 8601
+    intent: str
+    form: str  # what one administration is, for the directions text
+    needs: str | None = None  # text the histology must contain (hormone therapy needs receptors)
+
+
+ORAL = snomed("26643006", "Oral route")
+IV = snomed("47625008", "Intravenous route")
+SUBCUT = snomed("34206005", "Subcutaneous route")
+
+
+def rxnorm(code: str, value: str) -> Code:
+    return Code(code, value, "RxNorm")
+
+
+def loinc(code: str, value: str) -> Code:
+    return Code(code, value, "LOINC")
+
+
+HAEMOGLOBIN = Marker("Haemoglobin", loinc("718-7", "Hemoglobin [Mass/volume] in Blood"), "g/dL",
+                     normal=(11.8, 15.5), raised=(9.0, 11.5))
+NEUTROPHILS = Marker("Neutrophils", loinc("751-8", "Neutrophils [#/volume] in Blood by Automated count"),
+                     "10*3/uL", normal=(2.0, 7.0), raised=(0.6, 1.9))
+CA_15_3 = Marker("CA 15-3", loinc("6875-9", "Cancer Ag 15-3 [Units/volume] in Serum or Plasma"), "U/mL",
+                 normal=(8.0, 30.0), raised=(32.0, 160.0), decimals=0)
+CEA = Marker("CEA", loinc("2039-6", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma"), "ng/mL",
+             normal=(0.5, 3.0), raised=(5.5, 80.0))
+PSA = Marker("PSA", loinc("2857-1", "Prostate specific Ag [Mass/volume] in Serum or Plasma"), "ng/mL",
+             normal=(0.1, 3.5), raised=(4.5, 45.0))
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the tumour is: body site, ICD-10 code and the words used for it."""
+
+    body_site: Code
+    icd10: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Cancer:
+    key: str
+    diagnosis: Code
+    anatomical_site: str  # TNM cluster "anatomical site"
+    sites: tuple[Site, ...]
+    histology: tuple[str, ...]
+    marker: Marker
+    biopsy: Code
+    resection: Code
+    agents: tuple[Agent, ...]
+    t_choices: tuple[tuple[str, int], ...]  # (T category, weight)
+    n_choices: tuple[tuple[str, int], ...]
+    risk: str  # the health risk assessed
+
+
+CANCERS: dict[str, Cancer] = {
+    "breast": Cancer(
+        key="breast",
+        diagnosis=snomed("254837009", "Malignant neoplasm of breast"),
+        anatomical_site="Breast",
+        sites=(
+            Site(snomed("80248007", "Left breast structure"), "C50.4", "upper outer quadrant of left breast"),
+            Site(snomed("73056007", "Right breast structure"), "C50.4", "upper outer quadrant of right breast"),
+            Site(snomed("80248007", "Left breast structure"), "C50.2", "upper inner quadrant of left breast"),
+            Site(snomed("73056007", "Right breast structure"), "C50.9", "right breast"),
+        ),
+        histology=("Invasive ductal carcinoma, ER positive, PR positive, HER2 negative",
+                   "Invasive lobular carcinoma, ER positive, HER2 negative",
+                   "Invasive ductal carcinoma, triple negative"),
+        marker=CA_15_3,
+        biopsy=snomed("122548005", "Biopsy of breast"),
+        resection=snomed("392021009", "Lumpectomy of breast"),
+        agents=(
+            Agent(rxnorm("10324", "tamoxifen"), ORAL, 20, "mg", "P1D", None, "P5Y", "adjuvant", "tablet",
+                  needs="ER positive"),
+            Agent(rxnorm("72965", "letrozole"), ORAL, 2.5, "mg", "P1D", None, "P5Y", "adjuvant", "tablet",
+                  needs="ER positive"),
+            Agent(rxnorm("56946", "paclitaxel"), IV, 80, "mg/m2", "P7D", 12, "P12W", "adjuvant", "infusion"),
+            Agent(rxnorm("3639", "doxorubicin"), IV, 60, "mg/m2", "P21D", 4, "P12W", "neoadjuvant", "infusion"),
+        ),
+        t_choices=(("T1", 4), ("T2", 4), ("T3", 2), ("T4", 1)),
+        n_choices=(("N0", 5), ("N1", 3), ("N2", 1)),
+        risk="Recurrence of breast cancer",
+    ),
+    "colorectal": Cancer(
+        key="colorectal",
+        diagnosis=snomed("363406005", "Malignant neoplasm of colon"),
+        anatomical_site="Colon",
+        sites=(
+            Site(snomed("60184004", "Sigmoid colon structure"), "C18.7", "sigmoid colon"),
+            Site(snomed("9040008", "Ascending colon structure"), "C18.2", "ascending colon"),
+            Site(snomed("32713005", "Cecum structure"), "C18.0", "caecum"),
+        ),
+        histology=("Adenocarcinoma, moderately differentiated, MSS",
+                   "Adenocarcinoma, poorly differentiated, MSI-high",
+                   "Mucinous adenocarcinoma"),
+        marker=CEA,
+        biopsy=snomed("73761001", "Colonoscopy"),
+        resection=snomed("23968004", "Colectomy"),
+        agents=(
+            Agent(rxnorm("32592", "oxaliplatin"), IV, 85, "mg/m2", "P14D", 12, "P24W", "adjuvant", "infusion"),
+            Agent(rxnorm("194000", "capecitabine"), ORAL, 1000, "mg/m2", "P12H", 112, "P24W", "adjuvant", "tablet"),
+            Agent(rxnorm("4492", "fluorouracil"), IV, 400, "mg/m2", "P14D", 12, "P24W", "adjuvant", "bolus"),
+        ),
+        t_choices=(("T1", 1), ("T2", 3), ("T3", 5), ("T4a", 2)),
+        n_choices=(("N0", 5), ("N1", 3), ("N2", 1)),
+        risk="Recurrence of colorectal cancer",
+    ),
+    "lung": Cancer(
+        key="lung",
+        diagnosis=snomed("254637007", "Non-small cell lung cancer"),
+        anatomical_site="Lung",
+        sites=(
+            Site(snomed("45653009", "Structure of upper lobe of right lung"), "C34.1", "right upper lobe"),
+            Site(snomed("44714003", "Structure of upper lobe of left lung"), "C34.1", "left upper lobe"),
+            Site(snomed("266005", "Structure of lower lobe of right lung"), "C34.3", "right lower lobe"),
+        ),
+        histology=("Adenocarcinoma, EGFR wild type, PD-L1 TPS 60%",
+                   "Squamous cell carcinoma, PD-L1 TPS 10%",
+                   "Adenocarcinoma, EGFR exon 19 deletion"),
+        marker=CEA,
+        biopsy=snomed("10847001", "Bronchoscopy"),
+        resection=snomed("173171007", "Lobectomy of lung"),
+        agents=(
+            Agent(rxnorm("2555", "cisplatin"), IV, 75, "mg/m2", "P21D", 4, "P12W", "adjuvant", "infusion"),
+            Agent(rxnorm("1547545", "pembrolizumab"), IV, 200, "mg", "P21D", 17, "P1Y", "adjuvant", "infusion"),
+            Agent(rxnorm("1721560", "osimertinib"), ORAL, 80, "mg", "P1D", None, "P3Y", "adjuvant", "tablet",
+                  needs="EGFR exon"),
+        ),
+        t_choices=(("T1b", 2), ("T1c", 3), ("T2a", 3), ("T2b", 2), ("T3", 1)),
+        n_choices=(("N0", 6), ("N1", 2), ("N2", 1)),
+        risk="Recurrence of lung cancer",
+    ),
+    "prostate": Cancer(
+        key="prostate",
+        diagnosis=snomed("399068003", "Malignant tumor of prostate"),
+        anatomical_site="Prostate",
+        sites=(Site(snomed("41216001", "Prostatic structure"), "C61", "prostate"),),
+        histology=("Acinar adenocarcinoma, Gleason 3+4=7 (Grade Group 2)",
+                   "Acinar adenocarcinoma, Gleason 4+3=7 (Grade Group 3)",
+                   "Acinar adenocarcinoma, Gleason 3+3=6 (Grade Group 1)"),
+        marker=PSA,
+        biopsy=snomed("65575008", "Biopsy of prostate"),
+        resection=snomed("26294005", "Radical prostatectomy"),
+        agents=(
+            Agent(rxnorm("42375", "leuprorelin (leuprolide)"), SUBCUT, 22.5, "mg", "P3M", 8, "P2Y", "adjuvant",
+                  "depot injection"),
+            Agent(rxnorm("83008", "bicalutamide"), ORAL, 50, "mg", "P1D", None, "P2Y", "adjuvant", "tablet"),
+            Agent(rxnorm("1307298", "enzalutamide"), ORAL, 160, "mg", "P1D", None, "P2Y", "adjuvant", "capsule"),
+        ),
+        t_choices=(("T1c", 3), ("T2a", 2), ("T2b", 2), ("T2c", 2), ("T3a", 2)),
+        n_choices=(("N0", 8), ("N1", 1)),
+        risk="Biochemical recurrence of prostate cancer",
+    ),
+}
+
+MARKERS_FOR = {key: (HAEMOGLOBIN, cancer.marker) for key, cancer in CANCERS.items()}
+
+
+def _t_rank(t: str) -> int:
+    return int(t[1]) if len(t) > 1 and t[1].isdigit() else 0
+
+
+def stage_group(cancer: str, t: str, n: str, m: str, grade_group: int = 2) -> str:
+    """Anatomic stage group from T, N, M (UICC 8th edition, simplified per cancer)."""
+    tr, nr, metastatic = _t_rank(t), int(n[1]), m.startswith("M1")
+    if cancer == "breast":
+        if metastatic:
+            return "IV"
+        if nr >= 3:
+            return "IIIC"
+        if tr == 4:
+            return "IIIB"
+        if nr == 2 or (tr == 3 and nr == 1):
+            return "IIIA"
+        if (tr == 3 and nr == 0) or (tr == 2 and nr == 1):
+            return "IIB"
+        if (tr == 2 and nr == 0) or (tr <= 1 and nr == 1):
+            return "IIA"
+        return "IA"
+    if cancer == "colorectal":
+        if metastatic:
+            return "IVA"
+        if nr >= 1:
+            if t == "T4b":
+                return "IIIC"
+            if nr == 2:
+                return "IIIC" if tr == 4 else "IIIB"
+            return "IIIA" if tr <= 2 else "IIIB"
+        return {0: "I", 1: "I", 2: "I", 3: "IIA"}.get(tr, "IIC" if t == "T4b" else "IIB")
+    if cancer == "lung":
+        if metastatic:
+            return "IVA"
+        if nr == 3:
+            return "IIIC" if tr >= 3 else "IIIB"
+        if nr == 2:
+            return "IIIB" if tr >= 3 else "IIIA"
+        if nr == 1:
+            return "IIIA" if tr >= 3 else "IIB"
+        return {"T1a": "IA1", "T1b": "IA2", "T1c": "IA3", "T2a": "IB", "T2b": "IIA", "T3": "IIB"}.get(t, "IIIA")
+    if cancer == "prostate":
+        if metastatic:
+            return "IVB"
+        if nr >= 1:
+            return "IVA"
+        if grade_group == 5:
+            return "IIIC"
+        if tr >= 3:
+            return "IIIB"
+        if grade_group >= 3:
+            return "IIC"
+        if grade_group == 2:
+            return "IIB"
+        return "I" if t in ("T1c", "T2a") else "IIA"
+    raise KeyError(cancer)
+
+
+def grade_group_of(histology: str) -> int:
+    """Prostate Grade Group from the histology text (2 when it names none)."""
+    for gg in range(1, 6):
+        if f"Grade Group {gg}" in histology:
+            return gg
+    return 2
