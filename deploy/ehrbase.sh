@@ -24,6 +24,8 @@ JAR="$EHRBASE_SRC/target/ehrbase-launcher.jar"
 # "jarmode=tools extract"): start-up measured 2-4 s faster than from the
 # nested fat jar, and a rebuild never rewrites jars a running JVM has open.
 RUN_JAR="$EHRBASE_SRC/target/extracted/ehrbase-launcher.jar"
+# The database steps are shared with the postgres container (deploy/docker-compose.yml).
+SQL_DIR="$REPO_DIR/deploy/sql"
 BASE_PORT=8100
 DB_ADMIN_ROLE=ehrbase               # owns schemas ehr/ext, runs Flyway
 DB_USER_ROLE=ehrbase_restricted     # runtime role: DML only
@@ -83,11 +85,7 @@ build() {
 ensure_roles() {
   local r
   for r in "$DB_ADMIN_ROLE" "$DB_USER_ROLE"; do
-    psql_super -d postgres -v role="$r" -v pass="$DB_PASSWORD" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN', :'role')
- WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
-SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'role', :'pass') \gexec
-SQL
+    psql_super -d postgres -v role="$r" -v pass="$DB_PASSWORD" <"$SQL_DIR/role.sql"
   done
 }
 
@@ -97,23 +95,9 @@ ensure_site_db() {
   local db="ehrbase_site$1"
   if ! psql_super -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
     log "creating database $db"
-    psql_super -d postgres -c "CREATE DATABASE \"$db\" OWNER \"$DB_ADMIN_ROLE\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    psql_super -d postgres -v db="$db" -v owner="$DB_ADMIN_ROLE" <"$SQL_DIR/database.sql"
   fi
-  PGOPTIONS='-c client_min_messages=warning' psql_super -d "$db" -v db="$db" -v adm="$DB_ADMIN_ROLE" -v usr="$DB_USER_ROLE" <<'SQL'
-SELECT format('GRANT ALL PRIVILEGES ON DATABASE %I TO %I, %I', :'db', :'adm', :'usr') \gexec
-REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-SELECT format('CREATE SCHEMA IF NOT EXISTS ehr AUTHORIZATION %I', :'adm') \gexec
-SELECT format('GRANT USAGE ON SCHEMA ehr TO %I', :'usr') \gexec
-SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA ehr GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', :'adm', :'usr') \gexec
-SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA ehr GRANT SELECT ON SEQUENCES TO %I', :'adm', :'usr') \gexec
-SELECT format('CREATE SCHEMA IF NOT EXISTS ext AUTHORIZATION %I', :'adm') \gexec
-SELECT format('GRANT USAGE ON SCHEMA ext TO %I', :'usr') \gexec
-CREATE EXTENSION IF NOT EXISTS "uuid-ossp" SCHEMA ext;
-SELECT format('ALTER DATABASE %I SET search_path TO ext', :'db') \gexec
-SELECT format('ALTER DATABASE %I SET intervalstyle = %L', :'db', 'iso_8601') \gexec
--- EHRbase's AQL SQL relies on the planner assuming one row per call.
-ALTER FUNCTION jsonb_path_query(jsonb, jsonpath, jsonb, boolean) ROWS 1;
-SQL
+  PGOPTIONS='-c client_min_messages=warning' psql_super -d "$db" -v db="$db" -v adm="$DB_ADMIN_ROLE" -v usr="$DB_USER_ROLE" <"$SQL_DIR/ehrbase_site.sql"
 }
 
 # launch I: start site I in the background (own session, so it outlives this

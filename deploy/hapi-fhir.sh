@@ -73,7 +73,9 @@ start() {
   fi
   runuser -u postgres -- pg_isready -q -h "$PG_HOST" -p "$PG_PORT" \
     || die "PostgreSQL is not running on $PG_HOST:$PG_PORT (deploy/postgres.sh start)"
-  ensure_role_db "$HAPI_DB_USER" "$HAPI_DB_PASSWORD" "$HAPI_DB_NAME"
+  # deploy/sql/ is shared with the postgres container (deploy/docker-compose.yml).
+  psql_super -d postgres -v role="$HAPI_DB_USER" -v pass="$HAPI_DB_PASSWORD" <"$REPO_DIR/deploy/sql/role.sql"
+  psql_super -d postgres -v db="$HAPI_DB_NAME" -v owner="$HAPI_DB_USER" <"$REPO_DIR/deploy/sql/database.sql"
   build
   local jhome; jhome="$(java_home)"
   # Run a private copy (atomic rename) so a later `build` never rewrites the jar under a live JVM.

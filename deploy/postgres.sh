@@ -24,7 +24,9 @@ start() {
     pg_ctlcluster "$ver" main restart
     head -n1 "/var/lib/postgresql/$ver/main/postmaster.pid" > "$RUN_DIR/postgres.pid"
   fi
-  ensure_role_db "${CONFLICTDESK_DB_USER:-conflictdesk}" "${CONFLICTDESK_DB_PASSWORD:-conflictdesk}" "${CONFLICTDESK_DB_NAME:-conflictdesk}"
+  # deploy/sql/ is shared with the postgres container (deploy/docker-compose.yml).
+  psql_super -d postgres -v role="${CONFLICTDESK_DB_USER:-conflictdesk}" -v pass="${CONFLICTDESK_DB_PASSWORD:-conflictdesk}" <"$REPO_DIR/deploy/sql/role.sql"
+  psql_super -d postgres -v db="${CONFLICTDESK_DB_NAME:-conflictdesk}" -v owner="${CONFLICTDESK_DB_USER:-conflictdesk}" <"$REPO_DIR/deploy/sql/database.sql"
   # Tests create their own database: the role needs CREATEDB.
   psql_super -d postgres -c "ALTER ROLE \"${CONFLICTDESK_DB_USER:-conflictdesk}\" CREATEDB"
   log "PostgreSQL ready on port $PG_PORT"
