@@ -23,7 +23,6 @@ terminology ids, times, time zones, null flavours, names.
 """
 from __future__ import annotations
 
-import copy
 import re
 
 from deepdiff import DeepDiff
@@ -84,8 +83,8 @@ def _norm_fhir(node, top=False):
 
 
 def clinical_content(obj: dict) -> dict:
-    """Normalised copy of a composition, an entry, or a FHIR resource, for comparison."""
-    obj = copy.deepcopy(obj)
+    """Normalised copy of a composition, an entry, or a FHIR resource, for comparison.
+    (The normalisers build new containers and never mutate their input: no deepcopy needed.)"""
     if isinstance(obj, dict) and "resourceType" in obj:
         return _norm_fhir(obj, top=True)
     return _norm_rm(obj)
@@ -93,7 +92,10 @@ def clinical_content(obj: dict) -> dict:
 
 def compare_clinical(a: dict, b: dict) -> list[dict]:
     """Differences in clinical content, as a list of {kind, path, left, right}; empty means equal."""
-    dd = DeepDiff(clinical_content(a), clinical_content(b), ignore_numeric_type_changes=True, verbose_level=2,
+    ca, cb = clinical_content(a), clinical_content(b)
+    if _same(ca, cb):
+        return []  # fast path (most calls): DeepDiff only when there is a difference to name
+    dd = DeepDiff(ca, cb, ignore_numeric_type_changes=True, verbose_level=2,
                   threshold_to_diff_deeper=0)  # always name the differing elements, never "root"
     out = []
     for kind, entries in dd.items():
@@ -116,4 +118,17 @@ def same_value(a, b) -> bool:
     """Equality under the same rules, for small RM values (used by the residue)."""
     if a is None or b is None:
         return a is None and b is None
-    return not DeepDiff(_norm_rm(copy.deepcopy(a)), _norm_rm(copy.deepcopy(b)), ignore_numeric_type_changes=True)
+    na, nb = _norm_rm(a), _norm_rm(b)
+    return _same(na, nb) or not DeepDiff(na, nb, ignore_numeric_type_changes=True)
+
+
+def _same(a, b) -> bool:
+    """Strict structural equality where numbers compare by value (72 == 72.0) and bool is not a
+    number: True only when DeepDiff(ignore_numeric_type_changes=True) would find nothing."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        return isinstance(b, (int, float)) and not isinstance(b, bool) and a == b
+    return type(a) is type(b) and a == b

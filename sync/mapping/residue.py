@@ -40,7 +40,7 @@ class Item:
 
 
 def _h(v) -> str:
-    return "sha256:" + hashlib.sha256(json.dumps(_norm_rm(copy.deepcopy(v)), sort_keys=True,
+    return "sha256:" + hashlib.sha256(json.dumps(_norm_rm(v), sort_keys=True,
                                                  default=str).encode()).hexdigest()[:16]
 
 

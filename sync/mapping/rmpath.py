@@ -11,6 +11,7 @@ Two path flavours meet here:
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -40,14 +41,19 @@ class Step:
 
 
 def parse(path: str) -> list[Step]:
-    """Split a spec or node path (leading '/' optional) into steps."""
+    """Split a spec or node path (leading '/' optional) into steps (a fresh list: callers may edit it)."""
+    return list(_parse(path))
+
+
+@functools.lru_cache(maxsize=4096)  # the same spec and node paths are parsed for every entry
+def _parse(path: str) -> tuple[Step, ...]:
     out = []
     for raw in _split(path.strip().strip("/")):
         m = _STEP.match(raw.strip())
         if not m:
             raise ValueError(f"bad openEHR path step {raw!r}")
         out.append(Step(m["attr"], m["node"], m["name"], int(m["idx"]) if m["idx"] else None))
-    return out
+    return tuple(out)
 
 
 def _split(path: str) -> list[str]:
