@@ -144,12 +144,10 @@ def write(ctx) -> StepResult:
         return StepResult(next_step=Step.AUDIT, outcome=f"skipped_{cp['plan']}", checkpoint={"written": _as_written(cp)})
     bundle, keys = build_transaction(cp["resources"], cp["provenance"], cp["expected"], cp["version_uid"])
     answer = ctx.services.fhir.transaction(bundle)
-    written, provenance_ref = [], None
-    for key, entry in zip(keys, answer.entries):
-        if key is not None:
-            written.append({"key": key, "type": entry.resource_type, "id": entry.id, "version": entry.version_id})
-        elif entry.resource_type == "Provenance":
-            provenance_ref = f"Provenance/{entry.id}"
+    written = _written_entries(keys, answer)
+    provenance_ref = next(
+        (f"Provenance/{e.id}" for k, e in zip(keys, answer.entries) if k is None and e.resource_type == "Provenance"), None
+    )
 
     def effects(run):
         for w in written:
@@ -243,6 +241,15 @@ def _read_current(fhir, link_resources):
         current.append(resource)
         versions[r["key"]] = resource["meta"]["versionId"]
     return current, versions
+
+
+def _written_entries(keys, answer) -> list[dict]:
+    """The record's resources as the transaction answered (deletes and the Provenance left out)."""
+    return [
+        {"key": key, "type": entry.resource_type, "id": entry.id, "version": entry.version_id}
+        for key, entry in zip(keys, answer.entries)
+        if key is not None
+    ]
 
 
 def _with_versions(expected: dict, versions: dict) -> dict:

@@ -18,6 +18,7 @@ from sync.models import Conflict, EngineWrite, PatientLink, RecordLink, Site, St
 
 from .content import record_content, resource_key
 from .result import StepResult, ValidationFailed
+from .template_check import check_composition_paths
 
 
 def detect(ctx) -> StepResult:
@@ -69,16 +70,13 @@ def transform(ctx) -> StepResult:
 
 
 def validate_target(ctx) -> StepResult:
-    """The site knows the template and the composition claims it."""
+    """The composition claims the target's template, and every node it has, that template has."""
     for target in ctx.checkpoint["targets"]:
-        openehr = ctx.services.openehr(Site.objects.get(pk=target["site_id"]))
-        try:
-            openehr.web_template(target["template_id"])
-        except NotFound as exc:
-            raise ValidationFailed("the site lacks the template", rule="site.template", path=target["template_id"]) from exc
+        site = Site.objects.get(pk=target["site_id"])
         claimed = ((target["composition"].get("archetype_details") or {}).get("template_id") or {}).get("value")
         if claimed != target["template_id"]:
             raise ValidationFailed("composition names another template", rule="composition.template", path="/archetype_details/template_id")
+        check_composition_paths(site, ctx.services.openehr(site), target["template_id"], target["composition"])
     return StepResult(next_step=Step.CHECK_CONFLICT)
 
 

@@ -61,8 +61,10 @@ def advance(run_id: int, worker: str) -> str:
 
 
 def steps_for(run: SyncRun) -> dict[str, Any]:
-    from . import forward, reverse
+    from . import forward, resolution, reverse
 
+    if run.resolution_id:
+        return resolution.STEPS
     return forward.STEPS if run.direction == Direction.TO_FHIR else reverse.STEPS
 
 

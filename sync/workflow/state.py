@@ -266,8 +266,10 @@ def _event_status(run: SyncRun, status: str) -> None:
 def _audit(run: SyncRun, action: str, outcome: str, **fields) -> None:
     audit = get_services().audit
     event = run.change_event
+    # A resolution run has no event: its chain is the site's, where the record lives.
+    partition = event.source if event else (f"site:{run.site.name}" if run.site_id else "central")
     base = {
-        "partition": event.source if event else "central",
+        "partition": partition,
         "source": event.source if event else "",
         "source_object": event.source_object_id if event else "",
         "source_version": event.source_version if event else "",

@@ -9,11 +9,11 @@ from audit.chain import payload_hash
 from audit.record import record_event, system_actor
 from sync.identity import record_key
 from sync.models import ChangeEvent, Direction, Site, SyncRun
-from sync.workflow import dispatch
+from sync.workflow import dispatch, template_check
 from sync.workflow.runner import advance
 from sync.workflow.services import Services, use_services
 
-from .fakes import FakeFHIR, FakeOpenEHR, fake_mapping
+from .fakes import FakeFHIR, FakeOpenEHR, fake_mapping, web_template
 
 EHR = "ehr-1"
 VO = "11111111-1111-1111-1111-111111111111"
@@ -32,6 +32,8 @@ def engine(db, sent, settings, django_capture_on_commit_callbacks):
     settings.CONFLICTDESK_STAFF_EMAILS = ["oncall@example.org"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     fhir, openehr = FakeFHIR(), FakeOpenEHR()
+    openehr.templates["vitals"] = web_template("openEHR-EHR-OBSERVATION.body_temperature.v2")
+    template_check.clear_cache()
     services = Services(
         fhir=fhir,
         openehr=lambda site: openehr,

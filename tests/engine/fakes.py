@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from sync.clients.errors import NotFound, PreconditionFailed, TransientError
+from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed, TransientError
 from sync.clients.fhir import EntryResult, TransactionResult, Written
 from sync.clients.openehr import Composition, VersionRef
 from sync.identity import SOURCE_SYSTEM
@@ -144,9 +144,52 @@ class FakeOpenEHR:
     def _request(self, method, url, **kwargs):
         raise NotFound(method=method, path=url, status=404)  # EHRs without a subject
 
+    templates: dict = field(default_factory=dict)  # template_id -> web template
+    template_fetches: int = 0
+    writes: list = field(default_factory=list)
+
     def get_composition(self, ehr_id, uid, *, flat=False):
         self.faults.check("get_composition")
+        if "::" not in uid:  # the latest version of a versioned object
+            uid = self.latest(uid)
         return Composition(ref=VersionRef.parse(uid, ehr_id), content=copy.deepcopy(self.compositions[uid]))
+
+    def latest(self, vo_uid):
+        versions = [v for v in self.compositions if v.startswith(vo_uid + "::")]
+        if not versions:
+            raise NotFound(method="GET", path=f"/composition/{vo_uid}", status=404)
+        return max(versions, key=lambda v: int(v.rsplit("::", 1)[1]))
+
+    def update_composition(self, ehr_id, preceding_version_uid, composition, *, template_id=None):
+        self.faults.check("update_composition")
+        vo_uid = preceding_version_uid.split("::", 1)[0]
+        current = self.latest(vo_uid)
+        if current != preceding_version_uid:
+            raise PreconditionFailed(method="PUT", path="/composition", status=412)
+        number = int(current.rsplit("::", 1)[1]) + 1
+        version_uid = f"{vo_uid}::site1::{number}"
+        self.compositions[version_uid] = {**copy.deepcopy(composition), "_vo": vo_uid}
+        self.writes.append(version_uid)
+        return VersionRef.parse(version_uid, ehr_id)
+
+    def create_composition(self, ehr_id, composition):
+        self.faults.check("create_composition")
+        version_uid = composition["uid"]["value"]
+        if version_uid in self.compositions:
+            raise InvalidRequest(method="POST", path="/composition", status=400, detail="already exists")
+        self.compositions[version_uid] = {**copy.deepcopy(composition), "_vo": version_uid.split("::", 1)[0]}
+        self.writes.append(version_uid)
+        return VersionRef.parse(version_uid, ehr_id)
+
+    def get_ehr(self, ehr_id):
+        return SimpleNamespace(ehr_id=ehr_id, system_id="site1")
+
+    def web_template(self, template_id):
+        self.faults.check("web_template")
+        self.template_fetches += 1
+        if template_id not in self.templates:
+            raise NotFound(method="GET", path=f"/definition/template/adl1.4/{template_id}", status=404)
+        return copy.deepcopy(self.templates[template_id])
 
 
 def composition(value, *, archetype="openEHR-EHR-OBSERVATION.body_temperature.v2") -> dict:
@@ -188,9 +231,22 @@ def fake_mapping():
         return ["Observation.valueQuantity.value: not a number"] if isinstance(value, str) else []
 
     def clinical_content(resource):
-        return {k: v for k, v in resource.items() if k not in ("id", "meta", "identifier", "subject")}
+        return {k: v for k, v in resource.items() if k not in ("id", "meta", "identifier", "subject", "uid", "_vo")}
+
+    def to_openehr(resources, *, template_id, base_composition=None):
+        value = resources[0]["valueQuantity"]["value"] if resources else None
+        comp = composition(value)
+        comp["archetype_details"] = {"template_id": {"value": template_id}}
+        return comp
 
     return SimpleNamespace(
         to_fhir=to_fhir, build_provenance=build_provenance, validate_fhir=validate_fhir,
-        clinical_content=clinical_content, to_openehr=None,
+        clinical_content=clinical_content, to_openehr=to_openehr,
     )
+
+
+def web_template(*archetypes) -> dict:
+    """A web template allowing a COMPOSITION with these entries under /content."""
+    children = [{"id": a.split(".")[1], "nodeId": a, "aqlPath": f"/content[{a}]", "children": []} for a in archetypes]
+    return {"templateId": "vitals", "tree": {"id": "vitals", "nodeId": "openEHR-EHR-COMPOSITION.encounter.v1",
+                                             "aqlPath": "", "children": children}}
