@@ -220,11 +220,15 @@ def trickle(clients, rate_per_s: float, duration_s: float | None = None, seed: i
 
 
 # --- dead letters ---------------------------------------------------------------------------
-def commit_invalid(client: OpenEHRClient, ehr_id: str, count: int, seed: int = 0) -> list[tuple[str, VersionRef]]:
-    """Commit ``count`` compositions the site accepts and the engine will dead-letter (kinds alternate)."""
-    rng = random.Random(f"invalid|{seed}")
+def commit_invalid(client: OpenEHRClient, ehr_id: str, count: int, seed: int = 0, *,
+                   offset: int = 0) -> list[tuple[str, VersionRef]]:
+    """Commit ``count`` compositions the site accepts and the engine will dead-letter.
+
+    The kinds (``invalid.DEAD_LETTER_KINDS``) take turns, starting at ``offset``."""
+    rng = random.Random(f"invalid|{seed}|{offset}")
     out = []
     for i in range(count):
-        case = invalid_case(DEAD_LETTER_KINDS[i % len(DEAD_LETTER_KINDS)], rng, datetime.now(timezone.utc))
+        kind = DEAD_LETTER_KINDS[(offset + i) % len(DEAD_LETTER_KINDS)]
+        case = invalid_case(kind, rng, datetime.now(timezone.utc))
         out.append((case.kind, client.create_composition(ehr_id, case.flat, template_id=TEMPLATE_ID)))
     return out
