@@ -114,107 +114,133 @@ class Relay:
             writer.transport.abort()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = next(self._ids)
+        """The ``asyncio.start_server`` callback."""
         self._writers.add(writer)
-        upstream = Upstream(self.target, idle=self.idle, connect_timeout=self.connect_timeout)
+        connection = Connection(self, next(self._ids), reader, writer)
         try:
-            decision = self.plan.decide("accept")
-            await self._delay(decision.delay_ms, "accept", connection=conn)
-            fault = decision.fault
-            if fault is None:
-                await self._serve_requests(conn, Stream(reader, self.idle), writer, upstream)
-            else:
-                self.plan.record(fault.kind, "accept", connection=conn)
-                if fault.kind == "hang":
-                    await self._hold(reader)
+            await connection.run()
         except CONNECTION_ERRORS:
             pass
         finally:
-            upstream.close()
+            connection.upstream.close()
             writer.close()
             self._writers.discard(writer)
 
-    async def _serve_requests(self, conn: int, client: Stream, writer: asyncio.StreamWriter, upstream: Upstream):
-        for number in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
-            head = await read_head(client)
+
+class Connection:
+    """One client connection and the server connection behind it."""
+
+    def __init__(self, relay: Relay, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.relay = relay
+        self.plan = relay.plan
+        self.number = number
+        self.client = Stream(reader, relay.idle)
+        self.writer = writer
+        self.upstream = Upstream(relay.target, idle=relay.idle, connect_timeout=relay.connect_timeout)
+
+    async def run(self) -> None:
+        decision = self.plan.decide("accept")
+        await self._delay(decision.delay_ms, "accept", connection=self.number)
+        fault = decision.fault
+        if fault is None:
+            await self._serve_requests()
+            return
+        self.plan.record(fault.kind, "accept", connection=self.number)
+        if fault.kind == "hang":
+            await self._hold()
+
+    async def _serve_requests(self) -> None:
+        for count in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
+            head = await read_head(self.client)
             if head is None:
                 return
             request = parse_request(head)
             if "100-continue" in head.tokens("expect"):
                 # We read the whole body before choosing a fault, so we invite it ourselves.
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                head = head.without("expect")
-            body = await read_body(client, request_framing(head))
-            info = dict(connection=conn, request=number, method=request.method, path=safe_target(request.target))
+                self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request = Request(head.without("expect"), request.method, request.target)
+            body = await read_body(self.client, request_framing(request.head))
+            info = dict(connection=self.number, request=count, method=request.method, path=safe_target(request.target))
             decision = self.plan.decide("request")
             await self._delay(decision.delay_ms, "request", **info)
-            if not await self._handle(request, head, body, decision.fault, client, writer, upstream, info):
+            if not await self._answer(request, body, decision.fault, info):
                 return
 
-    async def _handle(self, request, head, body, fault: Rule | None, client, writer, upstream, info) -> bool:
+    async def _answer(self, request: Request, body: bytes, fault: Rule | None, info: dict) -> bool:
         """Answer one request; True when the client connection stays open."""
-        conn, method, target = info["connection"], request.method, request.target
+        closing = request.head.wants_close()
         if fault is not None and fault.at == "request":
             self.plan.record(fault.kind, "request", **info, detail=dict(fault.params))
-            self.plan.saw(conn, method, target, fault.kind, fault.params.get("status"))
+            self._saw(request, fault.kind, fault.params.get("status"))
             if fault.kind == "fail":
-                await _send(writer, _fail_response(fault, closing=head.wants_close()))
-                return not head.wants_close()
+                await _send(self.writer, _fail_response(fault, closing=closing))
+                return not closing
             if fault.kind == "hang":
-                await self._hold(client.reader)
+                await self._hold()
             return False
         try:
-            response = await upstream.exchange(head.encode() + body)
+            rhead = await self.upstream.exchange(request.head.encode() + body)
         except UpstreamError as exc:
-            self.plan.saw(conn, method, target, "upstream_error", 502)
-            await _send(writer, _plain_response(502, str(exc)))
+            self._saw(request, "upstream_error", 502)
+            await _send(self.writer, _plain_response(502, str(exc)))
             return False
-        return await self._relay_response(request, head, response, fault, client, writer, upstream, info)
+        rhead, status = await self._skip_interim(rhead)
+        if status == 101:
+            await _send(self.writer, rhead.encode())
+            await _pump(self.client, self.writer, self.upstream, self.relay.idle)
+            return False
+        framing = response_framing(rhead, status, request.method)
+        if fault is not None:
+            await self._drop_mid_response(request, rhead, status, framing, info)
+            return False
+        await self._relay_response(request, rhead, status, framing)
+        if rhead.wants_close() or framing[0] == "close":
+            self.upstream.close()
+            return False
+        return not closing
 
-    async def _relay_response(self, request: Request, head: Head, rhead: Head, drop, client, writer, upstream, info):
-        """Copy the server's answer; True when the client connection stays open."""
+    async def _skip_interim(self, rhead: Head) -> tuple[Head, int]:
+        """Pass 1xx answers (other than 101) on to the client; return the final head."""
         for _ in range(MAX_INTERIM_RESPONSES):
             status = parse_response(rhead).status
             if not 100 <= status < 200 or status == 101:
-                break
-            await _send(writer, rhead.encode())
-            rhead = await _next_head(upstream.stream)
-        if status == 101:
-            await _send(writer, rhead.encode())
-            await _pump(client, writer, upstream, self.idle)
-            return False
-        framing = response_framing(rhead, status, request.method)
-        if drop is not None:
-            # Mid-response: the server did the work, the client sees half an answer.
-            raw = rhead.encode() + await read_body(upstream.stream, framing, limit=None)
-            await _send(writer, raw[: len(raw) // 2])
-            self.plan.record("drop", "response", **info, detail={"status": status, "sent": len(raw) // 2})
-            self.plan.saw(info["connection"], request.method, request.target, "drop", status)
-            return False
-        await _send(writer, rhead.encode())
+                return rhead, status
+            await _send(self.writer, rhead.encode())
+            rhead = await read_head(self.upstream.stream)
+            if rhead is None:
+                raise ProtocolError("server closed between interim and final response")
+        raise ProtocolError("too many interim responses")
 
+    async def _relay_response(self, request: Request, rhead: Head, status: int, framing) -> None:
         async def sink(data: bytes) -> None:
-            await _send(writer, data)
+            await _send(self.writer, data)
 
-        await copy_body(upstream.stream, framing, sink)
-        self.plan.saw(info["connection"], request.method, request.target, "passed", status)
-        if rhead.wants_close() or framing[0] == "close":
-            upstream.close()
-            return False
-        return not head.wants_close()
+        await sink(rhead.encode())
+        await copy_body(self.upstream.stream, framing, sink)
+        self._saw(request, "passed", status)
+
+    async def _drop_mid_response(self, request: Request, rhead: Head, status: int, framing, info: dict) -> None:
+        """The server did the work; the client gets the first half of its answer, then a closed connection."""
+        raw = rhead.encode() + await read_body(self.upstream.stream, framing, limit=None)
+        await _send(self.writer, raw[: len(raw) // 2])
+        self.plan.record("drop", "response", **info, detail={"status": status, "sent": len(raw) // 2})
+        self._saw(request, "drop", status)
+
+    def _saw(self, request: Request, outcome: str, status: int | None) -> None:
+        self.plan.saw(self.number, request.method, request.target, outcome, status)
 
     async def _delay(self, ms: float, at: str, **info) -> None:
         if ms > 0:
             self.plan.record("delay", at, **info, detail={"ms": ms})
             await asyncio.sleep(ms / 1000)
 
-    async def _hold(self, reader: asyncio.StreamReader) -> None:
+    async def _hold(self) -> None:
         """Half-open: keep the connection, read and discard, never answer (until ``hang_limit``)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.hang_limit
+        deadline = loop.time() + self.relay.hang_limit
         while (left := deadline - loop.time()) > 0:
             try:
-                if not await asyncio.wait_for(reader.read(CHUNK), left):
+                if not await asyncio.wait_for(self.client.reader.read(CHUNK), left):
                     return
             except TimeoutError:
                 return
@@ -223,13 +249,6 @@ class Relay:
 async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(data)
     await writer.drain()
-
-
-async def _next_head(stream: Stream) -> Head:
-    head = await read_head(stream)
-    if head is None:
-        raise ProtocolError("server closed between interim and final response")
-    return head
 
 
 def _fail_response(rule: Rule, *, closing: bool) -> bytes:

@@ -75,6 +75,8 @@ class Origin(BaseHTTPRequestHandler):
             self.send_response(204)
             self.send_header("X-Conn", str(self.client_address[1]))
             self.end_headers()
+        elif url.path == "/upgrade":
+            self._echo_after_upgrade()
         elif url.path == "/fhir/Patient/p1":
             self._send(200, json.dumps(PATIENT).encode(), "application/fhir+json")
         else:
@@ -90,6 +92,19 @@ class Origin(BaseHTTPRequestHandler):
             self._send(201, json.dumps(created).encode(), "application/fhir+json")
         else:
             self._send(404, b"{}", "application/json")
+
+    def _echo_after_upgrade(self):
+        self.send_response(101)
+        self.send_header("Upgrade", "echo")
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        for _ in range(1000):
+            data = self.connection.recv(65536)
+            if not data:
+                break
+            self.connection.sendall(data.upper())
+        self.close_connection = True
 
     def _chunked(self, n, size):
         self.send_response(200)

@@ -67,3 +67,16 @@ def test_it_answers_502_when_the_server_is_unreachable():
         answer = httpx.get(proxy.url + "/anything", timeout=5)
     assert answer.status_code == 502
     assert proxy.requests()[0].outcome == "upstream_error"
+
+
+def test_it_pumps_bytes_both_ways_after_101_switching_protocols(proxy):
+    with socket.create_connection((proxy.host, proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        head = b""
+        for _ in range(100):
+            head += sock.recv(65536)
+            if b"\r\n\r\n" in head:
+                break
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"no longer http")
+        assert sock.recv(65536) == b"NO LONGER HTTP"
