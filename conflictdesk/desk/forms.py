@@ -28,7 +28,9 @@ class DecisionForm(forms.Form):
         self.diff_fields = list(fields)
         for f in self.diff_fields:
             self.fields[field_token(f.id)] = forms.ChoiceField(
-                choices=[(SITE, "site"), (CENTRAL, "central")], widget=forms.RadioSelect, required=False, label=f.label)
+                choices=[(SITE, "site"), (CENTRAL, "central")], required=False, label=f.label,
+                # The diff table sits above the side-by-side view, outside the <form>; the attribute joins them.
+                widget=forms.RadioSelect(attrs={"form": "decision"}))
 
     def clean_seen(self):
         try:

@@ -37,7 +37,19 @@ ROLE_USERS = {
 }
 
 
+def ensure_roles() -> None:
+    """Transactional tests (browser, concurrency) flush the data migration's groups; restore them as it made them."""
+    from django.contrib.auth.models import Permission
+
+    for name, codenames in roles.ROLE_PERMISSIONS.items():
+        group, created = Group.objects.get_or_create(name=name)
+        if created:
+            group.permissions.set(Permission.objects.filter(content_type__app_label="desk", codename__in=codenames))
+    Group.objects.get_or_create(name=roles.DEMO)
+
+
 def make_user(email: str, *groups: str, totp: bool = True) -> User:
+    ensure_roles()
     user = User.objects.create_user(username=email, email=email, password=PASSWORD)
     EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
     for name in groups:

@@ -95,3 +95,12 @@ def test_an_admin_invites_from_the_people_page(login, people, settings):
 
 def test_every_test_user_has_totp(people):
     assert Authenticator.objects.filter(type=Authenticator.Type.TOTP).count() == 5
+
+
+def test_the_role_groups_carry_exactly_the_table_s_permissions(db):
+    from django.contrib.auth.models import Group
+
+    f.ensure_roles()
+    for name, codenames in roles.ROLE_PERMISSIONS.items():
+        group = Group.objects.get(name=name)
+        assert set(group.permissions.filter(content_type__app_label="desk").values_list("codename", flat=True)) == codenames
