@@ -147,7 +147,7 @@ def test_the_record_shows_the_retry_schedule_a_client_followed(proxy):
     observed = proxy.intervals("fail")
     assert len(observed) == len(schedule)
     for seen, planned in zip(observed, schedule):
-        assert planned <= seen < planned + 0.1
+        assert planned <= seen < planned + 0.25  # one local request on top of the pause
 
 
 def test_a_rule_expires_after_its_seconds(proxy):
