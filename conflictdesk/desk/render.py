@@ -101,8 +101,20 @@ def readable(value) -> str | None:
     if isinstance(value, (str, int, float, bool)):
         return when(value) if isinstance(value, str) and value[:4].isdigit() and "T" in value else str(value)
     if isinstance(value, dict):
-        return fhir_value(value)
+        return _entry(value)
+    if isinstance(value, list) and value:
+        lines = [_entry(item) if isinstance(item, dict) else readable(item) for item in value]
+        return None if any(line is None for line in lines) else "\n".join(lines)
     return None
+
+
+def _entry(value: dict) -> str | None:
+    """A component-like element ('Systolic blood pressure: 80.0 mmHg'), or one datatype."""
+    key = next((k for k in value if k.startswith("value") and k != "value"), None)
+    if "code" in value and isinstance(value["code"], dict) and key:
+        shown = fhir_value(value[key]) if isinstance(value[key], dict) else str(value[key])
+        return f"{concept(value['code'])}: {shown}" if shown is not None else None
+    return fhir_value(value)
 
 
 def _walk(node, depth: int, rows: list[Row]) -> None:

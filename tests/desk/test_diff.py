@@ -36,3 +36,13 @@ def test_keeping_one_side_everywhere_equals_that_side(conflict):
 
 def test_it_splits_deepdiff_paths():
     assert diff.split_path("root['a|b|/content[x]/e[at1]']['valueQuantity'][0]") == ["a|b|/content[x]/e[at1]", "valueQuantity", 0]
+
+
+def test_diff_cells_read_like_a_chart():
+    from conflictdesk.desk.render import readable
+
+    component = [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"}]},
+                  "valueQuantity": {"value": 80.0, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]
+    assert readable(component) == "Systolic blood pressure: 80.0 mmHg"
+    assert readable({"value": 37.9, "code": "Cel", "system": "http://unitsofmeasure.org"}) == "37.9 °C"
+    assert readable(None) == "(absent)" and readable({"profile": ["x"]}) is None
