@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 SITES ?= 2
+DEMO_SITES ?= 5
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
 .PHONY: demo venv services stop status migrate test test-unit lock web
 
-## demo: install what is missing, start every server, migrate, run the desk
-demo: venv services migrate
-	$(PY) manage.py runserver 127.0.0.1:8000
+## demo: install what is missing, start every server, the engine and the desk, seed synthetic data
+demo: venv
+	deploy/demo.sh start $(DEMO_SITES)
 
 venv: .venv/.installed
 .venv/.installed: requirements.txt
@@ -20,6 +21,7 @@ services:
 	deploy/services.sh start $(SITES)
 
 stop:
+	deploy/demo.sh stop
 	deploy/services.sh stop
 
 status:

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The one-command demo: every server, the engine (Celery worker + beat), the
+# desk, seeded synthetic oncology data, a trickle of new events, a few genuine
+# conflicts and dead letters. Everything runs in the background with pid files
+# in .run/; `make stop` stops it all.
+# Usage: deploy/demo.sh start [N_SITES] | stop
+source "$(dirname "$0")/common.sh"
+HERE="$(dirname "$0")"
+source "$HERE/commands.env"
+N_SITES="${2:-${CONFLICTDESK_SITES:-5}}"
+PATIENTS="${CONFLICTDESK_DEMO_PATIENTS:-8}"
+PY="$REPO_DIR/.venv/bin/python"
+WEB_PORT="${CONFLICTDESK_WEB_PORT:-8000}"
+# Demo-only credentials: printed below, never used outside the demo.
+export CONFLICTDESK_DEMO_PASSWORD="${CONFLICTDESK_DEMO_PASSWORD:-oncology-demo-2026}"
+export CONFLICTDESK_STAFF_EMAILS="${CONFLICTDESK_STAFF_EMAILS:-steward@demo.conflictdesk.local}"
+export CONFLICTDESK_SITE_URLS="$(for i in $(seq 1 "$N_SITES"); do printf 'http://127.0.0.1:%d/ehrbase/rest/openehr/v1,' $((8100+i)); done)"
+
+# bg NAME CMD...: start a long-running process of ours with a pid file and log.
+bg() {
+  local name="$1"; shift
+  if pid_alive "$name"; then log "$name already running (pid $(cat "$RUN_DIR/$name.pid"))"; return 0; fi
+  ( cd "$REPO_DIR" && exec setsid "$@" </dev/null >>"$RUN_DIR/$name.log" 2>&1 ) &
+  echo $! >"$RUN_DIR/$name.pid"
+  log "$name started (pid $!, log $RUN_DIR/$name.log)"
+}
+
+start() {
+  local t0=$SECONDS
+  log "== servers ($N_SITES EHRbase sites, HAPI FHIR, PostgreSQL, Redis)"
+  "$HERE/services.sh" start "$N_SITES"
+  log "== database and demo wiring"
+  "$PY" "$REPO_DIR/manage.py" migrate --noinput >/dev/null
+  "$PY" "$REPO_DIR/manage.py" demo_setup --sites "$N_SITES" --poll-interval 1
+  log "== engine and desk"
+  # shellcheck disable=SC2086
+  bg celery-worker "$REPO_DIR/.venv/bin/"$CONFLICTDESK_WORKER_CMD --concurrency 2 --loglevel INFO
+  # shellcheck disable=SC2086
+  bg celery-beat "$REPO_DIR/.venv/bin/"$CONFLICTDESK_BEAT_CMD --loglevel INFO
+  bg web "$PY" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload
+  wait_http web "http://127.0.0.1:$WEB_PORT/healthz" 60
+  log "== seeding $PATIENTS synthetic patients per site, 2 dead letters, 2 conflicts"
+  "$PY" "$REPO_DIR/manage.py" demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 \
+    --invalid 2 --conflicts 2 || log "seeding finished with warnings (see above)"
+  bg trickle "$PY" manage.py demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 --trickle 0.5
+  cat <<MSG
+
+ConflictDesk demo is up in $(( SECONDS - t0 )) s:  http://127.0.0.1:$WEB_PORT/
+Demo logins (password: $CONFLICTDESK_DEMO_PASSWORD):
+  clinician@demo.conflictdesk.local  clinician reviewer: decides conflicts
+  steward@demo.conflictdesk.local    data steward: works dead letters
+  auditor@demo.conflictdesk.local    auditor: reads the audit trail
+  admin@demo.conflictdesk.local      admin: sites and users (also /admin/)
+Central FHIR: http://127.0.0.1:8090/fhir   Sites: http://127.0.0.1:8101..$((8100+N_SITES))/ehrbase
+Stop everything with: make stop
+MSG
+}
+
+stop() {
+  for name in trickle web celery-beat celery-worker; do stop_pid "$name"; done
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  *) die "usage: $0 start [N_SITES] | stop" ;;
+esac

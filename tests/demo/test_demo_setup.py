@@ -1,0 +1,34 @@
+"""demo_setup: sites and demo accounts are created once and can log in."""
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from sync.models import Site
+
+
+@pytest.mark.django_db
+def test_demo_setup_creates_sites_and_role_accounts(monkeypatch):
+    monkeypatch.setenv("CONFLICTDESK_DEMO_PASSWORD", "a-long-demo-password-2026")
+    call_command("demo_setup", "--sites", "3", "--poll-interval", "2")
+    call_command("demo_setup", "--sites", "3", "--poll-interval", "2")  # idempotent
+
+    sites = list(Site.objects.order_by("name"))
+    assert [s.name for s in sites] == ["site1", "site2", "site3"]
+    assert sites[2].openehr_base_url == "http://127.0.0.1:8103/ehrbase/rest/openehr/v1"
+    assert all(s.local_demo and s.poll_interval_seconds == 2 for s in sites)
+    assert sites[0].template_ids == ["ConflictDesk Oncology Encounter.v1"]
+
+    users = get_user_model().objects.filter(email__endswith="@demo.conflictdesk.local")
+    assert users.count() == 4
+    clinician = users.get(email="clinician@demo.conflictdesk.local")
+    assert clinician.check_password("a-long-demo-password-2026")
+    assert clinician.has_perm("desk.decide_conflict")
+    assert not clinician.has_perm("desk.work_deadletters")
+    assert set(clinician.groups.values_list("name", flat=True)) == {"clinician reviewer", "demo"}
+
+
+@pytest.mark.django_db
+def test_demo_setup_refuses_without_a_password(monkeypatch):
+    monkeypatch.delenv("CONFLICTDESK_DEMO_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="CONFLICTDESK_DEMO_PASSWORD"):
+        call_command("demo_setup")
