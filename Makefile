@@ -32,6 +32,7 @@ migrate: venv
 
 ## test: the whole suite, against the real servers (started here, reused by all tests)
 test: venv services
+	deploy/chromium.sh
 	$(PY) -m pytest
 
 test-unit: venv
