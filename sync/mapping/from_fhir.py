@@ -47,6 +47,19 @@ def _groups(resources: list[dict]):
     named = [(r, _spec_name_for(r)) for r in resources]
     names = {id(r): n for r, n in named}
 
+    from .convert import _slot_rule
+
+    def own_entry(cur: dict, k: dict) -> bool:
+        """k is mapped on its own, not as part of cur: an entry-level resource (a MedicationAdministration
+        naming its MedicationRequest), or a slot resource of cur's own kind that cur's file has no slot
+        for (a lab panel Observation's hasMember analytes).  Other resources go along (Medication;
+        T/N/M members, read by the stage group's hook)."""
+        ksrc, csrc = parse_source(k), parse_source(cur)
+        if ksrc and csrc and ksrc[2].startswith(csrc[2] + "/"):
+            return False  # made from a node inside cur's source node (TNM members of a stage group)
+        ks, cs = specs.get(names.get(id(k)) or ""), specs.get(names.get(id(cur)) or "")
+        return ks is not None and (not ks.is_cluster or (ks is cs and _slot_rule(cs, ks) is None))
+
     def reach(r: dict) -> list[dict]:
         """Resources r references, and (transitively) what referenced slot resources reference:
         a TNM stage group brings its T/N/M members along."""
@@ -55,7 +68,7 @@ def _groups(resources: list[dict]):
         def visit(cur):  # depth first, in reference order: the order the forward mapping emits
             for x in _refs(cur):
                 k = by_ref.get(x)
-                if k is None or k is r or any(k is f for f in found):
+                if k is None or k is r or any(k is f for f in found) or own_entry(cur, k):
                     continue
                 found.append(k)
                 if specs.get(names.get(id(k)) or "") is not None and specs[names[id(k)]].is_cluster:

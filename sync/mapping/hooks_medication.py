@@ -250,17 +250,48 @@ __all__ = ["oncology", "apply_manual_once", "duration_to_fhir", "duration_from_f
 
 @hook("containedMedication")
 def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
-    """fhir->openehr only: a medicationReference to a contained (or display-only) Medication gives
-    the medication item (at0070) from the Medication's code, else from the reference's display."""
-    if direction == FWD or fobj.get("medicationCodeableConcept"):
-        return
-    ref = fobj.get("medicationReference") or {}
-    med = next((c for c in fobj.get("contained") or [] if c.get("resourceType") == "Medication"
-                and ref.get("reference") == f"#{c.get('id')}"), None)
-    cc = (med or {}).get("code") or ({"text": ref["display"]} if ref.get("display") else None)
-    if not cc:
-        return
+    """medication[x] that the plain CodeableConcept rule cannot read, both ways.
+
+    fhir->openehr: a medicationReference gives the medication item (at0070) from the referenced
+    Medication's code: a contained one (``#id``), else one sent alongside (same bundle/group,
+    ``Medication/id`` or ``urn:uuid:``), else the reference's display; a reference nothing resolves
+    becomes a null-flavoured item (253 unknown), and so does a medicationCodeableConcept that only
+    carries a data-absent-reason.  openehr->fhir: an order without a medication value (null flavour,
+    or no item) gets medicationCodeableConcept with the data-absent-reason extension, because
+    MedicationRequest.medication[x] is 1..1."""
     from . import rmpath
+    if direction == FWD:
+        if fobj.get("medicationCodeableConcept") or fobj.get("medicationReference"):
+            return
+        el = next((i for i in (onode.get("description") or {}).get("items") or []
+                   if i.get("archetype_node_id") == "at0070"), None) if isinstance(onode, dict) else None
+        dar = dt.null_flavour_to_dar(el["null_flavour"])["coding"][0]["code"] if el and el.get("null_flavour") \
+            else "unknown"
+        fobj["medicationCodeableConcept"] = {"extension": [{"url": dt.DAR_EXT, "valueCode": dar}]}
+        return
+    given = fobj.get("medicationCodeableConcept")
+    if given and (given.get("coding") or given.get("text")):
+        return
+    cc = None
+    if not given:
+        ref = fobj.get("medicationReference") or {}
+        target = ref.get("reference") or ""
+        med = next((c for c in fobj.get("contained") or [] if c.get("resourceType") == "Medication"
+                    and target == f"#{c.get('id')}"), None)
+        if med is None and target and not target.startswith("#"):
+            med = (ctx.unit.by_ref or {}).get(target)
+            med = med if (med or {}).get("resourceType") == "Medication" else None
+        cc = (med or {}).get("code") or ({"text": ref["display"]} if ref.get("display") else None)
+        if cc is not None and not (cc.get("coding") or cc.get("text")):
+            cc = None
     tree = rmpath.ensure(onode, rmpath.parse(rule.openehr))
-    tree.setdefault("items", []).insert(0, {"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": "Medication item"},
-                                            "archetype_node_id": "at0070", "value": dt.cc_to_dv(cc)})
+    items = tree.setdefault("items", [])
+    items[:] = [i for i in items if i.get("archetype_node_id") != "at0070"]  # e.g. a DAR-only concept read as ''
+    el = {"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": "Medication item"}, "archetype_node_id": "at0070"}
+    if cc:
+        el["value"] = dt.cc_to_dv(cc)
+    else:
+        dar = next((e.get("valueCode") for e in (given or {}).get("extension") or [] if e.get("url") == dt.DAR_EXT),
+                   "unknown")
+        el["null_flavour"] = dt.dar_to_null_flavour({"coding": [{"system": dt.DAR_SYSTEM, "code": dar}]})
+    items.insert(0, el)
