@@ -215,16 +215,18 @@ class Connection:
         async def sink(data: bytes) -> None:
             await _send(self.writer, data)
 
+        # Recorded before the client can have the answer, so a test that asserts
+        # on the record right after its request returns never races the proxy.
+        self._saw(request, "passed", status)
         await sink(rhead.encode())
         await copy_body(self.upstream.stream, framing, sink)
-        self._saw(request, "passed", status)
 
     async def _drop_mid_response(self, request: Request, rhead: Head, status: int, framing, info: dict) -> None:
         """The server did the work; the client gets the first half of its answer, then a closed connection."""
         raw = rhead.encode() + await read_body(self.upstream.stream, framing, limit=None)
-        await _send(self.writer, raw[: len(raw) // 2])
         self.plan.record("drop", "response", **info, detail={"status": status, "sent": len(raw) // 2})
         self._saw(request, "drop", status)
+        await _send(self.writer, raw[: len(raw) // 2])
 
     def _saw(self, request: Request, outcome: str, status: int | None) -> None:
         self.plan.saw(self.number, request.method, request.target, outcome, status)
