@@ -5,6 +5,9 @@
 #   HAPI_DB_RESET=1   drop and recreate database `hapi` before starting (clean slate;
 #                     a server we started is stopped first)
 #   HAPI_XMX          JVM max heap (default 1g)
+# FHIR IG packages (conflictdesk.packages.list in application.properties, e.g. mCODE STU4) are
+# fetched with `npm pack` into $CACHE_DIR/fhir-packages/ once (kept, never committed) on build/start
+# and loaded by the server at start-up (FhirPackageLoader).
 # start is idempotent: when something already answers /fhir/metadata on 8090 it is left alone.
 # stop only ever kills the pid recorded in $RUN_DIR/hapi-fhir.pid.
 source "$(dirname "$0")/common.sh"
@@ -20,6 +23,8 @@ HAPI_DB_PASSWORD="${HAPI_DB_PASSWORD:-hapi-dev-password}"
 LOG_FILE="$RUN_DIR/$NAME.log"
 PID_FILE="$RUN_DIR/$NAME.pid"
 RUN_JAR="$RUN_DIR/$NAME.jar"
+PROPS="$MODULE_DIR/src/main/resources/application.properties"
+PACKAGES_DIR="$CACHE_DIR/fhir-packages"
 
 answering() { curl -fsS -o /dev/null -m 5 "$HAPI_BASE/metadata" 2>/dev/null; }
 
@@ -46,6 +51,36 @@ build() {
     die "maven build of $MODULE_DIR failed (log: $RUN_DIR/$NAME-build.log)"
   fi
   log "$NAME built in $(( SECONDS - t0 )) s"
+}
+
+# The package list (name#version:MODE, comma separated, backslash-continued) from application.properties.
+package_list() {
+  awk '/^conflictdesk\.packages\.list=/ {on=1; sub(/^[^=]*=/, "")}
+       on {line=$0; cont=sub(/\\$/, "", line); printf "%s", line; if (!cont) exit}' "$PROPS" \
+    | tr ',' '\n' | sed 's/[[:space:]]//g; s/:.*$//' | grep -v '^$'
+}
+
+# Fetch every listed package once into $PACKAGES_DIR as <name>-<version>.tgz (what `npm pack` names it).
+fetch_packages() {
+  mkdir -p "$PACKAGES_DIR"
+  local ref name version file tmp
+  for ref in $(package_list); do
+    name="${ref%%#*}"; version="${ref#*#}"; file="$PACKAGES_DIR/$name-$version.tgz"
+    [ -s "$file" ] && continue
+    command -v npm >/dev/null || apt_install npm
+    log "fetching FHIR package $name@$version (npm pack) into $PACKAGES_DIR"
+    tmp="$(mktemp -d "$PACKAGES_DIR/.tmp.XXXXXX")"
+    if ! (cd "$tmp" && npm pack --silent "$name@$version" >/dev/null 2>"$tmp/npm.err"); then
+      cat "$tmp/npm.err" >&2; rm -rf "$tmp"
+      die "npm pack $name@$version failed (is the npm registry reachable?)"
+    fi
+    # A FHIR package has package/package.json naming itself; refuse anything else.
+    if ! tar -xzOf "$tmp/$name-$version.tgz" package/package.json 2>/dev/null \
+        | grep -q "\"name\"[[:space:]]*:[[:space:]]*\"$name\""; then
+      rm -rf "$tmp"; die "$name@$version from npm is not a FHIR package (no package/package.json naming it)"
+    fi
+    mv -f "$tmp/$name-$version.tgz" "$file" && rm -rf "$tmp"
+  done
 }
 
 reset_db() {
@@ -77,6 +112,7 @@ start() {
   psql_super -d postgres -v role="$HAPI_DB_USER" -v pass="$HAPI_DB_PASSWORD" <"$REPO_DIR/deploy/sql/role.sql"
   psql_super -d postgres -v db="$HAPI_DB_NAME" -v owner="$HAPI_DB_USER" <"$REPO_DIR/deploy/sql/database.sql"
   build
+  fetch_packages
   local jhome; jhome="$(java_home)"
   # Run a private copy (atomic rename) so a later `build` never rewrites the jar under a live JVM.
   cp "$JAR" "$RUN_JAR.tmp" && mv -f "$RUN_JAR.tmp" "$RUN_JAR"
@@ -85,6 +121,7 @@ start() {
   HAPI_DB_PASSWORD="$HAPI_DB_PASSWORD" \
   HAPI_DB_URL="jdbc:postgresql://$PG_HOST:$PG_PORT/$HAPI_DB_NAME" \
   HAPI_DB_USER="$HAPI_DB_USER" \
+  HAPI_PACKAGES_DIR="$PACKAGES_DIR" \
     nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:--XX:TieredStopAtLevel=1} \
       -Djava.awt.headless=true -jar "$RUN_JAR" >"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
@@ -110,6 +147,6 @@ case "${1:-start}" in
   start) start ;;
   stop) stop_pid "$NAME" ;;
   status) status ;;
-  build) build ;;
+  build) build; fetch_packages ;;
   *) die "usage: $0 start|stop|status|build" ;;
 esac
