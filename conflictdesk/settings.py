@@ -211,3 +211,35 @@ MFA_TOTP_ISSUER = "ConflictDesk"
 CONFLICTDESK_BASE_URL = env_str("CONFLICTDESK_BASE_URL", "http://127.0.0.1:8000")
 # How often `send_digest` is meant to run; the first digest covers this many minutes back.
 CONFLICTDESK_DIGEST_MINUTES = env_int("CONFLICTDESK_DIGEST_MINUTES", 60)
+
+# --- REST API, OpenAPI schema and Prometheus metrics (issue 7) ---------------
+INSTALLED_APPS += ["conflictdesk.api", "drf_spectacular", "drf_spectacular_sidecar"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ConflictDesk API",
+    "DESCRIPTION": "openEHR <-> FHIR sync: sites, runs, conflicts, dead letters, audit, triggers, health. "
+                   "Token (`Authorization: Token <key>`, from `manage.py api_token <email>`) or session auth; "
+                   "the desk's roles apply.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is for signed-in users only, like everything else under /api/v1/.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI and Redoc from the vendored sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Three models have a "status" field with different choices: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "SyncRunStatusEnum": "sync.models.SyncRun.Status",
+        "ConflictStatusEnum": "sync.models.Conflict.Status",
+        "DeadLetterStatusEnum": "sync.models.DeadLetter.Status",
+    },
+}
+# Bearer token Prometheus sends to /metrics; unset means open only when DEBUG.
+CONFLICTDESK_METRICS_TOKEN = env_str("CONFLICTDESK_METRICS_TOKEN")
+# Redis queues whose length is conflictdesk_celery_queue_depth.
+CONFLICTDESK_METRICS_QUEUES = env_list("CONFLICTDESK_METRICS_QUEUES") or ["celery"]
+# /metrics recomputes its figures from PostgreSQL at most this often per process.
+CONFLICTDESK_METRICS_CACHE_SECONDS = env_int("CONFLICTDESK_METRICS_CACHE_SECONDS", 10)

@@ -1,8 +1,8 @@
-"""Top-level URLs: the desk, accounts (allauth), admin and health."""
+"""Top-level URLs: the desk, accounts (allauth), admin, health, the REST API and Prometheus metrics."""
 from django.contrib import admin
 from django.urls import include, path
 
-from conflictdesk import health
+from conflictdesk import health, metrics
 from conflictdesk.desk import views as desk_views
 
 urlpatterns = [
@@ -11,6 +11,8 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
+    path("api/v1/", include("conflictdesk.api.urls")),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]
 
 handler403 = "conflictdesk.desk.views.errors.forbidden"

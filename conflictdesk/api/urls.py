@@ -1,0 +1,26 @@
+"""/api/v1/ (namespace ``api``): resources, triggers, health, the OpenAPI schema and its docs page."""
+from django.contrib.auth.decorators import login_required
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from .views import audit, conflicts, deadletters, health, runs, sites, triggers
+
+app_name = "api"
+
+router = SimpleRouter()
+router.register("sites", sites.SiteViewSet, basename="site")
+router.register("runs", runs.SyncRunViewSet, basename="run")
+router.register("conflicts", conflicts.ConflictViewSet, basename="conflict")
+router.register("dead-letters", deadletters.DeadLetterViewSet, basename="deadletter")
+router.register("audit-events", audit.AuditEventViewSet, basename="auditevent")
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("triggers/", triggers.TriggerView.as_view(), name="triggers"),
+    path("health/", health.HealthView.as_view(), name="health"),
+    # Behind login: the schema for any signed-in user (session or token), the pages via the login form.
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api:schema")), name="docs"),
+    path("redoc/", login_required(SpectacularRedocView.as_view(url_name="api:schema")), name="redoc"),
+]

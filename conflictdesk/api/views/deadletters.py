@@ -1,0 +1,58 @@
+"""Dead letters: list and detail (attempts, payload), re-drive and discard through the desk's services."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from conflictdesk.desk import queries, services
+from conflictdesk.desk.access import get_dead_letter_for_user
+
+from ..serializers import (DeadLetterDetailSerializer, DeadLetterFilterSerializer, DeadLetterSerializer,
+                           DiscardSerializer, ErrorSerializer, SyncRunSerializer)
+from .util import filters
+from ..permissions import DeskRole
+
+
+@extend_schema_view(list=extend_schema(parameters=[DeadLetterFilterSerializer]))
+class DeadLetterViewSet(viewsets.ReadOnlyModelViewSet):
+    """Open dead letters by default (``status=all`` for every one)."""
+
+    permission_classes = [DeskRole]
+    desk_permissions = {"list": "view_deadletters", "retrieve": "view_deadletters",
+                        "redrive": "work_deadletters", "discard": "work_deadletters"}
+
+    def get_queryset(self):
+        return queries.dead_letters(filters(DeadLetterFilterSerializer, self.request)).select_related("closed_by")
+
+    def get_serializer_class(self):
+        return DeadLetterSerializer if self.action == "list" else DeadLetterDetailSerializer
+
+    def get_object(self):
+        letter = get_dead_letter_for_user(self.request.user, self.kwargs["pk"])
+        self.check_object_permissions(self.request, letter)
+        return letter
+
+    @extend_schema(request=None, responses={202: SyncRunSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def redrive(self, request, pk=None):
+        """Back into the workflow (from detection for content causes); the run is returned."""
+        try:
+            run = services.redrive_dead_letter(self.get_object(), user=request.user)
+        except ValueError as exc:
+            return Response({"detail": f"not re-driven: {exc}"}, status=status.HTTP_409_CONFLICT)
+        return Response(SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=DiscardSerializer, responses={200: DeadLetterDetailSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def discard(self, request, pk=None):
+        """Close for good, with a reason (required)."""
+        letter = self.get_object()
+        form = DiscardSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            letter = services.discard_dead_letter(letter, user=request.user, reason=form.validated_data["reason"])
+        except ValueError as exc:
+            return Response({"detail": f"not discarded: {exc}"}, status=status.HTTP_409_CONFLICT)
+        return Response(DeadLetterDetailSerializer(get_dead_letter_for_user(request.user, letter.pk)).data)

@@ -1,0 +1,48 @@
+"""Sites: CRUD for the admin role (manage_sites)."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status, viewsets
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+
+from sync.models import Site
+
+from .. import services
+from ..serializers import ErrorSerializer, SiteSerializer
+from ..permissions import DeskRole
+
+
+class SiteInUse(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "site_in_use"
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, 409: ErrorSerializer}))
+class SiteViewSet(viewsets.ModelViewSet):
+    """The oncology sites the engine polls. Deleting a site that has synced data is refused: disable it."""
+
+    queryset = Site.objects.order_by("name")
+    serializer_class = SiteSerializer
+    lookup_field = "name"
+    permission_classes = [DeskRole]
+    desk_permissions = {"*": "manage_sites"}
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        site = services.do_create_site(serializer.validated_data, user=request.user)
+        return Response(self.get_serializer(site).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=kwargs.pop("partial", False))
+        serializer.is_valid(raise_exception=True)
+        site = services.do_update_site(serializer.instance, serializer.validated_data, user=request.user)
+        return Response(self.get_serializer(site).data)
+
+    def destroy(self, request, *args, **kwargs):
+        try:
+            services.do_delete_site(self.get_object(), user=request.user)
+        except services.SiteInUse as exc:
+            raise SiteInUse(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
