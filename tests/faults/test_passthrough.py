@@ -80,3 +80,19 @@ def test_it_pumps_bytes_both_ways_after_101_switching_protocols(proxy):
         assert head.startswith(b"HTTP/1.1 101")
         sock.sendall(b"no longer http")
         assert sock.recv(65536) == b"NO LONGER HTTP"
+
+
+def test_it_invites_a_body_sent_with_expect_100_continue(proxy):
+    body = pattern(5000)
+    with socket.create_connection((proxy.host, proxy.port), timeout=5) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body + b"GET /bytes?n=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = b""
+        for _ in range(100):
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+    assert received.startswith(b"HTTP/1.0 200") or received.startswith(b"HTTP/1.1 200")
+    assert body in received and received.endswith(pattern(1))
