@@ -225,6 +225,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema is for signed-in users only, like everything else under /api/v1/.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_AUTHENTICATION": ["rest_framework.authentication.TokenAuthentication",
+                             "rest_framework.authentication.SessionAuthentication"],
     # Swagger UI and Redoc from the vendored sidecar package: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -8,6 +8,7 @@ signed-in user without it gets a 403 that is audited like the desk's refusals.
 """
 from __future__ import annotations
 
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import BasePermission
 
 from conflictdesk.desk.access import APP, audit_refusal
@@ -41,3 +42,7 @@ class DeskRole(BasePermission):
         audit_refusal(request, "|".join(perms))
         self.message = f"Your role does not allow this (needs desk permission {' or '.join(perms)})."
         return False
+
+
+# Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`, which machines understand.
+AUTHENTICATION = [TokenAuthentication, SessionAuthentication]

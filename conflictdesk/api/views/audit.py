@@ -16,7 +16,7 @@ from conflictdesk.desk import queries
 
 from ..serializers import AuditEventSerializer, AuditFilterSerializer
 from .util import field_error, filters
-from ..permissions import DeskRole
+from ..permissions import AUTHENTICATION, DeskRole
 
 CONTENT_TYPES = {"fhir": "application/fhir+ndjson", "csv": "text/csv", "jsonl": "application/jsonl"}
 SUFFIX = {"fhir": "ndjson", "csv": "csv", "jsonl": "jsonl"}
@@ -35,6 +35,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """Every audit event, newest first, with the desk's filters (patient, record, site, actor, action, time)."""
 
     serializer_class = AuditEventSerializer
+    authentication_classes = AUTHENTICATION
     permission_classes = [DeskRole]
     desk_permissions = {"*": "view_audit"}
 

@@ -13,7 +13,7 @@ from sync.mapping import MappingError
 from ..serializers import (ConflictDetailSerializer, ConflictFilterSerializer, ConflictSerializer, DecisionSerializer,
                            ErrorSerializer, ResolutionSerializer)
 from .util import field_error, filters
-from ..permissions import DeskRole
+from ..permissions import AUTHENTICATION, DeskRole
 
 MovedSerializer = inline_serializer("VersionsMoved", {
     "detail": serializers.CharField(), "current_conflict_id": serializers.IntegerField()})
@@ -23,6 +23,7 @@ MovedSerializer = inline_serializer("VersionsMoved", {
 class ConflictViewSet(viewsets.ReadOnlyModelViewSet):
     """Open conflicts by default (``status=all`` for every one); the detail carries both versions whole."""
 
+    authentication_classes = AUTHENTICATION
     permission_classes = [DeskRole]
     desk_permissions = {"list": "view_conflicts", "retrieve": "view_conflicts", "decide": "decide_conflict"}
 

@@ -12,13 +12,14 @@ from conflictdesk.desk.access import get_dead_letter_for_user
 from ..serializers import (DeadLetterDetailSerializer, DeadLetterFilterSerializer, DeadLetterSerializer,
                            DiscardSerializer, ErrorSerializer, SyncRunSerializer)
 from .util import filters
-from ..permissions import DeskRole
+from ..permissions import AUTHENTICATION, DeskRole
 
 
 @extend_schema_view(list=extend_schema(parameters=[DeadLetterFilterSerializer]))
 class DeadLetterViewSet(viewsets.ReadOnlyModelViewSet):
     """Open dead letters by default (``status=all`` for every one)."""
 
+    authentication_classes = AUTHENTICATION
     permission_classes = [DeskRole]
     desk_permissions = {"list": "view_deadletters", "retrieve": "view_deadletters",
                         "redrive": "work_deadletters", "discard": "work_deadletters"}

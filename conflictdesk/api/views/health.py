@@ -8,10 +8,11 @@ from rest_framework.views import APIView
 from conflictdesk.desk import health
 
 from ..serializers import SourceHealthSerializer
-from ..permissions import DeskRole
+from ..permissions import AUTHENTICATION, DeskRole
 
 
 class HealthView(APIView):
+    authentication_classes = AUTHENTICATION
     permission_classes = [DeskRole]
     desk_permissions = {"get": "view_health"}
 

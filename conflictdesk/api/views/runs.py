@@ -8,7 +8,7 @@ from sync.models import SyncRun
 
 from ..serializers import RunFilterSerializer, SyncRunSerializer
 from .util import filters
-from ..permissions import DeskRole
+from ..permissions import AUTHENTICATION, DeskRole
 
 
 @extend_schema_view(list=extend_schema(parameters=[RunFilterSerializer]))
@@ -16,6 +16,7 @@ class SyncRunViewSet(viewsets.ReadOnlyModelViewSet):
     """Every run of the workflow, newest first; the checkpoint (clinical content) is never shown."""
 
     serializer_class = SyncRunSerializer
+    authentication_classes = AUTHENTICATION
     permission_classes = [DeskRole]
     desk_permissions = {"*": "view_health"}
 

@@ -10,7 +10,7 @@ from sync.models import Site
 
 from .. import services
 from ..serializers import ErrorSerializer, SiteSerializer
-from ..permissions import DeskRole
+from ..permissions import AUTHENTICATION, DeskRole
 
 
 class SiteInUse(APIException):
@@ -25,6 +25,7 @@ class SiteViewSet(viewsets.ModelViewSet):
     queryset = Site.objects.order_by("name")
     serializer_class = SiteSerializer
     lookup_field = "name"
+    authentication_classes = AUTHENTICATION
     permission_classes = [DeskRole]
     desk_permissions = {"*": "manage_sites"}
 

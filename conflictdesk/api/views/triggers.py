@@ -13,12 +13,13 @@ from rest_framework.views import APIView
 
 from .. import services
 from ..serializers import TriggerAcceptedSerializer, TriggerSerializer
-from ..permissions import DeskRole
+from ..permissions import AUTHENTICATION, DeskRole
 
 TRIGGER_PERMISSIONS = ("manage_sites", "work_deadletters")
 
 
 class TriggerView(APIView):
+    authentication_classes = AUTHENTICATION
     permission_classes = [DeskRole]
     desk_permissions = {"post": TRIGGER_PERMISSIONS}
 

@@ -1,0 +1,26 @@
+"""API fixtures: the desk's people and conflict, each person with an API token."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.desk.conftest import conflict, engine_hook, fast_passwords, live_versions, people  # noqa: F401
+
+
+@pytest.fixture
+def api():
+    """``api(user)``: a client authenticated the machine way (Authorization: Token ...); ``api()`` anonymous."""
+
+    def as_(user=None):
+        client = APIClient()
+        if user is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+        return client
+
+    return as_
+
+
+@pytest.fixture(autouse=True)
+def fresh_metrics(settings):
+    settings.CONFLICTDESK_METRICS_CACHE_SECONDS = 0

@@ -1,0 +1,106 @@
+"""Manual triggers: one site, one composition, one patient; admin and steward only."""
+from types import SimpleNamespace
+
+import pytest
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from conflictdesk.api import tasks
+from sync.models import ChangeEvent, PatientLink, SyncRun
+from sync.workflow.services import use_services
+from tests.desk import factories as f
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """What the triggers hand to Celery (on commit)."""
+    sent = []
+    monkeypatch.setattr("sync.tasks.poll_site.delay", lambda *a: sent.append(("poll_site", a)))
+    monkeypatch.setattr(tasks.sync_compositions, "delay", lambda *a: sent.append(("sync_compositions", a)))
+    return sent
+
+
+def post(client, body):
+    return client.post("/api/v1/triggers/", body, format="json")
+
+
+@pytest.mark.parametrize("role", ["admin", "steward"])
+def test_a_site_now(api, people, queued, django_capture_on_commit_callbacks, role):
+    site = f.make_site()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(api(getattr(people, role)), {"site": "site1"})
+    assert response.status_code == 202 and response.json()["target"] == "site"
+    assert queued == [("poll_site", (site.pk,))]
+    assert AuditEvent.objects.get(action="api.trigger.site").actor == getattr(people, role).email
+
+
+def test_one_composition_linked_or_with_its_ehr(api, people, conflict, queued, django_capture_on_commit_callbacks):
+    vo_uid = conflict.record_link.versioned_object_uid
+    client = api(people.steward)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, {"site": "site1", "composition_uid": f"{vo_uid}::ehrbase.org::2"}).status_code == 202
+        assert post(client, {"site": "site1", "composition_uid": "new-uid", "ehr_id": "e-1"}).status_code == 202
+    assert queued == [("sync_compositions", (conflict.record_link.site_id, f.EHR_ID, [vo_uid])),
+                      ("sync_compositions", (conflict.record_link.site_id, "e-1", ["new-uid"]))]
+
+
+def test_one_patient(api, people, conflict, queued, django_capture_on_commit_callbacks):
+    link = conflict.record_link.patient_link
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(api(people.admin), {"patient_link": link.pk}).status_code == 202
+    assert queued == [("sync_compositions", (link.site_id, link.ehr_id, None))]
+    assert AuditEvent.objects.get(action="api.trigger.patient").patient_link_id == link.pk
+
+
+@pytest.mark.parametrize("body,field", [
+    ({}, "site"),
+    ({"site": "nowhere"}, "site"),
+    ({"site": "site1", "composition_uid": "unlinked"}, "ehr_id"),
+    ({"site": "site1", "ehr_id": "e-1"}, "composition_uid"),
+    ({"patient_link": 999999}, "patient_link"),
+    ({"patient_link": "one"}, "patient_link"),
+    ({"patient_link": "LINK", "site": "site1"}, "site"),
+])
+def test_a_bad_trigger_names_the_field(api, people, queued, body, field):
+    site = f.make_site()
+    if body.get("patient_link") == "LINK":
+        body = {**body, "patient_link": PatientLink.objects.create(site=site, ehr_id="e-9", fhir_patient_id="p-9").pk}
+    response = post(api(people.admin), body)
+    assert response.status_code == 400 and field in response.json(), response.content
+    assert queued == []
+
+
+def test_a_disabled_site_is_refused(api, people, queued):
+    f.make_site()
+    from sync.models import Site
+
+    Site.objects.filter(name="site1").update(enabled=False)
+    assert "disabled" in post(api(people.admin), {"site": "site1"}).json()["site"][0]
+
+
+class FakeOpenEHR:
+    def __init__(self):
+        self.versions = {"vo-1": "vo-1::ehrbase.org::3", "vo-2": "vo-2::ehrbase.org::1"}
+
+    def query(self, aql, parameters=None):
+        assert parameters == {"ehr_id": "e-1"}
+        return [{"version_uid": v} for v in self.versions.values()]
+
+    def revision_history(self, ehr_id, uid):
+        return [SimpleNamespace(version_uid=self.versions[uid], committed_at=timezone.now().isoformat(),
+                                change_type="modification")]
+
+
+def test_the_worker_side_records_changes_through_detection(db, monkeypatch):
+    site = f.make_site()
+    PatientLink.objects.create(site=site, ehr_id="e-1", fhir_patient_id="p-1")
+    fake = FakeOpenEHR()
+    monkeypatch.setattr("sync.detection.dispatch_run", lambda run_id: None)
+    with use_services(SimpleNamespace(openehr=lambda s: fake)):
+        assert tasks.detect_compositions(site.pk, "e-1", None) == 2
+        assert tasks.detect_compositions(site.pk, "e-1", ["vo-1"]) == 0  # already detected: nothing new
+    assert sorted(ChangeEvent.objects.values_list("source_version", flat=True)) == sorted(fake.versions.values())
+    assert SyncRun.objects.filter(site=site, status="pending").count() == 2
+    from sync.models import Cursor
+
+    assert Cursor.objects.get(source="site:site1").position is None  # the poller's cursor did not move
