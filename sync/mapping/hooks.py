@@ -78,6 +78,49 @@ def event_time(ctx, rule, onode, fobj, fmodel, direction):
         event["time"] = {"_type": "DV_DATE_TIME", "value": start or end}
 
 
+WIDTH_EXT = terminology.SD_BASE + "openehr-event-width"
+
+
+@hook("pointEventTime")
+def point_event_time(ctx, rule, onode, fobj, fmodel, direction):
+    """eventTime for profiles whose effective[x] must be a dateTime (HAPI evaluates the vital-signs
+    vs-1 invariant, ``($this as dateTime).toString().length() >= 8``, as failed on any Period).  An
+    INTERVAL_EVENT gives effectiveDateTime = EVENT.time (the end of the interval, as in openEHR), its
+    width in openehr-event-width (valueDuration, UCUM time unit) and its math function in
+    openehr-math-function.  Read back: those extensions make an INTERVAL_EVENT again (math function
+    640 actual when only the width came); a FHIR-born effectivePeriod is read as by eventTime."""
+    event, res = ctx.event, ctx.resource
+    if event is None:
+        return
+    if direction == "openehr->fhir":
+        t = (event.get("time") or {}).get("value")
+        if not t:
+            return
+        res["effectiveDateTime"] = dt.datetime_to_fhir(t)
+        width = (event.get("width") or {}).get("value")
+        if width and dt.parse_duration(width) is not None:
+            from .hooks_medication import duration_to_fhir
+            q = duration_to_fhir(width) or {"value": int(dt.parse_duration(width).total_seconds()), "unit": "s",
+                                            "system": terminology.UCUM, "code": "s"}
+            res.setdefault("extension", []).append({"url": WIDTH_EXT, "valueDuration": q})
+        mf = event.get("math_function")
+        if mf and (width or event.get("_type") == "INTERVAL_EVENT"):
+            res.setdefault("extension", []).append({"url": MATH_EXT, "valueCoding": dt.coded_to_fhir(mf)["coding"][0]})
+        return
+    exts = {e.get("url"): e for e in res.get("extension") or []}
+    if event.get("time") or not res.get("effectiveDateTime") or not (WIDTH_EXT in exts or MATH_EXT in exts):
+        return event_time(ctx, rule, onode, fobj, fmodel, direction)
+    event["_type"] = "INTERVAL_EVENT"
+    event["time"] = {"_type": "DV_DATE_TIME", "value": res["effectiveDateTime"]}
+    if WIDTH_EXT in exts:
+        from .hooks_medication import duration_from_fhir
+        width = duration_from_fhir(exts[WIDTH_EXT].get("valueDuration") or {})
+        if width:
+            event["width"] = {"_type": "DV_DURATION", "value": width}
+    coding = (exts.get(MATH_EXT) or {}).get("valueCoding")
+    event["math_function"] = dt.cc_to_dv({"coding": [coding]}) if coding else dt.coded_text("actual", "openehr", "640")
+
+
 @hook("collapseSingleResult")
 def collapse_single_result(ctx, rule, onode, fobj, fmodel, direction):
     """A report with exactly one result is sent as that Observation alone (no DiagnosticReport):

@@ -43,9 +43,21 @@ def _produced(corpus: Path) -> list[dict]:
     return out
 
 
+def _vitals_interval_example() -> dict:
+    """A body temperature whose event is an INTERVAL_EVENT: effectiveDateTime plus openehr-event-width
+    and openehr-math-function (HAPI's vital-signs vs-1 check rejects any Period)."""
+    comp = json.loads((REPO / "tests" / "fixtures" / "oncology" / "oncology_encounter.composition.json").read_text())
+    entry = next(e for _, e in rmpath.entries(comp) if e["archetype_node_id"].endswith("body_temperature.v2"))
+    entry["data"]["events"][0].update(
+        _type="INTERVAL_EVENT", width={"_type": "DV_DURATION", "value": "PT24H"},
+        math_function={"_type": "DV_CODED_TEXT", "value": "maximum",
+                       "defining_code": {"terminology_id": {"value": "openehr"}, "code_string": "144"}})
+    res = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/x").resources
+    return next(r for r in res if r.get("effectiveDateTime") and "openehr-event-width" in json.dumps(r))
+
+
 def _interval_example(corpus: Path) -> dict:
-    """A lab report whose event is an INTERVAL_EVENT with a math function (the math-function
-    extension's producer; a lab report, because HAPI's vital-signs vs-1 check rejects any Period)."""
+    """A lab report whose event is an INTERVAL_EVENT with a math function (effectivePeriod)."""
     comp = json.loads((corpus / "openehr" / "compositions" / "kds_lab_report.patient1.composition.json")
                       .read_text(encoding="utf-8-sig"))
     comp.setdefault("uid", {"value": "0b5e3c4e-1111-4222-8333-944444444444::x::1"})
@@ -64,7 +76,7 @@ def test_every_extension_definition_loads_and_validates_in_use(fhir_base_url, co
     for sd in defs:
         r = httpx.put(f"{fhir_base_url}/StructureDefinition/{sd['id']}", json=sd, headers=HEADERS, timeout=60)
         assert r.status_code in (200, 201), (sd["id"], r.text[:500])
-    resources = _produced(corpus_dir) + [_interval_example(corpus_dir)]
+    resources = _produced(corpus_dir) + [_interval_example(corpus_dir), _vitals_interval_example()]
     missing, errors = [], {}
     for sd in defs:
         users = [r for r in resources if sd["url"] in json.dumps(r)]
