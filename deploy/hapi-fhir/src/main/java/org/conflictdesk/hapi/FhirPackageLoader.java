@@ -183,6 +183,8 @@ public class FhirPackageLoader implements SmartInitializingSingleton {
 					.setFetchDependencies(false);
 			if (p.mode() == PackageInstallationSpec.InstallModeEnum.STORE_AND_INSTALL) {
 				spec.setInstallResourceTypes(new ArrayList<>(INSTALL_TYPES));
+				// A resource of this package version (url + version) already there is left as it is.
+				spec.setReloadExisting(false);
 			}
 			PackageInstallOutcomeJson outcome = myInstaller.install(spec);
 			ourLog.info("FHIR package {}#{} ({}, {} kB) loaded in {} ms; resources installed: {}",
