@@ -367,7 +367,7 @@ def test_app_reaches_servers_by_service_name_on_the_scripts_ports():
 
 def test_no_password_or_secret_has_a_default_outside_the_demo_env_file():
     doc = compose()
-    secretish = re.compile(r"PASSWORD|SECRET")
+    secretish = re.compile(r"PASSWORD|SECRET|TOKEN")
     for name, svc in doc["services"].items():
         for key, value in (svc.get("environment") or {}).items():
             if secretish.search(key):
@@ -386,7 +386,7 @@ def test_env_example_defines_exactly_what_compose_interpolates():
     assert required <= set(example), f"missing from .env.example: {sorted(required - set(example))}"
     assert set(example) <= used, f".env.example sets what compose never reads: {sorted(set(example) - used)}"
     for key, value in example.items():
-        if re.search(r"PASSWORD|SECRET", key):
+        if re.search(r"PASSWORD|SECRET|TOKEN", key):
             assert "demo" in value, f"{key}: demo values must say so"
 
 
@@ -667,11 +667,19 @@ def test_prometheus_scrapes_the_web_roles_metrics():
     assert jobs[0]["static_configs"][0]["targets"] == [f"web:{web_port}"]
     assert "web" in dotenv_example()["DJANGO_ALLOWED_HOSTS"].split(","), "Prometheus's Host header must be allowed"
     assert "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in service("prometheus")["volumes"]
+    # With DJANGO_DEBUG=0 /metrics wants the bearer token the settings read; compose hands it over as a secret file.
+    auth = jobs[0]["authorization"]
+    assert auth["type"] == "Bearer"
+    secret = Path(auth["credentials_file"])
+    assert secret.parent == Path("/run/secrets") and secret.name in service("prometheus")["secrets"]
+    token_var = compose()["secrets"][secret.name]["environment"]
+    assert token_var in settings_env_names()
+    assert [v for v, _, _ in interpolations(service("web")["environment"][token_var])] == [token_var]
 
 
 def test_dashboard_queries_only_documented_metrics_and_labels():
     metrics = documented_metrics()
-    assert len(metrics) == 8, "the README table is the contract with the metrics code"
+    assert len(metrics) >= 8, "the README table is the contract with the metrics code"
     used = set()
     for expr in dashboard_exprs():
         for name in re.findall(r"\bconflictdesk_\w+", expr):
@@ -686,6 +694,15 @@ def test_dashboard_queries_only_documented_metrics_and_labels():
             allowed = set.union(*(metrics[series_base(n, metrics)][1] for n in names)) | {"le"}
             assert {g.strip() for g in grouping.split(",")} <= allowed, f"{expr!r}"
     assert used == set(metrics), f"documented but not on the dashboard: {sorted(set(metrics) - used)}"
+
+
+def test_documented_metrics_are_the_ones_the_metrics_code_exports():
+    source = (REPO / "conflictdesk" / "metrics.py").read_text()
+    families = {name: kind for kind, name in re.findall(r'(Counter|Gauge|Histogram)MetricFamily\(\s*"(conflictdesk_\w+)"', source)}
+    by_site = re.findall(r'_by_site\("(conflictdesk_\w+)"', source)
+    exported = {(f"{n}_total" if k == "Counter" else n): k.lower() for n, k in families.items()}
+    exported |= {n: "gauge" for n in by_site}
+    assert {n: k for n, (k, _) in documented_metrics().items()} == exported
 
 
 def test_dashboard_shows_latency_quantiles_per_site():
