@@ -81,7 +81,7 @@ def _split_source_path(path: str) -> tuple[str, str] | None:
 def _uid(composition: dict) -> str:
     uid = (composition.get("uid") or {}).get("value")
     if not uid:
-        raise MalformedInput("composition has no uid", path="/uid")
+        raise MalformedInput("composition has no uid", path="/uid", rule="composition.uid")
     return uid
 
 
@@ -109,7 +109,7 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
     ``losses`` lists unmapped entries and data kept only in our residue extension."""
     if not isinstance(composition, dict) or composition.get("_type", "COMPOSITION") != "COMPOSITION" \
             or "content" not in composition:
-        raise MalformedInput("not a canonical COMPOSITION", path="/")
+        raise MalformedInput("not a canonical COMPOSITION", path="/", rule="composition.canonical")
     uid = _uid(composition)
     vo_uid = uid.split("::")[0]
     lang = (composition.get("language") or {}).get("code_string", "en")

@@ -17,8 +17,8 @@ def validate_fhir(resource: dict) -> list[str]:
         return ["resourceType missing"]
     try:
         cls = get_fhir_model_class(rtype)
-    except KeyError:
-        return [f"unknown resourceType {rtype}"]
+    except (KeyError, ValueError, TypeError):
+        return ["resourceType: unknown"]  # not the value: a malformed body may carry anything there
     try:
         cls.model_validate(resource)
     except ValidationError as exc:

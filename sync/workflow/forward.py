@@ -18,6 +18,7 @@ from sync.models import ChangeEvent, Conflict, EngineWrite, PatientLink, RecordL
 from .bundle import build_transaction
 from .content import record_content, refs_of
 from .patients import ensure_central_patient
+from .payload import check_rm, check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
 
 
@@ -30,7 +31,9 @@ def detect(ctx) -> StepResult:
     openehr = ctx.services.openehr(site)
     composition = None
     if event.change_type != "deleted":
-        composition = openehr.get_composition(event.ehr_id, event.source_version).content
+        with well_formed("composition"):
+            composition = openehr.get_composition(event.ehr_id, event.source_version).content
+        check_storable(composition)
     link = PatientLink.objects.filter(site=site, ehr_id=event.ehr_id).first()
     patient = (
         {"fhir_patient_id": link.fhir_patient_id}
@@ -67,6 +70,7 @@ def validate_source(ctx) -> StepResult:
         template_id = ((composition.get("archetype_details") or {}).get("template_id") or {}).get("value")
         if not template_id:
             raise ValidationFailed("composition names no template", rule="composition.template", path="/archetype_details/template_id")
+        check_rm(composition)
     return StepResult(next_step=Step.TRANSFORM)
 
 
@@ -75,13 +79,15 @@ def transform(ctx) -> StepResult:
     cp, mapping, site = ctx.checkpoint, ctx.services.mapping, ctx.run.site
     resources, losses, provenance = [], [], None
     if cp["source_payload"] is not None:
-        result = mapping.to_fhir(cp["source_payload"], site=site.name, ehr_id=cp["ehr_id"], patient_ref=cp["patient_ref"])
+        with pure_transform("mapping.to_fhir"):
+            result = mapping.to_fhir(cp["source_payload"], site=site.name, ehr_id=cp["ehr_id"], patient_ref=cp["patient_ref"])
         resources, losses = list(result.resources), [_loss(x) for x in result.losses]
         if not resources:
             raise UnmappedTemplate(
                 "no entry of the composition has a mapping", composition_uid=cp["version_uid"], path="/content", rule="registry"
             )
-        provenance = mapping.build_provenance(resources, site.name, cp["ehr_id"], cp["version_uid"])
+        with pure_transform("mapping.build_provenance"):
+            provenance = mapping.build_provenance(resources, site.name, cp["ehr_id"], cp["version_uid"])
     content = record_content(resources, mapping.clinical_content)
 
     def effects(run):

@@ -17,6 +17,7 @@ from sync.identity import composition_uid_for, site_source
 from sync.models import Conflict, EngineWrite, PatientLink, RecordLink, Site, Step, SyncRun
 
 from .content import record_content, resource_key
+from .payload import check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
 from .template_check import check_composition_paths
 
@@ -29,12 +30,16 @@ def detect(ctx) -> StepResult:
         return StepResult(terminal=SyncRun.Status.DONE, event_status="echo", outcome="echo")
     if event.change_type == "deleted":
         raise ValidationFailed("central deletions are not propagated to sites yet", rule="reverse.delete", path=event.source_object_id)
-    resource = ctx.services.fhir.vread(rtype, rid, event.source_version)
+    with well_formed("resource"):
+        resource = ctx.services.fhir.vread(rtype, rid, event.source_version)
+    check_storable(resource)
     links = list(RecordLink.objects.filter(fhir_resources__contains=[{"type": rtype, "id": rid}], deleted=False))
     if links:
         targets = [_linked_target(link) for link in links]
     else:
-        patient_id = ((resource.get("subject") or resource.get("patient") or {}).get("reference") or "").split("/")[-1]
+        subject = resource.get("subject") or resource.get("patient")
+        reference = subject.get("reference") if isinstance(subject, dict) else None
+        patient_id = reference.split("/")[-1] if isinstance(reference, str) else ""
         targets = [_new_target(pl, event.source_object_id) for pl in PatientLink.objects.filter(fhir_patient_id=patient_id)]
     return StepResult(
         next_step=Step.VALIDATE_SOURCE,
@@ -47,7 +52,7 @@ def validate_source(ctx) -> StepResult:
     resource = ctx.checkpoint["source_payload"]
     issues = ctx.services.mapping.validate_fhir(resource)
     if issues:
-        raise ValidationFailed(f"{resource['resourceType']} fails R4 validation", rule="fhir.r4", path=str(issues[0]).split(":")[0])
+        raise ValidationFailed("the resource fails R4 validation", rule="fhir.r4", path=str(issues[0]).split(":")[0])
     return StepResult(next_step=Step.TRANSFORM)
 
 
@@ -63,7 +68,8 @@ def transform(ctx) -> StepResult:
             base = openehr.get_composition(target["ehr_id"], target["vo_uid"]).content
         else:
             resources, base = [source], None
-        composition = services.mapping.to_openehr(resources, template_id=target["template_id"], base_composition=base)
+        with pure_transform("mapping.to_openehr"):
+            composition = services.mapping.to_openehr(resources, template_id=target["template_id"], base_composition=base)
         content = record_content(resources, services.mapping.clinical_content)
         targets.append({**target, "composition": composition, "content": content, "record": _refs(resources)})
     return StepResult(next_step=Step.VALIDATE_TARGET, checkpoint={"targets": targets})

@@ -51,10 +51,10 @@ def advance(run_id: int, worker: str) -> str:
         started = timezone.now()
         try:
             result = steps_for(run)[run.step](Context(run, services))
+            # Committing the step can fail too (a value the database refuses): same handling.
+            status = state.finish_step(run_id, worker, result, started)
         except Exception as exc:  # every failure is classified and recorded, none escapes
             status = _fail(run, worker, exc, started)
-        else:
-            status = state.finish_step(run_id, worker, result, started)
         log.info("run %s step %s -> %s", run_id, run.step, status)
         if status != SyncRun.Status.RUNNING:
             return status
