@@ -72,23 +72,6 @@ psql_super() {
   runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q -X -p "$PG_PORT" "$@"
 }
 
-# ensure_role_db ROLE PASSWORD DB: idempotently create a login role and a database it owns.
-ensure_role_db() {
-  local role="$1" pass="$2" db="$3"
-  psql_super -d postgres <<SQL
-DO \$\$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$role') THEN
-    CREATE ROLE "$role" LOGIN PASSWORD '$pass';
-  ELSE
-    ALTER ROLE "$role" LOGIN PASSWORD '$pass';
-  END IF;
-END \$\$;
-SQL
-  if ! psql_super -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
-    psql_super -d postgres -c "CREATE DATABASE \"$db\" OWNER \"$role\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-  fi
-}
-
 # java_home_for MIN_MAJOR: print a JDK home whose major version is >= MIN_MAJOR.
 java_home_for() {
   local min="$1" d v

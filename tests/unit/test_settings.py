@@ -100,3 +100,18 @@ def test_http_libraries_do_not_log_urls():
 
     assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
     assert logging.getLogger("httpcore").getEffectiveLevel() >= logging.WARNING
+
+
+def test_production_serves_static_files_and_exempts_probes_from_ssl_redirect():
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import conflictdesk.settings as s; print(s.STORAGES['staticfiles']['BACKEND']); print(s.SECURE_REDIRECT_EXEMPT)"],
+        cwd=BASE_DIR,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
+             "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 50, "DJANGO_ALLOWED_HOSTS": "desk.example.org",
+             "DATABASE_URL": "postgres://u:p@127.0.0.1:5432/db"},
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "whitenoise" in result.stdout
+    assert "healthz" in result.stdout and "metrics" in result.stdout
