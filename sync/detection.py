@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 
-# Current compositions per EHR; a linked composition missing here was deleted.
-LIVE_COMPOSITIONS_AQL = "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c"
+# Current compositions; a linked composition missing here may have been deleted.
+LIVE_COMPOSITIONS_AQL = "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c ORDER BY c/uid/value ASC"
+# Rows per AQL page: bounded answers whatever the size of the CDR.
+AQL_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -139,18 +141,37 @@ def _record_key(site: Site | None, change: Change) -> str:
 
 
 def _site_deletions(client, site: Site) -> list[Change]:
-    """Linked compositions that are gone at the site (AQL shows no deletes; the id set does)."""
+    """Linked compositions that are gone at the site (AQL shows no deletes; the id set does).
+
+    The live set is read in pages; a composition committed or deleted between
+    two pages shifts the offsets, so one may be missed. Missing is only a
+    suspicion: the revision history decides, and only a last revision that is
+    a deletion becomes a change.
+    """
     linked = dict(
         RecordLink.objects.filter(site=site, deleted=False).values_list("versioned_object_uid", "patient_link__ehr_id")
     )
     if not linked:
         return []
-    live = {row["version_uid"].split("::", 1)[0] for row in client.query(LIVE_COMPOSITIONS_AQL)}
+    live = {row["version_uid"].split("::", 1)[0] for row in paged_query(client, LIVE_COMPOSITIONS_AQL)}
     changes = []
-    for vo_uid in set(linked) - live:
+    for vo_uid in sorted(set(linked) - live):
         ehr_id = linked[vo_uid]
-        history = client.revision_history(ehr_id, vo_uid)
-        last = history[-1]
+        last = client.revision_history(ehr_id, vo_uid)[-1]
+        if (last.change_type or "").lower() != "deleted":
+            continue  # a paging miss (or not visible yet): still there
         committed = datetime.fromisoformat(last.committed_at) if last.committed_at else None
         changes.append(Change(vo_uid, last.version_uid, int(last.version_uid.rsplit("::", 1)[1]), "deleted", committed, ehr_id))
     return changes
+
+
+def paged_query(client, aql: str, parameters: dict | None = None, *, page_size: int | None = None):
+    """Yield every row of an AQL query, ``page_size`` rows per request (the query needs an ORDER BY)."""
+    page_size = page_size or AQL_PAGE_SIZE
+    offset = 0
+    while True:
+        rows = client.query(aql, parameters, offset=offset, fetch=page_size)
+        yield from rows
+        if len(rows) < page_size:
+            return
+        offset += len(rows)

@@ -1,8 +1,9 @@
 """Account for every source version at a site in a time range, from the site's own records.
 
 AQL sees only each composition's latest version and no deletions, so the
-compositions come from AQL over the range plus our RecordLinks (for deleted
-ones), and their versions from ``revision_history``, which lists them all.
+compositions come from the (paged) change feed over the range plus our
+RecordLinks (for deleted ones), and their versions from ``revision_history``,
+which lists them all.
 """
 from __future__ import annotations
 
@@ -15,11 +16,6 @@ from sync.models import ChangeEvent, RecordLink
 
 from .services import get_services
 
-_IN_RANGE_AQL = (
-    "SELECT e/ehr_id/value AS ehr_id, c/uid/value AS version_uid "
-    "FROM EHR e CONTAINS VERSION v CONTAINS COMPOSITION c "
-    "WHERE v/commit_audit/time_committed >= $since"
-)
 ACCOUNTED = {
     ChangeEvent.Status.SYNCED: "synced",
     ChangeEvent.Status.ECHO: "echo",
@@ -36,14 +32,24 @@ class Report:
     unaccounted: list[str] = field(default_factory=list)
 
 
-def reconcile_site(site, since: datetime, until: datetime) -> Report:
+def reconcile_site(site, since: datetime, until: datetime, *, ehr_id: str | None = None) -> Report:
+    """Classify every version committed in [since, until] (at one EHR of the site, if given).
+
+    Compositions come from the change feed (keyset-paged on commit time, so
+    commits during the walk cannot make it skip one: a composition whose latest
+    version is after ``since`` had every in-range version at or before it).
+    """
     client = get_services().openehr(site)
     objects = {
-        row["version_uid"].split("::", 1)[0]: row["ehr_id"]
-        for row in client.query(_IN_RANGE_AQL, {"since": since.isoformat(timespec="microseconds")})
+        row.uid: row.ehr_id
+        for row in client.changes_since(since, overlap_seconds=0)
+        if ehr_id is None or row.ehr_id == ehr_id
     }
-    for vo_uid, ehr_id in RecordLink.objects.filter(site=site).values_list("versioned_object_uid", "patient_link__ehr_id"):
-        objects.setdefault(vo_uid, ehr_id)
+    links = RecordLink.objects.filter(site=site)
+    if ehr_id is not None:
+        links = links.filter(patient_link__ehr_id=ehr_id)
+    for vo_uid, link_ehr in links.values_list("versioned_object_uid", "patient_link__ehr_id"):
+        objects.setdefault(vo_uid, link_ehr)
     source = site_source(site.name)
     events = dict(
         ChangeEvent.objects.filter(source=source, source_object_id__in=list(objects)).values_list("source_version", "status")
@@ -54,8 +60,8 @@ def reconcile_site(site, since: datetime, until: datetime) -> Report:
         )
     )
     report = Report()
-    for vo_uid, ehr_id in objects.items():
-        for revision in client.revision_history(ehr_id, vo_uid):
+    for vo_uid, object_ehr in objects.items():
+        for revision in client.revision_history(object_ehr, vo_uid):
             committed = datetime.fromisoformat(revision.committed_at) if revision.committed_at else None
             if committed is None or not (since <= committed <= until):
                 continue

@@ -42,3 +42,62 @@ def test_central_history_is_queued_oldest_first_and_echoes_skipped(engine):
     runs = list(SyncRun.objects.order_by("pk").values_list("change_event__source_object_id", "change_event__source_version"))
     assert runs == [("Condition/c1", "1"), ("Condition/c1", "2")]
     assert Cursor.objects.get(source="central").position == T0 + timedelta(seconds=5)
+
+
+def _links(engine, *vo_uids):
+    from sync.models import PatientLink, RecordLink
+
+    patient = PatientLink.objects.create(site=engine.site, ehr_id="ehr-1", fhir_patient_id="p1")
+    for vo in vo_uids:
+        RecordLink.objects.create(site=engine.site, patient_link=patient, versioned_object_uid=vo,
+                                  openehr_version_uid=f"{vo}::site1::1", fhir_resources=[{"type": "Observation", "id": vo}])
+
+
+def _paged_live(engine, vo_uids):
+    calls = []
+
+    def query(aql, parameters=None, *, offset=None, fetch=None):
+        calls.append((offset, fetch))
+        rows = [{"version_uid": f"{vo}::site1::1"} for vo in sorted(vo_uids)]
+        return rows[offset:offset + fetch]
+
+    engine.openehr.query = query
+    engine.openehr.changes_since = lambda since, overlap_seconds: iter([])
+    return calls
+
+
+def test_deletions_are_found_by_reading_the_live_set_in_pages(engine, monkeypatch):
+    from sync import detection
+    from sync.clients.openehr import Revision
+
+    monkeypatch.setattr(detection, "AQL_PAGE_SIZE", 2)
+    _links(engine, "v-live", "v-gone")
+    calls = _paged_live(engine, ["a", "b", "c", "d", "v-live"])
+    engine.openehr.revision_history = lambda ehr, vo: [
+        Revision(f"{vo}::site1::1", T0.isoformat(), "creation"), Revision(f"{vo}::site1::2", T0.isoformat(), "deleted")]
+    assert poll_site(engine.site) == 1
+    assert calls == [(0, 2), (2, 2), (4, 2)]
+    event = ChangeEvent.objects.get()
+    assert (event.source_object_id, event.change_type, event.version_number) == ("v-gone", "deleted", 2)
+
+
+def test_a_composition_missed_between_pages_is_not_taken_for_a_deletion(engine):
+    from sync.clients.openehr import Revision
+
+    _links(engine, "v-shifted")
+    _paged_live(engine, ["a"])  # v-shifted slipped between two pages
+    engine.openehr.revision_history = lambda ehr, vo: [Revision(f"{vo}::site1::1", T0.isoformat(), "creation")]
+    assert poll_site(engine.site) == 0 and not ChangeEvent.objects.exists()
+
+
+def test_reconcile_walks_the_keyset_paged_feed_and_can_keep_to_one_ehr(engine):
+    from sync.clients.openehr import Revision
+    from sync.workflow.reconcile import reconcile_site
+
+    feed = rows(("aaa", 1, 1), ("bbb", 1, 2)) + [ChangeRow("ehr-2", "ccc::site1::1", T0, "creation", "vitals")]
+    engine.openehr.changes_since = lambda since, overlap_seconds: iter(feed)
+    engine.openehr.revision_history = lambda ehr, vo: [Revision(f"{vo}::site1::1", (T0 + timedelta(seconds=1)).isoformat(), "creation")]
+    ChangeEvent.objects.create(direction="to_fhir", source="site:site1", site=engine.site, source_object_id="aaa",
+                               source_version="aaa::site1::1", version_number=1, status="synced")
+    report = reconcile_site(engine.site, T0 - timedelta(minutes=1), T0 + timedelta(minutes=1), ehr_id="ehr-1")
+    assert dict(report.by_state) == {"synced": ["aaa::site1::1"]} and report.unaccounted == ["bbb::site1::1"]

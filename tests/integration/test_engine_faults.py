@@ -226,7 +226,7 @@ def assert_one_of_each(fhir, link, ref):
 
 
 def assert_reconciled(site, started, refs):
-    report = reconcile_site(site, started - timedelta(seconds=1), _now())
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=refs[0].ehr_id)
     ours = {ref.version_uid for ref in refs}
     assert ours <= set(report.by_state["synced"]), dict(report.by_state)
     assert not ours & set(report.unaccounted)

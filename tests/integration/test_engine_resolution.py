@@ -161,7 +161,7 @@ def test_keep_site_puts_the_site_version_centrally(cdr, fhir, site, ehr, clinici
     assert cdr.get_composition(ehr, v1.uid).ref.version_uid == v2.version_uid  # the site was not written
     assert link.openehr_version_uid == v2.version_uid
     assert drive_all(site, ehr) == []  # nothing new to sync, nothing echoed as a change
-    report = reconcile_site(site, started - timedelta(seconds=1), _now())
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
     assert report.unaccounted == [] and v2.version_uid in report.by_state["conflict"]
 
 
@@ -184,7 +184,7 @@ def test_a_merge_writes_both_real_servers_and_echoes_nothing(cdr, fhir, site, eh
     assert flat[SYSTOLIC] == 80 and flat[f"{TEMPERATURE}|magnitude"] == 39.0
     assert drive_all(site, ehr) == []  # v3 is our own write: an echo, no run
     assert ChangeEvent.objects.get(source_version=latest.ref.version_uid).status == ChangeEvent.Status.ECHO
-    report = reconcile_site(site, started - timedelta(seconds=1), _now())
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
     assert report.unaccounted == [] and latest.ref.version_uid in report.by_state["echo"]
 
 
