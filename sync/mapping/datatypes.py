@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from urllib.parse import quote, unquote
 
 from . import terminology as term
 
@@ -155,10 +156,17 @@ def proportion_to_dv(fhir_type: str, v: dict) -> dict:
             "denominator": (v.get("denominator") or {}).get("value"), "type": 0}
 
 
+ISSUER_PREFIX = term.BASE + "/NamingSystem/openehr-issuer/"
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+
+
 def identifier_to_fhir(dv: dict) -> dict:
+    """DV_IDENTIFIER -> Identifier: issuer -> system (an issuer that is not an absolute URI, e.g.
+    'Hospital X', becomes ``{ISSUER_PREFIX}{url-quoted issuer}``: Identifier.system must be a URI)."""
     ident: dict = {"value": dv.get("id")}
     if dv.get("issuer"):
-        ident["system"] = dv["issuer"]
+        issuer = dv["issuer"]
+        ident["system"] = issuer if _URI.match(issuer) else ISSUER_PREFIX + quote(issuer, safe="")
     if dv.get("type"):
         ident["type"] = {"text": dv["type"]}
     if dv.get("assigner"):
@@ -169,7 +177,8 @@ def identifier_to_fhir(dv: dict) -> dict:
 def identifier_to_dv(ident: dict) -> dict:
     dv: dict = {"_type": "DV_IDENTIFIER"}
     if ident.get("system"):
-        dv["issuer"] = ident["system"]
+        sys_ = ident["system"]
+        dv["issuer"] = unquote(sys_[len(ISSUER_PREFIX):]) if sys_.startswith(ISSUER_PREFIX) else sys_
     if (ident.get("assigner") or {}).get("display"):
         dv["assigner"] = ident["assigner"]["display"]
     dv["id"] = ident.get("value")

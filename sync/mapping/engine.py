@@ -132,6 +132,8 @@ def to_fhir_value(typ: str, node, fpath: str) -> tuple[str | None, object] | Non
 
 
 def to_dv(typ: str, value, suffix: str | None):
+    if isinstance(value, dict) and value and set(value) == {"extension"}:
+        return None  # a complex value carrying only extensions (a data-absent-reason) is no value
     if typ == "NULL_FLAVOUR":
         return dt.dar_to_null_flavour(value)
     if typ == "LANGUAGE":

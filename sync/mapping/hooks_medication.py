@@ -250,21 +250,23 @@ __all__ = ["oncology", "apply_manual_once", "duration_to_fhir", "duration_from_f
 
 @hook("containedMedication")
 def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
-    """medication[x] that the plain CodeableConcept rule cannot read, both ways.
+    """medication[x] that the plain CodeableConcept rule cannot read, both ways; the rule's openEHR
+    path names the medication item ELEMENT (medication_order at0070, ACTION.medication at0020).
 
-    fhir->openehr: a medicationReference gives the medication item (at0070) from the referenced
+    fhir->openehr: a medicationReference gives the medication item from the referenced
     Medication's code: a contained one (``#id``), else one sent alongside (same bundle/group,
     ``Medication/id`` or ``urn:uuid:``), else the reference's display; a reference nothing resolves
     becomes a null-flavoured item (253 unknown), and so does a medicationCodeableConcept that only
-    carries a data-absent-reason.  openehr->fhir: an order without a medication value (null flavour,
-    or no item) gets medicationCodeableConcept with the data-absent-reason extension, because
-    MedicationRequest.medication[x] is 1..1."""
+    carries a data-absent-reason.  openehr->fhir: without a medication value (null flavour, or no
+    item, and no other rule gave one) medicationCodeableConcept gets the data-absent-reason
+    extension, because medication[x] is 1..1 (MedicationRequest, MedicationAdministration)."""
     from . import rmpath
+    steps = rmpath.parse(rule.openehr)
+    item = steps[-1]
     if direction == FWD:
         if fobj.get("medicationCodeableConcept") or fobj.get("medicationReference"):
             return
-        el = next((i for i in (onode.get("description") or {}).get("items") or []
-                   if i.get("archetype_node_id") == "at0070"), None) if isinstance(onode, dict) else None
+        el = next(iter(rmpath.find(onode, steps)), None) if isinstance(onode, dict) else None
         dar = dt.null_flavour_to_dar(el["null_flavour"])["coding"][0]["code"] if el and el.get("null_flavour") \
             else "unknown"
         fobj["medicationCodeableConcept"] = {"extension": [{"url": dt.DAR_EXT, "valueCode": dar}]}
@@ -284,10 +286,11 @@ def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
         cc = (med or {}).get("code") or ({"text": ref["display"]} if ref.get("display") else None)
         if cc is not None and not (cc.get("coding") or cc.get("text")):
             cc = None
-    tree = rmpath.ensure(onode, rmpath.parse(rule.openehr))
-    items = tree.setdefault("items", [])
-    items[:] = [i for i in items if i.get("archetype_node_id") != "at0070"]  # e.g. a DAR-only concept read as ''
-    el = {"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": "Medication item"}, "archetype_node_id": "at0070"}
+    tree = rmpath.ensure(onode, steps[:-1])
+    items = tree.setdefault(item.attr, [])
+    items[:] = [i for i in items if i.get("archetype_node_id") != item.node]  # e.g. a DAR-only concept read as ''
+    el = {"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": item.name or "Medication item"},
+          "archetype_node_id": item.node}
     if cc:
         el["value"] = dt.cc_to_dv(cc)
     else:
@@ -295,3 +298,28 @@ def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
                    "unknown")
         el["null_flavour"] = dt.dar_to_null_flavour({"coding": [{"system": dt.DAR_SYSTEM, "code": dar}]})
     items.insert(0, el)
+
+
+@hook("cancerRelatedAdministration")
+def cancer_related_administration(ctx, rule, onode, fobj, fmodel, direction):
+    """ACTION.medication.v1: mCODE CancerRelatedMedicationAdministration when the clinical indication
+    (at0156) names a cancer or the medication is an anticancer agent (medication item at0020, or the
+    name at0132 of a slotted CLUSTER.medication), by the ``oncology`` lists."""
+    if direction != FWD:
+        return
+    drugs = _values(onode, ("at0020",)) + [v for c in (onode.get("description") or {}).get("items") or []
+                                           if str(c.get("archetype_node_id", "")).startswith("openEHR-EHR-CLUSTER.medication.")
+                                           for v in _values(c, ("at0132",))]
+    if any(oncology.is_cancer_condition(v) for v in _values(onode, ("at0156",))) or \
+            any(oncology.is_anticancer_agent(v) for v in drugs):
+        apply_manual_once(ctx, rule, onode, fobj, fmodel)
+
+
+@hook("doseOrRate")
+def dose_or_rate(ctx, rule, onode, fobj, fmodel, direction):
+    """MedicationAdministration.dosage must have a dose or a rate[x] (invariant mad-1): a dosage that
+    only has route/site/method/text gets ``dose`` with the data-absent-reason extension (unknown),
+    which reads back as no dose (a value with only extensions is no value)."""
+    dosage = fobj.get("dosage") if direction == FWD else None
+    if isinstance(dosage, dict) and not dosage.get("dose") and not any(k.startswith("rate") for k in dosage):
+        dosage["dose"] = {"extension": [{"url": dt.DAR_EXT, "valueCode": "unknown"}]}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from . import datatypes as dt
@@ -94,7 +95,20 @@ def _typed(node: dict):
         back = dt.value_to_dv(suffix, val)  # decode() has no RM type hint: DV_DURATION etc. go as rm
     except (KeyError, TypeError, AttributeError):
         return None
-    return (suffix, val) if same_value(back, node["value"]) else None
+    return (suffix, val) if same_value(back, node["value"]) and _fhir_safe(suffix, val) else None
+
+
+_UCUM_BAD = re.compile(r"[?\s]")  # not UCUM (outside {annotations}): e.g. a '?' placeholder unit
+_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,3})?$")  # HAPI rejects longer fractions
+
+
+def _fhir_safe(suffix: str, val) -> bool:
+    """A typed value[x] HAPI would reject goes as ``rm`` JSON instead (exact either way)."""
+    if suffix == "Quantity" and val.get("system") == terminology.UCUM:
+        return bool(val.get("code")) and not _UCUM_BAD.search(re.sub(r"\{[^}]*\}", "", val["code"]))
+    if suffix == "Time":
+        return bool(_TIME.match(str(val)))
+    return True
 
 
 def encode(items: list[Item]) -> list[dict]:
