@@ -6,6 +6,7 @@ A missing server FAILS an integration test (CI must not pass by skipping);
 deselect them with `-m "not integration"` for a quick local unit run.
 """
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -19,11 +20,18 @@ DEFAULT_SITE_URLS = "http://127.0.0.1:8101/ehrbase/rest/openehr/v1,http://127.0.
 DEFAULT_FHIR_URL = "http://127.0.0.1:8090/fhir"
 
 
-def _require(url: str, what: str) -> None:
-    try:
-        httpx.get(url, timeout=10).raise_for_status()
-    except httpx.HTTPError as exc:
-        pytest.fail(f"{what} is not answering at {url} ({exc.__class__.__name__}); run `make services` first")
+def _require(url: str, what: str, patience_s: float = 60) -> None:
+    """Fail (never skip) unless the server answers within `patience_s`: a busy
+    2-core machine can take a while to build HAPI's capability statement."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            httpx.get(url, timeout=30).raise_for_status()
+            return
+        except httpx.HTTPError as exc:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} is not answering at {url} ({exc.__class__.__name__}); run `make services` first")
+            time.sleep(2)
 
 
 @pytest.fixture(scope="session")
