@@ -172,13 +172,13 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
                                "unmapped-entry"))
     level = [r for r in resources if r.get("resourceType") in ("Encounter", "Composition")]
     if not groups and not level:
-        raise UnmappedTemplate("none of the resources has a model mapping", path=template_id)
+        raise UnmappedTemplate("none of the resources has a model mapping", path=template_id, rule="registry")
     info = templates.get(template_id)
     if info:
         missing = {s.archetype for s, *_ in groups} - info.archetypes
         if missing:
             raise UnmappedTemplate("template has no slot for mapped archetype(s) " + ", ".join(sorted(missing)),
-                                   path=template_id)
+                                   path=template_id, rule="template.slots")
     if base_composition is not None:
         comp = copy.deepcopy(base_composition)
         lang = (comp.get("language") or {}).get("code_string", language)

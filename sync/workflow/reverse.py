@@ -52,7 +52,7 @@ def validate_source(ctx) -> StepResult:
     resource = ctx.checkpoint["source_payload"]
     issues = ctx.services.mapping.validate_fhir(resource)
     if issues:
-        raise ValidationFailed("the resource fails R4 validation", rule="fhir.r4", path=str(issues[0]).split(":")[0])
+        raise ValidationFailed("the resource fails R4 validation", rule="fhir.r4", path=str(issues[0]).split(":")[0] or "/")
     return StepResult(next_step=Step.TRANSFORM)
 
 
