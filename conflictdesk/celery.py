@@ -17,7 +17,12 @@ def _every(name: str, default: float) -> float:
 # Beat only ticks; each site's own poll_interval_seconds is honoured by poll_due,
 # so changing an interval needs no beat restart.
 app.conf.beat_schedule = {
-    "sync-poll-due-sites": {"task": "sync.poll_due", "schedule": 1.0},
-    "sync-poll-central": {"task": "sync.poll_central", "schedule": _every("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)},
     "sync-sweep": {"task": "sync.sweep", "schedule": _every("CONFLICTDESK_SWEEP_SECONDS", 10)},
 }
+# With `manage.py sync_poll_loop` running, beat leaves detection to it: polls
+# through beat wait in the run queue, the loop does not (see sync.detection.poll_loop).
+if os.environ.get("CONFLICTDESK_POLL_LOOP", "").lower() not in ("1", "true", "yes"):
+    app.conf.beat_schedule.update({
+        "sync-poll-due-sites": {"task": "sync.poll_due", "schedule": 1.0},
+        "sync-poll-central": {"task": "sync.poll_central", "schedule": _every("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)},
+    })

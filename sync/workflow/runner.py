@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed, TransientError
@@ -18,6 +19,7 @@ from sync.mapping.errors import MappingError, UnknownArchetype, UnmappedTemplate
 from sync.models import ChangeEvent, DeadLetter, Direction, Step, SyncRun
 
 from . import state
+from .dispatch import dispatch_run
 from .result import ValidationFailed
 from .services import Services, SiteConfigError, get_services
 
@@ -42,7 +44,12 @@ class Context:
 
 def advance(run_id: int, worker: str) -> str:
     """Run steps until the run ends, waits, or another worker owns it; return its status."""
-    claim = state.claim_run(run_id, worker)
+    try:
+        claim = state.claim_run(run_id, worker)
+    except DatabaseError:  # e.g. a deadlock victim: the claim rolled back, ask again shortly
+        log.warning("run %s: claim failed, re-sent", run_id, exc_info=True)
+        dispatch_run(run_id, countdown=1.0)
+        return "claim_failed"
     if claim != state.CLAIMED:
         return claim
     services = get_services()

@@ -38,7 +38,7 @@ def claim_run(run_id: int, worker: str) -> str:
     """Take the run's lease, or say why not (finished, leased, too early, waiting)."""
     now = timezone.now()
     with transaction.atomic():
-        run = SyncRun.objects.select_for_update().get(pk=run_id)
+        run = _lock_run(run_id)
         if run.status in TERMINAL:
             return run.status
         if run.lease_owner and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > now:
@@ -47,7 +47,6 @@ def claim_run(run_id: int, worker: str) -> str:
         if run.status == SyncRun.Status.RETRY_WAIT and due > now + EARLY_TOLERANCE:
             dispatch_run(run.pk, countdown=(due - now).total_seconds())
             return SyncRun.Status.RETRY_WAIT
-        lock_record(run.record_key)
         if earlier_unfinished(run).exists():
             SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.WAITING, lease_owner="", lease_expires_at=None)
             return SyncRun.Status.WAITING
@@ -157,8 +156,18 @@ def earlier_unfinished(run: SyncRun):
     return SyncRun.objects.filter(record_key=run.record_key, pk__lt=run.pk).exclude(status__in=TERMINAL)
 
 
+def _lock_run(run_id: int) -> SyncRun:
+    """The record's advisory lock, then the run's row: always in this order.
+
+    ``_end`` updates the next run of the record while holding both; a claim
+    that took the row first and the advisory lock second deadlocked with it.
+    """
+    lock_record(SyncRun.objects.values_list("record_key", flat=True).get(pk=run_id))
+    return SyncRun.objects.select_for_update().get(pk=run_id)
+
+
 def _locked_if_ours(run_id: int, worker: str) -> SyncRun | None:
-    run = SyncRun.objects.select_for_update().get(pk=run_id)
+    run = _lock_run(run_id)
     if run.lease_owner != worker or run.status != SyncRun.Status.RUNNING:
         log.warning("run %s: lease lost by %s, step result discarded", run_id, worker)
         return None

@@ -50,12 +50,17 @@ def start_orphan_resolutions() -> int:
     return len(orphans)
 
 
+# Beat ticks every second; a site polled 0.9 s ago at a 1 s interval is due at
+# this tick, or its effective interval doubles to two ticks.
+TICK_SLACK = timedelta(seconds=0.5)
+
+
 def sites_due(now=None) -> list[int]:
     now = now or timezone.now()
     polled = dict(Cursor.objects.filter(source__startswith="site:").values_list("source", "last_polled_at"))
     due = []
     for site in Site.objects.filter(enabled=True):
         last = polled.get(f"site:{site.name}")
-        if last is None or last + timedelta(seconds=site.poll_interval_seconds) <= now:
+        if last is None or last + timedelta(seconds=site.poll_interval_seconds) - TICK_SLACK <= now:
             due.append(site.pk)
     return due

@@ -120,7 +120,7 @@ class Worker:
         self.count += 1
         log = open(self.logdir / f"worker-{self.count}.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "conflictdesk", "worker", "-B", "-c", "2",
+            [sys.executable, "-m", "celery", "-A", "conflictdesk", "worker", "-B", "-c", self.env.get("CONFLICTDESK_TEST_WORKER_CONCURRENCY", "2"),
              "-s", str(self.logdir / f"beat-schedule-{self.count}"), "--without-gossip", "--without-mingle"],
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
