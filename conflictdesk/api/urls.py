@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from .views import audit, conflicts, deadletters, health, runs, sites, triggers
+from .views import audit, conflicts, deadletters, health, runs, sites, sources, triggers
 
 app_name = "api"
 
@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include(router.urls)),
     path("triggers/", triggers.TriggerView.as_view(), name="triggers"),
     path("health/", health.HealthView.as_view(), name="health"),
+    path("sources/<str:resource_type>/<str:resource_id>/", sources.SourceView.as_view(), name="source"),
     # Behind login: the schema for any signed-in user (session or token), the pages via the login form.
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api:schema")), name="docs"),

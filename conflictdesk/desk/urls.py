@@ -1,7 +1,7 @@
 """Desk URLs (namespace ``desk``). The role-walk test resolves every name listed here."""
 from django.urls import path
 
-from .views import auditlog, conflicts, deadletters, health, people
+from .views import auditlog, conflicts, deadletters, health, people, sources
 
 app_name = "desk"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("dead-letters/<int:pk>/", deadletters.detail, name="deadletter"),
     path("dead-letters/<int:pk>/redrive/", deadletters.redrive, name="deadletter_redrive"),
     path("dead-letters/<int:pk>/discard/", deadletters.discard, name="deadletter_discard"),
+    path("sources/<str:resource_type>/<str:resource_id>/", sources.detail, name="source"),
     path("audit/", auditlog.index, name="audit"),
     path("audit/record/", auditlog.record, name="audit_record"),
     path("audit/verify/", auditlog.verify, name="audit_verify"),

@@ -23,6 +23,7 @@ TABLE = {
     "deadletter": ("GET", {S, A}),
     "deadletter_redrive": ("POST", {S}),
     "deadletter_discard": ("POST", {S}),
+    "source": ("GET", {C, S, A}),
     "audit": ("GET", {A}),
     "audit_record": ("GET", {A}),
     "audit_verify": ("GET", {A}),
@@ -44,9 +45,19 @@ def objects(db):
     return {"conflict": conflict.pk, "letter": letter.pk}
 
 
+def _a_source(resource_type, resource_id, *, fmt, actor):
+    from sync.source import SourceResult
+
+    return SourceResult(resource=f"{resource_type}/{resource_id}", provenance="Provenance/p", via="provenance",
+                        site="site1", ehr_id="e", version_uid="v::s::1", format=fmt, content={}, hash="h",
+                        last_synced_hash="", last_synced_hash_of="")
+
+
 def url_for(name, objects):
     pattern = next(p for p in urlpatterns if p.name == name)
     kwargs = {}
+    if name == "source":
+        kwargs = {"resource_type": "Observation", "resource_id": "walk"}
     if "pk" in pattern.pattern.converters:
         kwargs["pk"] = objects["letter"] if name.startswith("deadletter") else objects["conflict"]
     return reverse(f"desk:{name}", kwargs=kwargs)
@@ -57,6 +68,7 @@ def url_for(name, objects):
 def test_walk(client, people, objects, name, who, monkeypatch):
     # POSTs carry no data: allowed roles get a form error (400) or a redirect, never a 403.
     monkeypatch.setattr("conflictdesk.desk.engine.current_versions", lambda c: {})
+    monkeypatch.setattr("sync.source.do_view_source", _a_source)  # the walk is about access, not the servers
     method, allowed = TABLE[name]
     if who != "anonymous":
         client.force_login(getattr(people, who))
