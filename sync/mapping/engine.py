@@ -8,7 +8,6 @@ residue.py compares the reverse result with the source afterwards.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from . import datatypes as dt
@@ -192,7 +191,7 @@ def _manual_fwd(ctx: Ctx, manual: list[Manual], onode: dict, fobj: dict, fmodel:
             ok = True
         if ok:
             for f in m.fhir:
-                fhirpath.put(fobj, fmodel, f["path"], copy.deepcopy(f["value"]))
+                fhirpath.put(fobj, fmodel, f["path"], rmpath.jcopy(f["value"]))
 
 
 def _o_values(ctx: Ctx, path: str, onode: dict) -> list:
@@ -310,7 +309,7 @@ def _manual_rev(ctx: Ctx, manual: list[Manual], fobj: dict, fmodel: str, onode: 
         if ok:
             for o in m.openehr:
                 base, steps = _o_base(ctx, o["path"], onode)
-                _write(base, steps, copy.deepcopy(o["value"]))
+                _write(base, steps, rmpath.jcopy(o["value"]))
 
 
 def _slot_rev(ctx: Ctx, rule: Rule, ref: dict, obase: dict, osteps: list[rmpath.Step]) -> None:

@@ -68,6 +68,7 @@ def is_primitive(tname: str) -> bool:
     return tname[:1].islower()
 
 
+@functools.lru_cache(maxsize=4096)  # pure in (type, path); raising calls are not cached
 def check_path(resource_type: str, path: str) -> str:
     """Walk a dotted path (with optional .as(Type)) and return the final type; raise if invalid."""
     model = resource_type

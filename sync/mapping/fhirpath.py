@@ -6,6 +6,7 @@ mapping file never has to say it.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from . import fhirmodel
@@ -13,8 +14,9 @@ from . import fhirmodel
 _SPLIT = re.compile(r"\.(?![^(]*\))")
 
 
-def parse(path: str) -> list[tuple[str, str | None]]:
-    """'value.as(Quantity)' -> [('value', 'Quantity')]; 'code.coding' -> [('code', None), ('coding', None)]."""
+@functools.lru_cache(maxsize=4096)  # rule paths are a small fixed set: compile each once
+def parse(path: str) -> tuple[tuple[str, str | None], ...]:
+    """'value.as(Quantity)' -> (('value', 'Quantity'),); 'code.coding' -> (('code', None), ('coding', None))."""
     parts = [p for p in _SPLIT.split(path) if p]
     out: list[tuple[str, str | None]] = []
     for p in parts:
@@ -22,7 +24,7 @@ def parse(path: str) -> list[tuple[str, str | None]]:
             out[-1] = (out[-1][0], p[3:-1])
         else:
             out.append((p, None))
-    return out
+    return tuple(out)
 
 
 def _cap(t: str) -> str:

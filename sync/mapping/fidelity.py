@@ -114,12 +114,17 @@ def compare_clinical(a: dict, b: dict) -> list[dict]:
     return out
 
 
+def same_content(norm_a, norm_b) -> bool:
+    """compare_clinical(a, b) == [] for already normalised forms (clinical_content): the check without
+    naming the differences."""
+    return _same(norm_a, norm_b)
+
+
 def same_value(a, b) -> bool:
     """Equality under the same rules, for small RM values (used by the residue)."""
     if a is None or b is None:
         return a is None and b is None
-    na, nb = _norm_rm(a), _norm_rm(b)
-    return _same(na, nb) or not DeepDiff(na, nb, ignore_numeric_type_changes=True)
+    return _same(_norm_rm(a), _norm_rm(b))  # _same is DeepDiff's equality on JSON data: no second opinion needed
 
 
 def _same(a, b) -> bool:

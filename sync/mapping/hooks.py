@@ -60,6 +60,19 @@ def event_time(ctx, rule, onode, fobj, fmodel, direction):
         return
     if event.get("time"):
         return  # another resource of the same event already set it
+    _event_time_back(event, res)
+    _origin(ctx, event)
+
+
+def _origin(ctx, event) -> None:
+    """HISTORY.origin (mandatory in the RM) from the event time when the FHIR side has none to give:
+    exact for the usual single-event history; any other origin travels in the residue."""
+    hist = ctx.archetype.get("data") if isinstance(ctx.archetype, dict) else None
+    if isinstance(hist, dict) and "events" in hist and not hist.get("origin") and event.get("time"):
+        hist["origin"] = {"_type": "DV_DATE_TIME", "value": event["time"]["value"]}
+
+
+def _event_time_back(event, res) -> None:
     single = res.get("effectiveDateTime") or res.get("effectiveInstant")
     period = res.get("effectivePeriod") or {}
     if single:
@@ -119,6 +132,7 @@ def point_event_time(ctx, rule, onode, fobj, fmodel, direction):
             event["width"] = {"_type": "DV_DURATION", "value": width}
     coding = (exts.get(MATH_EXT) or {}).get("valueCoding")
     event["math_function"] = dt.cc_to_dv({"coding": [coding]}) if coding else dt.coded_text("actual", "openehr", "640")
+    _origin(ctx, event)
 
 
 @hook("collapseSingleResult")

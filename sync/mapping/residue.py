@@ -18,7 +18,6 @@ source (fidelity rules).  Every difference becomes one residue item in the
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 
 from . import datatypes as dt
 from . import rmpath, terminology
-from .fidelity import _norm_rm, same_value
+from .fidelity import _norm_rm, _same, same_value
 
 URL = terminology.SD_BASE + "openehr-residue"
 _CHILD_ATTRS_SKIP = {"name"}
@@ -51,9 +50,16 @@ def _is_child(v) -> bool:
     return rmpath.is_locatable(v)
 
 
-def diff(original: dict, rebuilt: dict) -> list[Item]:
+def diff(original: dict, rebuilt: dict, *, norm_original: dict | None = None) -> list[Item]:
+    """Residue items that turn ``rebuilt`` into ``original``.  Both trees are normalised once
+    (fidelity rules; ``norm_original`` may be passed in when the caller has it) and compared node by
+    node on the normalised forms; items carry copies of the raw source values."""
+    no = norm_original if norm_original is not None else _norm_rm(original)
+    nr = _norm_rm(rebuilt)
     o = {"": original, **rmpath.node_paths(original)}
     r = {"": rebuilt, **rmpath.node_paths(rebuilt)}
+    on = {"": no, **rmpath.node_paths(no)}  # same paths: normalising keeps same-id sibling order
+    rn = {"": nr, **rmpath.node_paths(nr)}
     items: list[Item] = []
     added: list[str] = []
     for path, onode in o.items():
@@ -61,22 +67,25 @@ def diff(original: dict, rebuilt: dict) -> list[Item]:
             continue
         if path not in r:
             if onode.get("_type") == "ELEMENT" or not any(_is_child(v) for v in onode.values()):
-                items.append(Item(path, "*", copy.deepcopy(onode)))
+                items.append(Item(path, "*", rmpath.jcopy(onode)))
                 added.append(path)
             else:  # a container: add its shell here, its children get their own items
-                items.append(Item(path, "*", {k: copy.deepcopy(v) for k, v in onode.items() if not _is_child(v)}))
+                items.append(Item(path, "*", {k: rmpath.jcopy(v) for k, v in onode.items() if not _is_child(v)}))
             continue
-        rnode = r[path]
+        rnode, onorm, rnorm = r[path], on[path], rn[path]
         for attr in sorted(set(onode) | set(rnode)):
             ov, rv = onode.get(attr), rnode.get(attr)
             if attr not in _CHILD_ATTRS_SKIP and (_is_child(ov) or _is_child(rv)):
                 continue
             if attr in ("uid", "feeder_audit"):
                 continue
-            if attr == "_type" and (ov is None or rv is None):
+            if attr == "_type":
+                if ov is not None and rv is not None and ov != rv:
+                    items.append(Item(path, attr, ov, _h(rv)))
                 continue
-            if not same_value(ov, rv):
-                items.append(Item(path, attr, copy.deepcopy(ov), _h(rv)))
+            a, b = onorm.get(attr), rnorm.get(attr)
+            if not (_same(a, b) if a is not None and b is not None else a is None and b is None):
+                items.append(Item(path, attr, rmpath.jcopy(ov), _h(rv)))
     for path in r:
         if path and path not in o and not any(path.startswith(a + "/") for a in added) \
                 and not any(path.startswith(p + "/") for p in r if p and p not in o and p != path):
@@ -181,15 +190,15 @@ def apply(entry: dict, items: list[Item]) -> list[str]:
         if it.value is None:
             node.pop(it.attr, None)
         else:
-            node[it.attr] = copy.deepcopy(it.value)
+            node[it.attr] = rmpath.jcopy(it.value)
     for it in sorted([i for i in items if i.attr == "*"], key=lambda i: i.path.count("/")):
         steps = rmpath.parse(it.path)
         parent = rmpath.ensure(entry, steps[:-1]) if len(steps) > 1 else entry
         last = steps[-1]
         if last.attr in rmpath.LIST_ATTRS:
-            parent.setdefault(last.attr, []).append(copy.deepcopy(it.value))
+            parent.setdefault(last.attr, []).append(rmpath.jcopy(it.value))
         else:
-            parent[last.attr] = copy.deepcopy(it.value)
+            parent[last.attr] = rmpath.jcopy(it.value)
     return stale
 
 
