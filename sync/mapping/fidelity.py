@@ -38,7 +38,7 @@ _ISO_COMMA = re.compile(r"(\d{2}:\d{2}:\d{2}),(\d)")
 
 def _norm_rm(node):
     if isinstance(node, list):
-        items = [_norm_rm(x) for x in node]
+        items = [_norm_rm(x) if isinstance(x, (dict, list)) else x for x in node]
         if items and all(isinstance(x, dict) and "archetype_node_id" in x for x in items):
             items.sort(key=lambda x: str(x["archetype_node_id"]))  # stable: same-id order kept
         return items
@@ -46,11 +46,9 @@ def _norm_rm(node):
         return node
     out = {}
     for k, v in node.items():
-        if k in _DROP_RM:
+        if k in _DROP_RM or (k == "_type" and v in _STRUCTURAL):
             continue
-        if k == "_type" and v in _STRUCTURAL:
-            continue
-        out[k] = _norm_rm(v)
+        out[k] = _norm_rm(v) if isinstance(v, (dict, list)) else v  # scalars as they are (hot path)
     if node.get("_type") in _TIME_TYPES and isinstance(out.get("value"), str):
         out["value"] = _ISO_COMMA.sub(r"\1.\2", out["value"])
     return out
@@ -130,8 +128,20 @@ def same_value(a, b) -> bool:
 def _same(a, b) -> bool:
     """Strict structural equality where numbers compare by value (72 == 72.0) and bool is not a
     number: True only when DeepDiff(ignore_numeric_type_changes=True) would find nothing."""
+    ta = type(a)
+    if ta is str:  # the common leaf first
+        return type(b) is str and a == b
     if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+        if not isinstance(b, dict) or a.keys() != b.keys():
+            return False
+        for k, v in a.items():
+            w = b[k]
+            if type(v) is str:
+                if type(w) is not str or v != w:
+                    return False
+            elif not _same(v, w):
+                return False
+        return True
     if isinstance(a, list):
         return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, (int, float)) and not isinstance(a, bool):
