@@ -1,0 +1,236 @@
+"""Scale-out: two Celery worker nodes (w1@host, w2@host) and one beat against one PostgreSQL and one broker.
+
+A burst of site commits (several records, several quick versions each) at the
+real EHRbase is synced to the real HAPI by both workers at once. Asserted: no
+source version is processed twice (one write attempt, one audit ``sync.write``,
+one set of EngineWrite rows, one Provenance each), every record's versions are
+applied in site order (central version n holds site version n; runs of one
+record never overlap in time), both nodes did work, the change feed reconciles
+clean and every audit chain verifies.
+
+The broker is a private redis-server on a free port, not the shared 6379/15:
+another engineer's worker on that database would take our hints and look for
+our run ids in its own test database.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from audit.models import AuditEvent
+from audit.verify import verify_all
+from sync.clients.fhir import FHIRClient
+from sync.clients.openehr import OpenEHRClient, template_id_of
+from sync.detection import poll_site
+from sync.identity import provenance_id, record_key
+from sync.models import ChangeEvent, Cursor, DeadLetter, EngineWrite, RecordLink, RunAttempt, Site, SyncRun
+from sync.workflow import dispatch
+from sync.workflow.reconcile import reconcile_site
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
+TEMPLATE = "vital_signs_ehrn"
+SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
+SYSTOLIC_LOINC = "8480-6"
+RECORDS, VERSIONS = 6, 3
+NODES = ("w1", "w2")
+
+
+def wait_for(check, timeout=120.0, every=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    port = free_port()
+    subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+                    "--pidfile", str(tmp_path / "redis.pid"), "--dir", str(tmp_path), "--save", "",
+                    "--appendonly", "no", "--logfile", str(tmp_path / "redis.log")], check=True, timeout=10)
+    cli = ["redis-cli", "-p", str(port)]
+    wait_for(lambda: subprocess.run([*cli, "ping"], capture_output=True, text=True).stdout.strip() == "PONG", 10,
+             what="private redis")
+    yield f"redis://127.0.0.1:{port}/0"
+    subprocess.run([*cli, "shutdown", "nosave"], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def cluster(broker, transactional_db, tmp_path, fhir_base_url, monkeypatch):
+    """w1 and w2 (prefork, 2 children each) and ONE beat, as docs/scale-out.md deploys them."""
+    from conflictdesk.celery import app
+    from sync.tasks import run_sync
+
+    def send(run_id, countdown):  # the test process's own hints go to the private broker too
+        with app.connection_for_write(broker) as conn:
+            run_sync.apply_async(args=[run_id], countdown=countdown, connection=conn)
+
+    monkeypatch.setattr(dispatch, "send", send)
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "CELERY_BROKER_URL": broker,
+        "CONFLICTDESK_FHIR_BASE_URL": fhir_base_url,
+        "CONFLICTDESK_SWEEP_SECONDS": "2",
+        "CONFLICTDESK_REDISPATCH_AFTER_SECONDS": "10",
+        "CONFLICTDESK_RUN_LEASE_SECONDS": "30",
+        "CONFLICTDESK_CENTRAL_POLL_SECONDS": "3600",
+        "CONFLICTDESK_LOG_LEVEL": "WARNING",
+    }
+    procs = {}
+    for node in NODES:
+        procs[node] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "conflictdesk", "worker", "-n", f"{node}@%h", "-c", "2",
+             "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+            cwd=REPO, env=env, stdout=open(tmp_path / f"{node}.log", "w"), stderr=subprocess.STDOUT,
+        )
+    procs["beat"] = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "conflictdesk", "beat", "-s", str(tmp_path / "beat-schedule"),
+         "--loglevel", "WARNING"],
+        cwd=REPO, env=env, stdout=open(tmp_path / "beat.log", "w"), stderr=subprocess.STDOUT,
+    )
+    yield procs
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def site(transactional_db, ehrbase_urls):
+    # A name of its own: the central identifiers embed it, so a parallel run's records never meet ours.
+    site = Site.objects.create(name=f"tw{uuid.uuid4().hex[:6]}", openehr_base_url=ehrbase_urls[0],
+                               poll_interval_seconds=1, local_demo=True)
+    Cursor.objects.create(source=f"site:{site.name}", position=datetime.now(timezone.utc) - timedelta(seconds=1))
+    return site
+
+
+def vitals(systolic: float) -> dict:
+    flat = json.loads((CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
+    flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
+    flat[SYSTOLIC] = systolic
+    return flat
+
+
+def systolic(resource: dict):
+    for component in resource.get("component", []):
+        if any(c.get("code") == SYSTOLIC_LOINC for c in component["code"].get("coding", [])):
+            return component["valueQuantity"]["value"]
+    return None
+
+
+def node_of(worker: str, pids: dict[int, str]) -> str:
+    """RunAttempt.worker is '<host>:<pid of a pool child>'; the child's parent is the node's main process."""
+    pid = int(worker.rsplit(":", 1)[1])
+    status = Path(f"/proc/{pid}/status").read_text()
+    parent = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    return pids.get(pid) or pids.get(parent, f"unknown pid {pid}")
+
+
+def test_two_workers_process_each_version_once_and_in_order(cluster, site, ehrbase_urls, fhir_base_url):
+    opt = (CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes()
+    template = template_id_of(opt)
+    with OpenEHRClient(ehrbase_urls[0]) as cdr, FHIRClient(fhir_base_url) as fhir:
+        cdr.upload_template(opt)
+        ehr = cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
+        started = datetime.now(timezone.utc)
+
+        # The burst: every record gets a version per round; a detection pass after each round makes every
+        # version a ChangeEvent (the feed shows only a composition's latest version) while earlier runs are
+        # still in flight on the two workers.
+        versions: dict[str, list[str]] = defaultdict(list)
+        values: dict[str, list[float]] = defaultdict(list)
+        latest = {}
+        for round_ in range(VERSIONS):
+            for i in range(RECORDS):
+                value = 100 + i + 20 * round_
+                ref = (cdr.create_composition(ehr, vitals(value), template_id=template) if round_ == 0 else
+                       cdr.update_composition(ehr, latest[i].version_uid, vitals(value), template_id=template))
+                latest[i] = ref
+                versions[ref.uid].append(ref.version_uid)
+                values[ref.uid].append(value)
+            poll_site(site)
+        every_version = [v for vs in versions.values() for v in vs]
+        assert len(every_version) == RECORDS * VERSIONS
+
+        def all_finished():
+            statuses = list(ChangeEvent.objects.filter(source_version__in=every_version).values_list("status", flat=True))
+            return len(statuses) == len(every_version) and all(s in ("synced", "dead_letter", "conflict") for s in statuses)
+
+        wait_for(all_finished, timeout=300, what="every version synced")
+        letters = [(d.run.change_event.source_version, d.cause, d.step, d.error[:300])
+                   for d in DeadLetter.objects.filter(run__change_event__source_version__in=every_version)]
+        assert letters == []
+
+        pids = {proc.pid: node for node, proc in cluster.items() if node in NODES}
+        nodes_seen = set()
+        for vo_uid, site_versions in versions.items():
+            runs = list(SyncRun.objects.filter(record_key=record_key(site.name, vo_uid)).order_by("pk"))
+            # One run per source version, created in site order.
+            assert [r.change_event.source_version for r in runs] == site_versions
+
+            previous_end = None
+            for run in runs:
+                attempts = list(run.attempts.order_by("started_at", "pk"))
+                # Processed once: exactly one non-transient attempt per step, one successful write.
+                per_step = defaultdict(int)
+                for a in attempts:
+                    if a.outcome != "transient":
+                        per_step[a.step] += 1
+                assert all(n == 1 for n in per_step.values()), (run.pk, dict(per_step))
+                assert [a.outcome for a in attempts if a.step == "write"][-1] == "ok"
+                writes = AuditEvent.objects.filter(action="sync.write", run_id=run.pk).exclude(outcome="transient")
+                assert writes.count() == 1
+                # Order kept: a record's runs never overlap, whichever worker ran them.
+                if previous_end is not None:
+                    assert attempts[0].started_at >= previous_end, f"runs of {vo_uid} overlapped"
+                previous_end = attempts[-1].finished_at
+                nodes_seen.update(node_of(a.worker, pids) for a in attempts)
+
+            link = RecordLink.objects.get(site=site, versioned_object_uid=vo_uid)
+            assert link.openehr_version_uid == site_versions[-1]
+            bp = next(r for r in link.fhir_resources if systolic(fhir.read(r["type"], r["id"])) is not None)
+            ref = f"{bp['type']}/{bp['id']}"
+            # HAPI holds one version per site version, and central version n is site version n.
+            assert fhir.read(bp["type"], bp["id"])["meta"]["versionId"] == str(VERSIONS)
+            assert [systolic(fhir.vread(bp["type"], bp["id"], str(n))) for n in range(1, VERSIONS + 1)] == values[vo_uid]
+            written_by = {w.version: w.run.change_event.source_version
+                          for w in EngineWrite.objects.filter(destination="central", object_id=ref).select_related("run__change_event")}
+            assert written_by == {str(n): site_versions[n - 1] for n in range(1, VERSIONS + 1)}
+            provenances = {p["id"] for p in fhir.search("Provenance", {"target": ref})}
+            assert provenances == {provenance_id(v) for v in site_versions}
+
+        assert nodes_seen == set(NODES), f"work done by {nodes_seen}"
+        report = reconcile_site(site, started - timedelta(seconds=1), datetime.now(timezone.utc), ehr_id=ehr)
+        assert report.unaccounted == [] and set(every_version) <= set(report.by_state["synced"])
+        assert [r.partition for r in verify_all() if r.broken] == []
+        print(f"\n{len(every_version)} versions, attempts by node: "
+              + ", ".join(f"{n}={sum(1 for a in RunAttempt.objects.filter(run__record_key__startswith=f'site:{site.name}:') if node_of(a.worker, pids) == n)}"
+                          for n in NODES))
