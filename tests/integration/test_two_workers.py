@@ -234,3 +234,44 @@ def test_two_workers_process_each_version_once_and_in_order(cluster, site, ehrba
         print(f"\n{len(every_version)} versions, attempts by node: "
               + ", ".join(f"{n}={sum(1 for a in RunAttempt.objects.filter(run__record_key__startswith=f'site:{site.name}:') if node_of(a.worker, pids) == n)}"
                           for n in NODES))
+
+
+def test_two_sweeps_at_once_start_one_run_per_orphan_resolution(transactional_db, monkeypatch):
+    """The sweeper has no lease (docs/scale-out.md): overlapping sweeps must still be harmless."""
+    import threading
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from sync.models import Conflict, Resolution
+    from sync.workflow.sweeper import sweep
+    from tests.desk import factories as f
+
+    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)
+    orphans = []
+    for n in range(5):
+        conflict = f.make_conflict(vo_suffix=f"{n:04d}")
+        Conflict.objects.filter(pk=conflict.pk).update(status=Conflict.Status.RESOLVED, closed_at=timezone.now())
+        user = f.make_user(f"sweep{n}@desk.test", f.ROLE_USERS["clinician"], totp=False)
+        orphans.append(Resolution.objects.create(conflict=conflict, choice="keep_central", reason="r", content={},
+                                                 decided_by=user))
+    barrier, errors = threading.Barrier(2), []
+
+    def one_sweep():
+        try:
+            barrier.wait(10)
+            sweep()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one_sweep) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    for resolution in orphans:
+        assert SyncRun.objects.filter(resolution=resolution).count() == 1
+        assert AuditEvent.objects.filter(action="sync.resolution.start", detail__resolution_id=resolution.pk).count() == 1
