@@ -161,6 +161,14 @@ def test_two_workers_process_each_version_once_and_in_order(cluster, site, ehrba
         cdr.upload_template(opt)
         ehr = cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
         started = datetime.now(timezone.utc)
+        # Seed the central Patient first. KNOWN ENGINE BUG, reported: when the first versions of several
+        # compositions of a NEW patient run at once, their conditional creates of the Patient race on HAPI;
+        # the loser gets 409 HAPI-0550 and the detect step dead-letters it ("rejected"). About 1 burst in 5
+        # hit it here. This test is about records, so the patient exists before the burst.
+        seed = cdr.create_composition(ehr, vitals(99), template_id=template)
+        poll_site(site)
+        wait_for(lambda: RecordLink.objects.filter(openehr_version_uid=seed.version_uid).exists(), 120,
+                 what="the seed record synced")
 
         # The burst: every record gets a version per round; a detection pass after each round makes every
         # version a ChangeEvent (the feed shows only a composition's latest version) while earlier runs are
