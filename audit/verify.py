@@ -25,16 +25,44 @@ def partitions() -> list[str]:
 
 
 def verify_partition(partition: str) -> PartitionReport:
-    """Recompute every hash of one partition, in sequence order, streaming from the database."""
+    """Recompute every hash of one partition, in sequence order, streaming from the database.
+
+    The head is read first and only events up to its seq are walked: an append
+    commits its events and the head together, so everything up to that seq is
+    committed, and events appended while we read cannot look like a broken head.
+    """
     head = AuditHead.objects.filter(partition=partition).values_list("seq", "hash").first()
+    events = AuditEvent.objects.filter(partition=partition)
+    if head is not None:
+        events = events.filter(partition_seq__lte=head[0])
     rows = (
-        AuditEvent.objects.filter(partition=partition)
+        events
         .order_by("partition_seq", "id")
         .values(*_ROW_FIELDS)
         .iterator(chunk_size=5000)
     )
     seen, broken = first_break(partition, rows, head)
+    if broken is None and head is not None:
+        broken = _rows_beyond_head(partition, head)
     return PartitionReport(partition, seen, broken)
+
+
+def _rows_beyond_head(partition: str, head: tuple[int, str]) -> Break | None:
+    """Rows past the head we read are legitimate only if the head has since moved past them
+    (appends in flight); a row the head never reaches was inserted behind the chain's back."""
+    beyond = (
+        AuditEvent.objects.filter(partition=partition, partition_seq__gt=head[0])
+        .order_by("-partition_seq")
+        .values_list("partition_seq", "id", "hash")
+        .first()
+    )
+    if beyond is None:
+        return None
+    now = AuditHead.objects.filter(partition=partition).values_list("seq", "hash").first()
+    if now is not None and now[0] >= beyond[0]:
+        return None
+    seq, event_id, stored = beyond
+    return Break(partition, seq, event_id, "head", (now or head)[1], stored, True, False)
 
 
 def verify_all(only: str | None = None) -> list[PartitionReport]:

@@ -82,3 +82,32 @@ def _rehash(event, **changes):
     from audit.chain import event_hash
 
     return event_hash({**vars(event), **changes})
+
+
+def test_it_notices_a_row_appended_behind_the_head(chain, behind_the_back):
+    last = chain[-1]
+    behind_the_back(
+        "INSERT INTO audit_auditevent (partition, partition_seq, occurred_at, actor, actor_kind, action, outcome,"
+        " source, source_object, source_version, destination, destination_object, destination_version,"
+        " record_key, source_hash, written_hash, readback_hash, detail, prev_hash, hash)"
+        " SELECT partition, partition_seq + 1, occurred_at, actor, actor_kind, 'forged', outcome, source,"
+        " source_object, source_version, destination, destination_object, destination_version, record_key,"
+        " source_hash, written_hash, readback_hash, detail, hash, repeat('f', 64) FROM audit_auditevent WHERE id = %s",
+        [last.pk],
+    )
+    broken = verify_partition("site:site1").broken
+    assert (broken.seq, broken.kind, broken.stored) == (6, "head", "f" * 64)
+
+
+def test_an_append_that_lands_while_verifying_is_not_a_break(chain, monkeypatch):
+    """The walk is bounded by the head it read; a later append is not a broken chain."""
+    import audit.verify as verify
+
+    real_first_break = verify.first_break
+
+    def append_meanwhile(partition, rows, head):
+        sync_event(6)  # lands after the head was read, before the (lazy) rows are
+        return real_first_break(partition, rows, head)
+
+    monkeypatch.setattr(verify, "first_break", append_meanwhile)
+    assert verify_partition("site:site1").broken is None
