@@ -7,7 +7,7 @@ a repeated or concurrent attempt land on the same Patient.
 """
 from __future__ import annotations
 
-from sync.clients.errors import NotFound
+from sync.clients.errors import NotFound, PreconditionFailed
 from sync.identity import ehr_identifier, subject_identifier
 
 
@@ -32,12 +32,24 @@ def ensure_central_patient(fhir, openehr, site_name: str, ehr_id: str) -> dict:
     if subject:
         identifiers.insert(0, subject_identifier(*subject))
     match = identifiers[0]
-    written = fhir.create(
-        {"resourceType": "Patient", "active": True, "identifier": identifiers},
-        if_none_exist={"identifier": f"{match['system']}|{match['value']}"},
-    )
+    written = _create_once(fhir, identifiers, f"{match['system']}|{match['value']}")
     return {
         "fhir_patient_id": written.id,
         "subject_id": subject[0] if subject else "",
         "subject_namespace": subject[1] if subject else "",
     }
+
+
+def _create_once(fhir, identifiers: list[dict], criteria: str, attempts: int = 3):
+    """Conditional create that survives a race: when two runs for one new EHR
+    create the Patient at once, HAPI answers the loser 409; repeating the same
+    conditional create then finds the Patient the winner made."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fhir.create(
+                {"resourceType": "Patient", "active": True, "identifier": identifiers},
+                if_none_exist={"identifier": criteria},
+            )
+        except PreconditionFailed:
+            if attempt == attempts:
+                raise
