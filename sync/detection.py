@@ -188,7 +188,8 @@ def poll_loop(*, stop=lambda: False, sleep=time.sleep, clock=time.monotonic) -> 
     records are dispatched straight from its commit. Beat's ``poll_due`` finds
     these sites freshly polled and leaves them alone, so both can run.
     """
-    next_due: dict[str, float] = {}
+    # The centre's first poll comes one interval in, as with beat (a first poll reads its whole history).
+    next_due: dict[str, float] = {CENTRAL: clock() + settings.CONFLICTDESK_CENTRAL_POLL_SECONDS}
     while not stop():
         close_old_connections()  # a long-lived process: drop connections the database closed
         now = clock()

@@ -68,7 +68,6 @@ def finish_step(run_id: int, worker: str, result: StepResult, started) -> str:
         if result.effects:
             result.effects(run)
         _attempt(run, step, started, result.outcome, worker)
-        _audit(run, f"sync.{step}", result.outcome, **result.audit)
         run.attempt = 0
         if result.terminal:
             _end(run, result.terminal, result.event_status)
@@ -76,6 +75,9 @@ def finish_step(run_id: int, worker: str, result: StepResult, started) -> str:
             run.step = result.next_step
             _renew(run, worker, timezone.now())
         run.save()
+        # Last before commit: the event locks its partition's chain head, which every
+        # run of the site shares, so the lock is held for as short a time as possible.
+        _audit(run, f"sync.{step}", result.outcome, **result.audit)
         return run.status
 
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.db import connection
 
-from sync.models import Cursor, RunAttempt, Site, SyncRun
+from sync.models import ChangeEvent, Cursor, RunAttempt, Site, SyncRun
 
 from test_engine_faults import REPO, PrivateRedis, Worker, commit, wait_for  # noqa: I001 (same folder)
 
@@ -66,6 +66,7 @@ def test_latency_at_a_1_s_poll_interval(mode, engine_env, ehrbase_urls, tmp_path
 
     site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
     Cursor.objects.create(source="site:site1", position=datetime.now(timezone.utc))
+    Cursor.objects.create(source="central", position=datetime.now(timezone.utc))  # not the shared HAPI's history
     env = {**engine_env, "CONFLICTDESK_POLL_LOOP": "1" if mode == "loop" else "0"}
     worker = Worker(env, tmp_path)
     worker.start()
@@ -90,7 +91,14 @@ def test_latency_at_a_1_s_poll_interval(mode, engine_env, ehrbase_urls, tmp_path
                 committed[ref.version_uid] = t0
             behind = time.monotonic() - start - SECONDS
         runs = SyncRun.objects.filter(change_event__source_version__in=list(committed))
-        wait_for(lambda: runs.filter(status="done").count() == n, 180, what="every event to sync")
+        try:
+            wait_for(lambda: runs.filter(status="done").count() == n, 180, what="every event to sync")
+        except AssertionError:
+            from collections import Counter
+
+            print("\nstatuses:", Counter(runs.values_list("status", flat=True)), "events:",
+                  ChangeEvent.objects.filter(source_version__in=list(committed)).count(), "of", n)
+            raise
         to_write, to_ack = [], []
         for run in runs.select_related("change_event"):
             t0 = committed[run.change_event.source_version]
@@ -100,6 +108,16 @@ def test_latency_at_a_1_s_poll_interval(mode, engine_env, ehrbase_urls, tmp_path
             detected = (run.change_event.detected_at - t0).total_seconds()
         detect = [(r.change_event.detected_at - committed[r.change_event.source_version]).total_seconds()
                   for r in runs.select_related("change_event")]
+        pickup, busy, steps = [], [], {}
+        for run in runs:
+            attempts = list(run.attempts.order_by("started_at", "pk"))
+            pickup.append((attempts[0].started_at - run.change_event.detected_at).total_seconds())
+            busy.append((run.finished_at - attempts[0].started_at).total_seconds())
+            for a in attempts:
+                steps.setdefault(a.step, []).append((a.finished_at - a.started_at).total_seconds())
+        print(f"\n[{mode}] detected -> first step p50={percentile(pickup, 50):.2f} p99={percentile(pickup, 99):.2f}; "
+              f"first step -> done p50={percentile(busy, 50):.2f} p99={percentile(busy, 99):.2f}; step means: "
+              + " ".join(f"{k}={statistics.mean(v):.3f}" for k, v in steps.items()))
         line = " ".join(f"p{p}={percentile(to_write, p):.2f}" for p in (50, 95, 99))
         print(f"\n[{mode}] {n} events at {RATE}/s (generator {behind:+.1f} s late): commit -> central written {line} "
               f"max={max(to_write):.2f}; -> acknowledged p50={percentile(to_ack, 50):.2f} p99={percentile(to_ack, 99):.2f}; "
