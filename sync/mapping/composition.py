@@ -403,7 +403,7 @@ def _reverse_losses(spec, enc, doc, comp, lang) -> list:
         for x in (mine, twin):
             for k in ("section", "encounter", "subject"):
                 x.pop(k, None)
-        for d in compare_clinical(mine, twin):
+        for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue
             out.append(Loss(f"{r['resourceType']}/{r.get('id')}:{_fpath(d['path'])}",

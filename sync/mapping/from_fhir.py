@@ -26,7 +26,8 @@ _SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device"
 def _refs(obj) -> list[str]:
     out = []
     if isinstance(obj, dict):
-        for k, v in obj.items():
+        for k in sorted(obj):  # never the JSON key order: the same resource reloaded must group the same
+            v = obj[k]
             if k == "reference" and isinstance(v, str):
                 out.append(v)
             else:
@@ -256,7 +257,7 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:
         # the subject comes back from the caller's patient_ref; only the reference survives
         if "reference" in (mine.get("subject") or {}):
             twin["subject"] = {"reference": mine["subject"]["reference"]}
-        for d in compare_clinical(mine, twin):
+        for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue  # the mapping adds fixed codes/profiles: not a loss of source data
             out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}:{_fpath(d['path'])}",

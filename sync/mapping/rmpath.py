@@ -159,8 +159,11 @@ def is_locatable(v) -> bool:
 
 
 def walk(node: dict, prefix: str = ""):
-    """Yield (node path, node) for every LOCATABLE under ``node`` (not the node itself)."""
-    for attr, val in node.items():
+    """Yield (node path, node) for every LOCATABLE under ``node`` (not the node itself).
+    Attributes are visited in sorted order, never in the JSON's key order: a composition fresh from
+    EHRbase and the same one reloaded from JSONB (keys reordered) must give the same residue order."""
+    for attr in sorted(node):
+        val = node[attr]
         if attr in ("name", "archetype_details", "feeder_audit", "value", "null_flavour", "uid", "links"):
             continue
         items = val if isinstance(val, list) else [val]
