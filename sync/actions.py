@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from audit.partitions import record_partition
 from audit.record import record_event
 from sync.models import DeadLetter, Direction, Resolution, Step, SyncRun
 from sync.workflow.dispatch import dispatch_run
@@ -65,7 +66,7 @@ def do_start_resolution_run(resolution: Resolution, *, actor: str) -> SyncRun:
                 action="sync.resolution.start",
                 outcome="ok",
                 actor=actor,
-                partition=f"site:{conflict.record_link.site.name}",
+                partition=record_partition(f"site:{conflict.record_link.site.name}", run.record_key),
                 run_id=run.pk,
                 record_key=run.record_key,
                 patient_link_id=conflict.record_link.patient_link_id,

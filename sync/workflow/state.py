@@ -16,6 +16,7 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.partitions import record_partition
 from sync.models import ChangeEvent, DeadLetter, RunAttempt, Step, SyncRun
 
 from .dispatch import dispatch_run
@@ -278,9 +279,9 @@ def _audit(run: SyncRun, action: str, outcome: str, **fields) -> None:
     audit = get_services().audit
     event = run.change_event
     # A resolution run has no event: its chain is the site's, where the record lives.
-    partition = event.source if event else (f"site:{run.site.name}" if run.site_id else "central")
+    source = event.source if event else (f"site:{run.site.name}" if run.site_id else "central")
     base = {
-        "partition": partition,
+        "partition": record_partition(source, run.record_key),
         "source": event.source if event else "",
         "source_object": event.source_object_id if event else "",
         "source_version": event.source_version if event else "",

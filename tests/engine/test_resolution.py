@@ -3,6 +3,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from audit.models import AuditEvent
+from audit.partitions import record_partition
 from sync.actions import start_resolution_run
 from sync.models import Conflict, EngineWrite, RecordLink, Resolution, RunAttempt, SyncRun
 from sync.workflow import sweeper
@@ -94,7 +95,7 @@ def test_a_merge_writes_both_sides(engine, conflict):
     outcomes = list(RunAttempt.objects.filter(run=run, step="write").values_list("outcome", flat=True))
     assert outcomes == ["site_written", "ok"]
     assert AuditEvent.objects.filter(run_id=run.pk, action="sync.resolution.start", actor="dr@example.org").exists()
-    assert AuditEvent.objects.filter(run_id=run.pk, action="sync.audit", partition="site:site1").exists()
+    assert AuditEvent.objects.filter(run_id=run.pk, action="sync.audit", partition=record_partition("site:site1", run.record_key)).exists()
 
 
 def test_a_side_that_moved_since_the_decision_opens_a_new_conflict(engine, conflict):
