@@ -18,6 +18,8 @@ def _every(name: str, default: float) -> float:
 # so changing an interval needs no beat restart.
 app.conf.beat_schedule = {
     "sync-sweep": {"task": "sync.sweep", "schedule": _every("CONFLICTDESK_SWEEP_SECONDS", 10)},
+    # A rewrite of the local audit table becomes detectable from outside once anchored.
+    "audit-anchor-heads": {"task": "audit.anchor_heads", "schedule": _every("CONFLICTDESK_ANCHOR_SECONDS", 300)},
 }
 # With `manage.py sync_poll_loop` running, beat leaves detection to it: polls
 # through beat wait in the run queue, the loop does not (see sync.detection.poll_loop).
