@@ -13,6 +13,8 @@ PY="$REPO_DIR/.venv/bin/python"
 WEB_PORT="${CONFLICTDESK_WEB_PORT:-8000}"
 # Demo-only credentials: printed below, never used outside the demo.
 export CONFLICTDESK_DEMO_PASSWORD="${CONFLICTDESK_DEMO_PASSWORD:-oncology-demo-2026}"
+# Detection runs in its own loop process (lowest latency); beat keeps sweeps and anchors.
+export CONFLICTDESK_POLL_LOOP=1
 export CONFLICTDESK_STAFF_EMAILS="${CONFLICTDESK_STAFF_EMAILS:-steward@demo.conflictdesk.local}"
 export CONFLICTDESK_SITE_URLS="$(for i in $(seq 1 "$N_SITES"); do printf 'http://127.0.0.1:%d/ehrbase/rest/openehr/v1,' $((8100+i)); done)"
 
@@ -37,6 +39,7 @@ start() {
   bg celery-worker "$REPO_DIR/.venv/bin/"$CONFLICTDESK_WORKER_CMD --concurrency 2 --loglevel INFO
   # shellcheck disable=SC2086
   bg celery-beat "$REPO_DIR/.venv/bin/"$CONFLICTDESK_BEAT_CMD --loglevel INFO
+  bg poll-loop "$PY" manage.py sync_poll_loop
   bg web "$PY" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload
   wait_http web "http://127.0.0.1:$WEB_PORT/healthz" 60
   log "== seeding $PATIENTS synthetic patients per site, 2 dead letters, 2 conflicts"
@@ -57,7 +60,7 @@ MSG
 }
 
 stop() {
-  for name in trickle web celery-beat celery-worker; do stop_pid "$name"; done
+  for name in trickle web poll-loop celery-beat celery-worker; do stop_pid "$name"; done
 }
 
 case "${1:-start}" in
