@@ -9,6 +9,10 @@ class SiteAdmin(admin.ModelAdmin):
     list_display = ("name", "display_name", "openehr_base_url", "poll_interval_seconds", "enabled", "fidelity_guard")
     list_filter = ("enabled", "fidelity_guard")
 
+    def save_model(self, request, obj, form, change):
+        obj.audit_actor = request.user.email or request.user.get_username()  # guard-mode audit (Site.save)
+        super().save_model(request, obj, form, change)
+
 
 @admin.register(models.Cursor)
 class CursorAdmin(admin.ModelAdmin):

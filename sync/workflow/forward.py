@@ -15,6 +15,7 @@ from sync.mapping.errors import UnmappedTemplate
 from sync.identity import CENTRAL, site_source
 from sync.models import ChangeEvent, Conflict, EngineWrite, PatientLink, RecordLink, Step, SyncRun
 
+from . import guard
 from .bundle import build_transaction
 from .content import record_content, refs_of
 from .patients import ensure_central_patient
@@ -77,7 +78,7 @@ def validate_source(ctx) -> StepResult:
 def transform(ctx) -> StepResult:
     """Map to FHIR (pure) and build the Provenance; declared losses are kept on the run."""
     cp, mapping, site = ctx.checkpoint, ctx.services.mapping, ctx.run.site
-    resources, losses, provenance = [], [], None
+    resources, losses, provenance, guarded = [], [], None, None
     if cp["source_payload"] is not None:
         with pure_transform("mapping.to_fhir"):
             result = mapping.to_fhir(cp["source_payload"], site=site.name, ehr_id=cp["ehr_id"], patient_ref=cp["patient_ref"])
@@ -86,17 +87,22 @@ def transform(ctx) -> StepResult:
             raise UnmappedTemplate(
                 "no entry of the composition has a mapping", composition_uid=cp["version_uid"], path="/content", rule="registry"
             )
+        guarded = guard.check_forward_step(ctx, cp["source_payload"], result)  # before any write; may stop the run
+        losses = guarded.losses
         with pure_transform("mapping.build_provenance"):
             provenance = mapping.build_provenance(resources, site.name, cp["ehr_id"], cp["version_uid"])
     content = record_content(resources, mapping.clinical_content)
 
     def effects(run):
         run.losses = losses
+        if guarded:
+            guarded.audit(run)
 
     return StepResult(
         next_step=Step.VALIDATE_TARGET,
         effects=effects,
         checkpoint={
+            **(guarded.checkpoint if guarded else {}),
             "resources": resources,
             "provenance": provenance,
             "content": content,

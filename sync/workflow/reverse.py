@@ -16,6 +16,7 @@ from sync.clients.errors import InvalidRequest, NotFound
 from sync.identity import composition_uid_for, site_source
 from sync.models import Conflict, EngineWrite, PatientLink, RecordLink, Site, Step, SyncRun
 
+from . import guard
 from .content import record_content, resource_key
 from .payload import check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
@@ -60,19 +61,28 @@ def transform(ctx) -> StepResult:
     """Rebuild each target's composition from the record's resources as they are now."""
     cp, services = ctx.checkpoint, ctx.services
     source = cp["source_payload"]
-    targets = []
+    targets, checks = [], []
     for target in cp["targets"]:
-        openehr = services.openehr(Site.objects.get(pk=target["site_id"]))
+        site = Site.objects.get(pk=target["site_id"])
+        openehr = services.openehr(site)
         if target["vo_uid"]:
             resources = _record_resources(services.fhir, target["resources"], source)
             base = openehr.get_composition(target["ehr_id"], target["vo_uid"]).content
         else:
             resources, base = [source], None
         with pure_transform("mapping.to_openehr"):
-            composition = services.mapping.to_openehr(resources, template_id=target["template_id"], base_composition=base)
+            out = guard.map_reverse(services.mapping, resources, template_id=target["template_id"], base_composition=base)
+        checks.append(guard.check_reverse_target(services.mapping, site, resources, out))
+        composition = out.composition
         content = record_content(resources, services.mapping.clinical_content)
         targets.append({**target, "composition": composition, "content": content, "record": _refs(resources)})
-    return StepResult(next_step=Step.VALIDATE_TARGET, checkpoint={"targets": targets})
+    guarded = guard.enforce(checks)  # before any write; may stop the run
+
+    def effects(run):
+        run.losses = guarded.losses
+        guarded.audit(run)
+
+    return StepResult(next_step=Step.VALIDATE_TARGET, effects=effects, checkpoint={"targets": targets, **guarded.checkpoint})
 
 
 def validate_target(ctx) -> StepResult:

@@ -18,7 +18,7 @@ from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed, Tr
 from sync.mapping.errors import MappingError, UnknownArchetype, UnmappedTemplate
 from sync.models import ChangeEvent, DeadLetter, Direction, Step, SyncRun
 
-from . import state
+from . import guard, state
 from .dispatch import dispatch_run
 from .result import ValidationFailed
 from .services import Services, SiteConfigError, get_services
@@ -79,6 +79,8 @@ def _fail(run: SyncRun, worker: str, exc: Exception, started) -> str:
     if isinstance(exc, PreconditionFailed) and run.step == Step.WRITE:
         return state.recheck_conflict(run.pk, worker, exc, started)
     cause = _dead_letter_cause(exc)
+    if cause == DeadLetter.Cause.FIDELITY:  # with its guard.checked event, in the same transaction
+        return guard.dead_letter(run, worker, exc, started)
     if cause:
         return state.dead_letter_now(run.pk, worker, exc, started, cause=cause)
     if not isinstance(exc, TransientError):
@@ -89,6 +91,8 @@ def _fail(run: SyncRun, worker: str, exc: Exception, started) -> str:
 
 
 def _dead_letter_cause(exc: Exception) -> str | None:
+    if isinstance(exc, guard.FidelityFailed):
+        return DeadLetter.Cause.FIDELITY
     if isinstance(exc, (UnknownArchetype, UnmappedTemplate)):
         return DeadLetter.Cause.UNMAPPED
     if isinstance(exc, (MappingError, ValidationFailed, SiteConfigError)):

@@ -23,7 +23,7 @@ class SiteConfigError(Exception):
 class Services:
     fhir: Any
     openehr: Callable[[Any], Any]  # Site -> OpenEHRClient
-    mapping: Any  # to_fhir, build_provenance, to_openehr, validate_fhir, clinical_content
+    mapping: Any  # to_fhir, build_provenance, to_openehr, from_fhir, validate_fhir, clinical_content, compare_clinical
     audit: Any  # record_event, payload_hash, system_actor
 
 
@@ -78,6 +78,8 @@ def _default_services() -> Services:
         mapping=SimpleNamespace(
             to_fhir=mapping.to_fhir,
             to_openehr=mapping.to_openehr,
+            from_fhir=mapping.from_fhir,  # the reverse transform with its declared losses (fidelity guard)
+            compare_clinical=mapping.compare_clinical,  # the fidelity guard's comparison
             build_provenance=mapping.build_provenance,
             validate_fhir=mapping.validate_fhir,
             clinical_content=mapping.clinical_content,

@@ -15,6 +15,7 @@ from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed, Tr
 from sync.clients.fhir import EntryResult, TransactionResult, Written
 from sync.clients.openehr import Composition, VersionRef
 from sync.identity import SOURCE_SYSTEM
+from sync.mapping import compare_clinical
 from sync.mapping.errors import UnknownArchetype
 
 
@@ -239,9 +240,13 @@ def fake_mapping():
         comp["archetype_details"] = {"template_id": {"value": template_id}}
         return comp
 
+    def from_fhir(resources, *, template_id, base_composition=None, **kw):
+        return SimpleNamespace(composition=to_openehr(resources, template_id=template_id), losses=[])
+
     return SimpleNamespace(
         to_fhir=to_fhir, build_provenance=build_provenance, validate_fhir=validate_fhir,
-        clinical_content=clinical_content, to_openehr=to_openehr,
+        clinical_content=clinical_content, to_openehr=to_openehr, from_fhir=from_fhir,
+        compare_clinical=compare_clinical,  # the real comparison: it reads any JSON
     )
 
 
