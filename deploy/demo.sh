@@ -42,10 +42,13 @@ start() {
   bg poll-loop "$PY" manage.py sync_poll_loop
   bg web "$PY" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload
   wait_http web "http://127.0.0.1:$WEB_PORT/healthz" 60
-  log "== seeding $PATIENTS synthetic patients per site, 2 dead letters, 2 conflicts"
+  log "== seeding $PATIENTS synthetic patients per site and 2 dead letters"
   "$PY" "$REPO_DIR/manage.py" demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 \
-    --invalid 2 --conflicts 2 || log "seeding finished with warnings (see above)"
-  bg trickle "$PY" manage.py demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 --trickle 0.5
+    --invalid 2 || log "seeding finished with warnings (see above)"
+  # Conflicts need the first sync of their records: staged in the background
+  # while the engine works through the seed, then a trickle of new events.
+  bg trickle "$PY" manage.py demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 \
+    --conflicts 2 --trickle 0.5
   cat <<MSG
 
 ConflictDesk demo is up in $(( SECONDS - t0 )) s:  http://127.0.0.1:$WEB_PORT/
@@ -55,6 +58,7 @@ Demo logins (password: $CONFLICTDESK_DEMO_PASSWORD):
   auditor@demo.conflictdesk.local    auditor: reads the audit trail
   admin@demo.conflictdesk.local      admin: sites and users (also /admin/)
 Central FHIR: http://127.0.0.1:8090/fhir   Sites: http://127.0.0.1:8101..$((8100+N_SITES))/ehrbase
+Conflicts are staged in the background once their records first sync (log: .run/trickle.log).
 Stop everything with: make stop
 MSG
 }
