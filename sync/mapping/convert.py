@@ -135,7 +135,8 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
                                             "entry not converted", "unmapped-entry"))
             continue
         try:
-            unit, groups = engine.run_forward(spec, entry, node_path=path, identify=identify, language=lang)
+            unit, groups = engine.run_forward(spec, entry, node_path=path, identify=identify, language=lang,
+                                              composition=composition)
         except MappingError as exc:
             exc.composition_uid = exc.composition_uid or uid
             raise

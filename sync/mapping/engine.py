@@ -41,6 +41,7 @@ class Ctx:
     identify: object = None  # callable(resource, node_path) set by convert.py
     language: str = "en"
     parent: dict | None = None  # slot files: the resource of the entry holding the slot (focus/partOf refs)
+    composition: dict | None = None  # forward only, read-only: the source composition (composer), if known
 
 
 # ------------------------------------------------------------------ path helpers
@@ -208,7 +209,7 @@ def _slot_fwd(ctx: Ctx, rule: Rule, cluster: dict, fbase: dict, fbmodel: str, fp
     res = {"resourceType": sub.resource}
     sub_ctx = Ctx(spec=sub, direction=FWD, archetype=cluster, oroot=cluster, resource=res, unit=ctx.unit,
                   node_path=path, event=ctx.event, identify=ctx.identify, language=ctx.language,
-                  parent=ctx.resource)
+                  parent=ctx.resource, composition=ctx.composition)
     if ctx.identify:
         ctx.identify(res, path)
     start = len(ctx.unit.resources)
@@ -225,7 +226,7 @@ def rmpath_of(root: dict, target: dict) -> str:
     return ""
 
 
-def run_forward(spec: Spec, entry: dict, *, node_path: str, identify, language: str):
+def run_forward(spec: Spec, entry: dict, *, node_path: str, identify, language: str, composition: dict | None = None):
     """Map one entry to resources.  Returns (unit, groups): one group per hierarchy split (event),
     each a list of resources whose first item is the primary one (slot resources follow)."""
     unit = Unit()
@@ -241,7 +242,8 @@ def run_forward(spec: Spec, entry: dict, *, node_path: str, identify, language: 
         path = node_path + rel
         identify(res, path)
         ctx = Ctx(spec=spec, direction=FWD, archetype=entry, oroot=oroot, resource=res, unit=unit,
-                  node_path=node_path, event=oroot if rel else None, identify=identify, language=language)
+                  node_path=node_path, event=oroot if rel else None, identify=identify, language=language,
+                  composition=composition)
         start = len(unit.resources)
         unit.resources.append(res)
         unit.paths[id(res)] = path

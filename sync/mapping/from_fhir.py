@@ -19,6 +19,8 @@ from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical
 from .spec import registry
 
+# composer of a composition made here without a source one: a placeholder, not a clinician
+PLACEHOLDER_COMPOSER = {"_type": "PARTY_IDENTIFIED", "name": "ConflictDesk sync"}
 _SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter", "Specimen",
                "ServiceRequest", "Composition"}  # Encounter/Composition: composition level (composition.py)
 
@@ -122,7 +124,7 @@ def _skeleton(template_id: str, language: str, territory: str, start_time: str |
             "language": dt.code_phrase("ISO_639-1", info.language if info else language),
             "territory": dt.code_phrase("ISO_3166-1", territory),
             "category": dt.coded_text("event", "openehr", "433"),
-            "composer": {"_type": "PARTY_IDENTIFIED", "name": "ConflictDesk sync"},
+            "composer": dict(PLACEHOLDER_COMPOSER),
             "context": {"_type": "EVENT_CONTEXT",
                         "start_time": {"_type": "DV_DATE_TIME", "value": start_time or
                                        datetime.now(timezone.utc).isoformat()},

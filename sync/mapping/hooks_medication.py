@@ -8,6 +8,8 @@
   and direction duration (at0066, DV_DURATION) <-> Dosage.timing.repeat.bounds[x].  FHIR has one
   bounds[x]: a start/stop gives boundsPeriod (a duration with a start becomes its end, the exact
   duration then travels in the residue); a duration alone gives boundsDuration.
+* ``orderRequester``: MedicationRequest.requester <- the ordering participation, else the
+  composer (see the hook); back -> other_participations.
 * ``cancerRelatedMedication``: applies the rule's ``manual`` entries (the mCODE profile) when the
   clinical indication (at0018) names a cancer or the medication item (at0070) is an anticancer
   agent, by the documented lists in ``oncology`` below.  No terminology server is used.
@@ -246,6 +248,53 @@ def cancer_related_medication(ctx, rule, onode, fobj, fmodel, direction):
 
 
 __all__ = ["oncology", "apply_manual_once", "duration_to_fhir", "duration_from_fhir"]
+
+
+_ORDERER = re.compile(r"request|order|prescri|verordn|anforder|auftrag", re.I)
+REQUESTER_FUNCTION = "requester"
+
+
+def _function_text(participation: dict) -> str:
+    f = participation.get("function")
+    return str(f.get("value", "")) if isinstance(f, dict) else ""
+
+
+@hook("orderRequester")
+def order_requester(ctx, rule, onode, fobj, fmodel, direction):
+    """MedicationRequest.requester (us-core-21: SHALL be present for intent order), both ways.
+
+    openehr->fhir: the performer of the entry's first ``other_participations`` whose function
+    names the orderer (requester, orderer, prescriber, Verordner, Anforderer...), else the
+    composition's composer (the clinician responsible for the order composition; not from_fhir's
+    placeholder composer of a composition it had to invent), as a Reference
+    (PARTY_IDENTIFIED name -> display, external_ref -> reference or identifier: composition.py's
+    party rules).  A PARTY_SELF or missing party gives a requester carrying only a
+    data-absent-reason (unknown), read back as no value.
+    fhir->openehr: a requester becomes a PARTICIPATION (function 'requester', performer the party)
+    in the entry's other_participations.  When it came from the composer, the source entry has no
+    such participation: the residue removes it again (with a basis, so a requester edited on the
+    FHIR side is kept as a participation)."""
+    from .composition import party_to_reference, reference_to_party
+    entry, res = ctx.archetype, ctx.resource
+    if direction == FWD:
+        party = next((p.get("performer") for p in entry.get("other_participations") or []
+                      if isinstance(p, dict) and _ORDERER.search(_function_text(p))
+                      and (p.get("performer") or {}).get("_type") != "PARTY_SELF"), None)
+        if party is None and ctx.composition is not None:
+            from .from_fhir import PLACEHOLDER_COMPOSER
+            party = ctx.composition.get("composer")
+            party = None if party == PLACEHOLDER_COMPOSER else party  # made by from_fhir: nobody ordered
+        ref = party_to_reference(party) if isinstance(party, dict) and party.get("_type") != "PARTY_SELF" else None
+        res["requester"] = ref or {"extension": [{"url": dt.DAR_EXT, "valueCode": "unknown"}]}
+        return
+    ref = res.get("requester")
+    if not isinstance(ref, dict) or set(ref) <= {"extension"}:
+        return
+    party = reference_to_party(ref, (res.get("subject") or {}).get("reference"))
+    if party is not None:
+        entry.setdefault("other_participations", []).append(
+            {"_type": "PARTICIPATION", "function": {"_type": "DV_TEXT", "value": REQUESTER_FUNCTION},
+             "performer": party})
 
 
 @hook("containedMedication")

@@ -3,7 +3,8 @@
 The cluster itself is the stage-group Observation (its model file); these hooks add what a
 declarative rule cannot say: the T, N and M category Observations it fans out to (hasMember, each
 with its own source identifier ``<cluster path>/items[at0003]`` etc.), ``focus`` on the Condition
-holding the slot, and the staging system in ``method``.  Category and staging-system values keep
+holding the slot, and the staging system in ``method`` (of the stage group and, copied, of each
+T/N/M member: mCODE makes method 1..1 on all four; no TNM Edition -> a data-absent-reason method).  Category and staging-system values keep
 the source text in CodeableConcept.text and any source coding; the SNOMED CT coding derived from
 ``codemaps/tnm.yml`` is added, and removed again on the way back, so both directions are exact.
 """
@@ -60,8 +61,15 @@ def category_coding(text: str | None, cat: str, pathological: bool) -> dict | No
 def method_coding(text: str | None) -> dict | None:
     for row in codemap()["method"]:
         if text and re.search(row["pattern"], text, re.I):
-            return {"system": SNOMED, "code": row["code"], "display": row["display"]}
+            return {"system": row.get("system", SNOMED), "code": row["code"], "display": row["display"]}
     return None
+
+
+# observation-category of every TNM Observation, as in all mCODE STU4 TNM examples (pathological too)
+TNM_CATEGORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "imaging", "display": "Imaging"}]}
+# Observation.method is 1..1 in the mCODE TNM profiles: without a TNM Edition it says "unknown"
+NO_METHOD = {"extension": [{"url": dt.DAR_EXT, "valueCode": "unknown"}]}
 
 
 def cc_with(dv: dict, derived: dict | None) -> dict:
@@ -126,6 +134,10 @@ def tnm_members(ctx, rule, onode, fobj, fmodel, direction):
                     ctx.identify(obs, path)
                 if "focus" in res:
                     obs["focus"] = copy.deepcopy(res["focus"])
+                # the cluster's staging system applies to each category (mCODE: method 1..1 on T/N/M too);
+                # read back from the stage group only
+                obs["category"] = [copy.deepcopy(TNM_CATEGORY)]
+                obs["method"] = copy.deepcopy(res.get("method") or NO_METHOD)
                 if el.get("value") is not None:
                     dv = el["value"]
                     obs["valueCodeableConcept"] = cc_with(dv, category_coding(dv.get("value"), cat, patho))
@@ -158,7 +170,9 @@ def tnm_staging_system(ctx, rule, onode, fobj, fmodel, direction):
         el = next(iter(rmpath.find(ctx.oroot, [rmpath.Step("items", "at0032")])), None)
         if el and el.get("value") is not None:
             res["method"] = cc_with(el["value"], method_coding(el["value"].get("value")))
+        else:
+            res["method"] = copy.deepcopy(NO_METHOD)
         return
-    if res.get("method"):
+    if res.get("method") and set(res["method"]) - {"extension"}:  # extension only: data-absent, no value
         el = rmpath.ensure(onode, [rmpath.Step("items", "at0032", "TNM Edition")], fresh_last=True)
         el["value"] = dv_from(res["method"], method_coding)

@@ -3,7 +3,6 @@ import copy
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +16,7 @@ from sync.mapping.residue import strip
 from sync.mapping.spec import registry
 
 from .conftest import CORPUS, load
+from .hapi import hapi_errors  # strict: meta.profile kept (HAPI has mCODE STU4 loaded)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "oncology" / "oncology_encounter.composition.json"
 ARCH = "openEHR-EHR-ACTION.procedure.v1"
@@ -209,22 +209,6 @@ def test_generated_procedures_round_trip(comp):
     assert compare_clinical({"content": comp["content"]}, {"content": back["content"]}) == []
     again = _fwd({**copy.deepcopy(back), "uid": comp["uid"]})
     assert [compare_clinical(a, b) for a, b in zip(res, again)] == [[]] * len(res)
-
-
-def hapi_errors(base: str, resource: dict) -> list[str]:
-    """HAPI $validate errors.  HAPI here has no mCODE package: base R4 is validated with meta.profile
-    removed, and with it only the unresolvable profile reference may be objected to."""
-    def run(r):
-        out = httpx.post(f"{base}/{r['resourceType']}/$validate", json=r, timeout=120).json()
-        return [i.get("diagnostics", "") for i in out.get("issue", []) if i["severity"] in ("error", "fatal")]
-    bare = copy.deepcopy(resource)
-    profiles = (bare.get("meta") or {}).pop("profile", [])
-    if bare.get("meta") == {}:
-        del bare["meta"]
-    errors = run(bare)
-    if profiles:
-        errors += [e for e in run(resource) if not any(p in e for p in profiles) and e not in errors]
-    return errors
 
 
 @pytest.mark.integration
