@@ -12,7 +12,9 @@ openEHR
     the order of repeated nodes with the same node id (events, repeated elements) IS compared.
 
 FHIR
-  * ``id``, ``meta.lastUpdated``, ``meta.versionId``, ``meta.source``, the narrative ``text``
+  * ``id``, ``meta.lastUpdated``, ``meta.versionId``, ``meta.source``, ``meta.profile`` (a claim
+    about conformance that the mapping derives from the content; servers and edits may drop
+    entries, which is no clinical change; ``meta.tag``/``meta.security`` ARE compared), the narrative ``text``
     (generated from the structured data), identifiers in our ``urn:conflictdesk:source`` system
     (sync bookkeeping), the id part of references between resources (``Observation/<id>``
     -> ``Observation``; Patient references are compared in full), and the order of
@@ -34,6 +36,9 @@ _STRUCTURAL = {"HISTORY", "ITEM_TREE", "ITEM_LIST", "ITEM_SINGLE", "ITEM_TABLE",
 _DROP_RM = {"uid", "feeder_audit"}
 _TIME_TYPES = {"DV_DATE_TIME", "DV_TIME", "DV_DATE"}
 _ISO_COMMA = re.compile(r"(\d{2}:\d{2}:\d{2}),(\d)")
+# server bookkeeping, and profiles: a declaration derived from the content, not content (meta.tag and
+# meta.security are compared: a confidentiality label matters)
+_META_IGNORED = ("lastUpdated", "versionId", "source", "profile")
 
 
 def _norm_rm(node):
@@ -64,7 +69,7 @@ def _norm_fhir(node, top=False):
         if top and k in ("id", "text"):
             continue
         if k == "meta" and isinstance(v, dict):
-            v = {mk: mv for mk, mv in v.items() if mk not in ("lastUpdated", "versionId", "source")}
+            v = {mk: mv for mk, mv in v.items() if mk not in _META_IGNORED}
             if not v:
                 continue
         if k == "identifier" and isinstance(v, list):
