@@ -67,7 +67,7 @@ def source_identifier(resource: dict) -> str | None:
     if isinstance(identifiers, dict):  # a few types (Composition, Bundle) hold a single Identifier
         identifiers = [identifiers]
     for identifier in identifiers:
-        if identifier.get("system") == SOURCE_SYSTEM:
+        if isinstance(identifier, dict) and identifier.get("system") == SOURCE_SYSTEM:
             return identifier.get("value")
     return None
 
