@@ -1,0 +1,262 @@
+"""Sustained throughput of the engine vs raw HAPI: `.venv/bin/python bench/throughput.py [--quick | --full]`.
+
+Own scratch database and private Redis; the engine is w1 + w2 (2 children
+each), beat (sweeper), ``sync_poll_loop`` (sites polled every 1 s) and one
+gunicorn web process (2 workers) scraped like Prometheus (/metrics, /healthz
+every 2 s). The load generator commits vital-signs compositions round robin
+over the EHRbase sites answering on 8101..; the rate steps up (``--rates``),
+``--step-seconds`` each, until a step is not held. A step is held when the
+engine finished at least 90 % of what was committed during the step and the
+backlog (our commits not yet finished) at its end is at most 2 s of load.
+``--full`` then holds the highest held rate for 10 minutes.
+
+Beside it, with no engine: the same records (the engine's own canonical
+compositions, mapped again under another site name so every create is new)
+as the same transaction bundles, posted straight to HAPI by as many threads as
+the engine has worker children: HAPI's own rate. Ratio = engine / raw.
+
+Memory: RSS (from /proc) of every worker, beat, poll-loop and web process,
+sampled every second through the run. CPU seconds per component (engine,
+HAPI, EHRbase, PostgreSQL, other people's processes) per step. Prints the
+figures, writes bench/results/throughput.json and bench/results/throughput.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _engine as E  # noqa: E402
+
+TERMINAL = ("done", "dead_letter", "conflict")
+
+
+def finished_count(version_uids) -> int:
+    from sync.models import SyncRun
+
+    return SyncRun.objects.filter(change_event__source_version__in=version_uids, status__in=TERMINAL).count()
+
+
+def engine_step(sites, engine, rate: float, seconds: float) -> dict:
+    from sync.models import SyncRun
+
+    cpu = E.CpuMeter(engine)
+    gen = E.LoadGenerator(sites, rate, seconds, seed=int(rate * 100))
+    before_backlog = SyncRun.objects.exclude(status__in=TERMINAL).count()
+    t0 = time.time()
+    done_before = SyncRun.objects.filter(status__in=TERMINAL).count()
+    thread = gen.start_background()
+    samples = []
+    while thread.is_alive():
+        thread.join(1.0)
+        versions = [c.version_uid for c in gen.commits]
+        samples.append({"t": round(time.time() - t0, 1), "committed": len(versions),
+                        "finished": finished_count(versions) if versions else 0,
+                        "engine_backlog": SyncRun.objects.exclude(status__in=TERMINAL).count()})
+    wall = time.time() - t0
+    versions = [c.version_uid for c in gen.commits]
+    finished = finished_count(versions)
+    all_done = SyncRun.objects.filter(status__in=TERMINAL).count() - done_before
+    backlog = len(versions) - finished
+    held = finished >= 0.9 * len(versions) and backlog <= max(3, 2 * rate)
+    out = {"rate_offered": rate, "seconds": round(wall, 1), "committed": len(versions),
+           "commit_rate": round(len(versions) / wall, 2), "failed_commits": len(gen.failures),
+           "finished_of_ours": finished, "finished_all_runs": all_done,
+           "engine_rate": round(all_done / wall, 2), "backlog_at_end": backlog,
+           "engine_backlog_before": before_backlog, "held": held, "generator_lateness_s": gen.lateness(),
+           "loadavg": E.loadavg(), "cpu": cpu.read(), "samples": samples}
+    E.log(f"rate {rate}/s: committed {len(versions)} ({out['commit_rate']}/s), engine finished {all_done} "
+          f"({out['engine_rate']}/s), backlog {backlog} -> {'HELD' if held else 'not held'}; load {out['loadavg']}")
+    return out, versions
+
+
+def raw_bundles(version_uids, tag: str, count: int):
+    """``count`` bundles of the engine's own compositions, mapped again under site ``raw<tag>c<cycle>``.
+
+    The same content as the engine wrote, with new identifiers (so every entry is a real create,
+    as the engine's were); compositions are cycled when there are fewer than ``count``.
+    """
+    from sync import mapping
+    from sync.models import SyncRun
+    from sync.workflow.bundle import build_transaction
+
+    bundles = []
+    runs = list(SyncRun.objects.filter(change_event__source_version__in=version_uids, status="done").order_by("pk"))
+    runs = [r for r in runs if r.checkpoint.get("source_payload")]
+    for i in range(count if runs else 0):
+        cp = runs[i % len(runs)].checkpoint
+        fake_version = f"{uuid.uuid4()}::raw{tag}::1"
+        site = f"raw{tag}c{i // len(runs)}"
+        result = mapping.to_fhir(cp["source_payload"], site=site, ehr_id=cp["ehr_id"], patient_ref=cp["patient_ref"])
+        resources = list(result.resources)
+        provenance = mapping.build_provenance(resources, site, cp["ehr_id"], fake_version)
+        bundle, _ = build_transaction(resources, provenance, {}, fake_version)
+        bundles.append(bundle)
+    return bundles
+
+
+def raw_hapi(bundles, threads: int, seconds: float) -> dict:
+    """Post the bundles to HAPI from ``threads`` threads for at most ``seconds``; bundles per second."""
+    from sync.clients.fhir import FHIRClient
+
+    lock, times, errors = threading.Lock(), [], []
+    queue = list(reversed(bundles))
+    deadline = time.monotonic() + seconds
+
+    def worker():
+        with FHIRClient(E.FHIR, timeout=60) as fhir:
+            while time.monotonic() < deadline:
+                with lock:
+                    if not queue:
+                        return
+                    bundle = queue.pop()
+                t = time.monotonic()
+                try:
+                    fhir.transaction(bundle)
+                    with lock:
+                        times.append(time.monotonic() - t)
+                except Exception as exc:  # noqa: BLE001 - counted
+                    errors.append(f"{type(exc).__name__}: {str(exc)[:160]}")
+
+    cpu = E.CpuMeter(None)
+    t0 = time.monotonic()
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for p in pool:
+        p.start()
+    for p in pool:
+        p.join(seconds + 120)
+    wall = time.monotonic() - t0
+    out = {"threads": threads, "bundles": len(times), "errors": len(errors), "error_sample": errors[:3],
+           "seconds": round(wall, 1), "rate_per_s": round(len(times) / wall, 2) if wall else 0,
+           "transaction_s": E.summary(times), "entries_per_bundle": round(
+               sum(len(b["entry"]) for b in bundles) / len(bundles), 1) if bundles else 0,
+           "loadavg": E.loadavg(), "cpu": cpu.read()}
+    E.log(f"raw HAPI: {len(times)} bundles in {wall:.1f} s with {threads} threads = {out['rate_per_s']}/s "
+          f"(transaction p50 {out['transaction_s'].get('p50')} s, {len(errors)} errors)")
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4.5))
+    steps = results["steps"]
+    offset = 0.0
+    for st in steps:
+        ts = [offset + s["t"] for s in st["samples"]]
+        a.plot(ts, [s["committed"] - s["finished"] for s in st["samples"]], label=f"{st['rate_offered']}/s")
+        offset += st["seconds"]
+    a.set_title("backlog (our commits not finished) per step")
+    a.set_xlabel("s")
+    a.legend(fontsize=7)
+    labels = [f"{s['rate_offered']}" for s in steps]
+    b.bar(labels, [s["engine_rate"] for s in steps], color=["tab:green" if s["held"] else "tab:red" for s in steps],
+          label="engine finished/s")
+    b.plot(labels, [s["commit_rate"] for s in steps], "k.--", label="committed/s")
+    if results.get("raw_hapi"):
+        b.axhline(results["raw_hapi"]["rate_per_s"], color="tab:blue", label="raw HAPI bundles/s")
+    b.set_xlabel("offered rate (events/s)")
+    b.set_title("engine rate per step (green: held)")
+    b.legend(fontsize=7)
+    mem = results["memory"]["per_process"]
+    names = sorted(mem)
+    c.barh(names, [mem[n]["max_mb"] for n in names])
+    c.set_title("max RSS (MB) under load")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="20 s steps, no 10-minute hold")
+    ap.add_argument("--full", action="store_true", help="60 s steps, then 10 minutes at the highest held rate")
+    ap.add_argument("--rates", default="1,2,3,4,6,8,10,15,20", help="offered events/s, stepped up in order")
+    ap.add_argument("--step-seconds", type=float, default=40.0)
+    ap.add_argument("--hold-seconds", type=float, default=600.0)
+    ap.add_argument("--raw-seconds", type=float, default=60.0)
+    ap.add_argument("--concurrency", type=int, default=2, help="pool children per worker node (2 nodes)")
+    ap.add_argument("--ehrs-per-site", type=int, default=4)
+    args = ap.parse_args()
+    if args.quick:
+        args.step_seconds, args.raw_seconds = 20.0, 30.0
+    if args.full:
+        args.step_seconds = 60.0
+    rates = [float(r) for r in args.rates.split(",")]
+    urls = E.running_sites()
+    if not urls:
+        print("no EHRbase site answers on 8101..", file=sys.stderr)
+        return 2
+    mode = "full" if args.full else "quick" if args.quick else "default"
+    results = {"benchmark": "throughput", "host": E.host_info(), "mode": mode, "tree": E.tree_state(),
+               "sites": len(urls), "workers": f"2 nodes x {args.concurrency} children",
+               "command": "bench/throughput.py" + {"full": " --full", "quick": " --quick"}.get(mode, ""),
+               "steps": []}
+    E.log(f"{len(urls)} site(s); load average {E.loadavg()}")
+    tmp = tempfile.mkdtemp(prefix="bench-throughput-")
+    E.log(f"logs in {tmp}")
+    all_versions = []
+    with E.scratch_database("throughput") as db_url, E.PrivateRedis(Path(tmp)) as redis:
+        tag = uuid.uuid4().hex[:6]
+        sites = E.setup_sites(urls, 1, args.ehrs_per_site, tag)
+        with E.Engine(db_url, redis.url, Path(tmp), concurrency=args.concurrency, web=True) as engine:
+            time.sleep(2)
+            memory = E.MemorySampler(engine)
+            memory.start()
+            scraper = E.WebPoller(engine.web_port)
+            scraper.start()
+            E.warm_up(sites)
+            best = None
+            for rate in rates:
+                step, versions = engine_step(sites, engine, rate, args.step_seconds)
+                results["steps"].append(step)
+                all_versions += versions
+                if not step["held"]:
+                    break
+                best = rate
+            results["highest_held_rate_per_s"] = best
+            results["peak_engine_rate_per_s"] = max(s["engine_rate"] for s in results["steps"])
+            if args.full and best:
+                E.log(f"holding {best}/s for {args.hold_seconds:.0f} s")
+                E.wait_done(all_versions, 300, what="drain before the hold")
+                hold, versions = engine_step(sites, engine, best, args.hold_seconds)
+                results["hold"] = {k: v for k, v in hold.items()}
+                all_versions += versions
+            E.log("draining")
+            E.wait_done(all_versions, 600, what="drain")
+            results["web"] = scraper.stop()
+            results["memory"] = memory.stop()
+            results["engine_alive_at_end"] = engine.alive()
+        # The engine is stopped: HAPI's own rate on the same content, same concurrency.
+        # Enough bundles for the whole window at 40/s (more than HAPI did here); the rest are not sent.
+        bundles = raw_bundles(all_versions, tag, count=int(args.raw_seconds * 40))
+        results["raw_hapi"] = raw_hapi(bundles, threads=2 * args.concurrency, seconds=args.raw_seconds)
+    engine_rate = results["highest_held_rate_per_s"] or 0
+    raw = results["raw_hapi"]["rate_per_s"]
+    results["ratio_engine_held_to_raw"] = round(engine_rate / raw, 3) if raw else None
+    results["ratio_engine_peak_to_raw"] = round(results["peak_engine_rate_per_s"] / raw, 3) if raw else None
+    results["target_ratio>=0.7"] = bool(results["ratio_engine_held_to_raw"] and results["ratio_engine_held_to_raw"] >= 0.7)
+    results["host"]["loadavg_at_end"] = E.loadavg()
+    png = E.RESULTS / "throughput.png"
+    plot(results, png)
+    path = E.dump("throughput", results)
+    print(f"\nwrote {path} and {png}")
+    print(f"{'offered/s':>9} {'committed/s':>11} {'engine/s':>9} {'backlog':>8} held")
+    for s in results["steps"]:
+        print(f"{s['rate_offered']:>9} {s['commit_rate']:>11} {s['engine_rate']:>9} {s['backlog_at_end']:>8} {s['held']}")
+    print(f"highest held {engine_rate}/s, peak engine {results['peak_engine_rate_per_s']}/s, raw HAPI {raw}/s "
+          f"-> ratio held/raw {results['ratio_engine_held_to_raw']}, peak/raw {results['ratio_engine_peak_to_raw']}")
+    print("memory, sum of max RSS by role (MB):", results["memory"]["sum_of_max_by_role_mb"])
+    print(f"load average {results['host']['loadavg_at_start']} -> {results['host']['loadavg_at_end']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
