@@ -8,7 +8,9 @@ diagnosis is a cancer, by one documented rule (one way: the profile is derived, 
   behaviour); the benign block D10-D36 is excluded on purpose;
 * or it is an ICD-O-3 topography-with-behaviour or SNOMED CT code from the small list below
   (general malignancy concepts and the frequent primaries; extend the list, do not guess);
-* or the entry carries a TNM cluster (CLUSTER.tnm.v1 / tnm-pathological.v1), i.e. it was staged.
+* or the entry carries a TNM cluster (CLUSTER.tnm.v1 / tnm-pathological.v1), i.e. it was staged;
+* and in every case only when there is a diagnosis name (Condition.code is 1..1 in the profile; an
+  entry rebuilt from a lone FHIR stage group has none).
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ def primary_cancer_profile(ctx, rule, onode, fobj, fmodel, direction):
     name = next((i for i in items if i.get("archetype_node_id") == "at0002"), None)
     cancer = any(is_cancer_code(t, c) for t, c in _codes((name or {}).get("value")))
     cancer = cancer or any(i.get("archetype_node_id") in TNM_CLUSTERS for i in items)
-    if cancer:
+    if cancer and name is not None and name.get("value") is not None:  # the profile requires Condition.code
         profiles = ctx.resource.setdefault("meta", {}).setdefault("profile", [])
         if PRIMARY_CANCER not in profiles:
             profiles.append(PRIMARY_CANCER)

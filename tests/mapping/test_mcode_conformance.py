@@ -141,3 +141,25 @@ def test_ajcc_editions_map_to_the_mcode_staging_method_value_set():
     assert method_coding("AJCC Cancer Staging Manual, 7th edition")["code"] == "443830009"
     assert method_coding("UICC TNM Classification, 8th edition") == UICC
     assert method_coding("local staging") is None
+
+
+# ------------------------------------------------------------------ con-4 and the profile's code
+def test_an_abatement_only_goes_with_a_status_that_allows_it_and_the_date_still_comes_back():
+    from .conftest import CORPUS, load
+    comp = load(CORPUS / "openehr/compositions/ips.composition.json")  # 'Active' + a resolution date
+    back, res = _round_trip(comp)
+    conds = _of(res, "Condition")
+    assert any("abatementDateTime" in c for c in conds)
+    for c in conds:
+        if "abatementDateTime" in c:  # con-4
+            assert c["clinicalStatus"]["coding"][0]["code"] in ("inactive", "resolved", "remission")
+    assert compare_clinical(comp, back) == []
+
+
+def test_a_staged_diagnosis_without_a_name_declares_no_primary_cancer_profile():
+    comp = _fixture()
+    diag = next(e for _, e in rmpath.entries(comp) if "problem_diagnosis" in e["archetype_node_id"])
+    diag["data"]["items"] = [i for i in diag["data"]["items"] if i.get("archetype_node_id") != "at0002"]
+    [cond] = _of(to_fhir(comp, **ARGS).resources, "Condition")
+    assert "code" not in cond and MCODE + "mcode-primary-cancer-condition" not in (cond.get("meta") or {}).get(
+        "profile", [])

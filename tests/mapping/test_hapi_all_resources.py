@@ -1,0 +1,93 @@
+"""Every FHIR resource we produce validates in HAPI with zero errors, declared profiles kept.
+
+Inputs: the oncology fixture (every mapped row, mCODE profiles), every canonical composition of
+the shared corpus and of tests/fixtures that maps, and the FHIR-born side: each corpus FHIR
+example mapped to openEHR and forward again.  HAPI has mCODE STU4 loaded, so meta.profile is
+sent as produced (vital signs, primary cancer condition, TNM, medication request, surgery...)."""
+import copy
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sync.mapping import MappingError, from_fhir, to_fhir
+
+from .conftest import REPO_DIR, corpus_files, load
+from .hapi import hapi_errors
+
+ONCOLOGY = REPO_DIR / "tests/fixtures/oncology/oncology_encounter.composition.json"
+ARGS = dict(site="site1", ehr_id="e1", patient_ref="Patient/p1")
+MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
+
+
+def _with_uid(comp: dict) -> dict:
+    if not (comp.get("uid") or {}).get("value"):  # some corpus exports carry no version uid
+        comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "bbbbbbbb-0000-4000-8000-000000000002::corpus::1"}
+    return comp
+
+
+def _mapped(path) -> list[dict]:
+    try:
+        return to_fhir(_with_uid(load(path)), **ARGS).resources
+    except MappingError:
+        return []  # not a mapped composition: the mapping report lists why
+
+
+def _fhir_born(path) -> list[dict]:
+    doc = load(path)
+    resources = [e["resource"] for e in doc["entry"]] if doc["resourceType"] == "Bundle" else [doc]
+    try:
+        comp = copy.deepcopy(from_fhir(resources, template_id="t").composition)
+        comp["uid"] = {"value": "aaaaaaaa-0000-4000-8000-000000000001::x::1"}
+        return to_fhir(comp, **ARGS).resources
+    except MappingError:
+        return []
+
+
+def _errors(base: str, resources: list[dict]) -> dict[str, list[str]]:
+    with ThreadPoolExecutor(4) as pool:  # HAPI validates in parallel; 0.2-0.4 s each once warm
+        found = list(pool.map(lambda r: hapi_errors(base, r), resources))
+    return {f"{r['resourceType']}/{r['id']} {(r.get('meta') or {}).get('profile', [])}": e
+            for r, e in zip(resources, found) if e}
+
+
+@pytest.mark.integration
+def test_hapi_validates_every_resource_of_the_oncology_fixture(fhir_base_url):
+    resources = to_fhir(load(ONCOLOGY), **ARGS).resources
+    profiles = {p for r in resources for p in (r.get("meta") or {}).get("profile", [])}
+    assert {MCODE + p for p in ("mcode-primary-cancer-condition", "mcode-tnm-stage-group",
+                                "mcode-tnm-primary-tumor-category", "mcode-tnm-regional-nodes-category",
+                                "mcode-tnm-distant-metastases-category", "mcode-cancer-related-medication-request",
+                                "mcode-cancer-related-surgical-procedure")} <= profiles
+    assert _errors(fhir_base_url, resources) == {}
+
+
+# Known, open: a units string that is not UCUM is still sent as a UCUM code (datatypes.quantity_to_fhir
+# has no UCUM grammar check yet): HAPI rejects '..mol/l' (a corpus unit whose micro sign was lost) and
+# 'example-unit'; a FHIR-born '{Breaths}/min' / '{beats}/min' (UCUM-valid, annotation) comes back under
+# the resprate/heartrate profile, which fixes the code to '/min'.  strict: an unexpected pass fails.
+NON_UCUM = pytest.mark.xfail(strict=True, reason="non-UCUM unit sent as UCUM code / annotated vital-sign unit")
+KNOWN = {"lab_laborbefund.composition.json", "mcode_medication_request_placeholder_codes.json",
+         "news2_vitals_observations.bundle.json"}
+
+
+def _params(paths):
+    return [pytest.param(p, marks=NON_UCUM, id=p.name) if p.name in KNOWN else pytest.param(p, id=p.name)
+            for p in paths]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", _params(corpus_files("openehr/compositions/*.composition.json")
+                                         + sorted(REPO_DIR.glob("tests/fixtures/*/*.composition.json"))))
+def test_hapi_validates_every_resource_of_a_corpus_composition(fhir_base_url, path):
+    resources = _mapped(path)
+    assert _errors(fhir_base_url, resources) == {}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", _params(corpus_files("fhir/*.json")))
+def test_hapi_validates_every_resource_made_from_corpus_fhir(fhir_base_url, path):
+    assert _errors(fhir_base_url, _fhir_born(path)) == {}
+
+
+def test_the_fhir_corpus_is_mostly_readable():
+    assert len([r for p in corpus_files("fhir/*.json") for r in _fhir_born(p)]) >= 40
