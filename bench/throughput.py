@@ -197,7 +197,8 @@ def main() -> int:
     mode = "full" if args.full else "quick" if args.quick else "default"
     results = {"benchmark": "throughput", "host": E.host_info(), "mode": mode, "tree": E.tree_state(),
                "sites": len(urls), "workers": f"2 nodes x {args.concurrency} children",
-               "command": "bench/throughput.py" + {"full": " --full", "quick": " --quick"}.get(mode, ""),
+               "command": "bench/throughput.py" + {"full": " --full", "quick": " --quick"}.get(mode, "")
+               + (f" --concurrency {args.concurrency}" if args.concurrency != 2 else ""),
                "steps": []}
     E.log(f"{len(urls)} site(s); load average {E.loadavg()}")
     tmp = tempfile.mkdtemp(prefix="bench-throughput-")
@@ -235,8 +236,8 @@ def main() -> int:
             results["memory"] = memory.stop()
             results["engine_alive_at_end"] = engine.alive()
         # The engine is stopped: HAPI's own rate on the same content, same concurrency.
-        # Enough bundles for the whole window at 40/s (more than HAPI did here); the rest are not sent.
-        bundles = raw_bundles(all_versions, tag, count=int(args.raw_seconds * 40))
+        # Enough bundles for the whole window at 80/s (HAPI did 46/s here); the rest are not sent.
+        bundles = raw_bundles(all_versions, tag, count=int(args.raw_seconds * 80))
         results["raw_hapi"] = raw_hapi(bundles, threads=2 * args.concurrency, seconds=args.raw_seconds)
     engine_rate = results["highest_held_rate_per_s"] or 0
     raw = results["raw_hapi"]["rate_per_s"]
@@ -244,9 +245,10 @@ def main() -> int:
     results["ratio_engine_peak_to_raw"] = round(results["peak_engine_rate_per_s"] / raw, 3) if raw else None
     results["target_ratio>=0.7"] = bool(results["ratio_engine_held_to_raw"] and results["ratio_engine_held_to_raw"] >= 0.7)
     results["host"]["loadavg_at_end"] = E.loadavg()
-    png = E.RESULTS / "throughput.png"
+    name = "throughput" if args.concurrency == 2 else f"throughput_c{args.concurrency}"
+    png = E.RESULTS / f"{name}.png"
     plot(results, png)
-    path = E.dump("throughput", results)
+    path = E.dump(name, results)
     print(f"\nwrote {path} and {png}")
     print(f"{'offered/s':>9} {'committed/s':>11} {'engine/s':>9} {'backlog':>8} held")
     for s in results["steps"]:
