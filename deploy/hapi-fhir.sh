@@ -118,11 +118,12 @@ start() {
   cp "$JAR" "$RUN_JAR.tmp" && mv -f "$RUN_JAR.tmp" "$RUN_JAR"
   log "starting $NAME on $HAPI_BASE (log: $LOG_FILE)"
   # -XX:TieredStopAtLevel=1 (C1 only) starts faster on 2 cores; HAPI_JAVA_OPTS overrides.
+  # setsid: its own session, so ending the caller's process group never takes HAPI down.
   HAPI_DB_PASSWORD="$HAPI_DB_PASSWORD" \
   HAPI_DB_URL="jdbc:postgresql://$PG_HOST:$PG_PORT/$HAPI_DB_NAME" \
   HAPI_DB_USER="$HAPI_DB_USER" \
   HAPI_PACKAGES_DIR="$PACKAGES_DIR" \
-    nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:--XX:TieredStopAtLevel=1} \
+    setsid nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:--XX:TieredStopAtLevel=1} \
       -Djava.awt.headless=true -jar "$RUN_JAR" >"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
   local t0=$SECONDS
