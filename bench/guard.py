@@ -72,16 +72,16 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     rows = []
-    for name, comp in cases().items():
+    for label, comp in cases().items():
         guarded(comp)  # checked once (no undeclared difference on real data), not timed
         t, g = [], []
         for _ in range(args.rounds):
             t.append(per_call(transform, comp, args.seconds))
             g.append(per_call(guarded, comp, args.seconds))
         tm, gm = statistics.median(t), statistics.median(g)
-        rows.append({"row": name, "transform_ms": round(tm * 1000, 3), "transform_guard_ms": round(gm * 1000, 3),
+        rows.append({"row": label, "transform_ms": round(tm * 1000, 3), "transform_guard_ms": round(gm * 1000, 3),
                      "guard_ms": round((gm - tm) * 1000, 3), "overhead": round(gm / tm - 1, 3)})
-        print(f"{name:52s} transform {tm * 1000:7.3f} ms  + guard {gm * 1000:7.3f} ms  "
+        print(f"{label:52s} transform {tm * 1000:7.3f} ms  + guard {gm * 1000:7.3f} ms  "
               f"overhead {100 * (gm / tm - 1):5.1f}%", flush=True)
     total_t = sum(r["transform_ms"] for r in rows)
     total_g = sum(r["transform_guard_ms"] for r in rows)

@@ -99,16 +99,16 @@ def main() -> int:
     args = ap.parse_args()
     before = {r["row"]: r for r in json.loads(args.baseline.read_text())["rows"]} if args.baseline else {}
     rows = []
-    for name, comp in cases().items():
+    for label, comp in cases().items():
         ok = compare_clinical(comp, round_trip(comp)) == []  # checked once, not timed
         fwd, n1 = rate(one_way, comp, args.seconds)
         rt, n2 = rate(round_trip, comp, args.seconds)
-        rows.append({"row": name, "resources": len(one_way(comp)), "one_way_per_s": round(fwd, 1),
+        rows.append({"row": label, "resources": len(one_way(comp)), "one_way_per_s": round(fwd, 1),
                      "round_trip_per_s": round(rt, 1), "round_trip_equal": ok, "runs": [n1, n2]})
-        was = before.get(name)
+        was = before.get(label)
         if was:
             rows[-1].update(before_one_way_per_s=was["one_way_per_s"], before_round_trip_per_s=was["round_trip_per_s"])
-        print(f"{name:52s} {rows[-1]['resources']:3d} res  {fwd:9.1f}/s one way  {rt:9.1f}/s round trip"
+        print(f"{label:52s} {rows[-1]['resources']:3d} res  {fwd:9.1f}/s one way  {rt:9.1f}/s round trip"
               f"  {'equal' if ok else 'DIFFERENT'}"
               + (f"  (before {was['one_way_per_s']:.0f} / {was['round_trip_per_s']:.0f})" if was else ""), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
