@@ -5,7 +5,7 @@ SITES ?= 2
 DEMO_SITES ?= 5
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
-.PHONY: demo venv services stop status migrate test test-unit lock web
+.PHONY: demo venv services stop status migrate test test-unit lock
 
 ## demo: install what is missing, start every server, the engine and the desk, seed synthetic data
 demo: venv
