@@ -19,8 +19,9 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from sync.identity import CENTRAL, central_record_key, record_key, site_source
-from sync.models import ChangeEvent, Cursor, Direction, EngineWrite, RecordLink, Site, SyncRun
+from sync.models import ChangeEvent, Cursor, Direction, RecordLink, Site, SyncRun
 from sync.workflow.dispatch import dispatch_run
+from sync.workflow.echoes import is_own_write
 from sync.workflow.services import get_services
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def record_changes(source: str, site: Site | None, direction: str, changes: list
             if not new:
                 continue
             destination = CENTRAL if site is None else site_source(site.name)
-            if EngineWrite.objects.filter(destination=destination, object_id=change.object_id, version=change.version).exists():
+            if is_own_write(destination, change.object_id, change.version):
                 ChangeEvent.objects.filter(pk=event.pk).update(status=ChangeEvent.Status.ECHO)
                 continue
             run = SyncRun.objects.create(

@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sync.identity import SOURCE_SYSTEM, provenance_id
+from sync.identity import CENTRAL, SOURCE_SYSTEM, provenance_id
 
-from .content import resource_key
+from .content import refs_of, resource_key
 
 _URN_NS = uuid.UUID("0b7f7e1a-2c55-4d0a-8d0b-8f4b3f6a1c22")
 
@@ -73,3 +73,22 @@ def _rewrite_refs(value: Any, refs: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [_rewrite_refs(v, refs) for v in value]
     return value
+
+
+def written_entries(keys: list[str | None], answer) -> list[dict]:
+    """The record's resources as the transaction answered (deletes and the Provenance left out)."""
+    return [
+        {"key": key, "type": entry.resource_type, "id": entry.id, "version": entry.version_id}
+        for key, entry in zip(keys, answer.entries)
+        if key is not None
+    ]
+
+
+def central_write_audit(audit, written: list[dict], resources: list[dict], bundle: dict) -> dict:
+    """The audit fields of a central transaction: where it went and the hash of what was sent."""
+    return {
+        "destination": CENTRAL,
+        "destination_object": ",".join(refs_of(written))[:250],
+        "written_hash": audit.payload_hash(resources),
+        "detail": {"entries": len(bundle["entry"])},
+    }

@@ -16,8 +16,9 @@ from sync.identity import CENTRAL, site_source
 from sync.models import ChangeEvent, Conflict, EngineWrite, PatientLink, RecordLink, Step, SyncRun
 
 from . import guard
-from .bundle import build_transaction
+from .bundle import build_transaction, central_write_audit, written_entries
 from .content import record_content, refs_of
+from .echoes import central_writes, is_own_write, recording
 from .patients import ensure_central_patient
 from .payload import check_rm, check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
@@ -25,9 +26,9 @@ from .result import StepResult, ValidationFailed
 
 def detect(ctx) -> StepResult:
     """Read the source version (unless it is our own echo) and find the central Patient."""
-    run, event, site = ctx.run, ctx.event, ctx.run.site
+    event, site = ctx.event, ctx.run.site
     vo_uid = event.source_object_id
-    if EngineWrite.objects.filter(destination=site_source(site.name), object_id=vo_uid, version=event.source_version).exists():
+    if is_own_write(site_source(site.name), vo_uid, event.source_version):
         return StepResult(terminal=SyncRun.Status.DONE, event_status=ChangeEvent.Status.ECHO, outcome="echo")
     openehr = ctx.services.openehr(site)
     composition = None
@@ -156,27 +157,15 @@ def write(ctx) -> StepResult:
         return StepResult(next_step=Step.AUDIT, outcome=f"skipped_{cp['plan']}", checkpoint={"written": _as_written(cp)})
     bundle, keys = build_transaction(cp["resources"], cp["provenance"], cp["expected"], cp["version_uid"])
     answer = ctx.services.fhir.transaction(bundle)
-    written = _written_entries(keys, answer)
+    written = written_entries(keys, answer)
     provenance_ref = next(
         (f"Provenance/{e.id}" for k, e in zip(keys, answer.entries) if k is None and e.resource_type == "Provenance"), None
     )
-
-    def effects(run):
-        for w in written:
-            EngineWrite.objects.get_or_create(
-                destination=CENTRAL, object_id=f"{w['type']}/{w['id']}", version=w["version"], defaults={"run": run}
-            )
-
     return StepResult(
         next_step=Step.AUDIT,
-        effects=effects,
+        effects=recording(CENTRAL, central_writes(written)),
         checkpoint={"written": written, "provenance_ref": provenance_ref},
-        audit={
-            "destination": CENTRAL,
-            "destination_object": ",".join(refs_of(written))[:250],
-            "written_hash": ctx.services.audit.payload_hash(cp["resources"]),
-            "detail": {"entries": len(bundle["entry"])},
-        },
+        audit=central_write_audit(ctx.services.audit, written, cp["resources"], bundle),
     )
 
 
@@ -203,7 +192,7 @@ def audit(ctx) -> StepResult:
 
 def acknowledge(ctx) -> StepResult:
     """The new base: both versions and the content now on both sides."""
-    run, cp = ctx.run, ctx.checkpoint
+    cp = ctx.checkpoint
     content_hash = cp["content_hash"]
 
     def effects(run):
@@ -253,15 +242,6 @@ def _read_current(fhir, link_resources):
         current.append(resource)
         versions[r["key"]] = resource["meta"]["versionId"]
     return current, versions
-
-
-def _written_entries(keys, answer) -> list[dict]:
-    """The record's resources as the transaction answered (deletes and the Provenance left out)."""
-    return [
-        {"key": key, "type": entry.resource_type, "id": entry.id, "version": entry.version_id}
-        for key, entry in zip(keys, answer.entries)
-        if key is not None
-    ]
 
 
 def _with_versions(expected: dict, versions: dict) -> dict:

@@ -20,11 +20,12 @@ from __future__ import annotations
 from django.utils import timezone
 
 from sync.identity import CENTRAL, site_source
-from sync.models import Conflict, EngineWrite, RecordLink, Resolution, Step, SyncRun
+from sync.models import Conflict, RecordLink, Resolution, Step, SyncRun
 
-from .bundle import build_transaction
-from .content import record_content, refs_of
-from .forward import _read_current, _written_entries
+from .bundle import build_transaction, central_write_audit, written_entries
+from .content import record_content
+from .echoes import central_writes, recording
+from .forward import _read_current
 from .result import StepResult, ValidationFailed
 from .template_check import check_composition_paths
 
@@ -132,15 +133,10 @@ def write(ctx) -> StepResult:
     if cp["site_plan"] == "write":
         ref = services.openehr(site).update_composition(cp["ehr_id"], cp["site_expected"], cp["composition"])
 
-        def site_effects(run):
-            EngineWrite.objects.get_or_create(
-                destination=site_source(site.name), object_id=cp["vo_uid"], version=ref.version_uid, defaults={"run": run}
-            )
-
         return StepResult(
             next_step=Step.WRITE,
             outcome="site_written",
-            effects=site_effects,
+            effects=recording(site_source(site.name), [(cp["vo_uid"], ref.version_uid)]),
             checkpoint={"site_plan": "done", "site_written": ref.version_uid},
             audit={"destination": site_source(site.name), "destination_object": cp["vo_uid"],
                    "destination_version": ref.version_uid, "written_hash": services.audit.payload_hash(cp["composition"])},
@@ -151,20 +147,12 @@ def write(ctx) -> StepResult:
         return StepResult(next_step=Step.AUDIT, outcome="central_noop", checkpoint={"written": written, "site_version": site_version})
     provenance = services.mapping.build_provenance(cp["resources"], site.name, cp["ehr_id"], site_version)
     bundle, keys = build_transaction(cp["resources"], provenance, cp["central_expected"], site_version)
-    written = _written_entries(keys, services.fhir.transaction(bundle))
-
-    def effects(run):
-        for w in written:
-            EngineWrite.objects.get_or_create(
-                destination=CENTRAL, object_id=f"{w['type']}/{w['id']}", version=w["version"], defaults={"run": run}
-            )
-
+    written = written_entries(keys, services.fhir.transaction(bundle))
     return StepResult(
         next_step=Step.AUDIT,
-        effects=effects,
+        effects=recording(CENTRAL, central_writes(written)),
         checkpoint={"written": written, "site_version": site_version},
-        audit={"destination": CENTRAL, "destination_object": ",".join(refs_of(written))[:250],
-               "written_hash": services.audit.payload_hash(cp["resources"]), "detail": {"entries": len(bundle["entry"])}},
+        audit=central_write_audit(services.audit, written, cp["resources"], bundle),
     )
 
 

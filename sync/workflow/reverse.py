@@ -13,11 +13,12 @@ from __future__ import annotations
 from django.utils import timezone
 
 from sync.clients.errors import InvalidRequest, NotFound
-from sync.identity import composition_uid_for, site_source
-from sync.models import Conflict, EngineWrite, PatientLink, RecordLink, Site, Step, SyncRun
+from sync.identity import CENTRAL, composition_uid_for, site_source
+from sync.models import Conflict, PatientLink, RecordLink, Site, Step, SyncRun
 
 from . import guard
 from .content import record_content, resource_key
+from .echoes import is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
 from .template_check import check_composition_paths
@@ -27,7 +28,7 @@ def detect(ctx) -> StepResult:
     """Read the central version (unless it is our echo) and find the sites it goes to."""
     event = ctx.event
     rtype, rid = event.source_object_id.split("/", 1)
-    if EngineWrite.objects.filter(destination="central", object_id=event.source_object_id, version=event.source_version).exists():
+    if is_own_write(CENTRAL, event.source_object_id, event.source_version):
         return StepResult(terminal=SyncRun.Status.DONE, event_status="echo", outcome="echo")
     if event.change_type == "deleted":
         raise ValidationFailed("central deletions are not propagated to sites yet", rule="reverse.delete", path=event.source_object_id)
@@ -139,10 +140,7 @@ def write(ctx) -> StepResult:
 
     def effects(run):
         for t in targets:
-            site = Site.objects.get(pk=t["site_id"])
-            EngineWrite.objects.get_or_create(
-                destination=site_source(site.name), object_id=t["vo_uid"], version=t["written"], defaults={"run": run}
-            )
+            recording(site_source(Site.objects.get(pk=t["site_id"]).name), [(t["vo_uid"], t["written"])])(run)
 
     return StepResult(next_step=Step.AUDIT, effects=effects, checkpoint={"targets": targets})
 
