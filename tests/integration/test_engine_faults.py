@@ -22,18 +22,14 @@ import pytest
 from django.db import connection
 
 from faultproxy import FaultProxy
-from sync.clients.fhir import FHIRClient
-from sync.clients.openehr import OpenEHRClient, template_id_of
+from sync.clients.openehr import template_id_of
 from sync.identity import SOURCE_SYSTEM, provenance_id, source_identifier
 from sync.models import ChangeEvent, Cursor, RecordLink, RunAttempt, Site, SyncRun
 from sync.workflow.reconcile import reconcile_site
+from vitals import CORPUS, REPO, SYSTOLIC_FLAT, TEMPLATE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
-TEMPLATE = "vital_signs_ehrn"
-SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
 REDIS_PORT = int(os.environ.get("CONFLICTDESK_FAULT_REDIS_PORT", "6390"))
 LEASE_SECONDS = 6
 
@@ -165,19 +161,6 @@ def worker(redis_broker, hapi_proxy, fhir_base_url, transactional_db, tmp_path):
 # --- site, records, checks ----------------------------------------------------------
 
 @pytest.fixture
-def cdr(ehrbase_urls):
-    with OpenEHRClient(ehrbase_urls[0]) as client:
-        client.upload_template((CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
-        yield client
-
-
-@pytest.fixture
-def fhir(fhir_base_url):
-    with FHIRClient(fhir_base_url) as client:  # direct: the checks never go through the proxy
-        yield client
-
-
-@pytest.fixture
 def site(transactional_db, ehrbase_urls):
     site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
     Cursor.objects.create(source="site:site1", position=_now() - timedelta(seconds=1))
@@ -192,7 +175,7 @@ def ehr(cdr):
 def commit(cdr, ehr, systolic: float):
     flat = json.loads((CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
     flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
-    flat[SYSTOLIC] = systolic
+    flat[SYSTOLIC_FLAT] = systolic
     tid = template_id_of((CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
     return cdr.create_composition(ehr, flat, template_id=tid)
 

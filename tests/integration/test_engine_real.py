@@ -14,29 +14,22 @@ import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from django.core import mail
 from django.db import connection
 
-from sync.clients.fhir import FHIRClient
-from sync.clients.openehr import OpenEHRClient
 from sync.detection import poll_site
 from sync.identity import provenance_id
 from sync.models import ChangeEvent, Conflict, Cursor, DeadLetter, EngineWrite, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
+from vitals import CORPUS, REPO, SYSTOLIC_FLAT, SYSTOLIC_LOINC, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
 TEST_BROKER = "redis://127.0.0.1:6379/15"
-TEMPLATE = "vital_signs_ehrn"
-SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
-SYSTOLIC_LOINC = "8480-6"
 
 
 def _now():
@@ -90,19 +83,6 @@ def worker(broker, transactional_db, tmp_path):
 
 
 @pytest.fixture
-def cdr(ehrbase_urls):
-    with OpenEHRClient(ehrbase_urls[0]) as client:
-        client.upload_template((CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
-        yield client
-
-
-@pytest.fixture
-def fhir(fhir_base_url):
-    with FHIRClient(fhir_base_url) as client:
-        yield client
-
-
-@pytest.fixture
 def site(transactional_db, ehrbase_urls, settings):
     settings.CONFLICTDESK_STAFF_EMAILS = ["oncall@example.org"]
     site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
@@ -114,14 +94,6 @@ def site(transactional_db, ehrbase_urls, settings):
 @pytest.fixture
 def ehr(cdr):
     return cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
-
-
-def vitals(systolic: float) -> dict:
-    flat = json.loads((CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
-    flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
-    assert SYSTOLIC in flat, "corpus file changed: pick another field to vary"
-    flat[SYSTOLIC] = systolic
-    return flat
 
 
 def template_id(cdr):
@@ -242,6 +214,6 @@ def test_a_central_edit_reaches_the_site_and_does_not_echo(worker, site, cdr, fh
     poll_central()
     link = wait_for(lambda: RecordLink.objects.exclude(openehr_version_uid=v1.version_uid).filter(pk=link.pk).first())
     flat = cdr.get_composition(ehr, link.openehr_version_uid, flat=True).content
-    assert flat[SYSTOLIC] == 135
+    assert flat[SYSTOLIC_FLAT] == 135
     # The site commit we made comes back through detection as an echo, not a run.
     wait_for(lambda: ChangeEvent.objects.filter(source_version=link.openehr_version_uid, status="echo").exists(), timeout=15)

@@ -6,52 +6,25 @@ one would sync the composition with the honest mapping."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from audit.models import AuditEvent
 from sync import mapping
 from sync.clients.errors import NotFound
-from sync.clients.fhir import FHIRClient
-from sync.clients.openehr import OpenEHRClient, template_id_of
+from sync.clients.openehr import template_id_of
 from sync.detection import poll_site
 from sync.identity import SOURCE_SYSTEM, provenance_id
 from sync.mapping import convert
 from sync.models import Cursor, DeadLetter, EngineWrite, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.runner import advance
+from vitals import CORPUS, SYSTOLIC_LOINC, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
-TEMPLATE = "vital_signs_ehrn"
-SYSTOLIC_FLAT = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
-SYSTOLIC = "8480-6"
-
-
-def vitals(systolic: float) -> dict:
-    flat = json.loads((CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
-    flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
-    flat[SYSTOLIC_FLAT] = systolic
-    return flat
-
-
-@pytest.fixture
-def cdr(ehrbase_urls):
-    with OpenEHRClient(ehrbase_urls[0]) as client:
-        client.upload_template((CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
-        yield client
-
-
-@pytest.fixture
-def fhir(fhir_base_url):
-    with FHIRClient(fhir_base_url) as client:
-        yield client
 
 
 @pytest.fixture
@@ -72,7 +45,7 @@ def lossy(monkeypatch):
         real(spec, entry, path, rel, group, *args)
         for res in group:
             for comp in res.get("component") or []:
-                if any(c.get("code") == SYSTOLIC for c in comp["code"].get("coding", [])):
+                if any(c.get("code") == SYSTOLIC_LOINC for c in comp["code"].get("coding", [])):
                     comp.get("valueQuantity", {}).pop("value", None)
 
     monkeypatch.setattr(convert, "_close_unit", close_then_lose)

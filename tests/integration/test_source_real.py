@@ -2,11 +2,8 @@
 the API for the source of a central resource and get EXACTLY the committed composition version back."""
 from __future__ import annotations
 
-import json
-import os
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from rest_framework.authtoken.models import Token
@@ -14,34 +11,17 @@ from rest_framework.test import APIClient
 
 from audit.chain import payload_hash
 from audit.models import AuditEvent
-from sync.clients.openehr import OpenEHRClient, template_id_of
+from sync.clients.openehr import template_id_of
 from sync.detection import poll_site
 from sync.identity import provenance_id
 from sync.models import Cursor, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.runner import advance
 from tests.desk import factories as f
+from vitals import CORPUS, SYSTOLIC_FLAT, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
-TEMPLATE = "vital_signs_ehrn"
-SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
-
-
-def vitals(systolic: float) -> dict:
-    flat = json.loads((CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
-    flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
-    flat[SYSTOLIC] = systolic
-    return flat
-
-
-@pytest.fixture
-def cdr(ehrbase_urls):
-    with OpenEHRClient(ehrbase_urls[0]) as client:
-        client.upload_template((CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
-        yield client
 
 
 @pytest.fixture
@@ -95,7 +75,7 @@ def test_the_source_is_exactly_the_synced_composition_version(site, cdr, api):
     flat = api.get(url + "?format=flat").json()
     assert flat["format"] == "flat" and flat["version_uid"] == v1.version_uid
     assert flat["composition"] == cdr.get_composition(ehr, v1.version_uid, flat=True).content
-    assert flat["composition"][SYSTOLIC] == 118
+    assert flat["composition"][SYSTOLIC_FLAT] == 118
 
     # Once v2 is synced its Provenance is the newest: the source follows it.
     sync_now(site, v2.version_uid)

@@ -14,7 +14,6 @@ our run ids in its own test database.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -37,14 +36,10 @@ from sync.identity import provenance_id, record_key
 from sync.models import ChangeEvent, Cursor, DeadLetter, EngineWrite, RecordLink, RunAttempt, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
+from vitals import CORPUS, REPO, SYSTOLIC_LOINC, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
-TEMPLATE = "vital_signs_ehrn"
-SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
-SYSTOLIC_LOINC = "8480-6"
 RECORDS, VERSIONS = 6, 3
 NODES = ("w1", "w2")
 
@@ -130,13 +125,6 @@ def site(transactional_db, ehrbase_urls):
                                poll_interval_seconds=1, local_demo=True)
     Cursor.objects.create(source=f"site:{site.name}", position=datetime.now(timezone.utc) - timedelta(seconds=1))
     return site
-
-
-def vitals(systolic: float) -> dict:
-    flat = json.loads((CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
-    flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
-    flat[SYSTOLIC] = systolic
-    return flat
 
 
 def systolic(resource: dict):
