@@ -189,6 +189,23 @@ def _transaction_posts(proxy):
     return [e for e in proxy.events("delay") if e.method == "POST" and (e.path or "").rstrip("/").endswith("/fhir")]
 
 
+def _posts_before_write(proxy, at_write, timeout=150) -> set[int]:
+    """The transaction POSTs the proxy had seen while our run was still short of its write step.
+
+    Each round reads the posts and then the run's step; the answer is the posts of the last
+    round in which the step was not yet ``write``. Our POST leaves only after that step is
+    committed, so it can never be among them, however fast the worker is.
+    """
+    deadline, before = time.monotonic() + timeout, set()
+    while time.monotonic() < deadline:
+        seen = {e.seq for e in _transaction_posts(proxy)}
+        if at_write.exists():
+            return before
+        before = seen
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for our run to reach its write")
+
+
 def _exists(fhir, rtype, rid) -> bool:
     from sync.clients.errors import NotFound
 
@@ -227,8 +244,7 @@ def test_a_worker_killed_mid_write_is_replaced_and_nothing_is_duplicated(worker,
     ref = commit(cdr, ehr, 101)
     # The shared CDR may hand the worker other people's compositions too: watch our run, not the first POST.
     at_write = SyncRun.objects.filter(change_event__source_version=ref.version_uid, step="write", status="running")
-    wait_for(at_write.exists, timeout=150, every=0.02, what="our run to reach its write")
-    posts_before = {e.seq for e in _transaction_posts(hapi_proxy)}
+    posts_before = _posts_before_write(hapi_proxy, at_write)
     wait_for(lambda: {e.seq for e in _transaction_posts(hapi_proxy)} - posts_before, timeout=5, every=0.02,
              what="our transaction to be held in the proxy")
     worker.kill()
