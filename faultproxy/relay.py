@@ -121,6 +121,10 @@ class Relay:
             await connection.run()
         except CONNECTION_ERRORS:
             pass
+        except asyncio.CancelledError:
+            # The proxy is stopping. Ending quietly: on Python 3.11 asyncio's stream callback
+            # calls exception() on a cancelled task and logs the CancelledError as an error.
+            pass
         finally:
             connection.upstream.close()
             writer.close()
