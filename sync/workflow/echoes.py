@@ -20,10 +20,11 @@ def recording(destination: str, writes: Iterable[tuple[str, str]]) -> Callable[[
     writes = list(writes)
 
     def effect(run: SyncRun) -> None:
-        for object_id, version in writes:
-            EngineWrite.objects.get_or_create(
-                destination=destination, object_id=object_id, version=version, defaults={"run": run}
-            )
+        # One statement for the whole transaction's answer; a re-run's pairs are already there.
+        EngineWrite.objects.bulk_create(
+            [EngineWrite(destination=destination, object_id=o, version=v, run=run) for o, v in writes],
+            ignore_conflicts=True,
+        )
 
     return effect
 

@@ -59,7 +59,7 @@ def advance(run_id: int, worker: str) -> str:
         try:
             result = steps_for(run)[run.step](Context(run, services))
             # Committing the step can fail too (a value the database refuses): same handling.
-            status = state.finish_step(run_id, worker, result, started)
+            status = state.finish_step(run_id, worker, result, started, record_key=run.record_key)
         except Exception as exc:  # every failure is classified and recorded, none escapes
             status = _fail(run, worker, exc, started)
         log.info("run %s step %s -> %s", run_id, run.step, status)

@@ -58,10 +58,10 @@ def claim_run(run_id: int, worker: str) -> str:
     return CLAIMED
 
 
-def finish_step(run_id: int, worker: str, result: StepResult, started) -> str:
+def finish_step(run_id: int, worker: str, result: StepResult, started, *, record_key: str | None = None) -> str:
     """Commit a step's checkpoint, effects, attempt row and audit event together."""
     with transaction.atomic():
-        run = _locked_if_ours(run_id, worker)
+        run = _locked_if_ours(run_id, worker, record_key)
         if run is None:
             return LEASE_LOST
         step = run.step
@@ -159,18 +159,22 @@ def earlier_unfinished(run: SyncRun):
     return SyncRun.objects.filter(record_key=run.record_key, pk__lt=run.pk).exclude(status__in=TERMINAL)
 
 
-def _lock_run(run_id: int) -> SyncRun:
+def _lock_run(run_id: int, record_key: str | None = None) -> SyncRun:
     """The record's advisory lock, then the run's row: always in this order.
 
     ``_end`` updates the next run of the record while holding both; a claim
     that took the row first and the advisory lock second deadlocked with it.
+    A run's record key never changes, so a caller that has it saves the read.
+    The change event comes along (not locked): every step's audit event names it.
     """
-    lock_record(SyncRun.objects.values_list("record_key", flat=True).get(pk=run_id))
-    return SyncRun.objects.select_for_update().get(pk=run_id)
+    if record_key is None:
+        record_key = SyncRun.objects.values_list("record_key", flat=True).get(pk=run_id)
+    lock_record(record_key)
+    return SyncRun.objects.select_for_update(of=("self",)).select_related("change_event").get(pk=run_id)
 
 
-def _locked_if_ours(run_id: int, worker: str) -> SyncRun | None:
-    run = _lock_run(run_id)
+def _locked_if_ours(run_id: int, worker: str, record_key: str | None = None) -> SyncRun | None:
+    run = _lock_run(run_id, record_key)
     if run.lease_owner != worker or run.status != SyncRun.Status.RUNNING:
         log.warning("run %s: lease lost by %s, step result discarded", run_id, worker)
         return None
