@@ -58,10 +58,26 @@ def site_auth(site) -> tuple[str, str] | None:
     raise SiteConfigError(f"site {site.name} has no credentials_ref and is not marked local_demo")
 
 
+# One HTTP client per server and process, reused by every step: keep-alive connections
+# instead of a new client (and TCP connection) per step. The key holds everything the
+# client was built from, so a changed URL, credential or timeout gets a new one, and the
+# pid, so a forked worker child never shares its parent's sockets.
+_clients: dict[tuple, Any] = {}
+
+
+def _cached_client(key: tuple, make: Callable[[], Any]) -> Any:
+    key = (os.getpid(), *key)
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = make()
+    return client
+
+
 def _openehr_client(site):
     from sync.clients.openehr import OpenEHRClient
 
-    return OpenEHRClient(site.openehr_base_url, auth=site_auth(site), timeout=settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS)
+    url, auth, timeout = site.openehr_base_url, site_auth(site), settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS
+    return _cached_client(("openehr", url, auth, timeout), lambda: OpenEHRClient(url, auth=auth, timeout=timeout))
 
 
 def _default_services() -> Services:
@@ -71,7 +87,8 @@ def _default_services() -> Services:
     from sync import mapping
     from sync.clients.fhir import FHIRClient
 
-    fhir = FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL, timeout=settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS)
+    url, timeout = settings.CONFLICTDESK_FHIR_BASE_URL, settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS
+    fhir = _cached_client(("fhir", url, timeout), lambda: FHIRClient(url, timeout=timeout))
     return Services(
         fhir=fhir,
         openehr=_openehr_client,
