@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import httpx
 
-from .errors import InvalidRequest, PreconditionFailed
+from .errors import ClientError, InvalidRequest, NotFound, PreconditionFailed, TransientError
 from .http import DEFAULT_TIMEOUT, HttpSession, unquote_etag
 
 FHIR_JSON = "application/fhir+json"
@@ -104,6 +104,31 @@ class FHIRClient:
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
         return self.http.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}").json()
+
+    def vread_many(self, refs: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        """Several exact versions (type, id, version) in one round trip, in the order asked.
+
+        A batch of GETs: the server answers each entry on its own, so every
+        entry's status is checked and the first that is not 200 raises the
+        error a single ``vread`` of it would have raised.
+        """
+        if not refs:
+            return []
+        paths = [f"{t}/{i}/_history/{v}" for t, i, v in refs]
+        bundle = {"resourceType": "Bundle", "type": "batch",
+                  "entry": [{"request": {"method": "GET", "url": path}} for path in paths]}
+        answer = self.http.request("POST", "", json=bundle, headers={"Content-Type": FHIR_JSON}).json()
+        entries = answer.get("entry") or []
+        if len(entries) != len(paths):
+            raise InvalidRequest(method="POST", path="(batch)", status=200,
+                                 reason=f"batch answered {len(entries)} entries for {len(paths)} reads")
+        resources = []
+        for path, entry in zip(paths, entries):
+            status = _status_code((entry.get("response") or {}).get("status"))
+            if status != 200 or "resource" not in entry:
+                raise _batch_entry_error(path, status, (entry.get("response") or {}).get("outcome"))
+            resources.append(entry["resource"])
+        return resources
 
     def search(self, resource_type: str, params: Criteria | None = None) -> Iterator[dict[str, Any]]:
         """Every matching resource, following ``next`` links page by page.
@@ -216,6 +241,22 @@ class FHIRClient:
             yield from bundle.get("entry", [])
             # The next link already carries the query (and the server's page id).
             url, params = _link(bundle, "next"), None
+
+
+def _status_code(status: str | None) -> int | None:
+    """``"200 OK"`` -> 200; a missing or malformed status is None."""
+    head = (status or "").split(" ", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _batch_entry_error(path: str, status: int | None, outcome: Any) -> ClientError:
+    """The error a plain GET of ``path`` answered with ``status`` would have raised."""
+    common = dict(method="GET", path=path, status=status, detail=outcome)
+    if status is not None and (status == 429 or status >= 500):
+        return TransientError(**common)
+    if status in (404, 410):
+        return NotFound(**common)
+    return InvalidRequest(**common)
 
 
 def _write_headers() -> dict[str, str]:

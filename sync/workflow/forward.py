@@ -172,7 +172,7 @@ def write(ctx) -> StepResult:
 def audit(ctx) -> StepResult:
     """Read back what is now central and record the three hashes."""
     cp, services = ctx.checkpoint, ctx.services
-    readback = [services.fhir.vread(w["type"], w["id"], w["version"]) for w in cp["written"]]
+    readback = services.fhir.vread_many([(w["type"], w["id"], w["version"]) for w in cp["written"]])
     same = record_content(readback, services.mapping.clinical_content) == cp["content"]
     readback_hash = services.audit.payload_hash(readback)
     return StepResult(

@@ -57,6 +57,9 @@ class FakeFHIR:
         self.faults.check("vread")
         return copy.deepcopy(self.store[(rtype, rid)][int(vid) - 1])
 
+    def vread_many(self, refs):
+        return [self.vread(rtype, rid, vid) for rtype, rid, vid in refs]
+
     def search_identifier(self, rtype, system, value):
         for (t, rid), versions in self.store.items():
             current = versions[-1]

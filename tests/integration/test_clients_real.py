@@ -192,6 +192,17 @@ def test_it_updates_with_if_match_and_refuses_a_stale_version(fhir):
     assert fhir.vread("Patient", created.id, "1")["meta"]["versionId"] == "1"
 
 
+def test_several_exact_versions_are_read_in_one_batch_in_the_order_asked(fhir):
+    a, b = fhir.create(_patient(_mrn())), fhir.create(_patient(_mrn()))
+    fhir.update({**a.resource, "active": True}, if_match_version="1")
+    got = fhir.vread_many([("Patient", b.id, "1"), ("Patient", a.id, "2"), ("Patient", a.id, "1")])
+    assert [(r["id"], r["meta"]["versionId"]) for r in got] == [(b.id, "1"), (a.id, "2"), (a.id, "1")]
+    assert got[1]["active"] is True and "active" not in got[2]
+    with pytest.raises(NotFound) as caught:  # one missing version fails the lot, naming it
+        fhir.vread_many([("Patient", a.id, "1"), ("Patient", a.id, "9")])
+    assert caught.value.path == f"Patient/{a.id}/_history/9"
+
+
 def test_conditional_create_is_idempotent(fhir):
     mrn = _mrn()
     first = fhir.create(_patient(mrn), if_none_exist={"identifier": f"{TEST_SYSTEM}|{mrn}"})
