@@ -160,7 +160,7 @@ def audit(ctx) -> StepResult:
     """Read both sides back and hash what they hold now."""
     cp, services = ctx.checkpoint, ctx.services
     site_now = services.openehr(ctx.run.site).get_composition(cp["ehr_id"], cp["site_version"]).content
-    central = [services.fhir.vread(w["type"], w["id"], w["version"]) for w in cp["written"]]
+    central = services.fhir.vread_many([(w["type"], w["id"], w["version"]) for w in cp["written"]])
     same = record_content(central, services.mapping.clinical_content) == cp["record"]
     readback_hash = services.audit.payload_hash({"site": site_now, "central": central})
     return StepResult(
