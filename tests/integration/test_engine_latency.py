@@ -21,9 +21,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.db import connection
 
-from sync.models import ChangeEvent, Cursor, RunAttempt, Site, SyncRun
+from engine_harness import PrivateRedis, Worker, commit, wait_for
+from vitals import CORPUS, REPO, TEMPLATE
 
-from test_engine_faults import REPO, PrivateRedis, Worker, commit, wait_for  # noqa: I001 (same folder)
+from sync.models import ChangeEvent, Cursor, RunAttempt, Site, SyncRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,8 +62,6 @@ def percentile(values, p):
 @pytest.mark.parametrize("mode", ["beat", "loop"])
 def test_latency_at_a_1_s_poll_interval(mode, engine_env, ehrbase_urls, tmp_path):
     from sync.clients.openehr import OpenEHRClient
-
-    from test_engine_faults import CORPUS, TEMPLATE
 
     site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
     Cursor.objects.create(source="site:site1", position=datetime.now(timezone.utc))

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from harness import PrivateRedis, Worker, now, worker_env
+from engine_harness import PrivateRedis, Worker, now, worker_env
 
 from faultproxy import FaultProxy
 from sync.models import Cursor, Site

@@ -2,7 +2,7 @@
 
 From the engine's side a stopped server is a refused connection: the fault
 proxy's ``down`` refuses new connections and cuts live ones, without stopping
-the JVMs the rest of the suite shares. The harness (``harness.py``) has the rest.
+the JVMs the rest of the suite shares. The harness (``tests/integration/engine_harness.py``) has the rest.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from harness import SteadyLoad, assert_survived, commit, now, runs_of, synced, wait_all_synced, wait_for
+from engine_harness import SteadyLoad, assert_survived, commit, now, runs_of, synced, wait_all_synced, wait_for
 
 from sync.actions import do_redrive_dead_letter
 from sync.models import ChangeEvent, Cursor, DeadLetter, RunAttempt, SyncRun

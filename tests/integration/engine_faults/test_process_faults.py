@@ -1,6 +1,6 @@
 """Process faults under the engine: a worker SIGKILLed mid-write, the broker restarted, PostgreSQL restarted.
 
-The harness (``harness.py``) says what is real and what is ours.
+The harness (``tests/integration/engine_harness.py``) says what is real and what is ours.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 from django.db import connection
-from harness import (
+from engine_harness import (
     LEASE_SECONDS, SteadyLoad, assert_survived, commit, exists, now, synced, wait_all_synced, wait_for,
 )
 
