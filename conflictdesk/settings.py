@@ -206,6 +206,10 @@ CONFLICTDESK_SWEEP_SECONDS = env_int("CONFLICTDESK_SWEEP_SECONDS", 10)
 # Re-read this much before each cursor to absorb clock skew; rows are de-duplicated.
 CONFLICTDESK_POLL_OVERLAP_SECONDS = env_int("CONFLICTDESK_POLL_OVERLAP_SECONDS", 5)
 CONFLICTDESK_CENTRAL_POLL_SECONDS = env_int("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)
+# Where watching the central server starts the first time (ISO 8601, e.g. 2026-01-01T00:00:00Z).
+# Unset: from the moment the engine first polls it; central changes made before that do not
+# flow back (set a date to backfill them). Sites always start from their beginning.
+CONFLICTDESK_CENTRAL_SINCE = env_str("CONFLICTDESK_CENTRAL_SINCE", "")
 # Resource types whose central changes flow back to the sites.
 CONFLICTDESK_FLOWBACK_TYPES = env_list("CONFLICTDESK_FLOWBACK_TYPES") or [
     "Observation", "Condition", "Procedure", "MedicationRequest", "CarePlan", "DiagnosticReport",

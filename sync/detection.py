@@ -71,7 +71,7 @@ def poll_site(site: Site) -> int:
 def poll_central() -> int:
     """One detection pass over the central server's history for the flow-back types."""
     fhir = get_services().fhir
-    cursor, _ = Cursor.objects.get_or_create(source=CENTRAL)
+    cursor, _ = Cursor.objects.get_or_create(source=CENTRAL, defaults={"position": central_start()})
     since = (cursor.position or EPOCH) - timedelta(seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
     entries = list(fhir.history(since, settings.CONFLICTDESK_FLOWBACK_TYPES))
     changes = [
@@ -88,6 +88,21 @@ def poll_central() -> int:
     changes.sort(key=lambda c: (c.committed_at or EPOCH, c.number))
     newest = max((c.committed_at for c in changes if c.committed_at), default=None)
     return record_changes(CENTRAL, None, Direction.TO_OPENEHR, changes, newest)
+
+
+def central_start() -> datetime:
+    """Where a never-polled central server is first read from.
+
+    Not the beginning of time: a central server that predates the engine may hold years of
+    history, none of it changes made for the engine to carry, and the first pass would read
+    it all at once. ``CONFLICTDESK_CENTRAL_SINCE`` backfills from a date when that is wanted.
+    """
+    if settings.CONFLICTDESK_CENTRAL_SINCE:
+        since = datetime.fromisoformat(settings.CONFLICTDESK_CENTRAL_SINCE)
+        if since.tzinfo is None:
+            raise ValueError("CONFLICTDESK_CENTRAL_SINCE needs a time zone, e.g. 2026-01-01T00:00:00Z")
+        return since
+    return timezone.now()
 
 
 def record_changes(source: str, site: Site | None, direction: str, changes: list[Change], newest) -> int:

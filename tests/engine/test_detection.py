@@ -37,11 +37,36 @@ def test_central_history_is_queued_oldest_first_and_echoes_skipped(engine):
                                last_updated=(T0 + timedelta(seconds=s)).isoformat())
 
     engine.fhir.history = lambda since, types: iter([entry("c1", 2, 5), entry("c1", 1, 3), entry("c2", 1, 4)])
+    Cursor.objects.create(source="central", position=T0)
     EngineWrite.objects.create(destination="central", object_id="Condition/c2", version="1")
     assert poll_central() == 2
     runs = list(SyncRun.objects.order_by("pk").values_list("change_event__source_object_id", "change_event__source_version"))
     assert runs == [("Condition/c1", "1"), ("Condition/c1", "2")]
     assert Cursor.objects.get(source="central").position == T0 + timedelta(seconds=5)
+
+
+def _asked_since(engine) -> list:
+    asked = []
+    engine.fhir.history = lambda since, types: asked.append(since) or iter([])
+    return asked
+
+
+def test_a_never_polled_central_server_is_read_from_now_not_from_its_beginning(engine, settings):
+    settings.CONFLICTDESK_CENTRAL_SINCE = ""
+    asked = _asked_since(engine)
+    before = datetime.now(timezone.utc)
+    poll_central()
+    overlap = timedelta(seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
+    assert before - overlap <= asked[0] <= datetime.now(timezone.utc) - overlap
+    assert Cursor.objects.get(source="central").position >= before
+
+
+def test_a_backfill_date_is_where_a_never_polled_central_server_is_read_from(engine, settings):
+    settings.CONFLICTDESK_CENTRAL_SINCE = "2026-01-01T00:00:00Z"
+    asked = _asked_since(engine)
+    poll_central()
+    overlap = timedelta(seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
+    assert asked == [datetime(2026, 1, 1, tzinfo=timezone.utc) - overlap]
 
 
 def _links(engine, *vo_uids):
