@@ -149,10 +149,9 @@ def test_two_workers_process_each_version_once_and_in_order(cluster, site, ehrba
         cdr.upload_template(opt)
         ehr = cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
         started = datetime.now(timezone.utc)
-        # Seed the central Patient first. KNOWN ENGINE BUG, reported: when the first versions of several
-        # compositions of a NEW patient run at once, their conditional creates of the Patient race on HAPI;
-        # the loser gets 409 HAPI-0550 and the detect step dead-letters it ("rejected"). About 1 burst in 5
-        # hit it here. This test is about records, so the patient exists before the burst.
+        # Seed the central Patient first: this test is about records. The race of several first versions
+        # of a new patient creating its Patient at once (HAPI's 409 HAPI-0550 to the loser) is handled in
+        # sync/workflow/patients.py and tested in tests/engine/test_patient_race.py.
         seed = cdr.create_composition(ehr, vitals(99), template_id=template)
         poll_site(site)
         wait_for(lambda: RecordLink.objects.filter(openehr_version_uid=seed.version_uid).exists(), 120,
