@@ -176,11 +176,8 @@ def fetch(located: Located, *, fmt: str = "canonical") -> SourceResult:
     if not site.enabled:
         raise unavailable(SourceUnavailable, f"site {site.name} is disabled", None)
     try:
-        client = services.openehr(site)
-        try:
-            composition = client.get_composition(located.ehr_id, located.version_uid, flat=fmt == "flat")
-        finally:
-            getattr(client, "close", lambda: None)()
+        # The services' client is the process's, shared with the engine: never closed here.
+        composition = services.openehr(site).get_composition(located.ehr_id, located.version_uid, flat=fmt == "flat")
     except SiteConfigError as exc:
         raise unavailable(SourceUnavailable, f"site {site.name} is not configured for reading ({exc})", exc) from exc
     except NotFound as exc:

@@ -101,6 +101,10 @@ class HttpSession:
     def close(self) -> None:
         self._client.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
 
 def error_for(response: httpx.Response, stale_statuses: frozenset[int]) -> ClientError:
     """Map a non-2xx response to the error the engine acts on."""

@@ -66,9 +66,10 @@ _clients: dict[tuple, Any] = {}
 
 
 def _cached_client(key: tuple, make: Callable[[], Any]) -> Any:
+    """The process's client for ``key``; a new one if there is none yet or a caller closed it."""
     key = (os.getpid(), *key)
     client = _clients.get(key)
-    if client is None:
+    if client is None or client.http.closed:
         client = _clients[key] = make()
     return client
 
