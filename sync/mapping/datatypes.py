@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote, unquote
 
 from . import terminology as term
+from .ucum import is_ucum
 
 DAR_SYSTEM = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 DAR_EXT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
@@ -71,11 +72,14 @@ def human_unit(code: str) -> str:
 
 
 def quantity_to_fhir(dv: dict) -> dict:
+    """DV_QUANTITY -> Quantity. A unit that is not a UCUM code goes as ``unit`` text alone:
+    claiming the UCUM system for it would be false (and HAPI refuses it); it round-trips as written."""
     units = dv.get("units", "")
     code = ucum_code(units)
     q = {"value": dv["magnitude"], "unit": dv.get("units_display_name") or human_unit(code)}
     if dv.get("units_system") in (None, "", term.UCUM, "UCUM"):
-        q.update(system=term.UCUM, code=code)
+        if is_ucum(code):
+            q.update(system=term.UCUM, code=code)
     else:
         q.update(system=dv["units_system"], code=units)
     return q

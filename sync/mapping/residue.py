@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from . import datatypes as dt
 from . import rmpath, terminology
 from .fidelity import _norm_rm, _same, same_value
+from .ucum import is_ucum
 
 URL = terminology.SD_BASE + "openehr-residue"
 _CHILD_ATTRS_SKIP = {"name"}
@@ -107,14 +108,13 @@ def _typed(node: dict):
     return (suffix, val) if same_value(back, node["value"]) and _fhir_safe(suffix, val) else None
 
 
-_UCUM_BAD = re.compile(r"[?\s]")  # not UCUM (outside {annotations}): e.g. a '?' placeholder unit
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,3})?$")  # HAPI rejects longer fractions
 
 
 def _fhir_safe(suffix: str, val) -> bool:
     """A typed value[x] HAPI would reject goes as ``rm`` JSON instead (exact either way)."""
     if suffix == "Quantity" and val.get("system") == terminology.UCUM:
-        return bool(val.get("code")) and not _UCUM_BAD.search(re.sub(r"\{[^}]*\}", "", val["code"]))
+        return is_ucum(val.get("code") or "")
     if suffix == "Time":
         return bool(_TIME.match(str(val)))
     return True

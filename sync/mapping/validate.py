@@ -4,7 +4,10 @@ R4B is wire-compatible with R4 for every resource we emit; the model class is
 looked up from resourceType so new rows need no change here.  Our own residue
 extensions of the plain string shape are checked by a fast exact rule instead of
 building five models each (see ``residue_ok``): they were most of the cost.  This is not
-profile validation (no vitalsigns/mCODE invariants): that belongs to HAPI.
+profile validation (no mCODE invariants): that belongs to HAPI. One profile rule
+is checked here because the mapping itself can break it: a vital sign's quantity
+must carry a UCUM code (``vital_sign_unit_issues``), and a hand-written openEHR
+unit that is not UCUM leaves it without one.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import re
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from .terminology import SD_BASE
+from .terminology import SD_BASE, UCUM
 
 _RESIDUE = SD_BASE + "openehr-residue"
 _RESIDUE_PARTS = {"path", "attribute", "name", "rm", "basis"}
@@ -73,4 +76,19 @@ def validate_fhir(resource: dict) -> list[str]:
         return [f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}" for e in exc.errors()]
     except (ValueError, TypeError) as exc:
         return [f"{exc.__class__.__name__}"]
-    return []
+    return vital_sign_unit_issues(resource)
+
+
+_VITALSIGNS = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
+
+
+def vital_sign_unit_issues(resource: dict) -> list[str]:
+    """The vital-signs profile's unit rule: every valueQuantity (the value's and each component's)
+    has system UCUM and a code. Only for Observations that claim the profile."""
+    if resource.get("resourceType") != "Observation" or _VITALSIGNS not in ((resource.get("meta") or {}).get("profile") or []):
+        return []
+    places = [("valueQuantity", resource.get("valueQuantity"))]
+    places += [(f"component[{i}].valueQuantity", c.get("valueQuantity"))
+               for i, c in enumerate(resource.get("component") or []) if isinstance(c, dict)]
+    return [f"{where}.code: the vital-signs profile requires a UCUM code (unit is not UCUM)"
+            for where, q in places if isinstance(q, dict) and (q.get("system") != UCUM or not q.get("code"))]

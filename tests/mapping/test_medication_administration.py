@@ -264,6 +264,8 @@ def test_a_non_uri_issuer_becomes_a_naming_system_uri_and_comes_back():
 def test_residue_values_hapi_would_reject_travel_as_rm_json():
     from sync.mapping.residue import _typed
     el = {"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": "x"}, "archetype_node_id": "at0001"}
-    assert _typed({**el, "value": {"_type": "DV_QUANTITY", "magnitude": 1.0, "units": "?"}}) is None
+    # A unit that is not UCUM is unit text without a UCUM claim: typed, and HAPI takes it.
+    assert _typed({**el, "value": {"_type": "DV_QUANTITY", "magnitude": 1.0, "units": "?"}}) == (
+        "Quantity", {"value": 1.0, "unit": "?"})
     assert _typed({**el, "value": {"_type": "DV_TIME", "value": "16:05:19.513694"}}) is None
     assert _typed({**el, "value": {"_type": "DV_QUANTITY", "magnitude": 1.0, "units": "mg"}})[0] == "Quantity"
