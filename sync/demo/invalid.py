@@ -6,9 +6,10 @@ Two families, observed against EHRbase 2.16 and the mapping layer as of this wri
 Dead letters (the site ACCEPTS them, the engine refuses them):
 
 * ``unit_not_a_code``: a haemoglobin result whose unit is ``"g /  dL"``. The analyte unit is
-  unconstrained in the template, so EHRbase stores it; the mapping copies it into
-  ``Observation.valueQuantity.code``, which fails R4 validation (``code`` allows no double or
-  edge spaces) -> ``ValidationFailed``, dead letter cause ``validation``.
+  unconstrained in the template, so EHRbase stores it; it is no UCUM code and no
+  ``units_system`` names another system, which the RM check of the engine's validate-source
+  step refuses (rule ``rm.dv_quantity.units.ucum``) -> ``ValidationFailed``, dead letter cause
+  ``validation``.
 * ``no_entries``: a composition with its context but no content at all (no entry is mandatory
   in the template). ``to_fhir`` refuses a composition without ``content`` (``MalformedInput``)
   -> dead letter cause ``mapping``.
@@ -71,7 +72,7 @@ def bp_without_values(rng: random.Random, when: datetime) -> dict[str, Any]:
 
 
 CASES = {
-    "unit_not_a_code": (unit_not_a_code, True, "unit 'g /  dL' is no FHIR code: R4 validation fails (dead letter)"),
+    "unit_not_a_code": (unit_not_a_code, True, "unit 'g /  dL' is no UCUM code: the RM check fails (dead letter)"),
     "no_entries": (no_entries, True, "no content: to_fhir raises MalformedInput (dead letter)"),
     "missing_test_name": (missing_test_name, False, "mandatory test name missing: EHRbase 422"),
     "bp_without_values": (bp_without_values, False, "blood pressure event without values: EHRbase 422"),

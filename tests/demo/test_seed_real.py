@@ -13,6 +13,8 @@ from sync.demo.generator import SUBJECT_NAMESPACE, generate_patients
 from sync.demo.invalid import CASES, invalid_case
 from sync.demo.seed import seed_site, trickle
 from sync.mapping import MappingError, UnknownArchetype, UnmappedTemplate, to_fhir, validate_fhir
+from sync.workflow.payload import check_rm
+from sync.workflow.result import ValidationFailed
 
 from .test_generator import EXTRA_SHAPES
 
@@ -112,6 +114,10 @@ def test_invalid_cases_behave_as_documented(cdr, seeded, kind):
         return
     ref = cdr.create_composition(ehr_id, case.flat, template_id=TEMPLATE_ID)
     canonical = cdr.get_composition(ehr_id, ref.uid).content
+    try:
+        check_rm(canonical)  # the engine's validate-source step
+    except ValidationFailed:
+        return  # dead letter (cause validation)
     try:
         out = to_fhir(canonical, site="site-demo", ehr_id=ehr_id, patient_ref="Patient/demo")
     except MappingError:
