@@ -15,6 +15,10 @@ WEB_PORT="${CONFLICTDESK_WEB_PORT:-8000}"
 export CONFLICTDESK_DEMO_PASSWORD="${CONFLICTDESK_DEMO_PASSWORD:-oncology-demo-2026}"
 # Detection runs in its own loop process (lowest latency); beat keeps sweeps and anchors.
 export CONFLICTDESK_POLL_LOOP=1
+# The demo's sites keep their own databases: a machine that also ran the tests or the
+# benchmarks holds thousands of their compositions in ehrbase_site{i}, which the demo
+# would otherwise sync first, for many minutes, before anything of its own.
+export EHRBASE_DB_PREFIX="${EHRBASE_DB_PREFIX:-ehrbase_demo_site}"
 export CONFLICTDESK_STAFF_EMAILS="${CONFLICTDESK_STAFF_EMAILS:-steward@demo.conflictdesk.local}"
 export CONFLICTDESK_SITE_URLS="$(for i in $(seq 1 "$N_SITES"); do printf 'http://127.0.0.1:%d/ehrbase/rest/openehr/v1,' $((8100+i)); done)"
 

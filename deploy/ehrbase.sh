@@ -2,7 +2,7 @@
 # EHRbase 2.16 CDRs, one per site, built from Maven Central (no Docker).
 #
 # Usage: deploy/ehrbase.sh start [N] | stop | status [N] | build
-#   start N   build deploy/ehrbase (once), prepare database ehrbase_site{i} and
+#   start N   build deploy/ehrbase (once), prepare database ${EHRBASE_DB_PREFIX}{i} and
 #             start site i on http://127.0.0.1:$((8100+i))/ehrbase for i in 1..N
 #             (N defaults to $CONFLICTDESK_SITES, else 2). Instances already
 #             answering are left alone. Waits until every instance answers
@@ -13,6 +13,9 @@
 #
 # Environment:
 #   EHRBASE_DB_PASSWORD   password of the roles ehrbase / ehrbase_restricted (dev default)
+#   EHRBASE_DB_PREFIX     site i's database is <prefix><i> (default ehrbase_site; the demo
+#                         uses ehrbase_demo_site, so its sites hold demo data only, never the
+#                         tests' and benchmarks' thousands of compositions)
 #   EHRBASE_JAVA_OPTS     JVM options (default: small heap, serial GC, C1 only)
 #   EHRBASE_START_TIMEOUT seconds to wait for all instances (default 300)
 # Needs PostgreSQL on $PGHOST:$PGPORT (deploy/postgres.sh start).
@@ -30,6 +33,8 @@ BASE_PORT=8100
 DB_ADMIN_ROLE=ehrbase               # owns schemas ehr/ext, runs Flyway
 DB_USER_ROLE=ehrbase_restricted     # runtime role: DML only
 DB_PASSWORD="${EHRBASE_DB_PASSWORD:-ehrbase-dev}"
+DB_PREFIX="${EHRBASE_DB_PREFIX:-ehrbase_site}"
+[[ "$DB_PREFIX" =~ ^[a-z_][a-z0-9_]*$ ]] || die "EHRBASE_DB_PREFIX must be a lower-case SQL name, got '$DB_PREFIX'"
 START_TIMEOUT="${EHRBASE_START_TIMEOUT:-300}"
 # Measured: the live heap after start-up and a smoke run is ~70 MB, and 150
 # commits + 42 template uploads ran fine in 256 MB; 384 MB leaves headroom for
@@ -89,10 +94,10 @@ ensure_roles() {
   done
 }
 
-# ensure_site_db I: database ehrbase_siteI prepared as EHRbase expects before
+# ensure_site_db I: database <prefix>I prepared as EHRbase expects before
 # Flyway runs (the steps that need a superuser). Every statement is idempotent.
 ensure_site_db() {
-  local db="ehrbase_site$1"
+  local db="$DB_PREFIX$1"
   if ! psql_super -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
     log "creating database $db"
     psql_super -d postgres -v db="$db" -v owner="$DB_ADMIN_ROLE" <"$SQL_DIR/database.sql"
@@ -116,12 +121,13 @@ launch() {
       -jar "$RUN_JAR" \
       --server.address=127.0.0.1 --server.port="$port" \
       --server.nodename="site$i.conflictdesk.local" \
-      --spring.datasource.url="jdbc:postgresql://$PG_HOST:$PG_PORT/ehrbase_site$i" \
+      --spring.datasource.url="jdbc:postgresql://$PG_HOST:$PG_PORT/$DB_PREFIX$i" \
       --spring.datasource.username="$DB_USER_ROLE" \
       --spring.flyway.user="$DB_ADMIN_ROLE" \
       </dev/null >>"$RUN_DIR/$name.log" 2>&1 8>&- 9>&- ) &
   echo $! >"$RUN_DIR/$name.pid"
-  log "site$i: started pid $! on port $port (log: $RUN_DIR/$name.log)"
+  echo "$DB_PREFIX$i" >"$RUN_DIR/$name.db"
+  log "site$i: started pid $! on port $port, database $DB_PREFIX$i (log: $RUN_DIR/$name.log)"
 }
 
 start() {
@@ -133,7 +139,13 @@ start() {
   exec 8>"$RUN_DIR/ehrbase-start.lock"
   flock 8
   for i in $(seq 1 "$n"); do
-    if answering "$i"; then log "site$i already answering on port $(port_of "$i"); left alone"; continue; fi
+    if answering "$i"; then
+      log "site$i already answering on port $(port_of "$i"); left alone"
+      local running_db; running_db="$(cat "$RUN_DIR/ehrbase-site$i.db" 2>/dev/null || true)"
+      [ -n "$running_db" ] && [ "$running_db" != "$DB_PREFIX$i" ] && \
+        log "WARNING: site$i runs on database $running_db, not $DB_PREFIX$i (make stop first to switch)"
+      continue
+    fi
     if pid_alive "ehrbase-site$i"; then log "site$i (pid $(cat "$RUN_DIR/ehrbase-site$i.pid")) is still starting"; pending+=("$i"); continue; fi
     port_listening "$i" && die "port $(port_of "$i") is taken by something that is not our EHRbase site$i"
     pending+=("$i")

@@ -405,6 +405,7 @@ def script_launch_options(i: int, *, pg_host: str, pg_port: str) -> dict[str, st
         "port": str(int(script_var("ehrbase.sh", "BASE_PORT")) + i), "i": str(i),
         "PG_HOST": pg_host, "PG_PORT": pg_port,
         "DB_USER_ROLE": script_var("ehrbase.sh", "DB_USER_ROLE"), "DB_ADMIN_ROLE": script_var("ehrbase.sh", "DB_ADMIN_ROLE"),
+        "DB_PREFIX": script_var("ehrbase.sh", "DB_PREFIX"),  # its default: the containers hold no demo
     }
     options = {}
     for key, raw in re.findall(r"--([a-z][\w.-]*)=(\"[^\"]*\"|\S+)", body):
