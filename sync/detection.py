@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from sync.clients.errors import NotFound
 from sync.identity import CENTRAL, central_record_key, record_key, site_source
 from sync.models import ChangeEvent, Cursor, Direction, RecordLink, Site, SyncRun
 from sync.workflow.dispatch import dispatch_run
@@ -171,15 +172,35 @@ def _site_deletions(client, site: Site) -> list[Change]:
     if not linked:
         return []
     live = {row["version_uid"].split("::", 1)[0] for row in paged_query(client, LIVE_COMPOSITIONS_AQL)}
-    changes = []
+    changes, unknown = [], []
     for vo_uid in sorted(set(linked) - live):
         ehr_id = linked[vo_uid]
-        last = client.revision_history(ehr_id, vo_uid)[-1]
+        try:
+            last = client.revision_history(ehr_id, vo_uid)[-1]
+        except NotFound:
+            # No history at all (the EHR purged, the site's database restored from an older
+            # backup): nothing says it was deleted, and one such record must not stop the
+            # site's detection. Left for a person: `reconcile` lists what the site lacks.
+            unknown.append(vo_uid)
+            continue
         if (last.change_type or "").lower() != "deleted":
             continue  # a paging miss (or not visible yet): still there
         committed = datetime.fromisoformat(last.committed_at) if last.committed_at else None
         changes.append(Change(vo_uid, last.version_uid, int(last.version_uid.rsplit("::", 1)[1]), "deleted", committed, ehr_id))
+    _report_unknown(site, unknown)
     return changes
+
+
+_reported_unknown: set[tuple[str, str]] = set()
+
+
+def _report_unknown(site: Site, vo_uids: list[str]) -> None:
+    """One warning per process for each linked composition the site has no history of (ids only)."""
+    new = [v for v in vo_uids if (site.name, v) not in _reported_unknown]
+    if new:
+        _reported_unknown.update((site.name, v) for v in new)
+        log.warning("site %s: %s linked composition(s) have no history at the site (first: %s); not treated as "
+                    "deletions, see `manage.py reconcile`", site.name, len(new), new[0])
 
 
 def paged_query(client, aql: str, parameters: dict | None = None, *, page_size: int | None = None):

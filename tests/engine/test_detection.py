@@ -115,6 +115,25 @@ def test_a_composition_missed_between_pages_is_not_taken_for_a_deletion(engine):
     assert poll_site(engine.site) == 0 and not ChangeEvent.objects.exists()
 
 
+def test_a_linked_composition_the_site_has_no_history_of_does_not_stop_detection(engine, caplog):
+    from sync.clients.errors import NotFound
+
+    _links(engine, "v-purged")
+    _paged_live(engine, [])
+
+    def no_history(ehr, vo):
+        raise NotFound(method="GET", path=f"ehr/{ehr}/versioned_composition/{vo}/revision_history", status=404)
+
+    engine.openehr.revision_history = no_history
+    engine.openehr.changes_since = lambda since, overlap_seconds: iter(rows(("new", 1, 1)))
+    assert poll_site(engine.site) == 1  # the site's new version is still detected
+    assert list(ChangeEvent.objects.values_list("source_object_id", flat=True)) == ["new"]  # no invented deletion
+    assert "no history at the site (first: v-purged)" in caplog.text
+    caplog.clear()
+    poll_site(engine.site)
+    assert "no history" not in caplog.text  # said once, not every second
+
+
 def test_reconcile_walks_the_keyset_paged_feed_and_can_keep_to_one_ehr(engine):
     from sync.clients.openehr import Revision
     from sync.workflow.reconcile import reconcile_site
