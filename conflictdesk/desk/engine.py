@@ -1,37 +1,18 @@
 """The desk's one door into the sync engine.
 
 Everything the desk asks of the engine goes through these functions, so the
-engine's module layout can change (or land late) without touching a view.
+engine's module layout can change without touching a view.
 ``current_versions`` reads both servers through the engine's own Services, so
 the same fakes the engine tests use work here.
 """
 from __future__ import annotations
 
-import logging
-
-log = logging.getLogger(__name__)
-
-
-class EngineUnavailable(Exception):
-    """The engine does not (yet) offer what the desk needs."""
-
 
 def start_resolution_run(resolution):
-    """Execute a Resolution as a new SyncRun (If-Match on both sides); called inside the decision's transaction.
+    """Execute a Resolution as a new SyncRun (If-Match on both sides); called inside the decision's transaction."""
+    from sync.actions import start_resolution_run as start
 
-    Looked up at call time: the engine names it ``start_resolution_run`` in
-    ``sync.actions`` or ``sync.workflow.resolution``. Returns the run, or
-    raises EngineUnavailable when neither exists yet.
-    """
-    for module_name in ("sync.actions", "sync.workflow.resolution"):
-        try:
-            module = __import__(module_name, fromlist=["start_resolution_run"])
-        except ImportError:
-            continue
-        func = getattr(module, "start_resolution_run", None)
-        if func is not None:
-            return func(resolution)
-    raise EngineUnavailable("the engine has no start_resolution_run yet")
+    return start(resolution)
 
 
 def redrive_dead_letter(letter, *, actor: str):

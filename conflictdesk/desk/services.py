@@ -63,10 +63,10 @@ def decide_conflict(conflict: Conflict, *, user, choice: str, reason: str, field
             decided_by=user,
         )
         Conflict.objects.filter(pk=locked.pk).update(status=Conflict.Status.RESOLVED, closed_at=timezone.now())
-        run = _start_run(resolution)
+        run = engine.start_resolution_run(resolution)
         record_event(
-            action="desk.conflict.decide", outcome="ok" if run else "stored", actor=actor_of(user),
-            record_key=locked.run.record_key, run_id=getattr(run, "pk", None) or locked.run_id,
+            action="desk.conflict.decide", outcome="ok", actor=actor_of(user),
+            record_key=locked.run.record_key, run_id=run.pk,
             patient_link_id=locked.record_link.patient_link_id,
             detail={"conflict_id": locked.pk, "resolution_id": resolution.pk, "choice": choice,
                     "fields": len(comparison.fields), "from_site": sum(1 for v in choices.values() if v == diff.SITE),
@@ -105,14 +105,6 @@ def _content_for(conflict, comparison, choice, field_choices) -> tuple[dict, dic
     if choice == Resolution.Choice.KEEP_SITE:
         content["openehr_composition"] = conflict.openehr_composition
     return content, choices
-
-
-def _start_run(resolution):
-    try:
-        return engine.start_resolution_run(resolution)
-    except engine.EngineUnavailable:
-        # Stored and audited; the engine picks up Resolutions without a run once it can execute them.
-        return None
 
 
 # --- dead letters ------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_detail_has_both_versions_and_the_fields_to_decide(api, people, conflict
     assert [f["id"] for f in body["fields_to_decide"]] == [f.id for f in diff.compare(conflict).fields]
 
 
-def test_a_decision_goes_through_the_desks_service(api, people, conflict, monkeypatch):
+def test_a_decision_goes_through_the_desks_service(api, people, conflict, engine_hook, monkeypatch):
     calls = []
     real = services.decide_conflict
 
@@ -40,7 +40,6 @@ def test_a_decision_goes_through_the_desks_service(api, people, conflict, monkey
 
     monkeypatch.setattr(services, "decide_conflict", spy)
     monkeypatch.setattr(engine, "current_versions", engine.versions_seen)
-    monkeypatch.setattr(engine, "start_resolution_run", lambda resolution: None)
     response = decide(api(people.clinician), conflict, choice="keep_central")
     assert response.status_code == 201, response.content
     (args, kwargs), = calls

@@ -107,17 +107,6 @@ def test_it_refuses_when_the_servers_cannot_be_read(login, people, conflict, eng
     assert response.status_code == 409 and not Resolution.objects.exists()
 
 
-def test_without_the_engine_hook_the_decision_is_stored_and_says_so(login, people, conflict, live_versions, monkeypatch):
-    def missing(resolution):
-        raise engine.EngineUnavailable("not yet")
-
-    monkeypatch.setattr(engine, "start_resolution_run", missing)
-    client = login(people.clinician)
-    response = post_decision(client, conflict, "keep_central")
-    assert response.status_code == 302 and Resolution.objects.count() == 1
-    assert AuditEvent.objects.get(action="desk.conflict.decide").outcome == "stored"
-
-
 def test_the_detail_page_shows_both_sides_the_diff_and_the_base(login, people, conflict):
     page = login(people.clinician).get(reverse("desk:conflict", args=[conflict.pk])).content.decode()
     assert "Body temperature" in page and "38.5 °C" in page  # site, readable, with units

@@ -85,10 +85,7 @@ def decide(request, pk: int):
     except services.DecisionRefused as refused:
         form.add_error(None, str(refused))
         return _page(request, conflict, form, status=409)
-    if decision.run is None:
-        messages.info(request, f"Decision #{decision.resolution.pk} recorded; the engine has not started it yet.")
-    else:
-        messages.success(request, f"Decision #{decision.resolution.pk} recorded; run {decision.run.pk} is writing it to both sides.")
+    messages.success(request, f"Decision #{decision.resolution.pk} recorded; run {decision.run.pk} is writing it to both sides.")
     return redirect("desk:conflicts")
 
 
