@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from . import datatypes as dt
 from . import fhirpath, terminology

@@ -8,7 +8,7 @@ from audit.record import record_event
 
 
 def events(n=3):
-    return [record_event(action=f"sync.write", outcome="ok", actor="worker@h:1", partition="site:site1",
+    return [record_event(action="sync.write", outcome="ok", actor="worker@h:1", partition="site:site1",
                          record_key=f"site:site1:rec{i}", patient_link_id=i) for i in range(n)]
 
 

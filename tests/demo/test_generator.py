@@ -114,7 +114,6 @@ def test_labs_match_the_cancer_and_stay_plausible(patients):
         cancer = cat.CANCERS[p.cancer]
         for e in p.events:
             codes = values(e.flat, "/analyte_name|code")
-            mags = values(e.flat, "/quantity_value|magnitude")
             units = [v for k, v in e.flat.items() if k.endswith("/analyte_result:0/quantity_value|unit")]
             for code, unit in zip(codes, units):
                 assert markers[code].unit == unit

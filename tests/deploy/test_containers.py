@@ -303,7 +303,7 @@ def test_scripts_start_worker_and_beat_from_commands_env():
 
 def test_web_port_is_the_desks_port_everywhere():
     port = script_var("demo.sh", "WEB_PORT")
-    assert re.search(rf'wait_http web "http://127\.0\.0\.1:\$WEB_PORT/healthz"', script("demo.sh"))
+    assert re.search(r'wait_http web "http://127\.0\.0\.1:\$WEB_PORT/healthz"', script("demo.sh"))
     bind = role_command("web")[role_command("web").index("--bind") + 1]
     assert bind == f"0.0.0.0:{port}"
     assert service("web")["ports"] == [f"127.0.0.1:{port}:{port}"]

@@ -37,7 +37,7 @@ def now():
     return datetime.now(timezone.utc)
 
 
-def wait_for(check, timeout, every=0.1, what="condition"):
+def wait_for(check, timeout=120.0, every=0.1, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()

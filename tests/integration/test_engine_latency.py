@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 from django.db import connection
@@ -63,7 +63,7 @@ def percentile(values, p):
 def test_latency_at_a_1_s_poll_interval(mode, engine_env, ehrbase_urls, tmp_path):
     from sync.clients.openehr import OpenEHRClient
 
-    site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
+    Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
     Cursor.objects.create(source="site:site1", position=datetime.now(timezone.utc))
     Cursor.objects.create(source="central", position=datetime.now(timezone.utc))  # not the shared HAPI's history
     env = {**engine_env, "CONFLICTDESK_POLL_LOOP": "1" if mode == "loop" else "0"}

@@ -25,6 +25,7 @@ from sync.models import ChangeEvent, Conflict, Cursor, DeadLetter, EngineWrite, 
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
+from engine_harness import wait_for
 from vitals import CORPUS, REPO, SYSTOLIC_FLAT, SYSTOLIC_LOINC, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,16 +35,6 @@ TEST_BROKER = "redis://127.0.0.1:6379/15"
 
 def _now():
     return datetime.now(timezone.utc)
-
-
-def wait_for(check, timeout=120.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -36,22 +35,13 @@ from sync.identity import provenance_id, record_key
 from sync.models import ChangeEvent, Cursor, DeadLetter, EngineWrite, RecordLink, RunAttempt, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
+from engine_harness import wait_for
 from vitals import CORPUS, REPO, SYSTOLIC_LOINC, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RECORDS, VERSIONS = 6, 3
 NODES = ("w1", "w2")
-
-
-def wait_for(check, timeout=120.0, every=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def free_port() -> int:
