@@ -25,38 +25,27 @@ from .result import StepResult, ValidationFailed
 
 
 def detect(ctx) -> StepResult:
-    """Read the source version (unless it is our own echo) and find the central Patient."""
+    """Read the source version (unless it is our own echo) and the patient's link, if it has one."""
     event, site = ctx.event, ctx.run.site
     vo_uid = event.source_object_id
     if is_own_write(site_source(site.name), vo_uid, event.source_version):
         return StepResult(terminal=SyncRun.Status.DONE, event_status=ChangeEvent.Status.ECHO, outcome="echo")
-    openehr = ctx.services.openehr(site)
     composition = None
     if event.change_type != "deleted":
         with well_formed("composition"):
-            composition = openehr.get_composition(event.ehr_id, event.source_version).content
+            composition = ctx.services.openehr(site).get_composition(event.ehr_id, event.source_version).content
         check_storable(composition)
     link = PatientLink.objects.filter(site=site, ehr_id=event.ehr_id).first()
-    patient = (
-        {"fhir_patient_id": link.fhir_patient_id}
-        if link
-        else ensure_central_patient(ctx.services.fhir, openehr, site.name, event.ehr_id)
-    )
-
-    def effects(run):
-        patient_link, _ = PatientLink.objects.get_or_create(site=site, ehr_id=event.ehr_id, defaults=patient)
-        run.checkpoint["patient_link_id"] = patient_link.pk
-
     payload_hash = ctx.services.audit.payload_hash
     return StepResult(
         next_step=Step.VALIDATE_SOURCE,
-        effects=effects,
         checkpoint={
             "source_payload": composition,
             "vo_uid": vo_uid,
             "version_uid": event.source_version,
             "ehr_id": event.ehr_id,
-            "patient_ref": f"Patient/{patient['fhir_patient_id']}",
+            "patient_ref": f"Patient/{link.fhir_patient_id}" if link else None,
+            **({"patient_link_id": link.pk} if link else {}),
             "source_hash": payload_hash(composition) if composition is not None else "",
         },
         audit={"source_hash": payload_hash(composition) if composition is not None else ""},
@@ -64,8 +53,13 @@ def detect(ctx) -> StepResult:
 
 
 def validate_source(ctx) -> StepResult:
-    """A composition we can map at all: canonical, with the template it was committed against."""
-    composition = ctx.checkpoint["source_payload"]
+    """A composition we can map at all: canonical, with the template it was committed against.
+
+    Only then is a new patient's central Patient found or created: invalid data leaves
+    nothing on the central server, not even the fact that the patient exists.
+    """
+    cp, site = ctx.checkpoint, ctx.run.site
+    composition = cp["source_payload"]
     if composition is not None:
         if composition.get("_type", "COMPOSITION") != "COMPOSITION" or "archetype_node_id" not in composition:
             raise ValidationFailed("not a canonical COMPOSITION", rule="composition.canonical", path="/")
@@ -73,7 +67,16 @@ def validate_source(ctx) -> StepResult:
         if not template_id:
             raise ValidationFailed("composition names no template", rule="composition.template", path="/archetype_details/template_id")
         check_rm(composition)
-    return StepResult(next_step=Step.TRANSFORM)
+    if cp.get("patient_ref"):
+        return StepResult(next_step=Step.TRANSFORM)
+    patient = ensure_central_patient(ctx.services.fhir, ctx.services.openehr(site), site.name, cp["ehr_id"])
+
+    def effects(run):
+        patient_link, _ = PatientLink.objects.get_or_create(site=site, ehr_id=cp["ehr_id"], defaults=patient)
+        run.checkpoint["patient_link_id"] = patient_link.pk
+        run.checkpoint["patient_ref"] = f"Patient/{patient_link.fhir_patient_id}"
+
+    return StepResult(next_step=Step.TRANSFORM, effects=effects)
 
 
 def transform(ctx) -> StepResult:

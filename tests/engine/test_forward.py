@@ -151,6 +151,16 @@ def test_an_invalid_resource_dead_letters_at_once_and_mails_staff(engine):
     assert "not-a-number" not in mail.outbox[0].body
 
 
+def test_invalid_data_of_a_new_patient_leaves_nothing_centrally_not_even_the_patient(engine):
+    bad_units = {"_type": "DV_QUANTITY", "magnitude": 5.2, "units": "..mol/l"}
+    run = engine.commit(37.1, content={"other_details": bad_units})
+    assert engine.drive(run) == SyncRun.Status.DEAD_LETTER
+    letter = DeadLetter.objects.get()
+    assert (letter.step, letter.rule, letter.path) == (Step.VALIDATE_SOURCE, "rm.dv_quantity.units.ucum", "/other_details/units")
+    assert engine.fhir.count("Patient") == 0 and not PatientLink.objects.exists()
+    assert engine.fhir.transactions == []
+
+
 def test_an_unmapped_archetype_dead_letters_as_unmapped(engine):
     run = engine.commit(1, archetype="openEHR-EHR-OBSERVATION.unknown.v1")
     assert engine.drive(run) == SyncRun.Status.DEAD_LETTER
