@@ -259,9 +259,9 @@ def main() -> int:
     path = E.dump("e2e_latency", results)
     print(f"\nwrote {path} and {png}")
     print(f"{'phase':10} {'n':>5} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7}   (commit -> central written, s)")
-    for phase_name, ph in results["phases"].items():
+    for label, ph in results["phases"].items():
         s = ph["commit_to_written_s"]
-        print(f"{phase_name:10} {s['n']:>5} {s.get('p50', 0):>7.3f} {s.get('p95', 0):>7.3f} {s.get('p99', 0):>7.3f} "
+        print(f"{label:10} {s['n']:>5} {s.get('p50', 0):>7.3f} {s.get('p95', 0):>7.3f} {s.get('p99', 0):>7.3f} "
               f"{s.get('max', 0):>7.3f}")
     print(f"targets at 1 s: {results['targets']}; load average {results['host']['loadavg_at_start']} -> "
           f"{results['host']['loadavg_at_end']}")
