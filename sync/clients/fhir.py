@@ -14,8 +14,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import httpx
 
-from .errors import ClientError, InvalidRequest, NotFound, PreconditionFailed, TransientError
-from .http import DEFAULT_TIMEOUT, HttpSession, unquote_etag
+from .errors import InvalidRequest, PreconditionFailed
+from .http import DEFAULT_TIMEOUT, HttpSession, error_for_status, unquote_etag
 
 FHIR_JSON = "application/fhir+json"
 Criteria = str | Mapping[str, str] | Sequence[tuple[str, str]]
@@ -126,7 +126,9 @@ class FHIRClient:
         for path, entry in zip(paths, entries):
             status = _status_code((entry.get("response") or {}).get("status"))
             if status != 200 or "resource" not in entry:
-                raise _batch_entry_error(path, status, (entry.get("response") or {}).get("outcome"))
+                # The error a plain GET of this path answered with this status would have raised.
+                raise error_for_status(status, frozenset(), method="GET", path=path,
+                                       detail=(entry.get("response") or {}).get("outcome"))
             resources.append(entry["resource"])
         return resources
 
@@ -247,16 +249,6 @@ def _status_code(status: str | None) -> int | None:
     """``"200 OK"`` -> 200; a missing or malformed status is None."""
     head = (status or "").split(" ", 1)[0]
     return int(head) if head.isdigit() else None
-
-
-def _batch_entry_error(path: str, status: int | None, outcome: Any) -> ClientError:
-    """The error a plain GET of ``path`` answered with ``status`` would have raised."""
-    common = dict(method="GET", path=path, status=status, detail=outcome)
-    if status is not None and (status == 429 or status >= 500):
-        return TransientError(**common)
-    if status in (404, 410):
-        return NotFound(**common)
-    return InvalidRequest(**common)
 
 
 def _write_headers() -> dict[str, str]:

@@ -108,20 +108,27 @@ class HttpSession:
 
 def error_for(response: httpx.Response, stale_statuses: frozenset[int]) -> ClientError:
     """Map a non-2xx response to the error the engine acts on."""
-    status = response.status_code
-    common = dict(
+    return error_for_status(
+        response.status_code,
+        stale_statuses,
+        retry_after_seconds=retry_after(response),
         method=response.request.method,
         path=safe_path(response.request.url),
-        status=status,
         detail=error_detail(response),
     )
-    if status in _TRANSIENT_STATUSES or status >= 500:
-        return TransientError(retry_after_seconds=retry_after(response), **common)
+
+
+def error_for_status(
+    status: int | None, stale_statuses: frozenset[int], *, retry_after_seconds: float | None = None, **common: Any
+) -> ClientError:
+    """The error for a non-2xx status, wherever it came from (a response, or one entry of a batch)."""
+    if status is not None and (status in _TRANSIENT_STATUSES or status >= 500):
+        return TransientError(retry_after_seconds=retry_after_seconds, status=status, **common)
     if status in stale_statuses:
-        return PreconditionFailed(**common)
+        return PreconditionFailed(status=status, **common)
     if status in (404, 410):
-        return NotFound(**common)
-    return InvalidRequest(**common)
+        return NotFound(status=status, **common)
+    return InvalidRequest(status=status, **common)
 
 
 def safe_path(url: httpx.URL) -> str:
