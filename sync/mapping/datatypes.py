@@ -71,13 +71,18 @@ def human_unit(code: str) -> str:
     return _HUMAN.get(code, code)
 
 
+def in_ucum_system(dv: dict) -> bool:
+    """The RM default: a DV_QUANTITY's units are UCUM unless units_system names another system."""
+    return dv.get("units_system") in (None, "", term.UCUM, "UCUM")
+
+
 def quantity_to_fhir(dv: dict) -> dict:
     """DV_QUANTITY -> Quantity. A unit that is not a UCUM code goes as ``unit`` text alone:
     claiming the UCUM system for it would be false (and HAPI refuses it); it round-trips as written."""
     units = dv.get("units", "")
     code = ucum_code(units)
     q = {"value": dv["magnitude"], "unit": dv.get("units_display_name") or human_unit(code)}
-    if dv.get("units_system") in (None, "", term.UCUM, "UCUM"):
+    if in_ucum_system(dv):
         if is_ucum(code):
             q.update(system=term.UCUM, code=code)
     else:

@@ -13,9 +13,8 @@ import re
 from contextlib import contextmanager
 from typing import Any
 
-from sync.mapping.datatypes import ucum_code
+from sync.mapping.datatypes import in_ucum_system, ucum_code
 from sync.mapping.errors import MalformedInput, MappingError
-from sync.mapping.terminology import UCUM
 from sync.mapping.ucum import is_ucum
 
 from .result import ValidationFailed
@@ -126,7 +125,7 @@ def _check_node(node: dict, path: str) -> None:
             fail("DV_QUANTITY units missing, blank or too long", "rm.dv_quantity.units", f"{path}/units")
         # RM: units are UCUM unless units_system names another system. A hand-written unit
         # ('..mol/l' with its micro sign lost) is a 1000-fold ambiguity: a person decides.
-        if node.get("units_system") in (None, "", UCUM, "UCUM") and not is_ucum(ucum_code(units)):
+        if in_ucum_system(node) and not is_ucum(ucum_code(units)):
             fail("DV_QUANTITY units are not a UCUM code and no units_system names another system",
                  "rm.dv_quantity.units.ucum", f"{path}/units")
     if rm_type in _DATES and not _iso(rm_type, node.get("value")):
