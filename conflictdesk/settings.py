@@ -1,18 +1,23 @@
-"""Django settings for ConflictDesk.
+"""Django settings for ConflictDesk, read once from the environment.
 
-Everything comes from the environment. Development (DJANGO_DEBUG=1, the
-default) has safe local defaults; production (DJANGO_DEBUG=0) refuses to start
-without a secret key and allowed hosts, and turns on secure cookies and HSTS.
+Every value comes through the typed helpers in ``conflictdesk.env`` (a bad value
+fails at start-up, not at first use). Development (DJANGO_DEBUG=1, the default)
+has safe local defaults; production (DJANGO_DEBUG=0) refuses to start without a
+secret key, allowed hosts and a database, and turns on secure cookies and HSTS.
+Sections follow concerns, not history: core, database, authentication,
+security, e-mail, API, Celery and its schedule, the sync engine, the desk,
+metrics, logging, demo.
 """
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# --- core --------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", True)
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
@@ -35,6 +40,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "allauth",
     "allauth.account",
@@ -42,6 +49,7 @@ INSTALLED_APPS = [
     "audit",
     "sync",
     "conflictdesk.desk",
+    "conflictdesk.api",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +63,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # TOTP for every account but demo ones: after allauth's middleware so the user is known.
+    "conflictdesk.desk.middleware.RequireTOTPMiddleware",
 ]
 
 ROOT_URLCONF = "conflictdesk.urls"
@@ -73,26 +83,6 @@ TEMPLATES = [
             ],
         },
     },
-]
-
-_DATABASE_URL = env_str(
-    "DATABASE_URL", "postgres://conflictdesk:conflictdesk@127.0.0.1:5432/conflictdesk" if DEBUG else None
-)
-if not _DATABASE_URL:
-    raise ImproperlyConfigured("DATABASE_URL is required when DJANGO_DEBUG=0")
-DATABASES = {"default": dj_database_url.parse(_DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))}
-
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
-]
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-gb"
@@ -114,6 +104,39 @@ STORAGES = {
     },
 }
 
+# --- database ----------------------------------------------------------------
+_DATABASE_URL = env_str(
+    "DATABASE_URL", "postgres://conflictdesk:conflictdesk@127.0.0.1:5432/conflictdesk" if DEBUG else None
+)
+if not _DATABASE_URL:
+    raise ImproperlyConfigured("DATABASE_URL is required when DJANGO_DEBUG=0")
+DATABASES = {"default": dj_database_url.parse(_DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- authentication: django-allauth, e-mail login, no self sign-up, throttled logins, MFA
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_RATE_LIMITS = {"login_failed": "5/5m/ip,5/5m/key"}
+ACCOUNT_ADAPTER = "conflictdesk.desk.adapters.InviteOnlyAccountAdapter"
+# "Remember me" would stretch a session past the idle window; the window is the policy.
+ACCOUNT_SESSION_REMEMBER = False
+ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "ConflictDesk"
+
 # --- security: secure by default, relaxed only for local development over http
 SESSION_COOKIE_AGE = env_int("CONFLICTDESK_SESSION_IDLE_SECONDS", 30 * 60)
 SESSION_SAVE_EVERY_REQUEST = True  # idle expiry: every request renews the window
@@ -131,23 +154,12 @@ if not DEBUG:
     # Liveness and Prometheus scrapes come over plain http inside the network.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
-LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "/"
-
-# --- django-allauth: e-mail login, no self sign-up, throttled logins, MFA
-ACCOUNT_LOGIN_METHODS = {"email"}
-ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
-ACCOUNT_EMAIL_VERIFICATION = "none"
-ACCOUNT_RATE_LIMITS = {"login_failed": "5/5m/ip,5/5m/key"}
-ACCOUNT_ADAPTER = "conflictdesk.desk.adapters.InviteOnlyAccountAdapter"
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
-
-# --- e-mail: staff who receive dead letters and conflicts
+# --- e-mail: staff who receive dead letters and conflicts ----------------------
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "conflictdesk@localhost")
 CONFLICTDESK_STAFF_EMAILS = env_list("CONFLICTDESK_STAFF_EMAILS")
 
-# --- REST framework: authenticated by default, role checks per view
+# --- REST API and its OpenAPI schema -------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -156,82 +168,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-
-# --- Celery: no lost work. PostgreSQL holds every unit of work; the broker
-# only carries hints, and these settings keep even the hints safe.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
-CELERY_RESULT_BACKEND = None  # results live in PostgreSQL (SyncRun), not the broker
-CELERY_TASK_ACKS_LATE = True  # ack after the task ran: a crash re-delivers it
-CELERY_TASK_REJECT_ON_WORKER_LOST = True  # SIGKILLed worker -> message re-queued
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # long tasks: never hoard messages
-CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-# Longest retry delay is 32 s and a run lease is minutes; the visibility
-# timeout must exceed both or Redis re-delivers a task that is still running.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
-}
-CELERY_TASK_TRACK_STARTED = True
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-
-# --- the sync engine
-CONFLICTDESK_FHIR_BASE_URL = env_str("CONFLICTDESK_FHIR_BASE_URL", "http://127.0.0.1:8090/fhir")
-CONFLICTDESK_HTTP_TIMEOUT_SECONDS = env_int("CONFLICTDESK_HTTP_TIMEOUT_SECONDS", 10)
-# Transient faults retry after exactly these delays (no jitter), then dead-letter.
-CONFLICTDESK_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("CONFLICTDESK_LOG_LEVEL", "INFO")},
-    # httpx/httpcore log whole URLs at INFO/DEBUG, and search URLs can carry
-    # identifier values: our clients log ids themselves, so keep these quiet.
-    "loggers": {
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-    },
-}
-
-# --- sync engine runtime (issue 4) -------------------------------------------
-# A run's lease: a worker that vanished mid-step is replaced once it lapses.
-# Renewed at every step, so it only needs to outlast the slowest single step.
-CONFLICTDESK_RUN_LEASE_SECONDS = env_int("CONFLICTDESK_RUN_LEASE_SECONDS", 120)
-# The sweeper re-sends a hint for work with no live lease after this long.
-CONFLICTDESK_REDISPATCH_AFTER_SECONDS = env_int("CONFLICTDESK_REDISPATCH_AFTER_SECONDS", 30)
-CONFLICTDESK_SWEEP_SECONDS = env_int("CONFLICTDESK_SWEEP_SECONDS", 10)
-# Re-read this much before each cursor to absorb clock skew; rows are de-duplicated.
-CONFLICTDESK_POLL_OVERLAP_SECONDS = env_int("CONFLICTDESK_POLL_OVERLAP_SECONDS", 5)
-CONFLICTDESK_CENTRAL_POLL_SECONDS = env_int("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)
-# Where watching the central server starts the first time (ISO 8601, e.g. 2026-01-01T00:00:00Z).
-# Unset: from the moment the engine first polls it; central changes made before that do not
-# flow back (set a date to backfill them). Sites always start from their beginning.
-CONFLICTDESK_CENTRAL_SINCE = env_str("CONFLICTDESK_CENTRAL_SINCE", "")
-# Resource types whose central changes flow back to the sites.
-CONFLICTDESK_FLOWBACK_TYPES = env_list("CONFLICTDESK_FLOWBACK_TYPES") or [
-    "Observation", "Condition", "Procedure", "MedicationRequest", "CarePlan", "DiagnosticReport",
-]
-# Ask HAPI's $validate too (slower; the fhir.resources check always runs).
-CONFLICTDESK_HAPI_VALIDATE = env_bool("CONFLICTDESK_HAPI_VALIDATE", False)
-
-# --- the reviewer desk (issue 6) ---------------------------------------------
-# TOTP for every account but demo ones: after allauth's middleware so the user is known.
-MIDDLEWARE += ["conflictdesk.desk.middleware.RequireTOTPMiddleware"]
-# "Remember me" would stretch a session past the idle window; the window is the policy.
-ACCOUNT_SESSION_REMEMBER = False
-ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
-MFA_TOTP_ISSUER = "ConflictDesk"
-# Where links in e-mails (invitations, digests) point.
-CONFLICTDESK_BASE_URL = env_str("CONFLICTDESK_BASE_URL", "http://127.0.0.1:8000")
-# How often `send_digest` is meant to run; the first digest covers this many minutes back.
-CONFLICTDESK_DIGEST_MINUTES = env_int("CONFLICTDESK_DIGEST_MINUTES", 60)
-
-# --- REST API, OpenAPI schema and Prometheus metrics (issue 7) ---------------
-INSTALLED_APPS += ["conflictdesk.api", "drf_spectacular", "drf_spectacular_sidecar"]
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
 SPECTACULAR_SETTINGS = {
     "TITLE": "ConflictDesk API",
     "DESCRIPTION": "openEHR <-> FHIR sync: sites, runs, conflicts, dead letters, audit, triggers, health. "
@@ -256,9 +194,99 @@ SPECTACULAR_SETTINGS = {
         "DeadLetterStatusEnum": "sync.models.DeadLetter.Status",
     },
 }
+
+# --- Celery: no lost work. PostgreSQL holds every unit of work; the broker
+# only carries hints, and these settings keep even the hints safe.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = None  # results live in PostgreSQL (SyncRun), not the broker
+CELERY_TASK_ACKS_LATE = True  # ack after the task ran: a crash re-delivers it
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # SIGKILLed worker -> message re-queued
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # long tasks: never hoard messages
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Longest retry delay is 32 s and a run lease is minutes; the visibility
+# timeout must exceed both or Redis re-delivers a task that is still running.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+}
+CELERY_TASK_TRACK_STARTED = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- the schedule (Celery beat). Beat only ticks; each site's own
+# poll_interval_seconds is honoured by poll_due, so changing an interval needs
+# no beat restart.
+# The sweeper re-sends a hint for work with no live lease.
+CONFLICTDESK_SWEEP_SECONDS = env_float("CONFLICTDESK_SWEEP_SECONDS", 10)
+# A rewrite of the local audit table becomes detectable from outside once anchored.
+CONFLICTDESK_ANCHOR_SECONDS = env_float("CONFLICTDESK_ANCHOR_SECONDS", 300)
+CONFLICTDESK_CENTRAL_POLL_SECONDS = env_int("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)
+# With `manage.py sync_poll_loop` running, beat leaves detection to it: polls
+# through beat wait in the run queue, the loop does not (see sync.detection.poll_loop).
+CONFLICTDESK_POLL_LOOP = env_bool("CONFLICTDESK_POLL_LOOP", False)
+CELERY_BEAT_SCHEDULE = {
+    "sync-sweep": {"task": "sync.sweep", "schedule": CONFLICTDESK_SWEEP_SECONDS},
+    "audit-anchor-heads": {"task": "audit.anchor_heads", "schedule": CONFLICTDESK_ANCHOR_SECONDS},
+}
+if not CONFLICTDESK_POLL_LOOP:
+    CELERY_BEAT_SCHEDULE |= {
+        "sync-poll-due-sites": {"task": "sync.poll_due", "schedule": 1.0},
+        "sync-poll-central": {"task": "sync.poll_central", "schedule": float(CONFLICTDESK_CENTRAL_POLL_SECONDS)},
+    }
+
+# --- the sync engine ------------------------------------------------------------
+CONFLICTDESK_FHIR_BASE_URL = env_str("CONFLICTDESK_FHIR_BASE_URL", "http://127.0.0.1:8090/fhir")
+CONFLICTDESK_HTTP_TIMEOUT_SECONDS = env_int("CONFLICTDESK_HTTP_TIMEOUT_SECONDS", 10)
+# Transient faults retry after exactly these delays (no jitter), then dead-letter.
+CONFLICTDESK_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)
+# A run's lease: a worker that vanished mid-step is replaced once it lapses.
+# Renewed at every step, so it only needs to outlast the slowest single step.
+CONFLICTDESK_RUN_LEASE_SECONDS = env_int("CONFLICTDESK_RUN_LEASE_SECONDS", 120)
+# The sweeper re-sends a hint for work with no live lease after this long.
+CONFLICTDESK_REDISPATCH_AFTER_SECONDS = env_int("CONFLICTDESK_REDISPATCH_AFTER_SECONDS", 30)
+# Re-read this much before each cursor to absorb clock skew; rows are de-duplicated.
+CONFLICTDESK_POLL_OVERLAP_SECONDS = env_int("CONFLICTDESK_POLL_OVERLAP_SECONDS", 5)
+# Where watching the central server starts the first time (ISO 8601, e.g. 2026-01-01T00:00:00Z).
+# Unset: from the moment the engine first polls it; central changes made before that do not
+# flow back (set a date to backfill them). Sites always start from their beginning.
+CONFLICTDESK_CENTRAL_SINCE = env_str("CONFLICTDESK_CENTRAL_SINCE", "")
+# Resource types whose central changes flow back to the sites.
+CONFLICTDESK_FLOWBACK_TYPES = env_list("CONFLICTDESK_FLOWBACK_TYPES") or [
+    "Observation", "Condition", "Procedure", "MedicationRequest", "CarePlan", "DiagnosticReport",
+]
+# Ask HAPI's $validate too (slower; the fhir.resources check always runs).
+CONFLICTDESK_HAPI_VALIDATE = env_bool("CONFLICTDESK_HAPI_VALIDATE", False)
+
+# --- the reviewer desk ------------------------------------------------------------
+# Where links in e-mails (invitations, digests) point.
+CONFLICTDESK_BASE_URL = env_str("CONFLICTDESK_BASE_URL", "http://127.0.0.1:8000")
+# How often `send_digest` is meant to run; the first digest covers this many minutes back.
+CONFLICTDESK_DIGEST_MINUTES = env_int("CONFLICTDESK_DIGEST_MINUTES", 60)
+
+# --- Prometheus metrics ---------------------------------------------------------
 # Bearer token Prometheus sends to /metrics; unset means open only when DEBUG.
 CONFLICTDESK_METRICS_TOKEN = env_str("CONFLICTDESK_METRICS_TOKEN")
 # Redis queues whose length is conflictdesk_celery_queue_depth.
 CONFLICTDESK_METRICS_QUEUES = env_list("CONFLICTDESK_METRICS_QUEUES") or ["celery"]
 # /metrics recomputes its figures from PostgreSQL at most this often per process.
 CONFLICTDESK_METRICS_CACHE_SECONDS = env_int("CONFLICTDESK_METRICS_CACHE_SECONDS", 10)
+
+# --- logging: ids only, never patient data ------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("CONFLICTDESK_LOG_LEVEL", "INFO")},
+    # httpx/httpcore log whole URLs at INFO/DEBUG, and search URLs can carry
+    # identifier values: our clients log ids themselves, so keep these quiet.
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}
+
+# --- demo (deploy/demo.sh sets these; production never runs the demo commands) ---------
+CONFLICTDESK_DEMO_PASSWORD = env_str("CONFLICTDESK_DEMO_PASSWORD")
+# {i} is the site number, {port} is 8100+i.
+CONFLICTDESK_DEMO_SITE_URL = env_str("CONFLICTDESK_DEMO_SITE_URL", "http://127.0.0.1:{port}/ehrbase/rest/openehr/v1")

@@ -4,13 +4,12 @@
                                [--trickle 0.5 [--trickle-seconds 600]]
 
 Site i is the Site row named ``site{i}`` when there is one, else the local demo convention
-``http://127.0.0.1:{8100+i}/ehrbase/rest/openehr/v1`` (``CONFLICTDESK_DEMO_SITE_URL`` with ``{i}``
+``http://127.0.0.1:{8100+i}/ehrbase/rest/openehr/v1`` (``CONFLICTDESK_DEMO_SITE_URL``, with ``{i}`` or ``{port}``,
 overrides it). Subjects at site i are ``SYN-{i}00000`` onwards. Re-runs with the same seed
 commit nothing new. Conflicts need the engine (worker and beat) running against those sites.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,6 @@ from sync.demo.conflicts import make_conflicts
 from sync.demo.seed import commit_invalid, seed_site, synthetic_ehrs, trickle
 from sync.models import Site
 
-DEFAULT_URL = "http://127.0.0.1:{port}/ehrbase/rest/openehr/v1"
 IDS_PER_SITE = 100_000
 
 
@@ -37,8 +35,7 @@ def site_url(i: int) -> str:
         url = None
     if url:
         return url
-    template = os.environ.get("CONFLICTDESK_DEMO_SITE_URL")
-    return template.format(i=i) if template else DEFAULT_URL.format(port=8100 + i)
+    return settings.CONFLICTDESK_DEMO_SITE_URL.format(i=i, port=8100 + i)
 
 
 class Command(BaseCommand):

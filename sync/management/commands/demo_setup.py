@@ -1,6 +1,5 @@
 """Register the demo's EHRbase sites and demo accounts (idempotent)."""
-import os
-
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.demo.setup import ensure_demo_accounts, ensure_sites
@@ -14,12 +13,12 @@ class Command(BaseCommand):
         parser.add_argument("--poll-interval", type=int, default=1)
         parser.add_argument(
             "--url-pattern",
-            default=os.environ.get("CONFLICTDESK_DEMO_SITE_URL", "http://127.0.0.1:{port}/ehrbase/rest/openehr/v1"),
+            default=settings.CONFLICTDESK_DEMO_SITE_URL,
             help="{i} is the site number, {port} is 8100+i",
         )
 
     def handle(self, *args, sites, poll_interval, url_pattern, **options):
-        password = os.environ.get("CONFLICTDESK_DEMO_PASSWORD")
+        password = settings.CONFLICTDESK_DEMO_PASSWORD
         if not password:
             raise CommandError("CONFLICTDESK_DEMO_PASSWORD is required (the demo script sets it)")
         rows = ensure_sites(sites, url_pattern=url_pattern, poll_interval_seconds=poll_interval)
