@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
@@ -39,6 +40,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from sync.models import Site
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +179,6 @@ def _by_site(name: str, documentation: str, rows) -> GaugeMetricFamily:
 
 
 def _site_names() -> list[str]:
-    from sync.models import Site
-
     return list(Site.objects.order_by("name").values_list("name", flat=True))
 
 
@@ -199,8 +200,6 @@ def _queue_depth() -> list:
     depth = GaugeMetricFamily("conflictdesk_celery_queue_depth", "Messages waiting in the broker.")
     up = GaugeMetricFamily("conflictdesk_celery_broker_up", "1 when the broker answered the queue-depth read.")
     try:
-        import redis
-
         client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
         keys = [k for q in settings.CONFLICTDESK_METRICS_QUEUES for k in (q, *(f"{q}\x06\x16{p}" for p in (3, 6, 9)))]
         with client.pipeline(transaction=False) as pipe:
