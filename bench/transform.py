@@ -34,9 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from sync.mapping import compare_clinical, rmpath, to_fhir, to_openehr, validate_fhir  # noqa: E402
 from sync.mapping.spec import registry  # noqa: E402
+from tests.fixtures import OPENEHR_CORPUS  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "oncology" / "oncology_encounter.composition.json"
-CORPUS = (REPO.parent / "shared" / "corpus" / "openehr" / "compositions")
+CORPUS = OPENEHR_CORPUS / "compositions"
 RESULTS = REPO / "bench" / "results"
 VITALS = ("blood_pressure", "pulse", "body_temperature", "respiration", "pulse_oximetry", "body_weight", "height")
 UID = "0b5e3c4e-1111-4222-8333-944444444444::bench::1"

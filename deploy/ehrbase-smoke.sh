@@ -11,7 +11,7 @@
 # Prints one PASS/FAIL line per check and "N passed, N failed"; exits 1 on any failure.
 set -uo pipefail
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CORPUS="${CONFLICTDESK_CORPUS:-$REPO_DIR/../shared/corpus}/openehr"
+CORPUS="${CONFLICTDESK_CORPUS:-$REPO_DIR/tests/fixtures/corpus}/openehr"
 OPT="${SMOKE_TEMPLATE:-$CORPUS/templates/vital_signs_ehrn.opt}"
 FLAT="${SMOKE_FLAT:-$CORPUS/compositions/vital_signs_ehrn.flat.json}"
 command -v python3 >/dev/null || { echo "python3 is needed to read JSON" >&2; exit 2; }

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures import CORPUS_DIR
+
 REPO_DIR = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO_DIR.parent / "shared")).resolve()
-CORPUS_DIR = SHARED_DIR / "corpus"
 
 DEFAULT_SITE_URLS = "http://127.0.0.1:8101/ehrbase/rest/openehr/v1,http://127.0.0.1:8102/ehrbase/rest/openehr/v1"
 DEFAULT_FHIR_URL = "http://127.0.0.1:8090/fhir"

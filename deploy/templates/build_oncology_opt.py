@@ -20,7 +20,7 @@ terminology codes). Anything outside the subset raises AdlError rather than bein
 
 Where does each archetype come from
 -----------------------------------
-* ADL 1.4 files in ../shared/corpus/openehr/archetypes/ (converted here):
+* ADL 1.4 files in tests/fixtures/corpus/openehr/archetypes/ (converted here):
   EVALUATION.problem_diagnosis.v1, CLUSTER.tnm.v1, OBSERVATION.laboratory_test_result.v1,
   INSTRUCTION.medication_order.v3, ACTION.procedure.v1, EVALUATION.health_risk.v1.
 * Archetypes that have no .adl in the corpus are lifted, already flattened, out of a corpus
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import re
 import sys
 import uuid
@@ -53,7 +52,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-CORPUS = (Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr").resolve()
+CORPUS = REPO / "tests" / "fixtures" / "corpus" / "openehr"  # the vendored corpus: tests.fixtures.OPENEHR_CORPUS
 ADL_DIR = CORPUS / "archetypes"
 OPT_DIR = CORPUS / "templates"
 OUT = HERE / "conflictdesk_oncology.v1.opt"

@@ -3,7 +3,6 @@ map-back (from_fhir's reverse path without from_fhir's loss report) equal to fro
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,10 @@ from sync import mapping
 from sync.mapping import composition as level
 from sync.mapping import rmpath
 from sync.workflow import guard
+from tests.fixtures import CORPUS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus"
+CORPUS = CORPUS_DIR
 UID = "0b5e3c4e-1111-4222-8333-944444444444::site-a::1"
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,10 +20,11 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from tests.fixtures import FHIR_CORPUS, OPENEHR_CORPUS
+
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared"))
-COMPOSITIONS = SHARED / "corpus" / "openehr" / "compositions"
-FHIR_DIR = SHARED / "corpus" / "fhir"
+COMPOSITIONS = OPENEHR_CORPUS / "compositions"
+FHIR_DIR = FHIR_CORPUS
 ONCOLOGY = REPO / "tests" / "fixtures" / "oncology" / "oncology_encounter.composition.json"
 
 # Seeds that sync as they are (the medication list and statement compositions map to

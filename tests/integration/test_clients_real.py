@@ -9,23 +9,18 @@ servers never collide.
 
 import copy
 import json
-import os
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from sync.clients.errors import NotFound, PreconditionFailed
 from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient, template_id_of
+from tests.fixtures import OPENEHR_CORPUS
 
 pytestmark = pytest.mark.integration
 
-SHARED_DIR = Path(
-    os.environ.get("CONFLICTDESK_SHARED_DIR", Path(__file__).resolve().parents[2] / ".." / "shared")
-).resolve()
-OPENEHR_CORPUS = SHARED_DIR / "corpus" / "openehr"
 TEST_SYSTEM = "urn:conflictdesk:test:mrn"
 
 

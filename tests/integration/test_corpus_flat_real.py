@@ -13,7 +13,6 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,11 +22,11 @@ from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.mapping import compare_clinical, rmpath, to_fhir, to_openehr, validate_fhir
 from sync.mapping.composition import spec_for
 from sync.mapping.spec import registry
+from tests.fixtures import OPENEHR_CORPUS
 
 pytestmark = pytest.mark.integration
 
-SHARED = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", Path(__file__).resolve().parents[2] / ".." / "shared")).resolve()
-OPENEHR = SHARED / "corpus" / "openehr"
+OPENEHR = OPENEHR_CORPUS
 SITE2 = os.environ.get("CONFLICTDESK_FLAT_SITE_URL", "http://127.0.0.1:8102/ehrbase/rest/openehr/v1")
 
 

@@ -9,7 +9,6 @@ server real. Each test makes its own EHR and subject.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,9 +23,10 @@ from sync.models import ChangeEvent, Conflict, Cursor, RecordLink, Resolution, S
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
+from tests.fixtures import OPENEHR_CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
+CORPUS = OPENEHR_CORPUS
 TEMPLATE = "vital_signs_ehrn"
 SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
 SYSTOLIC_LOINC = "8480-6"

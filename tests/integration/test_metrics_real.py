@@ -6,7 +6,6 @@ rows it commits, so which process ran the workflow does not matter.
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -19,11 +18,12 @@ from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import poll_site
 from sync.models import ChangeEvent, Cursor, Site, SyncRun
 from sync.workflow.runner import advance
+from tests.fixtures import OPENEHR_CORPUS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
+CORPUS = OPENEHR_CORPUS
 TEMPLATE = "vital_signs_ehrn"
 TOKEN = "scrape-" + uuid.uuid4().hex
 

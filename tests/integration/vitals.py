@@ -4,11 +4,12 @@ The corpus FLAT composition (template vital_signs_ehrn) with its foreign uids
 removed, so EHRbase accepts it, and the systolic value set per test.
 """
 import json
-import os
 from pathlib import Path
 
+from tests.fixtures import OPENEHR_CORPUS
+
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO.parent / "shared")) / "corpus" / "openehr"
+CORPUS = OPENEHR_CORPUS
 TEMPLATE = "vital_signs_ehrn"
 SYSTOLIC_FLAT = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
 SYSTOLIC_LOINC = "8480-6"

@@ -1,12 +1,13 @@
 """Fixtures for the pure mapping tests: no Django models, no servers."""
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures import CORPUS_DIR
+
 REPO_DIR = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", REPO_DIR.parent / "shared")).resolve() / "corpus"
+CORPUS = CORPUS_DIR
 
 
 def corpus_files(pattern: str) -> list[Path]:
@@ -20,5 +21,5 @@ def load(path: Path) -> dict:
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     if not CORPUS.is_dir():
-        pytest.fail(f"shared corpus not found at {CORPUS} (set CONFLICTDESK_SHARED_DIR)")
+        pytest.fail(f"vendored corpus not found at {CORPUS}")
     return CORPUS

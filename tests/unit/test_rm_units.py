@@ -1,14 +1,13 @@
 """The engine refuses a DV_QUANTITY whose units are not UCUM (and no units_system says otherwise)."""
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from sync.workflow.payload import check_rm
 from sync.workflow.result import ValidationFailed
+from tests.fixtures import CORPUS_DIR
 
-CORPUS = Path(os.environ.get("CONFLICTDESK_SHARED_DIR", Path(__file__).resolve().parents[2].parent / "shared")) / "corpus"
+CORPUS = CORPUS_DIR
 
 
 def _composition(**quantity) -> dict:
