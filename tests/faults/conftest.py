@@ -136,8 +136,11 @@ def origin_url(origin):
     return f"http://127.0.0.1:{origin.server_address[1]}"
 
 
+# Short: a half-open connection must not outlive its test by much.
+HANG_LIMIT = 5.0
+
+
 @pytest.fixture
 def proxy(origin):
-    # hang_limit short: a half-open connection must not outlive its test by much.
-    with FaultProxy(("127.0.0.1", origin.server_address[1]), control="127.0.0.1:0", hang_limit=5) as running:
+    with FaultProxy(("127.0.0.1", origin.server_address[1]), control="127.0.0.1:0", hang_limit=HANG_LIMIT) as running:
         yield running
