@@ -5,7 +5,7 @@ SITES ?= 2
 DEMO_SITES ?= 5
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
-.PHONY: demo venv services stop status migrate test test-unit lock
+.PHONY: demo venv services stop status migrate test test-unit test-db lock
 
 ## demo: install what is missing, start every server, the engine and the desk, seed synthetic data
 demo: venv
@@ -35,8 +35,19 @@ test: venv services
 	deploy/chromium.sh
 	$(PY) -m pytest
 
+## test-unit: no server at all (no PostgreSQL, Redis, EHRbase, HAPI or Chromium). The database and broker
+## URLs point at a closed port, so a test that reaches for a server fails here instead of passing by luck.
+## tests/conftest.py marks what needs which server (db, integration, browser).
 test-unit: venv
-	$(PY) -m pytest -m "not integration"
+	DATABASE_URL=postgres://conflictdesk:none@127.0.0.1:1/no_server_in_test_unit \
+	CELERY_BROKER_URL=redis://127.0.0.1:1/0 \
+	$(PY) -m pytest -m "not integration and not db and not browser"
+
+## test-db: the tests that need PostgreSQL only (started here); no Redis, EHRbase, HAPI or Chromium
+test-db: venv
+	deploy/postgres.sh start
+	CELERY_BROKER_URL=redis://127.0.0.1:1/0 \
+	$(PY) -m pytest -m "db and not integration and not browser"
 
 lock:
 	.venv/bin/pip install -q pip-tools && .venv/bin/pip-compile -q --strip-extras -o requirements.txt requirements.in

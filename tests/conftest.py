@@ -1,9 +1,23 @@
-"""Shared fixtures. Integration fixtures point at the real servers that
-`make services` (deploy/services.sh) starts once per test run; they never
-start a JVM themselves, so every test reuses the same EHRbase and HAPI.
+"""Shared fixtures, and the markers that say which server a test needs.
 
-A missing server FAILS an integration test (CI must not pass by skipping);
-deselect them with `-m "not integration"` for a quick local unit run.
+Integration fixtures point at the real servers that `make services`
+(deploy/services.sh) starts once per test run; they never start a JVM
+themselves, so every test reuses the same EHRbase and HAPI. A missing server
+FAILS an integration test (CI must not pass by skipping).
+
+``pytest_collection_modifyitems`` below marks every test by what it needs, so
+the Makefile's subsets are decided here, not by hand-kept lists:
+
+* ``integration``: the real servers (EHRbase, HAPI, PostgreSQL, Redis): every
+  test under tests/integration/, and any test that asks for a server fixture;
+* ``db``: PostgreSQL (the test database): a ``django_db`` marker, a database
+  fixture (``db``, ``transactional_db``, ``client``, ``live_server``, ...), a
+  Django ``TransactionTestCase``, and every integration and browser test;
+* ``browser``: Chromium: every test under tests/browser/.
+
+`make test-unit` runs ``not integration and not db and not browser`` (no
+server at all); `make test-db` runs ``db and not integration and not browser``
+(PostgreSQL only); `make test` runs everything.
 """
 import os
 import time
@@ -67,3 +81,38 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     for db in settings.DATABASES.values():
         test = db.setdefault("TEST", {})
         test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{suffix}"
+
+
+# Fixtures that open the test database (directly or through a request to a view or a live server).
+DB_FIXTURES = frozenset({
+    "db", "transactional_db", "django_db_setup", "django_db_reset_sequences", "django_db_serialized_rollback",
+    "client", "async_client", "admin_client", "admin_user", "live_server",
+})
+# Fixtures that reach a real server other than PostgreSQL.
+SERVER_FIXTURES = frozenset({"ehrbase_urls", "fhir_base_url"})
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def _needs_db(item: pytest.Item) -> bool:
+    if item.get_closest_marker("django_db") is not None:
+        return True
+    if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    cls = getattr(item, "cls", None)
+    if cls is not None:
+        from django.test import TransactionTestCase
+
+        return issubclass(cls, TransactionTestCase)  # TestCase is one too; SimpleTestCase is not
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by the servers it needs (see the module docstring)."""
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(TESTS_DIR).parts
+        if parts[0] == "browser":
+            item.add_marker(pytest.mark.browser)
+        if parts[0] == "integration" or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        if (item.get_closest_marker("integration") or item.get_closest_marker("browser")) or _needs_db(item):
+            item.add_marker(pytest.mark.db)
