@@ -19,7 +19,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from sync.clients.errors import NotFound
-from sync.identity import CENTRAL, central_record_key, record_key, site_source
+from sync.identity import CENTRAL, central_record_key, record_key, site_source, version_number
 from sync.models import ChangeEvent, Cursor, Direction, RecordLink, Site, SyncRun
 from sync.workflow.dispatch import dispatch_run
 from sync.workflow.echoes import is_own_write
@@ -31,6 +31,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 
 # Current compositions; a linked composition missing here may have been deleted.
 LIVE_COMPOSITIONS_AQL = "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c ORDER BY c/uid/value ASC"
+# The current compositions of one EHR (a manual trigger for one patient).
+EHR_COMPOSITIONS_AQL = (
+    "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c WHERE e/ehr_id/value = $ehr_id "
+    "ORDER BY c/uid/value ASC"
+)
 # Rows per AQL page: bounded answers whatever the size of the CDR.
 AQL_PAGE_SIZE = 1000
 
@@ -89,6 +94,32 @@ def poll_central() -> int:
     changes.sort(key=lambda c: (c.committed_at or EPOCH, c.number))
     newest = max((c.committed_at for c in changes if c.committed_at), default=None)
     return record_changes(CENTRAL, None, Direction.TO_OPENEHR, changes, newest)
+
+
+def detect_compositions(site: Site, ehr_id: str, vo_uids: list[str] | None) -> int:
+    """The latest version of each composition now, whatever the cursor; returns how many new runs it queued.
+
+    ``vo_uids=None`` means every composition of the EHR: the live ones and the
+    linked ones (a linked composition gone from the live set may be deleted;
+    its revision history says). A version already recorded is a no-op, and the
+    site's cursor stays where the poller left it, so no version is skipped.
+    """
+    client = get_services().openehr(site)
+    if vo_uids is None:
+        live = {row["version_uid"].split("::", 1)[0]
+                for row in paged_query(client, EHR_COMPOSITIONS_AQL, {"ehr_id": ehr_id})}
+        linked = set(RecordLink.objects.filter(site=site, patient_link__ehr_id=ehr_id)
+                     .values_list("versioned_object_uid", flat=True))
+        vo_uids = sorted(live | linked)
+    changes = []
+    for vo_uid in vo_uids:
+        last = client.revision_history(ehr_id, vo_uid)[-1]
+        committed = datetime.fromisoformat(last.committed_at) if last.committed_at else None
+        change_type = "deleted" if (last.change_type or "").lower() == "deleted" else (last.change_type or "modification")
+        changes.append(Change(vo_uid, last.version_uid, version_number(last.version_uid), change_type, committed, ehr_id))
+    source = site_source(site.name)
+    Cursor.objects.get_or_create(source=source)
+    return record_changes(source, site, Direction.TO_FHIR, changes, None)
 
 
 def central_start() -> datetime:

@@ -1,7 +1,8 @@
 """Thin Celery shells: ids in, load fresh state, one call, one log line (ids only).
 
 Retries are not Celery's: the runner records each attempt and schedules the
-next with an exact countdown, so no task here uses autoretry.
+next with an exact countdown, so no task here uses autoretry. Nothing in the
+engine imports this module: the workflow and the actions send tasks by name.
 """
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ import os
 import socket
 
 from celery import shared_task
+
+from sync import detection
+from sync.models import Site
+from sync.workflow import sweeper
+from sync.workflow.runner import advance
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +26,6 @@ def worker_id() -> str:
 
 @shared_task(name="sync.run_sync", ignore_result=True)
 def run_sync(run_id: int) -> str:
-    from sync.workflow.runner import advance
-
     status = advance(run_id, worker_id())
     log.info("run %s -> %s", run_id, status)
     return status
@@ -29,33 +33,31 @@ def run_sync(run_id: int) -> str:
 
 @shared_task(name="sync.poll_site", ignore_result=True)
 def poll_site(site_id: int) -> int:
-    from sync.detection import poll_site as poll
-    from sync.models import Site
-
-    site = Site.objects.get(pk=site_id, enabled=True)
-    return poll(site)
+    return detection.poll_site(Site.objects.get(pk=site_id, enabled=True))
 
 
 @shared_task(name="sync.poll_central", ignore_result=True)
 def poll_central() -> int:
-    from sync.detection import poll_central as poll
-
-    return poll()
+    return detection.poll_central()
 
 
 @shared_task(name="sync.poll_due", ignore_result=True)
 def poll_due() -> int:
     """Poll every enabled site whose own interval has passed (beat ticks every second)."""
-    from sync.workflow.sweeper import sites_due
-
-    due = sites_due()
+    due = sweeper.sites_due()
     for site_id in due:
         poll_site.delay(site_id)
     return len(due)
 
 
+@shared_task(name="sync.detect_compositions", ignore_result=True)
+def detect_compositions(site_id: int, ehr_id: str, vo_uids: list[str] | None) -> int:
+    """A manual trigger's detection pass: one composition, or every composition of one EHR."""
+    created = detection.detect_compositions(Site.objects.get(pk=site_id, enabled=True), ehr_id, vo_uids)
+    log.info("trigger site %s: %s new run(s)", site_id, created)
+    return created
+
+
 @shared_task(name="sync.sweep", ignore_result=True)
 def sweep() -> int:
-    from sync.workflow.sweeper import sweep as do_sweep
-
-    return do_sweep()
+    return sweeper.sweep()

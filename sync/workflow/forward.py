@@ -140,7 +140,7 @@ def check_conflict(ctx) -> StepResult:
     if link is None or not link.fhir_resources:
         return _plan("write", expected={})
     expected = {r["key"]: r for r in link.fhir_resources}
-    current, versions = _read_current(services.fhir, link.fhir_resources)
+    current, versions = read_current(services.fhir, link.fhir_resources)
     now_content = record_content(current, services.mapping.clinical_content)
     moved = versions != {r["key"]: r["version"] for r in link.fhir_resources}
     if cp["content"] == now_content:
@@ -233,7 +233,7 @@ def _plan(plan: str, *, expected: dict) -> StepResult:
     return StepResult(next_step=Step.WRITE, outcome=plan, checkpoint={"plan": plan, "expected": expected})
 
 
-def _read_current(fhir, link_resources):
+def read_current(fhir, link_resources):
     """The linked resources as they are centrally now, and their versions (None if deleted)."""
     current, versions = [], {}
     for r in link_resources:

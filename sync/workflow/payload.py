@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from contextlib import contextmanager
+from datetime import date, datetime, time
 from typing import Any
 
 from sync.mapping.datatypes import in_ucum_system, ucum_code
@@ -133,8 +134,6 @@ def _check_node(node: dict, path: str) -> None:
 
 
 def _iso(rm_type: str, value: Any) -> bool:
-    from datetime import date, datetime, time
-
     if not isinstance(value, str) or not value:
         return False
     text = value.replace(",", ".")

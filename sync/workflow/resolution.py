@@ -25,7 +25,7 @@ from sync.models import Conflict, RecordLink, Resolution, Step, SyncRun
 from .bundle import build_transaction, central_write_audit, written_entries
 from .content import record_content
 from .echoes import central_writes, recording
-from .forward import _read_current
+from .forward import read_current
 from .result import StepResult, ValidationFailed
 from .template_check import check_composition_paths
 
@@ -100,7 +100,7 @@ def check_conflict(ctx) -> StepResult:
     cp, services, site = ctx.checkpoint, ctx.services, ctx.run.site
     link = RecordLink.objects.get(pk=cp["link_id"])
     site_now = services.openehr(site).get_composition(cp["ehr_id"], cp["vo_uid"])
-    central_now, versions = _read_current(services.fhir, link.fhir_resources)
+    central_now, versions = read_current(services.fhir, link.fhir_resources)
     site_record = _site_record(ctx, site_now.content)
     central_record = record_content(central_now, services.mapping.clinical_content)
     expected_site = cp.get("site_written") or cp["expected"]["openehr"]

@@ -11,15 +11,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed, TransientError
 from sync.mapping.errors import MappingError, UnknownArchetype, UnmappedTemplate
 from sync.models import ChangeEvent, DeadLetter, Direction, Step, SyncRun
 
-from . import guard, state
+from . import forward, resolution, reverse, state
 from .dispatch import dispatch_run
+from .guard import FidelityFailed
 from .result import ValidationFailed
 from .services import Services, SiteConfigError, get_services
 
@@ -68,8 +69,6 @@ def advance(run_id: int, worker: str) -> str:
 
 
 def steps_for(run: SyncRun) -> dict[str, Any]:
-    from . import forward, resolution, reverse
-
     if run.resolution_id:
         return resolution.STEPS
     return forward.STEPS if run.direction == Direction.TO_FHIR else reverse.STEPS
@@ -79,8 +78,8 @@ def _fail(run: SyncRun, worker: str, exc: Exception, started) -> str:
     if isinstance(exc, PreconditionFailed) and run.step == Step.WRITE:
         return state.recheck_conflict(run.pk, worker, exc, started)
     cause = _dead_letter_cause(exc)
-    if cause == DeadLetter.Cause.FIDELITY:  # with its guard.checked event, in the same transaction
-        return guard.dead_letter(run, worker, exc, started)
+    if cause == DeadLetter.Cause.FIDELITY:
+        return _blocked_by_guard(run, worker, exc, started)
     if cause:
         return state.dead_letter_now(run.pk, worker, exc, started, cause=cause)
     if not isinstance(exc, TransientError):
@@ -90,8 +89,17 @@ def _fail(run: SyncRun, worker: str, exc: Exception, started) -> str:
     return state.retry_later(run.pk, worker, exc, started)
 
 
+def _blocked_by_guard(run: SyncRun, worker: str, exc: FidelityFailed, started) -> str:
+    """The dead letter of a run the fidelity guard stopped, with its guard.checked event in the same transaction."""
+    with transaction.atomic():
+        status = state.dead_letter_now(run.pk, worker, exc, started, cause=DeadLetter.Cause.FIDELITY)
+        if status != state.LEASE_LOST:
+            state.audit_run(run, "guard.checked", "blocked", detail={**exc.counts})
+    return status
+
+
 def _dead_letter_cause(exc: Exception) -> str | None:
-    if isinstance(exc, guard.FidelityFailed):
+    if isinstance(exc, FidelityFailed):
         return DeadLetter.Cause.FIDELITY
     if isinstance(exc, (UnknownArchetype, UnmappedTemplate)):
         return DeadLetter.Cause.UNMAPPED

@@ -14,6 +14,12 @@ from typing import Any, Callable
 
 from django.conf import settings
 
+from audit.chain import payload_hash
+from audit.record import record_event, system_actor
+from sync import mapping
+from sync.clients.fhir import FHIRClient
+from sync.clients.openehr import OpenEHRClient
+
 
 class SiteConfigError(Exception):
     """A site the engine must not talk to as configured (missing credentials)."""
@@ -75,19 +81,11 @@ def _cached_client(key: tuple, make: Callable[[], Any]) -> Any:
 
 
 def _openehr_client(site):
-    from sync.clients.openehr import OpenEHRClient
-
     url, auth, timeout = site.openehr_base_url, site_auth(site), settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS
     return _cached_client(("openehr", url, auth, timeout), lambda: OpenEHRClient(url, auth=auth, timeout=timeout))
 
 
 def _default_services() -> Services:
-    # Imported late so Django settings and app loading come first in workers.
-    from audit.chain import payload_hash
-    from audit.record import record_event, system_actor
-    from sync import mapping
-    from sync.clients.fhir import FHIRClient
-
     url, timeout = settings.CONFLICTDESK_FHIR_BASE_URL, settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS
     fhir = _cached_client(("fhir", url, timeout), lambda: FHIRClient(url, timeout=timeout))
     return Services(

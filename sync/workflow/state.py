@@ -78,7 +78,7 @@ def finish_step(run_id: int, worker: str, result: StepResult, started, *, record
         run.save()
         # Last before commit: the event locks its partition's chain head, which every
         # run of the site shares, so the lock is held for as short a time as possible.
-        _audit(run, f"sync.{step}", result.outcome, **result.audit)
+        audit_run(run, f"sync.{step}", result.outcome, **result.audit)
         return run.status
 
 
@@ -96,7 +96,7 @@ def retry_later(run_id: int, worker: str, exc, started) -> str:
             if retry_after is not None and retry_after > delay:
                 delay = float(retry_after)  # the server asked for longer: honour it, and it is recorded
         _attempt(run, run.step, started, "transient", worker, exc=exc, retry_after=retry_after, delay=delay)
-        _audit(run, f"sync.{run.step}", "transient", detail={"attempt": number, "error_class": type(exc).__name__})
+        audit_run(run, f"sync.{run.step}", "transient", detail={"attempt": number, "error_class": type(exc).__name__})
         if delay is None:
             _dead_letter(run, DeadLetter.Cause.TRANSIENT_EXHAUSTED, str(exc), payload=None)
         else:
@@ -116,7 +116,7 @@ def recheck_conflict(run_id: int, worker: str, exc, started) -> str:
         if run is None:
             return LEASE_LOST
         _attempt(run, run.step, started, "stale", worker, exc=exc)
-        _audit(run, f"sync.{run.step}", "stale", detail={"error_class": type(exc).__name__})
+        audit_run(run, f"sync.{run.step}", "stale", detail={"error_class": type(exc).__name__})
         stale = run.checkpoint.get("stale_rechecks", 0) + 1
         run.checkpoint = {**run.checkpoint, "stale_rechecks": stale}
         if stale >= MAX_ATTEMPTS:  # the record keeps moving: a person should look
@@ -135,7 +135,7 @@ def dead_letter_now(run_id: int, worker: str, exc, started, *, cause: str, paylo
         if run is None:
             return LEASE_LOST
         _attempt(run, run.step, started, "dead_letter", worker, exc=exc)
-        _audit(run, f"sync.{run.step}", "dead_letter", detail={"cause": cause, "error_class": type(exc).__name__})
+        audit_run(run, f"sync.{run.step}", "dead_letter", detail={"cause": cause, "error_class": type(exc).__name__})
         _dead_letter(
             run,
             cause,
@@ -279,7 +279,8 @@ def _event_status(run: SyncRun, status: str) -> None:
         ChangeEvent.objects.filter(pk=run.change_event_id).update(status=status)
 
 
-def _audit(run: SyncRun, action: str, outcome: str, **fields) -> None:
+def audit_run(run: SyncRun, action: str, outcome: str, **fields) -> None:
+    """Append an event about ``run`` to its record's chain, in the caller's transaction."""
     audit = get_services().audit
     event = run.change_event
     # A resolution run has no event: its chain is the site's, where the record lives.

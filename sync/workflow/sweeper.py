@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from sync.models import Conflict, Cursor, Resolution, Site, SyncRun
+from sync.models import Cursor, Site, SyncRun
 
 from .dispatch import dispatch_run
 
@@ -31,23 +31,11 @@ def owed_runs(now=None):
 
 
 def sweep() -> int:
-    started = start_orphan_resolutions()
     with transaction.atomic():
         ids = list(owed_runs().values_list("pk", flat=True)[:500])
         for run_id in ids:
             dispatch_run(run_id)
-    return len(ids) + started
-
-
-def start_orphan_resolutions() -> int:
-    """Resolutions the desk stored while it could not start their run (engine down, older code)."""
-    from sync.actions import do_start_resolution_run
-    from audit.record import system_actor
-
-    orphans = list(Resolution.objects.filter(run__isnull=True, conflict__status=Conflict.Status.RESOLVED)[:100])
-    for resolution in orphans:
-        do_start_resolution_run(resolution, actor=system_actor())
-    return len(orphans)
+    return len(ids)
 
 
 # Beat ticks every second; a site polled 0.9 s ago at a 1 s interval is due at

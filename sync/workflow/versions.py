@@ -1,0 +1,35 @@
+"""A conflict's versions as a clinician saw them and as both servers hold them now.
+
+A decision is applied only while the two agree: ``versions_seen`` is what the
+page (or the API's ``versions_seen``) showed, ``current_versions`` reads both
+servers through the engine's Services, so the engine's fakes serve the tests.
+"""
+from __future__ import annotations
+
+from sync.clients.errors import NotFound
+from sync.models import Conflict
+
+from .services import get_services
+
+
+def versions_seen(conflict: Conflict) -> dict:
+    """The versions the conflict shows: {"openehr": version uid, "fhir": {"Type/id": versionId or None}}."""
+    return {
+        "openehr": conflict.openehr_version_uid,
+        "fhir": {f"{r['type']}/{r['id']}": (str(r["version"]) if r.get("version") is not None else None)
+                 for r in conflict.fhir_versions or []},
+    }
+
+
+def current_versions(conflict: Conflict) -> dict:
+    """The versions both servers hold now, in the shape of ``versions_seen`` (None: deleted centrally)."""
+    services = get_services()
+    link = conflict.record_link
+    site_now = services.openehr(link.site).get_composition(link.patient_link.ehr_id, link.versioned_object_uid)
+    central = {}
+    for ref in conflict.fhir_versions or []:
+        try:
+            central[f"{ref['type']}/{ref['id']}"] = str(services.fhir.read(ref["type"], ref["id"])["meta"]["versionId"])
+        except NotFound:
+            central[f"{ref['type']}/{ref['id']}"] = None
+    return {"openehr": site_now.ref.version_uid, "fhir": central}
