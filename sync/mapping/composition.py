@@ -14,27 +14,26 @@ A composition whose root archetype has a model file (``specs/model/composition/`
 Round trip: as for entries, the shell is rebuilt from the two resources and compared with the
 source; differences go into openehr-residue (root attributes on the Composition, context on the
 Encounter), so the header and context come back exactly.  ``archetype_details`` and ``uid`` are
-identity, decided by the template / base composition, not by this mapping.
+identity, decided by the template / base composition, not by this mapping.  Parties follow
+parties.py; the row's hooks (``partyReference``, ``participations``) are in hooks_composition.py.
 """
 from __future__ import annotations
 
 import copy
-from urllib.parse import quote, unquote
 
 from . import datatypes as dt
-from . import engine, fhirpath, residue, terminology
-from .fidelity import compare_clinical
-from .hooks import hook
+from . import engine, residue
+from .errors import MappingError
+from .fidelity import compare_clinical, element_path
+from .identifiers import build_source_identifier, parse_source_identifier, split_source_path
+from .parties import SUBJECT, party_to_reference, reference_to_party
+from .results import Loss
+from .runtime import FWD, REV, Ctx, Unit
 from .spec import Spec, registry
 
 OWNED = ("name", "language", "territory", "category", "composer", "context")
 RESOURCES = ("Encounter", "Composition")
 NOTE_TYPE = {"coding": [{"system": "http://loinc.org", "code": "34109-9", "display": "Note"}]}
-NS_PREFIX = terminology.BASE + "/NamingSystem/openehr-namespace/"
-FHIR_NS = "fhir"  # PARTY_REF namespace for parties that are FHIR references (Type/id)
-SUBJECT = "$subject"  # PARTY_SELF placeholder, replaced by the patient reference
-_REF_TYPES = {"Organization": "ORGANISATION", "Practitioner": "PERSON", "RelatedPerson": "PERSON",
-              "Patient": "PERSON", "PractitionerRole": "ROLE", "Device": "AGENT"}
 
 
 def spec_for(composition: dict) -> Spec | None:
@@ -43,135 +42,6 @@ def spec_for(composition: dict) -> Spec | None:
         ((composition.get("archetype_details") or {}).get("archetype_id") or {}).get("value")
     s = registry().get(arch or "")
     return s if s is not None and "-COMPOSITION." in s.archetype else None
-
-
-# ------------------------------------------------------------------ parties
-def _ns_system(ns: str) -> str:
-    return ns if ns.startswith(("http://", "https://", "urn:")) and " " not in ns else NS_PREFIX + quote(ns, safe="")
-
-
-def party_to_reference(party: dict | None) -> dict | None:
-    """PARTY_PROXY -> Reference: PARTY_SELF -> the record subject; PARTY_IDENTIFIED name -> display,
-    external_ref -> reference (namespace 'fhir') or identifier, else identifiers[0] -> identifier."""
-    if not isinstance(party, dict):
-        return None
-    if party.get("_type") == "PARTY_SELF":
-        return {"reference": SUBJECT}
-    ref: dict = {}
-    ext = party.get("external_ref") or {}
-    ident = (ext.get("id") or {}).get("value")
-    if ident and ext.get("namespace") == FHIR_NS:
-        ref["reference"] = ident
-    elif ident:
-        ref["identifier"] = {"system": _ns_system(ext.get("namespace") or "local"), "value": ident}
-    if party.get("identifiers") and "identifier" not in ref:
-        ref["identifier"] = dt.identifier_to_fhir(party["identifiers"][0])
-    if party.get("name"):
-        ref["display"] = party["name"]
-    return ref or None
-
-
-def reference_to_party(ref: dict | None, subject: str | None) -> dict | None:
-    if not isinstance(ref, dict):
-        return None
-    target = ref.get("reference")
-    if target and (target == subject or target == SUBJECT):
-        return {"_type": "PARTY_SELF"}
-    party: dict = {"_type": "PARTY_IDENTIFIED"}
-    if ref.get("display"):
-        party["name"] = ref["display"]
-    ident = ref.get("identifier") or {}
-    if target:
-        kind = _REF_TYPES.get(target.split("/")[0], "PARTY")
-        party["external_ref"] = {"_type": "PARTY_REF", "id": {"_type": "GENERIC_ID", "value": target,
-                                                             "scheme": FHIR_NS},
-                                 "namespace": FHIR_NS, "type": kind}
-        if ident.get("value"):  # a reference with a business identifier: both kept
-            party["identifiers"] = [dt.identifier_to_dv(ident)]
-    elif ident.get("value"):
-        sysuri = ident.get("system") or ""
-        ns = unquote(sysuri[len(NS_PREFIX):]) if sysuri.startswith(NS_PREFIX) else (sysuri or "local")
-        party["external_ref"] = {"_type": "PARTY_REF", "id": {"_type": "GENERIC_ID", "value": ident["value"],
-                                                             "scheme": ns}, "namespace": ns, "type": "PARTY"}
-    return party if len(party) > 1 else None
-
-
-def _o_parent(ctx, path: str, onode: dict, create: bool):
-    """(parent dict, attribute) for a composition-shell path like 'context/health_care_facility'."""
-    parts = path.replace("$archetype", "").strip("/").split("/")
-    cur = onode
-    for p in parts[:-1]:
-        if p not in cur:
-            if not create:
-                return None, parts[-1]
-            cur[p] = {"_type": "EVENT_CONTEXT"} if p == "context" else {}
-        cur = cur[p]
-    return cur, parts[-1]
-
-
-def _subject(ctx) -> str | None:
-    return (ctx.resource.get("subject") or {}).get("reference")
-
-
-@hook("partyReference")
-def party_reference(ctx, rule, onode, fobj, fmodel, direction):
-    """PARTY_PROXY (composer, health_care_facility) <-> Reference (see party_to_reference)."""
-    fpath = rule.fhir.replace("$resource", "").lstrip(".")
-    if direction == "openehr->fhir":
-        parent, attr = _o_parent(ctx, rule.openehr, onode, False)
-        ref = party_to_reference((parent or {}).get(attr))
-        if ref:
-            fhirpath.put(ctx.resource, ctx.spec.resource, fpath, ref)
-        return
-    refs = fhirpath.get_values(ctx.resource, fpath)
-    party = reference_to_party(refs[0] if refs else None, _subject(ctx))
-    if party:
-        parent, attr = _o_parent(ctx, rule.openehr, onode, True)
-        parent[attr] = party
-
-
-@hook("participations")
-def participations(ctx, rule, onode, fobj, fmodel, direction):
-    """PARTICIPATION list <-> Encounter.participant: function -> type, performer -> individual,
-    time (DV_INTERVAL of DV_DATE_TIME) -> period.  mode has no FHIR element (residue)."""
-    fpath = rule.fhir.replace("$resource", "").lstrip(".")
-    if direction == "openehr->fhir":
-        parent, attr = _o_parent(ctx, rule.openehr, onode, False)
-        for p in (parent or {}).get(attr) or []:
-            part: dict = {}
-            fn = p.get("function")
-            if isinstance(fn, dict):
-                part["type"] = [dt.coded_to_fhir(fn) if "defining_code" in fn else dt.text_to_fhir_cc(fn)]
-            ref = party_to_reference(p.get("performer"))
-            if ref and ref.get("reference") != SUBJECT:
-                part["individual"] = ref
-            t = p.get("time") or {}
-            period = {k: dt.datetime_to_fhir(t[o]["value"]) for k, o in (("start", "lower"), ("end", "upper"))
-                      if isinstance(t.get(o), dict) and t[o].get("value")}
-            if period:
-                part["period"] = period
-            if part:
-                fhirpath.put(ctx.resource, ctx.spec.resource, fpath, part)
-        return
-    out = []
-    for part in fhirpath.get_values(ctx.resource, fpath):
-        performer = reference_to_party(part.get("individual"), _subject(ctx))
-        if performer is None:
-            continue  # RM PARTICIPATION needs a performer: reported as lost by the re-forward check
-        types = part.get("type") or []
-        p = {"_type": "PARTICIPATION", "function": dt.cc_to_dv(types[0]) if types else
-             {"_type": "DV_TEXT", "value": "participant"}, "performer": performer}
-        period = part.get("period") or {}
-        if period:
-            p["time"] = {"_type": "DV_INTERVAL", "lower_unbounded": not period.get("start"),
-                         "upper_unbounded": not period.get("end"), "lower_included": True, "upper_included": True}
-            for k, o in (("start", "lower"), ("end", "upper")):
-                if period.get(k):
-                    p["time"][o] = {"_type": "DV_DATE_TIME", "value": period[k]}
-        out.append(p)
-    if out:
-        parent, attr = _o_parent(ctx, rule.openehr, onode, True)
-        parent[attr] = out
 
 
 # ------------------------------------------------------------------ the Composition resource
@@ -200,11 +70,10 @@ def _sections(items: list, prefix: str, attr: str, by_entry: dict[str, list[str]
 
 
 def document_forward(shell: dict, composition: dict, encounter: dict, entry_resources: list[dict]) -> dict:
-    from .convert import _split_source_path, parse_source
     by_entry: dict[str, list[str]] = {}
     for r in entry_resources:
-        src = parse_source(r)
-        split = _split_source_path(src[2]) if src else None
+        src = parse_source_identifier(r)
+        split = split_source_path(src[2]) if src else None
         if split:
             by_entry.setdefault(split[0], []).append({"reference": f"{r['resourceType']}/{r['id']}"})
     loose, subs = _sections(composition.get("content") or [], "", "content", by_entry)
@@ -250,8 +119,8 @@ def rebuild(spec: Spec, encounter: dict | None, doc: dict | None, lang: str, *, 
     """The composition shell (OWNED attributes) that the two resources describe."""
     shell = _skeleton(spec)
     if encounter is not None:
-        ctx = engine.Ctx(spec=spec, direction=engine.REV, archetype=shell, oroot=shell, resource=encounter,
-                         unit=engine.Unit(), language=lang)
+        ctx = Ctx(spec=spec, direction=REV, archetype=shell, oroot=shell, resource=encounter,
+                         unit=Unit(), language=lang)
         engine.reverse(ctx, spec.rules, encounter, spec.resource, shell)
     if doc is not None:
         document_reverse(doc, shell)
@@ -282,8 +151,6 @@ def _diff(original: dict, rebuilt: dict) -> tuple[list, list]:
 def forward(composition: dict, entry_resources: list[dict], *, identify, patient_ref: str, language: str,
             uid: str):
     """(resources, losses) for the composition level; ([], []) when the root archetype is unmapped."""
-    from .convert import Loss
-    from .errors import MappingError
     spec = spec_for(composition)
     if spec is None:
         return [], []
@@ -293,8 +160,8 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
     shell = _shell(spec, composition)
     enc = {"resourceType": spec.resource}
     identify(enc, "/context")
-    ctx = engine.Ctx(spec=spec, direction=engine.FWD, archetype=shell, oroot=shell, resource=enc,
-                     unit=engine.Unit(), identify=identify, language=language)
+    ctx = Ctx(spec=spec, direction=FWD, archetype=shell, oroot=shell, resource=enc,
+                     unit=Unit(), identify=identify, language=language)
     engine.forward(ctx, spec.rules, shell, enc, spec.resource)
     doc = document_forward(shell, composition, enc, entry_resources)
     identify(doc, "/")
@@ -326,7 +193,6 @@ def _replace_subject(obj, patient_ref: str) -> None:
 
 
 def _losses(items) -> list:
-    from .convert import Loss
     out = []
     for it in items:
         if it.attr == "-":
@@ -357,7 +223,6 @@ def pick(resources: list[dict]) -> tuple[dict | None, dict | None, list[dict]]:
 
 def apply(comp: dict, resources: list[dict], lang: str) -> list:
     """Write the header/context the Encounter + Composition describe into ``comp``; returns losses."""
-    from .convert import Loss, parse_source
     enc, doc, rest = pick(resources)
     losses = [Loss(f"{r['resourceType']}/{r.get('id')}", "second Encounter/Composition: only one per composition",
                    "unmapped-entry") for r in rest]
@@ -376,7 +241,7 @@ def apply(comp: dict, resources: list[dict], lang: str) -> list:
         if k in shell:
             comp[k] = shell[k]
     if "uid" not in comp:
-        src = parse_source(enc or doc)
+        src = parse_source_identifier(enc or doc)
         if src:
             comp["uid"] = {"_type": "HIER_OBJECT_ID", "value": src[1]}
     losses += _reverse_losses(spec, enc, doc, comp, lang)
@@ -385,12 +250,11 @@ def apply(comp: dict, resources: list[dict], lang: str) -> list:
 
 def _reverse_losses(spec, enc, doc, comp, lang) -> list:
     """FHIR data of the two resources that mapping the rebuilt header forward does not give back."""
-    from .convert import Loss
     subject = ((enc or doc).get("subject") or {}).get("reference") or "Patient/x"
     try:
         back, _ = forward({**comp, "content": []}, [], patient_ref=subject, language=lang, uid="x",
                           identify=lambda r, p: r.update(id=(enc or doc).get("id"), identifier=[
-                              {"system": terminology.SOURCE_SYSTEM, "value": f"x|x|{p}"}]))
+                              build_source_identifier("x", "x", p)]))
     except Exception:  # noqa: BLE001 - a failing re-forward means nothing is confirmed
         back = []
     twins = {r["resourceType"]: residue.strip(r) for r in back}
@@ -406,12 +270,6 @@ def _reverse_losses(spec, enc, doc, comp, lang) -> list:
         for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue
-            out.append(Loss(f"{r['resourceType']}/{r.get('id')}:{_fpath(d['path'])}",
+            out.append(Loss(f"{r['resourceType']}/{r.get('id')}:{element_path(d['path'])}",
                             "no openEHR element for this FHIR data in the mapping", "dropped"))
     return out
-
-
-def _fpath(deep: str) -> str:
-    import re
-    p = deep.replace("root", "", 1)
-    return re.sub(r"\['([^']*)'\]", r".\1", p).lstrip(".")

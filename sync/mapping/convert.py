@@ -8,72 +8,17 @@ data that only survives in our extension is reported as a loss.
 from __future__ import annotations
 
 import re
-import uuid
-from dataclasses import dataclass, field
 
+from . import composition as composition_level
 from . import datatypes as dt
-from . import engine, fhirpath, residue, rmpath, templates
-from .errors import MalformedInput, MappingError, UnmappedTemplate
+from . import engine, fhirpath, residue, rmpath
+from .errors import MalformedInput, MappingError
 from .fidelity import clinical_content, same_content
+from .identifiers import build_source_identifier, resource_id
+from .lookup import archetype_of, slot_rule
+from .results import Loss, MappingResult
+from .runtime import Unit
 from .spec import Spec, registry
-from .terminology import SOURCE_SYSTEM
-
-_NS = uuid.UUID("5b0c1f8e-4d1a-4c47-9a53-6f1f1e0c2a10")
-_ENTRY_STEP = re.compile(r"\[(openEHR-EHR-(?:OBSERVATION|EVALUATION|INSTRUCTION|ACTION|ADMIN_ENTRY)\.[^\]]+)\]")
-
-
-@dataclass
-class Loss:
-    """One piece of source data that has no standard element on the other side."""
-    path: str
-    reason: str
-    kind: str = "extension"  # extension | dropped | unmapped-entry | stale
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-@dataclass
-class MappingResult:
-    resources: list[dict] = field(default_factory=list)
-    losses: list[Loss] = field(default_factory=list)
-
-
-@dataclass
-class OpenEHRResult:
-    composition: dict
-    losses: list[Loss] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------ identity
-def source_identifier(site: str, vo_uid: str, path: str) -> dict:
-    return {"system": SOURCE_SYSTEM, "value": f"{site}|{vo_uid}|{path}"}
-
-
-def resource_id(identifier_value: str) -> str:
-    """Deterministic logical id, so a re-sync updates the same FHIR resource."""
-    return str(uuid.uuid5(_NS, identifier_value))
-
-
-def parse_source(resource: dict) -> tuple[str, str, str] | None:
-    idents = resource.get("identifier") or []
-    for ident in idents if isinstance(idents, list) else [idents]:
-        if isinstance(ident, dict) and ident.get("system") == SOURCE_SYSTEM and str(ident.get("value", "")).count("|") >= 2:
-            site, vo, path = ident["value"].split("|", 2)
-            return site, vo, path
-    return None
-
-
-def _split_source_path(path: str) -> tuple[str, str] | None:
-    """'/content[..SECTION..]/items[..OBSERVATION..]/data[at0001]/events[at0006]:1/...' -> (entry path, rest)."""
-    m = None
-    for m in _ENTRY_STEP.finditer(path):
-        break
-    if not m:
-        return None
-    end = path.find("/", m.end())
-    end = len(path) if end < 0 else end
-    return path[:end], path[end:]
 
 
 # ------------------------------------------------------------------ openEHR -> FHIR
@@ -124,7 +69,7 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
     specs = registry()
 
     def identify(res: dict, path: str) -> None:
-        ident = source_identifier(site, vo_uid, path)
+        ident = build_source_identifier(site, vo_uid, path)
         res["id"] = resource_id(ident["value"])
         res["identifier"] = [ident]
 
@@ -148,7 +93,6 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
             _close_unit(spec, entry, path, rel, group, unit, lang, result.losses, uid)
             result.resources.extend(group)
     # COMPOSITION-level rows (root archetype with a model file): Encounter + Composition, appended last
-    from . import composition as composition_level
     level, level_losses = composition_level.forward(composition, result.resources, identify=identify,
                                                     patient_ref=patient_ref, language=lang, uid=uid)
     result.resources.extend(level)
@@ -213,30 +157,22 @@ def _losses_for(path: str, rel: str, items) -> list[Loss]:
 
 
 # ------------------------------------------------------------------ FHIR -> openEHR (one group)
-def _slot_rule(spec: Spec, child: Spec):
-    return next((r for r in spec.rules if r.slot_archetype and child.archetype.endswith(r.slot_archetype)), None)
-
-
-def _parent_spec(child: Spec) -> Spec | None:
-    return next((s for s in registry().values() if not s.is_cluster and _slot_rule(s, child)), None)
-
-
 def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: str, *,
                   apply_residue: bool = False, stale: list | None = None) -> dict:
     """Rebuild the single-event entry that ``group`` (primary first, or lone slot resources) came from."""
-    unit = engine.Unit()
+    unit = Unit()
     for r in group:
         unit.by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
         unit.by_ref[f"urn:uuid:{r.get('id')}"] = r  # bundle-internal references
-    primary = next((r for r in group if _spec_name_for(r) == spec.archetype), None)
+    primary = next((r for r in group if archetype_of(r) == spec.archetype), None)
     if primary is None:
         primary = {"resourceType": spec.resource}
         inner = {x for c in group for x in _ref_values(c)}
         for child in group:
             if {f"{child['resourceType']}/{child.get('id')}", f"urn:uuid:{child.get('id')}"} & inner:
                 continue  # a member of another slot resource (T/N/M of a stage group), not a slot filler
-            cs = registry().get(_spec_name_for(child)) if _spec_name_for(child) else None
-            rule = _slot_rule(spec, cs) if cs else None
+            cs = registry().get(archetype_of(child)) if archetype_of(child) else None
+            rule = slot_rule(spec, cs) if cs else None
             if rule:
                 fhirpath.put(primary, spec.resource, rule.fhir.replace("$resource", "").lstrip("."),
                              {"reference": f"{child['resourceType']}/{child.get('id')}"})
@@ -254,16 +190,3 @@ def _ref_values(obj) -> list[str]:
         return [v for k, v in obj.items() if k == "reference" and isinstance(v, str)] + \
             [x for k, v in obj.items() if k != "reference" for x in _ref_values(v)]
     return [x for v in obj for x in _ref_values(v)] if isinstance(obj, list) else []
-
-
-def _spec_name_for(resource: dict) -> str | None:
-    src = parse_source(resource)
-    if src:
-        arch = re.findall(r"\[(openEHR-EHR-[A-Z_]+\.[^\]]+)\]", src[2])
-        if arch and arch[-1] in registry():
-            return arch[-1]
-    s = engine.spec_for_resource(resource)
-    return s.archetype if s else None
-
-
-__all__ = ["to_fhir", "MappingResult", "Loss", "OpenEHRResult", "rebuild_group", "templates", "UnmappedTemplate"]

@@ -260,6 +260,53 @@ def format_dt(dt: datetime) -> str:
     return s[:-6] + "Z" if s.endswith("+00:00") else s
 
 
+# ---------------------------------------------------------------- single-unit durations (UCUM time units)
+_ISO_UNITS = {"Y": "a", "M": "mo", "W": "wk", "D": "d", "TH": "h", "TM": "min", "TS": "s"}
+_UNIT_ISO = {v: k for k, v in _ISO_UNITS.items()}
+_ONE = re.compile(r"^P(?:(?P<date>\d+(?:\.\d+)?)(?P<du>[YMWD])|T(?P<time>\d+(?:\.\d+)?)(?P<tu>[HMS]))$")
+
+
+def duration_to_fhir(iso: str) -> dict | None:
+    """'P5Y' -> {value 5, unit 'a', system UCUM, code 'a'}; None for compound durations."""
+    m = _ONE.match(iso or "")
+    if not m:
+        return None
+    num, unit = (m["date"], m["du"]) if m["date"] else (m["time"], "T" + m["tu"])
+    value = float(num) if "." in num else int(num)
+    code = _ISO_UNITS[unit]
+    return {"value": value, "unit": code, "system": term.UCUM, "code": code}
+
+
+def duration_from_fhir(q: dict) -> str | None:
+    unit = _UNIT_ISO.get(q.get("code") or q.get("unit") or "")
+    value = q.get("value")
+    if unit is None or value is None:
+        return None
+    num = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"PT{num}{unit[1]}" if unit.startswith("T") else f"P{num}{unit}"
+
+
+def add_duration(start: str, iso: str) -> str | None:
+    """start + a single-unit duration, as FHIR dateTime; None if either cannot be computed exactly."""
+    m = _ONE.match(iso or "")
+    s = parse_dt(start) if start and "T" in start else None
+    if not m or s is None or (m["date"] and "." in m["date"]):
+        return None
+    if m["date"]:
+        n, u = int(m["date"]), m["du"]
+        if u in ("Y", "M"):
+            months = s.month - 1 + n * (12 if u == "Y" else 1)
+            try:
+                end = s.replace(year=s.year + months // 12, month=months % 12 + 1)
+            except ValueError:
+                return None
+        else:
+            end = s + parse_duration(iso)
+    else:
+        end = s + parse_duration(iso)
+    return format_dt(end)
+
+
 # ---------------------------------------------------------------- null flavour
 _NF_TO_DAR = {"271": "unknown", "253": "unknown", "272": "masked", "273": "not-applicable"}
 _DAR_TO_NF = {"unknown": ("253", "unknown"), "masked": ("272", "masked"),

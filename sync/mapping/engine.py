@@ -1,88 +1,18 @@
 """Interpreter for model mappings: one archetype node <-> one FHIR resource, both ways.
 
 The engine knows nothing about blood pressure or labs: it walks the rules of a
-Spec (spec.py), resolves openEHR paths with rmpath.py and FHIR paths with
-fhirpath.py, and converts values with datatypes.py.  Anything a rule cannot say
-is a named hook (hooks.py).  Lossless round trips are not this module's job:
-residue.py compares the reverse result with the source afterwards.
+Spec (spec.py), resolves their paths, conditions and manual tables with
+runtime.py, and converts values with datatypes.py.  Anything a rule cannot say
+is a named hook (hooks.py lists them).  Lossless round trips are not this
+module's job: residue.py compares the reverse result with the source afterwards.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from . import datatypes as dt
-from . import fhirmodel, fhirpath, rmpath
-from .errors import MappingError, UnknownArchetype
-from .spec import Condition, Manual, Rule, Spec, registry
-
-FWD, REV = "openehr->fhir", "fhir->openehr"
-
-
-@dataclass
-class Unit:
-    """What one run produces or reads: the primary resource plus referenced ones (slots)."""
-    resources: list[dict] = field(default_factory=list)
-    # forward: id(resource) -> node path of its source node; reverse: reference -> resource
-    paths: dict[int, str] = field(default_factory=dict)
-    by_ref: dict[str, dict] = field(default_factory=dict)
-    used: set = field(default_factory=set)
-
-
-@dataclass
-class Ctx:
-    spec: Spec
-    direction: str
-    archetype: dict
-    oroot: dict
-    resource: dict
-    unit: Unit
-    node_path: str = ""
-    event: dict | None = None
-    identify: object = None  # callable(resource, node_path) set by convert.py
-    language: str = "en"
-    parent: dict | None = None  # slot files: the resource of the entry holding the slot (focus/partOf refs)
-    composition: dict | None = None  # forward only, read-only: the source composition (composer), if known
-
-
-# ------------------------------------------------------------------ path helpers
-def _o_base(ctx: Ctx, path: str | None, cur: dict) -> tuple[dict, list[rmpath.Step]]:
-    path = (path or "").strip()
-    for var, node in (("$archetype", ctx.archetype), ("$openehrRoot", ctx.oroot), ("$composition", None)):
-        if path.startswith(var):
-            if node is None:
-                raise MappingError("$composition paths are not supported", rule=path)
-            rest = path[len(var):].strip("/")
-            return node, rmpath.parse(rest) if rest else []
-    return cur, rmpath.parse(path) if path else []
-
-
-def _f_base(ctx: Ctx, path: str | None, cur: dict, model: str) -> tuple[dict, str, str]:
-    path = (path or "").strip()
-    if path.startswith("$resource"):
-        return ctx.resource, ctx.spec.resource, path[len("$resource"):].lstrip(".")
-    if path.startswith("$fhirRoot"):
-        return cur, model, path[len("$fhirRoot"):].lstrip(".")
-    return cur, model, path
-
-
-def _ocond(ctx: Ctx, cond: Condition, cur: dict) -> bool:
-    base, steps = _o_base(ctx, cond.target_root, cur)
-    nodes = rmpath.find(base, steps) if steps else [base]
-    attr = rmpath.parse(cond.target_attribute) if cond.target_attribute else []
-    vals = [v for n in nodes for v in (rmpath.find(n, attr) if attr else [n]) if v not in (None, "")]
-    if cond.operator == "empty":
-        return not vals
-    if cond.operator == "not empty":
-        return bool(vals)
-    return any(str(v) in [str(c) for c in cond.criteria] for v in vals)
-
-
-def _fcond(ctx: Ctx, cond: Condition, cur: dict, model: str) -> bool:
-    base, _, rel = _f_base(ctx, cond.target_root, cur, model) if cond.target_root else (cur, model, "")
-    roots = fhirpath.get_values(base, rel) if rel else [base]
-    if cond.operator == "empty":
-        return all(fhirpath.matches(r, cond.target_attribute, "empty", None) for r in roots)
-    return any(fhirpath.matches(r, cond.target_attribute, cond.operator, cond.criteria) for r in roots)
+from . import fhirpath, hooks, rmpath
+from .errors import MappingError
+from .runtime import FWD, REV, Ctx, Unit, f_base, manual_forward, manual_reverse, o_base, o_condition, write
+from .spec import Rule, Spec, registry
 
 
 # ------------------------------------------------------------------ value conversion
@@ -153,7 +83,6 @@ def to_dv(typ: str, value, suffix: str | None):
 
 # ------------------------------------------------------------------ forward
 def forward(ctx: Ctx, rules: list[Rule], onode: dict, fobj: dict, fmodel: str) -> None:
-    from . import hooks
     for rule in rules:
         if not rule.runs(FWD):
             continue
@@ -161,13 +90,13 @@ def forward(ctx: Ctx, rules: list[Rule], onode: dict, fobj: dict, fmodel: str) -
             hooks.get(rule.mapping_code, ctx.spec)(ctx, rule, onode, fobj, fmodel, FWD)
             continue
         if rule.openehr is None:
-            _manual_fwd(ctx, rule.manual, onode, fobj, fmodel)
+            manual_forward(ctx, rule.manual, onode, fobj, fmodel)
             continue
-        obase, osteps = _o_base(ctx, rule.openehr, onode)
+        obase, osteps = o_base(ctx, rule.openehr, onode)
         matches = rmpath.find(obase, osteps) if osteps else [obase]
         if rule.openehr_condition:
-            matches = [m for m in matches if _ocond(ctx, rule.openehr_condition, m)]
-        fbase, fbmodel, fpath = _f_base(ctx, rule.fhir, fobj, fmodel)
+            matches = [m for m in matches if o_condition(ctx, rule.openehr_condition, m)]
+        fbase, fbmodel, fpath = f_base(ctx, rule.fhir, fobj, fmodel)
         for m in matches:
             if rule.slot_archetype:
                 _slot_fwd(ctx, rule, m, fbase, fbmodel, fpath)
@@ -175,29 +104,11 @@ def forward(ctx: Ctx, rules: list[Rule], onode: dict, fobj: dict, fmodel: str) -
                 child, cmodel = (fhirpath.put(fbase, fbmodel, fpath, {}), fhirpath.model_at(fbmodel, fpath)) \
                     if fpath else (fbase, fbmodel)
                 forward(ctx, rule.followed_by, m, child, cmodel)
-                _manual_fwd(ctx, rule.manual, m, child, cmodel)
+                manual_forward(ctx, rule.manual, m, child, cmodel)
             else:
                 got = to_fhir_value(rule.type, m, fpath)
                 if got is not None:
                     fhirpath.put(fbase, fbmodel, fpath, got[1], suffix=got[0])
-
-
-def _manual_fwd(ctx: Ctx, manual: list[Manual], onode: dict, fobj: dict, fmodel: str) -> None:
-    for m in manual:
-        if m.openehr_condition is not None:
-            ok = _ocond(ctx, m.openehr_condition, onode)
-        elif m.openehr:
-            ok = all(v.get("value") in _o_values(ctx, v["path"], onode) for v in m.openehr)
-        else:
-            ok = True
-        if ok:
-            for f in m.fhir:
-                fhirpath.put(fobj, fmodel, f["path"], rmpath.jcopy(f["value"]))
-
-
-def _o_values(ctx: Ctx, path: str, onode: dict) -> list:
-    base, steps = _o_base(ctx, path, onode)
-    return rmpath.find(base, steps)
 
 
 def _slot_fwd(ctx: Ctx, rule: Rule, cluster: dict, fbase: dict, fbmodel: str, fpath: str) -> None:
@@ -254,7 +165,6 @@ def run_forward(spec: Spec, entry: dict, *, node_path: str, identify, language: 
 
 # ------------------------------------------------------------------ reverse
 def reverse(ctx: Ctx, rules: list[Rule], fobj: dict, fmodel: str, onode: dict) -> None:
-    from . import hooks
     for rule in rules:
         if not rule.runs(REV):
             continue
@@ -262,15 +172,15 @@ def reverse(ctx: Ctx, rules: list[Rule], fobj: dict, fmodel: str, onode: dict) -
             hooks.get(rule.mapping_code, ctx.spec)(ctx, rule, onode, fobj, fmodel, REV)
             continue
         if rule.openehr is None:
-            _manual_rev(ctx, rule.manual, fobj, fmodel, onode)
+            manual_reverse(ctx, rule.manual, fobj, fmodel, onode)
             continue
-        fbase, fbmodel, fpath = _f_base(ctx, rule.fhir, fobj, fmodel)
+        fbase, fbmodel, fpath = f_base(ctx, rule.fhir, fobj, fmodel)
         vals = fhirpath.get(fbase, fpath) if fpath else [(fbase, None)]
         if rule.fhir_condition:
             c = rule.fhir_condition
             vals = [(v, s) for v, s in vals if isinstance(v, dict)
                     and fhirpath.matches(v, c.target_attribute, c.operator, c.criteria)]
-        obase, osteps = _o_base(ctx, rule.openehr, onode)
+        obase, osteps = o_base(ctx, rule.openehr, onode)
         cmodel = fhirpath.model_at(fbmodel, fpath) if fpath else fbmodel
         for v, suffix in vals:
             if rule.slot_archetype:
@@ -281,37 +191,11 @@ def reverse(ctx: Ctx, rules: list[Rule], fobj: dict, fmodel: str, onode: dict) -
                                                             for r in rule.followed_by):
                     target["_type"] = "CLUSTER"  # an at-coded cluster (e.g. risk factors) holding mapped items
                 reverse(ctx, rule.followed_by, v, cmodel, target)
-                _manual_rev(ctx, rule.manual, v, cmodel, target)
+                manual_reverse(ctx, rule.manual, v, cmodel, target)
             else:
                 dv = to_dv(rule.type, v, suffix)
                 if dv is not None:
-                    _write(obase, osteps, dv)
-
-
-def _write(obase: dict, osteps: list[rmpath.Step], value) -> None:
-    if not osteps:
-        obase["value"] = value
-        return
-    last = osteps[-1]
-    if last.node is None:
-        parent = rmpath.ensure(obase, osteps[:-1]) if len(osteps) > 1 else obase
-        parent[last.attr] = value
-    else:
-        rmpath.ensure(obase, osteps, fresh_last=True)["value"] = value
-
-
-def _manual_rev(ctx: Ctx, manual: list[Manual], fobj: dict, fmodel: str, onode: dict) -> None:
-    for m in manual:
-        if m.fhir_condition is not None:
-            ok = _fcond(ctx, m.fhir_condition, fobj, fmodel)
-        elif m.fhir:
-            ok = all(f["value"] in fhirpath.get_values(fobj, f["path"]) for f in m.fhir)
-        else:
-            ok = True
-        if ok:
-            for o in m.openehr:
-                base, steps = _o_base(ctx, o["path"], onode)
-                _write(base, steps, rmpath.jcopy(o["value"]))
+                    write(obase, osteps, dv)
 
 
 def _slot_rev(ctx: Ctx, rule: Rule, ref: dict, obase: dict, osteps: list[rmpath.Step]) -> None:
@@ -377,30 +261,3 @@ def prune(node: dict) -> bool:
     if t == "HISTORY":
         return not node.get("events")
     return False
-
-
-def spec_for_archetype(archetype_id: str) -> Spec:
-    s = registry().get(archetype_id)
-    if s is None:
-        raise UnknownArchetype("no model mapping for archetype", path=archetype_id)
-    return s
-
-
-def spec_for_resource(resource: dict) -> Spec | None:
-    """Pick the model file that reads a FHIR resource: resource type plus any fhirConfig.match
-    condition.  Entry-level files are tried before cluster files, so a specific row (a vital sign
-    by its LOINC code) wins over a generic one (any laboratory Observation)."""
-    specs = sorted(registry().values(), key=lambda s: (s.is_cluster, s.archetype))
-    # catch-all conditions (no match, operator 'empty') are tried after every specific one
-    for catch_all in (False, True):
-        for s in specs:
-            if s.resource != resource.get("resourceType"):
-                continue
-            conds = [m for m in s.match if catch_all or m.operator != "empty"]
-            if (not s.match and catch_all) or any(
-                    fhirpath.matches(resource, m.target_attribute, m.operator, m.criteria) for m in conds):
-                return s
-    return None
-
-
-__all__ = ["run_forward", "run_reverse", "spec_for_archetype", "spec_for_resource", "Unit", "fhirmodel"]

@@ -41,9 +41,10 @@ _ISO_COMMA = re.compile(r"(\d{2}:\d{2}:\d{2}),(\d)")
 _META_IGNORED = ("lastUpdated", "versionId", "source", "profile")
 
 
-def _norm_rm(node):
+def normalise_rm(node):
+    """clinical_content of any openEHR node or RM value (the residue compares and hashes with it)."""
     if isinstance(node, list):
-        items = [_norm_rm(x) if isinstance(x, (dict, list)) else x for x in node]
+        items = [normalise_rm(x) if isinstance(x, (dict, list)) else x for x in node]
         if items and all(isinstance(x, dict) and "archetype_node_id" in x for x in items):
             items.sort(key=lambda x: str(x["archetype_node_id"]))  # stable: same-id order kept
         return items
@@ -53,7 +54,7 @@ def _norm_rm(node):
     for k, v in node.items():
         if k in _DROP_RM or (k == "_type" and v in _STRUCTURAL):
             continue
-        out[k] = _norm_rm(v) if isinstance(v, (dict, list)) else v  # scalars as they are (hot path)
+        out[k] = normalise_rm(v) if isinstance(v, (dict, list)) else v  # scalars as they are (hot path)
     if node.get("_type") in _TIME_TYPES and isinstance(out.get("value"), str):
         out["value"] = _ISO_COMMA.sub(r"\1.\2", out["value"])
     return out
@@ -90,7 +91,7 @@ def clinical_content(obj: dict) -> dict:
     (The normalisers build new containers and never mutate their input: no deepcopy needed.)"""
     if isinstance(obj, dict) and "resourceType" in obj:
         return _norm_fhir(obj, top=True)
-    return _norm_rm(obj)
+    return normalise_rm(obj)
 
 
 def compare_clinical(a: dict, b: dict) -> list[dict]:
@@ -127,7 +128,14 @@ def same_value(a, b) -> bool:
     """Equality under the same rules, for small RM values (used by the residue)."""
     if a is None or b is None:
         return a is None and b is None
-    return _same(_norm_rm(a), _norm_rm(b))  # _same is DeepDiff's equality on JSON data: no second opinion needed
+    return _same(normalise_rm(a), normalise_rm(b))  # DeepDiff's equality on JSON data: no second opinion needed
+
+
+def element_path(deep: str) -> str:
+    """A compare_clinical path into a FHIR resource (``root['component'][0]['valueQuantity']``) as a FHIR
+    element path (``component[0].valueQuantity``): how the reverse losses and the guard name an element."""
+    p = re.sub(r"\['([^']*)'\]", r".\1", deep.replace("root", "", 1))
+    return p.lstrip(".")
 
 
 def _same(a, b) -> bool:

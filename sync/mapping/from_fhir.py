@@ -12,15 +12,18 @@ import copy
 import re
 from datetime import datetime, timezone
 
+from . import composition as composition_level
 from . import datatypes as dt
 from . import engine, residue, rmpath, templates
-from .convert import Loss, OpenEHRResult, _spec_name_for, _split_source_path, parse_source, rebuild_group
+from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
-from .fidelity import compare_clinical
+from .fidelity import compare_clinical, element_path
+from .identifiers import build_source_identifier, parse_source_identifier, resource_id, split_source_path
+from .lookup import archetype_of, parent_spec, slot_rule
+from .parties import PLACEHOLDER_COMPOSER
+from .results import Loss, OpenEHRResult
 from .spec import registry
 
-# composer of a composition made here without a source one: a placeholder, not a clinician
-PLACEHOLDER_COMPOSER = {"_type": "PARTY_IDENTIFIED", "name": "ConflictDesk sync"}
 _SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter", "Specimen",
                "ServiceRequest", "Composition"}  # Encounter/Composition: composition level (composition.py)
 
@@ -47,21 +50,19 @@ def _groups(resources: list[dict]):
     for r in resources:
         by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
         by_ref[f"urn:uuid:{r.get('id')}"] = r
-    named = [(r, _spec_name_for(r)) for r in resources]
+    named = [(r, archetype_of(r)) for r in resources]
     names = {id(r): n for r, n in named}
-
-    from .convert import _slot_rule
 
     def own_entry(cur: dict, k: dict) -> bool:
         """k is mapped on its own, not as part of cur: an entry-level resource (a MedicationAdministration
         naming its MedicationRequest), or a slot resource of cur's own kind that cur's file has no slot
         for (a lab panel Observation's hasMember analytes).  Other resources go along (Medication;
         T/N/M members, read by the stage group's hook)."""
-        ksrc, csrc = parse_source(k), parse_source(cur)
+        ksrc, csrc = parse_source_identifier(k), parse_source_identifier(cur)
         if ksrc and csrc and ksrc[2].startswith(csrc[2] + "/"):
             return False  # made from a node inside cur's source node (TNM members of a stage group)
         ks, cs = specs.get(names.get(id(k)) or ""), specs.get(names.get(id(cur)) or "")
-        return ks is not None and (not ks.is_cluster or (ks is cs and _slot_rule(cs, ks) is None))
+        return ks is not None and (not ks.is_cluster or (ks is cs and slot_rule(cs, ks) is None))
 
     def reach(r: dict) -> list[dict]:
         """Resources r references, and (transitively) what referenced slot resources reference:
@@ -88,22 +89,21 @@ def _groups(resources: list[dict]):
         kids = reach(r)
         used.update(id(k) for k in kids)
         out.append((spec, [r] + kids, r))
-    from .convert import _parent_spec
     loose = [r for r, name in named if specs.get(name or "") is not None and specs[name].is_cluster
              and id(r) not in used]
     inner = {id(k) for r in loose for k in reach(r)}
     for r in loose:
         if id(r) in inner:
             continue  # brought along by another slot resource
-        parent = _parent_spec(specs[names[id(r)]])
+        parent = parent_spec(specs[names[id(r)]])
         if parent:
             out.append((parent, [r] + [k for k in reach(r) if id(k) not in used], r))
     result = []
     for spec, group, anchor in out:
-        src = parse_source(anchor)
+        src = parse_source_identifier(anchor)
         entry_path, event_node, event_idx = None, None, 0
         if src:
-            split = _split_source_path(src[2])
+            split = split_source_path(src[2])
             if split:
                 entry_path, rest = split
                 m = re.search(r"/(?:events|activities)\[([^\]]+)\](?::(\d+))?", rest)  # hierarchy split
@@ -189,37 +189,62 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
         times = [t for _, g, *_ in groups for t in [g[0].get("effectiveDateTime")] if t]
         comp = _skeleton(template_id, language, territory, min(times) if times else None)
         lang = comp["language"]["code_string"]
-        vo = {parse_source(g[0])[1] for _, g, *_ in groups if parse_source(g[0])}
+        vo = {parse_source_identifier(g[0])[1] for _, g, *_ in groups if parse_source_identifier(g[0])}
         if len(vo) == 1:
             comp["uid"] = {"_type": "HIER_OBJECT_ID", "value": vo.pop()}
-    merged: dict[object, tuple[str | None, dict, list]] = {}
+    merged: dict[object, tuple[str | None, list]] = {}
     for n, (spec, group, entry_path, event_node, event_idx) in enumerate(groups):
         stale: list[str] = []
         entry = rebuild_group(spec, group, event_node, lang, apply_residue=True, stale=stale)
         losses.extend(Loss(p, "FHIR value changed since sync; openEHR-only detail dropped", "stale") for p in stale)
-        if not parse_source(group[0]):
+        if not parse_source_identifier(group[0]):
             entry["feeder_audit"] = _feeder(group)
         losses.extend(_fhir_losses(spec, group, entry, lang))
-        key = entry_path or ("new", n)
-        if key not in merged:
-            merged[key] = (entry_path, entry, [(event_idx, entry)])
-        else:
-            merged[key][2].append((event_idx, entry))
-    for entry_path, first, parts in merged.values():
-        if len(parts) > 1:
-            parts.sort(key=lambda p: p[0])
-            base = copy.deepcopy(parts[0][1])
-            hist, attr = _history(base)
-            for _, other in parts[1:]:
-                oh, _ = _history(other)
-                if hist is not None and oh is not None:
-                    hist.setdefault(attr, []).extend(oh.get(attr) or [])
-            first = base
-        _place(comp, entry_path, first)
+        merged.setdefault(entry_path or ("new", n), (entry_path, []))[1].append((event_idx, entry))
+    for entry_path, parts in merged.values():
+        _place(comp, entry_path, _merge_events(parts))
     if level:
-        from . import composition as composition_level
         losses.extend(composition_level.apply(comp, level, lang))
     return OpenEHRResult(comp, losses)
+
+
+def map_back(resources: list[dict], *, template_id: str, header_for: dict | None = None) -> tuple[list[dict], dict]:
+    """(entries, header) the resources map back to without a base composition.
+
+    from_fhir's own reverse path (group, rebuild each group with its residue, merge the events of one
+    entry) without its loss report, which costs a second forward mapping per group: the runtime fidelity
+    guard maps every forward result back with it (bench/guard.py), and tests/engine/test_guard_corpus.py
+    holds it equal to from_fhir's composition.  ``header_for`` is the source composition when its header
+    was mapped too (an Encounter/Composition was made): the header (composition.OWNED) is rebuilt by its
+    root archetype's composition-level file; without it the header is {}."""
+    info = templates.get(template_id)
+    lang = info.language if info else "en"  # as _skeleton: there is no base composition to take it from
+    merged: dict[object, list] = {}
+    wanted = [r for r in resources if r.get("resourceType") not in _SKIP_TYPES]
+    for n, (spec, group, entry_path, event_node, event_idx) in enumerate(_groups(wanted)):
+        entry = rebuild_group(spec, group, event_node, lang, apply_residue=True)
+        merged.setdefault(entry_path or ("new", n), []).append((event_idx, entry))
+    entries = [_merge_events(parts) for parts in merged.values()]
+    header: dict = {}
+    spec = composition_level.spec_for(header_for) if header_for is not None else None
+    if spec is not None:
+        enc, doc, _ = composition_level.pick([r for r in resources
+                                              if r.get("resourceType") in composition_level.RESOURCES])
+        shell = composition_level.rebuild(spec, enc, doc, lang, apply_residue=True)
+        header = {k: shell[k] for k in composition_level.OWNED if k in shell}
+    return entries, header
+
+
+def _merge_events(parts: list[tuple[int, dict]]) -> dict:
+    """One entry from the single-event entries a hierarchy split made of it, events in source order."""
+    parts.sort(key=lambda p: p[0])
+    first = parts[0][1]
+    hist, attr = _history(first)
+    for _, other in parts[1:]:
+        oh, _ = _history(other)
+        if hist is not None and oh is not None:
+            hist.setdefault(attr, []).extend(oh.get(attr) or [])
+    return first
 
 
 def _history(entry: dict):
@@ -232,12 +257,11 @@ def _history(entry: dict):
 
 def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:
     """What the group's resources had that mapping the rebuilt entry forward does not give back."""
-    from .convert import source_identifier, resource_id
     back: list[dict] = []
 
     def identify(res, path):
-        src = parse_source(group[0])
-        ident = source_identifier(src[0] if src else "x", src[1] if src else "x", path)
+        src = parse_source_identifier(group[0])
+        ident = build_source_identifier(src[0] if src else "x", src[1] if src else "x", path)
         res["id"], res["identifier"] = resource_id(ident["value"]), [ident]
 
     try:
@@ -262,15 +286,9 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:
         for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue  # the mapping adds fixed codes/profiles: not a loss of source data
-            out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}:{_fpath(d['path'])}",
+            out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}:{element_path(d['path'])}",
                             "no openEHR element for this FHIR data in the mapping", "dropped"))
     return out
-
-
-def _fpath(deep: str) -> str:
-    p = deep.replace("root", "", 1)
-    p = re.sub(r"\['([^']*)'\]", r".\1", p)
-    return p.lstrip(".")
 
 
 def to_openehr(resources: list[dict], *, template_id: str, base_composition: dict | None = None, **kw) -> dict:

@@ -1,152 +1,51 @@
-"""Named hooks (``mappingCode``) for rules a declarative row cannot say.
+"""The named hooks (``mappingCode``) for rules a declarative row cannot say: one table, listed here.
 
-Keep each hook small and two-way; a hook name in a mapping file that is not
-registered here fails when the file is loaded by the tests.
+A mapping file names a hook; the engine looks it up in ``HOOKS``.  The table is written out
+rather than filled by decorators as modules happen to be imported, so every hook a file may name
+is visible in one place and no import order decides what exists.  A hook name in a mapping file
+that is not listed here fails when the file is loaded by the tests (tests/mapping/test_specs.py).
+
+Every hook is ``fn(ctx, rule, onode, fobj, fmodel, direction)``, small and two-way; the row's own
+module holds it (hooks_<row>.py) and imports nothing above runtime.py.
 """
 from __future__ import annotations
 
-from . import datatypes as dt
-from . import fhirpath, terminology
+from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
+from . import hooks_tnm
 from .errors import MappingError
 
-MATH_EXT = terminology.SD_BASE + "openehr-math-function"
-_HOOKS: dict = {}
-
-
-def hook(name):
-    def deco(fn):
-        _HOOKS[name] = fn
-        return fn
-    return deco
+HOOKS = {
+    # OBSERVATION events and lab reports
+    "eventTime": hooks_observation.event_time,
+    "pointEventTime": hooks_observation.point_event_time,
+    "collapseSingleResult": hooks_observation.collapse_single_result,
+    # COMPOSITION level (parties of the composition shell)
+    "partyReference": hooks_composition.party_reference,
+    "participations": hooks_composition.participations,
+    # medication order and administration
+    "isoRepeatingTiming": hooks_medication.iso_repeating_timing,
+    "therapeuticDirectionBounds": hooks_medication.therapeutic_direction_bounds,
+    "cancerRelatedMedication": hooks_medication.cancer_related_medication,
+    "orderRequester": hooks_medication.order_requester,
+    "containedMedication": hooks_medication.contained_medication,
+    "cancerRelatedAdministration": hooks_medication.cancer_related_administration,
+    "doseOrRate": hooks_medication.dose_or_rate,
+    # ACTION rows
+    "ismTransition": hooks_procedure.ism_transition,
+    "cancerSurgery": hooks_procedure.cancer_surgery,
+    # diagnosis, TNM staging, health risk
+    "primaryCancerProfile": hooks_diagnosis.primary_cancer_profile,
+    "tnmMembers": hooks_tnm.tnm_members,
+    "tnmStagingSystem": hooks_tnm.tnm_staging_system,
+    "riskProbability": hooks_risk.risk_probability,
+}
 
 
 def get(name: str, spec=None):
-    if name not in _HOOKS:
+    if name not in HOOKS:
         raise MappingError("unknown mappingCode", path=getattr(spec, "source", None), rule=name)
-    return _HOOKS[name]
+    return HOOKS[name]
 
 
 def names() -> set[str]:
-    return set(_HOOKS)
-
-
-@hook("eventTime")
-def event_time(ctx, rule, onode, fobj, fmodel, direction):
-    """EVENT.time/width/math_function <-> effective[x].  A POINT_EVENT is effectiveDateTime; an
-    INTERVAL_EVENT is effectivePeriod (end = time, start = time - width) and its math function
-    goes to the openehr-math-function extension, because FHIR has no element for it."""
-    event = ctx.event
-    if event is None:
-        return
-    res = ctx.resource
-    if direction == "openehr->fhir":
-        t = (event.get("time") or {}).get("value")
-        if not t:
-            return
-        width = (event.get("width") or {}).get("value")
-        if width or event.get("_type") == "INTERVAL_EVENT":
-            end = dt.datetime_to_fhir(t)
-            period = {"end": end}
-            td, end_dt = dt.parse_duration(width or ""), dt.parse_dt(end)
-            if td is not None and end_dt is not None:
-                period["start"] = dt.format_dt(end_dt - td)
-            res["effectivePeriod"] = period
-            mf = event.get("math_function")
-            if mf:
-                res.setdefault("extension", []).append({"url": MATH_EXT, "valueCoding":
-                                                        dt.coded_to_fhir(mf)["coding"][0]})
-        else:
-            res["effectiveDateTime"] = dt.datetime_to_fhir(t)
-        return
-    if event.get("time"):
-        return  # another resource of the same event already set it
-    _event_time_back(event, res)
-    _origin(ctx, event)
-
-
-def _origin(ctx, event) -> None:
-    """HISTORY.origin (mandatory in the RM) from the event time when the FHIR side has none to give:
-    exact for the usual single-event history; any other origin travels in the residue."""
-    hist = ctx.archetype.get("data") if isinstance(ctx.archetype, dict) else None
-    if isinstance(hist, dict) and "events" in hist and not hist.get("origin") and event.get("time"):
-        hist["origin"] = {"_type": "DV_DATE_TIME", "value": event["time"]["value"]}
-
-
-def _event_time_back(event, res) -> None:
-    single = res.get("effectiveDateTime") or res.get("effectiveInstant")
-    period = res.get("effectivePeriod") or {}
-    if single:
-        event["time"] = {"_type": "DV_DATE_TIME", "value": single}
-        return
-    start, end = period.get("start"), period.get("end")
-    if start and end and dt.parse_dt(start) and dt.parse_dt(end):
-        event["_type"] = "INTERVAL_EVENT"
-        event["time"] = {"_type": "DV_DATE_TIME", "value": end}
-        event["width"] = {"_type": "DV_DURATION",
-                          "value": dt.format_duration(dt.parse_dt(end) - dt.parse_dt(start))}
-        coding = next((e["valueCoding"] for e in res.get("extension") or [] if e.get("url") == MATH_EXT), None)
-        event["math_function"] = dt.cc_to_dv({"coding": [coding]}) if coding else \
-            dt.coded_text("actual", "openehr", "640")
-    elif start or end:
-        event["time"] = {"_type": "DV_DATE_TIME", "value": start or end}
-
-
-WIDTH_EXT = terminology.SD_BASE + "openehr-event-width"
-
-
-@hook("pointEventTime")
-def point_event_time(ctx, rule, onode, fobj, fmodel, direction):
-    """eventTime for profiles whose effective[x] must be a dateTime (HAPI evaluates the vital-signs
-    vs-1 invariant, ``($this as dateTime).toString().length() >= 8``, as failed on any Period).  An
-    INTERVAL_EVENT gives effectiveDateTime = EVENT.time (the end of the interval, as in openEHR), its
-    width in openehr-event-width (valueDuration, UCUM time unit) and its math function in
-    openehr-math-function.  Read back: those extensions make an INTERVAL_EVENT again (math function
-    640 actual when only the width came); a FHIR-born effectivePeriod is read as by eventTime."""
-    event, res = ctx.event, ctx.resource
-    if event is None:
-        return
-    if direction == "openehr->fhir":
-        t = (event.get("time") or {}).get("value")
-        if not t:
-            return
-        res["effectiveDateTime"] = dt.datetime_to_fhir(t)
-        width = (event.get("width") or {}).get("value")
-        if width and dt.parse_duration(width) is not None:
-            from .hooks_medication import duration_to_fhir
-            q = duration_to_fhir(width) or {"value": int(dt.parse_duration(width).total_seconds()), "unit": "s",
-                                            "system": terminology.UCUM, "code": "s"}
-            res.setdefault("extension", []).append({"url": WIDTH_EXT, "valueDuration": q})
-        mf = event.get("math_function")
-        if mf and (width or event.get("_type") == "INTERVAL_EVENT"):
-            res.setdefault("extension", []).append({"url": MATH_EXT, "valueCoding": dt.coded_to_fhir(mf)["coding"][0]})
-        return
-    exts = {e.get("url"): e for e in res.get("extension") or []}
-    if event.get("time") or not res.get("effectiveDateTime") or not (WIDTH_EXT in exts or MATH_EXT in exts):
-        return event_time(ctx, rule, onode, fobj, fmodel, direction)
-    event["_type"] = "INTERVAL_EVENT"
-    event["time"] = {"_type": "DV_DATE_TIME", "value": res["effectiveDateTime"]}
-    if WIDTH_EXT in exts:
-        from .hooks_medication import duration_from_fhir
-        width = duration_from_fhir(exts[WIDTH_EXT].get("valueDuration") or {})
-        if width:
-            event["width"] = {"_type": "DV_DURATION", "value": width}
-    coding = (exts.get(MATH_EXT) or {}).get("valueCoding")
-    event["math_function"] = dt.cc_to_dv({"coding": [coding]}) if coding else dt.coded_text("actual", "openehr", "640")
-    _origin(ctx, event)
-
-
-@hook("collapseSingleResult")
-def collapse_single_result(ctx, rule, onode, fobj, fmodel, direction):
-    """A report with exactly one result is sent as that Observation alone (no DiagnosticReport):
-    its report-level data then travel in the residue of the Observation."""
-    if direction != "openehr->fhir":
-        return
-    refs = fhirpath.get_values(ctx.resource, "result")
-    if len(refs) == 1 and ctx.resource in ctx.unit.resources:
-        ctx.unit.resources.remove(ctx.resource)
-
-
-# row-specific hooks live in their own modules; importing them registers their names
-from . import hooks_diagnosis, hooks_risk, hooks_tnm  # noqa: E402,F401
-from . import composition  # noqa: E402,F401  (partyReference, participations)
-from . import hooks_medication, hooks_procedure  # noqa: E402,F401  (ISM states, dosage timing, mCODE rules)
+    return set(HOOKS)

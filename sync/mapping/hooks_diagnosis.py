@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 
 from . import rmpath
-from .hooks import hook
 
 PRIMARY_CANCER = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-primary-cancer-condition"
 SNOMED_CANCERS = {
@@ -56,7 +55,6 @@ def is_cancer_code(terminology: str, code: str) -> bool:
     return False
 
 
-@hook("primaryCancerProfile")
 def primary_cancer_profile(ctx, rule, onode, fobj, fmodel, direction):
     if direction != "openehr->fhir":
         return

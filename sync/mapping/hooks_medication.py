@@ -1,4 +1,4 @@
-"""Hooks (``mappingCode``) of the medication rows: timing and durations, and the mCODE rule.
+"""Hooks (``mappingCode``) of the medication rows: timing, the orderer, the medication item, the mCODE rule.
 
 * ``isoRepeatingTiming``: ACTIVITY.timing (DV_PARSABLE, ISO 8601 repeating interval such as
   ``R/2025-03-15T08:00:00+01:00/P1D`` or ``R10/PT8H``) <-> Dosage.timing.repeat
@@ -19,57 +19,11 @@ from __future__ import annotations
 import re
 
 from . import datatypes as dt
-from . import fhirpath, terminology
-from .hooks import hook
+from . import fhirmodel, fhirpath, rmpath
+from .parties import PLACEHOLDER_COMPOSER, party_to_reference, reference_to_party
+from .runtime import FWD
 
-FWD = "openehr->fhir"
-UCUM = terminology.UCUM
-_ISO_UNITS = {"Y": "a", "M": "mo", "W": "wk", "D": "d", "TH": "h", "TM": "min", "TS": "s"}
-_UNIT_ISO = {v: k for k, v in _ISO_UNITS.items()}
-_ONE = re.compile(r"^P(?:(?P<date>\d+(?:\.\d+)?)(?P<du>[YMWD])|T(?P<time>\d+(?:\.\d+)?)(?P<tu>[HMS]))$")
 _REPEAT = re.compile(r"^R(?P<n>\d*)/(?:(?P<start>\d{4}-[^/]+)/)?(?P<dur>P[^/]+)$")
-
-
-# ------------------------------------------------------------------ durations
-def duration_to_fhir(iso: str) -> dict | None:
-    """'P5Y' -> {value 5, unit 'a', system UCUM, code 'a'}; None for compound durations."""
-    m = _ONE.match(iso or "")
-    if not m:
-        return None
-    num, unit = (m["date"], m["du"]) if m["date"] else (m["time"], "T" + m["tu"])
-    value = float(num) if "." in num else int(num)
-    code = _ISO_UNITS[unit]
-    return {"value": value, "unit": code, "system": UCUM, "code": code}
-
-
-def duration_from_fhir(q: dict) -> str | None:
-    unit = _UNIT_ISO.get(q.get("code") or q.get("unit") or "")
-    value = q.get("value")
-    if unit is None or value is None:
-        return None
-    num = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"PT{num}{unit[1]}" if unit.startswith("T") else f"P{num}{unit}"
-
-
-def _add_duration(start: str, iso: str) -> str | None:
-    """start + a single-unit duration, as FHIR dateTime; None if either cannot be computed exactly."""
-    m = _ONE.match(iso or "")
-    s = dt.parse_dt(start) if start and "T" in start else None
-    if not m or s is None or (m["date"] and "." in m["date"]):
-        return None
-    if m["date"]:
-        n, u = int(m["date"]), m["du"]
-        if u in ("Y", "M"):
-            months = s.month - 1 + n * (12 if u == "Y" else 1)
-            try:
-                end = s.replace(year=s.year + months // 12, month=months % 12 + 1)
-            except ValueError:
-                return None
-        else:
-            end = s + dt.parse_duration(iso)
-    else:
-        end = s + dt.parse_duration(iso)
-    return dt.format_dt(end)
 
 
 # ------------------------------------------------------------------ ACTIVITY.timing
@@ -80,7 +34,6 @@ def _last_dosage(res: dict) -> dict:
     return lst[-1]
 
 
-@hook("isoRepeatingTiming")
 def iso_repeating_timing(ctx, rule, onode, fobj, fmodel, direction):
     if direction == FWD:
         tv = onode.get("timing") if isinstance(onode, dict) else None
@@ -88,7 +41,7 @@ def iso_repeating_timing(ctx, rule, onode, fobj, fmodel, direction):
                 "ISO8601", "ISO8601:2004", "TIMING"):
             return
         m = _REPEAT.match(str(tv.get("value", "")).strip())
-        q = duration_to_fhir(m["dur"]) if m else None
+        q = dt.duration_to_fhir(m["dur"]) if m else None
         if q is None:
             return
         repeat = _last_dosage(fobj).setdefault("timing", {}).setdefault("repeat", {})
@@ -103,7 +56,7 @@ def iso_repeating_timing(ctx, rule, onode, fobj, fmodel, direction):
         rep = (dosage.get("timing") or {}).get("repeat") or {}
         if rep.get("period") is None or rep.get("frequency", 1) != 1 or rep.get("periodMax") is not None:
             continue
-        dur = duration_from_fhir({"value": rep["period"], "code": rep.get("periodUnit")})
+        dur = dt.duration_from_fhir({"value": rep["period"], "code": rep.get("periodUnit")})
         if dur is None:
             continue
         start = (rep.get("boundsPeriod") or {}).get("start")
@@ -122,7 +75,6 @@ def _new_el(cluster: dict, node: str, name: str, value: dict) -> None:
                                             "archetype_node_id": node, "value": value})
 
 
-@hook("therapeuticDirectionBounds")
 def therapeutic_direction_bounds(ctx, rule, onode, fobj, fmodel, direction):
     """onode: the CLUSTER.therapeutic_direction.v1; fobj: its Dosage."""
     if direction == FWD:
@@ -139,12 +91,12 @@ def therapeutic_direction_bounds(ctx, rule, onode, fobj, fmodel, direction):
             if stop:
                 period["end"] = dt.datetime_to_fhir(stop)
             elif dur and start:
-                end = _add_duration(period["start"], dur)
+                end = dt.add_duration(period["start"], dur)
                 if end:
                     period["end"] = end
             fhirpath.put(fobj, fmodel, "timing.repeat.boundsPeriod", period)
-        elif dur and duration_to_fhir(dur):
-            fhirpath.put(fobj, fmodel, "timing.repeat.boundsDuration", duration_to_fhir(dur))
+        elif dur and dt.duration_to_fhir(dur):
+            fhirpath.put(fobj, fmodel, "timing.repeat.boundsDuration", dt.duration_to_fhir(dur))
         return
     rep = (fobj.get("timing") or {}).get("repeat") or {}
     bp, bd = rep.get("boundsPeriod") or {}, rep.get("boundsDuration")
@@ -152,8 +104,8 @@ def therapeutic_direction_bounds(ctx, rule, onode, fobj, fmodel, direction):
         _new_el(onode, "at0178", "Order start date/time", {"_type": "DV_DATE_TIME", "value": bp["start"]})
     if bp.get("end"):
         _new_el(onode, "at0179", "Order stop date/time", {"_type": "DV_DATE_TIME", "value": bp["end"]})
-    if bd and duration_from_fhir(bd):
-        _new_el(onode, "at0066", "Direction duration", {"_type": "DV_DURATION", "value": duration_from_fhir(bd)})
+    if bd and dt.duration_from_fhir(bd):
+        _new_el(onode, "at0066", "Direction duration", {"_type": "DV_DURATION", "value": dt.duration_from_fhir(bd)})
 
 
 # ------------------------------------------------------------------ oncology rule
@@ -179,7 +131,7 @@ class oncology:  # noqa: N801 - a namespace of documented lists
                         r"|temozolomid|methotrexat|folfox|folfiri|\bfec\b|\bac-t\b", re.I)
 
     @staticmethod
-    def _parts(dv) -> tuple[list[str], list[tuple[str, str]]]:
+    def parts(dv) -> tuple[list[str], list[tuple[str, str]]]:
         if not isinstance(dv, dict):
             return [], []
         texts = [str(dv.get("value") or "")]
@@ -192,7 +144,7 @@ class oncology:  # noqa: N801 - a namespace of documented lists
 
     @classmethod
     def is_cancer_condition(cls, dv) -> bool:
-        texts, codes = cls._parts(dv)
+        texts, codes = cls.parts(dv)
         for tid, code in codes:
             if "icd" in tid and "10" in tid and re.match(r"^(C\d\d|D0\d|D3[7-9]|D4[0-8])", code):
                 return True
@@ -204,7 +156,7 @@ class oncology:  # noqa: N801 - a namespace of documented lists
 
     @classmethod
     def is_anticancer_agent(cls, dv) -> bool:
-        texts, codes = cls._parts(dv)
+        texts, codes = cls.parts(dv)
         if any("atc" in tid and code.startswith(("L01", "L02")) for tid, code in codes):
             return True
         return any(cls.AGENTS.search(t) for t in texts)
@@ -212,7 +164,6 @@ class oncology:  # noqa: N801 - a namespace of documented lists
 
 def apply_manual_once(ctx, rule, onode, fobj, fmodel) -> None:
     """Write a rule's fhir-only manual values, never twice and never over an existing value."""
-    from . import fhirmodel
     for m in rule.manual:
         for f in m.fhir:
             is_list, _ = fhirmodel.field(*_parent_model(fmodel, f["path"]))
@@ -228,25 +179,21 @@ def _parent_model(model: str, path: str) -> tuple[str, str]:
     return parent, parts[-1]
 
 
-def _values(node: dict, nodes: tuple[str, ...]) -> list:
+def description_values(node: dict, nodes: tuple[str, ...]) -> list:
     """Values of the direct ELEMENT children of an ACTIVITY description or ACTION description
     (slotted clusters have their own at-code namespaces, so they are not searched)."""
     tree = node.get("description") if isinstance(node.get("description"), dict) else node
     return [i.get("value") for i in tree.get("items") or [] if i.get("archetype_node_id") in nodes]
 
 
-@hook("cancerRelatedMedication")
 def cancer_related_medication(ctx, rule, onode, fobj, fmodel, direction):
     """mCODE CancerRelatedMedicationRequest when the indication is a cancer or the drug an
     anticancer agent (medication_order at0018 / at0070, also inside slotted clusters)."""
     if direction != FWD:
         return  # a profile is a claim about the FHIR side only
-    if any(oncology.is_cancer_condition(v) for v in _values(onode, ("at0018",))) or \
-            any(oncology.is_anticancer_agent(v) for v in _values(onode, ("at0070",))):
+    if any(oncology.is_cancer_condition(v) for v in description_values(onode, ("at0018",))) or \
+            any(oncology.is_anticancer_agent(v) for v in description_values(onode, ("at0070",))):
         apply_manual_once(ctx, rule, onode, fobj, fmodel)
-
-
-__all__ = ["oncology", "apply_manual_once", "duration_to_fhir", "duration_from_fhir"]
 
 
 _ORDERER = re.compile(r"request|order|prescri|verordn|anforder|auftrag", re.I)
@@ -258,7 +205,6 @@ def _function_text(participation: dict) -> str:
     return str(f.get("value", "")) if isinstance(f, dict) else ""
 
 
-@hook("orderRequester")
 def order_requester(ctx, rule, onode, fobj, fmodel, direction):
     """MedicationRequest.requester (us-core-21: SHALL be present for intent order), both ways.
 
@@ -273,14 +219,12 @@ def order_requester(ctx, rule, onode, fobj, fmodel, direction):
     in the entry's other_participations.  When it came from the composer, the source entry has no
     such participation: the residue removes it again (with a basis, so a requester edited on the
     FHIR side is kept as a participation)."""
-    from .composition import party_to_reference, reference_to_party
     entry, res = ctx.archetype, ctx.resource
     if direction == FWD:
         party = next((p.get("performer") for p in entry.get("other_participations") or []
                       if isinstance(p, dict) and _ORDERER.search(_function_text(p))
                       and (p.get("performer") or {}).get("_type") != "PARTY_SELF"), None)
         if party is None and ctx.composition is not None:
-            from .from_fhir import PLACEHOLDER_COMPOSER
             party = ctx.composition.get("composer")
             party = None if party == PLACEHOLDER_COMPOSER else party  # made by from_fhir: nobody ordered
         ref = party_to_reference(party) if isinstance(party, dict) and party.get("_type") != "PARTY_SELF" else None
@@ -296,7 +240,6 @@ def order_requester(ctx, rule, onode, fobj, fmodel, direction):
              "performer": party})
 
 
-@hook("containedMedication")
 def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
     """medication[x] that the plain CodeableConcept rule cannot read, both ways; the rule's openEHR
     path names the medication item ELEMENT (medication_order at0070, ACTION.medication at0020).
@@ -308,7 +251,6 @@ def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
     carries a data-absent-reason.  openehr->fhir: without a medication value (null flavour, or no
     item, and no other rule gave one) medicationCodeableConcept gets the data-absent-reason
     extension, because medication[x] is 1..1 (MedicationRequest, MedicationAdministration)."""
-    from . import rmpath
     steps = rmpath.parse(rule.openehr)
     item = steps[-1]
     if direction == FWD:
@@ -348,22 +290,21 @@ def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
     items.insert(0, el)
 
 
-@hook("cancerRelatedAdministration")
 def cancer_related_administration(ctx, rule, onode, fobj, fmodel, direction):
     """ACTION.medication.v1: mCODE CancerRelatedMedicationAdministration when the clinical indication
     (at0156) names a cancer or the medication is an anticancer agent (medication item at0020, or the
     name at0132 of a slotted CLUSTER.medication), by the ``oncology`` lists."""
     if direction != FWD:
         return
-    drugs = _values(onode, ("at0020",)) + [v for c in (onode.get("description") or {}).get("items") or []
-                                           if str(c.get("archetype_node_id", "")).startswith("openEHR-EHR-CLUSTER.medication.")
-                                           for v in _values(c, ("at0132",))]
-    if any(oncology.is_cancer_condition(v) for v in _values(onode, ("at0156",))) or \
+    drugs = description_values(onode, ("at0020",)) + [
+        v for c in (onode.get("description") or {}).get("items") or []
+        if str(c.get("archetype_node_id", "")).startswith("openEHR-EHR-CLUSTER.medication.")
+        for v in description_values(c, ("at0132",))]
+    if any(oncology.is_cancer_condition(v) for v in description_values(onode, ("at0156",))) or \
             any(oncology.is_anticancer_agent(v) for v in drugs):
         apply_manual_once(ctx, rule, onode, fobj, fmodel)
 
 
-@hook("doseOrRate")
 def dose_or_rate(ctx, rule, onode, fobj, fmodel, direction):
     """MedicationAdministration.dosage must have a dose or a rate[x] (invariant mad-1): a dosage that
     only has route/site/method/text gets ``dose`` with the data-absent-reason extension (unknown),

@@ -15,11 +15,10 @@ from __future__ import annotations
 import re
 
 from . import datatypes as dt
+from . import hooks_medication as med
 from . import terminology
-from .hooks import hook
-from . import hooks_medication as med  # attributes used at call time (import order safe)
+from .runtime import FWD, manual_forward, manual_reverse
 
-FWD = "openehr->fhir"
 ISM_EXT = terminology.SD_BASE + "openehr-ism-transition"
 _ISM_PARTS = (("current_state", "currentState"), ("careflow_step", "careflowStep"), ("transition", "transition"))
 
@@ -28,11 +27,9 @@ def _coding(dv: dict) -> dict:
     return dt.coded_to_fhir(dv)["coding"][0]
 
 
-@hook("ismTransition")
 def ism_transition(ctx, rule, onode, fobj, fmodel, direction):
-    from .engine import _manual_fwd, _manual_rev
     if direction == FWD:
-        _manual_fwd(ctx, rule.manual, onode, fobj, fmodel)
+        manual_forward(ctx, rule.manual, onode, fobj, fmodel)
         ism = onode.get("ism_transition")
         if isinstance(ism, dict) and isinstance(ism.get("current_state"), dict) \
                 and ism["current_state"].get("defining_code"):
@@ -40,7 +37,7 @@ def ism_transition(ctx, rule, onode, fobj, fmodel, direction):
                    if isinstance(ism.get(key), dict) and ism[key].get("defining_code")]
             fobj.setdefault("extension", []).append({"url": ISM_EXT, "extension": ext})
         return
-    _manual_rev(ctx, rule.manual, fobj, fmodel, onode)
+    manual_reverse(ctx, rule.manual, fobj, fmodel, onode)
     ext = next((e for e in fobj.get("extension") or [] if e.get("url") == ISM_EXT), None)
     parts = {e.get("url"): e.get("valueCoding") for e in (ext or {}).get("extension") or []}
     if not parts.get("currentState"):
@@ -50,7 +47,7 @@ def ism_transition(ctx, rule, onode, fobj, fmodel, direction):
         if parts.get(url):
             ism[key] = dt.cc_to_dv({"coding": [parts[url]]})
     probe: dict = {}
-    _manual_fwd(ctx, rule.manual, {"ism_transition": ism}, probe, fmodel)
+    manual_forward(ctx, rule.manual, {"ism_transition": ism}, probe, fmodel)
     if probe.get("status") == fobj.get("status"):
         onode["ism_transition"] = ism
 
@@ -62,7 +59,7 @@ SURGICAL_WORDS = re.compile(r"surg|ectom|otomy|ostomy|plasty|resect|excis|exzis|
 def is_surgical(dv) -> bool:
     """Surgical when coded SNOMED CT 387713003 (surgical procedure), German OPS chapter 5
     (operations), CPT 10004-69990 (surgery section), or when the text names a surgical method."""
-    texts, codes = med.oncology._parts(dv)
+    texts, codes = med.oncology.parts(dv)
     for tid, code in codes:
         if "snomed" in tid and code == "387713003":
             return True
@@ -73,13 +70,12 @@ def is_surgical(dv) -> bool:
     return any(SURGICAL_WORDS.search(t) for t in texts)
 
 
-@hook("cancerSurgery")
 def cancer_surgery(ctx, rule, onode, fobj, fmodel, direction):
     """ACTION.procedure.v1: name at0002 or type at0067 surgical, and reason at0014 / indication at0070
     (or the name itself) a cancer."""
     if direction != FWD:
         return
-    names = med._values(onode, ("at0002", "at0067"))
-    reasons = med._values(onode, ("at0070", "at0014")) + med._values(onode, ("at0002",))
+    names = med.description_values(onode, ("at0002", "at0067"))
+    reasons = med.description_values(onode, ("at0070", "at0014")) + med.description_values(onode, ("at0002",))
     if any(is_surgical(v) for v in names) and any(med.oncology.is_cancer_condition(v) for v in reasons):
         med.apply_manual_once(ctx, rule, onode, fobj, fmodel)

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 from . import rmpath
-from .hooks import hook
 
 
-@hook("riskProbability")
 def risk_probability(ctx, rule, onode, fobj, fmodel, direction):
     """Risk assessment (at0003) as DV_PROPORTION <-> prediction.probabilityDecimal, a percentage
     (FHIR ras-2: at most 100).  Other forms (text, coded) go to qualitativeRisk by a plain rule; an

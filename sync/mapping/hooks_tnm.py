@@ -19,7 +19,6 @@ import yaml
 
 from . import datatypes as dt
 from . import rmpath
-from .hooks import hook
 
 FWD = "openehr->fhir"
 MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
@@ -115,7 +114,6 @@ def _pathological(ctx) -> bool:
     return "pathological" in ctx.spec.archetype
 
 
-@hook("tnmMembers")
 def tnm_members(ctx, rule, onode, fobj, fmodel, direction):
     """T/N/M elements <-> category Observations in hasMember; focus -> the Condition of the slot."""
     patho = _pathological(ctx)
@@ -162,7 +160,6 @@ def tnm_members(ctx, rule, onode, fobj, fmodel, direction):
             el["null_flavour"] = dt.dar_to_null_flavour(member["dataAbsentReason"])
 
 
-@hook("tnmStagingSystem")
 def tnm_staging_system(ctx, rule, onode, fobj, fmodel, direction):
     """TNM Edition (at0032) <-> Observation.method: source text kept, mCODE staging-system code added."""
     res = ctx.resource

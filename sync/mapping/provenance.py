@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .convert import resource_id
+from .identifiers import resource_id
 
 ENGINE_DEVICE = "Device/conflictdesk-sync-engine"
 

@@ -21,7 +21,7 @@ from . import templates
 from .convert import to_fhir
 from .errors import MappingError, UnmappedTemplate
 from .fidelity import compare_clinical
-from .from_fhir import from_fhir
+from .from_fhir import from_fhir, to_openehr
 from .spec import registry
 from .validate import validate_fhir
 
@@ -43,7 +43,6 @@ def _composition_line(doc: dict) -> tuple[str, bool, bool]:
     if not res.resources:
         return "nothing mapped (" + f"{len(res.losses)} unmapped entries)", None, None
     invalid = sum(1 for r in res.resources if validate_fhir(r))
-    from .from_fhir import to_openehr
     back = to_openehr(res.resources, template_id=_template_id(comp), base_composition=comp)
     equal = not compare_clinical(comp, back)
     kept = [x for x in res.losses if x.kind == "extension"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from . import datatypes as dt
 from . import rmpath, terminology
-from .fidelity import _norm_rm, _same, same_value
+from .fidelity import normalise_rm, same_content, same_value
 from .ucum import is_ucum
 
 URL = terminology.SD_BASE + "openehr-residue"
@@ -41,8 +41,8 @@ class Item:
 
 
 def _h(v) -> str:
-    return "sha256:" + hashlib.sha256(json.dumps(_norm_rm(v), sort_keys=True,
-                                                 default=str).encode()).hexdigest()[:16]
+    return "sha256:" + hashlib.sha256(json.dumps(normalise_rm(v), sort_keys=True,
+                                                     default=str).encode()).hexdigest()[:16]
 
 
 def _is_child(v) -> bool:
@@ -55,8 +55,8 @@ def diff(original: dict, rebuilt: dict, *, norm_original: dict | None = None) ->
     """Residue items that turn ``rebuilt`` into ``original``.  Both trees are normalised once
     (fidelity rules; ``norm_original`` may be passed in when the caller has it) and compared node by
     node on the normalised forms; items carry copies of the raw source values."""
-    no = norm_original if norm_original is not None else _norm_rm(original)
-    nr = _norm_rm(rebuilt)
+    no = norm_original if norm_original is not None else normalise_rm(original)
+    nr = normalise_rm(rebuilt)
     o = {"": original, **rmpath.node_paths(original)}
     r = {"": rebuilt, **rmpath.node_paths(rebuilt)}
     on = {"": no, **rmpath.node_paths(no)}  # same paths: normalising keeps same-id sibling order
@@ -85,7 +85,7 @@ def diff(original: dict, rebuilt: dict, *, norm_original: dict | None = None) ->
                     items.append(Item(path, attr, ov, _h(rv)))
                 continue
             a, b = onorm.get(attr), rnorm.get(attr)
-            if not (_same(a, b) if a is not None and b is not None else a is None and b is None):
+            if not (same_content(a, b) if a is not None and b is not None else a is None and b is None):
                 items.append(Item(path, attr, rmpath.jcopy(ov), _h(rv)))
     for path in r:
         if path and path not in o and not any(path.startswith(a + "/") for a in added) \

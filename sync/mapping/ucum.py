@@ -12,6 +12,7 @@ from functools import lru_cache
 
 @lru_cache(maxsize=1)
 def _parser():
+    # imported here: ucumvert takes ~0.2 s to import, paid only by a process that checks a unit
     from ucumvert import get_ucum_parser
 
     return get_ucum_parser()
@@ -20,7 +21,7 @@ def _parser():
 @lru_cache(maxsize=4096)
 def is_ucum(code: str) -> bool:
     """True when ``code`` is a case-sensitive UCUM expression (annotations like ``{beats}/min`` included)."""
-    from lark.exceptions import LarkError
+    from lark.exceptions import LarkError  # lark comes with ucumvert: imported with it, not with the package
 
     if not isinstance(code, str) or not code or code != code.strip():
         return False

@@ -22,14 +22,14 @@ import importlib
 import re
 from dataclasses import dataclass, field
 
+from django.db import transaction
+
 from sync import mapping as real_mapping
 from sync.mapping import rmpath
-from sync.mapping.convert import parse_source
 from sync.mapping.errors import MappingError
+from sync.mapping.identifiers import parse_source_identifier
 from sync.mapping.residue import strip
-from sync.models import Site
-
-from .state import audit_run
+from sync.models import DeadLetter, Site
 
 HEADER = ("name", "language", "territory", "category", "composer", "context")  # what composition.py carries
 LEVEL = ("Encounter", "Composition")
@@ -189,13 +189,13 @@ def _pairs(resources: list[dict], again: list[dict]):
     code, else by type in order."""
     by_path: dict[str, dict] = {}
     for t in again:
-        src = parse_source(t)
+        src = parse_source_identifier(t)
         if src:
             by_path.setdefault(src[2], t)
     used: set[int] = set()
     out, later = [], []
     for r in resources:
-        src = parse_source(r)
+        src = parse_source_identifier(r)
         twin = by_path.get(src[2]) if src else None
         if twin is not None and id(twin) not in used:
             used.add(id(twin))
@@ -254,9 +254,22 @@ def enforce(checks: list[tuple[Check, str]]) -> Guarded:
     return Guarded(checks)
 
 
+def dead_letter(run, worker: str, exc: FidelityFailed, started) -> str:
+    """The runner's dead letter for a blocked run, with its guard.checked event in the same transaction."""
+    from . import state
+
+    with transaction.atomic():
+        status = state.dead_letter_now(run.pk, worker, exc, started, cause=DeadLetter.Cause.FIDELITY)
+        if status != state.LEASE_LOST:
+            state._audit(run, "guard.checked", "blocked", detail={**exc.counts})
+    return status
+
+
 def _audit(run, check: Check, result: str, mode: str) -> None:
-    audit_run(run, "guard.checked", result, detail={**check.counts(), "site_id": check.site_id,
-                                                    "direction": check.direction, "mode": mode})
+    from . import state
+
+    state._audit(run, "guard.checked", result, detail={**check.counts(), "site_id": check.site_id,
+                                                       "direction": check.direction, "mode": mode})
 
 
 # ------------------------------------------------------------------ helpers
@@ -323,7 +336,7 @@ def _resources_view(resources: list[dict]) -> dict:
 
 
 def _from_any(resource: dict, entry_paths: set[str]) -> bool:
-    src = parse_source(resource)
+    src = parse_source_identifier(resource)
     return bool(src) and any(src[2] == p or src[2].startswith(p + "/") for p in entry_paths)
 
 

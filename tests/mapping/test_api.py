@@ -7,7 +7,7 @@ from sync.mapping import (MalformedInput, MappingError, UnknownArchetype, Unmapp
                           compare_clinical, from_fhir, to_fhir, to_openehr)
 from sync.mapping import datatypes as dt
 from sync.mapping import templates
-from sync.mapping.engine import spec_for_archetype
+from sync.mapping.lookup import spec_for_archetype
 from sync.mapping.report import report
 
 from .conftest import corpus_files, load

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sync.mapping import compare_clinical, from_fhir, to_fhir, to_openehr, validate_fhir
 from sync.mapping import datatypes as dt
 from sync.mapping.engine import entry_skeleton
-from sync.mapping.from_fhir import _fpath
+from sync.mapping.fidelity import element_path
 from sync.mapping.hooks_procedure import ISM_EXT
 from sync.mapping.residue import strip
 from sync.mapping.spec import registry
@@ -189,7 +189,7 @@ def test_corpus_fhir_round_trips_what_is_not_reported_lost():
     for d in compare_clinical(orig, strip(twin)):
         if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
             continue
-        element = _fpath(d["path"])
+        element = element_path(d["path"])
         assert any(element.startswith(x) or x.startswith(element) for x in lost), element
 
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from sync.mapping import compare_clinical, from_fhir, rmpath, to_fhir, to_openehr, validate_fhir
 from sync.mapping import datatypes as dt
 from sync.mapping.engine import entry_skeleton
-from sync.mapping.hooks_medication import duration_from_fhir, duration_to_fhir, oncology
-from sync.mapping.from_fhir import _fpath
+from sync.mapping.fidelity import element_path
+from sync.mapping.hooks_medication import oncology
 from sync.mapping.residue import strip
 from sync.mapping.spec import SPEC_DIR, registry
 
@@ -112,7 +112,7 @@ def test_corpus_fhir_round_trips_what_is_not_reported_lost(path):
     for d in compare_clinical(orig, strip(twin)):
         if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
             continue
-        element = _fpath(d["path"])
+        element = element_path(d["path"])
         assert any(element.startswith(x) or x.startswith(element) for x in lost), (path.name, element)
     if path.name == "medicationrequest_0301.json":  # contained Medication -> medication item
         assert twin["medicationCodeableConcept"]["coding"][0]["code"] == "430127000"
@@ -122,9 +122,9 @@ def test_corpus_fhir_round_trips_what_is_not_reported_lost(path):
 @pytest.mark.parametrize("iso,q", [("P5Y", {"value": 5, "unit": "a"}), ("PT8H", {"value": 8, "unit": "h"}),
                                    ("P2W", {"value": 2, "unit": "wk"}), ("PT30M", {"value": 30, "unit": "min"})])
 def test_durations(iso, q):
-    got = duration_to_fhir(iso)
-    assert (got["value"], got["code"]) == (q["value"], q["unit"]) and duration_from_fhir(got) == iso
-    assert duration_to_fhir("P1Y2M") is None
+    got = dt.duration_to_fhir(iso)
+    assert (got["value"], got["code"]) == (q["value"], q["unit"]) and dt.duration_from_fhir(got) == iso
+    assert dt.duration_to_fhir("P1Y2M") is None
 
 
 def test_the_oncology_lists():

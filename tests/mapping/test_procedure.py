@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from sync.mapping import compare_clinical, from_fhir, to_fhir, to_openehr, validate_fhir
 from sync.mapping import datatypes as dt
 from sync.mapping.engine import entry_skeleton
+from sync.mapping.fidelity import element_path
 from sync.mapping.hooks_procedure import ISM_EXT
-from sync.mapping.from_fhir import _fpath
 from sync.mapping.residue import strip
 from sync.mapping.spec import registry
 
@@ -165,7 +165,7 @@ def test_corpus_fhir_round_trips_what_is_not_reported_lost(path):
         for d in compare_clinical(orig, strip(twin)):
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue
-            element = _fpath(d["path"])
+            element = element_path(d["path"])
             assert any(element.startswith(x.split("[")[0].split(".")[0]) for x in lost), (path.name, element)
         # the clinical core survives: code, body site, time
         if "code" not in " ".join(lost):  # (text may be added from the display: openEHR needs one)
