@@ -22,6 +22,7 @@ writes bench/results/e2e_latency.json and bench/results/e2e_latency.png.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -30,8 +31,9 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _engine as E  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: sync, tests.harness
+os.environ.setdefault("CONFLICTDESK_LOG_LEVEL", "WARNING")  # the bench prints its own lines
+from tests import harness as E  # noqa: E402  (the one harness of the benchmarks and integration tests)
 
 
 # The probe must not become load itself: with a backlog, each pending sample is re-read less often.
@@ -198,7 +200,7 @@ def main() -> int:
     ap.add_argument("--probe-interval", type=float, default=0.05, help="pause after each pass over the pending samples")
     ap.add_argument("--start-sites", type=int, default=0, help="start EHRbase sites up to N (stopped at the end)")
     ap.add_argument("--skip-30", action="store_true")
-    ap.add_argument("--held-rate", type=float, default=2.0,
+    ap.add_argument("--held-rate", type=float, default=E.HELD_RATE,
                     help="also run the 1 s poll at this rate (one the engine holds here), to split queueing from "
                          "the engine's own latency; 0 to skip")
     args = ap.parse_args()
@@ -221,7 +223,8 @@ def main() -> int:
         with E.scratch_database("e2e") as db_url, E.PrivateRedis(Path(tmp)) as redis:
             tag = uuid.uuid4().hex[:6]
             sites = E.setup_sites(urls, 1, args.ehrs_per_site, tag)
-            with E.Engine(db_url, redis.url, Path(tmp), concurrency=args.concurrency) as engine:
+            with E.Engine(E.engine_env(db_url, redis.url, production=True, CONFLICTDESK_LOG_LEVEL="WARNING"), Path(tmp),
+                          concurrency=args.concurrency) as engine:
                 E.warm_up(sites)
                 plan = [(1, args.rate, args.seconds)]
                 plan += [(1, args.held_rate, args.seconds)] if args.held_rate else []

@@ -14,6 +14,7 @@ steps. Prints the figures, writes bench/results/reverse_latency.json and a PNG.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -21,8 +22,9 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _engine as E  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: sync, tests.harness
+os.environ.setdefault("CONFLICTDESK_LOG_LEVEL", "WARNING")  # the bench prints its own lines
+from tests import harness as E  # noqa: E402  (the one harness of the benchmarks and integration tests)
 
 
 def numeric_observation(fhir, link):
@@ -153,8 +155,9 @@ def main() -> int:
 
         tag = uuid.uuid4().hex[:6]
         sites = E.setup_sites(urls, 1, args.ehrs_per_site, tag)
-        with E.Engine(db_url, redis.url, Path(tmp), concurrency=args.concurrency,
-                      central_poll_seconds=args.central_poll) as engine, FHIRClient(E.FHIR, timeout=30) as fhir:
+        with E.Engine(E.engine_env(db_url, redis.url, production=True, CONFLICTDESK_LOG_LEVEL="WARNING",
+                                  CONFLICTDESK_CENTRAL_POLL_SECONDS=args.central_poll),
+                      Path(tmp), concurrency=args.concurrency) as engine, FHIRClient(E.FHIR, timeout=30) as fhir:
             E.warm_up(sites)
             links = list(RecordLink.objects.select_related("site", "patient_link").order_by("pk"))
             cpu = E.CpuMeter(engine)

@@ -7,7 +7,8 @@ every 2 s). The load generator commits vital-signs compositions round robin
 over the EHRbase sites answering on 8101..; the rate steps up (``--rates``),
 ``--step-seconds`` each, until a step is not held. A step is held when the
 engine finished at least 90 % of what was committed during the step and the
-backlog (our commits not yet finished) at its end is at most 2 s of load.
+backlog (our commits not yet finished) at its end is at most 2 s of load
+(``held`` in tests/harness/load.py, which the latency test asserts too).
 ``--full`` then holds the highest held rate for 10 minutes.
 
 Beside it, with no engine: the same records (the engine's own canonical
@@ -23,6 +24,7 @@ figures, writes bench/results/throughput.json and bench/results/throughput.png.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -30,16 +32,12 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _engine as E  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: sync, tests.harness
+os.environ.setdefault("CONFLICTDESK_LOG_LEVEL", "WARNING")  # the bench prints its own lines
+from tests import harness as E  # noqa: E402  (the one harness of the benchmarks and integration tests)
 
-TERMINAL = ("done", "dead_letter", "conflict")
-
-
-def finished_count(version_uids) -> int:
-    from sync.models import SyncRun
-
-    return SyncRun.objects.filter(change_event__source_version__in=version_uids, status__in=TERMINAL).count()
+TERMINAL = E.load.TERMINAL
+finished_count = E.finished_count
 
 
 def engine_step(sites, engine, rate: float, seconds: float) -> dict:
@@ -63,7 +61,7 @@ def engine_step(sites, engine, rate: float, seconds: float) -> dict:
     finished = finished_count(versions)
     all_done = SyncRun.objects.filter(status__in=TERMINAL).count() - done_before
     backlog = len(versions) - finished
-    held = finished >= 0.9 * len(versions) and backlog <= max(3, 2 * rate)
+    held = E.held(len(versions), finished, rate)
     out = {"rate_offered": rate, "seconds": round(wall, 1), "committed": len(versions),
            "commit_rate": round(len(versions) / wall, 2), "failed_commits": len(gen.failures),
            "finished_of_ours": finished, "finished_all_runs": all_done,
@@ -207,7 +205,8 @@ def main() -> int:
     with E.scratch_database("throughput") as db_url, E.PrivateRedis(Path(tmp)) as redis:
         tag = uuid.uuid4().hex[:6]
         sites = E.setup_sites(urls, 1, args.ehrs_per_site, tag)
-        with E.Engine(db_url, redis.url, Path(tmp), concurrency=args.concurrency, web=True) as engine:
+        with E.Engine(E.engine_env(db_url, redis.url, production=True, CONFLICTDESK_LOG_LEVEL="WARNING"), Path(tmp),
+                      concurrency=args.concurrency, web=True) as engine:
             time.sleep(2)
             memory = E.MemorySampler(engine)
             memory.start()

@@ -1,9 +1,9 @@
 """Clients on the real servers, shared by the integration tests."""
 import pytest
-from vitals import template_opt
 
 from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient
+from tests.harness.vitals import template_opt
 
 
 @pytest.fixture

@@ -1,16 +1,14 @@
 """The sync engine end to end: real EHRbase, real HAPI, real Redis, a real Celery worker.
 
-The worker is a subprocess (``celery -A conflictdesk worker -B``) pointed at
-the test database and at a Redis database of its own, so it sees exactly the
-rows these tests commit (hence ``transactional_db``) and no other work.
+The worker is a subprocess (``celery -A conflictdesk worker -B``, the harness's
+``Worker``) pointed at the test database and at a private redis-server of its
+own, so it sees exactly the rows these tests commit (hence ``transactional_db``)
+and no other work.
 Every test makes its own EHR and subject, so reruns never collide.
 """
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -25,12 +23,10 @@ from sync.models import ChangeEvent, Conflict, Cursor, DeadLetter, EngineWrite, 
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
-from engine_harness import wait_for
-from vitals import CORPUS, REPO, SYSTOLIC_FLAT, SYSTOLIC_LOINC, TEMPLATE, vitals
+from tests.harness import PrivateRedis, Worker, db_url_of, engine_env, wait_for
+from tests.harness.vitals import CORPUS, SYSTOLIC_FLAT, SYSTOLIC_LOINC, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-TEST_BROKER = "redis://127.0.0.1:6379/15"
 
 
 def _now():
@@ -38,39 +34,29 @@ def _now():
 
 
 @pytest.fixture(scope="module")
-def broker():
+def broker(tmp_path_factory):
+    """A private redis-server for this module (the test process's own hints go there too)."""
     from conflictdesk.celery import app
 
-    app.conf.broker_url = TEST_BROKER
-    subprocess.run(["redis-cli", "-n", "15", "FLUSHDB"], check=False, capture_output=True)
-    return TEST_BROKER
+    with PrivateRedis(tmp_path_factory.mktemp("broker")) as redis:
+        previous, app.conf.broker_url = app.conf.broker_url, redis.url
+        yield redis.url
+        app.conf.broker_url = previous
 
 
 @pytest.fixture
-def worker(broker, transactional_db, tmp_path):
+def worker(broker, transactional_db, tmp_path, fhir_base_url):
     """A Celery worker with an embedded beat (1 s site polls, 2 s sweeps) on the test database."""
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "CELERY_BROKER_URL": broker,
-        "CONFLICTDESK_SWEEP_SECONDS": "2",
-        "CONFLICTDESK_REDISPATCH_AFTER_SECONDS": "5",
-        "CONFLICTDESK_RUN_LEASE_SECONDS": "15",
-        "CONFLICTDESK_CENTRAL_POLL_SECONDS": "3600",
-        "CONFLICTDESK_LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "conflictdesk", "worker", "-B", "-c", "2",
-         "-s", str(tmp_path / "beat-schedule"), "--without-gossip", "--without-mingle"],
-        cwd=REPO, env=env, stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT,
-    )
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    handle = Worker(engine_env(
+        db_url_of(connection.settings_dict), broker, fhir_base_url,
+        CONFLICTDESK_SWEEP_SECONDS=2,
+        CONFLICTDESK_REDISPATCH_AFTER_SECONDS=5,
+        CONFLICTDESK_RUN_LEASE_SECONDS=15,
+        CONFLICTDESK_POLL_OVERLAP_SECONDS=5,
+        CONFLICTDESK_LOG_LEVEL="WARNING",
+    ), tmp_path).start()
+    yield handle
+    handle.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from sync.mapping import convert
 from sync.models import Cursor, DeadLetter, EngineWrite, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.runner import advance
-from vitals import CORPUS, SYSTOLIC_LOINC, TEMPLATE, vitals
+from tests.harness.vitals import CORPUS, SYSTOLIC_LOINC, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from sync.models import Cursor, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.runner import advance
 from tests.desk import factories as f
-from vitals import CORPUS, SYSTOLIC_FLAT, TEMPLATE, vitals
+from tests.harness.vitals import CORPUS, SYSTOLIC_FLAT, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,16 +8,12 @@ applied in site order (central version n holds site version n; runs of one
 record never overlap in time), both nodes did work, the change feed reconciles
 clean and every audit chain verifies.
 
-The broker is a private redis-server on a free port, not the shared 6379/15:
-another engineer's worker on that database would take our hints and look for
-our run ids in its own test database.
+The broker is a private redis-server on a free port (tests/harness), not the
+shared 6379/15: another engineer's worker on that database would take our
+hints and look for our run ids in its own test database.
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -35,8 +31,8 @@ from sync.identity import provenance_id, record_key
 from sync.models import ChangeEvent, Cursor, DeadLetter, EngineWrite, RecordLink, RunAttempt, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
-from engine_harness import wait_for
-from vitals import CORPUS, REPO, SYSTOLIC_LOINC, TEMPLATE, vitals
+from tests.harness import Engine, PrivateRedis, db_url_of, engine_env, wait_for
+from tests.harness.vitals import CORPUS, SYSTOLIC_LOINC, TEMPLATE, vitals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,23 +40,10 @@ RECORDS, VERSIONS = 6, 3
 NODES = ("w1", "w2")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def broker(tmp_path):
-    port = free_port()
-    subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                    "--pidfile", str(tmp_path / "redis.pid"), "--dir", str(tmp_path), "--save", "",
-                    "--appendonly", "no", "--logfile", str(tmp_path / "redis.log")], check=True, timeout=10)
-    cli = ["redis-cli", "-p", str(port)]
-    wait_for(lambda: subprocess.run([*cli, "ping"], capture_output=True, text=True).stdout.strip() == "PONG", 10,
-             what="private redis")
-    yield f"redis://127.0.0.1:{port}/0"
-    subprocess.run([*cli, "shutdown", "nosave"], capture_output=True, timeout=10)
+    with PrivateRedis(tmp_path) as redis:
+        yield redis.url
 
 
 @pytest.fixture
@@ -74,38 +57,17 @@ def cluster(broker, transactional_db, tmp_path, fhir_base_url, monkeypatch):
             run_sync.apply_async(args=[run_id], countdown=countdown, connection=conn)
 
     monkeypatch.setattr(dispatch, "send", send)
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "CELERY_BROKER_URL": broker,
-        "CONFLICTDESK_FHIR_BASE_URL": fhir_base_url,
-        "CONFLICTDESK_SWEEP_SECONDS": "2",
-        "CONFLICTDESK_REDISPATCH_AFTER_SECONDS": "10",
-        "CONFLICTDESK_RUN_LEASE_SECONDS": "30",
-        "CONFLICTDESK_CENTRAL_POLL_SECONDS": "3600",
-        "CONFLICTDESK_LOG_LEVEL": "WARNING",
-    }
-    procs = {}
-    for node in NODES:
-        procs[node] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "conflictdesk", "worker", "-n", f"{node}@%h", "-c", "2",
-             "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-            cwd=REPO, env=env, stdout=open(tmp_path / f"{node}.log", "w"), stderr=subprocess.STDOUT,
-        )
-    procs["beat"] = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "conflictdesk", "beat", "-s", str(tmp_path / "beat-schedule"),
-         "--loglevel", "WARNING"],
-        cwd=REPO, env=env, stdout=open(tmp_path / "beat.log", "w"), stderr=subprocess.STDOUT,
+    env = engine_env(
+        db_url_of(connection.settings_dict), broker, fhir_base_url,
+        CONFLICTDESK_SWEEP_SECONDS=2,
+        CONFLICTDESK_REDISPATCH_AFTER_SECONDS=10,
+        CONFLICTDESK_RUN_LEASE_SECONDS=30,
+        CONFLICTDESK_POLL_OVERLAP_SECONDS=5,
+        CONFLICTDESK_LOG_LEVEL="WARNING",
     )
-    yield procs
-    for proc in procs.values():
-        proc.terminate()
-    for proc in procs.values():
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    # Detection through beat's poll_due, as before sync_poll_loop existed: no poll loop here.
+    with Engine(env, tmp_path, nodes=NODES, concurrency=2, poll_loop=False) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -174,7 +136,7 @@ def test_two_workers_process_each_version_once_and_in_order(cluster, site, ehrba
                    for d in DeadLetter.objects.filter(run__change_event__source_version__in=every_version)]
         assert letters == []
 
-        pids = {proc.pid: node for node, proc in cluster.items() if node in NODES}
+        pids = {proc.pid: node for node, proc in cluster.procs.items() if node in NODES}
         nodes_seen = set()
         for vo_uid, site_versions in versions.items():
             runs = list(SyncRun.objects.filter(record_key=record_key(site.name, vo_uid)).order_by("pk"))
@@ -221,10 +183,7 @@ def test_two_workers_process_each_version_once_and_in_order(cluster, site, ehrba
         print(f"\n{len(every_version)} versions; step attempts by node: {dict(by_node)}")
         # Verify once nothing appends any more: verify_partition reads the head, then the rows, in two
         # snapshots, so an append in between (beat keeps polling the shared CDR) reads as a "head" break.
-        for proc in cluster.values():
-            proc.terminate()
-        for proc in cluster.values():
-            proc.wait(30)
+        cluster.stop()
         assert [(r.partition, r.broken) for r in verify_all() if r.broken] == []
 
 

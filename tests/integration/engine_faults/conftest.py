@@ -5,12 +5,14 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from engine_harness import PrivateRedis, Worker, now, worker_env
 
 from faultproxy import FaultProxy
 from sync.models import Cursor, Site
+from tests.harness import PrivateRedis, Worker, now
+from tests.harness.checks import worker_env
 
-REDIS_PORT = int(os.environ.get("CONFLICTDESK_FAULT_REDIS_PORT", "6390"))
+# A fixed port only when asked for; by default the broker takes a free one.
+REDIS_PORT = int(os.environ.get("CONFLICTDESK_FAULT_REDIS_PORT", "0")) or None
 
 
 def _host_of(url: str) -> str:
@@ -19,9 +21,9 @@ def _host_of(url: str) -> str:
 
 @pytest.fixture
 def redis_broker(tmp_path):
-    if PrivateRedis(REDIS_PORT, tmp_path).alive():
-        pytest.fail(f"port {REDIS_PORT} already has a redis: set CONFLICTDESK_FAULT_REDIS_PORT to a free port")
-    redis = PrivateRedis(REDIS_PORT, tmp_path)
+    redis = PrivateRedis(tmp_path, port=REDIS_PORT)
+    if redis.alive():
+        pytest.fail(f"port {redis.port} already has a redis: set CONFLICTDESK_FAULT_REDIS_PORT to a free port")
     redis.start()
     from conflictdesk.celery import app
 

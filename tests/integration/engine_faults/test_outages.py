@@ -2,7 +2,7 @@
 
 From the engine's side a stopped server is a refused connection: the fault
 proxy's ``down`` refuses new connections and cuts live ones, without stopping
-the JVMs the rest of the suite shares. The harness (``tests/integration/engine_harness.py``) has the rest.
+the JVMs the rest of the suite shares. The harness (``tests/harness``) has the rest.
 """
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from engine_harness import SteadyLoad, assert_survived, commit, now, runs_of, synced, wait_all_synced, wait_for
 
 from sync.actions import do_redrive_dead_letter
 from sync.models import ChangeEvent, Cursor, DeadLetter, RunAttempt, SyncRun
+from tests.harness import SteadyLoad, commit, now, wait_for
+from tests.harness.checks import assert_survived, runs_of, synced, wait_all_synced
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -84,7 +85,7 @@ def test_hapi_down_past_the_schedule_dead_letters_after_seven_attempts_and_re_dr
     attempts = list(RunAttempt.objects.filter(run=letter.run).order_by("started_at", "pk"))
     assert [a.scheduled_delay_seconds for a in attempts if a.outcome == "transient"] == [1, 2, 4, 8, 16, 32, None]
     assert not synced(ref)
-    do_redrive_dead_letter(letter, actor="test:steward")
+    do_redrive_dead_letter(letter, acting_user=None)
     link = wait_for(lambda: synced(ref), timeout=60, what="the re-driven run to sync")
     gaps = assert_survived(site, fhir, started, [ref], [link])
     print(f"\nobserved retry gaps (s): {[o for _, o in gaps]}")

@@ -1,6 +1,6 @@
 """Process faults under the engine: a worker SIGKILLed mid-write, the broker restarted, PostgreSQL restarted.
 
-The harness (``tests/integration/engine_harness.py``) says what is real and what is ours.
+The harness (``tests/harness``, its ``checks`` module in particular) says what is real and what is ours.
 """
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import time
 
 import pytest
 from django.db import connection
-from engine_harness import (
-    LEASE_SECONDS, SteadyLoad, assert_survived, commit, exists, now, synced, wait_all_synced, wait_for,
-)
 
 from sync.identity import provenance_id
 from sync.models import ChangeEvent, RunAttempt, SyncRun
+from tests.harness import SteadyLoad, commit, now, wait_for
+from tests.harness.checks import LEASE_SECONDS, assert_survived, exists, synced, wait_all_synced
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

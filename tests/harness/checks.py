@@ -1,0 +1,130 @@
+"""What the engine fault tests check after each fault, and the worker settings they run with.
+
+Real EHRbase, real HAPI, a real Celery worker subprocess (``engine.Worker``, with
+its embedded beat) on the test database. The shared servers are reached through
+``faultproxy.FaultProxy`` (in the test's process), whose ``down`` and ``delay``
+make the network faults; the broker is a ``broker.PrivateRedis`` the tests start
+and restart. Every wait is bounded. Imports Django models: tests only.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+
+from audit.verify import verify_all
+from sync.clients.errors import NotFound
+from sync.identity import SOURCE_SYSTEM, provenance_id, source_identifier_value
+from sync.models import RecordLink, RunAttempt, SyncRun
+from sync.workflow.reconcile import reconcile_site
+
+from .database import db_url_of
+from .engine import engine_env
+from .waits import now, wait_for
+
+LEASE_SECONDS = 6
+# Worst case between a scheduled retry and its start on a loaded 2-core box (the ETA
+# timer, a busy pool slot); the schedule itself is asserted exactly.
+RETRY_SLACK_SECONDS = 0.75
+
+
+def worker_env(database: dict, broker_url: str, fhir_url: str) -> dict:
+    """The worker's settings: the test database, the private broker, HAPI as the test reaches it, fast timers."""
+    return engine_env(
+        db_url_of(database), broker_url, fhir_url,
+        CONFLICTDESK_SWEEP_SECONDS=1,
+        CONFLICTDESK_REDISPATCH_AFTER_SECONDS=3,
+        CONFLICTDESK_RUN_LEASE_SECONDS=LEASE_SECONDS,
+        CONFLICTDESK_HTTP_TIMEOUT_SECONDS=5,
+        CONFLICTDESK_LOG_LEVEL="INFO",
+    )
+
+
+def synced(ref):
+    link = RecordLink.objects.filter(versioned_object_uid=ref.uid, openehr_version_uid=ref.version_uid).first()
+    return link if link and link.fhir_resources else None
+
+
+def wait_all_synced(refs, timeout: float) -> list:
+    wait_for(lambda: all(synced(r) for r in refs), timeout, every=0.5,
+             what=f"{sum(1 for r in refs if not synced(r))} of {len(refs)} versions to sync")
+    return [synced(r) for r in refs]
+
+
+def exists(fhir, rtype, rid) -> bool:
+    try:
+        fhir.read(rtype, rid)
+    except NotFound:
+        return False
+    return True
+
+
+def assert_one_of_each(fhir, link, ref):
+    """Every record resource exists once centrally, counted by its source identifier, was written
+    once (one version in its history), and has its one Provenance."""
+    for r in link.fhir_resources:
+        key = source_identifier_value(fhir.read(r["type"], r["id"]))
+        found = list(fhir.search(r["type"], {"identifier": f"{SOURCE_SYSTEM}|{key}"}))
+        assert len(found) == 1, f"{r['type']} {key}: {len(found)} copies"
+        versions = fhir.http.request("GET", f"{r['type']}/{r['id']}/_history").json().get("total")
+        assert versions == 1, f"{r['type']}/{r['id']} written {versions} times"
+    fhir.read("Provenance", provenance_id(ref.version_uid))
+
+
+def assert_reconciled(site, started, refs):
+    """Reconcile finds every version of the test's EHR synced: ours, and any the load committed
+    although its client saw an error (a commit cut by a fault may still have landed)."""
+    report = reconcile_site(site, started - timedelta(seconds=1), now(), ehr_id=refs[0].ehr_id)
+    assert {ref.version_uid for ref in refs} <= set(report.by_state["synced"]), dict(report.by_state)
+    assert set(report.by_state) == {"synced"} and not report.unaccounted, (dict(report.by_state), report.unaccounted)
+
+
+def assert_audit_chain_verifies():
+    broken = [report.broken.describe() for report in verify_all() if report.broken]
+    assert not broken, broken
+
+
+def retry_gaps(runs, slack: float = RETRY_SLACK_SECONDS) -> list[tuple[float, float]]:
+    """(scheduled, observed) for every retry of these runs, after checking each streak's schedule.
+
+    A streak is the consecutive transient failures of one step; its scheduled delays must be
+    the engine's schedule from the start (1, 2, 4, ... s), ending in a dead letter after the
+    seventh attempt, and each next attempt must start that long after the failure, give or
+    take ``slack`` (never early; late only by what the machine, or a fault of our own
+    database, imposed).
+    """
+    schedule = [float(s) for s in settings.CONFLICTDESK_RETRY_DELAYS]
+    gaps = []
+    for run in runs:
+        attempts = list(RunAttempt.objects.filter(run=run).order_by("started_at", "pk"))
+        streak = []
+        for before, after in zip(attempts, attempts[1:] + [None]):
+            if before.outcome != "transient":
+                streak = []
+                continue
+            streak.append(before.scheduled_delay_seconds)
+            if before.scheduled_delay_seconds is None:  # the last attempt: dead-lettered, not retried
+                assert streak == [*schedule, None], (run.pk, before.step, streak)
+                streak = []
+                continue
+            assert streak == schedule[: len(streak)], (run.pk, before.step, streak)
+            if after is None:
+                continue
+            observed = (after.started_at - before.finished_at).total_seconds()
+            assert -0.05 <= observed - before.scheduled_delay_seconds <= slack, (
+                run.pk, before.step, before.scheduled_delay_seconds, observed)
+            gaps.append((before.scheduled_delay_seconds, round(observed, 2)))
+    return gaps
+
+
+def runs_of(refs):
+    return list(SyncRun.objects.filter(change_event__source_version__in=[r.version_uid for r in refs]))
+
+
+def assert_survived(site, fhir, started, refs, links, *, slack: float = RETRY_SLACK_SECONDS):
+    """The issue's after-the-fault checks: every version accounted for, nothing twice, the chain intact."""
+    for ref, link in zip(refs, links):
+        assert_one_of_each(fhir, link, ref)
+    assert_reconciled(site, started, refs)
+    assert_audit_chain_verifies()
+    return retry_gaps(runs_of(refs), slack)
