@@ -22,14 +22,14 @@ import importlib
 import re
 from dataclasses import dataclass, field
 
-from django.db import transaction
-
 from sync import mapping as real_mapping
 from sync.mapping import rmpath
 from sync.mapping.errors import MappingError
 from sync.mapping.identifiers import parse_source_identifier
 from sync.mapping.residue import strip
-from sync.models import DeadLetter, Site
+from sync.models import Site
+
+from .state import audit_run
 
 HEADER = ("name", "language", "territory", "category", "composer", "context")  # what composition.py carries
 LEVEL = ("Encounter", "Composition")
@@ -254,22 +254,9 @@ def enforce(checks: list[tuple[Check, str]]) -> Guarded:
     return Guarded(checks)
 
 
-def dead_letter(run, worker: str, exc: FidelityFailed, started) -> str:
-    """The runner's dead letter for a blocked run, with its guard.checked event in the same transaction."""
-    from . import state
-
-    with transaction.atomic():
-        status = state.dead_letter_now(run.pk, worker, exc, started, cause=DeadLetter.Cause.FIDELITY)
-        if status != state.LEASE_LOST:
-            state._audit(run, "guard.checked", "blocked", detail={**exc.counts})
-    return status
-
-
 def _audit(run, check: Check, result: str, mode: str) -> None:
-    from . import state
-
-    state._audit(run, "guard.checked", result, detail={**check.counts(), "site_id": check.site_id,
-                                                       "direction": check.direction, "mode": mode})
+    audit_run(run, "guard.checked", result, detail={**check.counts(), "site_id": check.site_id,
+                                                    "direction": check.direction, "mode": mode})
 
 
 # ------------------------------------------------------------------ helpers
