@@ -14,7 +14,8 @@ from django.conf import settings
 
 from audit.verify import verify_all
 from sync.clients.errors import NotFound
-from sync.identity import SOURCE_SYSTEM, provenance_id, source_identifier_value
+from sync.identity import SOURCE_SYSTEM, provenance_id
+from sync.mapping.identifiers import source_identifier_value
 from sync.models import RecordLink, RunAttempt, SyncRun
 from sync.workflow.reconcile import reconcile_site
 
