@@ -313,6 +313,7 @@ class _Walker:
         self.defaults = defaults
         self.consumed: set[str] = set()
         self.stack: list[tuple[Node, int | None]] = []
+        self._orig: dict[str, str] = {}
         self.path_counts: dict[str, dict[tuple, int]] = {}
 
     # -- values
@@ -441,7 +442,7 @@ class _Walker:
             for c in kids:
                 groups.setdefault(c.aql_path, []).append(c)
             for group in groups.values():
-                is_choice = len(group) > 1
+                is_choice = len({c.rm_type for c in group}) > 1
                 multi = any((c.max == -1 or c.max > 1) if node.rm_type != "ELEMENT" else c.id == "link"
                             for c in group)
                 if not multi:
@@ -494,11 +495,9 @@ class _Walker:
         if t in PATHABLE_TYPES or t in ("ELEMENT", "DV_INTERVAL"):
             rest = dict(sub)
             for n in c.children:
-                p = self.name_path(self.stack + [(c, None), (n, None)])
-                if len(p) <= len(path):
-                    continue
-                rest = {k: v for k, v in rest.items() if not (len(k.segs) > len(path) and
-                                                              k.segs[len(path)][0] == p[len(path)][0])}
+                # as openEHR_SDK does it: the child's path computed without ``c`` on the stack
+                p = self.name_path(self.stack + [(n, None)])
+                rest = {k: v for k, v in rest.items() if not k.starts_with(p)}
             return not rest
         if t == "DV_CODED_TEXT":
             return any(k.is_exactly(path, "code") for k in sub)
@@ -700,12 +699,18 @@ class _Walker:
     # -- postprocessors (openEHR_SDK umarshal.postprocessor)
     def post(self, node: Node, obj: dict, values: dict[Key, Any], term: tuple) -> None:
         t = obj.get("_type")
-        raw = {k.raw: v for k, v in values.items()}
-        pre = "/".join(f"{n}:{i}" if i is not None else n for n, i in term)
+        # keys spelled with this node's indices (a key may leave ':0' out): normalised -> as written
+        raw: dict[str, Any] = {}
+        self._orig = {}
+        for k, v in values.items():
+            norm = _format(term + k.segs[len(term):]) + (f"|{k.attr}" if k.attr is not None else "")
+            raw[norm] = v
+            self._orig[norm] = k.raw
+        pre = _format(term)
 
         def take_raw(key: str) -> Any:
             if key in raw and raw[key] is not None and _str(raw[key]).strip():
-                self.consumed.add(key)
+                self._consume(key)
                 return raw[key]
             return None
 
@@ -732,12 +737,12 @@ class _Walker:
             if name_vals:
                 n = Node("name", "name", "DV_CODED_TEXT" if f"{pre}/_name|code" in name_vals else "DV_TEXT")
                 nobj = {"_type": n.rm_type}
-                self.leaf(n, nobj, {parse_key(k): v for k, v in name_vals.items()},
+                self.leaf(n, nobj, {parse_key(self._orig.get(k, k)): v for k, v in name_vals.items()},
                           term + (("_name", None),))
                 obj["name"] = nobj
         if t in ("OBSERVATION", "EVALUATION", "INSTRUCTION", "ACTION", "ADMIN_ENTRY"):
             for a in ("code", "terminology"):
-                self.consumed.add(f"{pre}/encoding|{a}")
+                self._consume(f"{pre}/encoding|{a}")
             subject = {k: v for k, v in values.items() if k.starts_with(term + (("subject", None),))}
             if _party_kind(subject, term + (("subject", None),)) == "PARTY_SELF":
                 obj["subject"] = {"_type": "PARTY_SELF"}
@@ -745,7 +750,7 @@ class _Walker:
             if prov:
                 p = _participation(prov, f"{pre}/_provider", self.defaults)["performer"]
                 obj["provider"] = p
-                self.consumed.update(prov)
+                self._consume(*prov)
             for i, d in self.indexed_raw(raw, f"{pre}/_other_participation"):
                 obj.setdefault("other_participations", []).append(
                     _participation(d, f"{pre}/_other_participation:{i}", self.defaults))
@@ -769,11 +774,11 @@ class _Walker:
                 if p["_type"] == "PARTY_SELF":
                     raise FlatError("health care facility must be a PARTY_IDENTIFIED", keys=list(hcf))
                 obj["health_care_facility"] = p
-                self.consumed.update(hcf)
+                self._consume(*hcf)
             for i, d in self.indexed_raw(raw, f"{pre}/_participation"):
                 obj.setdefault("participations", []).append(
                     _participation(d, f"{pre}/_participation:{i}", self.defaults))
-            self.consumed.update({f"{pre}/setting|238", f"{pre}/setting|"})
+            self._consume(f"{pre}/setting|238", f"{pre}/setting|")
             setting = obj.get("setting")
             if setting is not None and "terminology_id" not in setting.get("defining_code", {}):
                 setting["defining_code"]["terminology_id"] = {"_type": "TERMINOLOGY_ID", "value": "openehr"}
@@ -803,7 +808,7 @@ class _Walker:
         if t == "ACTION":
             idet = {k: v for k, v in raw.items() if k.startswith(f"{pre}/_instruction_details")}
             if idet:
-                self.consumed.update(idet)
+                self._consume(*idet)
                 det: dict[str, Any] = {"_type": "INSTRUCTION_DETAILS"}
                 get = lambda a: idet.get(f"{pre}/_instruction_details|{a}")  # noqa: E731
                 if get("composition_uid") is not None or get("path") is not None:
@@ -820,7 +825,7 @@ class _Walker:
                 obj["expiry_time"] = {"_type": "DV_DATE_TIME", "value": _str(exp)}
             wf = {k: v for k, v in raw.items() if k.startswith(f"{pre}/_wf_definition")}
             if wf:
-                self.consumed.update(wf)
+                self._consume(*wf)
                 obj["wf_definition"] = {"_type": "DV_PARSABLE",
                                         "value": _str(wf.get(f"{pre}/_wf_definition|value", wf.get(f"{pre}/_wf_definition", ""))),
                                         "formalism": _str(wf.get(f"{pre}/_wf_definition|formalism", ""))}
@@ -829,7 +834,7 @@ class _Walker:
         if t == "ELEMENT":
             nf = {k: v for k, v in raw.items() if k.startswith(f"{pre}/_null_flavour")}
             if nf:
-                self.consumed.update(nf)
+                self._consume(*nf)
                 code = nf.get(f"{pre}/_null_flavour|code")
                 value = nf.get(f"{pre}/_null_flavour|value")
                 code = _str(code) if code is not None else None
@@ -847,6 +852,10 @@ class _Walker:
                 if d.get("purpose|code") is not None or d.get("purpose|value") is not None:
                     tm["purpose"] = _coded(d.get("purpose|value"), d.get("purpose|terminology"), d.get("purpose|code"))
                 obj.setdefault("mappings", []).append(tm)
+
+    def _consume(self, *keys: str) -> None:
+        for k in keys:
+            self.consumed.add(self._orig.get(k, k))
 
     def normalise(self, obj: dict) -> None:
         t = obj.get("_type")
@@ -888,7 +897,7 @@ class _Walker:
             m = re.match(r"^(?::(\d+))?(?:\|(.*))?$", k[len(prefix):])
             if not m:
                 continue
-            self.consumed.add(k)
+            self._consume(k)
             by.setdefault(int(m.group(1) or 0), {})[m.group(2) or ""] = v
         return sorted(by.items())
 
@@ -900,7 +909,7 @@ class _Walker:
             m = re.match(r"^(?::(\d+))?([/|].*)?$", k[len(prefix):])
             if not m:
                 continue
-            self.consumed.add(k)
+            self._consume(k)
             i = int(m.group(1) or 0)
             by.setdefault(i, {})[f"{prefix}:{i}{m.group(2) or ''}"] = v
         return sorted(by.items())
@@ -913,7 +922,7 @@ class _Walker:
             m = re.match(r"^(?::(\d+))?(?:/(\w+))?(?:\|(\w+))?$", k[len(prefix):])
             if not m:
                 continue
-            self.consumed.add(k)
+            self._consume(k)
             key = "|".join(x for x in (m.group(2), m.group(3)) if x)
             by.setdefault(int(m.group(1) or 0), {})[key] = v
         return sorted(by.items())
@@ -922,7 +931,7 @@ class _Walker:
         d = {k[len(prefix) + 1:]: v for k, v in raw.items() if k.startswith(prefix + "|")}
         if not d:
             return None
-        self.consumed.update(k for k in raw if k.startswith(prefix + "|"))
+        self._consume(*(k for k in raw if k.startswith(prefix + "|")))
         return _object_ref(d.get("id"), d.get("id_scheme"), d.get("namespace"), d.get("type"))
 
     # -- defaults (openEHR_SDK defaultinserter)
