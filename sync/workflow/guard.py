@@ -1,10 +1,11 @@
 """The runtime round-trip guard: every transform is mapped back and compared before anything is written.
 
-Forward (openEHR -> FHIR): the resources are mapped back WITHOUT the source composition as base, so the
-result's own content (standard elements plus the residue extension) must reproduce the source; the
-source's entries, less those the mapping declared unmapped, are compared with the entries mapped back
-(and the header, when a composition-level mapping made an Encounter/Composition) by ``compare_clinical``,
-the comparison the fidelity tests use.  Declared losses come back through the residue, so any difference
+Forward (openEHR -> FHIR): the resources are mapped back WITHOUT the source composition as base (the
+mapping's ``map_back``: from_fhir's reverse path without its loss report), so the result's own content
+(standard elements plus the residue extension) must reproduce the source; the source's entries, less those
+the mapping declared unmapped, are compared with the entries mapped back (and the header, when a
+composition-level mapping made an Encounter/Composition) by ``compare_clinical``, the comparison the
+fidelity tests use.  Declared losses come back through the residue, so any difference
 left is undeclared.
 
 Reverse (FHIR -> openEHR): the built composition is mapped forward again and each source resource is
@@ -18,13 +19,13 @@ checkpoint, and goes on.  Every check is audited as ``guard.checked`` with ids a
 """
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, field
 
 from sync import mapping as real_mapping
 from sync.mapping import rmpath
 from sync.mapping.errors import MappingError
+from sync.mapping.fidelity import element_path
 from sync.mapping.identifiers import parse_source_identifier
 from sync.mapping.residue import strip
 from sync.models import Site
@@ -75,7 +76,8 @@ def check_forward(mapping, source: dict, resources: list[dict], losses) -> Check
     src = [(p, e) for p, e in rmpath.entries(source) if p not in unmapped]
     level = any(r.get("resourceType") in LEVEL for r in resources)
     try:
-        got, head_back = _map_back(mapping, resources, source, header=level)
+        got, head_back = _fn(mapping, "map_back")(resources, template_id=_template_id(source),
+                                                  header_for=source if level else None)
     except (MappingError, TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
         check.undeclared.append({"path": "/", "kind": f"map_back_failed:{type(exc).__name__}",
                                  "source": f"{len(src)} mapped entries", "mapped_back": None})
@@ -149,7 +151,7 @@ def check_reverse(mapping, resources: list[dict], out) -> Check:
         mine, theirs = strip(r), strip(twin)
         elements = {p.split(":", 1)[1] for p in lost if p.startswith(ref + ":")}
         for d in compare(mine, theirs):
-            element = _fpath(d["path"])
+            element = element_path(d["path"])
             if d["kind"] in _ADDED or any(element == x or element.startswith((x + ".", x + "[")) for x in elements):
                 continue
             known = _known(r.get("resourceType"), element)
@@ -265,49 +267,6 @@ def _fn(mapping, name: str):
     return getattr(mapping, name, None) or getattr(real_mapping, name)
 
 
-def _map_back(mapping, resources: list[dict], source: dict, *, header: bool) -> tuple[list[dict], dict]:
-    """(entries, header) the resources map back to WITHOUT a base composition.
-
-    With the real mapping this is from_fhir's own reverse path (group, rebuild each group with its
-    residue, merge the events of one entry; the composition level rebuilt from Encounter + Composition)
-    minus from_fhir's loss report, which the forward guard does not use and which costs a second
-    forward mapping per group (bench/guard.py).  tests/engine/test_guard_corpus.py holds it equal to
-    from_fhir's composition on the corpus.  Another mapping (a test fake) goes through its from_fhir."""
-    if _fn(mapping, "from_fhir") is not real_mapping.from_fhir:
-        back = _fn(mapping, "from_fhir")(resources, template_id=_template_id(source)).composition
-        return [e for _, e in rmpath.entries(back)], {k: back[k] for k in HEADER if k in back}
-    from sync.mapping import composition as level
-    from sync.mapping import templates
-
-    reverse = importlib.import_module("sync.mapping.from_fhir")  # the module: the package re-exports the function
-    from sync.mapping.convert import rebuild_group
-
-    info = templates.get(_template_id(source))
-    lang = info.language if info else "en"  # as from_fhir's skeleton: the source composition is not used
-    merged: dict[object, list] = {}
-    wanted = [r for r in resources if r.get("resourceType") not in reverse._SKIP_TYPES]
-    for n, (spec, group, entry_path, event_node, event_idx) in enumerate(reverse._groups(wanted)):
-        entry = rebuild_group(spec, group, event_node, lang, apply_residue=True)
-        merged.setdefault(entry_path or ("new", n), []).append((event_idx, entry))
-    entries = []
-    for parts in merged.values():
-        parts.sort(key=lambda p: p[0])
-        first = parts[0][1]
-        hist, attr = reverse._history(first)
-        for _, other in parts[1:]:
-            oh, _ = reverse._history(other)
-            if hist is not None and oh is not None:
-                hist.setdefault(attr, []).extend(oh.get(attr) or [])
-        entries.append(first)
-    head: dict = {}
-    spec = level.spec_for(source) if header else None
-    if spec is not None:
-        enc, doc, _ = level.pick([r for r in resources if r.get("resourceType") in LEVEL])
-        shell = level.rebuild(spec, enc, doc, lang, apply_residue=True)
-        head = {k: shell[k] for k in HEADER if k in shell}
-    return entries, head
-
-
 def _template_id(composition: dict) -> str:
     return ((composition.get("archetype_details") or {}).get("template_id") or {}).get("value") or "guard"
 
@@ -337,12 +296,6 @@ def _readable(deep: str) -> str:
     for key, index in _TOKEN.findall(deep):
         out += f"/{key}" if key else f"[{index}]"
     return out or "/"
-
-
-def _fpath(deep: str) -> str:
-    """DeepDiff path -> FHIR element path as from_fhir's losses name it (component[0].valueQuantity.value)."""
-    p = re.sub(r"\['([^']*)'\]", r".\1", deep.replace("root", "", 1))
-    return p.lstrip(".")
 
 
 # ------------------------------------------------------------------ thin calls from the transform steps

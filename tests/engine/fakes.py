@@ -246,9 +246,13 @@ def fake_mapping():
     def from_fhir(resources, *, template_id, base_composition=None, **kw):
         return SimpleNamespace(composition=to_openehr(resources, template_id=template_id), losses=[])
 
+    def map_back(resources, *, template_id, header_for=None):
+        """The guard's map-back: this composition's entries; it has no header (no Encounter is made)."""
+        return to_openehr(resources, template_id=template_id)["content"], {}
+
     return SimpleNamespace(
         to_fhir=to_fhir, build_provenance=build_provenance, validate_fhir=validate_fhir,
-        clinical_content=clinical_content, to_openehr=to_openehr, from_fhir=from_fhir,
+        clinical_content=clinical_content, to_openehr=to_openehr, from_fhir=from_fhir, map_back=map_back,
         compare_clinical=compare_clinical,  # the real comparison: it reads any JSON
     )
 

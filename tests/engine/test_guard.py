@@ -1,8 +1,8 @@
 """The runtime round-trip guard (sync/workflow/guard.py) with the REAL mapping and fake servers.
 
 The injected lossy mapping drops the systolic magnitude from the blood-pressure Observation AFTER the
-mapping's own residue check (``convert._close_unit``): the value is neither kept in the residue nor
-declared lost, the way a faulty later step or hook would lose it.  Reverse: the built composition
+mapping's own residue check (to_fhir's result, as the services hand it to the step): the value is neither
+kept in the residue nor declared lost, the way a faulty later step or hook would lose it.  Reverse: the built composition
 loses the systolic magnitude after from_fhir, undeclared.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from audit.models import AuditEvent
 from audit.record import record_event, system_actor
 from sync import mapping
 from sync.identity import central_record_key, record_key
-from sync.mapping import convert, rmpath
+from sync.mapping import rmpath
 from sync.mapping.residue import strip
 from sync.models import ChangeEvent, DeadLetter, Direction, EngineWrite, PatientLink, Site, SyncRun
 from sync.workflow import guard, template_check
@@ -51,23 +51,10 @@ def drop_systolic(resource: dict) -> None:
             comp.get("valueQuantity", {}).pop("value", None)
 
 
-@pytest.fixture
-def lossy_forward(monkeypatch):
-    """Drop the systolic magnitude after the mapping's residue self-check: undeclared."""
-    real = convert._close_unit
-
-    def close_then_lose(spec, entry, path, rel, group, *args):
-        real(spec, entry, path, rel, group, *args)
-        for res in group:
-            drop_systolic(res)
-
-    monkeypatch.setattr(convert, "_close_unit", close_then_lose)
-
-
 def real_mapping(**overrides):
     return SimpleNamespace(**{**dict(
         to_fhir=mapping.to_fhir, to_openehr=mapping.to_openehr, from_fhir=mapping.from_fhir,
-        build_provenance=mapping.build_provenance, validate_fhir=mapping.validate_fhir,
+        map_back=mapping.map_back, build_provenance=mapping.build_provenance, validate_fhir=mapping.validate_fhir,
         clinical_content=mapping.clinical_content, compare_clinical=mapping.compare_clinical), **overrides})
 
 
@@ -114,6 +101,18 @@ def world(db, settings, monkeypatch, django_capture_on_commit_callbacks):
     with use_services(services):
         yield SimpleNamespace(fhir=fhir, openehr=openehr, site=site, commit=commit, central=central, drive=drive,
                               services=services)
+
+
+@pytest.fixture
+def lossy_forward(world):
+    """The services' forward mapping drops the systolic magnitude after its residue self-check: undeclared."""
+    def to_fhir_then_lose(composition, **kw):
+        result = mapping.to_fhir(composition, **kw)
+        for res in result.resources:
+            drop_systolic(res)
+        return result
+
+    world.services.mapping = real_mapping(to_fhir=to_fhir_then_lose)
 
 
 def guard_events(outcome: str | None = None):

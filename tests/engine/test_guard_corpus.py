@@ -45,7 +45,7 @@ def test_forward_passes_and_the_lean_map_back_is_from_fhirs(path):
     res = mapping.to_fhir(c, site="site-a", ehr_id="e", patient_ref="Patient/p1")
     check = guard.check_forward(mapping, c, res.resources, res.losses)
     assert check.undeclared == []
-    entries, head = guard._map_back(mapping, res.resources, c, header=True)
+    entries, head = mapping.map_back(res.resources, template_id=guard._template_id(c), header_for=c)
     full = mapping.from_fhir(res.resources, template_id=guard._template_id(c)).composition
     assert mapping.compare_clinical({"content": entries}, {"content": [e for _, e in rmpath.entries(full)]}) == []
     if level.spec_for(c) and any(r["resourceType"] in guard.LEVEL for r in res.resources):
