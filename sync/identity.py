@@ -3,13 +3,16 @@
 A site record is (site, EHR id, versioned object uid, archetype path); the
 mapping layer stamps each central resource with an identifier in
 ``SOURCE_SYSTEM`` built from it, so a repeated write matches the resource it
-created before (If-None-Exist) instead of creating a twin. Records are
-serialised by ``record_key``: one run at a time per key, versions in order.
+created before (If-None-Exist) instead of creating a twin. The mapping layer
+builds and reads that identifier (``sync.mapping.identifiers``); the engine
+reads it through ``source_identifier_value``. Records are serialised by
+``record_key``: one run at a time per key, versions in order.
 """
 from __future__ import annotations
 
 import uuid
 
+from sync.mapping.identifiers import source_identifier_value
 from sync.mapping.terminology import SOURCE_SYSTEM
 
 # One identifier system per purpose, all ours; values never hold clinical data.
@@ -29,7 +32,7 @@ __all__ = [
     "central_record_key",
     "versioned_object_uid",
     "version_number",
-    "source_identifier",
+    "source_identifier_value",
     "ehr_identifier",
     "subject_identifier",
     "provenance_id",
@@ -59,17 +62,6 @@ def versioned_object_uid(version_uid: str) -> str:
 def version_number(version_uid: str) -> int:
     """``uuid::system::3`` -> 3."""
     return int(version_uid.rsplit("::", 1)[1])
-
-
-def source_identifier(resource: dict) -> str | None:
-    """The ``site|vo_uid|path`` value the mapping stamped on a resource, if any."""
-    identifiers = resource.get("identifier") or []
-    if isinstance(identifiers, dict):  # a few types (Composition, Bundle) hold a single Identifier
-        identifiers = [identifiers]
-    for identifier in identifiers:
-        if isinstance(identifier, dict) and identifier.get("system") == SOURCE_SYSTEM:
-            return identifier.get("value")
-    return None
 
 
 def ehr_identifier(site_name: str, ehr_id: str) -> dict:

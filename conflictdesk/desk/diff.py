@@ -3,8 +3,8 @@
 Both sides are brought to the engine's common clinical representation: the
 site composition is mapped to FHIR (the same pure mapping the engine uses),
 and every resource is reduced to its clinical content keyed by its source
-identifier (``sync.workflow.content.record_content``). deepdiff over those two
-records says exactly what differs.
+identifier (the engine's ``record_content``). deepdiff over those two records
+says exactly what differs.
 
 A *field* is one top-level element of one resource (``valueQuantity``,
 ``effectiveDateTime``, ``status``...) or a whole resource present on one side
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from deepdiff import DeepDiff
 
-from sync.identity import SOURCE_SYSTEM
 from sync.mapping import clinical_content, to_fhir
+from sync.workflow.content import record_content, resource_key
 
 SITE, CENTRAL = "site", "central"
 _PATH_PART = re.compile(r"\[('(?:[^'\\]|\\.)*'|\d+)\]")
@@ -75,24 +75,6 @@ class Comparison:
     central_record: dict
     base_record: dict
     fields: list[Field]
-
-
-def resource_key(resource: dict) -> str:
-    """The engine's record key for one resource (``sync.workflow.content.resource_key``).
-
-    Restated here because R4 Composition carries one ``identifier`` object, not
-    a list, and the desk must still show such a record rather than fail.
-    """
-    identifiers = resource.get("identifier") or []
-    for identifier in [identifiers] if isinstance(identifiers, dict) else identifiers:
-        if isinstance(identifier, dict) and identifier.get("system") == SOURCE_SYSTEM:
-            return identifier.get("value")
-    return f"{resource['resourceType']}/{resource.get('id', '')}"
-
-
-def record_content(resources, content=clinical_content) -> dict:
-    """Same shape as ``sync.workflow.content.record_content``: clinical content keyed by resource key."""
-    return {resource_key(r): content(r) for r in resources}
 
 
 def site_resources(conflict) -> list[dict]:

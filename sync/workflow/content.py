@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from sync.identity import source_identifier
+from sync.identity import source_identifier_value
 
 
 def resource_key(resource: dict) -> str:
-    return source_identifier(resource) or f"{resource['resourceType']}/{resource.get('id', '')}"
+    return source_identifier_value(resource) or f"{resource['resourceType']}/{resource.get('id', '')}"
 
 
 def record_content(resources: Iterable[dict], clinical_content: Callable[[Any], Any]) -> dict[str, Any]:
