@@ -1,41 +1,18 @@
-"""Admin views of the engine's state. Read-mostly: history rows are not editable."""
+"""Admin views of the engine's state: read-only, except sites, which change only through their actions.
+
+The engine's rows (cursors, links, events, runs, dead letters, conflicts,
+resolutions) change only through the engine or an audited action, never by
+hand here. A site's change goes through ``sync.actions`` like the API's, with
+its audit events in the same transaction.
+"""
 from django.contrib import admin
+
+from sync.actions import do_create_site, do_delete_site, do_update_site
 
 from . import models
 
 
-@admin.register(models.Site)
-class SiteAdmin(admin.ModelAdmin):
-    list_display = ("name", "display_name", "openehr_base_url", "poll_interval_seconds", "enabled", "fidelity_guard")
-    list_filter = ("enabled", "fidelity_guard")
-
-    def save_model(self, request, obj, form, change):
-        obj.audit_actor = request.user.email or request.user.get_username()  # guard-mode audit (Site.save)
-        super().save_model(request, obj, form, change)
-
-
-@admin.register(models.Cursor)
-class CursorAdmin(admin.ModelAdmin):
-    list_display = ("source", "position", "last_polled_at", "updated_at")
-
-
-@admin.register(models.PatientLink)
-class PatientLinkAdmin(admin.ModelAdmin):
-    list_display = ("id", "site", "ehr_id", "fhir_patient_id", "created_at")
-    list_filter = ("site",)
-    search_fields = ("ehr_id", "fhir_patient_id")
-
-
-@admin.register(models.RecordLink)
-class RecordLinkAdmin(admin.ModelAdmin):
-    list_display = ("id", "site", "versioned_object_uid", "openehr_version_uid", "canonical_hash", "last_synced_at")
-    list_filter = ("site", "deleted")
-    search_fields = ("versioned_object_uid",)
-
-
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is changed only through the engine, never by hand in admin."""
-
     def has_add_permission(self, request):
         return False
 
@@ -44,6 +21,45 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(models.Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ("name", "display_name", "openehr_base_url", "poll_interval_seconds", "enabled", "fidelity_guard")
+    list_filter = ("enabled", "fidelity_guard")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            do_update_site(obj, {name: form.cleaned_data[name] for name in form.changed_data}, acting_user=request.user)
+        else:
+            obj.pk = do_create_site(form.cleaned_data, acting_user=request.user).pk
+            obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        do_delete_site(obj, acting_user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for site in queryset:
+            do_delete_site(site, acting_user=request.user)
+
+
+@admin.register(models.Cursor)
+class CursorAdmin(ReadOnlyAdmin):
+    list_display = ("source", "position", "last_polled_at", "updated_at")
+
+
+@admin.register(models.PatientLink)
+class PatientLinkAdmin(ReadOnlyAdmin):
+    list_display = ("id", "site", "ehr_id", "fhir_patient_id", "created_at")
+    list_filter = ("site",)
+    search_fields = ("ehr_id", "fhir_patient_id")
+
+
+@admin.register(models.RecordLink)
+class RecordLinkAdmin(ReadOnlyAdmin):
+    list_display = ("id", "site", "versioned_object_uid", "openehr_version_uid", "canonical_hash", "last_synced_at")
+    list_filter = ("site", "deleted")
+    search_fields = ("versioned_object_uid",)
 
 
 @admin.register(models.ChangeEvent)

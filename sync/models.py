@@ -43,22 +43,6 @@ class Site(models.Model):
     def __str__(self):
         return self.name
 
-    def save(self, *args, **kwargs):
-        """Every door (API, admin, shell) changes the guard mode through here, so it is audited here;
-        the door names the actor in ``audit_actor`` (else the process is the actor)."""
-        from django.db import transaction
-
-        with transaction.atomic():
-            before = (Site.objects.select_for_update().filter(pk=self.pk).values_list("fidelity_guard", flat=True).first()
-                      if self.pk else self.GuardMode.STRICT)  # a new site starts from the default
-            super().save(*args, **kwargs)
-            if before != self.fidelity_guard:
-                from audit.record import record_event, system_actor
-
-                record_event(action="site.fidelity_guard", outcome="changed", partition="desk",
-                             actor=getattr(self, "audit_actor", "") or system_actor(),
-                             detail={"site_id": self.pk, "from": before or "", "to": self.fidelity_guard})
-
 
 class Cursor(models.Model):
     """How far change detection has read one source ("site:<name>" or "central").

@@ -13,8 +13,8 @@ Device and its id is the one derived from the version it names), and the site
 in it is looked up by name among our ``Site`` rows: the URL we fetch from is
 always our own configuration, never text from the central server.
 
-``do_view_source`` is the audited door the API and the desk use: every request
-leaves a ``source.viewed`` event (ids and hashes only) whatever its outcome.
+Reading only: ``sync.actions.do_view_source`` is the audited door the API and
+the desk use (every request leaves a ``source.viewed`` event, whatever its outcome).
 """
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from django.db import transaction
-
+from audit.models import AuditEvent
 from sync.clients.errors import ClientError, NotFound, TransientError
-from sync.identity import CENTRAL, provenance_id, record_key, site_source, versioned_object_uid
+from sync.identity import provenance_id, record_key, versioned_object_uid
 from sync.mapping.provenance import ENGINE_DEVICE
 from sync.models import RecordLink, Site
 from sync.workflow.services import SiteConfigError, get_services
@@ -131,11 +130,11 @@ def source_of(resource_type: str, resource_id: str, *, fmt: str = "canonical") -
     (no engine Provenance targets it), ``SourceUnavailable`` (site unreachable or
     misconfigured; carries the last synced hash) or ``SourceGone``.
     """
-    _check_format(fmt)
+    check_format(fmt)
     return fetch(locate(resource_type, resource_id), fmt=fmt)
 
 
-def _check_format(fmt: str) -> None:
+def check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise InvalidResourceRef(f"format must be one of {', '.join(FORMATS)}")
 
@@ -199,8 +198,6 @@ def fetch(located: Located, *, fmt: str = "canonical") -> SourceResult:
 
 def last_synced_hash(located: Located) -> tuple[str, str]:
     """(hash, what it is a hash of) for the version as the engine last read it."""
-    from audit.models import AuditEvent
-
     event = (
         AuditEvent.objects.filter(record_key=record_key(located.site.name, located.vo_uid),
                                   source_version=located.version_uid)
@@ -214,46 +211,6 @@ def last_synced_hash(located: Located) -> tuple[str, str]:
     if link is not None and link.openehr_version_uid == located.version_uid and link.canonical_hash:
         return link.canonical_hash, "clinical_content"
     return "", ""
-
-
-def do_view_source(resource_type: str, resource_id: str, *, fmt: str = "canonical", actor: str) -> SourceResult:
-    """``source_of`` with its ``source.viewed`` audit event (who asked for which source), whatever the outcome."""
-    located = None
-    try:
-        _check_format(fmt)
-        located = locate(resource_type, resource_id)
-        result = fetch(located, fmt=fmt)
-    except SourceError as exc:
-        _audit(actor, resource_type, resource_id, fmt, exc.outcome, getattr(exc, "located", None) or located,
-               shown_hash="", last_hash=getattr(exc, "last_synced_hash", ""))
-        raise
-    _audit(actor, resource_type, resource_id, fmt, "ok", located, shown_hash=result.hash,
-           last_hash=result.last_synced_hash)
-    return result
-
-
-def _audit(actor, resource_type, resource_id, fmt, outcome, located, *, shown_hash, last_hash) -> None:
-    from audit.record import record_event
-
-    fields: dict[str, Any] = {
-        "destination": CENTRAL,
-        # Only echo a reference that passed validation: the audit row must not carry arbitrary input.
-        "destination_object": f"{resource_type}/{resource_id}" if outcome != "invalid" else "",
-        "detail": {"format": fmt if fmt in FORMATS else "invalid"},
-    }
-    if located is not None:
-        fields.update(
-            source=site_source(located.site.name),
-            source_object=located.vo_uid,
-            source_version=located.version_uid,
-            record_key=record_key(located.site.name, located.vo_uid),
-            patient_link_id=located.record_link.patient_link_id if located.record_link else None,
-            source_hash=shown_hash,
-        )
-        fields["detail"].update(site_id=located.site.pk, via=located.via, provenance=located.provenance,
-                                last_synced_hash=last_hash)
-    with transaction.atomic():
-        record_event(action="source.viewed", outcome=outcome, actor=actor, partition="desk", **fields)
 
 
 def _newest_engine_provenance(fhir, ref: str):

@@ -4,8 +4,11 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from audit.models import AuditEvent
-from conflictdesk.desk import engine
-from sync.models import Conflict, DeadLetter, Direction, PatientLink, Resolution, RunAttempt, Site, SyncRun
+from conflictdesk.desk import diff
+from sync.mapping import MappingError
+from sync.models import (Conflict, DeadLetter, Direction, PatientLink, RecordLink, Resolution, RunAttempt, Site,
+                         SyncRun)
+from sync.workflow.versions import versions_seen
 
 
 class SiteSerializer(serializers.ModelSerializer):
@@ -82,7 +85,7 @@ class ConflictSerializer(serializers.ModelSerializer):
                   "openehr_changed_by", "openehr_changed_at", "fhir_versions", "fhir_changed_by", "fhir_changed_at"]
 
     def get_versions_seen(self, conflict) -> dict:
-        return engine.versions_seen(conflict)
+        return versions_seen(conflict)
 
 
 class ConflictDetailSerializer(ConflictSerializer):
@@ -95,9 +98,6 @@ class ConflictDetailSerializer(ConflictSerializer):
                                                    "fields_to_decide"]
 
     def get_fields_to_decide(self, conflict) -> list[dict] | None:
-        from conflictdesk.desk import diff
-        from sync.mapping import MappingError
-
         try:
             return [{"id": f.id, "label": f.label} for f in diff.compare(conflict).fields]
         except MappingError:
@@ -235,8 +235,6 @@ class TriggerSerializer(serializers.Serializer):
             if "ehr_id" in data:
                 raise serializers.ValidationError({"composition_uid": "required with ehr_id"})
             return {"target": "site", "site": site}
-        from sync.models import RecordLink
-
         link = RecordLink.objects.filter(site=site, versioned_object_uid=data["composition_uid"]) \
             .select_related("patient_link").first()
         ehr_id = data.get("ehr_id") or (link.patient_link.ehr_id if link else None)

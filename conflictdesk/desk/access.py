@@ -12,14 +12,10 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
 from audit.record import record_event
+from sync.actions.actor import actor_of
 from sync.models import Conflict, DeadLetter
 
 APP = "desk"
-
-
-def actor_of(user) -> str:
-    """How a person appears in the audit trail: their login e-mail (staff, never a patient)."""
-    return (user.email or user.get_username()) if user.is_authenticated else "anonymous"
 
 
 def audit_refusal(request, permission: str) -> None:

@@ -52,7 +52,3 @@ def role_of(name: str) -> str:
 
 def is_demo(user) -> bool:
     return user.is_authenticated and user.groups.filter(name=DEMO).exists()
-
-
-def roles_of(user) -> list[str]:
-    return sorted(user.groups.exclude(name=DEMO).values_list("name", flat=True)) if user.is_authenticated else []

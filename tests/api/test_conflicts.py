@@ -1,13 +1,15 @@
-"""Conflicts over the API: the queue, one conflict whole, and a decision through the desk's own service."""
+"""Conflicts over the API: the queue, one conflict whole, and a decision through the same action as the desk's."""
 import pytest
 
 from audit.models import AuditEvent
-from conflictdesk.desk import diff, engine, services
+from conflictdesk.api.views import conflicts as views
+from conflictdesk.desk import diff
 from sync.models import Conflict, Resolution
+from sync.workflow import versions
 
 
 def decide(client, conflict, **body):
-    data = {"choice": "keep_site", "reason": "Re-measured at the bedside.", "seen": engine.versions_seen(conflict),
+    data = {"choice": "keep_site", "reason": "Re-measured at the bedside.", "seen": versions.versions_seen(conflict),
             **body}
     return client.post(f"/api/v1/conflicts/{conflict.pk}/decide/", data, format="json")
 
@@ -15,7 +17,7 @@ def decide(client, conflict, **body):
 def test_it_lists_open_conflicts_paginated(api, people, conflict):
     body = api(people.auditor).get("/api/v1/conflicts/").json()
     assert body["count"] == 1 and body["results"][0]["id"] == conflict.pk
-    assert body["results"][0]["site"] == "site1" and body["results"][0]["versions_seen"] == engine.versions_seen(conflict)
+    assert body["results"][0]["site"] == "site1" and body["results"][0]["versions_seen"] == versions.versions_seen(conflict)
 
 
 def test_it_names_the_bad_filter(api, people, conflict):
@@ -30,21 +32,21 @@ def test_detail_has_both_versions_and_the_fields_to_decide(api, people, conflict
     assert [f["id"] for f in body["fields_to_decide"]] == [f.id for f in diff.compare(conflict).fields]
 
 
-def test_a_decision_goes_through_the_desks_service(api, people, conflict, engine_hook, monkeypatch):
+def test_a_decision_goes_through_the_desks_action(api, people, conflict, engine_hook, monkeypatch):
     calls = []
-    real = services.decide_conflict
+    real = views.do_decide_conflict
 
     def spy(*args, **kwargs):
         calls.append((args, kwargs))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(services, "decide_conflict", spy)
-    monkeypatch.setattr(engine, "current_versions", engine.versions_seen)
+    monkeypatch.setattr(views, "do_decide_conflict", spy)
+    monkeypatch.setattr(versions, "current_versions", versions.versions_seen)
     response = decide(api(people.clinician), conflict, choice="keep_central")
     assert response.status_code == 201, response.content
     (args, kwargs), = calls
-    assert args[0].pk == conflict.pk and kwargs["user"] == people.clinician and kwargs["choice"] == "keep_central"
-    assert kwargs["seen"] == engine.versions_seen(conflict)
+    assert args[0].pk == conflict.pk and kwargs["acting_user"] == people.clinician and kwargs["choice"] == "keep_central"
+    assert kwargs["seen"] == versions.versions_seen(conflict)
 
 
 def test_it_stores_and_audits_like_the_desk(api, people, conflict, engine_hook, live_versions):
@@ -101,6 +103,6 @@ def test_unreachable_servers_are_503(api, people, conflict, engine_hook, monkeyp
     def down(conflict):
         raise ConnectionError("down")
 
-    monkeypatch.setattr(engine, "current_versions", down)
+    monkeypatch.setattr(versions, "current_versions", down)
     response = decide(api(people.clinician), conflict)
     assert response.status_code == 503 and "try again" in response.json()["detail"]

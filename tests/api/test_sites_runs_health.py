@@ -17,8 +17,8 @@ def test_admin_creates_updates_and_deletes_a_site_audited(api, people):
     response = client.patch("/api/v1/sites/site9/", {"poll_interval_seconds": 60}, format="json")
     assert response.status_code == 200 and Site.objects.get(name="site9").poll_interval_seconds == 60
     assert client.delete("/api/v1/sites/site9/").status_code == 204
-    assert [e.action for e in AuditEvent.objects.filter(action__startswith="api.site").order_by("pk")] == [
-        "api.site.create", "api.site.update", "api.site.delete"]
+    assert [e.action for e in AuditEvent.objects.filter(action__startswith="site.").order_by("pk")] == [
+        "site.create", "site.update", "site.delete"]
     assert not Site.objects.filter(name="site9").exists()
 
 
@@ -34,7 +34,7 @@ def test_bad_site_names_the_field(api, people):
 def test_a_site_with_synced_data_is_not_deleted(api, people, conflict):
     response = api(people.admin).delete("/api/v1/sites/site1/")
     assert response.status_code == 409 and "enabled=false" in response.json()["detail"]
-    assert not AuditEvent.objects.filter(action="api.site.delete").exists()
+    assert not AuditEvent.objects.filter(action="site.delete").exists()
 
 
 def test_runs_filter_by_site_status_direction_and_time(api, people):

@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from conflictdesk.api import tasks
+from sync import detection
 from sync.models import ChangeEvent, PatientLink, SyncRun
 from sync.workflow.services import use_services
 from tests.desk import factories as f
@@ -13,10 +13,9 @@ from tests.desk import factories as f
 
 @pytest.fixture
 def queued(monkeypatch):
-    """What the triggers hand to Celery (on commit)."""
+    """What the triggers hand to Celery (on commit): task names and arguments."""
     sent = []
-    monkeypatch.setattr("sync.tasks.poll_site.delay", lambda *a: sent.append(("poll_site", a)))
-    monkeypatch.setattr(tasks.sync_compositions, "delay", lambda *a: sent.append(("sync_compositions", a)))
+    monkeypatch.setattr("sync.workflow.dispatch.send_task", lambda name, args: sent.append((name, args)))
     return sent
 
 
@@ -30,7 +29,7 @@ def test_a_site_now(api, people, queued, django_capture_on_commit_callbacks, rol
     with django_capture_on_commit_callbacks(execute=True):
         response = post(api(getattr(people, role)), {"site": "site1"})
     assert response.status_code == 202 and response.json()["target"] == "site"
-    assert queued == [("poll_site", (site.pk,))]
+    assert queued == [("sync.poll_site", (site.pk,))]
     assert AuditEvent.objects.get(action="api.trigger.site").actor == getattr(people, role).email
 
 
@@ -40,15 +39,17 @@ def test_one_composition_linked_or_with_its_ehr(api, people, conflict, queued, d
     with django_capture_on_commit_callbacks(execute=True):
         assert post(client, {"site": "site1", "composition_uid": f"{vo_uid}::ehrbase.org::2"}).status_code == 202
         assert post(client, {"site": "site1", "composition_uid": "new-uid", "ehr_id": "e-1"}).status_code == 202
-    assert queued == [("sync_compositions", (conflict.record_link.site_id, f.EHR_ID, [vo_uid])),
-                      ("sync_compositions", (conflict.record_link.site_id, "e-1", ["new-uid"]))]
+    assert queued == [("sync.detect_compositions", (conflict.record_link.site_id, f.EHR_ID, [vo_uid])),
+                      ("sync.detect_compositions", (conflict.record_link.site_id, "e-1", ["new-uid"]))]
+    event = AuditEvent.objects.filter(action="api.trigger.composition").earliest("pk")
+    assert event.record_key == conflict.run.record_key
 
 
 def test_one_patient(api, people, conflict, queued, django_capture_on_commit_callbacks):
     link = conflict.record_link.patient_link
     with django_capture_on_commit_callbacks(execute=True):
         assert post(api(people.admin), {"patient_link": link.pk}).status_code == 202
-    assert queued == [("sync_compositions", (link.site_id, link.ehr_id, None))]
+    assert queued == [("sync.detect_compositions", (link.site_id, link.ehr_id, None))]
     assert AuditEvent.objects.get(action="api.trigger.patient").patient_link_id == link.pk
 
 
@@ -82,9 +83,10 @@ class FakeOpenEHR:
     def __init__(self):
         self.versions = {"vo-1": "vo-1::ehrbase.org::3", "vo-2": "vo-2::ehrbase.org::1"}
 
-    def query(self, aql, parameters=None):
-        assert parameters == {"ehr_id": "e-1"}
-        return [{"version_uid": v} for v in self.versions.values()]
+    def query(self, aql, parameters=None, *, offset=0, fetch=None):
+        assert parameters == {"ehr_id": "e-1"} and "ORDER BY" in aql  # paged: an order makes the pages stable
+        rows = [{"version_uid": v} for v in sorted(self.versions.values())]
+        return rows[offset:offset + fetch]
 
     def revision_history(self, ehr_id, uid):
         return [SimpleNamespace(version_uid=self.versions[uid], committed_at=timezone.now().isoformat(),
@@ -92,13 +94,14 @@ class FakeOpenEHR:
 
 
 def test_the_worker_side_records_changes_through_detection(db, monkeypatch):
+    monkeypatch.setattr(detection, "AQL_PAGE_SIZE", 1)  # one row a page: the EHR's compositions come in two pages
     site = f.make_site()
     PatientLink.objects.create(site=site, ehr_id="e-1", fhir_patient_id="p-1")
     fake = FakeOpenEHR()
     monkeypatch.setattr("sync.detection.dispatch_run", lambda run_id: None)
     with use_services(SimpleNamespace(openehr=lambda s: fake)):
-        assert tasks.detect_compositions(site.pk, "e-1", None) == 2
-        assert tasks.detect_compositions(site.pk, "e-1", ["vo-1"]) == 0  # already detected: nothing new
+        assert detection.detect_compositions(site, "e-1", None) == 2
+        assert detection.detect_compositions(site, "e-1", ["vo-1"]) == 0  # already detected: nothing new
     assert sorted(ChangeEvent.objects.values_list("source_version", flat=True)) == sorted(fake.versions.values())
     assert SyncRun.objects.filter(site=site, status="pending").count() == 2
     from sync.models import Cursor

@@ -1,8 +1,9 @@
 """Desk fixtures: one signed-in client per role, and the engine's outside world faked.
 
-``engine_hook`` replaces the engine's start_resolution_run so unit tests see
-exactly what the desk hands over; ``live_versions`` stands in for the two
-servers' current versions (default: unchanged since the conflict was opened).
+``engine_hook`` replaces the action that starts the resolution run, so unit
+tests see exactly what a decision hands to the engine; ``live_versions``
+stands in for the two servers' current versions (default: unchanged since the
+conflict was opened).
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from conflictdesk.desk import engine
+from sync.actions import conflicts as conflict_actions
+from sync.workflow import versions
 
 from . import factories as f
 
@@ -50,11 +52,11 @@ def conflict(db):
 def engine_hook(monkeypatch):
     calls = []
 
-    def start(resolution):
+    def start(resolution, *, acting_user):
         calls.append(resolution)
         return SimpleNamespace(pk=4242)
 
-    monkeypatch.setattr(engine, "start_resolution_run", start)
+    monkeypatch.setattr(conflict_actions, "do_start_resolution_run", start)
     return calls
 
 
@@ -64,8 +66,8 @@ def live_versions(monkeypatch):
     moved = {}
 
     def current(conflict):
-        seen = engine.versions_seen(conflict)
+        seen = versions.versions_seen(conflict)
         return {"openehr": moved.get("openehr", seen["openehr"]), "fhir": {**seen["fhir"], **moved.get("fhir", {})}}
 
-    monkeypatch.setattr(engine, "current_versions", current)
+    monkeypatch.setattr(versions, "current_versions", current)
     return moved

@@ -5,15 +5,16 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from conflictdesk.desk import diff, engine
+from conflictdesk.desk import diff
 from conflictdesk.desk.forms import field_token
 from sync.models import Conflict, Resolution
+from sync.workflow import versions
 
 from . import factories as f
 
 
 def post_decision(client, conflict, choice, picks=None, reason="Re-measured at the bedside; site value is right."):
-    data = {"choice": choice, "reason": reason, "seen": json.dumps(engine.versions_seen(conflict))}
+    data = {"choice": choice, "reason": reason, "seen": json.dumps(versions.versions_seen(conflict))}
     for field_id, side in (picks or {}).items():
         data[field_token(field_id)] = side
     return client.post(reverse("desk:conflict_decide", args=[conflict.pk]), data)
@@ -29,7 +30,7 @@ def test_it_stores_audits_and_starts_a_run_for_keep(login, people, conflict, eng
     comparison = diff.compare(conflict)
     expected = comparison.site_record if choice == "keep_site" else comparison.central_record
     assert resolution.content["record"] == expected
-    assert resolution.content["expected"] == engine.versions_seen(conflict)
+    assert resolution.content["expected"] == versions.versions_seen(conflict)
     conflict.refresh_from_db()
     assert conflict.status == Conflict.Status.RESOLVED
     event = AuditEvent.objects.get(action="desk.conflict.decide")
@@ -80,7 +81,7 @@ def test_it_refuses_when_a_side_moved_while_the_clinician_looked(login, people, 
 
 
 def test_it_sends_the_clinician_to_the_newer_conflict(login, people, conflict, engine_hook, live_versions):
-    seen = engine.versions_seen(conflict)
+    seen = versions.versions_seen(conflict)
     Conflict.objects.filter(pk=conflict.pk).update(status=Conflict.Status.SUPERSEDED)
     # A newer conflict on the same record, as the engine records it when the site moved again.
     newer = Conflict.objects.create(
@@ -102,9 +103,10 @@ def test_it_refuses_when_the_servers_cannot_be_read(login, people, conflict, eng
     def unreachable(c):
         raise ConnectionError("down")
 
-    monkeypatch.setattr(engine, "current_versions", unreachable)
+    monkeypatch.setattr(versions, "current_versions", unreachable)
     response = post_decision(login(people.clinician), conflict, "keep_central")
-    assert response.status_code == 409 and not Resolution.objects.exists()
+    assert response.status_code == 503 and not Resolution.objects.exists()
+    assert b"could not read the current versions" in response.content
 
 
 def test_the_detail_page_shows_both_sides_the_diff_and_the_base(login, people, conflict):

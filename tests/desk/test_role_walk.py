@@ -3,7 +3,7 @@
 A URL added to the desk without a row here fails ``test_the_table_covers_every_desk_url``.
 """
 import pytest
-from django.urls import get_resolver, reverse
+from django.urls import reverse
 
 from audit.models import AuditEvent
 from conflictdesk.desk.urls import urlpatterns
@@ -45,7 +45,7 @@ def objects(db):
     return {"conflict": conflict.pk, "letter": letter.pk}
 
 
-def _a_source(resource_type, resource_id, *, fmt, actor):
+def _a_source(resource_type, resource_id, *, fmt, acting_user):
     from sync.source import SourceResult
 
     return SourceResult(resource=f"{resource_type}/{resource_id}", provenance="Provenance/p", via="provenance",
@@ -67,8 +67,8 @@ def url_for(name, objects):
 @pytest.mark.parametrize("who", sorted(EVERY_ROLE) + ["norole", "anonymous"])
 def test_walk(client, people, objects, name, who, monkeypatch):
     # POSTs carry no data: allowed roles get a form error (400) or a redirect, never a 403.
-    monkeypatch.setattr("conflictdesk.desk.engine.current_versions", lambda c: {})
-    monkeypatch.setattr("sync.source.do_view_source", _a_source)  # the walk is about access, not the servers
+    monkeypatch.setattr("sync.workflow.versions.current_versions", lambda c: {})
+    monkeypatch.setattr("conflictdesk.desk.views.sources.do_view_source", _a_source)  # access, not the servers
     method, allowed = TABLE[name]
     if who != "anonymous":
         client.force_login(getattr(people, who))

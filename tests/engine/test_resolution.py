@@ -4,9 +4,8 @@ from django.contrib.auth import get_user_model
 
 from audit.models import AuditEvent
 from audit.partitions import record_partition
-from sync.actions import start_resolution_run
+from sync.actions import do_start_resolution_run
 from sync.models import Conflict, EngineWrite, RecordLink, Resolution, RunAttempt, SyncRun
-from sync.workflow import sweeper
 
 from .conftest import VO
 from .fakes import transient
@@ -44,6 +43,11 @@ def decide(engine, conflict, choice, value=None):
                                            decided_by=user)
     Conflict.objects.filter(pk=conflict.pk).update(status=Conflict.Status.RESOLVED)
     return resolution
+
+
+def start_resolution_run(resolution):
+    """What a decision does once it stored the Resolution: the clinician who decided is the actor."""
+    return do_start_resolution_run(resolution, acting_user=resolution.decided_by)
 
 
 def central_value(engine):
@@ -148,12 +152,12 @@ def test_a_site_write_whose_checkpoint_was_lost_is_not_repeated(engine, conflict
     assert RecordLink.objects.get().openehr_version_uid == engine.openehr.writes[0]
 
 
-def test_starting_twice_gives_one_run_and_the_sweeper_starts_orphans(engine, conflict):
+def test_starting_twice_gives_one_run_and_one_event(engine, conflict):
     resolution = decide(engine, conflict, Resolution.Choice.KEEP_SITE)
-    sweeper.sweep()
-    run = SyncRun.objects.get(resolution=resolution)
+    run = start_resolution_run(resolution)
     assert start_resolution_run(resolution) == run
     assert SyncRun.objects.filter(resolution=resolution).count() == 1
+    assert AuditEvent.objects.filter(action="sync.resolution.start", run_id=run.pk).count() == 1
 
 
 def test_an_invalid_merge_is_dead_lettered_before_anything_is_written(engine, conflict):

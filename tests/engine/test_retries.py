@@ -77,7 +77,7 @@ def test_a_redriven_dead_letter_runs_again_and_can_succeed(engine):
         engine.drive(run)
         _due_now(run)
     letter = DeadLetter.objects.get(run=run)
-    do_redrive_dead_letter(letter, actor="tester")
+    do_redrive_dead_letter(letter, acting_user=None)
     assert engine.drive(run) == SyncRun.Status.DONE
     letter.refresh_from_db()
     assert letter.status == DeadLetter.Status.REDRIVEN

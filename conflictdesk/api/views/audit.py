@@ -12,6 +12,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 
 from audit.export import WRITERS
+from audit.models import AuditEvent
 from conflictdesk.desk import queries
 
 from ..serializers import AuditEventSerializer, AuditFilterSerializer
@@ -41,8 +42,6 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         if self.action == "retrieve":
-            from audit.models import AuditEvent
-
             return AuditEvent.objects.all()
         return queries.audit_events(filters(AuditFilterSerializer, self.request))
 

@@ -1,4 +1,4 @@
-"""Conflicts: the queue and one conflict whole; a decision through the desk's own service."""
+"""Conflicts: the queue and one conflict whole; a decision through the same action as the desk's."""
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
@@ -6,21 +6,21 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from conflictdesk.desk import queries, services
+from conflictdesk.desk import queries
 from conflictdesk.desk.access import get_conflict_for_user
-from sync.mapping import MappingError
+from sync.actions import do_decide_conflict
 
 from ..serializers import (ConflictDetailSerializer, ConflictFilterSerializer, ConflictSerializer, DecisionSerializer,
                            ErrorSerializer, ResolutionSerializer)
-from .util import field_error, filters
+from .util import AnswersRefusals, filters
 from ..permissions import AUTHENTICATION, DeskRole
 
-MovedSerializer = inline_serializer("VersionsMoved", {
+StaleSerializer = inline_serializer("DecisionStale", {
     "detail": serializers.CharField(), "current_conflict_id": serializers.IntegerField()})
 
 
 @extend_schema_view(list=extend_schema(parameters=[ConflictFilterSerializer]))
-class ConflictViewSet(viewsets.ReadOnlyModelViewSet):
+class ConflictViewSet(AnswersRefusals, viewsets.ReadOnlyModelViewSet):
     """Open conflicts by default (``status=all`` for every one); the detail carries both versions whole."""
 
     authentication_classes = AUTHENTICATION
@@ -39,31 +39,19 @@ class ConflictViewSet(viewsets.ReadOnlyModelViewSet):
         return conflict
 
     @extend_schema(request=DecisionSerializer,
-                   responses={201: ResolutionSerializer, 400: None, 409: MovedSerializer, 503: ErrorSerializer})
+                   responses={201: ResolutionSerializer, 400: None, 409: StaleSerializer, 503: ErrorSerializer})
     @action(detail=True, methods=["post"])
     def decide(self, request, pk=None):
-        """Keep site, keep central or merge: the desk's rules (reason required, refused if a side moved)."""
+        """Keep site, keep central or merge: the desk's rules (reason required, refused if a side moved).
+
+        409 when the conflict closed or a side moved (with the conflict to look at now) or when the
+        site version no longer maps; 503 when a server cannot be read to check the versions."""
         conflict = self.get_object()
         form = DecisionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        try:
-            decision = services.decide_conflict(conflict, user=request.user, choice=data["choice"],
-                                                reason=data["reason"], field_choices=data["field_choices"],
-                                                seen=dict(data["seen"]))
-        except services.VersionsMoved as moved:
-            return Response({"detail": f"not applied: {moved}", "current_conflict_id": moved.current.pk},
-                            status=status.HTTP_409_CONFLICT)
-        except services.DecisionRefused as refused:
-            message = str(refused)
-            if message.startswith("choose a side"):
-                raise field_error("field_choices", message) from refused
-            if message.startswith("a reason"):
-                raise field_error("reason", message) from refused
-            code = status.HTTP_503_SERVICE_UNAVAILABLE if "could not read" in message else status.HTTP_409_CONFLICT
-            return Response({"detail": message}, status=code)
-        except MappingError as exc:
-            return Response({"detail": f"the site version no longer maps ({exc.__class__.__name__}); "
-                                       "decide in the desk"}, status=status.HTTP_409_CONFLICT)
+        decision = do_decide_conflict(conflict, acting_user=request.user, choice=data["choice"],
+                                      reason=data["reason"], field_choices=data["field_choices"],
+                                      seen=dict(data["seen"]))
         body = ResolutionSerializer(decision.resolution, context={"run": decision.run}).data
         return Response(body, status=status.HTTP_201_CREATED)

@@ -1,4 +1,4 @@
-"""Dead letters: list and detail (attempts, payload), re-drive and discard through the desk's services."""
+"""Dead letters: list and detail (attempts, payload), re-drive and discard through the same actions as the desk's."""
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -6,17 +6,18 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from conflictdesk.desk import queries, services
+from conflictdesk.desk import queries
 from conflictdesk.desk.access import get_dead_letter_for_user
+from sync.actions import do_discard_dead_letter, do_redrive_dead_letter
 
 from ..serializers import (DeadLetterDetailSerializer, DeadLetterFilterSerializer, DeadLetterSerializer,
                            DiscardSerializer, ErrorSerializer, SyncRunSerializer)
-from .util import filters
+from .util import AnswersRefusals, filters
 from ..permissions import AUTHENTICATION, DeskRole
 
 
 @extend_schema_view(list=extend_schema(parameters=[DeadLetterFilterSerializer]))
-class DeadLetterViewSet(viewsets.ReadOnlyModelViewSet):
+class DeadLetterViewSet(AnswersRefusals, viewsets.ReadOnlyModelViewSet):
     """Open dead letters by default (``status=all`` for every one)."""
 
     authentication_classes = AUTHENTICATION
@@ -39,10 +40,7 @@ class DeadLetterViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def redrive(self, request, pk=None):
         """Back into the workflow (from detection for content causes); the run is returned."""
-        try:
-            run = services.redrive_dead_letter(self.get_object(), user=request.user)
-        except ValueError as exc:
-            return Response({"detail": f"not re-driven: {exc}"}, status=status.HTTP_409_CONFLICT)
+        run = do_redrive_dead_letter(self.get_object(), acting_user=request.user)
         return Response(SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=DiscardSerializer, responses={200: DeadLetterDetailSerializer, 409: ErrorSerializer})
@@ -52,8 +50,5 @@ class DeadLetterViewSet(viewsets.ReadOnlyModelViewSet):
         letter = self.get_object()
         form = DiscardSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        try:
-            letter = services.discard_dead_letter(letter, user=request.user, reason=form.validated_data["reason"])
-        except ValueError as exc:
-            return Response({"detail": f"not discarded: {exc}"}, status=status.HTTP_409_CONFLICT)
+        letter = do_discard_dead_letter(letter, acting_user=request.user, reason=form.validated_data["reason"])
         return Response(DeadLetterDetailSerializer(get_dead_letter_for_user(request.user, letter.pk)).data)

@@ -8,8 +8,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conflictdesk.desk.access import actor_of
 from sync import source
+from sync.actions import do_view_source
 
 from ..permissions import AUTHENTICATION, DeskRole
 from ..serializers import ErrorSerializer
@@ -57,7 +57,7 @@ class SourceView(APIView):
         Provenance. Every request is audited (``source.viewed``)."""
         fmt = request.query_params.get("format", "canonical")
         try:
-            found = source.do_view_source(resource_type, resource_id, fmt=fmt, actor=actor_of(request.user))
+            found = do_view_source(resource_type, resource_id, fmt=fmt, acting_user=request.user)
         except source.InvalidResourceRef as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except source.NoProvenance as exc:

@@ -11,7 +11,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import services
+from sync.actions import do_trigger_composition, do_trigger_patient, do_trigger_site
+
 from ..serializers import TriggerAcceptedSerializer, TriggerSerializer
 from ..permissions import AUTHENTICATION, DeskRole
 
@@ -31,12 +32,13 @@ class TriggerView(APIView):
         form.is_valid(raise_exception=True)
         target = form.validated_data
         if target["target"] == "site":
-            services.do_trigger_site(target["site"], user=request.user)
+            do_trigger_site(target["site"], acting_user=request.user)
             detail = f"detection queued for site {target['site'].name}"
         elif target["target"] == "composition":
-            services.do_trigger_composition(target["site"], target["ehr_id"], target["vo_uid"], user=request.user)
+            do_trigger_composition(target["site"], target["ehr_id"], target["vo_uid"],
+                                   acting_user=request.user)
             detail = f"detection queued for composition {target['vo_uid']} at {target['site'].name}"
         else:
-            services.do_trigger_patient(target["link"], user=request.user)
+            do_trigger_patient(target["link"], acting_user=request.user)
             detail = f"detection queued for patient link {target['link'].pk}"
         return Response({"target": target["target"], "detail": detail}, status=status.HTTP_202_ACCEPTED)

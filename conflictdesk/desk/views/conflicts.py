@@ -7,13 +7,15 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from sync.actions import DecisionRefused, do_decide_conflict, latest_conflict
 from sync.mapping import MappingError
 from sync.models import Conflict
+from sync.workflow.versions import versions_seen
 
-from .. import diff, engine, queries, render as clinical, services
+from .. import diff, queries, render as clinical
 from ..access import can, get_conflict_for_user, require
 from ..forms import DecisionForm, field_token
-from .util import page_of, query_without_page
+from .util import page_of, query_without_page, refusal_status
 
 
 @require("view_conflicts")
@@ -43,7 +45,7 @@ def _page(request, conflict, form=None, status=200):
         comparison, mapping_error = diff.compare(conflict), None
     except MappingError as exc:  # the site version no longer maps: still show both raw
         comparison, mapping_error = None, f"{exc.__class__.__name__}: rule {getattr(exc, 'rule', '') or '-'}"
-    seen = engine.versions_seen(conflict)
+    seen = versions_seen(conflict)
     fields = comparison.fields if comparison else []
     if form is None:
         form = DecisionForm(fields=fields, initial={"seen": json.dumps(seen)})
@@ -57,7 +59,7 @@ def _page(request, conflict, form=None, status=200):
         "fields": [{"field": f, "token": field_token(f.id), "pick": form[field_token(f.id)],
                     "site": _show(f.site), "central": _show(f.central), "base": _show(f.base)} for f in fields],
         "form": form, "can_decide": can(request.user, "decide_conflict") and conflict.status == Conflict.Status.OPEN,
-        "newer": services.latest_conflict(conflict) if conflict.status == Conflict.Status.SUPERSEDED else None,
+        "newer": latest_conflict(conflict) if conflict.status == Conflict.Status.SUPERSEDED else None,
         "resolution": getattr(conflict, "resolution", None) if conflict.status == Conflict.Status.RESOLVED else None,
     }
     return render(request, "desk/conflict.html", context, status=status)
@@ -75,16 +77,16 @@ def decide(request, pk: int):
     if not form.is_valid():
         return _page(request, conflict, form, status=400)
     try:
-        decision = services.decide_conflict(
-            conflict, user=request.user, choice=form.cleaned_data["choice"], reason=form.cleaned_data["reason"],
-            field_choices=form.field_choices(), seen=form.cleaned_data["seen"],
+        decision = do_decide_conflict(
+            conflict, acting_user=request.user, choice=form.cleaned_data["choice"],
+            reason=form.cleaned_data["reason"], field_choices=form.field_choices(), seen=form.cleaned_data["seen"],
         )
-    except services.VersionsMoved as moved:
+    except DecisionRefused.Stale as moved:
         messages.warning(request, f"Not applied: {moved}. Here is the conflict as it stands now.")
         return redirect("desk:conflict", moved.current.pk)
-    except services.DecisionRefused as refused:
+    except DecisionRefused as refused:
         form.add_error(None, str(refused))
-        return _page(request, conflict, form, status=409)
+        return _page(request, conflict, form, status=refusal_status(refused))
     messages.success(request, f"Decision #{decision.resolution.pk} recorded; run {decision.run.pk} is writing it to both sides.")
     return redirect("desk:conflicts")
 

@@ -7,9 +7,10 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from sync.actions import DeadLetterRefused, do_discard_dead_letter, do_redrive_dead_letter
 from sync.models import DeadLetter
 
-from .. import queries, services
+from .. import queries
 from ..access import can, get_dead_letter_for_user, require
 from ..forms import CAUSES, DiscardForm
 from .util import page_of, query_without_page
@@ -51,8 +52,8 @@ def _page(request, letter, discard_form=None, status=200):
 def redrive(request, pk: int):
     letter = get_dead_letter_for_user(request.user, pk)
     try:
-        run = services.redrive_dead_letter(letter, user=request.user)
-    except ValueError as exc:
+        run = do_redrive_dead_letter(letter, acting_user=request.user)
+    except DeadLetterRefused as exc:
         messages.error(request, f"Not re-driven: {exc}.")
         return redirect("desk:deadletter", pk)
     messages.success(request, f"Dead letter #{pk} re-driven: run {run.pk} is back in the workflow.")
@@ -67,8 +68,8 @@ def discard(request, pk: int):
     if not form.is_valid():
         return _page(request, letter, discard_form=form, status=400)
     try:
-        services.discard_dead_letter(letter, user=request.user, reason=form.cleaned_data["reason"])
-    except ValueError as exc:
+        do_discard_dead_letter(letter, acting_user=request.user, reason=form.cleaned_data["reason"])
+    except DeadLetterRefused as exc:
         messages.error(request, f"Not discarded: {exc}.")
         return redirect("desk:deadletter", pk)
     messages.success(request, f"Dead letter #{pk} discarded.")

@@ -1,5 +1,7 @@
 """Error pages rendered through the base layout (the default ones would drop the navigation)."""
+from django.http import HttpResponseServerError
 from django.shortcuts import render
+from django.template import loader
 
 
 def forbidden(request, exception=None):
@@ -12,7 +14,4 @@ def not_found(request, exception=None):
 
 def server_error(request):
     # No context processors that touch the database: the error may be the database.
-    from django.template import loader
-    from django.http import HttpResponseServerError
-
     return HttpResponseServerError(loader.get_template("500.html").render())

@@ -1,4 +1,4 @@
-"""Sites and users for the admin role; changes to a site itself go through Django's admin."""
+"""Users for the admin role, with the sites listed; a site itself changes in Django's admin or the API."""
 from __future__ import annotations
 
 from allauth.mfa.models import Authenticator
@@ -7,10 +7,10 @@ from django.contrib.auth import get_user_model
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from sync.actions import do_invite_user
 from sync.models import Site
 
-from .. import services
-from ..access import actor_of, require
+from ..access import require
 from ..forms import InviteForm
 
 
@@ -30,7 +30,7 @@ def invite(request):
     form = InviteForm(request.POST)
     if not form.is_valid():
         return index(request, form=form, status=400)
-    user, _ = services.invite_user(form.cleaned_data["email"], form.cleaned_data["role"],
-                                   invited_by=actor_of(request.user), demo=form.cleaned_data["demo"])
+    user, _ = do_invite_user(form.cleaned_data["email"], form.cleaned_data["role"], acting_user=request.user,
+                             demo=form.cleaned_data["demo"])
     messages.success(request, f"Invitation sent to {user.email}.")
     return redirect("desk:people")

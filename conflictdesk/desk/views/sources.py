@@ -6,9 +6,10 @@ import json
 from django.shortcuts import render
 
 from sync import source
+from sync.actions import do_view_source
 
 from .. import render as clinical
-from ..access import actor_of, require
+from ..access import require
 
 
 @require("view_conflicts")
@@ -17,7 +18,7 @@ def detail(request, resource_type: str, resource_id: str):
     context = {"resource_type": resource_type, "resource_id": resource_id, "format": fmt,
                "raw": request.GET.get("view") == "raw" or fmt == "flat"}
     try:
-        found = source.do_view_source(resource_type, resource_id, fmt=fmt, actor=actor_of(request.user))
+        found = do_view_source(resource_type, resource_id, fmt=fmt, acting_user=request.user)
     except source.InvalidResourceRef as exc:
         return render(request, "desk/source.html", {**context, "problem": str(exc)}, status=400)
     except source.NoProvenance as exc:

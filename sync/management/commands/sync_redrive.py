@@ -1,8 +1,7 @@
 """Send a dead-lettered run through the workflow again."""
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from audit.record import system_actor
-from sync.actions import do_redrive_dead_letter
+from sync.actions import DeadLetterRefused, do_redrive_dead_letter
 from sync.models import DeadLetter
 
 
@@ -13,5 +12,8 @@ class Command(BaseCommand):
         parser.add_argument("dead_letter_id", type=int)
 
     def handle(self, *args, dead_letter_id, **options):
-        run = do_redrive_dead_letter(DeadLetter.objects.get(pk=dead_letter_id), actor=f"cli:{system_actor()}")
+        try:
+            run = do_redrive_dead_letter(DeadLetter.objects.get(pk=dead_letter_id), acting_user=None)
+        except DeadLetterRefused as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"dead letter {dead_letter_id}: run {run.pk} re-driven from {run.step}")

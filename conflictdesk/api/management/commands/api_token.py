@@ -1,10 +1,8 @@
 """Print (creating if needed) the API token of one user: `api_token <email> [--rotate]`."""
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from rest_framework.authtoken.models import Token
 
-from audit.record import record_event, system_actor
+from sync.actions import do_issue_api_token
 
 
 class Command(BaseCommand):
@@ -22,11 +20,4 @@ class Command(BaseCommand):
             raise CommandError(f"no user with e-mail {email!r}; invite them first (invite_user)")
         if not user.is_active:
             raise CommandError(f"user {email!r} is inactive")
-        with transaction.atomic():
-            if rotate:
-                Token.objects.filter(user=user).delete()
-            token, created = Token.objects.get_or_create(user=user)
-            if created:  # the key itself never goes into the audit trail
-                record_event(action="api.token.issue", outcome="ok", actor=f"cli:{system_actor()}",
-                             detail={"user_id": user.pk, "rotated": rotate})
-        self.stdout.write(token.key)
+        self.stdout.write(do_issue_api_token(user, acting_user=None, rotate=rotate).key)

@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from conflictdesk.desk.roles import ROLE_ALIASES
-from conflictdesk.desk.services import invite_user
+from sync.actions import InviteRefused, do_invite_user
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, email, role, demo, **options):
         try:
-            user, link = invite_user(email, role, invited_by="cli:invite_user", demo=demo)
-        except ValueError as exc:
+            user, _link = do_invite_user(email, role, acting_user=None, demo=demo)
+        except InviteRefused as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"invited user {user.pk} as {role}; link sent by e-mail")

@@ -1,0 +1,62 @@
+"""People: invitations (the only way an account comes to exist: no self sign-up) and API tokens."""
+from __future__ import annotations
+
+from allauth.account.forms import default_token_generator
+from allauth.account.models import EmailAddress
+from allauth.account.utils import user_pk_to_url_str
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+
+from audit.record import record_event
+from conflictdesk.desk.roles import ADMIN, DEMO, role_of
+
+from .actor import actor_of
+from .errors import InviteRefused
+
+
+def do_invite_user(email: str, role: str, *, acting_user, demo: bool = False):
+    """Create (or re-invite) an account in ``role`` and e-mail a set-password link; returns (user, link)."""
+    try:
+        role = role_of(role)
+    except ValueError as exc:
+        raise InviteRefused.Invalid(str(exc), field="role") from exc
+    email = email.strip().lower()
+    with transaction.atomic():
+        user, created = get_user_model().objects.get_or_create(username=email, defaults={"email": email})
+        if created:
+            user.set_unusable_password()
+        user.is_staff = user.is_staff or role == ADMIN  # the admin role also uses Django's admin for sites
+        user.save()
+        EmailAddress.objects.update_or_create(user=user, email=email, defaults={"primary": True, "verified": True})
+        user.groups.add(Group.objects.get(name=role))
+        if demo:
+            user.groups.add(Group.objects.get(name=DEMO))
+        path = reverse("account_reset_password_from_key",
+                       kwargs={"uidb36": user_pk_to_url_str(user), "key": default_token_generator.make_token(user)})
+        link = settings.CONFLICTDESK_BASE_URL.rstrip("/") + path
+        record_event(action="desk.invite", outcome="ok", actor=actor_of(acting_user),
+                     detail={"user_id": user.pk, "role": role, "demo": demo, "new": created})
+    send_mail(
+        "[ConflictDesk] your account",
+        f"You have been invited to ConflictDesk as {role}.\n\nSet your password here (the link works once):\n{link}\n\n"
+        "After that you will be asked to set up an authenticator app (TOTP).\n",
+        settings.DEFAULT_FROM_EMAIL, [email],
+    )
+    return user, link
+
+
+def do_issue_api_token(user, *, acting_user, rotate: bool = False) -> Token:
+    """The user's REST API token, created if there is none; ``rotate`` replaces it. Every showing is audited."""
+    with transaction.atomic():
+        if rotate:
+            Token.objects.filter(user=user).delete()
+        token, created = Token.objects.get_or_create(user=user)
+        # The key itself never goes into the audit trail; showing an existing key is audited too.
+        record_event(action="api.token.issue" if created else "api.token.show", outcome="ok",
+                     actor=actor_of(acting_user), detail={"user_id": user.pk, "rotated": rotate})
+    return token
