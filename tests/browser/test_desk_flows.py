@@ -1,10 +1,10 @@
 """The desk in a real browser: MFA login, queue, field merge, dead-letter re-drive, chain of custody.
 
-The engine's side is replaced at its one door (conflictdesk.desk.engine):
-current versions come from the conflict itself and start_resolution_run
-records what it was handed. The live server runs in this process, so the
-monkeypatch reaches it. The end-to-end variant against the real servers
-needs the engine's start_resolution_run (see the report).
+The engine's side is replaced where the decision action reaches it: current
+versions come from the conflict itself (``sync.workflow.versions``) and the
+action that starts the resolution run records what it was handed. The live
+server runs in this process, so the monkeypatch reaches it.
+``test_desk_real_servers`` is the end-to-end variant against the real servers.
 """
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from types import SimpleNamespace
 import pytest
 
 from audit.record import record_event
-from conflictdesk.desk import engine, roles
+from conflictdesk.desk import roles
+from sync.actions import conflicts as conflict_actions
+from sync.workflow import versions
 from sync.models import DeadLetter, Resolution
 from tests.desk import factories as f
 
@@ -27,8 +29,9 @@ def desk(transactional_db, settings, monkeypatch):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     f.ensure_roles()
     started = []
-    monkeypatch.setattr(engine, "current_versions", engine.versions_seen)
-    monkeypatch.setattr(engine, "start_resolution_run", lambda r: started.append(r.pk) or SimpleNamespace(pk=9001))
+    monkeypatch.setattr(versions, "current_versions", versions.versions_seen)
+    monkeypatch.setattr(conflict_actions, "do_start_resolution_run",
+                        lambda r, *, acting_user: started.append(r.pk) or SimpleNamespace(pk=9001))
     monkeypatch.setattr("sync.workflow.dispatch.send", lambda run_id, countdown: None)
     site = f.make_site()
     conflict = f.make_conflict(site)

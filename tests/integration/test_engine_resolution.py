@@ -1,7 +1,7 @@
 """A clinician's decision on a real conflict, executed by the engine on real EHRbase and HAPI.
 
 The conflict is made the way it happens (a site commit synced, then both
-sides edited), the decision goes through the desk's own ``decide_conflict``
+sides edited), the decision goes through the desk's own action ``do_decide_conflict``
 (so the content shape the desk stores is the one the engine reads), and the
 runs are driven in this process with ``advance``: no worker needed, every
 server real. Each test makes its own EHR and subject.
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
+from sync.actions import do_decide_conflict
 from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import poll_site
@@ -23,6 +24,7 @@ from sync.models import ChangeEvent, Conflict, Cursor, RecordLink, Resolution, S
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
+from sync.workflow.versions import versions_seen
 from tests.fixtures import OPENEHR_CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,12 +144,8 @@ def make_conflict(cdr, fhir, site, ehr, *, central_bp, central_temp):
 
 
 def decide(conflict, clinician, choice, field_choices=None):
-    from conflictdesk.desk import engine as desk_engine
-    from conflictdesk.desk.services import decide_conflict
-
-    decision = decide_conflict(conflict, user=clinician, choice=choice, reason="checked with the team",
-                               field_choices=field_choices or {}, seen=desk_engine.versions_seen(conflict))
-    assert decision.run is not None, "the desk did not find the engine's start_resolution_run"
+    decision = do_decide_conflict(conflict, acting_user=clinician, choice=choice, reason="checked with the team",
+                                  field_choices=field_choices or {}, seen=versions_seen(conflict))
     return decision.run
 
 
