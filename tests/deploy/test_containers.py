@@ -261,23 +261,25 @@ def test_compose_runs_each_app_role_by_name_from_one_image():
         assert services[role]["image"] == services["web"]["image"]
 
 
-def test_worker_runs_with_the_flags_the_real_server_tests_use():
-    """tests/integration/test_engine_real.py starts the one worker the suite trusts; production matches it."""
-    tree = ast.parse((REPO / "tests" / "integration" / "test_engine_real.py").read_text())
-    popen = next(
-        n for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and ast.unparse(n.func) == "subprocess.Popen"
-        and "celery" in ast.unparse(n.args[0])
-    )
-    argv = [ast.literal_eval(e) if isinstance(e, ast.Constant) else "<expr>" for e in popen.args[0].elts]
-    assert argv[:3] == ["<expr>", "-m", "celery"]  # sys.executable -m celery
-    argv = ["celery", *argv[3:]]
-    # Test-only: embedded beat (-B), fixed concurrency (-c N), a temporary schedule file (-s PATH).
-    for flag, takes_value in (("-B", False), ("-c", True), ("-s", True)):
-        if flag in argv:
-            i = argv.index(flag)
-            del argv[i: i + (2 if takes_value else 1)]
-    assert argv == role_command("worker")
+def test_worker_runs_with_the_flags_the_real_server_tests_use(tmp_path, monkeypatch):
+    """tests/harness/engine.py starts every worker the real-server tests and benchmarks trust; production matches it."""
+    from tests.harness import engine
+
+    started = []
+    monkeypatch.setattr(engine.ProcessSet, "spawn", lambda self, name, args, log_name=None: started.append((name, args)))
+    engine.Worker({}, tmp_path).start()
+    engine.Engine({}, tmp_path, beat=False, poll_loop=False).start()
+    assert [name for name, _ in started] == ["worker", "w1", "w2"]
+    for name, args in started:
+        assert args[:3] == [sys.executable, "-m", "celery"], name
+        argv = ["celery", *args[3:]]
+        # Test-only: embedded beat (-B), node name (-n), fixed concurrency (-c N), a temporary schedule
+        # file (-s PATH), the log level.
+        for flag, takes_value in (("-B", False), ("-n", True), ("-c", True), ("-s", True), ("--loglevel", True)):
+            if flag in argv:
+                i = argv.index(flag)
+                del argv[i: i + (2 if takes_value else 1)]
+        assert argv == role_command("worker"), name
     beat = role_command("beat")
     assert beat[:4] == ["celery", "-A", "conflictdesk", "beat"]
     assert beat[beat.index("--schedule") + 1].startswith(".run/"), "the only directory the image's user may write"
