@@ -1174,3 +1174,40 @@ def _canonical_order(obj: Any, attr: str | None = None) -> Any:
     if "archetype_node_id" in obj and obj["archetype_node_id"] is not None:
         out["archetype_node_id"] = obj["archetype_node_id"]
     return out
+
+
+# ------------------------------------------------------------------ files (mapping_report, convert)
+def flat_files_to_canonical(paths: list[str | Path], out_dir: str | Path,
+                            opts: list[str | Path] = ()) -> tuple[list[str], list[str]]:
+    """For a file-based report: ``paths`` (files or folders) with every FLAT JSON file replaced by its
+    canonical form written to ``out_dir`` under the same name.  Templates: ``opts`` plus every ``.opt``
+    among the paths, matched by the FLAT root id.  Returns (paths to report, one 'FAILED' line per FLAT
+    file that could not be converted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files.extend(sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])
+    candidates = [web_template(Path(o)) for o in opts]
+    candidates += [web_template(f) for f in files if f.suffix == ".opt"]
+    out, failed = [], []
+    for f in files:
+        doc = None
+        if f.suffix == ".json":
+            try:
+                doc = json.loads(f.read_text(encoding="utf-8-sig"))
+            except ValueError:
+                doc = None
+        if not is_flat(doc):
+            out.append(str(f))
+            continue
+        try:
+            wt = template_for(doc, candidates) or template_for(doc)
+            if wt is None:
+                raise FlatError("no OPT given for this FLAT composition (--opt PATH)")
+            comp = to_canonical(doc, wt)
+        except FlatError as exc:
+            failed.append(f"{f.name}: FAILED FlatError: {exc}")
+            continue
+        target = Path(out_dir) / f.name
+        target.write_text(json.dumps(comp, ensure_ascii=False), encoding="utf-8")
+        out.append(str(target))
+    return out, failed

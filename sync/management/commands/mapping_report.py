@@ -1,6 +1,9 @@
-"""Conversion report over openEHR templates, canonical compositions and FHIR files (no server needed)."""
+"""Conversion report over openEHR templates, canonical and FLAT compositions and FHIR files (no server needed)."""
+import tempfile
+
 from django.core.management.base import BaseCommand, CommandError
 
+from sync.mapping.flat import flat_files_to_canonical
 from sync.mapping.report import report
 
 
@@ -11,13 +14,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+")
+        parser.add_argument("--opt", action="append", default=[],
+                            help="OPT for FLAT compositions (repeatable; .opt files among the paths count too)")
 
     def handle(self, *args, **options):
-        lines, summary = report(_opts_first(options["paths"]))
-        for line in lines:
+        with tempfile.TemporaryDirectory() as canonical_dir:  # FLAT files become canonical ones first
+            paths, flat_failures = flat_files_to_canonical(_opts_first(options["paths"]), canonical_dir,
+                                                           options["opt"])
+            lines, summary = report(paths)
+        for line in flat_failures + lines:
             self.stdout.write(line)
         self.stdout.write(summary)
-        failed = int(summary.rsplit(",", 1)[-1].split()[0])
+        failed = int(summary.rsplit(",", 1)[-1].split()[0]) + len(flat_failures)
         if failed:
             raise CommandError(f"{failed} mapped-archetype input(s) failed")
 
