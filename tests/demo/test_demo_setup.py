@@ -7,8 +7,8 @@ from sync.models import Site
 
 
 @pytest.mark.django_db
-def test_demo_setup_creates_sites_and_role_accounts(monkeypatch):
-    monkeypatch.setenv("CONFLICTDESK_DEMO_PASSWORD", "a-long-demo-password-2026")
+def test_demo_setup_creates_sites_and_role_accounts(settings):
+    settings.CONFLICTDESK_DEMO_PASSWORD = "a-long-demo-password-2026"
     call_command("demo_setup", "--sites", "3", "--poll-interval", "2")
     call_command("demo_setup", "--sites", "3", "--poll-interval", "2")  # idempotent
 
@@ -28,7 +28,7 @@ def test_demo_setup_creates_sites_and_role_accounts(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_demo_setup_refuses_without_a_password(monkeypatch):
-    monkeypatch.delenv("CONFLICTDESK_DEMO_PASSWORD", raising=False)
+def test_demo_setup_refuses_without_a_password(settings):
+    settings.CONFLICTDESK_DEMO_PASSWORD = None
     with pytest.raises(CommandError, match="CONFLICTDESK_DEMO_PASSWORD"):
         call_command("demo_setup")
