@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.mapping import templates
 from tests.fixtures import CORPUS_DIR
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -23,3 +24,10 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"vendored corpus not found at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(autouse=True)
+def own_template_index(monkeypatch):
+    """The OPTs a test registers stay in that test: the index is process-wide, and the engine tests that
+    run after these expect the engine's state, no template registered (it registers none)."""
+    monkeypatch.setattr(templates, "_TEMPLATES", dict(templates._TEMPLATES))
