@@ -509,7 +509,7 @@ class _Walker:
         attr = webtemplate._last_attribute(c.aql_path[len(parent.aql_path):] or c.aql_path)
         if attr == "workflow_id":
             attr = "work_flow_id"
-        multiple = webtemplate.rm_attributes(_rm_base(obj.get("_type", parent.rm_type))).get(attr, (None, False))[1]
+        multiple = webtemplate.rm_attributes(obj.get("_type", parent.rm_type)).get(attr, (None, False))[1]
         if c.rm_type in ("STRING", "LONG", "BOOLEAN"):
             child_obj = child_obj.get("value")
             if child_obj is None:
@@ -829,8 +829,6 @@ class _Walker:
                 obj["wf_definition"] = {"_type": "DV_PARSABLE",
                                         "value": _str(wf.get(f"{pre}/_wf_definition|value", wf.get(f"{pre}/_wf_definition", ""))),
                                         "formalism": _str(wf.get(f"{pre}/_wf_definition|formalism", ""))}
-        if t == "ELEMENT" or (t and t.startswith("DV_")):
-            pass
         if t == "ELEMENT":
             nf = {k: v for k, v in raw.items() if k.startswith(f"{pre}/_null_flavour")}
             if nf:
@@ -1065,10 +1063,6 @@ def _not_empty_item(item: Any) -> bool:
     if item.get("_type") == "CLUSTER":
         return bool(item.get("items"))
     return True
-
-
-def _rm_base(t: str) -> str:
-    return t
 
 
 def _clone(c: Node, rm_type: str) -> Node:

@@ -14,7 +14,6 @@ can compare the two).  Pure Python, xml.etree only: no Django, no network.
 from __future__ import annotations
 
 import re
-import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -1038,7 +1037,3 @@ def find_by_flat_path(tree: Node, ids: list[str]) -> Node | None:
         if node is None:
             return None
     return node
-
-
-def nfc(s: str) -> str:
-    return unicodedata.normalize("NFC", s)
