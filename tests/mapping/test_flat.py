@@ -139,7 +139,8 @@ def test_keys_of_another_template_and_no_template():
         flat.to_canonical(doc, template_id="not registered")
 
 
-def test_registered_template_is_found_by_root_id():
+def test_registered_template_is_found_by_root_id(monkeypatch):
+    monkeypatch.setattr(flat, "_REGISTERED", {})  # the registry is process-wide: leave it as found
     doc, opt = load("vital_signs_ehrn")
     wt = flat.register(opt)
     assert flat.template_for(doc) is wt
