@@ -288,5 +288,5 @@ LOGGING = {
 
 # --- demo (deploy/demo.sh sets these; production never runs the demo commands) ---------
 CONFLICTDESK_DEMO_PASSWORD = env_str("CONFLICTDESK_DEMO_PASSWORD")
-# {i} is the site number, {port} is 8100+i.
-CONFLICTDESK_DEMO_SITE_URL = env_str("CONFLICTDESK_DEMO_SITE_URL", "http://127.0.0.1:{port}/ehrbase/rest/openehr/v1")
+# {i} is the site number, {port} is 8100+i; unset: the local sites deploy/ehrbase.sh starts.
+CONFLICTDESK_DEMO_SITE_URL = env_str("CONFLICTDESK_DEMO_SITE_URL")

@@ -20,11 +20,16 @@ DEMO_ACCOUNTS = {  # e-mail local part -> role alias (conflictdesk.desk.roles)
 }
 
 
-def site_url(i: int, pattern: str) -> str:
-    return pattern.format(i=i, port=8100 + i)
+# The demo's local sites: deploy/ehrbase.sh starts site i on port 8100+i.
+LOCAL_SITE_URL = "http://127.0.0.1:{port}/ehrbase/rest/openehr/v1"
 
 
-def ensure_sites(n: int, *, url_pattern: str, poll_interval_seconds: int) -> list[Site]:
+def site_url(i: int, pattern: str | None = None) -> str:
+    """Site i's URL: ``pattern`` (``{i}`` the site number, ``{port}`` 8100+i) or the local convention."""
+    return (pattern or LOCAL_SITE_URL).format(i=i, port=8100 + i)
+
+
+def ensure_sites(n: int, *, url_pattern: str | None, poll_interval_seconds: int) -> list[Site]:
     """Create or refresh Site rows site1..siteN (idempotent), audited like any site change."""
     sites = []
     with transaction.atomic():

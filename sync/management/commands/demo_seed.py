@@ -22,6 +22,7 @@ from sync.clients.errors import ClientError
 from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient
 from sync.demo.conflicts import make_conflicts
+from sync.demo.setup import site_url as demo_site_url
 from sync.demo.seed import commit_invalid, seed_site, synthetic_ehrs, trickle
 from sync.models import Site
 
@@ -35,7 +36,7 @@ def site_url(i: int) -> str:
         url = None
     if url:
         return url
-    return settings.CONFLICTDESK_DEMO_SITE_URL.format(i=i, port=8100 + i)
+    return demo_site_url(i, settings.CONFLICTDESK_DEMO_SITE_URL)
 
 
 class Command(BaseCommand):

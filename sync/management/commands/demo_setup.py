@@ -14,7 +14,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--url-pattern",
             default=settings.CONFLICTDESK_DEMO_SITE_URL,
-            help="{i} is the site number, {port} is 8100+i",
+            help="{i} is the site number, {port} is 8100+i (default: the local sites deploy/ehrbase.sh starts)",
         )
 
     def handle(self, *args, sites, poll_interval, url_pattern, **options):
