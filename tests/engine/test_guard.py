@@ -2,8 +2,8 @@
 
 The injected lossy mapping drops the systolic magnitude from the blood-pressure Observation AFTER the
 mapping's own residue check (to_fhir's result, as the services hand it to the step): the value is neither
-kept in the residue nor declared lost, the way a faulty later step or hook would lose it.  Reverse: the built composition
-loses the systolic magnitude after from_fhir, undeclared.
+kept in the residue nor declared lost, the way a faulty later step or hook would lose it.  Reverse: the
+built composition loses the systolic magnitude after from_fhir, undeclared.
 """
 from __future__ import annotations
 
