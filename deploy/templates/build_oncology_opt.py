@@ -792,10 +792,10 @@ NOT_AVAILABLE = ["openEHR-EHR-OBSERVATION.body_weight.v2", "openEHR-EHR-OBSERVAT
 
 
 def build() -> ET.Element:
-    adl = {p.stem: read_adl(p) for p in sorted(ADL_DIR.glob("openEHR-EHR-*.adl"))}
-
     def a(aid: str) -> Archetype:
-        return adl[aid]
+        # Parsed on demand: the corpus holds archetypes this template does not use, in ADL
+        # constructs the reader need not know (e.g. DV_ORDINAL lists).
+        return read_adl(ADL_DIR / f"{aid}.adl")
 
     # EVALUATION problem_diagnosis with clinical and pathological TNM in 'Specific details'
     tnm = a("openEHR-EHR-CLUSTER.tnm.v1")
