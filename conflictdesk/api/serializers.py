@@ -4,7 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from audit.models import AuditEvent
-from conflictdesk.desk import diff
+from sync.workflow import diff
 from sync.mapping import MappingError
 from sync.models import (Conflict, DeadLetter, Direction, PatientLink, RecordLink, Resolution, RunAttempt, Site,
                          SyncRun)

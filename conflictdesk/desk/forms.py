@@ -8,7 +8,7 @@ from django import forms
 
 from sync.models import DeadLetter, Resolution
 
-from .diff import CENTRAL, SITE
+from sync.workflow.diff import CENTRAL, SITE
 from .roles import ROLE_ALIASES
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from audit.chain import payload_hash, sha256_hex
 from audit.partitions import record_partition
 from audit.record import record_event
-from conflictdesk.desk import diff
+from sync.workflow import diff
 from sync.clients.errors import ClientError
 from sync.mapping import MappingError, clinical_content
 from sync.models import Conflict, Direction, Resolution, SyncRun

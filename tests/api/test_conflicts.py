@@ -3,7 +3,7 @@ import pytest
 
 from audit.models import AuditEvent
 from conflictdesk.api.views import conflicts as views
-from conflictdesk.desk import diff
+from sync.workflow import diff
 from sync.models import Conflict, Resolution
 from sync.workflow import versions
 

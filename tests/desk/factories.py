@@ -19,7 +19,7 @@ from audit.chain import payload_hash
 from sync.identity import record_key
 from sync.mapping import clinical_content, to_fhir
 from sync.models import Conflict, DeadLetter, Direction, PatientLink, RecordLink, RunAttempt, Site, SyncRun
-from conflictdesk.desk.diff import record_content, resource_key
+from sync.workflow.content import record_content, resource_key
 from tests.conftest import CORPUS_DIR
 
 from conflictdesk.desk import roles

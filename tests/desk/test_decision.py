@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from conflictdesk.desk import diff
+from sync.workflow import diff
 from conflictdesk.desk.forms import field_token
 from sync.models import Conflict, Resolution
 from sync.workflow import versions

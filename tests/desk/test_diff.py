@@ -1,7 +1,7 @@
 """The field-level diff and the merge it drives, over a real mapped composition."""
-from conflictdesk.desk import diff
+from sync.workflow import diff
 from sync.mapping import clinical_content
-from conflictdesk.desk.diff import record_content, resource_key
+from sync.workflow.content import record_content, resource_key
 
 
 def test_it_finds_site_central_and_both_changed_fields(conflict):

@@ -164,7 +164,7 @@ def test_keep_site_puts_the_site_version_centrally(cdr, fhir, site, ehr, clinici
 
 
 def test_a_merge_writes_both_real_servers_and_echoes_nothing(cdr, fhir, site, ehr, clinician):
-    from conflictdesk.desk import diff
+    from sync.workflow import diff
 
     started = _now()
     tid, v1, v2, conflict = make_conflict(cdr, fhir, site, ehr, central_bp=150, central_temp=39.0)

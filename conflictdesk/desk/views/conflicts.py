@@ -10,9 +10,10 @@ from django.views.decorators.http import require_POST
 from sync.actions import DecisionRefused, do_decide_conflict, latest_conflict
 from sync.mapping import MappingError
 from sync.models import Conflict
+from sync.workflow import diff
 from sync.workflow.versions import versions_seen
 
-from .. import diff, queries, render as clinical
+from .. import queries, render as clinical
 from ..access import can, get_conflict_for_user, require
 from ..forms import DecisionForm, field_token
 from .util import page_of, query_without_page, refusal_status

@@ -1,4 +1,5 @@
-"""The field-level diff a clinician decides on, and the merge their choices produce.
+"""The field-level diff a clinician decides on, and the merge their choices produce (engine logic: the
+decision action merges with it; the desk and the API only show it).
 
 Both sides are brought to the engine's common clinical representation: the
 site composition is mapped to FHIR (the same pure mapping the engine uses),
