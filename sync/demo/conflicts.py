@@ -19,12 +19,12 @@ from typing import Mapping
 from sync.clients.errors import PreconditionFailed
 from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient, VersionRef
+from sync.mapping.identifiers import build_source_identifier
 
 from .flat import ROOT, TEMPLATE_ID
 from .generator import vital_signs_composition
 from .seed import synthetic_ehrs
 
-SOURCE_SYSTEM = "urn:conflictdesk:source"
 BP_PATH = "/content[openEHR-EHR-OBSERVATION.blood_pressure.v2]/data[at0001]/events[at0006]"
 SYSTOLIC_LOINC = "8480-6"
 SYSTOLIC_KEY = f"{ROOT}/blood_pressure:0/any_event:0/systolic|magnitude"
@@ -42,14 +42,11 @@ class ConflictAttempt:
     site_version_uid: str | None = None
 
 
-def source_identifier(site: str, vo_uid: str, path: str = BP_PATH) -> str:
-    return f"{site}|{vo_uid}|{path}"
-
-
 def find_central(fhir: FHIRClient, site: str, vo_uid: str, path: str = BP_PATH) -> dict | None:
     """The central resource the engine made from one site node, or None (yet)."""
-    value = source_identifier(site, vo_uid, path).replace("|", "\\|")  # FHIR token escaping
-    return next(fhir.search("Observation", {"identifier": f"{SOURCE_SYSTEM}|{value}"}), None)
+    ident = build_source_identifier(site, vo_uid, path)
+    value = ident["value"].replace("|", "\\|")  # FHIR token escaping
+    return next(fhir.search("Observation", {"identifier": f"{ident['system']}|{value}"}), None)
 
 
 def make_conflicts(fhir: FHIRClient, sites: Mapping[str, OpenEHRClient], count: int, *, seed: int = 0,

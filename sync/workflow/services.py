@@ -95,6 +95,7 @@ def _default_services() -> Services:
             to_fhir=mapping.to_fhir,
             to_openehr=mapping.to_openehr,
             from_fhir=mapping.from_fhir,  # the reverse transform with its declared losses (fidelity guard)
+            map_back=mapping.map_back,  # the guard's rebuild of the entries (from_fhir without its loss report)
             compare_clinical=mapping.compare_clinical,  # the fidelity guard's comparison
             build_provenance=mapping.build_provenance,
             validate_fhir=mapping.validate_fhir,
