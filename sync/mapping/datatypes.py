@@ -214,10 +214,6 @@ def datetime_to_fhir(value: str) -> str:
     return v
 
 
-def datetime_to_dv(value: str, rm_type: str = "DV_DATE_TIME") -> dict:
-    return {"_type": rm_type, "value": value}
-
-
 def is_naive_time(value: str) -> bool:
     return bool(_NAIVE_TIME.match(value.replace(",", ".")))
 

@@ -40,9 +40,5 @@ def register(path_or_xml: str | Path) -> TemplateInfo:
     return info
 
 
-def register_dir(folder: str | Path) -> list[TemplateInfo]:
-    return [register(p) for p in sorted(Path(folder).glob("*.opt"))]
-
-
 def get(template_id: str) -> TemplateInfo | None:
     return _TEMPLATES.get(template_id)
