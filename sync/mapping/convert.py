@@ -29,14 +29,16 @@ def _uid(composition: dict) -> str:
     return uid
 
 
-def _restrict(entry: dict, rel: str) -> dict:
+def _restrict(entry: dict, rel: str, keep: tuple[str, ...] = ()) -> dict:
     """Read-only view of the entry keeping only the event at ``rel`` (the entry itself when rel is
-    ''): only the containers on the path to the event are copied, every other node is shared with
-    the source, so callers must not mutate it (residue.diff copies what it keeps)."""
+    ''), plus the split list's siblings at the paths ``keep`` (those no group maps: they travel in
+    this group's residue): only the containers on the path to the event are copied, every other node
+    is shared with the source, so callers must not mutate it (residue.diff copies what it keeps)."""
     if not rel:
         return entry
     steps = rmpath.parse(rel)
     event = rmpath.find(entry, steps)[0]
+    kept = [n for k in keep for n in rmpath.find(entry, rmpath.parse(k))]
     view = dict(entry)
     cur = view
     for st in steps[:-1]:  # e.g. data[at0001]: copy HISTORY so its events list can be replaced
@@ -45,8 +47,27 @@ def _restrict(entry: dict, rel: str) -> dict:
         attr = cur[st.attr]
         cur[st.attr] = [twin if x is child else x for x in attr] if isinstance(attr, list) else twin
         cur = twin
-    cur[steps[-1].attr] = [event]
+    cur[steps[-1].attr] = [x for x in rmpath.children(cur, steps[-1].attr) if x is event or any(x is k for k in kept)]
     return view
+
+
+def _unsplit(entry: dict, rels: list[str]) -> tuple[str, ...]:
+    """Paths of the nodes in the split list (HISTORY.events, INSTRUCTION.activities) that no group maps:
+    an INSTRUCTION's activity with another node id than the file's.  They must not vanish: the first
+    group's residue carries them whole (an OBSERVATION's events all split: engine.split_steps)."""
+    out: list[str] = []
+    for parent_rel, attr in {(r.rsplit("/", 1)[0], rmpath.parse(r)[-1].attr) for r in rels if r}:
+        parent = rmpath.find(entry, rmpath.parse(parent_rel)) if parent_rel else [entry]
+        seen: dict[str, int] = {}
+        for x in rmpath.children(parent[0], attr) if parent else []:
+            if not rmpath.is_locatable(x):
+                continue
+            k = seen.get(x["archetype_node_id"], 0)
+            seen[x["archetype_node_id"]] = k + 1
+            sib = f"{parent_rel}/{attr}[{x['archetype_node_id']}]" + (f":{k}" if k else "")
+            if sib not in rels:
+                out.append(sib)
+    return tuple(sorted(out))
 
 
 def _noindex(rel: str) -> str:
@@ -85,12 +106,14 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
         except MappingError as exc:
             exc.composition_uid = exc.composition_uid or uid
             raise
+        unsplit = _unsplit(entry, [rel for rel, group in groups if group])
         for rel, group in groups:
             if not group:
                 continue
             for res in group:
                 res["subject"] = {"reference": patient_ref}
-            _close_unit(spec, entry, path, rel, group, unit, lang, result.losses, uid)
+            _close_unit(spec, entry, path, rel, group, unit, lang, result.losses, uid, unsplit)
+            unsplit = ()  # the first group carries them
             result.resources.extend(group)
     # COMPOSITION-level rows (root archetype with a model file): Encounter + Composition, appended last
     level, level_losses = composition_level.forward(composition, result.resources, identify=identify,
@@ -102,8 +125,8 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
     return result
 
 
-def _close_unit(spec, entry, path, rel, group, unit, lang, losses, uid) -> None:
-    original = _restrict(entry, rel)
+def _close_unit(spec, entry, path, rel, group, unit, lang, losses, uid, unsplit=()) -> None:
+    original = _restrict(entry, rel, unsplit)
     event_node = rmpath.parse(rel)[-1].node if rel else None
     rebuilt = rebuild_group(spec, group, event_node, lang)
     norm_original = clinical_content(original)  # normalised once: for the diff and the final check

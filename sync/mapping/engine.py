@@ -137,13 +137,29 @@ def rmpath_of(root: dict, target: dict) -> str:
     return ""
 
 
+def split_steps(spec: Spec) -> list[rmpath.Step]:
+    """The steps of the file's ``preprocessor.hierarchy.openehr`` path (none without a hierarchy), as the
+    forward split matches them: an OBSERVATION's HISTORY splits into EVERY event, whatever its node id.
+    The node id the file names (the archetype's "any event") is only the one the reverse creates for a
+    FHIR-born resource: named events (birth, 24-hour average, maximum...) are samples of the same data
+    in time (CKM archetypes reuse the any event's data tree for them), so each maps to its own resource
+    like the any event, its node id kept in the source identifier, its name in the residue."""
+    if not (spec.hierarchy and spec.hierarchy.get("openehr")):
+        return []
+    steps = rmpath.parse(spec.hierarchy["openehr"].replace("$archetype", "").strip("/"))
+    if steps and steps[-1].attr == "events":
+        steps[-1] = rmpath.Step("events")
+    return steps
+
+
 def run_forward(spec: Spec, entry: dict, *, node_path: str, identify, language: str, composition: dict | None = None):
-    """Map one entry to resources.  Returns (unit, groups): one group per hierarchy split (event),
-    each a list of resources whose first item is the primary one (slot resources follow)."""
+    """Map one entry to resources.  Returns (unit, groups): one group per hierarchy split (event, any
+    node id: see split_steps), each a list of resources whose first item is the primary one (slot
+    resources follow)."""
     unit = Unit()
     roots: list[tuple[dict, str]] = [(entry, "")]
-    if spec.hierarchy and spec.hierarchy.get("openehr"):
-        steps = rmpath.parse(spec.hierarchy["openehr"].replace("$archetype", "").strip("/"))
+    steps = split_steps(spec)
+    if steps:
         roots = [(n, rmpath_of(entry, n)) for n in rmpath.find(entry, steps)]
         if not roots:
             raise MappingError("entry has no event to map", path=node_path, rule=spec.name)
