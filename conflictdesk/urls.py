@@ -1,9 +1,14 @@
 """Top-level URLs: the desk, accounts (allauth), admin, health, the REST API and Prometheus metrics."""
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
 from conflictdesk import health, metrics
 from conflictdesk.desk import views as desk_views
+
+# The admin has no login form of its own: staff sign in through allauth, so the
+# same rate limits, TOTP step and audit apply to them as to everyone else.
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("", desk_views.home, name="home"),

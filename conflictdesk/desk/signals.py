@@ -1,6 +1,7 @@
 """Logins, failed logins and logouts go into the audit chain ("desk" partition)."""
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
@@ -22,6 +23,11 @@ def audit_logout(sender, request, user, **kwargs):
 
 @receiver(user_login_failed, dispatch_uid="desk_audit_login_failed")
 def audit_login_failed(sender, credentials, request=None, **kwargs):
-    # The attempted login names a member of staff (or a typo); the password never reaches here.
-    attempted = str(credentials.get("email") or credentials.get("username") or "")[:200]
-    record_event(action="desk.login", outcome="failed", actor=attempted or "anonymous", actor_kind="user")
+    # Whoever typed the login is unknown: the actor is "anonymous", never the typed text
+    # (anyone could write another person's name, or markup, into the trail). The account
+    # aimed at is named by id when it exists; the password never reaches here.
+    attempted = str(credentials.get("email") or credentials.get("username") or "").strip()
+    target = get_user_model().objects.filter(email__iexact=attempted).values_list("pk", flat=True).first() \
+        if attempted else None
+    record_event(action="desk.login", outcome="failed", actor="anonymous", actor_kind="user",
+                 detail={"user_id": target} if target else {})
