@@ -36,9 +36,10 @@ ROLE_PERMISSIONS = {
 ROLE_ALIASES = {"clinician": CLINICIAN, "steward": STEWARD, "auditor": AUDITOR, "admin": ADMIN}
 
 # Django model permissions the admin role also needs for the admin site (sites and users).
+# Users: view and (de)activate only (see desk/admin.py); accounts come from invitations.
 ADMIN_MODEL_PERMISSIONS = [
     ("sync", "site", ("view", "add", "change")),
-    ("auth", "user", ("view", "add", "change")),
+    ("auth", "user", ("view", "change")),
 ]
 
 

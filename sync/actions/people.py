@@ -28,6 +28,7 @@ def do_invite_user(email: str, role: str, *, acting_user, demo: bool = False):
     email = email.strip().lower()
     with transaction.atomic():
         user, created = get_user_model().objects.get_or_create(username=email, defaults={"email": email})
+        _check_may_invite(acting_user, user, email)
         if created:
             user.set_unusable_password()
         user.is_staff = user.is_staff or role == ADMIN  # the admin role also uses Django's admin for sites
@@ -48,6 +49,16 @@ def do_invite_user(email: str, role: str, *, acting_user, demo: bool = False):
         settings.DEFAULT_FROM_EMAIL, [email],
     )
     return user, link
+
+
+def _check_may_invite(acting_user, user, email: str) -> None:
+    """Nobody gives themselves a role, and only a superuser (or the command line) touches a superuser."""
+    if acting_user is None or acting_user.is_superuser:
+        return
+    if user.pk == acting_user.pk or email == (acting_user.email or "").strip().lower():
+        raise InviteRefused.Invalid("you cannot invite yourself; ask another admin", field="email")
+    if user.is_superuser:
+        raise InviteRefused.Invalid("this account is managed by a superuser", field="email")
 
 
 def do_issue_api_token(user, *, acting_user, rotate: bool = False) -> Token:

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from sync.actions import do_invite_user
+from sync.actions import InviteRefused, do_invite_user
 from sync.models import Site
 
 from ..access import require
@@ -30,7 +30,11 @@ def invite(request):
     form = InviteForm(request.POST)
     if not form.is_valid():
         return index(request, form=form, status=400)
-    user, _ = do_invite_user(form.cleaned_data["email"], form.cleaned_data["role"], acting_user=request.user,
-                             demo=form.cleaned_data["demo"])
+    try:
+        user, _ = do_invite_user(form.cleaned_data["email"], form.cleaned_data["role"], acting_user=request.user,
+                                 demo=form.cleaned_data["demo"])
+    except InviteRefused.Invalid as refused:
+        form.add_error(refused.field if refused.field in form.fields else None, str(refused))
+        return index(request, form=form, status=400)
     messages.success(request, f"Invitation sent to {user.email}.")
     return redirect("desk:people")
