@@ -254,6 +254,12 @@ CONFLICTDESK_CENTRAL_SINCE = env_str("CONFLICTDESK_CENTRAL_SINCE", "")
 CONFLICTDESK_FLOWBACK_TYPES = env_list("CONFLICTDESK_FLOWBACK_TYPES") or [
     "Observation", "Condition", "Procedure", "MedicationRequest", "CarePlan", "DiagnosticReport",
 ]
+# Where site URLs may point: scheme://host[:port] entries ("*.example.org" for its subdomains, ":*"
+# for any port). A site row is data an admin-role token can change; without this list it could send
+# the site's credentials to any host. Development allows loopback and the reserved .test domain;
+# production allows nothing until the operator lists its CDRs. (Credentials: see sync/site_policy.py.)
+CONFLICTDESK_SITE_URL_ALLOWLIST = env_list(
+    "CONFLICTDESK_SITE_URL_ALLOWLIST", "http://127.0.0.1:*,http://localhost:*,http://*.test:*" if DEBUG else "")
 # Ask HAPI's $validate too (slower; the fhir.resources check always runs).
 CONFLICTDESK_HAPI_VALIDATE = env_bool("CONFLICTDESK_HAPI_VALIDATE", False)
 

@@ -7,7 +7,10 @@ its audit events in the same transaction.
 """
 from django.contrib import admin
 
-from sync.actions import do_create_site, do_delete_site, do_update_site
+from django import forms
+
+from sync.actions import SiteRefused, do_create_site, do_delete_site, do_update_site
+from sync.actions.sites import check_site_fields
 
 from . import models
 
@@ -23,8 +26,27 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class SiteForm(forms.ModelForm):
+    """The action's own checks, as form errors (so a refused URL or variable is shown, not a 500)."""
+
+    class Meta:
+        model = models.Site
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        for name in ("openehr_base_url", "credentials_ref"):
+            if name in data:
+                try:
+                    check_site_fields({name: data[name]})
+                except SiteRefused.Invalid as refused:
+                    self.add_error(name, str(refused))
+        return data
+
+
 @admin.register(models.Site)
 class SiteAdmin(admin.ModelAdmin):
+    form = SiteForm
     list_display = ("name", "display_name", "openehr_base_url", "poll_interval_seconds", "enabled", "fidelity_guard")
     list_filter = ("enabled", "fidelity_guard")
 

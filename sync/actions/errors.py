@@ -107,7 +107,14 @@ class _SiteInUse(SiteRefused, Blocked):
     __qualname__ = "SiteRefused.InUse"
 
 
+class _SiteInvalid(SiteRefused, Invalid):
+    """A field is not allowed: a URL off the operator's allow-list, a credentials variable outside the prefix."""
+
+    __qualname__ = "SiteRefused.Invalid"
+
+
 SiteRefused.InUse = _SiteInUse
+SiteRefused.Invalid = _SiteInvalid
 
 
 class InviteRefused(Refused):

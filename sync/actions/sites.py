@@ -6,6 +6,7 @@ from django.db.models import ProtectedError
 
 from audit.record import record_event
 from sync.models import Site
+from sync.site_policy import credentials_ref_allowed, url_allowed
 
 from .actor import actor_of
 from .errors import SiteRefused
@@ -13,6 +14,7 @@ from .errors import SiteRefused
 
 def do_create_site(fields: dict, *, acting_user) -> Site:
     """Register a site with ``fields`` (Site's own field names)."""
+    check_site_fields(fields)
     with transaction.atomic():
         site = Site.objects.create(**fields)
         actor = actor_of(acting_user)
@@ -24,6 +26,7 @@ def do_create_site(fields: dict, *, acting_user) -> Site:
 
 def do_update_site(site: Site, fields: dict, *, acting_user) -> Site:
     """Change the named fields of a site."""
+    check_site_fields(fields)
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site.pk)
         before = site.fidelity_guard
@@ -46,6 +49,14 @@ def do_delete_site(site: Site, *, acting_user) -> None:
             site.delete()
     except ProtectedError as exc:
         raise SiteRefused.InUse(f"site {site.name} has synced data; set enabled=false instead") from exc
+
+
+def check_site_fields(fields: dict) -> None:
+    """Refuse a URL off the operator's allow-list and a credentials variable outside the prefix (``site_policy``)."""
+    if "openehr_base_url" in fields and not url_allowed(fields["openehr_base_url"]):
+        raise SiteRefused.Invalid("this URL is not on CONFLICTDESK_SITE_URL_ALLOWLIST", field="openehr_base_url")
+    if "credentials_ref" in fields and not credentials_ref_allowed(fields["credentials_ref"] or ""):
+        raise SiteRefused.Invalid("must name a CONFLICTDESK_SITE_CREDENTIALS_* variable", field="credentials_ref")
 
 
 def _audit_guard_mode(site: Site, before: str, actor: str) -> None:

@@ -19,6 +19,7 @@ from audit.record import record_event, system_actor
 from sync import mapping
 from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient
+from sync.site_policy import credentials_ref_allowed, url_allowed
 
 
 class SiteConfigError(Exception):
@@ -52,8 +53,13 @@ def use_services(services: Services):
 
 
 def site_auth(site) -> tuple[str, str] | None:
-    """Basic credentials from the environment variable the site names; never from the database."""
+    """Basic credentials from the environment variable the site names; never from the database.
+
+    Only a ``CONFLICTDESK_SITE_CREDENTIALS_*`` variable is ever read, whatever the row says.
+    """
     if site.credentials_ref:
+        if not credentials_ref_allowed(site.credentials_ref):
+            raise SiteConfigError(f"site {site.name}: credentials_ref is not a CONFLICTDESK_SITE_CREDENTIALS_* variable")
         raw = os.environ.get(site.credentials_ref, "")
         if ":" not in raw:
             raise SiteConfigError(f"site {site.name}: ${site.credentials_ref} is unset or not 'user:password'")
@@ -81,6 +87,8 @@ def _cached_client(key: tuple, make: Callable[[], Any]) -> Any:
 
 
 def _openehr_client(site):
+    if not url_allowed(site.openehr_base_url):
+        raise SiteConfigError(f"site {site.name}: URL is not on CONFLICTDESK_SITE_URL_ALLOWLIST")
     url, auth, timeout = site.openehr_base_url, site_auth(site), settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS
     return _cached_client(("openehr", url, auth, timeout), lambda: OpenEHRClient(url, auth=auth, timeout=timeout))
 
