@@ -239,6 +239,9 @@ CONFLICTDESK_FHIR_BASE_URL = env_str("CONFLICTDESK_FHIR_BASE_URL", "http://127.0
 CONFLICTDESK_HTTP_TIMEOUT_SECONDS = env_int("CONFLICTDESK_HTTP_TIMEOUT_SECONDS", 10)
 # Transient faults retry after exactly these delays (no jitter), then dead-letter.
 CONFLICTDESK_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)
+# A server's Retry-After is honoured up to this many seconds: it comes from outside, and a
+# countdown past the broker's visibility timeout (or an overflowing one) would park a run.
+CONFLICTDESK_RETRY_AFTER_MAX_SECONDS = env_int("CONFLICTDESK_RETRY_AFTER_MAX_SECONDS", 300)
 # A run's lease: a worker that vanished mid-step is replaced once it lapses.
 # Renewed at every step, so it only needs to outlast the slowest single step.
 CONFLICTDESK_RUN_LEASE_SECONDS = env_int("CONFLICTDESK_RUN_LEASE_SECONDS", 120)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -21,6 +22,12 @@ from .errors import ClientError, InvalidRequest, NotFound, PreconditionFailed, T
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 _TRANSIENT_STATUSES = {429}
+
+# A server's Retry-After is a hint from outside: longer than this is read as this
+# (the engine caps it again with CONFLICTDESK_RETRY_AFTER_MAX_SECONDS). An unbounded
+# value once overflowed the scheduler and parked a run for ever.
+MAX_RETRY_AFTER_SECONDS = 300.0
+_DELTA_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() accepts "²"
 
 _ssl_context = None
 
@@ -150,21 +157,26 @@ def error_detail(response: httpx.Response) -> Any:
 
 
 def retry_after(response: httpx.Response, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header, in either of its two forms."""
+    """Seconds to wait from a Retry-After header, in either of its two forms, at most ``MAX_RETRY_AFTER_SECONDS``.
+
+    Anything that is neither a run of ASCII digits nor an HTTP date is ignored (``None``).
+    """
     value = response.headers.get("Retry-After")
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
+    if re.fullmatch(r"[0-9]+", value):  # more digits than any sane delay
+        return MAX_RETRY_AFTER_SECONDS
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 def unquote_etag(etag: str | None) -> str | None:

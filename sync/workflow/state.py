@@ -8,6 +8,7 @@ cannot overwrite the newer worker's progress.
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from datetime import timedelta
 
@@ -89,12 +90,12 @@ def retry_later(run_id: int, worker: str, exc, started) -> str:
         if run is None:
             return LEASE_LOST
         number = run.attempt + 1
-        retry_after = getattr(exc, "retry_after_seconds", None)
+        retry_after = bounded_retry_after(getattr(exc, "retry_after_seconds", None))
         delay = None
         if number < MAX_ATTEMPTS:
             delay = float(settings.CONFLICTDESK_RETRY_DELAYS[number - 1])
             if retry_after is not None and retry_after > delay:
-                delay = float(retry_after)  # the server asked for longer: honour it, and it is recorded
+                delay = retry_after  # the server asked for longer: honour it (up to the cap), and it is recorded
         _attempt(run, run.step, started, "transient", worker, exc=exc, retry_after=retry_after, delay=delay)
         audit_run(run, f"sync.{run.step}", "transient", detail={"attempt": number, "error_class": type(exc).__name__})
         if delay is None:
@@ -107,6 +108,17 @@ def retry_later(run_id: int, worker: str, exc, started) -> str:
             dispatch_run(run.pk, countdown=delay)
         run.save()
         return run.status
+
+
+def bounded_retry_after(value) -> float | None:
+    """A server's Retry-After as a finite number of seconds in [0, cap], or None if it is not a number."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if math.isnan(value):
+        return None
+    return min(max(value, 0.0), float(settings.CONFLICTDESK_RETRY_AFTER_MAX_SECONDS))
 
 
 def recheck_conflict(run_id: int, worker: str, exc, started) -> str:
