@@ -47,7 +47,6 @@ import re
 import sys
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -70,345 +69,20 @@ ET.register_namespace("xsi", XSI)
 
 TNM_PATH_ID = "openEHR-EHR-CLUSTER.tnm-pathological.v1"
 
-
-class AdlError(ValueError):
-    """ADL text outside the subset this reader supports."""
-
-
-# --------------------------------------------------------------------------------------
-# ADL 1.4 reader (definition: cADL subset; ontology: ODIN subset)
-# --------------------------------------------------------------------------------------
-@dataclass
-class CAttribute:
-    name: str
-    multiple: bool
-    existence: tuple[int, int | None] | None = None
-    cardinality: tuple[int, int | None, bool] | None = None  # lower, upper, ordered
-    children: list = field(default_factory=list)
+if str(HERE) not in sys.path:  # adl.py sits beside this script, which also runs as a loaded file (tests)
+    sys.path.insert(0, str(HERE))
+from adl import (  # noqa: E402  (the ADL 1.4 reader)
+    AdlError, Archetype, CAttribute, CObject, parse_interval, read_adl,
+)
 
 
-@dataclass
-class CObject:
-    kind: str  # complex | slot | code_phrase | dv_quantity | primitive | root (archetype root)
-    rm_type: str
-    node_id: str = ""
-    occurrences: tuple[int, int | None] = (1, 1)
-    attributes: list[CAttribute] = field(default_factory=list)
-    any_allowed: bool = False
-    # slot
-    includes: list[str] = field(default_factory=list)
-    excludes: list[str] = field(default_factory=list)
-    # code phrase
-    terminology: str = ""
-    codes: list[str] = field(default_factory=list)
-    # dv_quantity
-    property: tuple[str, str] | None = None
-    units: list[dict] = field(default_factory=list)
-    # primitive
-    raw: str = ""
-
-
-@dataclass
-class Archetype:
-    archetype_id: str
-    concept: str
-    definition: CObject
-    terms: dict[str, dict[str, str]]  # at-code -> {text, description, comment, ...}
-    bindings: dict[str, dict[str, str]]  # terminology -> {at-code: code}
-
-
-# multiple-valued RM attributes (the rest are single)
-MULTIPLE_ATTRS = {"items", "events", "activities", "content", "other_participations", "links"}
-# primitive RM type under (owner RM type, attribute)
-PRIMITIVE_TYPES = {
-    ("DV_BOOLEAN", "value"): "BOOLEAN",
-    ("DV_DURATION", "value"): "DURATION",
-    ("DV_COUNT", "magnitude"): "INTEGER",
-    ("DV_QUANTITY", "magnitude"): "REAL",
-    ("DV_PROPORTION", "numerator"): "REAL",
-    ("DV_PROPORTION", "denominator"): "REAL",
-    ("DV_PARSABLE", "formalism"): "STRING",
-    ("DV_TEXT", "value"): "STRING",
-    ("DV_DATE_TIME", "value"): "DATE_TIME",
-    ("DV_DATE", "value"): "DATE",
-    ("DV_TIME", "value"): "TIME",
-}
 # RM attributes that are mandatory in the RM; everything else not constrained by ADL gets 0..1
 MANDATORY_ATTRS = {
     ("OBSERVATION", "data"), ("EVALUATION", "data"), ("EVENT", "data"), ("POINT_EVENT", "data"),
     ("INTERVAL_EVENT", "data"), ("ACTIVITY", "description"), ("ACTION", "description"),
     ("ACTION", "ism_transition"), ("ISM_TRANSITION", "current_state"), ("DV_CODED_TEXT", "defining_code"),
-    ("INSTRUCTION", "narrative"),
+    ("INSTRUCTION", "narrative"), ("ACTIVITY", "action_archetype_id"), ("COMPOSITION", "category"),
 }
-
-
-class _Reader:
-    def __init__(self, text: str, source: str):
-        self.s = text
-        self.i = 0
-        self.source = source
-
-    def err(self, msg: str) -> AdlError:
-        line = self.s.count("\n", 0, self.i) + 1
-        return AdlError(f"{self.source}: definition line {line}: {msg}: {self.s[self.i:self.i + 60]!r}")
-
-    def ws(self) -> None:
-        while self.i < len(self.s) and self.s[self.i].isspace():
-            self.i += 1
-
-    def at(self, lit: str) -> bool:
-        self.ws()
-        return self.s.startswith(lit, self.i)
-
-    def eat(self, lit: str) -> None:
-        if not self.at(lit):
-            raise self.err(f"expected {lit!r}")
-        self.i += len(lit)
-
-    def word(self) -> str:
-        self.ws()
-        m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:<[A-Z_<>]+>)?").match(self.s, self.i)
-        if not m:
-            raise self.err("expected a name")
-        self.i = m.end()
-        return m.group(0)
-
-    def interval(self) -> tuple[int, int | None]:
-        self.eat("{")
-        m = re.compile(r"\s*(\d+)\s*(?:\.\.\s*(\d+|\*))?\s*").match(self.s, self.i)
-        if not m:
-            raise self.err("expected an interval")
-        self.i = m.end()
-        lo = int(m.group(1))
-        hi = m.group(2)
-        upper = lo if hi is None else (None if hi == "*" else int(hi))
-        ordered = True
-        if self.at(";"):
-            self.eat(";")
-            rest = self.s[self.i:self.s.index("}", self.i)]
-            ordered = "unordered" not in rest
-            self.i += len(rest)
-        self.eat("}")
-        self._ordered = ordered
-        return lo, upper
-
-
-def _strip_comments(text: str) -> str:
-    # '--' comments; the definitions we read contain no '--' inside strings or regexes
-    return re.sub(r"--[^\r\n]*", "", text)
-
-
-def _parse_object(r: _Reader, owner_rm: str, attr: str) -> CObject:
-    r.ws()
-    if r.at("allow_archetype"):
-        r.eat("allow_archetype")
-        rm = r.word()
-        node_id = _node_id(r)
-        occ = _occurrences(r)
-        r.eat("matches")
-        r.eat("{")
-        slot = CObject("slot", rm, node_id, occ)
-        mode = None
-        while not r.at("}"):
-            w = r.word()
-            if w in ("include", "exclude"):
-                mode = w
-                continue
-            if w != "archetype_id" or mode is None:
-                raise r.err("unsupported slot assertion")
-            r.eat("/value")
-            r.eat("matches")
-            r.eat("{/")
-            end = r.s.index("/}", r.i)
-            (slot.includes if mode == "include" else slot.excludes).append(r.s[r.i:end])
-            r.i = end + 2
-        r.eat("}")
-        return slot
-    if r.at("["):
-        r.eat("[")
-        end = r.s.index("]", r.i)
-        body = r.s[r.i:end]
-        r.i = end + 1
-        term, _, codes = body.partition("::")
-        codes = codes.split(";")[0]
-        return CObject("code_phrase", "CODE_PHRASE", terminology=term.strip(),
-                       codes=[c.strip() for c in codes.split(",") if c.strip()])
-    if r.at("C_DV_QUANTITY"):
-        r.eat("C_DV_QUANTITY")
-        r.ws()
-        start = r.i
-        depth = 0
-        while True:
-            c = r.s[r.i]
-            depth += c == "<"
-            depth -= c == ">"
-            r.i += 1
-            if depth == 0:
-                break
-        odin = r.s[start:r.i]
-        q = CObject("dv_quantity", "DV_QUANTITY")
-        pm = re.search(r"property\s*=\s*<\[([^:\]]+)::([^\]]+)\]>", odin)
-        if pm:
-            q.property = (pm.group(1), pm.group(2))
-        for item in re.finditer(r'\["\d+"\]\s*=\s*<(.*?)\n\s*>', odin, re.S):
-            unit: dict = {}
-            um = re.search(r'units\s*=\s*<"([^"]*)">', item.group(1))
-            unit["units"] = um.group(1) if um else None
-            mm = re.search(r"magnitude\s*=\s*<\|([^|]*)\|>", item.group(1))
-            unit["magnitude"] = mm.group(1) if mm else None
-            pr = re.search(r"precision\s*=\s*<\|([^|]*)\|>", item.group(1))
-            unit["precision"] = pr.group(1) if pr else None
-            q.units.append(unit)
-        return q
-    m = re.compile(r"([A-Z][A-Z0-9_]*(?:<[A-Z_<>]+>)?)\s*(?=\[|occurrences|matches)").match(r.s, r.i)
-    if m:
-        rm = r.word()
-        node_id = _node_id(r)
-        occ = _occurrences(r)
-        r.eat("matches")
-        r.eat("{")
-        obj = CObject("complex", rm, node_id, occ)
-        if r.at("*"):
-            r.eat("*")
-            obj.any_allowed = True
-        else:
-            while not r.at("}"):
-                obj.attributes.append(_parse_attribute(r, rm))
-        r.eat("}")
-        return obj
-    # primitive: raw text up to the brace closing the attribute
-    end = r.s.index("}", r.i)
-    raw = r.s[r.i:end].strip()
-    r.i = end
-    ptype = PRIMITIVE_TYPES.get((owner_rm, attr))
-    if ptype is None:
-        raise r.err(f"primitive under {owner_rm}.{attr} not supported")
-    return CObject("primitive", ptype, raw=raw)
-
-
-def _node_id(r: _Reader) -> str:
-    if r.at("["):
-        r.eat("[")
-        end = r.s.index("]", r.i)
-        nid = r.s[r.i:end].strip()
-        r.i = end + 1
-        return nid
-    return ""
-
-
-def _occurrences(r: _Reader) -> tuple[int, int | None]:
-    if r.at("occurrences"):
-        r.eat("occurrences")
-        r.eat("matches")
-        return r.interval()
-    return (1, 1)
-
-
-def _parse_attribute(r: _Reader, owner_rm: str) -> CAttribute:
-    name = r.word()
-    a = CAttribute(name, name in MULTIPLE_ATTRS)
-    if r.at("existence"):
-        r.eat("existence")
-        r.eat("matches")
-        a.existence = r.interval()
-    if r.at("cardinality"):
-        r.eat("cardinality")
-        r.eat("matches")
-        lo, hi = r.interval()
-        a.cardinality = (lo, hi, r._ordered)
-        a.multiple = True
-    r.eat("matches")
-    r.eat("{")
-    while not r.at("}"):
-        a.children.append(_parse_object(r, owner_rm, name))
-    r.eat("}")
-    return a
-
-
-# ---- ODIN (ontology) -----------------------------------------------------------------
-_ODIN_TOKEN = re.compile(
-    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<key>\["(?:[^"\\]|\\.)*"\])|(?P<code>\[[A-Za-z0-9_.\-() ]+::[^\]]*\])'
-    r"|(?P<sym>[<>=,])|(?P<ellipsis>\.\.\.)|(?P<name>[A-Za-z_][A-Za-z0-9_]*))",
-    re.S,
-)
-
-
-def _odin(text: str):
-    toks = []
-    pos = 0
-    while pos < len(text):
-        m = _ODIN_TOKEN.match(text, pos)
-        if not m:
-            if text[pos:].strip() == "":
-                break
-            raise AdlError(f"ODIN: cannot read {text[pos:pos + 60]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        toks.append((kind, m.group(kind)))
-    it = iter(toks + [("eof", None)])
-    state = {"tok": next(it)}
-
-    def nxt():
-        t = state["tok"]
-        state["tok"] = next(it)
-        return t
-
-    def value():
-        assert nxt()[1] == "<"
-        k, v = state["tok"]
-        if k == "sym" and v == ">":
-            nxt()
-            return None
-        if k in ("name", "key"):
-            d = {}
-            while state["tok"][1] != ">":
-                k2, v2 = nxt()
-                key = v2 if k2 == "name" else _unescape(v2[2:-2])
-                assert nxt()[1] == "="
-                d[key] = value()
-            nxt()
-            return d
-        items = []
-        while state["tok"][1] != ">":
-            k2, v2 = nxt()
-            if k2 == "str":
-                items.append(_unescape(v2[1:-1]))
-            elif k2 == "code":
-                items.append(v2[1:-1])
-        nxt()
-        return items[0] if len(items) == 1 else items
-
-    top = {}
-    while state["tok"][0] != "eof":
-        _, name = nxt()
-        assert nxt()[1] == "="
-        top[name] = value()
-    return top
-
-
-def _unescape(s: str) -> str:
-    return s.replace('\\"', '"').replace("\\\\", "\\")
-
-
-def read_adl(path: Path) -> Archetype:
-    text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
-    aid = re.search(r"^archetype[^\n]*\n\s*(\S+)", text, re.M).group(1)
-    if re.search(r"^speciali[sz]e", text, re.M):
-        raise AdlError(f"{path.name}: specialised archetypes are not supported")
-    definition = text[text.index("\ndefinition") + len("\ndefinition"):text.index("\nontology")]
-    r = _Reader(_strip_comments(definition), path.name)
-    root = _parse_object(r, "", "")
-    r.ws()
-    if r.i != len(r.s):
-        raise r.err("trailing text after the root node")
-    ontology = _odin(text[text.index("\nontology") + len("\nontology"):])
-    terms = ontology["term_definitions"]["en"]["items"]
-    bindings = {}
-    for term, block in (ontology.get("term_bindings") or ontology.get("term_binding") or {}).items():
-        for code, cp in (block.get("items") or {}).items():
-            if re.fullmatch(r"at[0-9.]+", code) and isinstance(cp, str) and "::" in cp:
-                bindings.setdefault(term, {})[code] = cp.split("::", 1)[1]
-    return Archetype(aid, terms["at0000"]["text"], root, terms, bindings)
 
 
 # --------------------------------------------------------------------------------------
@@ -438,58 +112,69 @@ def interval(parent: ET.Element, tag: str, lower, upper, lower_incl=True, upper_
     return el
 
 
-def _range_text(raw: str):
-    """'|>=0|' / '|0..100|' / '|<=5|' -> (lower, upper, lower_incl, upper_incl)."""
-    body = raw.strip().strip("|").strip()
-    if ".." in body:
-        lo, hi = (x.strip() for x in body.split(".."))
-        return lo, hi, True, True
-    for op, res in ((">=", lambda v: (v, None, True, True)), (">", lambda v: (v, None, False, True)),
-                    ("<=", lambda v: (None, v, True, True)), ("<", lambda v: (None, v, True, False))):
-        if body.startswith(op):
-            return res(body[len(op):].strip())
-    return body, body, True, True
+def _interval_of(parent: ET.Element, tag: str, text: str) -> None:
+    interval(parent, tag, *parse_interval(text))
 
 
-def emit_primitive(parent_attr: ET.Element, obj: CObject) -> None:
-    ch = sub(parent_attr, "children", xsi_type="C_PRIMITIVE_OBJECT")
-    sub(ch, "rm_type_name", obj.rm_type)
-    interval(ch, "occurrences", 1, 1)
-    sub(ch, "node_id", "")
-    raw = obj.raw
-    if obj.rm_type == "BOOLEAN":
-        vals = {v.strip() for v in raw.split(",")}
-        item = sub(ch, "item", xsi_type="C_BOOLEAN")
-        sub(item, "true_valid", "true" if "true" in vals else "false")
-        sub(item, "false_valid", "true" if "false" in vals else "false")
-    elif obj.rm_type in ("INTEGER", "REAL"):
-        item = sub(ch, "item", xsi_type="C_INTEGER" if obj.rm_type == "INTEGER" else "C_REAL")
-        lo, hi, li, ui = _range_text(raw)
-        interval(item, "range", lo, hi, li, ui)
-    elif obj.rm_type == "DURATION":
-        item = sub(ch, "item", xsi_type="C_DURATION")
-        pattern, _, rng = raw.partition("/") if not raw.startswith("|") else ("", "", raw)
-        if pattern:
-            sub(item, "pattern", pattern)
-        if rng:
-            lo, hi, li, ui = _range_text(rng)
-            interval(item, "range", lo, hi, li, ui)
-    elif obj.rm_type == "STRING":
-        item = sub(ch, "item", xsi_type="C_STRING")
-        if raw.startswith("/"):
-            sub(item, "pattern", raw.strip("/"))
-        else:
-            for v in re.findall(r'"((?:[^"\\]|\\.)*)"', raw):
-                sub(item, "list", v)
-    else:
-        raise AdlError(f"primitive {obj.rm_type} {raw!r} not supported")
-
-
-def emit_slot(parent_attr: ET.Element, obj: CObject) -> None:
-    ch = sub(parent_attr, "children", xsi_type="ARCHETYPE_SLOT")
+def _node_head(parent_attr: ET.Element, xsi_type: str, obj: CObject) -> ET.Element:
+    ch = sub(parent_attr, "children", xsi_type=xsi_type)
     sub(ch, "rm_type_name", obj.rm_type)
     interval(ch, "occurrences", *obj.occurrences)
     sub(ch, "node_id", obj.node_id)
+    return ch
+
+
+_STRINGS = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+_TEMPORAL = {"DURATION": "C_DURATION", "DATE": "C_DATE", "DATE_TIME": "C_DATE_TIME", "TIME": "C_TIME"}
+
+
+def emit_primitive(parent_attr: ET.Element, obj: CObject) -> None:
+    """C_PRIMITIVE_OBJECT; element order as in the AM 1.4 Archetype.xsd (pattern/list, range, assumed_value)."""
+    ch = _node_head(parent_attr, "C_PRIMITIVE_OBJECT", obj)
+    raw, assumed, t = obj.raw, obj.assumed, obj.rm_type
+    if t == "BOOLEAN":
+        vals = {v.strip() for v in raw.split(",")}
+        if not vals <= {"true", "false"}:
+            raise AdlError(f"BOOLEAN constraint {raw!r}")
+        item = sub(ch, "item", xsi_type="C_BOOLEAN")
+        sub(item, "true_valid", "true" if "true" in vals else "false")
+        sub(item, "false_valid", "true" if "false" in vals else "false")
+    elif t in ("INTEGER", "REAL"):
+        item = sub(ch, "item", xsi_type="C_INTEGER" if t == "INTEGER" else "C_REAL")
+        if raw.startswith("|"):
+            _interval_of(item, "range", raw)
+        else:
+            for v in raw.split(","):
+                if not re.fullmatch(r"\s*[+\-]?\d+(\.\d+)?\s*", v):
+                    raise AdlError(f"{t} constraint {raw!r}")
+                sub(item, "list", v.strip())
+    elif t == "STRING":
+        item = sub(ch, "item", xsi_type="C_STRING")
+        if raw.startswith("/"):
+            if not (raw.endswith("/") and len(raw) > 1):
+                raise AdlError(f"STRING constraint {raw!r}")
+            sub(item, "pattern", raw[1:-1])
+        else:
+            values = _STRINGS.findall(raw)
+            if not values or _STRINGS.sub("", raw).strip():
+                raise AdlError(f"STRING constraint {raw!r}")
+            for v in values:
+                sub(item, "list", v)
+    elif t in _TEMPORAL:
+        item = sub(ch, "item", xsi_type=_TEMPORAL[t])
+        pattern, _, rng = ("", "", raw) if raw.startswith("|") else raw.partition("/")
+        if pattern:
+            sub(item, "pattern", pattern.strip())
+        if rng:
+            _interval_of(item, "range", rng)
+    else:
+        raise AdlError(f"primitive {t} {raw!r} not supported")
+    if assumed is not None:
+        sub(item, "assumed_value", assumed.strip('"') if t == "STRING" else assumed)
+
+
+def emit_slot(parent_attr: ET.Element, obj: CObject) -> None:
+    ch = _node_head(parent_attr, "ARCHETYPE_SLOT", obj)
     for tag, patterns in (("includes", obj.includes), ("excludes", obj.excludes)):
         for pattern in patterns:
             a = sub(ch, tag)
@@ -509,7 +194,32 @@ def emit_slot(parent_attr: ET.Element, obj: CObject) -> None:
             sub(right, "reference_type", "constraint")
 
 
-def emit_object(parent_attr: ET.Element, obj: CObject, fillers: dict) -> None:
+def _code_phrase(parent: ET.Element, tag: str, terminology: str, code: str) -> ET.Element:
+    cp = sub(parent, tag)
+    sub(sub(cp, "terminology_id"), "value", terminology)
+    sub(cp, "code_string", code)
+    return cp
+
+
+def emit_ordinal(parent_attr: ET.Element, obj: CObject, arch: Archetype) -> None:
+    """C_DV_ORDINAL (openEHR archetype profile) or, for real values, C_DV_SCALE: a list of
+    DV_ORDINAL/DV_SCALE (value, symbol), symbol.value being the code's English term."""
+    ch = _node_head(parent_attr, "C_DV_ORDINAL" if obj.kind == "ordinal" else "C_DV_SCALE", obj)
+
+    def ordinal(tag: str, value: str, terminology: str, code: str) -> None:
+        o = sub(ch, tag)
+        sub(o, "value", value)
+        symbol = sub(o, "symbol")
+        sub(symbol, "value", arch.terms[code]["text"] if terminology == "local" else code)
+        _code_phrase(symbol, "defining_code", terminology, code)
+
+    if obj.assumed is not None:
+        ordinal("assumed_value", *next(o for o in obj.ordinals if o[0] == obj.assumed))
+    for value, terminology, code in obj.ordinals:
+        ordinal("list", value, terminology, code)
+
+
+def emit_object(parent_attr: ET.Element, obj: CObject, fillers: dict, arch: Archetype) -> None:
     if obj.kind == "slot":
         fill = fillers.get(obj.node_id)
         if fill:  # slot filled (and closed) by archetype roots, as template designers do
@@ -521,21 +231,29 @@ def emit_object(parent_attr: ET.Element, obj: CObject, fillers: dict) -> None:
     if obj.kind == "primitive":
         emit_primitive(parent_attr, obj)
         return
+    if obj.kind in ("ordinal", "scale"):
+        emit_ordinal(parent_attr, obj, arch)
+        return
+    if obj.kind == "internal_ref":  # use_node: the target path is relative to the archetype root
+        ch = _node_head(parent_attr, "ARCHETYPE_INTERNAL_REF", obj)
+        sub(ch, "target_path", obj.target_path)
+        return
     if obj.kind == "code_phrase":
-        ch = sub(parent_attr, "children", xsi_type="C_CODE_PHRASE")
-        sub(ch, "rm_type_name", "CODE_PHRASE")
-        interval(ch, "occurrences", 1, 1)
-        sub(ch, "node_id", "")
+        ch = _node_head(parent_attr, "C_CODE_PHRASE", obj)
+        if obj.assumed:
+            _code_phrase(ch, "assumed_value", obj.terminology, obj.assumed)
         tid = sub(ch, "terminology_id")
         sub(tid, "value", obj.terminology)
         for code in obj.codes:
             sub(ch, "code_list", code)
         return
     if obj.kind == "dv_quantity":
-        ch = sub(parent_attr, "children", xsi_type="C_DV_QUANTITY")
-        sub(ch, "rm_type_name", "DV_QUANTITY")
-        interval(ch, "occurrences", 1, 1)
-        sub(ch, "node_id", "")
+        ch = _node_head(parent_attr, "C_DV_QUANTITY", obj)
+        if obj.assumed:
+            av = sub(ch, "assumed_value")
+            for key in ("magnitude", "units", "precision"):
+                if obj.assumed.get(key) is not None:
+                    sub(av, key, str(obj.assumed[key]))
         if obj.property:
             p = sub(ch, "property")
             tid = sub(p, "terminology_id")
@@ -544,18 +262,19 @@ def emit_object(parent_attr: ET.Element, obj: CObject, fillers: dict) -> None:
         for unit in obj.units:
             li = sub(ch, "list")
             if unit["magnitude"]:
-                lo, hi, a, b = _range_text(unit["magnitude"])
-                interval(li, "magnitude", lo, hi, a, b)
+                _interval_of(li, "magnitude", unit["magnitude"])
             if unit["precision"]:
-                lo, hi, a, b = _range_text(unit["precision"])
-                interval(li, "precision", lo, hi, a, b)
+                _interval_of(li, "precision", unit["precision"])
             sub(li, "units", unit["units"])
         return
+    if obj.kind != "complex":
+        raise AdlError(f"no OPT form for a {obj.kind} constraint")
     ch = sub(parent_attr, "children", xsi_type="C_COMPLEX_OBJECT")
-    emit_complex_body(ch, obj, fillers)
+    emit_complex_body(ch, obj, fillers, arch)
 
 
-def emit_complex_body(el: ET.Element, obj: CObject, fillers: dict) -> None:
+def emit_complex_body(el: ET.Element, obj: CObject, fillers: dict, arch: Archetype,
+                      added: dict[str, list[ET.Element]] | None = None) -> None:
     sub(el, "rm_type_name", obj.rm_type)
     interval(el, "occurrences", *obj.occurrences)
     sub(el, "node_id", obj.node_id)
@@ -566,23 +285,37 @@ def emit_complex_body(el: ET.Element, obj: CObject, fillers: dict) -> None:
         interval(attr, "existence", *existence)
         sub(attr, "match_negated", "false")
         for child in a.children:
-            emit_object(attr, child, fillers)
+            emit_object(attr, child, fillers, arch)
         if a.multiple:
             lo, hi, ordered = a.cardinality or (0, None, False)
             card = sub(attr, "cardinality")
             sub(card, "is_ordered", "true" if ordered else "false")
-            sub(card, "is_unique", "false")
+            sub(card, "is_unique", "true" if a.unique else "false")
             interval(card, "interval", lo, hi)
+    for name, roots in (added or {}).items():  # template-level content of an attribute the archetype leaves open
+        attr = sub(el, "attributes", xsi_type="C_MULTIPLE_ATTRIBUTE")
+        sub(attr, "rm_attribute_name", name)
+        interval(attr, "existence", 0, 1)
+        sub(attr, "match_negated", "false")
+        for root_el in roots:
+            attr.append(root_el)
+        card = sub(attr, "cardinality")
+        sub(card, "is_ordered", "false")
+        sub(card, "is_unique", "false")
+        interval(card, "interval", 0, None)
 
 
 def archetype_root(arch: Archetype, occurrences=(0, None), fillers: dict | None = None,
-                   node_id: str | None = None) -> ET.Element:
+                   node_id: str | None = None, added: dict[str, list[ET.Element]] | None = None) -> ET.Element:
+    """C_ARCHETYPE_ROOT for a (flat) archetype: its definition, then archetype_id, term_definitions
+    (all English terms) and term_bindings. `fillers` closes slots (slot node id -> roots); `added`
+    constrains attributes the archetype leaves open (e.g. a COMPOSITION's content)."""
     el = ET.Element(q("children"), {XSI_TYPE: "C_ARCHETYPE_ROOT"})
     root = copy.copy(arch.definition)
     root.occurrences = occurrences
     if node_id:
         root.node_id = node_id
-    emit_complex_body(el, root, fillers or {})
+    emit_complex_body(el, root, fillers or {}, arch, added)
     aid = sub(el, "archetype_id")
     sub(aid, "value", arch.archetype_id)
     for code in sorted(arch.terms, key=_code_key):
@@ -603,7 +336,8 @@ def archetype_root(arch: Archetype, occurrences=(0, None), fillers: dict | None 
 
 
 def _code_key(code: str):
-    return [int(x) for x in re.findall(r"\d+", code)]
+    # at0.1 and at0000.1 are numerically equal: the text breaks the tie
+    return [int(x) for x in re.findall(r"\d+", code)], code
 
 
 def find_element(obj: CObject, node_id: str) -> CObject | None:

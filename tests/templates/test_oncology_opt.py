@@ -143,10 +143,18 @@ def test_adl_reader_on_tnm(builder):
     assert tnm.terms["at0031"]["text"] == "Stage grouping"
 
 
-def test_adl_reader_rejects_unsupported_syntax(builder):
-    r = builder._Reader("ELEMENT[at0001] matches { value matches { DV_ORDINAL matches { 0|[local::at1] } } }", "x")
+@pytest.mark.parametrize("cadl", [
+    "ELEMENT[at0001] matches { value matches { DV_CODED_TEXT matches { defining_code matches {[ac0001]} } } }",
+    "CLUSTER[at0001] matches { items matches { use_archetype CLUSTER[at0002, openEHR-EHR-CLUSTER.x.v1] } }",
+    "CLUSTER[at0001] matches { /items[at0002]/value matches { DV_TEXT matches {*} } }",
+    "CLUSTER[at0001] matches { items matches { allow_archetype CLUSTER[at0002] matches { include "
+    "short_concept_name matches {/x/} } } }",
+    "ELEMENT[at0001] matches { null_flavour matches { 1 } }",
+])
+def test_adl_reader_rejects_unsupported_syntax(builder, cadl):
+    adl = sys.modules["adl"]
     with pytest.raises(builder.AdlError):
-        builder._parse_object(r, "", "")
+        adl._parse_object(adl._Reader(cadl, "x"), "", "")
 
 
 def test_every_corpus_archetype_converts(builder):
