@@ -296,6 +296,9 @@ LOGGING = {
 }
 
 # --- demo (deploy/demo.sh sets these; production never runs the demo commands) ---------
+# The demo's TOTP-free accounts and its commands work only when this AND DEBUG are on
+# (conflictdesk.desk.roles.demo_enabled), so a stray flag in production changes nothing.
+CONFLICTDESK_DEMO_MODE = env_bool("CONFLICTDESK_DEMO_MODE", False)
 CONFLICTDESK_DEMO_PASSWORD = env_str("CONFLICTDESK_DEMO_PASSWORD")
 # {i} is the site number, {port} is 8100+i; unset: the local sites deploy/ehrbase.sh starts.
 CONFLICTDESK_DEMO_SITE_URL = env_str("CONFLICTDESK_DEMO_SITE_URL")

@@ -11,8 +11,12 @@ N_SITES="${2:-${CONFLICTDESK_SITES:-5}}"
 PATIENTS="${CONFLICTDESK_DEMO_PATIENTS:-8}"
 PY="$REPO_DIR/.venv/bin/python"
 WEB_PORT="${CONFLICTDESK_WEB_PORT:-8000}"
-# Demo-only credentials: printed below, never used outside the demo.
-export CONFLICTDESK_DEMO_PASSWORD="${CONFLICTDESK_DEMO_PASSWORD:-oncology-demo-2026}"
+# A demo is a development run: DEBUG on, and demo mode on so its accounts may skip TOTP
+# (the desk honours that only when both are on; production has neither).
+export DJANGO_DEBUG=1
+export CONFLICTDESK_DEMO_MODE=1
+# Demo-only credentials: a fresh random password per start unless one is given; printed below.
+export CONFLICTDESK_DEMO_PASSWORD="${CONFLICTDESK_DEMO_PASSWORD:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')}"
 # Detection runs in its own loop process (lowest latency); beat keeps sweeps and anchors.
 export CONFLICTDESK_POLL_LOOP=1
 # The demo's sites keep their own databases: a machine that also ran the tests or the

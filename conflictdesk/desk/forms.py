@@ -9,7 +9,7 @@ from django import forms
 from sync.models import DeadLetter, Resolution
 
 from sync.workflow.diff import CENTRAL, SITE
-from .roles import ROLE_ALIASES
+from .roles import ROLE_ALIASES, demo_enabled
 
 
 def field_token(field_id: str) -> str:
@@ -58,6 +58,11 @@ class InviteForm(forms.Form):
     email = forms.EmailField(label="E-mail")
     role = forms.ChoiceField(choices=[(k, v) for k, v in ROLE_ALIASES.items()], label="Role")
     demo = forms.BooleanField(required=False, label="Demo account (no TOTP required)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not demo_enabled():  # outside a demo the option does not exist (and would be refused)
+            del self.fields["demo"]
 
 
 CAUSES = [("", "any cause")] + list(DeadLetter.Cause.choices)

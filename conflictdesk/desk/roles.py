@@ -5,6 +5,8 @@ builds the groups from it and the role-walk test checks every URL against it.
 """
 from __future__ import annotations
 
+from django.conf import settings
+
 CLINICIAN = "clinician reviewer"
 STEWARD = "data steward"
 AUDITOR = "auditor"
@@ -51,5 +53,10 @@ def role_of(name: str) -> str:
     return role
 
 
+def demo_enabled() -> bool:
+    """A demo runs only with DEBUG and CONFLICTDESK_DEMO_MODE both on; production never honours the flag."""
+    return bool(settings.DEBUG and settings.CONFLICTDESK_DEMO_MODE)
+
+
 def is_demo(user) -> bool:
-    return user.is_authenticated and user.groups.filter(name=DEMO).exists()
+    return demo_enabled() and user.is_authenticated and user.groups.filter(name=DEMO).exists()

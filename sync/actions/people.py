@@ -13,7 +13,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from audit.record import record_event
-from conflictdesk.desk.roles import ADMIN, DEMO, role_of
+from conflictdesk.desk.roles import ADMIN, DEMO, demo_enabled, role_of
 
 from .actor import actor_of
 from .errors import InviteRefused
@@ -25,6 +25,9 @@ def do_invite_user(email: str, role: str, *, acting_user, demo: bool = False):
         role = role_of(role)
     except ValueError as exc:
         raise InviteRefused.Invalid(str(exc), field="role") from exc
+    if demo and not demo_enabled():
+        raise InviteRefused.Invalid("demo accounts exist only in a demo (DEBUG and CONFLICTDESK_DEMO_MODE)",
+                                    field="demo")
     email = email.strip().lower()
     with transaction.atomic():
         user, created = get_user_model().objects.get_or_create(username=email, defaults={"email": email})

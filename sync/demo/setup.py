@@ -6,7 +6,10 @@ CONFLICTDESK_DEMO_PASSWORD; the demo prints them, production never runs this.
 """
 from __future__ import annotations
 
+from django.core.management.base import CommandError
 from django.db import transaction
+
+from conflictdesk.desk.roles import demo_enabled
 
 from sync.actions import do_create_site, do_invite_user, do_update_site
 from sync.models import Site
@@ -18,6 +21,12 @@ DEMO_ACCOUNTS = {  # e-mail local part -> role alias (conflictdesk.desk.roles)
     "auditor": "auditor",
     "admin": "admin",
 }
+
+
+def require_demo_mode() -> None:
+    """The demo commands write synthetic patients and TOTP-free accounts: never outside a demo."""
+    if not demo_enabled():
+        raise CommandError("demo commands run only with DJANGO_DEBUG=1 and CONFLICTDESK_DEMO_MODE=1 (deploy/demo.sh)")
 
 
 # The demo's local sites: deploy/ehrbase.sh starts site i on port 8100+i.

@@ -24,7 +24,8 @@ def test_a_user_without_totp_only_reaches_mfa_setup(client, db):
     assert setup.status_code == 200 and setup.redirect_chain[-1][0].startswith(reverse("account_reauthenticate"))
 
 
-def test_a_demo_account_is_exempt(client, db):
+def test_a_demo_account_is_exempt(client, db, settings):
+    settings.DEBUG, settings.CONFLICTDESK_DEMO_MODE = True, True  # only in a demo (tests/desk/test_demo_bypass.py)
     user = f.make_user("demo@desk.test", roles.CLINICIAN, roles.DEMO, totp=False)
     client.force_login(user)
     assert client.get(reverse("desk:conflicts")).status_code == 200

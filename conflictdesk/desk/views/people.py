@@ -32,7 +32,7 @@ def invite(request):
         return index(request, form=form, status=400)
     try:
         user, _ = do_invite_user(form.cleaned_data["email"], form.cleaned_data["role"], acting_user=request.user,
-                                 demo=form.cleaned_data["demo"])
+                                 demo=form.cleaned_data.get("demo", False))
     except InviteRefused.Invalid as refused:
         form.add_error(refused.field if refused.field in form.fields else None, str(refused))
         return index(request, form=form, status=400)

@@ -22,6 +22,7 @@ from sync.clients.errors import ClientError
 from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient
 from sync.demo.conflicts import make_conflicts
+from sync.demo.setup import require_demo_mode
 from sync.demo.setup import site_url as demo_site_url
 from sync.demo.seed import commit_invalid, seed_site, synthetic_ehrs, trickle
 from sync.models import Site
@@ -53,6 +54,7 @@ class Command(BaseCommand):
         parser.add_argument("--trickle-seconds", type=float, default=None, help="Default: until SIGTERM.")
 
     def handle(self, *args, **opts):
+        require_demo_mode()
         if opts["sites"] < 1 or opts["patients_per_site"] < 0:
             raise CommandError("--sites must be >= 1 and --patients-per-site >= 0")
         names = [f"site{i}" for i in range(1, opts["sites"] + 1)]

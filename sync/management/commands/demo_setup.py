@@ -2,7 +2,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.demo.setup import ensure_demo_accounts, ensure_sites
+from sync.demo.setup import ensure_demo_accounts, ensure_sites, require_demo_mode
 
 
 class Command(BaseCommand):
@@ -18,6 +18,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, sites, poll_interval, url_pattern, **options):
+        require_demo_mode()
         password = settings.CONFLICTDESK_DEMO_PASSWORD
         if not password:
             raise CommandError("CONFLICTDESK_DEMO_PASSWORD is required (the demo script sets it)")
