@@ -18,7 +18,9 @@ RUN pip wheel --wheel-dir /wheels -r /tmp/requirements.txt
 
 # --- runtime: no compilers, no wheels left behind, a non-root user
 FROM ${PYTHON_IMAGE} AS runtime
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# DJANGO_DEBUG=0 is also the settings' default; said here too so no image ever runs the dev settings.
+ENV DJANGO_DEBUG=0 \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1

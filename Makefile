@@ -4,6 +4,9 @@ PY := .venv/bin/python
 SITES ?= 2
 DEMO_SITES ?= 5
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
+# Every target here is local development (servers on 127.0.0.1, the dev database): the
+# settings are production unless DJANGO_DEBUG=1, so ask for the development defaults.
+export DJANGO_DEBUG ?= 1
 
 .PHONY: demo venv services stop status migrate test test-unit test-db lock
 

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "audit_append.json"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conflictdesk.settings")
+os.environ.setdefault("DJANGO_DEBUG", "1")  # development defaults (the settings are production unless asked)
 
 import django  # noqa: E402
 import psycopg  # noqa: E402

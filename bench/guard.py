@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conflictdesk.settings")
+os.environ.setdefault("DJANGO_DEBUG", "1")  # development defaults (the settings are production unless asked)
 
 import django  # noqa: E402
 

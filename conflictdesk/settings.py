@@ -1,9 +1,10 @@
 """Django settings for ConflictDesk, read once from the environment.
 
 Every value comes through the typed helpers in ``conflictdesk.env`` (a bad value
-fails at start-up, not at first use). Development (DJANGO_DEBUG=1, the default)
-has safe local defaults; production (DJANGO_DEBUG=0) refuses to start without a
-secret key, allowed hosts and a database, and turns on secure cookies and HSTS.
+fails at start-up, not at first use). Production (DJANGO_DEBUG unset or 0, the
+default) refuses to start without a secret key, allowed hosts and a database, and
+turns on secure cookies and HSTS; development (DJANGO_DEBUG=1: the Makefile, the
+demo and the tests set it) has safe local defaults.
 Sections follow concerns, not history: core, database, authentication,
 security, e-mail, API, Celery and its schedule, the sync engine, the desk,
 metrics, logging, demo.
@@ -18,7 +19,8 @@ from .env import env_bool, env_float, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- core --------------------------------------------------------------------
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: a bare start (a plain `docker run`) must never get the dev key or an open /metrics.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")

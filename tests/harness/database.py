@@ -32,6 +32,7 @@ def scratch_database(name: str):
     admin.execute(f'CREATE DATABASE "{db}"')
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conflictdesk.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "1")  # the bench runs on the development servers and defaults
     try:
         import django
 

@@ -37,6 +37,7 @@ def engine_env(db_url: str, broker_url: str, fhir_url: str = FHIR, *, production
         "CONFLICTDESK_FHIR_BASE_URL": fhir_url,
         "CONFLICTDESK_CENTRAL_POLL_SECONDS": "3600",
         "CONFLICTDESK_POLL_OVERLAP_SECONDS": "1",
+        "DJANGO_DEBUG": "1",  # the development defaults (settings are production unless asked)
     }
     if production:
         env |= {

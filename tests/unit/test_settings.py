@@ -115,3 +115,18 @@ def test_production_serves_static_files_and_exempts_probes_from_ssl_redirect():
     assert result.returncode == 0, result.stderr
     assert "whitenoise" in result.stdout
     assert "healthz" in result.stdout and "metrics" in result.stdout
+
+
+def test_it_is_production_unless_debug_is_asked_for():
+    """Finding 7: a plain start (a bare `docker run`) gets production settings, never the dev key."""
+    refused = _load_settings({})
+    assert refused.returncode != 0 and "ImproperlyConfigured" in refused.stderr
+    result = _load_settings({"DJANGO_SECRET_KEY": "x" * 50, "DJANGO_ALLOWED_HOSTS": "desk.example.org",
+                             "DATABASE_URL": "postgres://u:p@127.0.0.1:5432/db"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]
+
+
+def test_the_image_runs_with_debug_off():
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    assert 'DJANGO_DEBUG=0' in dockerfile.split("FROM ${PYTHON_IMAGE} AS runtime")[1].split("RUN ")[0]
