@@ -429,7 +429,7 @@ def _parse_object(r: _Reader, owner_rm: str, attr: str) -> CObject:
         r.eat("use_node")
         rm = r.word()
         node_id = r.node_id()
-        occ = r.occurrences()
+        occ = r.occurrences(default=None)  # unstated: the target's (SPEC-233)
         r.ws()
         m = re.compile(r"/[^\s{}]*").match(r.s, r.i)
         if not m:
@@ -698,6 +698,7 @@ def read_adl(path: Path, *, flat: bool = True) -> Archetype:
             raise AdlError(f"{path.name}: parent archetype {arch.parent_id} not found beside it")
         arch = flatten(read_adl(parent_path), arch)
     check_terms(arch)
+    check_internal_refs(arch)
     return arch
 
 
@@ -738,7 +739,9 @@ def _conforms(child_rm: str, parent_rm: str) -> bool:
     return False
 
 
-def _within(child: tuple, parent: tuple) -> bool:
+def _within(child: tuple | None, parent: tuple | None) -> bool:
+    if child is None or parent is None:  # an internal reference without occurrences takes its target's
+        return True
     lo_c, hi_c = child[0], child[1]
     lo_p, hi_p = parent[0], parent[1]
     return lo_c >= lo_p and (hi_p is None or (hi_c is not None and hi_c <= hi_p))
@@ -876,3 +879,40 @@ def check_terms(arch: Archetype) -> None:
             missing.update(code for _, term, code in o.ordinals if term == "local" and code not in arch.terms)
     if missing:
         raise AdlError(f"{arch.archetype_id}: codes without an English term (VATDF): {sorted(missing)}")
+
+
+_PATH_STEP = re.compile(r"/([a-z_]+)(?:\[(at[0-9.]+)\])?")
+
+
+def resolve(root: CObject, path: str) -> CObject:
+    """The C_OBJECT at an archetype path such as /data[at0001]/events[at0010]/data[at0003]."""
+    obj = root
+    pos = 0
+    while pos < len(path):
+        m = _PATH_STEP.match(path, pos)
+        if not m:
+            raise AdlError(f"bad path {path!r}")
+        pos = m.end()
+        attr = next((a for a in obj.attributes if a.name == m.group(1)), None)
+        if attr is None:
+            raise AdlError(f"path {path!r}: no attribute {m.group(1)!r}")
+        if m.group(2):
+            hits = [o for o in attr.children if o.node_id == m.group(2)]
+        else:
+            hits = attr.children if len(attr.children) == 1 else []
+        if len(hits) != 1:
+            raise AdlError(f"path {path!r}: {m.group(0)!r} does not name one object")
+        obj = hits[0]
+    return obj
+
+
+def check_internal_refs(arch: Archetype) -> None:
+    """VDFPT: every use_node names an existing node of its own type."""
+    for o in walk(arch.definition):
+        if o.kind == "internal_ref":
+            try:
+                target = resolve(arch.definition, o.target_path)
+            except AdlError as e:
+                raise AdlError(f"{arch.archetype_id}: use_node {o.target_path}: {e}") from None
+            if target.rm_type != o.rm_type or target.kind != "complex":
+                raise AdlError(f"{arch.archetype_id}: use_node {o.rm_type} {o.target_path} names a {target.rm_type}")

@@ -47,6 +47,7 @@ import re
 import sys
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -57,8 +58,6 @@ OPT_DIR = CORPUS / "templates"
 OUT = HERE / "conflictdesk_oncology.v1.opt"
 
 TEMPLATE_ID = "ConflictDesk Oncology Encounter.v1"
-# Stable uid: derived from the template id, so regeneration is byte-for-byte identical.
-TEMPLATE_UID = str(uuid.uuid5(uuid.NAMESPACE_URL, "urn:conflictdesk:opt:" + TEMPLATE_ID))
 
 NS = "http://schemas.openehr.org/v1"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -68,11 +67,16 @@ ET.register_namespace("", NS)
 ET.register_namespace("xsi", XSI)
 
 TNM_PATH_ID = "openEHR-EHR-CLUSTER.tnm-pathological.v1"
+# Which tnm-pathological.v1 the template carries (see the module docstring): "derived" (our tnm.v1
+# derivation, node ids at0003..., FLAT .../pathological_stage_grouping) or "ckm" (the CKM archetype
+# of the corpus, flattened onto tnm.v1: node ids at0003.1..., .../stage_grouping). "derived" stays the
+# default while sync/mapping (hooks_tnm, tnm-pathological.v1.yml) and sync/demo read its codes and paths.
+TNM_PATHOLOGICAL = "derived"
 
 if str(HERE) not in sys.path:  # adl.py sits beside this script, which also runs as a loaded file (tests)
     sys.path.insert(0, str(HERE))
 from adl import (  # noqa: E402  (the ADL 1.4 reader)
-    AdlError, Archetype, CAttribute, CObject, parse_interval, read_adl,
+    AdlError, Archetype, CAttribute, CObject, parse_interval, read_adl, resolve,
 )
 
 
@@ -219,7 +223,22 @@ def emit_ordinal(parent_attr: ET.Element, obj: CObject, arch: Archetype) -> None
         ordinal("list", value, terminology, code)
 
 
-def emit_object(parent_attr: ET.Element, obj: CObject, fillers: dict, arch: Archetype) -> None:
+@dataclass
+class _Ctx:
+    arch: Archetype
+    fillers: dict  # slot node id -> archetype roots that fill (and close) it
+    expand_refs: bool  # see INTERNAL_REFS
+
+
+# use_node (ARCHETYPE_INTERNAL_REF) in the OPT: "expand" writes a copy of the target node in its place
+# (what an operational template is for: EHRbase's web template builder, openEHR_SDK OPTParser, drops
+# ARCHETYPE_INTERNAL_REF nodes, so data could not be recorded there); "keep" writes the
+# ARCHETYPE_INTERNAL_REF with its archetype-relative target_path, as the AM 1.4 schema allows.
+INTERNAL_REFS = "expand"
+
+
+def emit_object(parent_attr: ET.Element, obj: CObject, ctx: _Ctx) -> None:
+    fillers, arch = ctx.fillers, ctx.arch
     if obj.kind == "slot":
         fill = fillers.get(obj.node_id)
         if fill:  # slot filled (and closed) by archetype roots, as template designers do
@@ -235,7 +254,16 @@ def emit_object(parent_attr: ET.Element, obj: CObject, fillers: dict, arch: Arch
         emit_ordinal(parent_attr, obj, arch)
         return
     if obj.kind == "internal_ref":  # use_node: the target path is relative to the archetype root
-        ch = _node_head(parent_attr, "ARCHETYPE_INTERNAL_REF", obj)
+        target = resolve(arch.definition, obj.target_path)
+        occurrences = obj.occurrences or target.occurrences
+        if ctx.expand_refs:
+            copy_ = copy.copy(target)
+            copy_.occurrences = occurrences
+            emit_object(parent_attr, copy_, ctx)
+            return
+        ref = copy.copy(obj)
+        ref.occurrences = occurrences
+        ch = _node_head(parent_attr, "ARCHETYPE_INTERNAL_REF", ref)
         sub(ch, "target_path", obj.target_path)
         return
     if obj.kind == "code_phrase":
@@ -270,10 +298,10 @@ def emit_object(parent_attr: ET.Element, obj: CObject, fillers: dict, arch: Arch
     if obj.kind != "complex":
         raise AdlError(f"no OPT form for a {obj.kind} constraint")
     ch = sub(parent_attr, "children", xsi_type="C_COMPLEX_OBJECT")
-    emit_complex_body(ch, obj, fillers, arch)
+    emit_complex_body(ch, obj, ctx)
 
 
-def emit_complex_body(el: ET.Element, obj: CObject, fillers: dict, arch: Archetype,
+def emit_complex_body(el: ET.Element, obj: CObject, ctx: _Ctx,
                       added: dict[str, list[ET.Element]] | None = None) -> None:
     sub(el, "rm_type_name", obj.rm_type)
     interval(el, "occurrences", *obj.occurrences)
@@ -285,7 +313,7 @@ def emit_complex_body(el: ET.Element, obj: CObject, fillers: dict, arch: Archety
         interval(attr, "existence", *existence)
         sub(attr, "match_negated", "false")
         for child in a.children:
-            emit_object(attr, child, fillers, arch)
+            emit_object(attr, child, ctx)
         if a.multiple:
             lo, hi, ordered = a.cardinality or (0, None, False)
             card = sub(attr, "cardinality")
@@ -306,16 +334,21 @@ def emit_complex_body(el: ET.Element, obj: CObject, fillers: dict, arch: Archety
 
 
 def archetype_root(arch: Archetype, occurrences=(0, None), fillers: dict | None = None,
-                   node_id: str | None = None, added: dict[str, list[ET.Element]] | None = None) -> ET.Element:
+                   node_id: str | None = None, added: dict[str, list[ET.Element]] | None = None,
+                   internal_refs: str | None = None) -> ET.Element:
     """C_ARCHETYPE_ROOT for a (flat) archetype: its definition, then archetype_id, term_definitions
     (all English terms) and term_bindings. `fillers` closes slots (slot node id -> roots); `added`
-    constrains attributes the archetype leaves open (e.g. a COMPOSITION's content)."""
+    constrains attributes the archetype leaves open (e.g. a COMPOSITION's content); `internal_refs`
+    "expand" or "keep" (default INTERNAL_REFS)."""
+    mode = internal_refs or INTERNAL_REFS
+    if mode not in ("expand", "keep"):
+        raise ValueError(f"internal_refs {mode!r}: 'expand' or 'keep'")
     el = ET.Element(q("children"), {XSI_TYPE: "C_ARCHETYPE_ROOT"})
     root = copy.copy(arch.definition)
     root.occurrences = occurrences
     if node_id:
         root.node_id = node_id
-    emit_complex_body(el, root, fillers or {}, arch, added)
+    emit_complex_body(el, root, _Ctx(arch, fillers or {}, mode == "expand"), added)
     aid = sub(el, "archetype_id")
     sub(aid, "value", arch.archetype_id)
     for code in sorted(arch.terms, key=_code_key):
@@ -525,22 +558,22 @@ CODED = {
 NOT_AVAILABLE = ["openEHR-EHR-OBSERVATION.body_weight.v2", "openEHR-EHR-OBSERVATION.height.v2"]
 
 
-def build() -> ET.Element:
+def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_ID) -> ET.Element:
     def a(aid: str) -> Archetype:
-        # Parsed on demand: the corpus holds archetypes this template does not use, in ADL
-        # constructs the reader need not know (e.g. DV_ORDINAL lists).
         return read_adl(ADL_DIR / f"{aid}.adl")
 
     # EVALUATION problem_diagnosis with clinical and pathological TNM in 'Specific details'
     tnm = a("openEHR-EHR-CLUSTER.tnm.v1")
-    tnm_path = derive_tnm_pathological(tnm)
+    if tnm_pathological == "derived":
+        tnm_path_el = archetype_root(derive_tnm_pathological(tnm), (0, 1), node_id="at0000.1")
+    elif tnm_pathological == "ckm":
+        tnm_path_el = archetype_root(a(TNM_PATH_ID), (0, 1))  # flattened onto tnm.v1 by read_adl
+    else:
+        raise ValueError(f"tnm_pathological {tnm_pathological!r}: 'derived' or 'ckm'")
     pd = a("openEHR-EHR-EVALUATION.problem_diagnosis.v1")
     code_text_elements(pd, CODED["problem_diagnosis"])
     pd_el = archetype_root(pd, fillers={
-        find_slot_node(pd, "Specific details"): [
-            archetype_root(tnm, (0, 1)),
-            archetype_root(tnm_path, (0, 1), node_id="at0000.1"),
-        ]})
+        find_slot_node(pd, "Specific details"): [archetype_root(tnm, (0, 1)), tnm_path_el]})
 
     # OBSERVATION laboratory_test_result with the analyte cluster
     analyte = lift("kds_lab_report.opt", "openEHR-EHR-CLUSTER.laboratory_test_analyte.v1",
@@ -580,10 +613,31 @@ def build() -> ET.Element:
         content.append(el)
     content.append(card)
 
-    return wrap(comp)
+    return wrap(comp, template_id, *oncology_description(tnm_pathological))
 
 
-def wrap(comp: ET.Element) -> ET.Element:
+def oncology_description(tnm_pathological: str = "derived") -> tuple[str, str]:
+    purpose = ("Oncology encounter: vital signs, laboratory results (tumour markers), anticancer "
+               "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
+               "health risk assessment. Test and mapping template of ConflictDesk.")
+    tnm = (f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts)."
+           if tnm_pathological == "derived" else
+           f"{TNM_PATH_ID} is the CKM archetype, flattened onto its parent openEHR-EHR-CLUSTER.tnm.v1.")
+    use = ["Built by deploy/templates/build_oncology_opt.py from the CKM ADL 1.4 archetypes in the corpus.",
+           "Lifted from corpus OPTs: " + "; ".join(f"{k} from {v[0]}" + (f" ({v[1]})" if v[1] else "")
+                                                    for k, v in SPLICES.items()) + ".",
+           tnm,
+           "Template constraints: these text elements also accept DV_CODED_TEXT: "
+           + "; ".join(f"{k} {t!r} ({v})" for k, m in CODED.items() for t, v in m.items()) + ".",
+           "Not included (no source in the corpus): " + ", ".join(NOT_AVAILABLE) + "."]
+    return purpose, " ".join(use)
+
+
+def wrap(comp: ET.Element, template_id: str = TEMPLATE_ID, purpose: str | None = None,
+         use: str | None = None) -> ET.Element:
+    """The OPT 1.4 <template> around a COMPOSITION C_ARCHETYPE_ROOT (which becomes its definition)."""
+    if purpose is None or use is None:
+        purpose, use = oncology_description()
     t = ET.Element(q("template"))
     t.set("xmlns:xs", XS)  # for xsi:type="xs:string" values
     lang = sub(t, "language")
@@ -599,47 +653,44 @@ def wrap(comp: ET.Element) -> ET.Element:
     lang2 = sub(det, "language")
     sub(sub(lang2, "terminology_id"), "value", "ISO_639-1")
     sub(lang2, "code_string", "en")
-    sub(det, "purpose", "Oncology encounter: vital signs, laboratory results (tumour markers), anticancer "
-                        "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
-                        "health risk assessment. Test and mapping template of ConflictDesk.")
-    use = ["Built by deploy/templates/build_oncology_opt.py from the CKM ADL 1.4 archetypes in the corpus.",
-           "Lifted from corpus OPTs: " + "; ".join(f"{k} from {v[0]}" + (f" ({v[1]})" if v[1] else "")
-                                                    for k, v in SPLICES.items()) + ".",
-           f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts).",
-           "Template constraints: these text elements also accept DV_CODED_TEXT: "
-           + "; ".join(f"{k} {t!r} ({v})" for k, m in CODED.items() for t, v in m.items()) + ".",
-           "Not included (no source in the corpus): " + ", ".join(NOT_AVAILABLE) + "."]
-    sub(det, "use", " ".join(use))
+    sub(det, "purpose", purpose)
+    sub(det, "use", use)
     uid = sub(t, "uid")
-    sub(uid, "value", TEMPLATE_UID)
+    # Stable uid: derived from the template id, so regeneration is byte-for-byte identical.
+    sub(uid, "value", str(uuid.uuid5(uuid.NAMESPACE_URL, "urn:conflictdesk:opt:" + template_id)))
     tid = sub(t, "template_id")
-    sub(tid, "value", TEMPLATE_ID)
-    sub(t, "concept", TEMPLATE_ID)
+    sub(tid, "value", template_id)
+    sub(t, "concept", template_id)
     comp.tag = q("definition")
     del comp.attrib[XSI_TYPE]
     # definition: template_id goes right after archetype_id
     aid_idx = list(comp).index(comp.find(q("archetype_id")))
     tid2 = ET.Element(q("template_id"))
-    sub(tid2, "value", TEMPLATE_ID)
+    sub(tid2, "value", template_id)
     comp.insert(aid_idx + 1, tid2)
     t.append(comp)
     return t
 
 
-def render() -> bytes:
-    tree = build()
+def serialise(tree: ET.Element) -> bytes:
     _normalise(tree)
     ET.indent(tree, space="    ")
     body = ET.tostring(tree, encoding="unicode", short_empty_elements=False)
     return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + body + "\n").encode("utf-8")
 
 
+def render(tnm_pathological: str = TNM_PATHOLOGICAL) -> bytes:
+    return serialise(build(tnm_pathological))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--check", action="store_true", help="fail if the committed OPT differs from a fresh build")
+    ap.add_argument("--tnm-pathological", choices=("derived", "ckm"), default=TNM_PATHOLOGICAL,
+                    help="which CLUSTER.tnm-pathological.v1 to carry (default %(default)s; see the docstring)")
     args = ap.parse_args(argv)
-    data = render()
+    data = render(args.tnm_pathological)
     if args.check:
         same = args.out.exists() and args.out.read_bytes() == data
         print(f"{args.out}: {'up to date' if same else 'STALE'}")
