@@ -4,6 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from audit.models import AuditEvent
+from sync.clients import ids
 from sync.workflow import diff
 from sync.mapping import MappingError
 from sync.models import (Conflict, DeadLetter, Direction, PatientLink, RecordLink, Resolution, RunAttempt, Site,
@@ -219,8 +220,18 @@ class TriggerSerializer(serializers.Serializer):
             raise serializers.ValidationError(f"no patient link {value}")
         return link
 
+    # Both ids go into EHRbase URL paths (sync.clients.ids checks them again there): UUIDs only.
     def validate_composition_uid(self, value):
-        return value.strip().split("::", 1)[0]
+        try:
+            return ids.object_uid(value.strip()).split("::", 1)[0]
+        except ids.InvalidIdentifier as exc:
+            raise serializers.ValidationError("a composition uid (UUID, or uuid::system::version)") from exc
+
+    def validate_ehr_id(self, value):
+        try:
+            return ids.ehr_id(value.strip().lower())
+        except ids.InvalidIdentifier as exc:
+            raise serializers.ValidationError("an EHR id (UUID)") from exc
 
     def validate(self, data):
         if "patient_link" in data:

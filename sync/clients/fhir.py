@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import httpx
 
+from . import ids
 from .errors import InvalidRequest, PreconditionFailed
 from .http import DEFAULT_TIMEOUT, HttpSession, error_for_status, unquote_etag
 
@@ -100,10 +101,10 @@ class FHIRClient:
     # --- Reads ------------------------------------------------------------
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        return self.http.request("GET", f"{resource_type}/{resource_id}").json()
+        return self.http.request("GET", _path(resource_type, resource_id)).json()
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
-        return self.http.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}").json()
+        return self.http.request("GET", _path(resource_type, resource_id, version_id)).json()
 
     def vread_many(self, refs: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
         """Several exact versions (type, id, version) in one round trip, in the order asked.
@@ -114,7 +115,7 @@ class FHIRClient:
         """
         if not refs:
             return []
-        paths = [f"{t}/{i}/_history/{v}" for t, i, v in refs]
+        paths = [_path(t, i, v) for t, i, v in refs]
         bundle = {"resourceType": "Bundle", "type": "batch",
                   "entry": [{"request": {"method": "GET", "url": path}} for path in paths]}
         answer = self.http.request("POST", "", json=bundle, headers={"Content-Type": FHIR_JSON}).json()
@@ -137,7 +138,7 @@ class FHIRClient:
 
         Entries with search mode ``outcome`` (server warnings) are skipped.
         """
-        for entry in self._entries(resource_type, params):
+        for entry in self._entries(ids.fhir_type(resource_type), params):
             if (entry.get("search") or {}).get("mode") != "outcome" and "resource" in entry:
                 yield entry["resource"]
 
@@ -159,7 +160,7 @@ class FHIRClient:
         params = {"_since": since.isoformat()}
         if page_size:
             params["_count"] = str(page_size)
-        paths = [f"{t}/_history" for t in resource_types] if resource_types else ["_history"]
+        paths = [f"{ids.fhir_type(t)}/_history" for t in resource_types] if resource_types else ["_history"]
         for path in paths:
             for entry in self._entries(path, params):
                 yield _history_entry(entry)
@@ -177,7 +178,7 @@ class FHIRClient:
         if if_none_exist is not None:
             headers["If-None-Exist"] = str(httpx.QueryParams(if_none_exist))
         response = self.http.request(
-            "POST", resource["resourceType"], json=resource, headers=headers, stale_statuses=(409,)
+            "POST", ids.fhir_type(resource["resourceType"]), json=resource, headers=headers, stale_statuses=(409,)
         )
         return _written(response, resource["resourceType"])
 
@@ -187,20 +188,20 @@ class FHIRClient:
         if if_match_version is not None:
             headers["If-Match"] = f'W/"{if_match_version}"'
         resource_type = resource["resourceType"]
-        response = self.http.request("PUT", f"{resource_type}/{resource['id']}", json=resource, headers=headers)
+        response = self.http.request("PUT", _path(resource_type, resource["id"]), json=resource, headers=headers)
         return _written(response, resource_type)
 
     def conditional_update(self, resource: dict[str, Any], criteria: Criteria) -> Written:
         """Update the one resource matching ``criteria``, or create it when none does."""
         resource_type = resource["resourceType"]
         response = self.http.request(
-            "PUT", resource_type, params=criteria, json=resource, headers=_write_headers()
+            "PUT", ids.fhir_type(resource_type), params=criteria, json=resource, headers=_write_headers()
         )
         return _written(response, resource_type)
 
     def delete(self, resource_type: str, resource_id: str, *, if_match_version: str | None = None) -> None:
         headers = {"If-Match": f'W/"{if_match_version}"'} if if_match_version is not None else {}
-        self.http.request("DELETE", f"{resource_type}/{resource_id}", headers=headers)
+        self.http.request("DELETE", _path(resource_type, resource_id), headers=headers)
 
     def transaction(self, bundle: dict[str, Any]) -> TransactionResult:
         """Post a transaction Bundle: all entries commit or none do (any failure raises)."""
@@ -223,7 +224,7 @@ class FHIRClient:
         try:
             response = self.http.request(
                 "POST",
-                f"{resource['resourceType']}/$validate",
+                f"{ids.fhir_type(resource['resourceType'])}/$validate",
                 params=params,
                 json=resource,
                 headers={"Content-Type": FHIR_JSON},
@@ -243,6 +244,12 @@ class FHIRClient:
             yield from bundle.get("entry", [])
             # The next link already carries the query (and the server's page id).
             url, params = _link(bundle, "next"), None
+
+
+def _path(resource_type: str, resource_id: str, version_id: str | None = None) -> str:
+    """``Type/id`` or ``Type/id/_history/vid``, each part checked (``sync.clients.ids``) before it enters the path."""
+    path = f"{ids.fhir_type(resource_type)}/{ids.fhir_id(resource_id)}"
+    return path if version_id is None else f"{path}/_history/{ids.fhir_id(str(version_id))}"
 
 
 def _status_code(status: str | None) -> int | None:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import httpx
 
+from . import ids
 from .errors import InvalidRequest, NotFound
 from .http import DEFAULT_TIMEOUT, HttpSession, unquote_etag
 from .openehr_changes import ChangeRow, iter_changes
@@ -152,13 +153,13 @@ class OpenEHRClient:
             body = json.dumps(_ehr_status(subject_id, subject_namespace)).encode()
         headers = {"Content-Type": "application/json", "Prefer": "return=representation"}
         if ehr_id:
-            response = self.http.request("PUT", f"ehr/{ehr_id}", content=body, headers=headers)
+            response = self.http.request("PUT", f"ehr/{ids.ehr_id(ehr_id)}", content=body, headers=headers)
         else:
             response = self.http.request("POST", "ehr", content=body, headers=headers)
         return _parse_ehr(response)
 
     def get_ehr(self, ehr_id: str) -> Ehr:
-        return _parse_ehr(self.http.request("GET", f"ehr/{ehr_id}"))
+        return _parse_ehr(self.http.request("GET", f"ehr/{ids.ehr_id(ehr_id)}"))
 
     def find_ehr(self, subject_id: str, subject_namespace: str) -> Ehr | None:
         """The EHR of a subject, or None when the CDR has none."""
@@ -203,7 +204,7 @@ class OpenEHRClient:
     def web_template(self, template_id: str) -> dict[str, Any]:
         """The web template (the JSON tree FLAT paths are derived from)."""
         return self.http.request(
-            "GET", f"definition/template/adl1.4/{template_id}", headers={"Accept": WEB_TEMPLATE_JSON}
+            "GET", f"definition/template/adl1.4/{ids.segment(template_id, 'template id')}", headers={"Accept": WEB_TEMPLATE_JSON}
         ).json()
 
     # --- Compositions -----------------------------------------------------
@@ -218,7 +219,7 @@ class OpenEHRClient:
         """
         response = self.http.request(
             "POST",
-            f"ehr/{ehr_id}/composition",
+            f"ehr/{ids.ehr_id(ehr_id)}/composition",
             stale_statuses=(),
             **_composition_body(composition, template_id),
         )
@@ -237,7 +238,8 @@ class OpenEHRClient:
         Raises ``PreconditionFailed`` when someone committed in between; the
         engine then re-reads and decides, it never blindly retries.
         """
-        uid = preceding_version_uid.split("::", 1)[0]
+        ids.ehr_id(ehr_id)
+        uid = ids.object_uid(preceding_version_uid).split("::", 1)[0]
         request = _composition_body(composition, template_id)
         request["headers"]["If-Match"] = preceding_version_uid
         response = self.http.request("PUT", f"ehr/{ehr_id}/composition/{uid}", **request)
@@ -249,7 +251,7 @@ class OpenEHRClient:
         EHRbase answers a stale ``preceding_version_uid`` here with 409, not 412.
         """
         response = self.http.request(
-            "DELETE", f"ehr/{ehr_id}/composition/{preceding_version_uid}", stale_statuses=(409, 412)
+            "DELETE", f"ehr/{ids.ehr_id(ehr_id)}/composition/{ids.object_uid(preceding_version_uid)}", stale_statuses=(409, 412)
         )
         return unquote_etag(response.headers.get("ETag"))
 
@@ -259,7 +261,8 @@ class OpenEHRClient:
         EHRbase answers 204 for a deleted composition; that surfaces as ``NotFound``.
         """
         accept = FLAT_JSON if flat else "application/json"
-        response = self.http.request("GET", f"ehr/{ehr_id}/composition/{uid}", headers={"Accept": accept})
+        path = f"ehr/{ids.ehr_id(ehr_id)}/composition/{ids.object_uid(uid)}"
+        response = self.http.request("GET", path, headers={"Accept": accept})
         if response.status_code == 204:
             raise NotFound(method="GET", path=response.request.url.path, status=204, reason="deleted")
         content = response.json()
@@ -268,7 +271,8 @@ class OpenEHRClient:
 
     def revision_history(self, ehr_id: str, uid: str) -> list[Revision]:
         """Every version of a composition, deletions included (AQL cannot see those)."""
-        body = self.http.request("GET", f"ehr/{ehr_id}/versioned_composition/{uid}/revision_history").json()
+        path = f"ehr/{ids.ehr_id(ehr_id)}/versioned_composition/{ids.object_uid(uid)}/revision_history"
+        body = self.http.request("GET", path).json()
         items = body.get("items", []) if isinstance(body, dict) else body
         revisions = []
         for item in items:

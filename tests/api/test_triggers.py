@@ -10,6 +10,9 @@ from sync.models import ChangeEvent, PatientLink, SyncRun
 from sync.workflow.services import use_services
 from tests.desk import factories as f
 
+NEW_UID = "0f3c4a2e-8b1d-4e5f-9a6b-7c8d9e0f1a2b"
+OTHER_EHR = "1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7a8b"
+
 
 @pytest.fixture
 def queued(monkeypatch):
@@ -38,9 +41,9 @@ def test_one_composition_linked_or_with_its_ehr(api, people, conflict, queued, d
     client = api(people.steward)
     with django_capture_on_commit_callbacks(execute=True):
         assert post(client, {"site": "site1", "composition_uid": f"{vo_uid}::ehrbase.org::2"}).status_code == 202
-        assert post(client, {"site": "site1", "composition_uid": "new-uid", "ehr_id": "e-1"}).status_code == 202
+        assert post(client, {"site": "site1", "composition_uid": NEW_UID, "ehr_id": OTHER_EHR}).status_code == 202
     assert queued == [("sync.detect_compositions", (conflict.record_link.site_id, f.EHR_ID, [vo_uid])),
-                      ("sync.detect_compositions", (conflict.record_link.site_id, "e-1", ["new-uid"]))]
+                      ("sync.detect_compositions", (conflict.record_link.site_id, OTHER_EHR, [NEW_UID]))]
     event = AuditEvent.objects.filter(action="api.trigger.composition").earliest("pk")
     assert event.record_key == conflict.run.record_key
 
@@ -56,8 +59,8 @@ def test_one_patient(api, people, conflict, queued, django_capture_on_commit_cal
 @pytest.mark.parametrize("body,field", [
     ({}, "site"),
     ({"site": "nowhere"}, "site"),
-    ({"site": "site1", "composition_uid": "unlinked"}, "ehr_id"),
-    ({"site": "site1", "ehr_id": "e-1"}, "composition_uid"),
+    ({"site": "site1", "composition_uid": NEW_UID}, "ehr_id"),
+    ({"site": "site1", "ehr_id": OTHER_EHR}, "composition_uid"),
     ({"patient_link": 999999}, "patient_link"),
     ({"patient_link": "one"}, "patient_link"),
     ({"patient_link": "LINK", "site": "site1"}, "site"),
@@ -107,3 +110,20 @@ def test_the_worker_side_records_changes_through_detection(db, monkeypatch):
     from sync.models import Cursor
 
     assert Cursor.objects.get(source="site:site1").position is None  # the poller's cursor did not move
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"site": "site1", "composition_uid": "0f3c4a2e-8b1d-4e5f-9a6b-7c8d9e0f1a2b",
+      "ehr_id": "ehr/../../../../management/env"}, "ehr_id"),
+    ({"site": "site1", "composition_uid": "../../../../management/env", "ehr_id": f.EHR_ID}, "composition_uid"),
+    ({"site": "site1", "composition_uid": "0f3c4a2e-8b1d-4e5f-9a6b-7c8d9e0f1a2b/../../x", "ehr_id": f.EHR_ID},
+     "composition_uid"),
+])
+def test_it_refuses_a_path_traversal_through_a_trigger(api, people, queued, django_capture_on_commit_callbacks,
+                                                        body, field):
+    """Finding 8: ids that would enter a URL path must be UUIDs (or version uids), checked at the door."""
+    f.make_site()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(api(people.admin), body)
+    assert response.status_code == 400 and field in response.json()
+    assert queued == [] and not AuditEvent.objects.filter(action="api.trigger.composition").exists()

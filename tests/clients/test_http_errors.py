@@ -112,7 +112,7 @@ def test_it_maps_ehrbase_412_to_precondition_failed():
     body = {"error": "Precondition Failed", "message": "If-Match version_uid does not match latest version"}
     client = cdr_with(httpx.Response(412, json=body))
     with pytest.raises(PreconditionFailed) as caught:
-        client.update_composition(EHR_ID, "c1::local.ehrbase.org::1", {"_type": "COMPOSITION"})
+        client.update_composition(EHR_ID, "0f3c4a2e-8b1d-4e5f-9a6b-7c8d9e0f1a2b::local.ehrbase.org::1", {"_type": "COMPOSITION"})
     assert caught.value.detail == body
 
 
