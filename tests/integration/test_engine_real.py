@@ -116,7 +116,7 @@ def test_a_site_commit_reaches_the_centre_with_provenance(worker, site, cdr, fhi
     provenance = fhir.read("Provenance", provenance_id(ref.version_uid))
     assert {t["reference"] for t in provenance["target"]} >= {f"{r['type']}/{r['id']}" for r in link.fhir_resources}
     assert ChangeEvent.objects.get(source_version=ref.version_uid).status == ChangeEvent.Status.SYNCED
-    report = reconcile_site(site, started - timedelta(seconds=1), _now())
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
     assert report.unaccounted == [] and ref.version_uid in report.by_state["synced"]
 
 
@@ -130,7 +130,7 @@ def test_two_quick_versions_apply_in_order(worker, site, cdr, fhir, ehr):
     assert [r.change_event.source_version for r in runs] == [v1.version_uid, v2.version_uid]
     assert runs[0].finished_at <= runs[1].finished_at
     assert central_systolic(fhir, link) == [90]
-    assert reconcile_site(site, started - timedelta(seconds=1), _now()).unaccounted == []
+    assert reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr).unaccounted == []
 
 
 def test_the_same_record_edited_at_the_site_and_centrally_is_a_conflict(worker, site, cdr, fhir, ehr):
@@ -148,7 +148,7 @@ def test_the_same_record_edited_at_the_site_and_centrally_is_a_conflict(worker, 
     assert 150 in [systolic(r) for r in conflict.fhir_resources]
     now = fhir.read(target["type"], target["id"])
     assert now["meta"]["versionId"] == central.version_id and systolic(now) == 150
-    assert reconcile_site(site, started - timedelta(seconds=1), _now()).unaccounted == []
+    assert reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr).unaccounted == []
 
 
 def test_an_unmappable_composition_is_dead_lettered_mailed_and_not_written(site, cdr, fhir, ehr, monkeypatch):
@@ -175,7 +175,7 @@ def test_an_unmappable_composition_is_dead_lettered_mailed_and_not_written(site,
     assert run.record_key in letter.error and letter.payload["uid"]["value"] == ref.version_uid
     assert len(mail.outbox) == 1 and str(letter.pk) in mail.outbox[0].subject
     assert not EngineWrite.objects.exists()
-    assert reconcile_site(site, _now() - timedelta(minutes=1), _now()).by_state["dead_letter"] == [ref.version_uid]
+    assert reconcile_site(site, _now() - timedelta(minutes=1), _now(), ehr_id=ehr).by_state["dead_letter"] == [ref.version_uid]
 
 
 def test_a_central_edit_reaches_the_site_and_does_not_echo(worker, site, cdr, fhir, ehr):
