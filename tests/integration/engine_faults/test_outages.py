@@ -40,7 +40,9 @@ def test_hapi_down_for_30_s_under_load_is_retried_on_the_exact_schedule(worker, 
     assert len(refs) >= OUTAGE_SECONDS - 5, len(refs)  # the load kept coming throughout
     failed = RunAttempt.objects.filter(run__in=runs_of(refs), outcome="transient")
     assert failed.filter(scheduled_delay_seconds=16.0).exists()  # the first runs met the whole outage
-    assert all("refused" in a.error_detail.lower() or "connect" in a.error_detail.lower() for a in failed)
+    # Refused, reset or timed out: which transport failure the proxy's cut gives depends on timing,
+    # so the class is asserted, never the wording.
+    assert {a.error_class for a in failed} == {"TransientError"}
     gaps = assert_survived(site, fhir, started, refs, links)
     print(f"\n{len(refs)} versions under a {OUTAGE_SECONDS} s HAPI outage, {len(gaps)} retries; "
           f"largest lateness {max(o - s for s, o in gaps):.2f} s")
