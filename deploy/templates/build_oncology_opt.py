@@ -4,19 +4,15 @@
     .venv/bin/python deploy/templates/build_oncology_opt.py            # (re)write the OPT
     .venv/bin/python deploy/templates/build_oncology_opt.py --check    # exit 1 if the file is stale
     .venv/bin/python deploy/templates/build_oncology_opt.py --out X.opt
+    .venv/bin/python deploy/templates/build_oncology_opt.py --tnm-pathological ckm --out X.opt
 
-No network, no third-party packages: only the standard library.
-
-Why our own ADL reader: the PyPI candidates were checked. `oehrpy` (0.17) reads and
-validates OPTs but cannot read ADL 1.4 or write an OPT; `pyopenehr-am` is ADL 2/OPT 2 only
-(and needs Python >= 3.12); `pyehr-openehr` needs Python >= 3.12 and is an RM library.
-None turns ADL 1.4 archetypes into an OPT 1.4, so this file carries a focused reader for
-the ADL 1.4 subset the CKM archetypes below use (C_COMPLEX_OBJECT, single/multiple
-C_ATTRIBUTE with existence/cardinality, ARCHETYPE_SLOT include/exclude, C_CODE_PHRASE with
-local and external terminology codes, C_DV_QUANTITY, C_PRIMITIVE ranges/patterns/lists
-for BOOLEAN/INTEGER/REAL/STRING/DURATION, DV_ORDINAL is not used by these files and is
-rejected loudly) plus the ODIN ontology (term_definitions in "en", term_bindings to
-terminology codes). Anything outside the subset raises AdlError rather than being guessed.
+No network, no third-party packages: only the standard library. The ADL 1.4 archetypes are read
+by adl.py beside this file (its docstring says why we read ADL ourselves and what it reads); this
+file writes OPT 1.4 XML (the openEHR AM 1.4 Archetype.xsd / OpenehrProfile.xsd / Template.xsd
+element order) from them: C_COMPLEX_OBJECT, C_SINGLE/C_MULTIPLE_ATTRIBUTE, ARCHETYPE_SLOT (or
+the archetype roots filling it), C_CODE_PHRASE, C_DV_QUANTITY, C_DV_ORDINAL, C_DV_SCALE (which
+EHRbase 2.x refuses: no corpus archetype has one), C_PRIMITIVE_OBJECT, and use_node either
+expanded (default, INTERNAL_REFS) or as ARCHETYPE_INTERNAL_REF.
 
 Where does each archetype come from
 -----------------------------------
@@ -31,13 +27,24 @@ Where does each archetype come from
   in SPLICES (template-level renames dropped, nested archetypes outside our scope removed).
 * body_weight.v2 and height.v2 are in no corpus ADL and no corpus OPT, so they are NOT in
   this template (we do not invent archetype content).
-* CLUSTER.tnm-pathological.v1: no ADL and no OPT in the corpus holds it. It is DERIVED here
-  from tnm.v1 as an ADL 1.4-style specialisation: archetype id
-  openEHR-EHR-CLUSTER.tnm-pathological.v1 (the CKM id the tnm.v1 misuse text points to),
-  the same node structure and at-codes as tnm.v1, with the root concept renamed
-  ("TNM pathological classification", node at0000.1) and element texts naming the
-  pathological prefix (pT, pN, pM). It is NOT the CKM-published tnm-pathological archetype
-  and is documented as our derivation in the archetype's description in the OPT.
+* CLUSTER.tnm-pathological.v1 (TNM_PATHOLOGICAL, --tnm-pathological):
+  - "derived" (the default, what the committed OPT carries): DERIVED here from tnm.v1 as an
+    ADL 1.4-style specialisation: archetype id openEHR-EHR-CLUSTER.tnm-pathological.v1, the same
+    node structure and at-codes as tnm.v1, with the root concept renamed ("TNM pathological
+    classification", node at0000.1) and element texts naming the pathological prefix (pT, pN,
+    pM). It is NOT the CKM-published archetype and says so in the OPT's description. It stays
+    the default because sync/mapping (hooks_tnm.py, specs/model/cluster/tnm-pathological.v1.yml:
+    T/N/M at0003/at0004/at0005, stage grouping at0031) and sync/demo/generator.py (FLAT
+    .../tnm_pathological_classification/pathological_stage_grouping) read its codes and paths.
+  - "ckm": the CKM archetype now in the corpus, flattened onto tnm.v1 by adl.read_adl. What
+    changes in the OPT: only this archetype root. Node ids at0003.1, at0004.1, at0005.1,
+    at0025.1, at0030.1, at0031.1 replace at0003/4/5/25/30/31 (texts: Primary tumour (pT), ...,
+    pTNM assessment, Stage grouping); four new elements at0.1 Sentinel node (sn), at0.2
+    Micrometastases (mi), at0.3 Regional lymph node ITC, at0.8 Distant metastasis ITC (codes
+    at0.4-at0.7); CKM's descriptions and comments. In FLAT, .../pathological_stage_grouping
+    becomes .../stage_grouping and sentinel_node_sn, micrometastases_mi,
+    regional_lymph_node_itc, distant_metastasis_itc appear; every other FLAT path is unchanged
+    (tests/templates/test_adl_ehrbase.py commits the oncology fixture against it).
 """
 from __future__ import annotations
 
