@@ -43,13 +43,13 @@ test: venv services
 ## tests/conftest.py marks what needs which server (db, integration, browser).
 test-unit: venv
 	DATABASE_URL=postgres://conflictdesk:none@127.0.0.1:1/no_server_in_test_unit \
-	CELERY_BROKER_URL=redis://127.0.0.1:1/0 \
+	CELERY_BROKER_URL=redis://127.0.0.1:1/0 CONFLICTDESK_CACHE_URL=locmem:// \
 	$(PY) -m pytest -m "not integration and not db and not browser"
 
 ## test-db: the tests that need PostgreSQL only (started here); no Redis, EHRbase, HAPI or Chromium
 test-db: venv
 	deploy/postgres.sh start
-	CELERY_BROKER_URL=redis://127.0.0.1:1/0 \
+	CELERY_BROKER_URL=redis://127.0.0.1:1/0 CONFLICTDESK_CACHE_URL=locmem:// \
 	$(PY) -m pytest -m "db and not integration and not browser"
 
 lock:

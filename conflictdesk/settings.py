@@ -115,6 +115,19 @@ if not _DATABASE_URL:
 DATABASES = {"default": dj_database_url.parse(_DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- cache: shared by every web process, because login and API rate limits are counted here.
+# A per-process cache would give each gunicorn worker its own five guesses. "locmem://" is for
+# test runs without Redis (make test-unit, test-db, and tests/dev_env.py's default) only.
+_CACHE_URL = env_str("CONFLICTDESK_CACHE_URL", "redis://127.0.0.1:6379/1")
+if _CACHE_URL.startswith("locmem://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL,
+                          "KEY_PREFIX": "conflictdesk"}}
+# How many reverse proxies (the TLS proxy: 1) append to X-Forwarded-For before us. The client is
+# the address the outermost trusted proxy saw; 0 (no proxy) ignores the header, which anyone can forge.
+CONFLICTDESK_TRUSTED_PROXY_COUNT = env_int("CONFLICTDESK_TRUSTED_PROXY_COUNT", 0)
+
 # --- authentication: django-allauth, e-mail login, no self sign-up, throttled logins, MFA
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -132,6 +145,8 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_RATE_LIMITS = {"login_failed": "5/5m/ip,5/5m/key"}
+# Rate limits count per client, not per proxy (see the cache section).
+ALLAUTH_TRUSTED_PROXY_COUNT = CONFLICTDESK_TRUSTED_PROXY_COUNT
 ACCOUNT_ADAPTER = "conflictdesk.desk.adapters.InviteOnlyAccountAdapter"
 # "Remember me" would stretch a session past the idle window; the window is the policy.
 ACCOUNT_SESSION_REMEMBER = False
@@ -171,6 +186,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Throttles identify clients the same way the login limits do (see the cache section).
+    "NUM_PROXIES": CONFLICTDESK_TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ConflictDesk API",
