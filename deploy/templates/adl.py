@@ -646,8 +646,9 @@ def _sections(text: str, source: str) -> dict[str, str]:
     for required in ("archetype", "concept", "definition", "ontology"):
         if required not in out:
             raise AdlError(f"{source}: no '{required}' section (ADL 1.4 expected)")
-    if "invariant" in out and out["invariant"].strip():
-        raise AdlError(f"{source}: invariant section not supported")
+    for unsupported in ("invariant", "rules"):
+        if out.get(unsupported, "").strip():
+            raise AdlError(f"{source}: {unsupported} section not supported")
     return out
 
 

@@ -362,3 +362,12 @@ def test_oncology_ckm_variant_differs_only_in_tnm_pathological(builder):
     assert ids == ["at0001", "at0002", "at0003.1", "at0004.1", "at0005.1", "at0006", "at0007", "at0012", "at0016",
                    "at0021", "at0025.1", "at0026", "at0027", "at0028", "at0029", "at0030.1", "at0031.1", "at0032",
                    "at0.1", "at0.2", "at0.3", "at0.8"]
+
+
+def test_sections_outside_adl_1_4_subset_are_refused(adl):
+    with pytest.raises(adl.AdlError, match="invariant"):
+        adl.parse_adl(SCALE_ADL.replace("ontology\n", "invariant\n\tscore: exists /items[at0001]\nontology\n"), "x")
+    with pytest.raises(adl.AdlError, match="no 'definition' section"):
+        adl.parse_adl(SCALE_ADL.replace("definition\n", "definitions\n"), "x")
+    with pytest.raises(adl.AdlError, match="VARDT"):
+        adl.parse_adl(SCALE_ADL.replace("openEHR-EHR-CLUSTER.conflictdesk", "openEHR-EHR-ELEMENT.conflictdesk"), "x")
