@@ -264,9 +264,15 @@ def _reverse_losses(spec, enc, doc, comp, lang) -> list:
             continue
         mine = residue.strip(r)
         twin = twins.get(r["resourceType"], {"resourceType": r["resourceType"]})
+        # the subject comes back from the caller's patient reference: only that reference survives (its
+        # display, identifier... are lost); our own document's sections are rebuilt from the entries'
+        # identifiers, a FHIR-born document's sections (titles, codes, narrative, grouping) are not read
+        if "reference" in (mine.get("subject") or {}):
+            twin["subject"] = {"reference": mine["subject"]["reference"]}
         for x in (mine, twin):
-            for k in ("section", "encounter", "subject"):
-                x.pop(k, None)
+            x.pop("encounter", None)
+            if parse_source_identifier(r) is not None:
+                x.pop("section", None)
         for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue

@@ -77,6 +77,8 @@ def _norm_fhir(node, top=False):
             v = [i for i in v if not (isinstance(i, dict) and i.get("system") == SOURCE_SYSTEM)]
             if not v:
                 continue
+        if k == "identifier" and isinstance(v, dict) and v.get("system") == SOURCE_SYSTEM:
+            continue  # a single Identifier (Composition.identifier is 0..1): ours too
         if k == "reference" and isinstance(v, str) and "/" in v and not v.startswith("Patient/"):
             v = v.split("/")[0]
         out[k] = _norm_fhir(v)

@@ -173,6 +173,10 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
         if id(r) not in grouped:
             losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping reads this resource",
                                "unmapped-entry"))
+    for r in resources:  # read by no mapping by design (parties, specimens, orders, Provenance): still declared
+        if r.get("resourceType") in _SKIP_TYPES and r.get("resourceType") not in composition_level.RESOURCES:
+            losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}",
+                               f"not composition content: from_fhir reads no {r.get('resourceType')}", "unmapped-entry"))
     level = [r for r in resources if r.get("resourceType") in ("Encounter", "Composition")]
     if not groups and not level:
         raise UnmappedTemplate("none of the resources has a model mapping", path=template_id, rule="registry")
