@@ -167,9 +167,17 @@ X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    # Subdomains too: a plain-http subdomain could otherwise set cookies for this host. Preload only
+    # marks the header; the domain joins browsers' lists when its owner submits it.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    # Liveness and Prometheus scrapes come over plain http inside the network.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    # Liveness comes over plain http from the container runtime (no data, no login).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # /metrics carries a bearer token: https like everything else, unless the operator states that
+    # Prometheus scrapes over a private network (compose's internal one does).
+    if env_bool("CONFLICTDESK_METRICS_PLAIN_HTTP", False):
+        SECURE_REDIRECT_EXEMPT.append(r"^metrics$")
 
 # --- e-mail: staff who receive dead letters and conflicts ----------------------
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
