@@ -244,6 +244,9 @@ class FHIRClient:
             yield from bundle.get("entry", [])
             # The next link already carries the query (and the server's page id).
             url, params = _link(bundle, "next"), None
+            if url is not None and not _on_base(url, self.http.base_url):
+                # Only pages of this server: a link elsewhere would take our requests (and credentials) there.
+                raise InvalidRequest(method="GET", path=path, reason="next link leaves the server's base URL")
 
 
 def _path(resource_type: str, resource_id: str, version_id: str | None = None) -> str:
@@ -322,6 +325,16 @@ def _split_location(location: str) -> tuple[str, str, str | None]:
         version_id = parts[-1]
         parts = parts[:-2]
     return parts[-2], parts[-1], version_id
+
+
+def _on_base(url: str, base_url: str) -> bool:
+    """True if ``url`` is absolute, with the base's scheme, host and port, and under its path."""
+    try:
+        target, base = httpx.URL(url), httpx.URL(base_url.rstrip("/") + "/")
+    except (httpx.InvalidURL, TypeError):
+        return False
+    return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port) and \
+        (target.path + "/").startswith(base.path) and ".." not in target.path.split("/")
 
 
 def _link(bundle: dict[str, Any], relation: str) -> str | None:
