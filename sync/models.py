@@ -53,6 +53,17 @@ class Cursor(models.Model):
     source = models.CharField(max_length=120, unique=True)
     position = models.DateTimeField(null=True, blank=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
+    # The poll's own state (sites): single flight, back-off, and what the health page shows.
+    poll_queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="A poll is queued or running since then; no other is sent (single flight)."
+    )
+    poll_failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed polls (transient faults).")
+    poll_retry_at = models.DateTimeField(null=True, blank=True, help_text="Backing off: next poll not before.")
+    poll_error = models.CharField(max_length=100, blank=True, help_text="Error class of the last failed poll.")
+    poll_ok_at = models.DateTimeField(null=True, blank=True, help_text="Last poll that reached the source.")
+    deletions_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last full pass of the (slow, paged) deletion check."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
@@ -189,6 +200,11 @@ class SyncRun(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     checkpoint = models.JSONField(default=dict, blank=True)
     attempt = models.PositiveIntegerField(default=0, help_text="Attempts of the current step.")
+    claims = models.PositiveIntegerField(
+        default=0,
+        help_text="How many times the run was claimed since a step last finished (an attempt recorded); "
+        "at CONFLICTDESK_CRASH_LOOP_CLAIMS the run dead-letters as crash_loop.",
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -223,6 +239,9 @@ class RunAttempt(models.Model):
     error_detail = models.TextField(blank=True)
     retry_after_seconds = models.FloatField(null=True, blank=True, help_text="Server's Retry-After, if any.")
     scheduled_delay_seconds = models.FloatField(null=True, blank=True)
+    start_lag_seconds = models.FloatField(
+        null=True, blank=True, help_text="How late a retry started after its due time (retries only)."
+    )
     worker = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -238,6 +257,7 @@ class DeadLetter(models.Model):
         UNMAPPED = "unmapped"
         FIDELITY = "fidelity"
         REJECTED = "rejected", "rejected by the destination"
+        CRASH_LOOP = "crash_loop", "crash loop (claimed repeatedly, no step finished)"
 
     class Status(models.TextChoices):
         OPEN = "open"
