@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a body: DRF's parsers bypass Django's own size check.
+    "conflictdesk.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -163,6 +165,9 @@ CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cook
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# No request here carries more than a decision, a site or a trigger: 1 MiB is generous, and it
+# bounds what one request can make a worker parse (BodySizeLimitMiddleware applies it to the API too).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("CONFLICTDESK_MAX_REQUEST_BYTES", 1024 * 1024)
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
@@ -194,6 +199,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per client, counted in the shared cache: a stolen token or a script cannot hammer the
+    # engine's servers through the triggers, nor the database through the listings.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle",
+                                 "rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"anon": env_str("CONFLICTDESK_API_ANON_RATE", "30/min"),
+                               "user": env_str("CONFLICTDESK_API_USER_RATE", "600/min")},
     # Throttles identify clients the same way the login limits do (see the cache section).
     "NUM_PROXIES": CONFLICTDESK_TRUSTED_PROXY_COUNT,
 }
