@@ -116,6 +116,10 @@ if not _DATABASE_URL:
     raise ImproperlyConfigured("DATABASE_URL is required when DJANGO_DEBUG=0")
 DATABASES = {"default": dj_database_url.parse(_DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The role production's web, worker and beat connect as (DATABASE_URL names it there; `migrate`
+# runs as the owner). After each migrate it is granted INSERT and SELECT only on the audit tables
+# (audit/db_roles.py), so the application can never rewrite its own trail.
+CONFLICTDESK_DB_APP_ROLE = env_str("CONFLICTDESK_DB_APP_ROLE", "conflictdesk_app")
 
 # --- cache: shared by every web process, because login and API rate limits are counted here.
 # A per-process cache would give each gunicorn worker its own five guesses. "locmem://" is for
@@ -250,6 +254,28 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_TRACK_STARTED = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Two queues. Runs go to the default one; detection (site and central polls, the deletion pass) and
+# beat's light ticks go to their own, so a slow or unreachable source never queues in front of the runs.
+# A worker started without -Q consumes both; docs/scale-out.md runs a small node for the poll queue.
+CONFLICTDESK_RUN_QUEUE = "celery"
+CONFLICTDESK_POLL_QUEUE = env_str("CONFLICTDESK_POLL_QUEUE", "sync.poll")
+CELERY_TASK_DEFAULT_QUEUE = CONFLICTDESK_RUN_QUEUE
+CELERY_TASK_QUEUES = {CONFLICTDESK_RUN_QUEUE: {}, CONFLICTDESK_POLL_QUEUE: {}}
+CELERY_TASK_ROUTES = {
+    name: {"queue": CONFLICTDESK_POLL_QUEUE}
+    for name in ("sync.poll_site", "sync.poll_central", "sync.poll_due", "sync.check_deletions", "sync.sweep")
+}
+# Poison work: no task runs forever or grows without bound. The soft limit raises inside the task
+# (a run records it as a failed attempt and retries on the schedule; a poll backs off); the hard
+# limit kills the pool process, and its run is re-claimed after its lease (a crash, counted below).
+# Both are per task; a run's lease (CONFLICTDESK_RUN_LEASE_SECONDS) is per step.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+# A pool process that grew past this (KiB) is replaced after its current task.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
+# A run claimed this many times without any step finishing (its worker died or hung in the same
+# step each time) dead-letters as crash_loop instead of being re-claimed forever.
+CONFLICTDESK_CRASH_LOOP_CLAIMS = env_int("CONFLICTDESK_CRASH_LOOP_CLAIMS", 3)
 
 # --- the schedule (Celery beat). Beat only ticks; each site's own
 # poll_interval_seconds is honoured by poll_due, so changing an interval needs
@@ -262,9 +288,12 @@ CONFLICTDESK_CENTRAL_POLL_SECONDS = env_int("CONFLICTDESK_CENTRAL_POLL_SECONDS",
 # With `manage.py sync_poll_loop` running, beat leaves detection to it: polls
 # through beat wait in the run queue, the loop does not (see sync.detection.poll_loop).
 CONFLICTDESK_POLL_LOOP = env_bool("CONFLICTDESK_POLL_LOOP", False)
+# Deletions are found on their own slow schedule, paged, never by the hot poll (sync.detection).
+CONFLICTDESK_DELETION_CHECK_SECONDS = env_float("CONFLICTDESK_DELETION_CHECK_SECONDS", 300)
 CELERY_BEAT_SCHEDULE = {
     "sync-sweep": {"task": "sync.sweep", "schedule": CONFLICTDESK_SWEEP_SECONDS},
     "audit-anchor-heads": {"task": "audit.anchor_heads", "schedule": CONFLICTDESK_ANCHOR_SECONDS},
+    "sync-check-deletions": {"task": "sync.check_deletions", "schedule": CONFLICTDESK_DELETION_CHECK_SECONDS},
 }
 if not CONFLICTDESK_POLL_LOOP:
     CELERY_BEAT_SCHEDULE |= {
@@ -287,13 +316,20 @@ CONFLICTDESK_RUN_LEASE_SECONDS = env_int("CONFLICTDESK_RUN_LEASE_SECONDS", 120)
 CONFLICTDESK_REDISPATCH_AFTER_SECONDS = env_int("CONFLICTDESK_REDISPATCH_AFTER_SECONDS", 30)
 # Re-read this much before each cursor to absorb clock skew; rows are de-duplicated.
 CONFLICTDESK_POLL_OVERLAP_SECONDS = env_int("CONFLICTDESK_POLL_OVERLAP_SECONDS", 5)
+# Detection reads and commits this many changes at a time (a first poll, a catch-up after an
+# outage): memory stays bounded and each page's cursor move commits with its events.
+CONFLICTDESK_DETECTION_PAGE_SIZE = env_int("CONFLICTDESK_DETECTION_PAGE_SIZE", 500)
+# Single flight: a poll queued this long ago and never finished (its message or worker lost) is
+# sent again; until then no second poll of that source is queued.
+CONFLICTDESK_POLL_STALE_SECONDS = env_int("CONFLICTDESK_POLL_STALE_SECONDS", 120)
 # Where watching the central server starts the first time (ISO 8601, e.g. 2026-01-01T00:00:00Z).
 # Unset: from the moment the engine first polls it; central changes made before that do not
 # flow back (set a date to backfill them). Sites always start from their beginning.
 CONFLICTDESK_CENTRAL_SINCE = env_str("CONFLICTDESK_CENTRAL_SINCE", "")
-# Resource types whose central changes flow back to the sites.
+# Resource types whose central changes flow back to the sites.  A Specimen flows back only as part of
+# a record already synced (a lab result's specimen); one born centrally alone goes to no site.
 CONFLICTDESK_FLOWBACK_TYPES = env_list("CONFLICTDESK_FLOWBACK_TYPES") or [
-    "Observation", "Condition", "Procedure", "MedicationRequest", "CarePlan", "DiagnosticReport",
+    "Observation", "Condition", "Procedure", "MedicationRequest", "CarePlan", "DiagnosticReport", "Specimen",
 ]
 # Where site URLs may point: scheme://host[:port] entries ("*.example.org" for its subdomains, ":*"
 # for any port). A site row is data an admin-role token can change; without this list it could send
@@ -314,7 +350,7 @@ CONFLICTDESK_DIGEST_MINUTES = env_int("CONFLICTDESK_DIGEST_MINUTES", 60)
 # Bearer token Prometheus sends to /metrics; unset means open only when DEBUG.
 CONFLICTDESK_METRICS_TOKEN = env_str("CONFLICTDESK_METRICS_TOKEN")
 # Redis queues whose length is conflictdesk_celery_queue_depth.
-CONFLICTDESK_METRICS_QUEUES = env_list("CONFLICTDESK_METRICS_QUEUES") or ["celery"]
+CONFLICTDESK_METRICS_QUEUES = env_list("CONFLICTDESK_METRICS_QUEUES") or [CONFLICTDESK_RUN_QUEUE, CONFLICTDESK_POLL_QUEUE]
 # /metrics recomputes its figures from PostgreSQL at most this often per process.
 CONFLICTDESK_METRICS_CACHE_SECONDS = env_int("CONFLICTDESK_METRICS_CACHE_SECONDS", 10)
 

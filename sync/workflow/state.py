@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import zlib
 from datetime import timedelta
 
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 TERMINAL = (SyncRun.Status.DONE, SyncRun.Status.DEAD_LETTER, SyncRun.Status.CONFLICT)
 MAX_ATTEMPTS = 7  # the first try plus one retry per CONFLICTDESK_RETRY_DELAYS entry
-# A countdown may fire a hair early; closer than this counts as on time.
+# A retry is due at its next_attempt_at. A hint that arrives earlier than this is sent back;
+# closer, the claim waits out the rest: a retry never starts before its due time.
 EARLY_TOLERANCE = timedelta(milliseconds=50)
 
 CLAIMED = "claimed"
@@ -46,17 +48,48 @@ def claim_run(run_id: int, worker: str) -> str:
         if run.lease_owner and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > now:
             return LEASED
         due = run.next_attempt_at or now
-        if run.status == SyncRun.Status.RETRY_WAIT and due > now + EARLY_TOLERANCE:
-            dispatch_run(run.pk, countdown=(due - now).total_seconds())
-            return SyncRun.Status.RETRY_WAIT
+        if run.status == SyncRun.Status.RETRY_WAIT and due > now:
+            if due > now + EARLY_TOLERANCE:
+                dispatch_run(run.pk, countdown=(due - now).total_seconds())
+                return SyncRun.Status.RETRY_WAIT
+            # A timer a hair early: wait it out here (a retry never starts before its due time).
+            time.sleep((due - now).total_seconds())
+            now = timezone.now()
         if earlier_unfinished(run).exists():
             SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.WAITING, lease_owner="", lease_expires_at=None)
             return SyncRun.Status.WAITING
+        if run.claims >= settings.CONFLICTDESK_CRASH_LOOP_CLAIMS:
+            _crash_loop(run, now)
+            return run.status
+        run.claims += 1  # back to 1 by each attempt recorded (``_attempt``): more means claims that crashed
         run.status = SyncRun.Status.RUNNING
         _renew(run, worker, now)
-        run.save(update_fields=["status", "lease_owner", "lease_expires_at", "updated_at"])
+        run.save(update_fields=["status", "claims", "lease_owner", "lease_expires_at", "updated_at"])
         _event_status(run, ChangeEvent.Status.RUNNING)
     return CLAIMED
+
+
+def _crash_loop(run: SyncRun, now) -> None:
+    """A poison run: claimed N times and no step finished (the worker died or hung in it each time).
+
+    Parked with its step and the last error it recorded (if any) instead of being
+    re-claimed forever, which would also block every later run of its record.
+    """
+    claims, last = run.claims, run.attempts.order_by("-started_at", "-pk").first()
+    error = f"claimed {claims} times without finishing step {run.step} (the worker died or hung in it)"
+    if last is not None and last.error_class:
+        error += f"; last recorded error: {last.error_class} in {last.step}"
+    _attempt(run, run.step, now, "dead_letter", "", exc=CrashLoop(error))
+    audit_run(run, f"sync.{run.step}", "dead_letter", detail={"cause": DeadLetter.Cause.CRASH_LOOP,
+                                                              "claims": claims, "error_class": "CrashLoop"})
+    _dead_letter(run, DeadLetter.Cause.CRASH_LOOP, error, payload=None,
+                 detail={"claims": claims, "last_error_class": last.error_class if last else "",
+                         "last_error": last.error_detail if last else ""})
+    run.save()
+
+
+class CrashLoop(Exception):
+    """The error recorded for a run dead-lettered as ``crash_loop``."""
 
 
 def finish_step(run_id: int, worker: str, result: StepResult, started, *, record_key: str | None = None) -> str:
@@ -102,10 +135,11 @@ def retry_later(run_id: int, worker: str, exc, started) -> str:
             _dead_letter(run, DeadLetter.Cause.TRANSIENT_EXHAUSTED, str(exc), payload=None)
         else:
             run.attempt = number
+            run.claims = 0
             run.status = SyncRun.Status.RETRY_WAIT
             run.next_attempt_at = timezone.now() + timedelta(seconds=delay)
             run.lease_owner, run.lease_expires_at = "", None
-            dispatch_run(run.pk, countdown=delay)
+            dispatch_run(run.pk, countdown=delay)  # counted from the send, after this commit: never early
         run.save()
         return run.status
 
@@ -199,6 +233,11 @@ def _renew(run: SyncRun, worker: str, now) -> None:
 
 
 def _attempt(run, step, started, outcome, worker, *, exc=None, retry_after=None, delay=None) -> None:
+    """Record one attempt. The claim that recorded it did not crash; it is the one (1) working on
+    whatever the run does next, until the run lets its lease go (``retry_later``: 0)."""
+    run.claims = 1
+    lag = start_lag(run, started)
+    run.next_attempt_at = None  # consumed: only the attempt it was due for measures against it
     RunAttempt.objects.create(
         run=run,
         step=step,
@@ -210,8 +249,19 @@ def _attempt(run, step, started, outcome, worker, *, exc=None, retry_after=None,
         error_detail=str(exc) if exc else "",
         retry_after_seconds=retry_after,
         scheduled_delay_seconds=delay,
+        start_lag_seconds=lag,
         worker=worker,
     )
+
+
+def start_lag(run: SyncRun, started) -> float | None:
+    """How late a retry started after its due time (``next_attempt_at``); None for a first attempt.
+
+    Negative would mean early: the claim sends an early message back (``EARLY_TOLERANCE``).
+    """
+    if not run.attempt or run.next_attempt_at is None:
+        return None
+    return (started - run.next_attempt_at).total_seconds()
 
 
 def _end(run: SyncRun, status: str, event_status: str | None) -> None:
@@ -219,6 +269,7 @@ def _end(run: SyncRun, status: str, event_status: str | None) -> None:
     run.status = status
     run.finished_at = timezone.now()
     run.lease_owner, run.lease_expires_at, run.next_attempt_at = "", None, None
+    run.claims = 0  # a re-driven run starts with a fresh count
     default = {SyncRun.Status.DONE: ChangeEvent.Status.SYNCED}.get(status, status)
     _event_status(run, event_status or default)
     lock_record(run.record_key)
