@@ -104,7 +104,8 @@ def model_at(model: str, path: str) -> str:
 
 
 def matches(obj: dict, attribute: str, operator: str, criteria) -> bool:
-    """FHIRconnect condition on a FHIR element: operators 'one of', 'empty', 'not empty'."""
+    """FHIRconnect condition on a FHIR element: operators 'one of', 'not of' (no value is one of them;
+    no value at all passes), 'empty', 'not empty'."""
     vals = [v for v in get_values(obj, attribute) if v not in (None, "", [])] if attribute else [obj]
     if operator == "empty":
         return not vals
@@ -113,4 +114,7 @@ def matches(obj: dict, attribute: str, operator: str, criteria) -> bool:
     if operator == "one of":
         crit = criteria if isinstance(criteria, list) else [criteria]
         return any(str(v) in [str(c) for c in crit] for v in vals)
+    if operator == "not of":
+        crit = criteria if isinstance(criteria, list) else [criteria]
+        return not any(str(v) in [str(c) for c in crit] for v in vals)
     raise ValueError(f"unsupported condition operator {operator!r}")

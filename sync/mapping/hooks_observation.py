@@ -113,9 +113,21 @@ def point_event_time(ctx, rule, onode, fobj, fmodel, direction):
 
 def collapse_single_result(ctx, rule, onode, fobj, fmodel, direction):
     """A report with exactly one result is sent as that Observation alone (no DiagnosticReport):
-    its report-level data then travel in the residue of the Observation."""
+    its report-level data then travel in the residue of the Observation, which takes the report's
+    place (first of the group).  Not when the one result is a panel (an Observation with hasMember: a
+    grouping Observation is no result on its own), nor when the report has a Specimen the result does
+    not reference (nothing else would hold it)."""
     if direction != "openehr->fhir":
         return
     refs = fhirpath.get_values(ctx.resource, "result")
-    if len(refs) == 1 and ctx.resource in ctx.unit.resources:
-        ctx.unit.resources.remove(ctx.resource)
+    if len(refs) != 1 or ctx.resource not in ctx.unit.resources:
+        return
+    only = next((r for r in ctx.unit.resources
+                 if f"{r.get('resourceType')}/{r.get('id')}" == (refs[0] or {}).get("reference")), None)
+    specimens = {s.get("reference") for s in ctx.resource.get("specimen") or []}
+    if only is None or only.get("hasMember") or not specimens <= {(only.get("specimen") or {}).get("reference")}:
+        return
+    at = ctx.unit.resources.index(ctx.resource)
+    ctx.unit.resources.remove(ctx.resource)
+    ctx.unit.resources.remove(only)
+    ctx.unit.resources.insert(at, only)

@@ -10,7 +10,7 @@ import re
 from . import fhirpath
 from .errors import UnknownArchetype
 from .identifiers import parse_source_identifier
-from .spec import Rule, Spec, registry
+from .spec import ALL_OF, Condition, Rule, Spec, registry
 
 _ARCHETYPE_STEP = re.compile(r"\[(openEHR-EHR-[A-Z_]+\.[^\]]+)\]")
 
@@ -22,19 +22,32 @@ def spec_for_archetype(archetype_id: str) -> Spec:
     return s
 
 
+def resource_matches(resource: dict, cond: Condition) -> bool:
+    """One fhirConfig.match entry holds for ``resource``: a condition, or an all-of group (every one)."""
+    if cond.operator == ALL_OF:
+        return all(resource_matches(resource, c) for c in cond.criteria)
+    return fhirpath.matches(resource, cond.target_attribute, cond.operator, cond.criteria)
+
+
+def _specificity(spec: Spec) -> int:
+    """How many conditions the file's most demanding match entry joins (an all-of group counts each)."""
+    return max((len(m.criteria) if m.operator == ALL_OF else 1 for m in spec.match), default=0)
+
+
 def spec_for_resource(resource: dict) -> Spec | None:
     """Pick the model file that reads a FHIR resource: resource type plus any fhirConfig.match
     condition.  Entry-level files are tried before cluster files, so a specific row (a vital sign
-    by its LOINC code) wins over a generic one (any laboratory Observation)."""
-    specs = sorted(registry().values(), key=lambda s: (s.is_cluster, s.archetype))
+    by its LOINC code) wins over a generic one (any laboratory Observation); among files of one
+    level an all-of group is more specific than a single condition (a laboratory Observation with
+    hasMember is a panel before it is an analyte)."""
+    specs = sorted(registry().values(), key=lambda s: (s.is_cluster, -_specificity(s), s.archetype))
     # catch-all conditions (no match, operator 'empty') are tried after every specific one
     for catch_all in (False, True):
         for s in specs:
             if s.resource != resource.get("resourceType"):
                 continue
             conds = [m for m in s.match if catch_all or m.operator != "empty"]
-            if (not s.match and catch_all) or any(
-                    fhirpath.matches(resource, m.target_attribute, m.operator, m.criteria) for m in conds):
+            if (not s.match and catch_all) or any(resource_matches(resource, m) for m in conds):
                 return s
     return None
 

@@ -72,7 +72,8 @@ def o_condition(ctx: Ctx, cond: Condition, cur: dict) -> bool:
         return not vals
     if cond.operator == "not empty":
         return bool(vals)
-    return any(str(v) in [str(c) for c in cond.criteria] for v in vals)
+    hit = any(str(v) in [str(c) for c in cond.criteria] for v in vals)
+    return not hit if cond.operator == "not of" else hit
 
 
 def f_condition(ctx: Ctx, cond: Condition, cur: dict, model: str) -> bool:

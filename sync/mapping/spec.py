@@ -20,6 +20,8 @@ DIRECTIONS = {"openehr->fhir": "openehr->fhir", "openEHR->fhir": "openehr->fhir"
               "fhir->openehr": "fhir->openehr", "fhir->openEHR": "fhir->openehr", "FHIR->openEHR": "fhir->openehr"}
 VALUE_TYPES = {"NONE", "QUANTITY", "CODEABLECONCEPT", "CODING", "STRING", "INTEGER", "BOOLEAN", "DATETIME",
                "IDENTIFIER", "PROPORTION", "ORDINAL", "NULL_FLAVOUR", "LANGUAGE"}
+OPERATORS = ("one of", "not of", "empty", "not empty")
+ALL_OF = "all of"  # a fhirConfig.match entry {allOf: [conditions]}: every condition holds (criteria = the conditions)
 
 
 class SpecError(MappingError):
@@ -92,12 +94,21 @@ def _cond(raw, src, rule) -> Condition | None:
         return None
     if not isinstance(raw, dict) or "operator" not in raw:
         raise _err(src, "condition needs an operator", rule)
-    if raw["operator"] not in ("one of", "empty", "not empty"):
+    if raw["operator"] not in OPERATORS:
         raise _err(src, f"unsupported operator {raw['operator']!r}", rule)
     crit = raw.get("criteria", [])
     if isinstance(crit, str):
         crit = [c.strip() for c in crit.strip("[]").split(",") if c.strip()]
     return Condition(raw.get("targetRoot"), raw.get("targetAttribute", ""), raw["operator"], list(crit))
+
+
+def _match(raw, src) -> Condition:
+    """A fhirConfig.match entry: a condition, or {allOf: [conditions]} (all must hold; more specific)."""
+    if isinstance(raw, dict) and "allOf" in raw:
+        if set(raw) != {"allOf"} or not isinstance(raw["allOf"], list) or not raw["allOf"]:
+            raise _err(src, "allOf takes a non-empty list of conditions and nothing else", "fhirConfig")
+        return Condition(None, "", ALL_OF, [_cond(c, src, "fhirConfig") for c in raw["allOf"]])
+    return _cond(raw, src, "fhirConfig")
 
 
 def _manual(raw, src, rule) -> Manual:
@@ -152,8 +163,8 @@ def load_spec(path: Path) -> Spec:
         raise _err(src, "metadata.name must be the archetype id without the 'openEHR-EHR-' prefix")
     return Spec(name=name, archetype=oc["archetype"], entry_name=oc.get("name", name), resource=fc["resource"],
                 structure_definition=fc["structureDefinition"],
-                match=[_cond(m, src, "fhirConfig") for m in (fc["match"] if isinstance(fc.get("match"), list)
-                                                              else [fc["match"]] if fc.get("match") else [])],
+                match=[_match(m, src) for m in (fc["match"] if isinstance(fc.get("match"), list)
+                                                else [fc["match"]] if fc.get("match") else [])],
                 hierarchy=(doc.get("preprocessor") or {}).get("hierarchy"),
                 rules=[_rule(r, src) for r in doc.get("mappings") or []], source=src)
 

@@ -38,7 +38,9 @@ RULE = "fidelity.round_trip"
 _GUARD_UID = "00000000-0000-4000-8000-00000000a11d::guard::1"
 _ADDED = ("dictionary_item_added", "iterable_item_added")  # the mapping adds fixed codes/profiles (from_fhir)
 # Resource types from_fhir reads as no entry by design (Patient, Provenance...): not composition content.
-_NOT_CONTENT = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Specimen", "ServiceRequest"}
+# (A Specimen is content: the specimen cluster of the lab result referencing it; one nothing references
+# is declared lost by from_fhir.)
+_NOT_CONTENT = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "ServiceRequest"}
 
 
 class FidelityFailed(Exception):

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from sync.clients.errors import InvalidRequest, NotFound
 from sync.identity import CENTRAL, composition_uid_for, site_source
+from sync.mapping.from_fhir import PART_ONLY
 from sync.models import Conflict, PatientLink, RecordLink, Site, Step, SyncRun
 
 from . import guard
@@ -38,6 +39,8 @@ def detect(ctx) -> StepResult:
     links = list(RecordLink.objects.filter(fhir_resources__contains=[{"type": rtype, "id": rid}], deleted=False))
     if links:
         targets = [_linked_target(link) for link in links]
+    elif rtype in PART_ONLY:
+        targets = []  # a Specimen is part of a lab result, no record of its own: only a synced record's goes back
     else:
         subject = resource.get("subject") or resource.get("patient")
         reference = subject.get("reference") if isinstance(subject, dict) else None
