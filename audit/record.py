@@ -1,11 +1,13 @@
 """Appending to the audit chain, inside the caller's transaction.
 
 Each partition ("site:<name>", "central", "desk") is its own chain with one
-row in ``AuditHead``. An append locks that row (``SELECT ... FOR UPDATE``),
-hashes the event onto the head, inserts it and moves the head, all in the
-caller's transaction: the event commits or rolls back with the state change
-it describes, and two workers only wait for each other when they append to
-the same partition.
+row in ``AuditHead``. An append locks that row (``audit_lock_head``, a
+database function), hashes the event onto the head and inserts it; the
+database's trigger checks the new rows continue the head and moves it (the
+application role may not write the head itself: ``audit.db_roles``). All in
+the caller's transaction: the event commits or rolls back with the state
+change it describes, and two workers only wait for each other when they
+append to the same partition.
 
 The head lock is held until the caller commits, so record the event as the
 last step of a transaction. A transaction that appends to several partitions
@@ -22,13 +24,14 @@ from typing import Any, Mapping, Sequence
 
 from django.db import connections, router, transaction
 
-from .chain import GENESIS, check_detail, event_hash
+from .chain import check_detail, event_hash
 from .models import AuditEvent
 
 _HOST = socket.gethostname()
 
-_LOCK_HEAD = "SELECT seq, hash FROM audit_audithead WHERE partition = %s FOR UPDATE"
-_NEW_HEAD = "INSERT INTO audit_audithead (partition, seq, hash) VALUES (%s, 0, %s) ON CONFLICT DO NOTHING"
+# The head is locked (and created at the genesis) by a database function and moved by a trigger
+# on the rows (migration 0003): the application role may not write the head table itself.
+_LOCK_HEAD = "SELECT out_seq, out_hash FROM audit_lock_head(%s)"
 
 _COLUMNS = ("partition_seq",) + tuple(
     f.column for f in AuditEvent._meta.concrete_fields if f.column not in ("id", "partition_seq")
@@ -88,7 +91,7 @@ def record_events(events: Sequence[Mapping[str, Any]], *, partition: str = "desk
                 values["hash"] = prev_hash = event_hash(values)
                 params.extend(_DETAIL.get_db_prep_value(values[c], connection) if c == "detail" else values[c]
                               for c in _COLUMNS)
-            cursor.execute(_append_sql(len(chunk)), [seq, prev_hash, partition, *params])
+            cursor.execute(_append_sql(len(chunk)), params)
             ids.update((row_seq, pk) for pk, row_seq in cursor.fetchall())
     made = [AuditEvent(id=ids[values["partition_seq"]], **values) for values in rows]
     for event in made:
@@ -114,21 +117,15 @@ def _values(partition: str, event: Mapping[str, Any]) -> dict[str, Any]:
 
 @lru_cache(maxsize=64)
 def _append_sql(count: int) -> str:
-    """Move the head and insert ``count`` rows in one statement: one round trip per batch."""
+    """Insert ``count`` rows in one statement; the database's trigger checks the links and moves the head."""
     row = f"({', '.join(['%s'] * len(_COLUMNS))})"
     return (
-        "WITH moved AS (UPDATE audit_audithead SET seq = %s, hash = %s WHERE partition = %s) "
         f"INSERT INTO audit_auditevent ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * count)} "
         "RETURNING id, partition_seq"
     )
 
 
 def _lock_head(cursor, partition: str) -> tuple[int, str]:
-    """Lock the partition's head row, creating it at the genesis on first use."""
+    """Lock the partition's head row, created at the genesis on first use (by ``audit_lock_head``)."""
     cursor.execute(_LOCK_HEAD, [partition])
-    found = cursor.fetchone()
-    if found is None:
-        cursor.execute(_NEW_HEAD, [partition, GENESIS])
-        cursor.execute(_LOCK_HEAD, [partition])
-        found = cursor.fetchone()
-    return found
+    return cursor.fetchone()

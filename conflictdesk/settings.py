@@ -310,8 +310,14 @@ CONFLICTDESK_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)
 # countdown past the broker's visibility timeout (or an overflowing one) would park a run.
 CONFLICTDESK_RETRY_AFTER_MAX_SECONDS = env_int("CONFLICTDESK_RETRY_AFTER_MAX_SECONDS", 300)
 # A run's lease: a worker that vanished mid-step is replaced once it lapses.
-# Renewed at every step, so it only needs to outlast the slowest single step.
+# Renewed at every commit (claim, plan, write), so it must outlast the slowest segment of steps.
 CONFLICTDESK_RUN_LEASE_SECONDS = env_int("CONFLICTDESK_RUN_LEASE_SECONDS", 120)
+# The audit step hashes the resources as the write's answer says they were stored; this share
+# of writes (0..1, decided by the source version's hash) is also read back with an independent
+# vread, so a server that answers one thing and stores another is caught.
+CONFLICTDESK_READBACK_VREAD_RATE = env_float("CONFLICTDESK_READBACK_VREAD_RATE", 0.05)
+if not 0 <= CONFLICTDESK_READBACK_VREAD_RATE <= 1:
+    raise ImproperlyConfigured("CONFLICTDESK_READBACK_VREAD_RATE must be between 0 and 1")
 # The sweeper re-sends a hint for work with no live lease after this long.
 CONFLICTDESK_REDISPATCH_AFTER_SECONDS = env_int("CONFLICTDESK_REDISPATCH_AFTER_SECONDS", 30)
 # Re-read this much before each cursor to absorb clock skew; rows are de-duplicated.

@@ -29,6 +29,10 @@ start() {
   psql_super -d postgres -v db="${CONFLICTDESK_DB_NAME:-conflictdesk}" -v owner="${CONFLICTDESK_DB_USER:-conflictdesk}" <"$REPO_DIR/deploy/sql/database.sql"
   # Tests create their own database: the role needs CREATEDB.
   psql_super -d postgres -c "ALTER ROLE \"${CONFLICTDESK_DB_USER:-conflictdesk}\" CREATEDB"
+  # The application role (README "Database roles"): owns nothing; each `migrate` grants it
+  # INSERT and SELECT only on the audit tables (audit/db_roles.py). Development keeps running as
+  # the owner above; tests/audit/test_db_roles.py connects as this one.
+  psql_super -d postgres -v role="${CONFLICTDESK_DB_APP_ROLE:-conflictdesk_app}" -v pass="${CONFLICTDESK_DB_APP_PASSWORD:-conflictdesk_app}" <"$REPO_DIR/deploy/sql/role.sql"
   log "PostgreSQL ready on port $PG_PORT"
 }
 

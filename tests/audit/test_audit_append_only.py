@@ -56,4 +56,5 @@ def test_it_refuses_truncate_outside_test_databases():
             "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_auditevent'::regclass "
             "AND tgenabled = 'O' AND NOT tgisinternal ORDER BY tgname"
         )
-        assert [r[0] for r in cursor.fetchall()] == ["audit_auditevent_append_only", "audit_auditevent_no_truncate"]
+        assert [r[0] for r in cursor.fetchall()] == ["audit_auditevent_append_only", "audit_auditevent_moves_head",
+                                                     "audit_auditevent_no_truncate"]

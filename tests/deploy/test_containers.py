@@ -350,13 +350,19 @@ def test_app_reaches_servers_by_service_name_on_the_scripts_ports():
     hapi_port = script_var("hapi-fhir.sh", "HAPI_PORT")
     db = urlsplit(INTERPOLATION.sub(lambda m: m.group(1).lower(), env["DATABASE_URL"]))
     assert (db.hostname, str(db.port)) == ("postgres", pg_port) and "postgres" in services
-    # The app's role, password and database: the names deploy/postgres.sh reads.
+    # The running roles connect as the application role, migrate as the owner: the names deploy/postgres.sh reads.
+    assert re.fullmatch(
+        r"postgres://\$\{CONFLICTDESK_DB_APP_ROLE:-conflictdesk_app\}:\$\{CONFLICTDESK_DB_APP_PASSWORD:\?[^}]*\}"
+        r"@postgres:\d+/\$\{CONFLICTDESK_DB_NAME:-conflictdesk\}",
+        env["DATABASE_URL"],
+    )
     assert re.fullmatch(
         r"postgres://\$\{CONFLICTDESK_DB_USER:-conflictdesk\}:\$\{CONFLICTDESK_DB_PASSWORD:\?[^}]*\}@postgres:\d+/"
         r"\$\{CONFLICTDESK_DB_NAME:-conflictdesk\}",
-        env["DATABASE_URL"],
+        service("migrate")["environment"]["DATABASE_URL"],
     )
-    for name in ("CONFLICTDESK_DB_USER", "CONFLICTDESK_DB_PASSWORD", "CONFLICTDESK_DB_NAME"):
+    for name in ("CONFLICTDESK_DB_USER", "CONFLICTDESK_DB_PASSWORD", "CONFLICTDESK_DB_NAME", "CONFLICTDESK_DB_APP_ROLE",
+                 "CONFLICTDESK_DB_APP_PASSWORD"):
         assert name in script("postgres.sh")
     broker = urlsplit(env["CELERY_BROKER_URL"])
     assert (broker.scheme, broker.hostname, str(broker.port)) == ("redis", "redis", redis_port)
@@ -539,7 +545,8 @@ def test_postgres_is_configured_as_postgres_sh_configures_it():
     sql_dir = re.search(r'SQL_DIR="\$\{CONFLICTDESK_SQL_DIR:-(\S+)\}"', init).group(1)
     assert f"./sql:{sql_dir}:ro" in svc["volumes"]
     demanded = set(re.findall(r"\$\{(\w+):\?\}", init))
-    assert demanded == {"CONFLICTDESK_DB_PASSWORD", "HAPI_DB_PASSWORD", "EHRBASE_DB_PASSWORD"}
+    assert demanded == {"CONFLICTDESK_DB_PASSWORD", "CONFLICTDESK_DB_APP_PASSWORD", "HAPI_DB_PASSWORD",
+                        "EHRBASE_DB_PASSWORD"}
     assert demanded | {"CONFLICTDESK_SITES", "POSTGRES_PASSWORD"} <= set(svc["environment"])
 
 
@@ -560,7 +567,8 @@ def test_init_script_creates_what_the_scripts_create(tmp_path):
     (bin_dir / "psql").write_text(f'#!/bin/sh\nprintf "%s " "$@" >>{log}\nprintf "| %s\\n" "$(cat | md5sum)" >>{log}\n')
     (bin_dir / "psql").chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CONFLICTDESK_SQL_DIR": str(DEPLOY / "sql"), "CONFLICTDESK_SITES": "3",
-           "CONFLICTDESK_DB_PASSWORD": "a", "HAPI_DB_PASSWORD": "b", "EHRBASE_DB_PASSWORD": "c"}
+           "CONFLICTDESK_DB_PASSWORD": "a", "CONFLICTDESK_DB_APP_PASSWORD": "d", "HAPI_DB_PASSWORD": "b",
+           "EHRBASE_DB_PASSWORD": "c"}
     subprocess.run(["bash", str(DEPLOY / "sql" / "docker-init.sh")], env=env, check=True, capture_output=True)
     digest = {
         subprocess.run(["md5sum"], input=(DEPLOY / "sql" / f).read_bytes(), capture_output=True).stdout.decode(): f
@@ -575,9 +583,11 @@ def test_init_script_creates_what_the_scripts_create(tmp_path):
     adm, usr = script_var("ehrbase.sh", "DB_ADMIN_ROLE"), script_var("ehrbase.sh", "DB_USER_ROLE")
     hapi_db, hapi_user = script_var("hapi-fhir.sh", "HAPI_DB_NAME"), script_var("hapi-fhir.sh", "HAPI_DB_USER")
     app = re.search(r'-v role="\$\{CONFLICTDESK_DB_USER:-(\w+)\}"', script("postgres.sh")).group(1)
+    app_role = re.search(r'-v role="\$\{CONFLICTDESK_DB_APP_ROLE:-(\w+)\}"', script("postgres.sh")).group(1)
     assert calls == [
         ("role.sql", "postgres", {"role": app, "pass": "a"}),
         ("database.sql", "postgres", {"db": app, "owner": app}),
+        ("role.sql", "postgres", {"role": app_role, "pass": "d"}),
         ("role.sql", "postgres", {"role": hapi_user, "pass": "b"}),
         ("database.sql", "postgres", {"db": hapi_db, "owner": hapi_user}),
         ("role.sql", "postgres", {"role": adm, "pass": "c"}),

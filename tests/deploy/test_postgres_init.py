@@ -56,7 +56,7 @@ def psql(cluster, db, sql):
 def test_it_builds_what_the_scripts_build_and_can_run_again(cluster):
     env = [f"{k}={v}" for k, v in cluster.items()] + [
         f"CONFLICTDESK_SQL_DIR={SQL}", "CONFLICTDESK_SITES=3",
-        "CONFLICTDESK_DB_PASSWORD=it's-a-quote", "HAPI_DB_PASSWORD=h", "EHRBASE_DB_PASSWORD=e", "PATH=/usr/bin:/bin",
+        "CONFLICTDESK_DB_PASSWORD=it's-a-quote", "CONFLICTDESK_DB_APP_PASSWORD=app", "HAPI_DB_PASSWORD=h", "EHRBASE_DB_PASSWORD=e", "PATH=/usr/bin:/bin",
     ]
     for _ in range(2):  # idempotent: the way to add sites to an existing volume
         subprocess.run(["runuser", "-u", "postgres", "--", "env", "-i", *env, "bash", str(SQL / "docker-init.sh")],
@@ -73,7 +73,8 @@ def test_it_builds_what_the_scripts_build_and_can_run_again(cluster):
         assert psql(cluster, db, "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s JOIN pg_database d "
                                  f"ON d.oid = s.setdatabase WHERE datname = '{db}'") == ["search_path=ext,IntervalStyle=iso_8601"]
     # Each role logs in with its password, a quote included (the SQL quotes it with %L), and only with it.
-    for user, db, password in (("conflictdesk", "conflictdesk", "it's-a-quote"), ("hapi", "hapi", "h"),
+    for user, db, password in (("conflictdesk", "conflictdesk", "it's-a-quote"), ("conflictdesk_app", "conflictdesk", "app"),
+                               ("hapi", "hapi", "h"),
                                ("ehrbase_restricted", "ehrbase_site2", "e")):
         assert login(cluster, user, db, password) == user
         assert login(cluster, user, db, password + "x") is None
