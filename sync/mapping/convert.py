@@ -190,17 +190,17 @@ def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: s
     primary = next((r for r in group if archetype_of(r) == spec.archetype), None)
     if primary is None:
         primary = {"resourceType": spec.resource}
-        kinds = {id(c): archetype_of(c) for c in group}
+        inner = {x for c in group for x in _ref_values(c)}
         for child in group:
-            refs = {f"{child['resourceType']}/{child.get('id')}", f"urn:uuid:{child.get('id')}"}
-            if any(refs & set(_ref_values(c)) for c in group if c is not child and kinds[id(c)] == kinds[id(child)]):
-                continue  # a member of another slot resource of its kind (T/N/M of a stage group), not a slot filler
-            # (one another kind references still fills its own slot: the Specimen an analyte names)
-            cs = registry().get(kinds[id(child)]) if kinds[id(child)] else None
+            if {f"{child['resourceType']}/{child.get('id')}", f"urn:uuid:{child.get('id')}"} & inner:
+                continue  # a member of another slot resource (T/N/M of a stage group), not a slot filler
+            cs = registry().get(archetype_of(child)) if archetype_of(child) else None
             rule = slot_rule(spec, cs) if cs else None
             if rule:
                 fhirpath.put(primary, spec.resource, rule.fhir.replace("$resource", "").lstrip("."),
                              {"reference": f"{child['resourceType']}/{child.get('id')}"})
+    else:
+        primary = _with_pointing_slots(spec, primary, group)
     entry = engine.run_reverse(spec, primary, unit, event_node=event_node, language=lang)
     if apply_residue:
         items = [it for r in group for it in residue.decode(r)]
@@ -208,6 +208,26 @@ def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: s
         if stale is not None:
             stale.extend(bad)
     return entry
+
+
+def _with_pointing_slots(spec: Spec, primary: dict, group: list[dict]) -> dict:
+    """The primary, plus a slot reference to every group member that names the primary but that no
+    member references (MII: a TNM Observation's focus is its Condition, the Condition has no stage):
+    a copy when one is added, the sender's resource is never changed."""
+    me = {f"{primary['resourceType']}/{primary.get('id')}", f"urn:uuid:{primary.get('id')}"}
+    named = {x for c in group for x in _ref_values(c)}
+    out = primary
+    for child in group:
+        refs = {f"{child['resourceType']}/{child.get('id')}", f"urn:uuid:{child.get('id')}"}
+        if child is primary or refs & named or not me & set(_ref_values(child)):
+            continue
+        cs = registry().get(archetype_of(child) or "")
+        rule = slot_rule(spec, cs) if cs else None
+        if rule:
+            out = rmpath.jcopy(out) if out is primary else out
+            fhirpath.put(out, spec.resource, rule.fhir.replace("$resource", "").lstrip("."),
+                         {"reference": f"{child['resourceType']}/{child.get('id')}"})
+    return out
 
 
 def _ref_values(obj) -> list[str]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from . import datatypes as dt
 from . import fhirpath, hooks, rmpath
 from .errors import MappingError
-from .lookup import archetype_of, resource_matches
-from .runtime import FWD, REV, Ctx, Unit, f_base, manual_forward, manual_reverse, o_base, o_condition, write
+from .lookup import resource_matches
+from .runtime import (FWD, REV, Ctx, Unit, f_base, f_condition, manual_forward, manual_reverse, o_base, o_condition,
+                      write)
 from .spec import Rule, Spec, registry
 
 
@@ -106,8 +107,6 @@ def forward(ctx: Ctx, rules: list[Rule], onode: dict, fobj: dict, fmodel: str) -
                     if fpath else (fbase, fbmodel)
                 forward(ctx, rule.followed_by, m, child, cmodel)
                 manual_forward(ctx, rule.manual, m, child, cmodel)
-                if fpath and not child:
-                    _prune_empty(fbase)  # its children mapped nothing: no element without content (ele-1)
             else:
                 got = to_fhir_value(rule.type, m, fpath)
                 if got is not None:
@@ -131,19 +130,6 @@ def _slot_fwd(ctx: Ctx, rule: Rule, cluster: dict, fbase: dict, fbmodel: str, fp
     ctx.unit.resources.insert(start, res)  # before what its own hooks added (e.g. TNM members)
     ctx.unit.paths[id(res)] = path
     fhirpath.put(fbase, fbmodel, fpath, {"reference": f"{res['resourceType']}/{res.get('id')}"})
-
-
-def _prune_empty(node) -> None:
-    """Drop the empty objects and lists under ``node`` (and those only they filled)."""
-    if isinstance(node, dict):
-        for k in list(node):
-            _prune_empty(node[k])
-            if node[k] in ({}, []):
-                del node[k]
-    elif isinstance(node, list):
-        for v in node:
-            _prune_empty(v)
-        node[:] = [v for v in node if v not in ({}, [])]
 
 
 def rmpath_of(root: dict, target: dict) -> str:
@@ -210,8 +196,11 @@ def reverse(ctx: Ctx, rules: list[Rule], fobj: dict, fmodel: str, onode: dict) -
         vals = fhirpath.get(fbase, fpath) if fpath else [(fbase, None)]
         if rule.fhir_condition:
             c = rule.fhir_condition
-            vals = [(v, s) for v, s in vals if isinstance(v, dict)
-                    and fhirpath.matches(v, c.target_attribute, c.operator, c.criteria)]
+            if (c.target_root or "").strip() == "$resource":  # on the resource itself (its code): the rule runs or not
+                vals = vals if f_condition(ctx, c, fobj, fmodel) else []
+            else:
+                vals = [(v, s) for v, s in vals if isinstance(v, dict)
+                        and fhirpath.matches(v, c.target_attribute, c.operator, c.criteria)]
         obase, osteps = o_base(ctx, rule.openehr, onode)
         cmodel = fhirpath.model_at(fbmodel, fpath) if fpath else fbmodel
         for v, suffix in vals:
@@ -230,13 +219,20 @@ def reverse(ctx: Ctx, rules: list[Rule], fobj: dict, fmodel: str, onode: dict) -
                     write(obase, osteps, dv)
 
 
+def _shared_slot(spec: Spec, rule: Rule) -> bool:
+    """Another slot rule of ``spec`` reads the same FHIR element (both TNM clusters <- stage.assessment).
+    A slot alone on its element reads whatever is referenced there (DiagnosticReport.result: every
+    result of a laboratory report is an analyte, whatever its code; claims decide loose resources)."""
+    return sum(1 for r in spec.rules if r.slot_archetype and r.fhir == rule.fhir) > 1
+
+
 def _slot_rev(ctx: Ctx, rule: Rule, ref: dict, obase: dict, osteps: list[rmpath.Step]) -> None:
     target = ctx.unit.by_ref.get((ref or {}).get("reference", ""))
     sub = next((s for s in registry().values() if s.archetype.endswith(rule.slot_archetype)), None)
-    if target is None or sub is None or id(target) in ctx.unit.used:
-        return  # read once: a panel member listed in DiagnosticReport.result too stays in its panel
-    if sub.match and archetype_of(target) != sub.archetype and not any(resource_matches(target, m) for m in sub.match):
-        return  # several slot rules share one FHIR element: each reads what its file matches or made (identifier)
+    if target is None or sub is None:
+        return
+    if sub.match and _shared_slot(ctx.spec, rule) and not any(resource_matches(target, m) for m in sub.match):
+        return  # several slot rules share one FHIR element: each reads only what its file claims
     ctx.unit.used.add(id(target))
     cluster = rmpath.ensure(obase, osteps, fresh_last=True)
     cluster["name"] = {"_type": "DV_TEXT", "value": sub.entry_name}

@@ -103,6 +103,14 @@ def model_at(model: str, path: str) -> str:
     return fhirmodel.check_path(model, path)
 
 
+def token(v) -> str:
+    """How a value meets a condition's criteria: a Coding as ``system|code`` (a code keeps its system:
+    criteria for ``code.coding`` are written ``http://loinc.org|21908-9``), anything else as its text."""
+    if isinstance(v, dict) and "code" in v:
+        return f"{v.get('system') or ''}|{v.get('code')}"
+    return str(v)
+
+
 def matches(obj: dict, attribute: str, operator: str, criteria) -> bool:
     """FHIRconnect condition on a FHIR element: operators 'one of', 'not of' (no value is one of them;
     no value at all passes), 'empty', 'not empty'."""
@@ -112,9 +120,9 @@ def matches(obj: dict, attribute: str, operator: str, criteria) -> bool:
     if operator == "not empty":
         return bool(vals)
     if operator == "one of":
-        crit = criteria if isinstance(criteria, list) else [criteria]
-        return any(str(v) in [str(c) for c in crit] for v in vals)
+        crit = {str(c) for c in (criteria if isinstance(criteria, list) else [criteria])}
+        return any(token(v) in crit for v in vals)
     if operator == "not of":
-        crit = criteria if isinstance(criteria, list) else [criteria]
-        return not any(str(v) in [str(c) for c in crit] for v in vals)
+        crit = {str(c) for c in (criteria if isinstance(criteria, list) else [criteria])}
+        return not any(token(v) in crit for v in vals)
     raise ValueError(f"unsupported condition operator {operator!r}")

@@ -17,7 +17,9 @@ FHIR
     entries, which is no clinical change; ``meta.tag``/``meta.security`` ARE compared), the narrative ``text``
     (generated from the structured data), identifiers in our ``urn:conflictdesk:source`` system
     (sync bookkeeping), the id part of references between resources (``Observation/<id>``
-    -> ``Observation``; Patient references are compared in full), and the order of
+    -> ``Observation``; a bundle-internal ``urn:uuid:`` reference, which a server rewrites to
+    ``Type/id``, -> its ``type``; Patient references are compared in full), a Reference.type that
+    repeats what its reference says, and the order of
     ``coding`` entries inside a CodeableConcept (FHIR gives that order no meaning).
 
 Numbers compare by value (72 == 72.0).  Everything else must match: values, units, codes,
@@ -60,15 +62,34 @@ def normalise_rm(node):
     return out
 
 
+_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]+$")
+
+
+def _ref_type(node: dict) -> str | None:
+    """The resource type a Reference points to: ``Type`` of ``Type/id`` (relative or absolute URL), or
+    the ``type`` of a bundle-internal ``urn:uuid:``/``urn:oid:`` reference (a server rewrites it to
+    ``Type/id``); None for anything else."""
+    ref = node.get("reference")
+    if not isinstance(ref, str):
+        return None
+    if ref.startswith(("urn:uuid:", "urn:oid:")):
+        return node["type"] if isinstance(node.get("type"), str) else None
+    parts = ref.split("/_history/")[0].split("/")
+    return parts[-2] if len(parts) >= 2 and _TYPE_NAME.match(parts[-2]) else None
+
+
 def _norm_fhir(node, top=False):
     if isinstance(node, list):
         return [_norm_fhir(x) for x in node]
     if not isinstance(node, dict):
         return node
     out = {}
+    target = _ref_type(node)
     for k, v in node.items():
         if top and k in ("id", "text"):
             continue
+        if k == "type" and target is not None and v == target:
+            continue  # Reference.type repeating what the reference says
         if k == "meta" and isinstance(v, dict):
             v = {mk: mv for mk, mv in v.items() if mk not in _META_IGNORED}
             if not v:
@@ -79,8 +100,8 @@ def _norm_fhir(node, top=False):
                 continue
         if k == "identifier" and isinstance(v, dict) and v.get("system") == SOURCE_SYSTEM:
             continue  # a single Identifier (Composition.identifier is 0..1): ours too
-        if k == "reference" and isinstance(v, str) and "/" in v and not v.startswith("Patient/"):
-            v = v.split("/")[0]
+        if k == "reference" and isinstance(v, str) and target not in (None, "Patient"):
+            v = target
         out[k] = _norm_fhir(v)
         if k == "coding" and isinstance(out[k], list):  # coding order carries no meaning in FHIR
             out[k] = sorted(out[k], key=lambda c: (str(c.get("system")), str(c.get("code"))) if isinstance(c, dict)

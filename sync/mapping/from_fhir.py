@@ -19,16 +19,13 @@ from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical, element_path
 from .identifiers import build_source_identifier, parse_source_identifier, resource_id, split_source_path
-from .lookup import archetype_of, parent_spec, slot_rule
+from .lookup import archetype_of, hook_elements, parent_spec, slot_rule
 from .parties import PLACEHOLDER_COMPOSER
 from .results import Loss, OpenEHRResult
 from .spec import registry
 
-_SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter",
+_SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter", "Specimen",
                "ServiceRequest", "Composition"}  # Encounter/Composition: composition level (composition.py)
-# read only as part of what references them (a Specimen: a report's or result's): alone, no entry
-# (public: the engine sends a central one that belongs to no synced record to no site)
-PART_ONLY = frozenset({"Specimen"})
 
 
 def _refs(obj) -> list[str]:
@@ -65,6 +62,9 @@ def _groups(resources: list[dict]):
         if ksrc and csrc and ksrc[2].startswith(csrc[2] + "/"):
             return False  # made from a node inside cur's source node (TNM members of a stage group)
         ks, cs = specs.get(names.get(id(k)) or ""), specs.get(names.get(id(cur)) or "")
+        if ks is not None and ks is cs and any(x in _refs(cur.get(e)) for e in hook_elements(cs)
+                                               for x in (f"{k.get('resourceType')}/{k.get('id')}", f"urn:uuid:{k.get('id')}")):
+            return False  # read by cur's own file through a hook (a stage group's hasMember: T/N/M)
         return ks is not None and (not ks.is_cluster or (ks is cs and slot_rule(cs, ks) is None))
 
     def reach(r: dict) -> list[dict]:
@@ -98,8 +98,14 @@ def _groups(resources: list[dict]):
     for r in loose:
         if id(r) in inner:
             continue  # brought along by another slot resource
+        named = [(g, spec) for spec, g, a in out if not parse_source_identifier(r)
+                 and {f"{a['resourceType']}/{a.get('id')}", f"urn:uuid:{a.get('id')}"} & set(_refs(r))
+                 and slot_rule(spec, specs[names[id(r)]])]
+        if named:  # FHIR-born, naming a primary with a slot for it (a TNM Observation's focus: its Condition)
+            named[0][0].extend([r] + [k for k in reach(r) if id(k) not in used and not any(k is x for x in named[0][0])])
+            continue
         parent = parent_spec(specs[names[id(r)]])
-        if parent and r.get("resourceType") not in PART_ONLY:
+        if parent:
             out.append((parent, [r] + [k for k in reach(r) if id(k) not in used], r))
     result = []
     for spec, group, anchor in out:
@@ -174,9 +180,9 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
     grouped = {id(r) for _, g, *_ in groups for r in g}
     for r in wanted:
         if id(r) not in grouped:
-            why = "read only with the report or result that references it; none does here" \
-                if r.get("resourceType") in PART_ONLY else "no model mapping reads this resource"
-            losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", why, "unmapped-entry"))
+            # no file claims it (fhirConfig.match): never filed under a default meaning, left for a person
+            losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping claims this resource "
+                               "(by its code and category); left for a person", "unmapped-resource"))
     for r in resources:  # read by no mapping by design (parties, specimens, orders, Provenance): still declared
         if r.get("resourceType") in _SKIP_TYPES and r.get("resourceType") not in composition_level.RESOURCES:
             losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}",
@@ -279,7 +285,7 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:
         back = []
     pool: dict[str, list[dict]] = {}
     for b in back:
-        pool.setdefault(b.get("resourceType"), []).append(b)
+        pool.setdefault(b.get("resourceType"), []).append(residue.strip(b))
     out = []
     for r in group:
         mine = residue.strip(r)
@@ -287,16 +293,31 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:
         if not cands:
             out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "resource could not be mapped back", "dropped"))
             continue
-        twin = residue.strip(cands.pop(0))
         # the subject comes back from the caller's patient_ref; only the reference survives
-        if "reference" in (mine.get("subject") or {}):
-            twin["subject"] = {"reference": mine["subject"]["reference"]}
+        seen = [{**c, "subject": {"reference": mine["subject"]["reference"]}} if "reference" in (mine.get("subject") or {})
+                else c for c in cands]
+        i = _closest(mine, seen)
+        cands.pop(i)
+        twin = seen[i]
         for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue  # the mapping adds fixed codes/profiles: not a loss of source data
             out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}:{element_path(d['path'])}",
                             "no openEHR element for this FHIR data in the mapping", "dropped"))
     return out
+
+
+_ADDED = ("dictionary_item_added", "iterable_item_added")
+
+
+def _closest(mine: dict, cands: list[dict]) -> int:
+    """The twin of ``mine`` among the re-forwarded resources of its type: the one with the fewest
+    removed or changed elements, the first on a tie (never by position alone: a stage group's members
+    come back in T, N, M order whatever order hasMember listed them in)."""
+    if len(cands) == 1:
+        return 0
+    cost = [sum(1 for d in compare_clinical(mine, c) if d["kind"] not in _ADDED) for c in cands]
+    return min(range(len(cands)), key=lambda i: (cost[i], i))
 
 
 def to_openehr(resources: list[dict], *, template_id: str, base_composition: dict | None = None, **kw) -> dict:

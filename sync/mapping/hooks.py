@@ -11,7 +11,7 @@ module holds it (hooks_<row>.py) and imports nothing above runtime.py.
 from __future__ import annotations
 
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
-from . import hooks_lab, hooks_tnm
+from . import hooks_tnm
 from .errors import MappingError
 
 HOOKS = {
@@ -19,11 +19,6 @@ HOOKS = {
     "eventTime": hooks_observation.event_time,
     "pointEventTime": hooks_observation.point_event_time,
     "collapseSingleResult": hooks_observation.collapse_single_result,
-    # lab panels, specimens, reference ranges
-    "reportStatus": hooks_lab.report_status,
-    "specimenReferences": hooks_lab.specimen_references,
-    "referenceRange": hooks_lab.reference_range,
-    "dateTimeInterval": hooks_lab.date_time_interval,
     # COMPOSITION level (parties of the composition shell)
     "partyReference": hooks_composition.party_reference,
     "participations": hooks_composition.participations,
@@ -40,8 +35,11 @@ HOOKS = {
     "cancerSurgery": hooks_procedure.cancer_surgery,
     # diagnosis, TNM staging, health risk
     "primaryCancerProfile": hooks_diagnosis.primary_cancer_profile,
+    "diagnosisNameAbsent": hooks_diagnosis.diagnosis_name_absent,
+    "conditionStage": hooks_tnm.condition_stage,
     "tnmMembers": hooks_tnm.tnm_members,
     "tnmStagingSystem": hooks_tnm.tnm_staging_system,
+    "tnmStageGroup": hooks_tnm.tnm_stage_group,
     "riskProbability": hooks_risk.risk_probability,
 }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from . import datatypes as dt
 from . import rmpath
 
 PRIMARY_CANCER = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-primary-cancer-condition"
@@ -66,3 +67,26 @@ def primary_cancer_profile(ctx, rule, onode, fobj, fmodel, direction):
         profiles = ctx.resource.setdefault("meta", {}).setdefault("profile", [])
         if PRIMARY_CANCER not in profiles:
             profiles.append(PRIMARY_CANCER)
+
+
+def diagnosis_name_absent(ctx, rule, onode, fobj, fmodel, direction):
+    """Problem/Diagnosis name (at0002, 1..1 in the archetype) without a value <-> Condition.code carrying
+    only a data-absent-reason (null flavour <-> DAR code).  A Condition sent without a code -- or none
+    at all, when a lone TNM Observation becomes a diagnosis entry -- gives a name with null flavour
+    271 'no information': a declared gap, never a made-up diagnosis.  The rule's openEHR path names
+    the element."""
+    steps = rmpath.parse(rule.openehr)
+    if direction == "openehr->fhir":
+        el = next(iter(rmpath.find(ctx.archetype, steps)), None)
+        if fobj.get("code") or el is None or el.get("value") is not None or el.get("null_flavour") is None:
+            return
+        dar = dt.null_flavour_to_dar(el["null_flavour"])["coding"][0]["code"]
+        fobj["code"] = {"extension": [{"url": dt.DAR_EXT, "valueCode": dar}]}
+        return
+    code = fobj.get("code") or {}
+    if code.get("coding") or code.get("text"):
+        return
+    dar = next((e.get("valueCode") for e in code.get("extension") or [] if e.get("url") == dt.DAR_EXT), None)
+    el = rmpath.ensure(ctx.archetype, steps, fresh_last=True)
+    el["null_flavour"] = dt.dar_to_null_flavour({"coding": [{"system": dt.DAR_SYSTEM, "code": dar}]}) if dar \
+        else dt.coded_text("no information", "openehr", "271")

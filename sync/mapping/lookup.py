@@ -34,22 +34,39 @@ def _specificity(spec: Spec) -> int:
     return max((len(m.criteria) if m.operator == ALL_OF else 1 for m in spec.match), default=0)
 
 
+def _claim_rank(cond: Condition) -> int:
+    """0: the entry names the resource's code (a 'one of' on code.*: a vital sign by its LOINC code, a
+    TNM category by its LOINC/SNOMED code, a laboratory analyte by a LOINC code of a laboratory class);
+    1: other conditions (a category, hasMember); 2: a catch-all made only of 'empty' conditions."""
+    parts = cond.criteria if cond.operator == ALL_OF else [cond]
+    if any(c.operator == "one of" and c.target_attribute.startswith("code.") for c in parts):
+        return 0
+    return 2 if all(c.operator == "empty" for c in parts) else 1
+
+
 def spec_for_resource(resource: dict) -> Spec | None:
-    """Pick the model file that reads a FHIR resource: resource type plus any fhirConfig.match
-    condition.  Entry-level files are tried before cluster files, so a specific row (a vital sign
-    by its LOINC code) wins over a generic one (any laboratory Observation); among files of one
-    level an all-of group is more specific than a single condition (a laboratory Observation with
-    hasMember is a panel before it is an analyte)."""
-    specs = sorted(registry().values(), key=lambda s: (s.is_cluster, -_specificity(s), s.archetype))
-    # catch-all conditions (no match, operator 'empty') are tried after every specific one
-    for catch_all in (False, True):
-        for s in specs:
-            if s.resource != resource.get("resourceType"):
-                continue
-            conds = [m for m in s.match if catch_all or m.operator != "empty"]
-            if (not s.match and catch_all) or any(resource_matches(resource, m) for m in conds):
-                return s
-    return None
+    """Pick the model file that claims a FHIR resource: its resource type and one of its
+    fhirConfig.match entries (any of; an entry may be an all-of group).  A file without match claims
+    every resource of its type (one file per type: Condition, Procedure...); an Observation file
+    always says which ones it reads.  When several files claim a resource, a claim by code wins over
+    a claim by category or structure (a TNM category Observation sent with category laboratory is
+    staging, not a laboratory result), then entry-level files before cluster files, then the more
+    specific all-of group (a laboratory Observation with hasMember is a panel before it is an
+    analyte).  None: nothing claims it; from_fhir reports it ``unmapped-resource`` and leaves it for a
+    person (no file is a default for unknown Observations)."""
+    hits = []
+    for s in registry().values():
+        if s.resource != resource.get("resourceType"):
+            continue
+        if not s.match:
+            hits.append((2, s))
+            continue
+        ranks = [_claim_rank(m) for m in s.match if resource_matches(resource, m)]
+        if ranks:
+            hits.append((min(ranks), s))
+    if not hits:
+        return None
+    return min(hits, key=lambda h: (h[0], h[1].is_cluster, -_specificity(h[1]), h[1].archetype))[1]
 
 
 def archetype_of(resource: dict) -> str | None:
@@ -72,3 +89,10 @@ def slot_rule(spec: Spec, child: Spec) -> Rule | None:
 def parent_spec(child: Spec) -> Spec | None:
     """The entry-level file with a slot for the cluster file ``child`` (a lone stage group -> diagnosis)."""
     return next((s for s in registry().values() if not s.is_cluster and slot_rule(s, child)), None)
+
+
+def hook_elements(spec: Spec) -> set[str]:
+    """Top-level FHIR elements a file's hook rules name in ``with.fhir`` (``$resource.hasMember``): the
+    references found there are read by that file (a stage group's T/N/M), not mapped on their own."""
+    return {r.fhir.replace("$resource", "").lstrip(".").split(".")[0] for r in spec.rules
+            if r.mapping_code and (r.fhir or "").startswith("$resource.")}

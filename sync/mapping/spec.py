@@ -99,7 +99,24 @@ def _cond(raw, src, rule) -> Condition | None:
     crit = raw.get("criteria", [])
     if isinstance(crit, str):
         crit = [c.strip() for c in crit.strip("[]").split(",") if c.strip()]
+    elif isinstance(crit, dict):
+        crit = codemap_criteria(crit, src, rule)
     return Condition(raw.get("targetRoot"), raw.get("targetAttribute", ""), raw["operator"], list(crit))
+
+
+CODEMAP_DIR = Path(__file__).parent / "codemaps"
+
+
+def codemap_criteria(raw: dict, src: str, rule: str | None = None) -> list[str]:
+    """Criteria ``{codemap: NAME, kind: KIND}``: the ``system|code`` tokens of every code that
+    ``codemaps/NAME.yml`` files under a class of that kind (e.g. the LOINC codes of laboratory classes)."""
+    if set(raw) != {"codemap", "kind"} or not (CODEMAP_DIR / f"{raw['codemap']}.yml").is_file():
+        raise _err(src, "codemap criteria need {codemap: <file in codemaps/>, kind: <kind>}", rule)
+    table = yaml.safe_load((CODEMAP_DIR / f"{raw['codemap']}.yml").read_text(encoding="utf-8"))
+    classes = set((table.get("kinds") or {}).get(raw["kind"]) or [])
+    if not classes:
+        raise _err(src, f"codemap {raw['codemap']} has no kind {raw['kind']!r}", rule)
+    return [f"{table['system']}|{code}" for code, row in (table.get("codes") or {}).items() if row["class"] in classes]
 
 
 def _match(raw, src) -> Condition:

@@ -117,16 +117,12 @@ def test_corpus_fhir_round_trips_or_reports(name):
             assert any(element == m or element.startswith((m + ".", m + "[")) for m in mine), (name, element)
 
 
-_SAME = {"399537006": "21908-9", "399588009": "21902-2", "399504009": "21905-5", "399534004": "21906-3",
-         "399387003": "21907-1"}
-
-
 def _twin(orig, fwd):
     if orig["resourceType"] == "Condition":
         return next(r for r in fwd if r["resourceType"] == "Condition")
-    codes = {_SAME.get(c["code"], c["code"]) for c in orig["code"]["coding"]}
-    return next((r for r in fwd if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] in codes),
-                None)
+    codes = {(c["system"], c["code"]) for c in orig["code"]["coding"]}  # a code comes back in its own system
+    return next((r for r in fwd if r["resourceType"] == "Observation"
+                 and (r["code"]["coding"][0]["system"], r["code"]["coding"][0]["code"]) in codes), None)
 
 
 def test_mcode_bundle_keeps_staging_values():
@@ -134,7 +130,9 @@ def test_mcode_bundle_keeps_staging_values():
     comp = from_fhir(_resources(doc), template_id="t").composition
     entry = comp["content"][0]
     assert entry["archetype_node_id"] == PD
-    cl = entry["data"]["items"][0]
+    name, cl = entry["data"]["items"]
+    assert name["archetype_node_id"] == "at0002" and "value" not in name  # no Condition sent: no diagnosis made up
+    assert name["null_flavour"]["defining_code"]["code_string"] == "271"
     assert cl["archetype_node_id"] == "openEHR-EHR-CLUSTER.tnm.v1"
     vals = {i["archetype_node_id"]: i["value"]["value"] for i in cl["items"]}
     assert vals == {"at0031": "3C", "at0003": "cT3", "at0004": "cN3", "at0005": "cM0", "at0032": "444256004"}
@@ -157,17 +155,22 @@ def _el(node, name, value):
 
 @st.composite
 def tnm_cluster(draw, arch):
-    items = [_el(n, n, {"_type": "DV_TEXT", "value": draw(st.sampled_from(v))}) for n, v in CATS.items()
+    patho = "pathological" in arch
+    nid = (lambda n: n + ".1") if patho else (lambda n: n)  # each CKM archetype's own node ids
+    if patho and draw(st.booleans()):
+        nid = (lambda n: n)  # tnm.v1's ids, as templates that derived tnm-pathological from tnm.v1 have them
+    items = [_el(nid(n), n, {"_type": "DV_TEXT", "value": draw(st.sampled_from(v))}) for n, v in CATS.items()
              if draw(st.booleans())]
     if draw(st.booleans()):
-        items.append(_el("at0031", "Stage grouping", {"_type": "DV_TEXT", "value": draw(st.sampled_from(["IIB", "0"]))}))
+        items.append(_el(nid("at0031"), "Stage grouping",
+                         {"_type": "DV_TEXT", "value": draw(st.sampled_from(["IIB", "0"]))}))
     if draw(st.booleans()):
         items.append(_el("at0032", "TNM Edition", {"_type": "DV_TEXT", "value": draw(
             st.sampled_from(["UICC TNM 8th edition", "AJCC 8th", "local"]))}))
     if draw(st.booleans()):
         items.append(_el("at0007", "Residual tumour (R)", dt.coded_text("R0", "local", "at0009")))
     if not items:
-        items.append(_el("at0003", "T", {"_type": "DV_TEXT", "value": "cT1"}))
+        items.append(_el(nid("at0003"), "T", {"_type": "DV_TEXT", "value": "cT1"}))
     return {"_type": "CLUSTER", "name": {"_type": "DV_TEXT", "value": draw(NAMES)}, "archetype_node_id": arch,
             "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"value": arch}, "rm_version": "1.0.4"},
             "items": items}
