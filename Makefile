@@ -15,10 +15,9 @@ demo: venv
 	deploy/demo.sh start $(DEMO_SITES)
 
 venv: .venv/.installed
-# requirements-dev.txt includes requirements.txt (the runtime, all the production image gets).
-.venv/.installed: requirements.txt requirements-dev.txt
+.venv/.installed: requirements.txt
 	@test -x $(PY) || python3 -m venv .venv
-	.venv/bin/pip install -q -r requirements-dev.txt
+	.venv/bin/pip install -q -r requirements.txt
 	@touch $@
 
 services:
@@ -54,5 +53,4 @@ test-db: venv
 	$(PY) -m pytest -m "db and not integration and not browser"
 
 lock:
-	.venv/bin/pip install -q pip-tools && .venv/bin/pip-compile -q --strip-extras -o requirements.txt requirements.in \
-	  && .venv/bin/pip-compile -q --strip-extras -o requirements-dev.txt requirements-dev.in
+	.venv/bin/pip install -q pip-tools && .venv/bin/pip-compile -q --strip-extras -o requirements.txt requirements.in

@@ -8,10 +8,12 @@ module's job: residue.py compares the reverse result with the source afterwards.
 """
 from __future__ import annotations
 
+import re
+
 from . import datatypes as dt
-from . import fhirpath, hooks, rmpath
+from . import fhirmodel, fhirpath, hooks, rmpath
 from .errors import MappingError
-from .lookup import archetype_of, resource_matches
+from .lookup import resource_matches
 from .runtime import (FWD, REV, Ctx, Unit, f_base, f_condition, manual_forward, manual_reverse, o_base, o_condition,
                       write)
 from .spec import Rule, Spec, registry
@@ -107,8 +109,6 @@ def forward(ctx: Ctx, rules: list[Rule], onode: dict, fobj: dict, fmodel: str) -
                     if fpath else (fbase, fbmodel)
                 forward(ctx, rule.followed_by, m, child, cmodel)
                 manual_forward(ctx, rule.manual, m, child, cmodel)
-                if fpath and not child:
-                    _prune_empty(fbase)  # its children mapped nothing: no element without content (ele-1)
             else:
                 got = to_fhir_value(rule.type, m, fpath)
                 if got is not None:
@@ -120,6 +120,9 @@ def _slot_fwd(ctx: Ctx, rule: Rule, cluster: dict, fbase: dict, fbmodel: str, fp
     sub = specs.get(cluster.get("archetype_node_id", ""))
     if sub is None:
         return  # an unmapped slot filler stays in the residue
+    if not fhirmodel.is_resource(sub.resource):
+        _inline_fwd(ctx, sub, cluster, fbase, fbmodel, fpath)
+        return
     path = ctx.node_path + rmpath_of(ctx.archetype, cluster)
     res = {"resourceType": sub.resource}
     sub_ctx = Ctx(spec=sub, direction=FWD, archetype=cluster, oroot=cluster, resource=res, unit=ctx.unit,
@@ -134,17 +137,44 @@ def _slot_fwd(ctx: Ctx, rule: Rule, cluster: dict, fbase: dict, fbmodel: str, fp
     fhirpath.put(fbase, fbmodel, fpath, {"reference": f"{res['resourceType']}/{res.get('id')}"})
 
 
-def _prune_empty(node) -> None:
-    """Drop the empty objects and lists under ``node`` (and those only they filled)."""
-    if isinstance(node, dict):
-        for k in list(node):
-            _prune_empty(node[k])
-            if node[k] in ({}, []):
-                del node[k]
-    elif isinstance(node, list):
-        for v in node:
-            _prune_empty(v)
-        node[:] = [v for v in node if v not in ({}, [])]
+def _is_list(model: str, fpath: str) -> bool:
+    parts = [p for p in re.split(r"\.(?![^(]*\))", fpath) if p]
+    parent = fhirpath.model_at(model, ".".join(parts[:-1])) if len(parts) > 1 else model
+    return fhirmodel.field(parent, parts[-1])[0]
+
+
+def _inline_fwd(ctx: Ctx, sub: Spec, cluster: dict, fbase: dict, fbmodel: str, fpath: str) -> None:
+    """A cluster file whose ``fhirConfig.resource`` is a data type (CLUSTER.dosage.v2 -> Dosage) maps the
+    cluster into the element at ``with.fhir`` (a new list entry per cluster; ``$fhirRoot``: the element
+    itself), not into a resource of its own.  In the cluster file ``$resource`` is that element.  A
+    single-valued element takes the first cluster only: a second one stays in the residue."""
+    model = fhirpath.model_at(fbmodel, fpath) if fpath else fbmodel
+    if model != sub.resource:
+        raise MappingError("slot element type differs from the cluster file's resource", path=sub.source,
+                           rule=fpath)
+    if fpath and not _is_list(fbmodel, fpath) and fhirpath.get_values(fbase, fpath):
+        return
+    el = fbase if not fpath else {}
+    sub_ctx = Ctx(spec=sub, direction=FWD, archetype=cluster, oroot=cluster, resource=el, unit=ctx.unit,
+                  node_path=ctx.node_path, event=ctx.event, identify=ctx.identify, language=ctx.language,
+                  parent=ctx.parent if ctx.spec is not None and not fhirmodel.is_resource(ctx.spec.resource)
+                  else ctx.resource, composition=ctx.composition)
+    forward(sub_ctx, sub.rules, cluster, el, sub.resource)
+    if fpath and el:
+        fhirpath.put(fbase, fbmodel, fpath, el)
+
+
+def _inline_rev(ctx: Ctx, sub: Spec, el, obase: dict, osteps: list[rmpath.Step]) -> None:
+    """Reverse of _inline_fwd: one cluster per element value (pruned again when nothing maps back)."""
+    if not isinstance(el, dict) or not el:
+        return
+    cluster = rmpath.ensure(obase, osteps, fresh_last=True) if osteps else obase
+    if osteps:
+        cluster["name"] = {"_type": "DV_TEXT", "value": sub.entry_name}
+    sub_ctx = Ctx(spec=sub, direction=REV, archetype=cluster, oroot=cluster, resource=el, unit=ctx.unit,
+                  event=ctx.event, language=ctx.language,
+                  parent=ctx.parent if not fhirmodel.is_resource(ctx.spec.resource) else ctx.resource)
+    reverse(sub_ctx, sub.rules, el, sub.resource, cluster)
 
 
 def rmpath_of(root: dict, target: dict) -> str:
@@ -244,11 +274,13 @@ def _shared_slot(spec: Spec, rule: Rule) -> bool:
 def _slot_rev(ctx: Ctx, rule: Rule, ref: dict, obase: dict, osteps: list[rmpath.Step]) -> None:
     target = ctx.unit.by_ref.get((ref or {}).get("reference", ""))
     sub = next((s for s in registry().values() if s.archetype.endswith(rule.slot_archetype)), None)
-    if target is None or sub is None or id(target) in ctx.unit.used:
-        return  # read once: a panel member listed in DiagnosticReport.result too stays in its panel
-    if sub.match and _shared_slot(ctx.spec, rule) and archetype_of(target) != sub.archetype \
-            and not any(resource_matches(target, m) for m in sub.match):
-        return  # several slot rules share one FHIR element: each reads what its file claims or made (identifier)
+    if sub is not None and not fhirmodel.is_resource(sub.resource):
+        _inline_rev(ctx, sub, ref, obase, osteps)
+        return
+    if target is None or sub is None:
+        return
+    if sub.match and _shared_slot(ctx.spec, rule) and not any(resource_matches(target, m) for m in sub.match):
+        return  # several slot rules share one FHIR element: each reads only what its file claims
     ctx.unit.used.add(id(target))
     cluster = rmpath.ensure(obase, osteps, fresh_last=True)
     cluster["name"] = {"_type": "DV_TEXT", "value": sub.entry_name}

@@ -11,6 +11,7 @@ import re
 import typing
 
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.resource import Resource
 
 
 class UnknownElement(ValueError):
@@ -59,6 +60,16 @@ def choices(model: str, base: str) -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def is_resource(model: str) -> bool:
+    """True for a resource type (MedicationStatement), False for a data type or backbone element
+    (Dosage, MedicationAdministrationDosage): a cluster file targeting one maps inline (engine)."""
+    try:
+        return issubclass(get_fhir_model_class(model), Resource)
+    except KeyError as exc:
+        raise UnknownElement(model) from exc
+
+
 def child_model(model: str, name: str) -> str:
     _, tname = field(model, name)
     return tname
@@ -91,4 +102,4 @@ def check_path(resource_type: str, path: str) -> str:
     return model
 
 
-__all__ = ["field", "fields", "choices", "check_path", "UnknownElement", "is_primitive", "typing"]
+__all__ = ["field", "fields", "choices", "check_path", "UnknownElement", "is_primitive", "is_resource", "typing"]

@@ -11,7 +11,7 @@ module holds it (hooks_<row>.py) and imports nothing above runtime.py.
 from __future__ import annotations
 
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
-from . import hooks_lab, hooks_tnm
+from . import hooks_dosage, hooks_tnm
 from .errors import MappingError
 
 HOOKS = {
@@ -19,11 +19,6 @@ HOOKS = {
     "eventTime": hooks_observation.event_time,
     "pointEventTime": hooks_observation.point_event_time,
     "collapseSingleResult": hooks_observation.collapse_single_result,
-    # lab panels, specimens, reference ranges
-    "reportStatus": hooks_lab.report_status,
-    "specimenReferences": hooks_lab.specimen_references,
-    "referenceRange": hooks_lab.reference_range,
-    "dateTimeInterval": hooks_lab.date_time_interval,
     # COMPOSITION level (parties of the composition shell)
     "partyReference": hooks_composition.party_reference,
     "participations": hooks_composition.participations,
@@ -35,6 +30,12 @@ HOOKS = {
     "containedMedication": hooks_medication.contained_medication,
     "cancerRelatedAdministration": hooks_medication.cancer_related_administration,
     "doseOrRate": hooks_medication.dose_or_rate,
+    "orderDosageTiming": hooks_medication.order_dosage_timing,
+    "statementTime": hooks_medication.statement_time,
+    "administrationPeriod": hooks_medication.administration_period,
+    # dosage clusters, shared by order, administration and statement
+    "doseAndRate": hooks_dosage.dose_and_rate,
+    "dosageTiming": hooks_dosage.dosage_timing,
     # ACTION rows
     "ismTransition": hooks_procedure.ism_transition,
     "cancerSurgery": hooks_procedure.cancer_surgery,
@@ -45,7 +46,7 @@ HOOKS = {
     "tnmMembers": hooks_tnm.tnm_members,
     "tnmStagingSystem": hooks_tnm.tnm_staging_system,
     "tnmStageGroup": hooks_tnm.tnm_stage_group,
-    "riskProbability": hooks_risk.risk_probability,
+    "riskPrediction": hooks_risk.risk_prediction,
 }
 
 

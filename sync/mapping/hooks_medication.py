@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from . import datatypes as dt
-from . import fhirmodel, fhirpath, rmpath
+from . import fhirmodel, fhirpath, hooks_dosage, rmpath
 from .parties import PLACEHOLDER_COMPOSER, party_to_reference, reference_to_party
 from .runtime import FWD
 
@@ -45,6 +45,9 @@ def iso_repeating_timing(ctx, rule, onode, fobj, fmodel, direction):
         if q is None:
             return
         repeat = _last_dosage(fobj).setdefault("timing", {}).setdefault("repeat", {})
+        if any(repeat.get(k) not in (None, v) for k, v in (("frequency", 1), ("period", q["value"]),
+                                                            ("periodUnit", q["code"]))):
+            return  # the Dosage already has another rhythm (a timing cluster): this one stays in the residue
         if m["n"]:
             repeat["count"] = int(m["n"])
         repeat.update(frequency=1, period=q["value"], periodUnit=q["code"])
@@ -52,17 +55,32 @@ def iso_repeating_timing(ctx, rule, onode, fobj, fmodel, direction):
             bp = repeat.setdefault("boundsPeriod", {})
             bp.setdefault("start", dt.datetime_to_fhir(m["start"]))
         return
-    for dosage in fobj.get("dosageInstruction") or []:
-        rep = (dosage.get("timing") or {}).get("repeat") or {}
-        if rep.get("period") is None or rep.get("frequency", 1) != 1 or rep.get("periodMax") is not None:
-            continue
+    dosage = iso_timed_dosage(fobj)
+    if dosage is not None:
+        rep = dosage["timing"]["repeat"]
         dur = dt.duration_from_fhir({"value": rep["period"], "code": rep.get("periodUnit")})
-        if dur is None:
-            continue
         start = (rep.get("boundsPeriod") or {}).get("start")
         value = f"R{rep.get('count', '')}/" + (f"{start}/" if start else "") + dur
         onode["timing"] = {"_type": "DV_PARSABLE", "value": value, "formalism": "ISO8601"}
-        return
+
+
+def iso_timed_dosage(res: dict) -> dict | None:
+    """The Dosage whose repeat (frequency 1 per one period) goes back to ACTIVITY.timing: the first such."""
+    for dosage in res.get("dosageInstruction") or []:
+        rep = (dosage.get("timing") or {}).get("repeat") or {}
+        if rep.get("period") is None or rep.get("frequency", 1) != 1 or rep.get("periodMax") is not None \
+                or rep.get("frequencyMax") is not None:
+            continue
+        if dt.duration_from_fhir({"value": rep["period"], "code": rep.get("periodUnit")}) is not None:
+            return dosage
+    return None
+
+
+def order_dosage_timing(ctx, rule, onode, fobj, fmodel, direction):
+    """dosageTiming for a medication order's therapeutic direction: back, the Dosage whose rhythm
+    ACTIVITY.timing takes (isoRepeatingTiming) keeps it there, not in a timing cluster too."""
+    hooks_dosage.dosage_timing(ctx, rule, onode, fobj, fmodel, direction,
+                               skip_rhythm=lambda dosage: dosage is iso_timed_dosage(ctx.resource))
 
 
 # ------------------------------------------------------------------ therapeutic direction bounds
@@ -312,3 +330,97 @@ def dose_or_rate(ctx, rule, onode, fobj, fmodel, direction):
     dosage = fobj.get("dosage") if direction == FWD else None
     if isinstance(dosage, dict) and not dosage.get("dose") and not any(k.startswith("rate") for k in dosage):
         dosage["dose"] = {"extension": [{"url": dt.DAR_EXT, "valueCode": "unknown"}]}
+
+
+# ------------------------------------------------------------------ statement and administration times
+def statement_time(ctx, rule, onode, fobj, fmodel, direction):
+    """OBSERVATION.medication_statement.v0 event (one MedicationStatement per event) <-> effective[x].
+
+    The archetype asserts use of the medication at the event's time: a POINT_EVENT (or an
+    INTERVAL_EVENT without its width) is effectiveDateTime = time; an INTERVAL_EVENT with a width is
+    effectivePeriod (start = time - width, end = time; its math function stays in the residue).  Back,
+    effectiveDateTime or a period with start and end give the event; a period with only one end gives
+    a point event at it (an open period "since" / "until" has no openEHR form: reported); no effective[x]
+    takes dateAsserted (the assertion is about use at that time; one way).  HISTORY.origin (mandatory)
+    is the event time when nothing else gives it."""
+    event = ctx.event
+    if event is None:
+        return
+    if direction == FWD:
+        t = (event.get("time") or {}).get("value")
+        width = (event.get("width") or {}).get("value")
+        td, end = dt.parse_duration(width or ""), dt.parse_dt(dt.datetime_to_fhir(t)) if t else None
+        if not t:
+            return
+        if event.get("_type") == "INTERVAL_EVENT" and td is not None and end is not None:
+            fobj["effectivePeriod"] = {"start": dt.format_dt(end - td), "end": dt.datetime_to_fhir(t)}
+        else:
+            fobj["effectiveDateTime"] = dt.datetime_to_fhir(t)
+        return
+    period = fobj.get("effectivePeriod") or {}
+    start, end = period.get("start"), period.get("end")
+    if start and end and dt.parse_dt(start) and dt.parse_dt(end) and dt.parse_dt(end) >= dt.parse_dt(start):
+        event["_type"] = "INTERVAL_EVENT"
+        event["time"] = {"_type": "DV_DATE_TIME", "value": end}
+        event["width"] = {"_type": "DV_DURATION", "value": dt.format_duration(dt.parse_dt(end) - dt.parse_dt(start))}
+        event["math_function"] = dt.coded_text("actual", "openehr", "640")
+    else:
+        t = fobj.get("effectiveDateTime") or start or end or fobj.get("dateAsserted")
+        if t:
+            event["time"] = {"_type": "DV_DATE_TIME", "value": t}
+    hist = ctx.archetype.get("data") if isinstance(ctx.archetype, dict) else None
+    if isinstance(hist, dict) and not hist.get("origin") and event.get("time"):
+        hist["origin"] = {"_type": "DV_DATE_TIME", "value": event["time"]["value"]}
+
+
+_DURATION_PATH = "description[at0017]/items[openEHR-EHR-CLUSTER.dosage.v2]/items[at0102]"
+_FRACTION = re.compile(r"T\d{2}:\d{2}:\d{2}(\.\d+)")
+
+
+def _like(template: str, moment) -> str:
+    """``moment`` as FHIR dateTime with the fractional seconds ``template`` shows (.000 stays .000)."""
+    out = dt.format_dt(moment)
+    frac = _FRACTION.search(template or "")
+    if frac and not _FRACTION.search(out):
+        out = re.sub(r"(T\d{2}:\d{2}:\d{2})", lambda m: m.group(1) + frac.group(1), out, count=1)
+    return out
+
+
+def administration_period(ctx, rule, onode, fobj, fmodel, direction):
+    """ACTION.medication.v1 time (when the action completed) and the dosage's administration duration
+    (CLUSTER.dosage.v2 at0102) <-> MedicationAdministration.effective[x].
+
+    Forward: with an exact duration (no years/months) the administration ran from time - duration to
+    time: effectivePeriod; otherwise effectiveDateTime = time.  Back: effectiveDateTime -> time; a
+    period's end (else its start) -> time, and start + end -> the administration duration, unless the
+    dose's rateRatio already gave one (hook doseAndRate runs first: when they differ the rate wins and
+    the period start is reported)."""
+    entry = ctx.archetype
+    steps = rmpath.parse(_DURATION_PATH)
+    if direction == FWD:
+        t = (entry.get("time") or {}).get("value")
+        if not t:
+            return
+        dur = next((e.get("value") for e in rmpath.find(entry, steps)), None)
+        td = dt.parse_duration((dur or {}).get("value", "")) if isinstance(dur, dict) else None
+        end = dt.datetime_to_fhir(t)
+        if td is not None and dt.parse_dt(end) is not None:
+            fobj["effectivePeriod"] = {"start": _like(end, dt.parse_dt(end) - td), "end": end}
+        else:
+            fobj["effectiveDateTime"] = end
+        return
+    single = fobj.get("effectiveDateTime")
+    period = fobj.get("effectivePeriod") or {}
+    t = single or period.get("end") or period.get("start")
+    if not t:
+        return
+    entry["time"] = {"_type": "DV_DATE_TIME", "value": t}
+    start, end = period.get("start"), period.get("end")
+    if start and end and dt.parse_dt(start) and dt.parse_dt(end) and dt.parse_dt(end) >= dt.parse_dt(start) \
+            and not rmpath.find(entry, steps):
+        cluster = rmpath.ensure(entry, rmpath.parse("description[at0017,'Tree']/items[openEHR-EHR-CLUSTER.dosage.v2,"
+                                                    "'Dosage']"))
+        cluster.setdefault("items", []).append(
+            {"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": "Administration duration"},
+             "archetype_node_id": "at0102",
+             "value": {"_type": "DV_DURATION", "value": dt.format_duration(dt.parse_dt(end) - dt.parse_dt(start))}})

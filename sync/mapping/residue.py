@@ -91,7 +91,14 @@ def diff(original: dict, rebuilt: dict, *, norm_original: dict | None = None) ->
         if path and path not in o and not any(path.startswith(a + "/") for a in added) \
                 and not any(path.startswith(p + "/") for p in r if p and p not in o and p != path):
             items.append(Item(path, "-"))
-    return items
+    return sorted(items, key=_order)
+
+
+def _order(it: Item):
+    """Residue items in path order, not in the order siblings with different node ids happen to have
+    (compare_clinical ignores that order, so a round trip may change it and must not change the FHIR
+    side); same-id siblings keep their index order (numeric ':k')."""
+    return [(st.attr, st.node or "", st.idx or 0) for st in rmpath.parse(it.path)] if it.path else []
 
 
 # ------------------------------------------------------------------ FHIR encoding

@@ -121,3 +121,89 @@ def test_hapi_validates_risk_assessments(fhir_base_url, path):
     c = json.loads(path.read_text(encoding="utf-8"))
     for r in _risk(to_fhir(c, site="s", ehr_id="e", patient_ref="Patient/1")):
         assert hapi_errors(fhir_base_url, r) == []
+
+
+# ------------------------------------------------------------------ the prediction kept together
+UCUM = "http://unitsofmeasure.org"
+PREDICTION = {
+    "outcome": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009", "display": "Breast cancer"}]},
+    "probabilityDecimal": 23.5,
+    "qualitativeRisk": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/risk-probability",
+                                    "code": "high", "display": "High likelihood"}]},
+    "whenRange": {"low": {"value": 40, "unit": "a", "system": UCUM, "code": "a"},
+                  "high": {"value": 50, "unit": "a", "system": UCUM, "code": "a"}},
+    "rationale": "polygenic score and family history"}
+
+
+def _ra(prediction):
+    return {"resourceType": "RiskAssessment", "id": "r", "status": "final", "subject": {"reference": "Patient/1"},
+            "occurrenceDateTime": "2024-01-10", "prediction": prediction}
+
+
+def _again(out):
+    comp = {**copy.deepcopy(out.composition), "uid": {"value": "aaaaaaaa-0000-4000-8000-000000000009::x::1"}}
+    return _risk(to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1"))[0]
+
+
+@pytest.mark.parametrize("keys", [
+    ("probabilityDecimal", "qualitativeRisk", "whenRange", "rationale"),
+    ("qualitativeRisk", "whenRange"),
+    ("probabilityDecimal", "whenRange"),
+    ("qualitativeRisk",),
+])
+def test_a_fhir_prediction_keeps_probability_qualitative_risk_and_when_range_together(keys):
+    pred = {"outcome": PREDICTION["outcome"]} | {k: PREDICTION[k] for k in keys}
+    out = from_fhir([_ra([pred])], template_id="t")
+    assert not [x for x in out.losses if "prediction" in x.path]
+    again = _again(out)
+    assert validate_fhir(again) == []
+    assert [d for d in compare_clinical(pred, again["prediction"][0]) if d["kind"] != "dictionary_item_added"] == []
+    # the archetype's element holds one assessment: the probability when there is one
+    [entry] = out.composition["content"]
+    [assess] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "at0003"]
+    assert assess["value"]["_type"] == ("DV_PROPORTION" if "probabilityDecimal" in keys else "DV_CODED_TEXT")
+
+
+def test_a_probability_range_stays_with_its_prediction():
+    pred = {"outcome": PREDICTION["outcome"], "qualitativeRisk": PREDICTION["qualitativeRisk"],
+            "probabilityRange": {"low": {"value": 20, "unit": "%", "system": UCUM, "code": "%"},
+                                 "high": {"value": 30, "unit": "%", "system": UCUM, "code": "%"}}}
+    again = _again(from_fhir([_ra([pred])], template_id="t"))
+    assert again["prediction"][0]["probabilityRange"] == pred["probabilityRange"]
+
+
+def test_an_openehr_edit_of_the_assessment_drops_the_kept_fhir_detail():
+    out = from_fhir([_ra([dict(PREDICTION)])], template_id="t")
+    [entry] = out.composition["content"]
+    [assess] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "at0003"]
+    assess["value"]["numerator"] = 5.0  # edited in openEHR: 'high' and the age range may no longer hold
+    again = _again(out)
+    assert again["prediction"][0]["probabilityDecimal"] == 5.0
+    assert "qualitativeRisk" not in again["prediction"][0] and "whenRange" not in again["prediction"][0]
+
+
+def test_the_kept_detail_is_no_openehr_clinical_content_and_a_second_prediction_is_reported():
+    second = {"outcome": {"text": "Ovarian cancer"}, "probabilityDecimal": 8.0}
+    out = from_fhir([_ra([dict(PREDICTION), second])], template_id="t")
+    [entry] = out.composition["content"]
+    [risk] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "at0002"]
+    assert risk["feeder_audit"]["original_content"]["_type"] == "DV_PARSABLE"
+    bare = copy.deepcopy(out.composition)
+    bare["content"][0]["data"]["items"][0].pop("feeder_audit")
+    assert compare_clinical(out.composition, bare) == []  # feeder_audit is not clinical content
+    assert any(x.path.startswith("RiskAssessment/r:prediction[1]") for x in out.losses)
+
+
+def test_a_prediction_without_outcome_is_a_null_flavoured_health_risk():
+    out = from_fhir([_ra([{"probabilityDecimal": 12.0}])], template_id="t")
+    [entry] = out.composition["content"]
+    [risk] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "at0002"]
+    assert risk["null_flavour"]["defining_code"]["code_string"] == "253" and "value" not in risk
+    assert _again(out)["prediction"] == [{"probabilityDecimal": 12.0}]
+
+
+@pytest.mark.integration
+def test_hapi_validates_a_prediction_kept_together(fhir_base_url):
+    for pred in ({k: v for k, v in PREDICTION.items()}, {"outcome": PREDICTION["outcome"],
+                                                        "qualitativeRisk": PREDICTION["qualitativeRisk"]}):
+        assert hapi_errors(fhir_base_url, _again(from_fhir([_ra([pred])], template_id="t"))) == []

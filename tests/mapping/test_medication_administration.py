@@ -184,7 +184,12 @@ def test_corpus_fhir_round_trips_what_is_not_reported_lost():
     [twin] = _fwd(comp, orig["subject"]["reference"])
     assert validate_fhir(twin) == []
     assert twin["status"] == "completed" and twin["medicationCodeableConcept"]["coding"][0]["code"] == "15205222"
-    assert twin["effectiveDateTime"] == orig["effectivePeriod"]["end"]
+    # the 30-minute infusion: the period (time - administration duration) and the rate 1500 mg / 30 min
+    assert twin["effectivePeriod"] == orig["effectivePeriod"]
+    assert twin["dosage"]["dose"] == orig["dosage"]["dose"]
+    ratio = twin["dosage"]["rateRatio"]
+    assert ratio["numerator"] == orig["dosage"]["rateRatio"]["numerator"]
+    assert (ratio["denominator"]["value"], ratio["denominator"]["code"]) == (30, "min")
     lost = [x.path.split(":", 1)[1] for x in out.losses if x.path.startswith(f"MedicationAdministration/{orig['id']}:")]
     for d in compare_clinical(orig, strip(twin)):
         if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
