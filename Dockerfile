@@ -7,7 +7,8 @@
 # tests/deploy/test_containers.py keeps this file consistent with the scripts.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: wheels for every pinned requirement (compilers live only here)
+# --- builder: wheels for every pinned runtime requirement (compilers live only here). Only
+# requirements.txt: tests, benchmarks and tools (the development lock) never enter the image.
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN apt-get update \

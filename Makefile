@@ -15,9 +15,10 @@ demo: venv
 	deploy/demo.sh start $(DEMO_SITES)
 
 venv: .venv/.installed
-.venv/.installed: requirements.txt
+# requirements-dev.txt includes requirements.txt (the runtime, all the production image gets).
+.venv/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv .venv
-	.venv/bin/pip install -q -r requirements.txt
+	.venv/bin/pip install -q -r requirements-dev.txt
 	@touch $@
 
 services:
@@ -53,4 +54,5 @@ test-db: venv
 	$(PY) -m pytest -m "db and not integration and not browser"
 
 lock:
-	.venv/bin/pip install -q pip-tools && .venv/bin/pip-compile -q --strip-extras -o requirements.txt requirements.in
+	.venv/bin/pip install -q pip-tools && .venv/bin/pip-compile -q --strip-extras -o requirements.txt requirements.in \
+	  && .venv/bin/pip-compile -q --strip-extras -o requirements-dev.txt requirements-dev.in

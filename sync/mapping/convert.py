@@ -190,11 +190,13 @@ def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: s
     primary = next((r for r in group if archetype_of(r) == spec.archetype), None)
     if primary is None:
         primary = {"resourceType": spec.resource}
-        inner = {x for c in group for x in _ref_values(c)}
+        kinds = {id(c): archetype_of(c) for c in group}
         for child in group:
-            if {f"{child['resourceType']}/{child.get('id')}", f"urn:uuid:{child.get('id')}"} & inner:
-                continue  # a member of another slot resource (T/N/M of a stage group), not a slot filler
-            cs = registry().get(archetype_of(child)) if archetype_of(child) else None
+            refs = {f"{child['resourceType']}/{child.get('id')}", f"urn:uuid:{child.get('id')}"}
+            if any(refs & set(_ref_values(c)) for c in group if c is not child and kinds[id(c)] == kinds[id(child)]):
+                continue  # a member of another slot resource of its kind (T/N/M of a stage group), not a slot filler
+            # (one another kind references still fills its own slot: the Specimen an analyte names)
+            cs = registry().get(kinds[id(child)]) if kinds[id(child)] else None
             rule = slot_rule(spec, cs) if cs else None
             if rule:
                 fhirpath.put(primary, spec.resource, rule.fhir.replace("$resource", "").lstrip("."),

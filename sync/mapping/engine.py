@@ -13,7 +13,7 @@ import re
 from . import datatypes as dt
 from . import fhirmodel, fhirpath, hooks, rmpath
 from .errors import MappingError
-from .lookup import resource_matches
+from .lookup import archetype_of, resource_matches
 from .runtime import (FWD, REV, Ctx, Unit, f_base, f_condition, manual_forward, manual_reverse, o_base, o_condition,
                       write)
 from .spec import Rule, Spec, registry
@@ -109,6 +109,8 @@ def forward(ctx: Ctx, rules: list[Rule], onode: dict, fobj: dict, fmodel: str) -
                     if fpath else (fbase, fbmodel)
                 forward(ctx, rule.followed_by, m, child, cmodel)
                 manual_forward(ctx, rule.manual, m, child, cmodel)
+                if fpath and not child:
+                    _prune_empty(fbase)  # its children mapped nothing: no element without content (ele-1)
             else:
                 got = to_fhir_value(rule.type, m, fpath)
                 if got is not None:
@@ -135,6 +137,19 @@ def _slot_fwd(ctx: Ctx, rule: Rule, cluster: dict, fbase: dict, fbmodel: str, fp
     ctx.unit.resources.insert(start, res)  # before what its own hooks added (e.g. TNM members)
     ctx.unit.paths[id(res)] = path
     fhirpath.put(fbase, fbmodel, fpath, {"reference": f"{res['resourceType']}/{res.get('id')}"})
+
+
+def _prune_empty(node) -> None:
+    """Drop the empty objects and lists under ``node`` (and those only they filled)."""
+    if isinstance(node, dict):
+        for k in list(node):
+            _prune_empty(node[k])
+            if node[k] in ({}, []):
+                del node[k]
+    elif isinstance(node, list):
+        for v in node:
+            _prune_empty(v)
+        node[:] = [v for v in node if v not in ({}, [])]
 
 
 def _is_list(model: str, fpath: str) -> bool:
@@ -277,10 +292,11 @@ def _slot_rev(ctx: Ctx, rule: Rule, ref: dict, obase: dict, osteps: list[rmpath.
     if sub is not None and not fhirmodel.is_resource(sub.resource):
         _inline_rev(ctx, sub, ref, obase, osteps)
         return
-    if target is None or sub is None:
-        return
-    if sub.match and _shared_slot(ctx.spec, rule) and not any(resource_matches(target, m) for m in sub.match):
-        return  # several slot rules share one FHIR element: each reads only what its file claims
+    if target is None or sub is None or id(target) in ctx.unit.used:
+        return  # read once: a panel member listed in DiagnosticReport.result too stays in its panel
+    if sub.match and _shared_slot(ctx.spec, rule) and archetype_of(target) != sub.archetype \
+            and not any(resource_matches(target, m) for m in sub.match):
+        return  # several slot rules share one FHIR element: each reads what its file claims or made (identifier)
     ctx.unit.used.add(id(target))
     cluster = rmpath.ensure(obase, osteps, fresh_last=True)
     cluster["name"] = {"_type": "DV_TEXT", "value": sub.entry_name}

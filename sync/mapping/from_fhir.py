@@ -24,8 +24,11 @@ from .parties import PLACEHOLDER_COMPOSER
 from .results import Loss, OpenEHRResult
 from .spec import registry
 
-_SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter", "Specimen",
+_SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter",
                "ServiceRequest", "Composition"}  # Encounter/Composition: composition level (composition.py)
+# read only as part of what references them (a Specimen: a report's or result's): alone, no entry
+# (public: the engine sends a central one that belongs to no synced record to no site)
+PART_ONLY = frozenset({"Specimen"})
 
 
 def _refs(obj) -> list[str]:
@@ -105,7 +108,7 @@ def _groups(resources: list[dict]):
             named[0][0].extend([r] + [k for k in reach(r) if id(k) not in used and not any(k is x for x in named[0][0])])
             continue
         parent = parent_spec(specs[names[id(r)]])
-        if parent:
+        if parent and r.get("resourceType") not in PART_ONLY:
             out.append((parent, [r] + [k for k in reach(r) if id(k) not in used], r))
     result = []
     for spec, group, anchor in out:
@@ -180,9 +183,12 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
     grouped = {id(r) for _, g, *_ in groups for r in g}
     for r in wanted:
         if id(r) not in grouped:
-            # no file claims it (fhirConfig.match): never filed under a default meaning, left for a person
-            losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping claims this resource "
-                               "(by its code and category); left for a person", "unmapped-resource"))
+            if r.get("resourceType") in PART_ONLY:
+                losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "read only with the report or result "
+                                   "that references it; none does here", "unmapped-entry"))
+            else:  # no file claims it (fhirConfig.match): never filed under a default meaning, left for a person
+                losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping claims this resource "
+                                   "(by its code and category); left for a person", "unmapped-resource"))
     for r in resources:  # read by no mapping by design (parties, specimens, orders, Provenance): still declared
         if r.get("resourceType") in _SKIP_TYPES and r.get("resourceType") not in composition_level.RESOURCES:
             losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}",

@@ -11,7 +11,7 @@ module holds it (hooks_<row>.py) and imports nothing above runtime.py.
 from __future__ import annotations
 
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
-from . import hooks_dosage, hooks_tnm
+from . import hooks_dosage, hooks_lab, hooks_tnm
 from .errors import MappingError
 
 HOOKS = {
@@ -19,6 +19,11 @@ HOOKS = {
     "eventTime": hooks_observation.event_time,
     "pointEventTime": hooks_observation.point_event_time,
     "collapseSingleResult": hooks_observation.collapse_single_result,
+    # lab panels, specimens, reference ranges
+    "reportStatus": hooks_lab.report_status,
+    "specimenReferences": hooks_lab.specimen_references,
+    "referenceRange": hooks_lab.reference_range,
+    "dateTimeInterval": hooks_lab.date_time_interval,
     # COMPOSITION level (parties of the composition shell)
     "partyReference": hooks_composition.party_reference,
     "participations": hooks_composition.participations,
