@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "csp",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
     # TOTP for every account but demo ones: after allauth's middleware so the user is known.
     "conflictdesk.desk.middleware.RequireTOTPMiddleware",
 ]
@@ -173,6 +175,23 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # bounds what one request can make a worker parse (BodySizeLimitMiddleware applies it to the API too).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("CONFLICTDESK_MAX_REQUEST_BYTES", 1024 * 1024)
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): only this origin's files run or style a page, so markup that
+# slipped into a rendered field (a composition's text, a server's diagnostics) cannot execute.
+# htmx is told not to inject its inline style or eval anything (templates/base.html). The API docs
+# pages loosen it for themselves only (conflictdesk/api/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)

@@ -1,7 +1,9 @@
 """/api/v1/ (namespace ``api``): resources, triggers, health, the OpenAPI schema and its docs page."""
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from .views import audit, conflicts, deadletters, health, runs, sites, sources, triggers
@@ -22,6 +24,11 @@ urlpatterns = [
     path("sources/<str:resource_type>/<str:resource_id>/", sources.SourceView.as_view(), name="source"),
     # Behind login: the schema for any signed-in user (session or token), the pages via the login form.
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api:schema")), name="docs"),
-    path("redoc/", login_required(SpectacularRedocView.as_view(url_name="api:schema")), name="redoc"),
+    # Swagger UI's start-up script is served as a file (the split view), so the CSP needs no inline
+    # script; its page keeps one inline <style>. Redoc's page starts with an inline script: allowed
+    # there only (signed-in users, the schema alone, no data).
+    path("docs/", login_required(csp_update({"style-src": [UNSAFE_INLINE]})(
+        SpectacularSwaggerSplitView.as_view(url_name="api:schema"))), name="docs"),
+    path("redoc/", login_required(csp_update({"script-src": [UNSAFE_INLINE], "style-src": [UNSAFE_INLINE]})(
+        SpectacularRedocView.as_view(url_name="api:schema"))), name="redoc"),
 ]
