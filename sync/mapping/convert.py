@@ -190,6 +190,9 @@ def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: s
     primary = next((r for r in group if archetype_of(r) == spec.archetype), None)
     if primary is None:
         primary = {"resourceType": spec.resource}
+        given = next((c["language"] for c in group if c.get("language")), None)  # not `lang`: the entry's default
+        if given:
+            primary["language"] = given  # the resources' language is the entry's (a collapsed lab report's)
         kinds = {id(c): archetype_of(c) for c in group}
         for child in group:
             refs = {f"{child['resourceType']}/{child.get('id')}", f"urn:uuid:{child.get('id')}"}

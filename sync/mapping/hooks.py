@@ -24,6 +24,7 @@ HOOKS = {
     "specimenReferences": hooks_lab.specimen_references,
     "referenceRange": hooks_lab.reference_range,
     "dateTimeInterval": hooks_lab.date_time_interval,
+    "firstResult": hooks_lab.first_result,
     # COMPOSITION level (parties of the composition shell)
     "partyReference": hooks_composition.party_reference,
     "participations": hooks_composition.participations,

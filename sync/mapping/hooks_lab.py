@@ -7,7 +7,8 @@
   report's Specimen its analyte names (at0026 = the Specimen's identifier), or the report's only
   Specimen when it names none (one way: the structure says it, the reverse reads DiagnosticReport.specimen);
 * ``referenceRange``: DV_QUANTITY.normal_range / other_reference_ranges <-> Observation.referenceRange;
-* ``dateTimeInterval``: DV_INTERVAL<DV_DATE_TIME> <-> Period (specimen collection time).
+* ``dateTimeInterval``: DV_INTERVAL<DV_DATE_TIME> <-> Period (specimen collection time);
+* ``firstResult``: an analyte with several results (at0001 is 0..*) has the first one's value only (one way).
 """
 from __future__ import annotations
 
@@ -169,3 +170,28 @@ def date_time_interval(ctx, rule, onode, fobj, fmodel, direction):
         if end:
             iv["upper"] = {"_type": "DV_DATE_TIME", "value": end}
         rmpath.ensure(obase, osteps, fresh_last=True)["value"] = iv
+
+
+# ------------------------------------------------------------------ one result per analyte Observation
+def first_result(ctx, rule, onode, fobj, fmodel, direction):
+    """Observation.value[x] and dataAbsentReason are 0..1 and exclusive (obs-6); the analyte's result
+    (at0001) is 0..*.  The first result element gives the Observation's value (or its absence); the
+    value rules' output from any other one is taken out again and travels in the residue."""
+    if direction != FWD:
+        return
+    obase, osteps = o_base(ctx, rule.openehr, onode)
+    first = next(iter(rmpath.find(obase, osteps)), None)
+    present = [k for k in fobj if k.startswith("value") and k[5:6].isupper()] + \
+        (["dataAbsentReason"] if "dataAbsentReason" in fobj else [])
+    if first is None or len(present) < 2:
+        return
+    if isinstance(first.get("value"), dict):
+        try:
+            keep = "value" + dt.dv_to_value(first["value"])[0]
+        except KeyError:  # no standard FHIR form: nothing of it was written, keep nothing
+            keep = None
+    else:
+        keep = "dataAbsentReason" if first.get("null_flavour") else None
+    for k in present:
+        if k != keep:
+            del fobj[k]

@@ -131,3 +131,5 @@ def collapse_single_result(ctx, rule, onode, fobj, fmodel, direction):
     ctx.unit.resources.remove(ctx.resource)
     ctx.unit.resources.remove(only)
     ctx.unit.resources.insert(at, only)
+    if ctx.resource.get("language"):
+        only["language"] = ctx.resource["language"]  # the entry's language, read back from the lone result

@@ -130,6 +130,17 @@ def test_corpus_lab_compositions_round_trip_through_fhir(name):
     assert compare_clinical(comp["content"], entries) == []
 
 
+def test_a_lone_result_keeps_the_entry_language_where_the_template_has_another():
+    from sync.mapping import templates
+
+    templates.register(CORPUS / "openehr" / "templates" / "lab_laborbefund.opt")  # language de; the entry's: en
+    comp = _composition("lab_laborbefund.composition.json")
+    res = to_fhir(comp, **ARGS)
+    assert [r["resourceType"] for r in res.resources] == ["Observation"] and res.resources[0]["language"] == "en"
+    entries, _ = map_back(res.resources, template_id="Laborbefund")
+    assert compare_clinical(comp["content"], entries) == []
+
+
 def test_a_lab_result_with_one_analyte_and_its_specimen_is_that_observation_first_and_its_specimen():
     comp = _kds()
     tree = _tree(comp)
@@ -392,6 +403,26 @@ def test_a_reference_range_with_no_bounds_has_no_home_and_is_reported():
     result = next(i for i in analyte["items"] if i["archetype_node_id"] == "at0001")["value"]
     assert result["normal_range"]["lower"]["magnitude"] == 7.5 and result["normal_range"]["upper_unbounded"]
     assert any(x.path.startswith("Observation/a:referenceRange[") for x in out.losses)
+
+
+def test_an_analyte_with_several_results_has_the_first_ones_value_only_and_keeps_the_rest_in_the_residue():
+    comp = _kds()
+    analyte = next(a for a in _tree(comp)["items"] if a["archetype_node_id"] == ANALYTE)
+    first = next(i for i in analyte["items"] if i["archetype_node_id"] == "at0001")
+    analyte["items"] += [{"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": "Result"}, "archetype_node_id": "at0001",
+                          "value": {"_type": "DV_TEXT", "value": "hemolytic"}},
+                         {"_type": "ELEMENT", "name": {"_type": "DV_TEXT", "value": "Result"}, "archetype_node_id": "at0001",
+                          "null_flavour": {"_type": "DV_CODED_TEXT", "value": "unknown",
+                                           "defining_code": {"_type": "CODE_PHRASE",
+                                                             "terminology_id": {"_type": "TERMINOLOGY_ID",
+                                                                                "value": "openehr"},
+                                                             "code_string": "253"}}}]
+    res = to_fhir(comp, **ARGS)
+    obs = next(r for r in res.resources if r["resourceType"] == "Observation"
+               and r["code"]["coding"][0]["code"] == "26464-8")
+    assert [k for k in obs if k.startswith("value") or k == "dataAbsentReason"] == ["valueQuantity"]
+    assert obs["valueQuantity"]["value"] == first["value"]["magnitude"] and validate_fhir(obs) == []
+    assert _round_trip(comp) == []
 
 
 # ------------------------------------------------------------------ the transaction the engine writes
