@@ -69,15 +69,17 @@ def event_resource(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def anchor_resource(partition: str, seq: int, hash_: str, recorded: datetime, actor: str) -> dict[str, Any]:
-    """The head of one chain, as the central server will keep it."""
+def anchor_resource(partition: str, seq: int, hash_: str, recorded: datetime, actor: str,
+                    installation: str | None = None) -> dict[str, Any]:
+    """The head of one chain, as the central server will keep it; ``installation`` (source.site) finds it again."""
+    source = {"observer": OBSERVER, **({"site": installation} if installation else {})}
     return {
         "resourceType": "AuditEvent",
         "type": {"system": ACTION_SYSTEM, "code": ANCHOR_CODE, "display": "Audit chain head anchored"},
         "recorded": format_timestamp(recorded),
         "outcome": "0",
         "agent": [_agent(actor, requestor=False, kind="system")],
-        "source": {"observer": OBSERVER},
+        "source": source,
         "entity": [_chain_entity(partition, seq, hash_)],
     }
 

@@ -303,6 +303,9 @@ CONFLICTDESK_CRASH_LOOP_CLAIMS = env_int("CONFLICTDESK_CRASH_LOOP_CLAIMS", 3)
 CONFLICTDESK_SWEEP_SECONDS = env_float("CONFLICTDESK_SWEEP_SECONDS", 10)
 # A rewrite of the local audit table becomes detectable from outside once anchored.
 CONFLICTDESK_ANCHOR_SECONDS = env_float("CONFLICTDESK_ANCHOR_SECONDS", 300)
+# Names this installation's anchors on the central server (AuditEvent.source.site), so verification
+# lists them from the server, not from local rows an owner could delete. Unset: the database's name.
+CONFLICTDESK_AUDIT_INSTALLATION = env_str("CONFLICTDESK_AUDIT_INSTALLATION")
 CONFLICTDESK_CENTRAL_POLL_SECONDS = env_int("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)
 # With `manage.py sync_poll_loop` running, beat leaves detection to it: polls
 # through beat wait in the run queue, the loop does not (see sync.detection.poll_loop).

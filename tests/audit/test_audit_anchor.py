@@ -10,7 +10,7 @@ from audit.chain import event_hash
 from audit.models import AuditAnchor, AuditEvent
 from audit.verify import verify_partition
 
-from conftest import sync_event
+from conftest import T0, sync_event
 
 pytestmark = pytest.mark.django_db
 
@@ -27,16 +27,25 @@ class Gone(Exception):
 
 
 class FakeFHIR:
-    """Keeps what it is given, like the central server; ``read`` answers with a dict as FHIRClient does."""
+    """Keeps what it is given, with versions, like the central server; answers dicts as FHIRClient does."""
 
     def __init__(self):
-        self.store = {}
+        self.store = {}  # id -> the latest version
+        self.history = {}  # (id, version) -> that version
 
     def create(self, resource):
         R4AuditEvent.model_validate(resource)
-        written = Written(str(len(self.store) + 1), "1", {**resource, "id": str(len(self.store) + 1)})
-        self.store[written.id] = written.resource
-        return written
+        new_id = str(len(self.store) + 1)
+        return self._keep({**resource, "id": new_id, "meta": {"versionId": "1"}})
+
+    def update(self, resource):
+        version = str(int(self.store[resource["id"]]["meta"]["versionId"]) + 1)
+        return self._keep({**resource, "meta": {"versionId": version}})
+
+    def _keep(self, resource):
+        self.store[resource["id"]] = resource
+        self.history[(resource["id"], resource["meta"]["versionId"])] = resource
+        return Written(resource["id"], resource["meta"]["versionId"], resource)
 
     def __enter__(self):
         return self
@@ -49,6 +58,19 @@ class FakeFHIR:
         if resource_id not in self.store:
             raise Gone(resource_id)
         return self.store[resource_id]
+
+    def vread(self, resource_type, resource_id, version_id):
+        assert resource_type == "AuditEvent"
+        if (resource_id, version_id) not in self.history or resource_id not in self.store:
+            raise Gone(resource_id)
+        return self.history[(resource_id, version_id)]
+
+    def search(self, resource_type, params):
+        system, code = params["type"].split("|")
+        for resource in self.store.values():
+            if (resource["type"]["system"], resource["type"]["code"]) == (system, code) and \
+                    resource.get("source", {}).get("site") == params["site"]:
+                yield resource
 
 
 def rewrite_history(behind_the_back, events, index, **changes):
@@ -133,3 +155,53 @@ def test_it_anchors_on_the_central_server(fhir_base_url, behind_the_back):
         rewrite_history(behind_the_back, events, 0, source_version="forged")
         [problem] = verify_anchors(client)
     assert problem.seq == 3 and "local chain rewritten" in problem.problem
+
+
+def _owner_sql(sql, params=()):
+    """As the table owner covering tracks: the append-only triggers switched off around one statement."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
+        cursor.execute("ALTER TABLE audit_auditanchor DISABLE TRIGGER USER")
+        cursor.execute(sql, params)
+        cursor.execute("ALTER TABLE audit_auditanchor ENABLE TRIGGER USER")
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
+
+
+def test_it_catches_a_cut_tail_even_with_the_head_rewound_and_the_anchor_rows_deleted():
+    """Finding 6: the anchors are listed from the server, so deleting the local anchor rows hides nothing."""
+    server = FakeFHIR()
+    events = [sync_event(i) for i in range(4)]
+    anchor_heads(server)
+    _owner_sql("DELETE FROM audit_auditevent WHERE id = %s", [events[-1].pk])
+    _owner_sql("UPDATE audit_audithead SET seq = 3, hash = %s WHERE partition = 'site:site1'", [events[2].hash])
+    _owner_sql("DELETE FROM audit_auditanchor")
+    assert verify_partition("site:site1").broken is None  # the shortened chain is consistent
+    [problem] = verify_anchors(server)
+    assert (problem.partition, problem.seq) == ("site:site1", 4)
+
+
+def test_it_checks_the_anchored_version_not_what_the_server_holds_now(behind_the_back):
+    """Finding 6: an anchor edited on the server to match a rewrite is caught (vread of the anchored version)."""
+    from audit.fhir import anchor_resource
+
+    server = FakeFHIR()
+    events = [sync_event(i) for i in range(3)]
+    [anchor] = anchor_heads(server)
+    rewrite_history(behind_the_back, events, 0, outcome="forged")
+    rewritten = AuditEvent.objects.get(pk=events[-1].pk).hash
+    forged = anchor_resource(anchor.partition, anchor.seq, rewritten, T0, "worker@test:1")
+    server.update({**server.store[anchor.fhir_id], "entity": forged["entity"]})
+    problems = verify_anchors(server)
+    assert problems and {p.seq for p in problems} == {3}
+
+
+def test_anchors_of_another_installation_on_the_same_server_are_not_ours():
+    server = FakeFHIR()
+    sync_event(1)
+    [anchor] = anchor_heads(server)
+    server.store[anchor.fhir_id]["source"]["site"] = "another-installation"
+    server.create({**server.store[anchor.fhir_id], "entity": [{**server.store[anchor.fhir_id]["entity"][0]}]})
+    assert [p for p in verify_anchors(server) if "another" in p.problem] == []
+
