@@ -45,6 +45,9 @@ class EntryResult:
     id: str | None
     version_id: str | None
     outcome: dict[str, Any] | None
+    # The resource as the server stored it (``Prefer: return=representation``); None for a delete
+    # or a server that answered without it.
+    resource: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -203,12 +206,18 @@ class FHIRClient:
         headers = {"If-Match": f'W/"{if_match_version}"'} if if_match_version is not None else {}
         self.http.request("DELETE", _path(resource_type, resource_id), headers=headers)
 
-    def transaction(self, bundle: dict[str, Any]) -> TransactionResult:
-        """Post a transaction Bundle: all entries commit or none do (any failure raises)."""
+    def transaction(self, bundle: dict[str, Any], *, representation: bool = False) -> TransactionResult:
+        """Post a transaction Bundle: all entries commit or none do (any failure raises).
+
+        With ``representation`` each entry's answer carries the resource as stored
+        (HAPI 8.8 does so for creates, conditional-create matches, updates and
+        no-change updates alike), so no read-back round trip is needed.
+        """
         if bundle.get("type") not in ("transaction", "batch"):
             raise ValueError("bundle type must be transaction or batch")
+        prefer = "return=representation" if representation else "return=minimal"
         answer = self.http.request(
-            "POST", "", json=bundle, headers={"Content-Type": FHIR_JSON, "Prefer": "return=minimal"}
+            "POST", "", json=bundle, headers={"Content-Type": FHIR_JSON, "Prefer": prefer}
         ).json()
         return TransactionResult(bundle=answer, entries=[_entry_result(e) for e in answer.get("entry", [])])
 
@@ -292,6 +301,7 @@ def _entry_result(entry: dict[str, Any]) -> EntryResult:
         id=resource_id,
         version_id=version_id or unquote_etag(etag),
         outcome=answer.get("outcome"),
+        resource=entry.get("resource") if isinstance(entry.get("resource"), dict) else None,
     )
 
 

@@ -1,34 +1,45 @@
 """Steps of a site -> central run (one composition version -> FHIR resources + Provenance).
 
-Each step reads what earlier steps left in the checkpoint, may call the
-outside world, and returns a StepResult; none writes the database itself
-(``effects`` do, inside the runner's transaction). Every step can run twice:
-reads are reads, and the write is conditional (If-None-Exist / If-Match).
+Each step reads the run's typed checkpoint (``ForwardCheckpoint``) and this
+pass's memory, may call the outside world, and returns a StepResult; none
+writes the database itself (``effects`` do, inside the commit). The pure
+results (resources, Provenance, clinical content) live in memory only: a step
+that needs them after a crash replays the transform from the stored source
+(``_mapped``), and the replay must hash to the plan's ``written_hash``.
+Every step can run twice: reads are reads, and the write is conditional
+(If-None-Exist / If-Match, the Provenance a PUT to an id fixed by the source
+version, recorded at the run's creation).
 """
 from __future__ import annotations
+
+from datetime import timezone as tz
 
 from django.conf import settings
 from django.utils import timezone
 
 from sync.clients.errors import NotFound
-from sync.mapping.errors import UnmappedTemplate
 from sync.identity import CENTRAL, site_source
+from sync.mapping.errors import UnmappedTemplate
 from sync.models import ChangeEvent, Conflict, EngineWrite, PatientLink, RecordLink, Step, SyncRun
 
-from . import guard
+from . import commits, guard
 from .bundle import build_transaction, central_write_audit, written_entries
 from .content import record_content, refs_of
 from .echoes import central_writes, is_own_write, recording
 from .patients import ensure_central_patient
 from .payload import check_rm, check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
+from .shared import check_fhir, open_conflict, sampled, stored_view, template_id
+
+
+class ReplayDiverged(ValidationFailed):
+    """A replayed transform produced other bytes than the plan recorded (the mapping changed in between)."""
 
 
 def detect(ctx) -> StepResult:
     """Read the source version (unless it is our own echo) and the patient's link, if it has one."""
     event, site = ctx.event, ctx.run.site
-    vo_uid = event.source_object_id
-    if is_own_write(site_source(site.name), vo_uid, event.source_version):
+    if is_own_write(site_source(site.name), event.source_object_id, event.source_version):
         return StepResult(terminal=SyncRun.Status.DONE, event_status=ChangeEvent.Status.ECHO, outcome="echo")
     composition = None
     if event.change_type != "deleted":
@@ -36,19 +47,19 @@ def detect(ctx) -> StepResult:
             composition = ctx.services.openehr(site).get_composition(event.ehr_id, event.source_version).content
         check_storable(composition)
     link = PatientLink.objects.filter(site=site, ehr_id=event.ehr_id).first()
-    payload_hash = ctx.services.audit.payload_hash
+    source_hash = ctx.services.audit.payload_hash(composition) if composition is not None else ""
     return StepResult(
         next_step=Step.VALIDATE_SOURCE,
         checkpoint={
             "source_payload": composition,
-            "vo_uid": vo_uid,
+            "vo_uid": event.source_object_id,
             "version_uid": event.source_version,
             "ehr_id": event.ehr_id,
             "patient_ref": f"Patient/{link.fhir_patient_id}" if link else None,
-            **({"patient_link_id": link.pk} if link else {}),
-            "source_hash": payload_hash(composition) if composition is not None else "",
+            "patient_link_id": link.pk if link else None,
+            "source_hash": source_hash,
         },
-        audit={"source_hash": payload_hash(composition) if composition is not None else ""},
+        audit={"source_hash": source_hash},
     )
 
 
@@ -58,109 +69,99 @@ def validate_source(ctx) -> StepResult:
     Only then is a new patient's central Patient found or created: invalid data leaves
     nothing on the central server, not even the fact that the patient exists.
     """
-    cp, site = ctx.checkpoint, ctx.run.site
-    composition = cp["source_payload"]
+    cp, site = ctx.cp, ctx.run.site
+    composition = cp.source_payload
     if composition is not None:
         if composition.get("_type", "COMPOSITION") != "COMPOSITION" or "archetype_node_id" not in composition:
             raise ValidationFailed("not a canonical COMPOSITION", rule="composition.canonical", path="/")
-        template_id = ((composition.get("archetype_details") or {}).get("template_id") or {}).get("value")
-        if not template_id:
+        if not template_id(composition):
             raise ValidationFailed("composition names no template", rule="composition.template", path="/archetype_details/template_id")
         check_rm(composition)
-    if cp.get("patient_ref"):
+    if cp.patient_ref:
         return StepResult(next_step=Step.TRANSFORM)
-    patient = ensure_central_patient(ctx.services.fhir, ctx.services.openehr(site), site.name, cp["ehr_id"])
+    patient = ensure_central_patient(ctx.services.fhir, ctx.services.openehr(site), site.name, cp.ehr_id)
 
     def effects(run):
-        patient_link, _ = PatientLink.objects.get_or_create(site=site, ehr_id=cp["ehr_id"], defaults=patient)
-        run.checkpoint["patient_link_id"] = patient_link.pk
-        run.checkpoint["patient_ref"] = f"Patient/{patient_link.fhir_patient_id}"
+        patient_link, _ = PatientLink.objects.get_or_create(site=site, ehr_id=cp.ehr_id, defaults=patient)
+        cp.patient_link_id = patient_link.pk
 
-    return StepResult(next_step=Step.TRANSFORM, effects=effects)
+    return StepResult(next_step=Step.TRANSFORM, effects=effects,
+                      checkpoint={"patient_ref": f"Patient/{patient['fhir_patient_id']}"})
 
 
 def transform(ctx) -> StepResult:
-    """Map to FHIR (pure) and build the Provenance; declared losses are kept on the run."""
-    cp, mapping, site = ctx.checkpoint, ctx.services.mapping, ctx.run.site
-    resources, losses, provenance, guarded = [], [], None, None
-    if cp["source_payload"] is not None:
-        with pure_transform("mapping.to_fhir"):
-            result = mapping.to_fhir(cp["source_payload"], site=site.name, ehr_id=cp["ehr_id"], patient_ref=cp["patient_ref"])
-        resources, losses = list(result.resources), [_loss(x) for x in result.losses]
-        if not resources:
-            raise UnmappedTemplate(
-                "no entry of the composition has a mapping", composition_uid=cp["version_uid"], path="/content", rule="registry"
-            )
-        guarded = guard.check_forward_step(ctx, cp["source_payload"], result)  # before any write; may stop the run
-        losses = guarded.losses
-        with pure_transform("mapping.build_provenance"):
-            provenance = mapping.build_provenance(resources, site.name, cp["ehr_id"], cp["version_uid"])
-    content = record_content(resources, mapping.clinical_content)
+    """Map to FHIR (pure), check the round trip, build the Provenance; declared losses are kept on the run."""
+    cp = ctx.cp
+    guarded = None
+
+    def check(result):  # the guard, on the first pass only: its verdict is committed with the plan
+        nonlocal guarded
+        guarded = guard.check_forward_step(ctx, cp.source_payload, result)  # before any write; may stop the run
+
+    mapped = _map(ctx, check=check)
+    losses = guarded.losses if guarded else []
 
     def effects(run):
         run.losses = losses
-        if guarded:
-            guarded.audit(run)
+        for c, mode in guarded.checks if guarded else []:
+            commits.buffer(run, "guard.checked", guard.outcome(c, mode),
+                           detail={**c.counts(), "site_id": c.site_id, "direction": c.direction, "mode": mode})
 
     return StepResult(
         next_step=Step.VALIDATE_TARGET,
         effects=effects,
         checkpoint={
-            **(guarded.checkpoint if guarded else {}),
-            "resources": resources,
-            "provenance": provenance,
-            "content": content,
-            "content_hash": ctx.services.audit.payload_hash(content),
+            "fidelity": (guarded.checkpoint.get("fidelity") if guarded else None),
+            "content_hash": ctx.services.audit.payload_hash(mapped["content"]),
+            "written_hash": mapped["written_hash"],
         },
-        audit={"detail": {"resources": len(resources), "losses": len(losses)}},
+        audit={"detail": {"resources": len(mapped["resources"]), "losses": len(losses)}},
     )
 
 
 def validate_target(ctx) -> StepResult:
     """Every resource must be valid R4 before anything is sent."""
-    cp = ctx.checkpoint
-    for resource in [*cp["resources"], *([cp["provenance"]] if cp["provenance"] else [])]:
-        issues = ctx.services.mapping.validate_fhir(resource)
-        if settings.CONFLICTDESK_HAPI_VALIDATE and not issues:
-            issues = _server_issues(ctx.services.fhir.validate(resource))
-        if issues:
-            raise ValidationFailed(
-                f"{resource['resourceType']} fails R4 validation ({len(issues)} issue(s))",
-                rule=f"fhir.r4.{resource['resourceType']}",
-                path=_issue_path(issues[0]),
-                detail={"issues": [str(i) for i in issues]},
-            )
+    mapped = _mapped(ctx)
+    server = ctx.services.fhir if settings.CONFLICTDESK_HAPI_VALIDATE else None
+    for resource in [*mapped["resources"], *([mapped["provenance"]] if mapped["provenance"] else [])]:
+        check_fhir(ctx.services.mapping, resource, server=server)
     return StepResult(next_step=Step.CHECK_CONFLICT)
 
 
 def check_conflict(ctx) -> StepResult:
     """Three-way: base (RecordLink) vs new source content vs the central resources now."""
-    run, cp, services = ctx.run, ctx.checkpoint, ctx.services
-    link = RecordLink.objects.filter(site=run.site, versioned_object_uid=cp["vo_uid"]).first()
+    run, cp, services = ctx.run, ctx.cp, ctx.services
+    content = _mapped(ctx)["content"]
+    link = RecordLink.objects.filter(site=run.site, versioned_object_uid=cp.vo_uid).first()
     if link is None or not link.fhir_resources:
         return _plan("write", expected={})
     expected = {r["key"]: r for r in link.fhir_resources}
     current, versions = read_current(services.fhir, link.fhir_resources)
     now_content = record_content(current, services.mapping.clinical_content)
     moved = versions != {r["key"]: r["version"] for r in link.fhir_resources}
-    if cp["content"] == now_content:
+    ctx.memory["current"] = current  # what the centre holds: the read-back of a write we skip
+    if content == now_content:
         plan = "noop" if not moved else "adopt"  # both sides already agree
         return _plan(plan, expected=_with_versions(expected, versions))
     if not moved or now_content == link.base_content:
         return _plan("write", expected=_with_versions(expected, versions))
-    if cp["content"] == link.base_content:
+    if content == link.base_content:
         return _plan("noop", expected=_with_versions(expected, versions))  # only the centre changed
     return _conflict(ctx, link, current, versions)
 
 
 def write(ctx) -> StepResult:
     """One FHIR transaction; EngineWrite rows commit with the step so the echo is known."""
-    cp = ctx.checkpoint
-    if cp["plan"] != "write":
-        return StepResult(next_step=Step.AUDIT, outcome=f"skipped_{cp['plan']}", checkpoint={"written": _as_written(cp)})
-    bundle, keys = build_transaction(cp["resources"], cp["provenance"], cp["expected"], cp["version_uid"])
-    answer = ctx.services.fhir.transaction(bundle)
+    cp = ctx.cp
+    if cp.plan != "write":
+        return StepResult(next_step=Step.AUDIT, outcome=f"skipped_{cp.plan}", checkpoint={"written": _as_written(cp)})
+    mapped = _mapped(ctx)
+    bundle, keys = build_transaction(mapped["resources"], mapped["provenance"], cp.expected, cp.version_uid)
+    ctx.memory["bundle"] = bundle
+    answer = ctx.services.fhir.transaction(bundle, representation=True)
     written = written_entries(keys, answer)
+    # The resources as the server says it stored them: the audit's read-back, without a round trip.
+    ctx.memory["stored"] = [e.resource for k, e in zip(keys, answer.entries) if k is not None]
     provenance_ref = next(
         (f"Provenance/{e.id}" for k, e in zip(keys, answer.entries) if k is None and e.resource_type == "Provenance"), None
     )
@@ -168,53 +169,62 @@ def write(ctx) -> StepResult:
         next_step=Step.AUDIT,
         effects=recording(CENTRAL, central_writes(written)),
         checkpoint={"written": written, "provenance_ref": provenance_ref},
-        audit=central_write_audit(ctx.services.audit, written, cp["resources"], bundle),
+        audit=central_write_audit(ctx.services.audit, written, mapped["resources"], bundle),
     )
 
 
 def audit(ctx) -> StepResult:
-    """Read back what is now central and record the three hashes."""
-    cp, services = ctx.checkpoint, ctx.services
-    readback = services.fhir.vread_many([(w["type"], w["id"], w["version"]) for w in cp["written"]])
-    same = record_content(readback, services.mapping.clinical_content) == cp["content"]
-    readback_hash = services.audit.payload_hash(readback)
+    """The three hashes: as read, as written, as stored (the write's answer; a vread when sampled or missing)."""
+    cp, services = ctx.cp, ctx.services
+    refs = [(w["type"], w["id"], w["version"]) for w in cp.written]
+    stored, how, agrees = _answered(ctx), "answer", True
+    if stored is None:  # resumed after the write's pass, or the server answered without resources
+        stored, how = services.fhir.vread_many(refs), "vread"
+    elif refs and sampled(cp.version_uid):
+        # Independent check: a server that answers one thing and stores another is caught here.
+        again = services.fhir.vread_many(refs)
+        agrees, how = [stored_view(r) for r in again] == [stored_view(r) for r in stored], "answer+vread"
+    same = record_content(stored, services.mapping.clinical_content) == _mapped(ctx)["content"]
+    readback_hash = services.audit.payload_hash([stored_view(r) for r in stored])
     return StepResult(
         next_step=Step.ACKNOWLEDGE,
-        outcome="ok" if same else "readback_differs",
+        outcome="ok" if same and agrees else "readback_differs",
         checkpoint={"readback_hash": readback_hash},
         audit={
             "destination": CENTRAL,
-            "destination_object": ",".join(refs_of(cp["written"]))[:250],
-            "destination_version": ",".join(str(w["version"]) for w in cp["written"])[:200],
-            "source_hash": cp["source_hash"],
-            "written_hash": services.audit.payload_hash(cp["resources"]),
+            "destination_object": ",".join(refs_of(cp.written))[:250],
+            "destination_version": ",".join(str(w["version"]) for w in cp.written)[:200],
+            "source_hash": cp.source_hash,
+            "written_hash": cp.written_hash or services.audit.payload_hash(_mapped(ctx)["resources"]),
             "readback_hash": readback_hash,
+            "detail": {"readback": how, **({} if agrees else {"vread_differs": True})},
         },
     )
 
 
 def acknowledge(ctx) -> StepResult:
     """The new base: both versions and the content now on both sides."""
-    cp = ctx.checkpoint
-    content_hash = cp["content_hash"]
+    cp = ctx.cp
+    content = _mapped(ctx)["content"]
 
     def effects(run):
-        RecordLink.objects.update_or_create(
-            site=run.site,
-            versioned_object_uid=cp["vo_uid"],
-            defaults={
-                "patient_link_id": run.checkpoint["patient_link_id"],
-                "template_id": _template_id(cp["source_payload"]),
-                "openehr_version_uid": cp["version_uid"],
-                "fhir_resources": cp["written"],
-                "canonical_hash": content_hash,
-                "base_content": cp["content"],
-                "deleted": cp["source_payload"] is None,
-                "last_synced_at": timezone.now(),
-            },
+        # One statement: insert the link, or move the existing one to the new base.
+        values = {
+            "patient_link_id": cp.patient_link_id,
+            "template_id": template_id(cp.source_payload),
+            "openehr_version_uid": cp.version_uid,
+            "fhir_resources": cp.written,
+            "canonical_hash": cp.content_hash,
+            "base_content": content,
+            "deleted": cp.source_payload is None,
+            "last_synced_at": timezone.now(),
+        }
+        RecordLink.objects.bulk_create(
+            [RecordLink(site=run.site, versioned_object_uid=cp.vo_uid, **values)],
+            update_conflicts=True, unique_fields=["site", "versioned_object_uid"], update_fields=list(values),
         )
 
-    return StepResult(terminal=SyncRun.Status.DONE, effects=effects, audit={"source_hash": cp["source_hash"]})
+    return StepResult(terminal=SyncRun.Status.DONE, effects=effects, audit={"source_hash": cp.source_hash})
 
 
 STEPS = {
@@ -227,6 +237,61 @@ STEPS = {
     Step.AUDIT: audit,
     Step.ACKNOWLEDGE: acknowledge,
 }
+
+
+def _map(ctx, *, check=None) -> dict:
+    """The pure transform of the stored source: resources, Provenance, clinical content (kept in memory).
+
+    A function of the checkpoint and the run alone: Provenance.recorded is the moment the
+    run was created (when the change was detected), not the moment of this pass.
+    """
+    cp, mapping, site = ctx.cp, ctx.services.mapping, ctx.run.site
+    recorded = ctx.run.created_at.astimezone(tz.utc).isoformat(timespec="seconds")
+    resources, provenance = [], None
+    if cp.source_payload is not None:
+        with pure_transform("mapping.to_fhir"):
+            result = mapping.to_fhir(cp.source_payload, site=site.name, ehr_id=cp.ehr_id, patient_ref=cp.patient_ref)
+        resources = list(result.resources)
+        if not resources:
+            raise UnmappedTemplate(
+                "no entry of the composition has a mapping", composition_uid=cp.version_uid, path="/content", rule="registry"
+            )
+        if check:
+            check(result)
+        with pure_transform("mapping.build_provenance"):
+            provenance = mapping.build_provenance(resources, site.name, cp.ehr_id, cp.version_uid, recorded=recorded)
+    mapped = {
+        "resources": resources,
+        "provenance": provenance,
+        "content": record_content(resources, mapping.clinical_content),
+        "written_hash": ctx.services.audit.payload_hash(resources),
+    }
+    ctx.memory["mapped"] = mapped
+    return mapped
+
+
+def _mapped(ctx) -> dict:
+    """This pass's transform, or its replay from the stored source, which must give the planned bytes."""
+    if "mapped" in ctx.memory:
+        return ctx.memory["mapped"]
+    cp = ctx.cp
+    mapped = _map(ctx)
+    if cp.written_hash and mapped["written_hash"] != cp.written_hash:
+        raise ReplayDiverged("the replayed transform differs from the plan (did the mapping change?)",
+                             rule="replay.deterministic", path="/")
+    return mapped
+
+
+def _answered(ctx) -> list[dict] | None:
+    """What the centre holds at the written versions, as this pass already has it (None: read it)."""
+    if ctx.cp.plan == "write":
+        stored = ctx.memory.get("stored")
+    else:
+        current = ctx.memory.get("current")  # the conflict check read them: nothing was written since
+        stored = current if current is not None and len(current) == len(ctx.cp.written) else None
+    if stored is None or any(r is None for r in stored):
+        return None
+    return stored
 
 
 def _plan(plan: str, *, expected: dict) -> StepResult:
@@ -252,11 +317,11 @@ def _with_versions(expected: dict, versions: dict) -> dict:
 
 
 def _as_written(cp) -> list[dict]:
-    return list(cp["expected"].values())
+    return list(cp.expected.values())
 
 
 def _conflict(ctx, link, current, versions) -> StepResult:
-    run, cp = ctx.run, ctx.checkpoint
+    run, cp = ctx.run, ctx.cp
     central_refs = [f"{r['type']}/{r['id']}@{versions.get(r['key'])}" for r in link.fhir_resources]
     kind = Conflict.Kind.SITE_VS_CENTRAL
     if EngineWrite.objects.filter(destination=CENTRAL, run__site__isnull=False).exclude(run__site=run.site).filter(
@@ -265,20 +330,14 @@ def _conflict(ctx, link, current, versions) -> StepResult:
         kind = Conflict.Kind.SITE_VS_SITE  # another site's edit reached the centre first
 
     def effects(run):
-        Conflict.objects.filter(record_link=link, status=Conflict.Status.OPEN).update(
-            status=Conflict.Status.SUPERSEDED, closed_at=timezone.now()
-        )
-        Conflict.objects.create(
-            run=run,
-            record_link=link,
+        open_conflict(
+            run, link,
             kind=kind,
             resource_type=(current[0]["resourceType"] if current else ""),
-            openehr_version_uid=cp["version_uid"],
-            openehr_composition=cp["source_payload"] or {},
+            openehr_version_uid=cp.version_uid,
+            openehr_composition=cp.source_payload or {},
             fhir_versions=[{**r, "version": versions.get(r["key"])} for r in link.fhir_resources],
             fhir_resources=current,
-            base_content=link.base_content,
-            base_hash=link.canonical_hash,
         )
 
     return StepResult(
@@ -287,29 +346,3 @@ def _conflict(ctx, link, current, versions) -> StepResult:
         effects=effects,
         audit={"destination": CENTRAL, "destination_object": ",".join(central_refs)[:250], "detail": {"kind": kind}},
     )
-
-
-def _server_issues(outcome: dict) -> list[str]:
-    return [
-        f"{i.get('code')}@{','.join(i.get('expression') or i.get('location') or [])}"
-        for i in outcome.get("issue", [])
-        if i.get("severity") in ("error", "fatal")
-    ]
-
-
-def _issue_path(issue) -> str:
-    """Where the first issue is, without its message (which may quote values)."""
-    if isinstance(issue, dict):
-        return str(issue.get("path") or issue.get("loc") or "")[:500]
-    return str(issue).split(":", 1)[0][:500]
-
-
-def _template_id(composition) -> str:
-    if not composition:
-        return ""
-    return ((composition.get("archetype_details") or {}).get("template_id") or {}).get("value", "")
-
-
-def _loss(loss) -> dict:
-    return loss if isinstance(loss, dict) else {"path": getattr(loss, "path", ""), "reason": str(loss)}
-

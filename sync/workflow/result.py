@@ -9,9 +9,12 @@ from typing import Any, Callable
 class StepResult:
     """A finished step: checkpoint updates plus where the run goes next.
 
-    ``effects`` runs inside the runner's transaction (with the checkpoint, the
-    RunAttempt and the audit event), so database state a step creates, such as
-    EngineWrite rows or the RecordLink, commits exactly when the step does.
+    ``effects`` runs inside the transaction that commits the step (with the
+    checkpoint, the RunAttempt and the audit event), so database state a step
+    creates, such as EngineWrite rows or the RecordLink, commits exactly when
+    the step does. Steps commit in batches (``runner.SEGMENTS``): several
+    finished steps share one transaction, each keeping its own attempt row and
+    audit event.
     """
 
     next_step: str | None = None
@@ -21,6 +24,9 @@ class StepResult:
     audit: dict[str, Any] = field(default_factory=dict)
     effects: Callable[[Any], None] | None = None
     event_status: str | None = None  # ChangeEvent status when the run ends
+    # Commit right after this step even inside a segment: it had an external effect of its own
+    # that a later step of the segment must not repeat (a resolution's site write).
+    commit: bool = False
 
 
 class ValidationFailed(Exception):

@@ -2,8 +2,24 @@
 
 ``advance`` is what a Celery task calls with a run id. It is safe to call any
 number of times, from any worker, at any moment: the claim decides who works,
-each step's outcome commits in one transaction, and a step that crashed
-half-way simply runs again (every step is idempotent).
+and a step that crashed half-way simply runs again (every step is idempotent).
+
+The run commits at its external effects, not after every step (invariant 6):
+
+1. the claim: the lease (and the claim count the poison-run rule reads) is
+   durable before any work, so a worker that dies in any step is counted;
+2. the plan, before the write: detect (what was read, its hash, the patient
+   link), the template and FHIR validation, the transform and the conflict
+   decision, committed together (``SEGMENTS``);
+3. after the write: what was written, the read-back, the RecordLink and the
+   acknowledgement, with every audit event of the run appended in one batch.
+
+The steps between commits are reads and pure functions of what was read; after
+a crash they run again from the last commit and produce the same bytes (the
+plan's ``written_hash`` is checked on replay). Each step keeps its RunAttempt
+row, its timing and its audit event. A failure commits the steps finished
+before it, so the run resumes at the step that failed, with the exact retry
+schedule of that step.
 """
 from __future__ import annotations
 
@@ -18,7 +34,8 @@ from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed, Tr
 from sync.mapping.errors import MappingError, UnknownArchetype, UnmappedTemplate
 from sync.models import ChangeEvent, DeadLetter, Direction, Step, SyncRun
 
-from . import forward, resolution, reverse, state
+from . import commits, forward, resolution, reverse, state
+from .checkpoints import ForwardCheckpoint, Memory
 from .dispatch import dispatch_run
 from .guard import FidelityFailed
 from .result import ValidationFailed
@@ -26,17 +43,23 @@ from .services import Services, SiteConfigError, get_services
 
 log = logging.getLogger(__name__)
 
+# The step that closes each segment: the run commits after it (and after any step that ends the
+# run, asks to commit, or fails). The claim is the first commit; these are the other two.
+SEGMENT_ENDS = frozenset({Step.CHECK_CONFLICT, Step.ACKNOWLEDGE})
+
 
 @dataclass
 class Context:
-    """What a step sees: the run as committed, its checkpoint, and the services."""
+    """What a step sees: the run as committed, its checkpoint as it stands, this pass's memory, the services."""
 
     run: SyncRun
     services: Services
+    cp: Any  # ForwardCheckpoint, or a dict (reverse, resolution)
+    memory: Memory
 
     @property
-    def checkpoint(self) -> dict[str, Any]:
-        return self.run.checkpoint
+    def checkpoint(self):
+        return self.cp
 
     @property
     def event(self) -> ChangeEvent | None:
@@ -54,18 +77,50 @@ def advance(run_id: int, worker: str) -> str:
     if claim != state.CLAIMED:
         return claim
     services = get_services()
+    run, cp = load(run_id)
+    memory = Memory()
     while True:
-        run = SyncRun.objects.select_related("change_event", "site", "resolution").get(pk=run_id)
-        started = timezone.now()
-        try:
-            result = steps_for(run)[run.step](Context(run, services))
-            # Committing the step can fail too (a value the database refuses): same handling.
-            status = state.finish_step(run_id, worker, result, started, record_key=run.record_key)
-        except Exception as exc:  # every failure is classified and recorded, none escapes
-            status = _fail(run, worker, exc, started)
-        log.info("run %s step %s -> %s", run_id, run.step, status)
+        status, reload = run_segment(run, cp, memory, services, worker)
         if status != SyncRun.Status.RUNNING:
             return status
+        if reload:  # a failure path rewrote the run (e.g. back to the conflict check)
+            run, cp = load(run_id)
+
+
+def load(run_id: int):
+    run = SyncRun.objects.select_related("change_event", "site", "resolution").get(pk=run_id)
+    return run, checkpoint_of(run)
+
+
+def checkpoint_of(run: SyncRun):
+    if run.direction == Direction.TO_FHIR and not run.resolution_id:
+        return ForwardCheckpoint.load(run.checkpoint)
+    return dict(run.checkpoint or {})
+
+
+def run_segment(run: SyncRun, cp, memory: Memory, services: Services, worker: str) -> tuple[str, bool]:
+    """Run steps from ``run.step`` to the next commit; (status, whether the run must be re-read)."""
+    steps, step, done = steps_for(run), run.step, []
+    while True:
+        started = timezone.now()
+        try:
+            result = steps[step](Context(run, services, cp, memory))
+        except Exception as exc:  # every failure is classified and recorded, none escapes
+            status = _fail(run, worker, done, cp, step, exc, started)
+            log.info("run %s step %s -> %s", run.pk, step, status)
+            return status, True
+        done.append(commits.Finished(step, started, timezone.now(), result))
+        cp.update(result.checkpoint)
+        if result.terminal or result.commit or step in SEGMENT_ENDS:
+            try:
+                status = commits.commit(run, worker, done, cp, defer_audit=step == Step.CHECK_CONFLICT)
+            except Exception as exc:  # committing can fail too (a value the database refuses): same handling
+                run, cp = load(run.pk)
+                status = _fail(run, worker, [], cp, run.step, exc, done[0].started)
+                return status, True
+            log.info("run %s steps %s..%s -> %s", run.pk, done[0].step, step, status)
+            return status, False
+        step = result.next_step
 
 
 def steps_for(run: SyncRun) -> dict[str, Any]:
@@ -74,8 +129,16 @@ def steps_for(run: SyncRun) -> dict[str, Any]:
     return forward.STEPS if run.direction == Direction.TO_FHIR else reverse.STEPS
 
 
-def _fail(run: SyncRun, worker: str, exc: Exception, started) -> str:
-    if isinstance(exc, PreconditionFailed) and run.step == Step.WRITE:
+def _fail(run: SyncRun, worker: str, done, cp, step: str, exc: Exception, started) -> str:
+    """Commit what finished before ``step`` failed, then record the failure: one transaction."""
+    with transaction.atomic():
+        if not commits.commit_progress(run, worker, done, cp, step):
+            return state.LEASE_LOST
+        return _failed(run, worker, step, exc, started)
+
+
+def _failed(run: SyncRun, worker: str, step: str, exc: Exception, started) -> str:
+    if isinstance(exc, PreconditionFailed) and step == Step.WRITE:
         return state.recheck_conflict(run.pk, worker, exc, started)
     cause = _dead_letter_cause(exc)
     if cause == DeadLetter.Cause.FIDELITY:
@@ -85,7 +148,7 @@ def _fail(run: SyncRun, worker: str, exc: Exception, started) -> str:
     if not isinstance(exc, TransientError):
         # An unexpected error (a bug, a stale read): retried on the same schedule,
         # so it ends in a dead letter with its history rather than vanishing.
-        log.exception("run %s step %s: unexpected %s", run.pk, run.step, type(exc).__name__)
+        log.exception("run %s step %s: unexpected %s", run.pk, step, type(exc).__name__)
     return state.retry_later(run.pk, worker, exc, started)
 
 

@@ -31,6 +31,7 @@ def sent(monkeypatch):
 def engine(db, sent, settings, django_capture_on_commit_callbacks):
     settings.CONFLICTDESK_STAFF_EMAILS = ["oncall@example.org"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.CONFLICTDESK_READBACK_VREAD_RATE = 1.0  # every write also read back independently
     fhir, openehr = FakeFHIR(), FakeOpenEHR()
     openehr.templates["vitals"] = web_template("openEHR-EHR-OBSERVATION.body_temperature.v2")
     template_check.clear_cache()
@@ -61,7 +62,8 @@ def engine(db, sent, settings, django_capture_on_commit_callbacks):
         return status
 
     with use_services(services):
-        yield SimpleNamespace(fhir=fhir, openehr=openehr, site=site, commit=commit, drive=drive, sent=sent)
+        yield SimpleNamespace(fhir=fhir, openehr=openehr, site=site, commit=commit, drive=drive, sent=sent,
+                              services=services)
 
 
 def _comp(value, vo, **kwargs):

@@ -7,6 +7,7 @@ the earlier resource, transactions that apply all entries or none.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -93,11 +94,14 @@ class FakeFHIR:
         stored = self._put(resource)
         return Written(stored["resourceType"], stored["id"], stored["meta"]["versionId"], stored)
 
-    def transaction(self, bundle):
+    def transaction(self, bundle, *, representation=False):
         self.faults.check("transaction")
         snapshot = copy.deepcopy(self.store)
         try:
-            return TransactionResult(bundle={}, entries=self._apply(bundle))
+            entries = self._apply(bundle)
+            if not representation:
+                entries = [dataclasses.replace(e, resource=None) for e in entries]
+            return TransactionResult(bundle={}, entries=entries)
         except Exception:
             self.store = snapshot
             raise
@@ -125,9 +129,8 @@ class FakeFHIR:
                     raise PreconditionFailed(method="POST", path="/", status=409)
                 stored = self._put(resource)
             urns[entry.get("fullUrl")] = f"{stored['resourceType']}/{stored['id']}"
-            results.append(
-                EntryResult(200, None, None, stored["resourceType"], stored["id"], stored["meta"]["versionId"], None)
-            )
+            results.append(EntryResult(200, None, None, stored["resourceType"], stored["id"],
+                                       stored["meta"]["versionId"], None, copy.deepcopy(stored)))
         return results
 
     def validate(self, resource):
@@ -222,11 +225,11 @@ def fake_mapping():
         }
         return SimpleNamespace(resources=[resource], losses=[])
 
-    def build_provenance(resources, site, ehr_id, version_uid):
+    def build_provenance(resources, site, ehr_id, version_uid, *, recorded=None):
         return {
             "resourceType": "Provenance",
             "target": [{"reference": f"{r['resourceType']}/{r['id']}"} for r in resources],
-            "recorded": "2026-01-01T00:00:00Z",
+            "recorded": recorded or "2026-01-01T00:00:00Z",
             "agent": [{"who": {"display": "engine"}}],
         }
 

@@ -64,7 +64,10 @@ def test_a_write_retried_after_a_crash_creates_nothing_twice(engine):
 
 
 def test_it_resumes_from_every_step(engine):
-    for i, step in enumerate(Step):
+    # A run is committed at audit or acknowledge only by a failure there, whose commit keeps what
+    # they read (the write's answer); crashes in every step are in test_checkpoints.py.
+    resumable = [s for s in Step if s not in (Step.AUDIT, Step.ACKNOWLEDGE)]
+    for i, step in enumerate(resumable):
         run = engine.commit(37.0 + i, version=i + 1)
         assert engine.drive(run) == SyncRun.Status.DONE
         # Replay from `step` as if the worker died right before it committed.
@@ -74,7 +77,7 @@ def test_it_resumes_from_every_step(engine):
         run.change_event.save()
         assert engine.drive(run, worker="w2") == SyncRun.Status.DONE, step
     assert engine.fhir.count("Observation") == 1
-    assert engine.fhir.count("Provenance") == len(Step)  # one per source version, never two
+    assert engine.fhir.count("Provenance") == len(resumable)  # one per source version, never two
 
 
 def test_a_live_lease_keeps_other_workers_out(engine):
@@ -126,11 +129,11 @@ def test_a_409_at_write_goes_back_to_the_conflict_check(engine):
     run = engine.commit(38.0, version=2)
     original = engine.fhir.transaction
 
-    def edited_meanwhile(bundle):  # a clinician saves between our check and our write
+    def edited_meanwhile(bundle, **kw):  # a clinician saves between our check and our write
         engine.fhir.transaction = original
         obs = engine.fhir.read("Observation", obs_id)
         engine.fhir.update({**obs, "valueQuantity": {"value": 40.0, "unit": "Cel"}})
-        return original(bundle)
+        return original(bundle, **kw)
 
     engine.fhir.transaction = edited_meanwhile
     assert engine.drive(run) == SyncRun.Status.CONFLICT
