@@ -1,11 +1,20 @@
 """Change detection: turn what changed at a site or centrally into ChangeEvents and SyncRuns.
 
-Every pass reads the source from its cursor (minus an overlap for clock skew),
-then in ONE transaction records a ChangeEvent per new version (unique per
-object and version, so re-read rows are no-ops), a SyncRun per event, and
-moves the cursor. Celery hints go out after that commit. Our own writes come
-back here too: they are recognised by the exact version the engine recorded
-(EngineWrite) and stored as echo events without a run.
+Every pass reads the source from its cursor (minus an overlap for clock skew)
+and records what it read page by page (``CONFLICTDESK_DETECTION_PAGE_SIZE``
+changes at a time): each page's ChangeEvents (unique per object and version, so
+re-read rows are no-ops), a SyncRun per event and the cursor's move commit in
+one transaction, and its Celery hints go out after that commit. A first poll or
+a catch-up after an outage therefore holds one page in memory, never the
+source's whole history, and a crash half-way keeps the pages already recorded.
+Our own writes come back here too: they are recognised by the exact version the
+engine recorded (EngineWrite) and stored as echo events without a run.
+
+The hot poll costs what changed, not what the source holds: deletions (which
+AQL cannot see) are found by ``check_deletions``, on its own slow schedule.
+A site poll runs single-flight (``run_site_poll``): one at a time per site, and
+a site that does not answer backs off on the transient-fault schedule, its
+state on its Cursor for the health page.
 """
 from __future__ import annotations
 
@@ -14,24 +23,28 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
+import zlib
+from functools import partial
+from itertools import islice
+
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from sync.clients import ids
 from sync.clients.errors import NotFound
+from sync.clients.fhir import _history_entry
 from sync.identity import CENTRAL, central_record_key, record_key, site_source, version_number
-from sync.models import ChangeEvent, Cursor, Direction, RecordLink, Site, SyncRun
-from sync.workflow.dispatch import dispatch_run
-from sync.workflow.echoes import is_own_write
+from sync.models import ChangeEvent, Cursor, Direction, EngineWrite, PatientLink, RecordLink, Site, SyncRun
+from sync.workflow import dispatch
 from sync.workflow.services import get_services
 
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 
-# Current compositions; a linked composition missing here may have been deleted.
-LIVE_COMPOSITIONS_AQL = "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c ORDER BY c/uid/value ASC"
-# The current compositions of one EHR (a manual trigger for one patient).
+# The current compositions of one EHR (a manual trigger for one patient; the deletion check).
 EHR_COMPOSITIONS_AQL = (
     "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c WHERE e/ehr_id/value = $ehr_id "
     "ORDER BY c/uid/value ASC"
@@ -53,47 +66,115 @@ class Change:
 
 
 def poll_site(site: Site) -> int:
-    """One detection pass over a site; returns how many new runs it queued."""
+    """One detection pass over a site; returns how many new runs it queued.
+
+    Reads the keyset-paged change feed from the cursor and records it a page at a
+    time; its cost follows what changed since the cursor, whatever the CDR holds.
+    """
     client = get_services().openehr(site)
     source = site_source(site.name)
     cursor, _ = Cursor.objects.get_or_create(source=source)
-    since = cursor.position or EPOCH
-    changes = [
-        Change(
-            object_id=row.uid,
-            version=row.version_uid,
-            number=row.version,
-            change_type=row.change_type or "modification",
-            committed_at=row.committed_at,
-            ehr_id=row.ehr_id,
-        )
-        for row in client.changes_since(since, overlap_seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
-    ]
-    changes += _site_deletions(client, site)
-    newest = max((c.committed_at for c in changes if c.committed_at), default=None)
-    return record_changes(source, site, Direction.TO_FHIR, changes, newest)
+    rows = client.changes_since(cursor.position or EPOCH, overlap_seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
+    created, recorded = 0, False
+    for page in _pages(rows, settings.CONFLICTDESK_DETECTION_PAGE_SIZE):
+        changes = [
+            Change(
+                object_id=row.uid,
+                version=row.version_uid,
+                number=row.version,
+                change_type=row.change_type or "modification",
+                committed_at=row.committed_at,
+                ehr_id=row.ehr_id,
+            )
+            for row in page
+        ]
+        newest = max((c.committed_at for c in changes if c.committed_at), default=None)
+        created += record_changes(source, site, Direction.TO_FHIR, changes, newest)
+        recorded = True
+    if not recorded:
+        record_changes(source, site, Direction.TO_FHIR, [], None)  # nothing new: the poll itself is recorded
+    return created
 
 
 def poll_central() -> int:
-    """One detection pass over the central server's history for the flow-back types."""
+    """One detection pass over the central server's history for the flow-back types.
+
+    HAPI lists history newest first, and each object's versions must be queued
+    oldest first, so the history is read in time windows, oldest window first:
+    each window whole (at most a page), sorted, recorded in one transaction with
+    the cursor's move. A window holding more than a page is halved until it fits
+    (a catch-up after a long outage), so memory stays bounded by one page.
+    """
     fhir = get_services().fhir
     cursor, _ = Cursor.objects.get_or_create(source=CENTRAL, defaults={"position": central_start()})
-    since = (cursor.position or EPOCH) - timedelta(seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
-    entries = list(fhir.history(since, settings.CONFLICTDESK_FLOWBACK_TYPES))
-    changes = [
-        Change(
-            object_id=f"{e.resource_type}/{e.id}",
-            version=str(e.version_id),
-            number=int(e.version_id),
-            change_type="deleted" if e.deleted else ("creation" if str(e.version_id) == "1" else "modification"),
-            committed_at=datetime.fromisoformat(e.last_updated) if e.last_updated else None,
-        )
-        for e in entries
-    ]
-    # HAPI lists newest first: queue each object's versions oldest first.
-    changes.sort(key=lambda c: (c.committed_at or EPOCH, c.number))
-    newest = max((c.committed_at for c in changes if c.committed_at), default=None)
-    return record_changes(CENTRAL, None, Direction.TO_OPENEHR, changes, newest)
+    start = (cursor.position or EPOCH) - timedelta(seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
+    end = timezone.now()
+    limit = settings.CONFLICTDESK_DETECTION_PAGE_SIZE
+    width = end - start
+    created = 0
+    while True:
+        until = min(start + width, end)
+        last = until >= end
+        history = central_history(fhir, start, None if last else until)
+        entries = list(islice(history, limit + 1))
+        if len(entries) > limit:
+            if width > MIN_CENTRAL_WINDOW:
+                width = max(width / 2, MIN_CENTRAL_WINDOW)  # too many for one page: a narrower window
+                continue
+            entries += history  # more than a page within the narrowest window: read it whole, lose nothing
+        changes = [_central_change(e) for e in entries if last or _before(e, until)]
+        changes.sort(key=lambda c: (c.committed_at or EPOCH, c.number))
+        newest = max((c.committed_at for c in changes if c.committed_at), default=None)
+        created += record_changes(CENTRAL, None, Direction.TO_OPENEHR, changes, newest)
+        if last:
+            return created
+        start, width = until, width * 2
+
+
+# The narrowest window the central catch-up halves down to (more than a page in 1 ms is read whole).
+MIN_CENTRAL_WINDOW = timedelta(milliseconds=1)
+
+
+def central_history(fhir, start: datetime, until: datetime | None):
+    """Every flow-back version written at or after ``start`` (and before ``until``, if given).
+
+    Without ``until`` this is the client's ``history`` (``_since``); with it, HAPI's
+    ``_at=ge..&_at=lt..`` range (HAPI refuses ``_since`` and ``_at`` together).
+    """
+    types = settings.CONFLICTDESK_FLOWBACK_TYPES
+    if until is None:
+        yield from fhir.history(start, types)
+        return
+    params = [("_at", f"ge{_instant(start)}"), ("_at", f"lt{_instant(until)}"),
+              ("_count", str(settings.CONFLICTDESK_DETECTION_PAGE_SIZE))]
+    for resource_type in types:
+        for raw in fhir._entries(f"{ids.fhir_type(resource_type)}/_history", params):
+            yield _history_entry(raw)
+
+
+def _central_change(e) -> Change:
+    return Change(
+        object_id=f"{e.resource_type}/{e.id}",
+        version=str(e.version_id),
+        number=int(e.version_id),
+        change_type="deleted" if e.deleted else ("creation" if str(e.version_id) == "1" else "modification"),
+        committed_at=datetime.fromisoformat(e.last_updated) if e.last_updated else None,
+    )
+
+
+def _before(entry, until: datetime) -> bool:
+    """Inside the window (HAPI's range is the filter; this keeps a version in exactly one window)."""
+    return not entry.last_updated or datetime.fromisoformat(entry.last_updated) < until
+
+
+def _instant(moment: datetime) -> str:
+    return moment.astimezone(dt_timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _pages(rows, size: int):
+    rows = iter(rows)
+    while page := list(islice(rows, size)):
+        yield page
 
 
 def detect_compositions(site: Site, ehr_id: str, vo_uids: list[str] | None) -> int:
@@ -137,43 +218,70 @@ def central_start() -> datetime:
     return timezone.now()
 
 
-def record_changes(source: str, site: Site | None, direction: str, changes: list[Change], newest) -> int:
-    """Events, runs and the cursor move in one transaction; hints after commit."""
-    created = 0
+def record_changes(source: str, site: Site | None, direction: str, changes: list[Change], newest,
+                   *, polled: bool = True) -> int:
+    """One page: events, runs and the cursor move in one transaction; hints after commit.
+
+    A handful of statements per page, whatever its size: the versions already
+    recorded and the engine's own writes are each read in one query, the new
+    events and their runs inserted in one statement each. The cursor's row lock
+    serialises every writer of one source's events, so a version not found
+    recorded here cannot be inserted by anyone else before this commits.
+    """
     with transaction.atomic():
         cursor = Cursor.objects.select_for_update().get(source=source)
-        for change in changes:
-            event, new = ChangeEvent.objects.get_or_create(
-                source=source,
-                source_object_id=change.object_id,
-                source_version=change.version,
-                defaults={
-                    "direction": direction,
-                    "site": site,
-                    "version_number": change.number,
-                    "change_type": change.change_type,
-                    "ehr_id": change.ehr_id,
-                    "committed_at": change.committed_at,
-                },
-            )
-            if not new:
-                continue
+        fresh = _unrecorded(source, changes)
+        runs = []
+        if fresh:
             destination = CENTRAL if site is None else site_source(site.name)
-            if is_own_write(destination, change.object_id, change.version):
-                ChangeEvent.objects.filter(pk=event.pk).update(status=ChangeEvent.Status.ECHO)
-                continue
-            run = SyncRun.objects.create(
-                change_event=event, direction=direction, site=site, record_key=_record_key(site, change)
-            )
-            dispatch_run(run.pk)
-            created += 1
+            own = set(EngineWrite.objects.filter(
+                destination=destination, object_id__in={c.object_id for c in fresh}
+            ).values_list("object_id", "version"))
+            events = ChangeEvent.objects.bulk_create([
+                ChangeEvent(
+                    source=source, source_object_id=c.object_id, source_version=c.version, direction=direction,
+                    site=site, version_number=c.number, change_type=c.change_type, ehr_id=c.ehr_id,
+                    committed_at=c.committed_at,
+                    status=ChangeEvent.Status.ECHO if (c.object_id, c.version) in own else ChangeEvent.Status.PENDING,
+                )
+                for c in fresh
+            ])
+            now = timezone.now()
+            runs = SyncRun.objects.bulk_create([
+                SyncRun(change_event=event, direction=direction, site=site, record_key=_record_key(site, c),
+                        dispatched_at=now)
+                for event, c in zip(events, fresh) if event.status != ChangeEvent.Status.ECHO
+            ])
+            for run in runs:
+                transaction.on_commit(partial(_send, run.pk))
         if newest and (cursor.position is None or newest > cursor.position):
             cursor.position = newest
-        cursor.last_polled_at = timezone.now()
-        cursor.save()
-    if created:
-        log.info("poll %s: %s new run(s)", source, created)
-    return created
+        if polled:
+            cursor.last_polled_at = timezone.now()
+        cursor.save(update_fields=["position", "last_polled_at", "updated_at"])
+    if runs:
+        log.info("poll %s: %s new run(s)", source, len(runs))
+    return len(runs)
+
+
+def _send(run_id: int) -> None:
+    dispatch.send(run_id, None)
+
+
+def _unrecorded(source: str, changes: list[Change]) -> list[Change]:
+    """The changes whose version has no event yet, each once, in the order given."""
+    if not changes:
+        return []
+    recorded = set(ChangeEvent.objects.filter(
+        source=source, source_object_id__in={c.object_id for c in changes}
+    ).filter(source_version__in={c.version for c in changes}).values_list("source_object_id", "source_version"))
+    fresh = []
+    for change in changes:
+        key = (change.object_id, change.version)
+        if key not in recorded:
+            recorded.add(key)
+            fresh.append(change)
+    return fresh
 
 
 def _record_key(site: Site | None, change: Change) -> str:
@@ -189,37 +297,61 @@ def _record_key(site: Site | None, change: Change) -> str:
     return record_key(link.site.name, link.versioned_object_uid) if link else central_record_key(resource_type, resource_id)
 
 
-def _site_deletions(client, site: Site) -> list[Change]:
-    """Linked compositions that are gone at the site (AQL shows no deletes; the id set does).
+def check_deletions(site: Site, *, ehrs_per_page: int = 50) -> int:
+    """The slow, paged deletion check of one site; returns how many deletions it queued.
 
-    The live set is read in pages; a composition committed or deleted between
-    two pages shifts the offsets, so one may be missed. Missing is only a
-    suspicion: the revision history decides, and only a last revision that is
-    a deletion becomes a change.
+    AQL shows no deletes, so a linked composition missing from its EHR's live
+    set is a suspicion, and its revision history decides. The site's patient
+    links are walked a page at a time (keyset on pk), each EHR's live set read
+    in AQL pages, and each page's deletions recorded in their own transaction:
+    bounded memory and bounded transactions, whatever the site holds. The
+    cursor does not move (deletions are found by state, not by time).
     """
-    linked = dict(
-        RecordLink.objects.filter(site=site, deleted=False).values_list("versioned_object_uid", "patient_link__ehr_id")
-    )
-    if not linked:
-        return []
-    live = {row["version_uid"].split("::", 1)[0] for row in paged_query(client, LIVE_COMPOSITIONS_AQL)}
-    changes, unknown = [], []
-    for vo_uid in sorted(set(linked) - live):
-        ehr_id = linked[vo_uid]
-        try:
-            last = client.revision_history(ehr_id, vo_uid)[-1]
-        except NotFound:
-            # No history at all (the EHR purged, the site's database restored from an older
-            # backup): nothing says it was deleted, and one such record must not stop the
-            # site's detection. Left for a person: `reconcile` lists what the site lacks.
-            unknown.append(vo_uid)
-            continue
-        if (last.change_type or "").lower() != "deleted":
-            continue  # a paging miss (or not visible yet): still there
-        committed = datetime.fromisoformat(last.committed_at) if last.committed_at else None
-        changes.append(Change(vo_uid, last.version_uid, int(last.version_uid.rsplit("::", 1)[1]), "deleted", committed, ehr_id))
-    _report_unknown(site, unknown)
-    return changes
+    client = get_services().openehr(site)
+    source = site_source(site.name)
+    Cursor.objects.get_or_create(source=source)
+    created, after = 0, 0
+    while True:
+        patients = list(PatientLink.objects.filter(site=site, pk__gt=after).order_by("pk")
+                        .values_list("pk", "ehr_id")[:ehrs_per_page])
+        if not patients:
+            break
+        after = patients[-1][0]
+        changes, unknown = [], []
+        for patient_id, ehr_id in patients:
+            linked = set(RecordLink.objects.filter(site=site, patient_link_id=patient_id, deleted=False)
+                         .values_list("versioned_object_uid", flat=True))
+            if not linked:
+                continue
+            live = {row["version_uid"].split("::", 1)[0]
+                    for row in paged_query(client, EHR_COMPOSITIONS_AQL, {"ehr_id": ehr_id})}
+            for vo_uid in sorted(linked - live):
+                change = _deletion(client, ehr_id, vo_uid, unknown)
+                if change is not None:
+                    changes.append(change)
+        _report_unknown(site, unknown)
+        if changes:
+            created += record_changes(source, site, Direction.TO_FHIR, changes, None, polled=False)
+    Cursor.objects.filter(source=source).update(deletions_checked_at=timezone.now())
+    if created:
+        log.info("deletion check %s: %s deletion(s) queued", source, created)
+    return created
+
+
+def _deletion(client, ehr_id: str, vo_uid: str, unknown: list) -> Change | None:
+    """The composition's deletion if its last revision is one; None if it is still there (a paging miss)."""
+    try:
+        last = client.revision_history(ehr_id, vo_uid)[-1]
+    except NotFound:
+        # No history at all (the EHR purged, the site's database restored from an older
+        # backup): nothing says it was deleted, and one such record must not stop the
+        # site's detection. Left for a person: `reconcile` lists what the site lacks.
+        unknown.append(vo_uid)
+        return None
+    if (last.change_type or "").lower() != "deleted":
+        return None
+    committed = datetime.fromisoformat(last.committed_at) if last.committed_at else None
+    return Change(vo_uid, last.version_uid, int(last.version_uid.rsplit("::", 1)[1]), "deleted", committed, ehr_id)
 
 
 _reported_unknown: set[tuple[str, str]] = set()
@@ -246,15 +378,92 @@ def paged_query(client, aql: str, parameters: dict | None = None, *, page_size: 
         offset += len(rows)
 
 
+def run_site_poll(site: Site) -> float | None:
+    """Poll a site single-flight, keeping its poll state; returns the back-off delay if it failed.
+
+    Single flight: a session advisory lock per site, so a second poll (a manual
+    trigger, a re-sent message, the poll loop beside beat) does nothing while one
+    runs. A failure is a transient fault of the site: the next poll waits
+    1, 2, 4, ... s (``CONFLICTDESK_RETRY_DELAYS``, then its last value for as long as
+    it lasts), the error class and the count of failed polls on the Cursor, shown
+    on the health page. Never raises: one unreachable site must not stop the others.
+    """
+    source = site_source(site.name)
+    Cursor.objects.get_or_create(source=source)
+    key = zlib.crc32(f"poll:{source}".encode())
+    with connection.cursor() as db:
+        db.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        if not db.fetchone()[0]:
+            return None  # another poll of this site is running
+    try:
+        poll_site(site)
+    except Exception as exc:
+        return _poll_failed(source, exc)
+    finally:
+        with connection.cursor() as db:
+            db.execute("SELECT pg_advisory_unlock(%s)", [key])
+    Cursor.objects.filter(source=source).update(
+        poll_queued_at=None, poll_failures=0, poll_retry_at=None, poll_error="", poll_ok_at=timezone.now())
+    return None
+
+
+def _poll_failed(source: str, exc: Exception) -> float:
+    cursor = Cursor.objects.get(source=source)
+    failures = cursor.poll_failures + 1
+    delays = settings.CONFLICTDESK_RETRY_DELAYS
+    delay = float(delays[min(failures, len(delays)) - 1])
+    Cursor.objects.filter(pk=cursor.pk).update(
+        poll_queued_at=None, poll_failures=failures, poll_error=type(exc).__name__[:100],
+        poll_retry_at=timezone.now() + timedelta(seconds=delay))
+    log.warning("poll %s failed (%s, %s in a row): next in %.0f s", source, type(exc).__name__, failures, delay)
+    return delay
+
+
+def sites_to_poll(now=None) -> list[int]:
+    """Enabled sites due a poll, each marked queued (single flight) in the same statement that picks it.
+
+    Due: its interval has passed since the last poll (less ``TICK_SLACK``), it is not
+    backing off, and no poll of it is queued or running (a mark older than
+    ``CONFLICTDESK_POLL_STALE_SECONDS`` is a lost message and is taken over).
+    """
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.CONFLICTDESK_POLL_STALE_SECONDS)
+    cursors = {c.source: c for c in Cursor.objects.filter(source__startswith="site:")}
+    due = []
+    for site in Site.objects.filter(enabled=True):
+        source = site_source(site.name)
+        cursor = cursors.get(source) or Cursor.objects.get_or_create(source=source)[0]
+        last = cursor.last_polled_at
+        if last is not None and last + timedelta(seconds=site.poll_interval_seconds) - TICK_SLACK > now:
+            continue
+        if cursor.poll_retry_at is not None and cursor.poll_retry_at > now:
+            continue
+        taken = Cursor.objects.filter(
+            Q(poll_queued_at__isnull=True) | Q(poll_queued_at__lt=stale), pk=cursor.pk
+        ).update(poll_queued_at=now)
+        if taken:
+            due.append(site.pk)
+    return due
+
+
+def poll_not_sent(site_id: int) -> None:
+    site = Site.objects.get(pk=site_id)
+    Cursor.objects.filter(source=site_source(site.name)).update(poll_queued_at=None)
+
+
+# Beat ticks every second; a site polled 0.9 s ago at a 1 s interval is due at
+# this tick, or its effective interval doubles to two ticks.
+TICK_SLACK = timedelta(seconds=0.5)
+
+
 def poll_loop(*, stop=lambda: False, sleep=time.sleep, clock=time.monotonic) -> None:
     """Poll every enabled site (and the centre) at its own interval, from one small process.
 
     Beat-driven polling costs a tick, a ``poll_due`` task and a ``poll_site``
-    task, each waiting in the same queue as the runs, before a commit is even
-    seen: under load that wait dominates the end-to-end latency. Here a poll
-    starts exactly one interval after the previous one started, and the runs it
-    records are dispatched straight from its commit. Beat's ``poll_due`` finds
-    these sites freshly polled and leaves them alone, so both can run.
+    task before a commit is even seen. Here a poll starts exactly one interval
+    after the previous one started (or after its back-off, if it failed), and the
+    runs it records are dispatched straight from its commit. With the loop
+    running, beat sends no polls (``CONFLICTDESK_POLL_LOOP``).
     """
     # The centre's first poll comes one interval in, as with beat (a first poll reads its whole history).
     next_due: dict[str, float] = {CENTRAL: clock() + settings.CONFLICTDESK_CENTRAL_POLL_SECONDS}
@@ -264,8 +473,8 @@ def poll_loop(*, stop=lambda: False, sleep=time.sleep, clock=time.monotonic) -> 
         for site in Site.objects.filter(enabled=True):
             key = site_source(site.name)
             if next_due.get(key, 0.0) <= now:
-                next_due[key] = now + site.poll_interval_seconds
-                _poll_safely(key, poll_site, site)
+                backoff = run_site_poll(site)
+                next_due[key] = now + max(site.poll_interval_seconds, backoff or 0.0)
         if next_due.get(CENTRAL, 0.0) <= now:
             next_due[CENTRAL] = now + settings.CONFLICTDESK_CENTRAL_POLL_SECONDS
             _poll_safely(CENTRAL, poll_central)

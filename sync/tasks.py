@@ -32,8 +32,23 @@ def run_sync(run_id: int) -> str:
 
 
 @shared_task(name="sync.poll_site", ignore_result=True)
-def poll_site(site_id: int) -> int:
-    return detection.poll_site(Site.objects.get(pk=site_id, enabled=True))
+def poll_site(site_id: int) -> None:
+    """Single flight, backs off when the site does not answer (``detection.run_site_poll``)."""
+    site = Site.objects.filter(pk=site_id, enabled=True).first()
+    if site is not None:
+        detection.run_site_poll(site)
+
+
+@shared_task(name="sync.check_deletions", ignore_result=True)
+def check_deletions() -> int:
+    """The slow deletion check of every enabled site (beat, every CONFLICTDESK_DELETION_CHECK_SECONDS)."""
+    found = 0
+    for site in Site.objects.filter(enabled=True):
+        try:
+            found += detection.check_deletions(site)
+        except Exception as exc:  # a site that does not answer is checked at the next pass
+            log.warning("deletion check of site %s failed: %s", site.pk, type(exc).__name__)
+    return found
 
 
 @shared_task(name="sync.poll_central", ignore_result=True)
@@ -43,10 +58,15 @@ def poll_central() -> int:
 
 @shared_task(name="sync.poll_due", ignore_result=True)
 def poll_due() -> int:
-    """Poll every enabled site whose own interval has passed (beat ticks every second)."""
-    due = sweeper.sites_due()
+    """Poll every enabled site whose own interval has passed, is not backing off and has no poll
+    queued or running (beat ticks every second; polls go to their own queue)."""
+    due = detection.sites_to_poll()
     for site_id in due:
-        poll_site.delay(site_id)
+        try:
+            poll_site.delay(site_id)
+        except Exception:  # the broker is down: un-mark the site, the next tick tries again
+            detection.poll_not_sent(site_id)
+            log.warning("poll of site %s could not be sent", site_id)
     return len(due)
 
 

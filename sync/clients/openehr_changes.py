@@ -72,17 +72,20 @@ def iter_changes(
         raise ValueError("since must be timezone-aware")
     cursor = since - timedelta(seconds=overlap_seconds)
     offset = 0
-    seen: set[str] = set()
+    # Only rows at or after the cursor can come back, so only those are remembered:
+    # memory stays at about a page however long the feed (a first poll, a catch-up).
+    seen: dict[str, datetime] = {}  # version uid -> its commit time
     while True:
         rows = [_row(r) for r in query(CHANGES_AQL, {"since": _instant(cursor)}, offset=offset, fetch=page_size)]
         fresh = [row for row in rows if row.version_uid not in seen]
         for row in fresh:
-            seen.add(row.version_uid)
+            seen[row.version_uid] = row.committed_at
             yield row
         if len(rows) < page_size:
             return
         if fresh:
             cursor, offset = rows[-1].committed_at, 0
+            seen = {uid: at for uid, at in seen.items() if at >= cursor}
         else:
             # A full page of rows we already had: they all share the cursor's
             # instant, so step over them within it.

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from sync.models import Cursor, Site, SyncRun
+from sync.models import SyncRun
 
 from .dispatch import dispatch_run
 
@@ -36,19 +36,3 @@ def sweep() -> int:
         for run_id in ids:
             dispatch_run(run_id)
     return len(ids)
-
-
-# Beat ticks every second; a site polled 0.9 s ago at a 1 s interval is due at
-# this tick, or its effective interval doubles to two ticks.
-TICK_SLACK = timedelta(seconds=0.5)
-
-
-def sites_due(now=None) -> list[int]:
-    now = now or timezone.now()
-    polled = dict(Cursor.objects.filter(source__startswith="site:").values_list("source", "last_polled_at"))
-    due = []
-    for site in Site.objects.filter(enabled=True):
-        last = polled.get(f"site:{site.name}")
-        if last is None or last + timedelta(seconds=site.poll_interval_seconds) - TICK_SLACK <= now:
-            due.append(site.pk)
-    return due

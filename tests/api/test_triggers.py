@@ -101,7 +101,7 @@ def test_the_worker_side_records_changes_through_detection(db, monkeypatch):
     site = f.make_site()
     PatientLink.objects.create(site=site, ehr_id="e-1", fhir_patient_id="p-1")
     fake = FakeOpenEHR()
-    monkeypatch.setattr("sync.detection.dispatch_run", lambda run_id: None)
+    monkeypatch.setattr("sync.workflow.dispatch.send", lambda run_id, countdown: None)
     with use_services(SimpleNamespace(openehr=lambda s: fake)):
         assert detection.detect_compositions(site, "e-1", None) == 2
         assert detection.detect_compositions(site, "e-1", ["vo-1"]) == 0  # already detected: nothing new

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 from sync.clients.openehr_changes import ChangeRow
-from sync.detection import poll_central, poll_site
+from sync.detection import check_deletions, poll_central, poll_site
 from sync.models import ChangeEvent, Cursor, EngineWrite, SyncRun
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
@@ -91,7 +91,14 @@ def _paged_live(engine, vo_uids):
     return calls
 
 
-def test_deletions_are_found_by_reading_the_live_set_in_pages(engine, monkeypatch):
+def test_the_hot_poll_never_reads_the_live_set(engine):
+    _links(engine, "v-live", "v-gone")
+    calls = _paged_live(engine, ["v-live"])
+    assert poll_site(engine.site) == 0
+    assert calls == [] and not ChangeEvent.objects.exists()
+
+
+def test_deletions_are_found_by_reading_each_ehr_live_set_in_pages(engine, monkeypatch):
     from sync import detection
     from sync.clients.openehr import Revision
 
@@ -100,8 +107,9 @@ def test_deletions_are_found_by_reading_the_live_set_in_pages(engine, monkeypatc
     calls = _paged_live(engine, ["a", "b", "c", "d", "v-live"])
     engine.openehr.revision_history = lambda ehr, vo: [
         Revision(f"{vo}::site1::1", T0.isoformat(), "creation"), Revision(f"{vo}::site1::2", T0.isoformat(), "deleted")]
-    assert poll_site(engine.site) == 1
+    assert check_deletions(engine.site) == 1
     assert calls == [(0, 2), (2, 2), (4, 2)]
+    assert Cursor.objects.get(source="site:site1").deletions_checked_at is not None
     event = ChangeEvent.objects.get()
     assert (event.source_object_id, event.change_type, event.version_number) == ("v-gone", "deleted", 2)
 
@@ -112,7 +120,7 @@ def test_a_composition_missed_between_pages_is_not_taken_for_a_deletion(engine):
     _links(engine, "v-shifted")
     _paged_live(engine, ["a"])  # v-shifted slipped between two pages
     engine.openehr.revision_history = lambda ehr, vo: [Revision(f"{vo}::site1::1", T0.isoformat(), "creation")]
-    assert poll_site(engine.site) == 0 and not ChangeEvent.objects.exists()
+    assert check_deletions(engine.site) == 0 and not ChangeEvent.objects.exists()
 
 
 def test_a_linked_composition_the_site_has_no_history_of_does_not_stop_detection(engine, caplog):
@@ -125,13 +133,12 @@ def test_a_linked_composition_the_site_has_no_history_of_does_not_stop_detection
         raise NotFound(method="GET", path=f"ehr/{ehr}/versioned_composition/{vo}/revision_history", status=404)
 
     engine.openehr.revision_history = no_history
-    engine.openehr.changes_since = lambda since, overlap_seconds: iter(rows(("new", 1, 1)))
-    assert poll_site(engine.site) == 1  # the site's new version is still detected
-    assert list(ChangeEvent.objects.values_list("source_object_id", flat=True)) == ["new"]  # no invented deletion
+    assert check_deletions(engine.site) == 0
+    assert not ChangeEvent.objects.exists()  # no invented deletion
     assert "no history at the site (first: v-purged)" in caplog.text
     caplog.clear()
-    poll_site(engine.site)
-    assert "no history" not in caplog.text  # said once, not every second
+    check_deletions(engine.site)
+    assert "no history" not in caplog.text  # said once per process, not every pass
 
 
 def test_reconcile_walks_the_keyset_paged_feed_and_can_keep_to_one_ehr(engine):
