@@ -17,6 +17,8 @@ number of workers and web processes, and nothing resets on a restart.
 - ``conflictdesk_runs_total{outcome}`` and ``conflictdesk_retries_total`` count
   RunAttempt rows, which are only ever appended, so both are monotonic even
   when a dead letter is re-driven (a SyncRun's own status is not).
+- ``conflictdesk_audit_intact`` and ``conflictdesk_audit_verified_age_seconds``
+  are the last scheduled audit verification (``audit.status``).
 - The gauges are current counts (open dead letters, open conflicts, backlog,
   cursor lag) and the broker's queue length.
 
@@ -144,6 +146,7 @@ class SyncCollector:
             families.append(_by_site("conflictdesk_backlog", "Change events detected, not yet finished.",
                                      _rows(cursor, BACKLOG_SQL)))
             families.append(_cursor_lag(_rows(cursor, CURSORS_SQL)))
+        families.extend(_audit_status())
         families.extend(_queue_depth())
         return families
 
@@ -193,6 +196,20 @@ def _cursor_lag(rows) -> GaugeMetricFamily:
         site = source.split(":", 1)[1] if source.startswith("site:") else source
         family.add_metric([site], max(0.0, (now - position).total_seconds()))
     return family
+
+
+def _audit_status() -> list:
+    """The scheduled audit verification's last result (audit.status); no sample before it first ran."""
+    from audit.status import last_verification
+
+    intact = GaugeMetricFamily("conflictdesk_audit_intact",
+                               "1 when the last scheduled check found every chain and anchor intact.")
+    age = GaugeMetricFamily("conflictdesk_audit_verified_age_seconds", "Now minus the last scheduled audit check.")
+    last = last_verification()
+    if last is not None:
+        intact.add_metric([], 1 if last.intact else 0)
+        age.add_metric([], max(0.0, (timezone.now() - last.at).total_seconds()))
+    return [intact, age]
 
 
 def _queue_depth() -> list:

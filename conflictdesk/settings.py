@@ -306,6 +306,9 @@ CONFLICTDESK_ANCHOR_SECONDS = env_float("CONFLICTDESK_ANCHOR_SECONDS", 300)
 # Names this installation's anchors on the central server (AuditEvent.source.site), so verification
 # lists them from the server, not from local rows an owner could delete. Unset: the database's name.
 CONFLICTDESK_AUDIT_INSTALLATION = env_str("CONFLICTDESK_AUDIT_INSTALLATION")
+# Every chain rehashed and every anchor re-read from the central server: a rewrite is only
+# found if someone looks, so beat looks; the result is on /metrics and the health page.
+CONFLICTDESK_AUDIT_VERIFY_SECONDS = env_float("CONFLICTDESK_AUDIT_VERIFY_SECONDS", 3600)
 CONFLICTDESK_CENTRAL_POLL_SECONDS = env_int("CONFLICTDESK_CENTRAL_POLL_SECONDS", 30)
 # With `manage.py sync_poll_loop` running, beat leaves detection to it: polls
 # through beat wait in the run queue, the loop does not (see sync.detection.poll_loop).
@@ -315,6 +318,7 @@ CONFLICTDESK_DELETION_CHECK_SECONDS = env_float("CONFLICTDESK_DELETION_CHECK_SEC
 CELERY_BEAT_SCHEDULE = {
     "sync-sweep": {"task": "sync.sweep", "schedule": CONFLICTDESK_SWEEP_SECONDS},
     "audit-anchor-heads": {"task": "audit.anchor_heads", "schedule": CONFLICTDESK_ANCHOR_SECONDS},
+    "audit-verify": {"task": "audit.verify", "schedule": CONFLICTDESK_AUDIT_VERIFY_SECONDS},
     "sync-check-deletions": {"task": "sync.check_deletions", "schedule": CONFLICTDESK_DELETION_CHECK_SECONDS},
 }
 if not CONFLICTDESK_POLL_LOOP:

@@ -103,3 +103,10 @@ def sparkline(hourly: list[tuple[int, int]], width: int = 192, height: int = 36)
                      "y_done": round(height - h_done, 1), "h_done": round(h_done, 1),
                      "y_failed": round(height - h_done - h_failed, 1), "h_failed": round(h_failed, 1)})
     return {"width": width, "height": height, "bars": bars, "peak": peak}
+
+
+def audit_status():
+    """The last scheduled audit verification (``audit.status``), or None if it never ran."""
+    from audit.status import last_verification
+
+    return last_verification()

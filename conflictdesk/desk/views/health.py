@@ -7,7 +7,7 @@ from ..access import require
 
 def _context():
     rows = health.dashboard()
-    return {"rows": [{"h": row, "chart": health.sparkline(row.hourly)} for row in rows]}
+    return {"rows": [{"h": row, "chart": health.sparkline(row.hourly)} for row in rows], "audit": health.audit_status()}
 
 
 @require("view_health")
