@@ -296,6 +296,9 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 # step each time) dead-letters as crash_loop instead of being re-claimed forever.
 CONFLICTDESK_CRASH_LOOP_CLAIMS = env_int("CONFLICTDESK_CRASH_LOOP_CLAIMS", 3)
 
+# How often the staff digest of new dead letters and conflicts goes out (minutes; beat, desk.send_digest).
+CONFLICTDESK_DIGEST_MINUTES = env_int("CONFLICTDESK_DIGEST_MINUTES", 60)
+
 # --- the schedule (Celery beat). Beat only ticks; each site's own
 # poll_interval_seconds is honoured by poll_due, so changing an interval needs
 # no beat restart.
@@ -320,6 +323,8 @@ CELERY_BEAT_SCHEDULE = {
     "audit-anchor-heads": {"task": "audit.anchor_heads", "schedule": CONFLICTDESK_ANCHOR_SECONDS},
     "audit-verify": {"task": "audit.verify", "schedule": CONFLICTDESK_AUDIT_VERIFY_SECONDS},
     "sync-check-deletions": {"task": "sync.check_deletions", "schedule": CONFLICTDESK_DELETION_CHECK_SECONDS},
+    # Staff hear of dead letters and conflicts here only: one digest per interval, never a mail per letter.
+    "desk-send-digest": {"task": "desk.send_digest", "schedule": 60.0 * CONFLICTDESK_DIGEST_MINUTES},
 }
 if not CONFLICTDESK_POLL_LOOP:
     CELERY_BEAT_SCHEDULE |= {
@@ -375,8 +380,7 @@ CONFLICTDESK_HAPI_VALIDATE = env_bool("CONFLICTDESK_HAPI_VALIDATE", False)
 # --- the reviewer desk ------------------------------------------------------------
 # Where links in e-mails (invitations, digests) point.
 CONFLICTDESK_BASE_URL = env_str("CONFLICTDESK_BASE_URL", "http://127.0.0.1:8000")
-# How often `send_digest` is meant to run; the first digest covers this many minutes back.
-CONFLICTDESK_DIGEST_MINUTES = env_int("CONFLICTDESK_DIGEST_MINUTES", 60)
+# The staff digest's interval (CONFLICTDESK_DIGEST_MINUTES) is set with the beat schedule above.
 
 # --- Prometheus metrics ---------------------------------------------------------
 # Bearer token Prometheus sends to /metrics; unset means open only when DEBUG.

@@ -1,12 +1,14 @@
 """The staff digest: new dead letters and new conflicts since the last digest, ids and causes only.
 
-The engine already mails each dead letter as it happens; the digest is the
-calm summary (one mail per interval, nothing when nothing is new) that also
-covers conflicts. Bodies carry ids, sites, causes and desk links, never
-clinical content.
+The one mail staff get about dead letters (the engine mails none itself): one
+per interval (Celery beat, ``desk.send_digest``), nothing when nothing is new,
+so an outage that dead-letters 26 runs is one mail that counts them by site
+and cause. Bodies carry ids, sites, causes, rules and desk links, never
+record keys or clinical content.
 """
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,6 +20,8 @@ from django.utils import timezone
 from sync.models import Conflict, DeadLetter
 
 from .models import DigestMark
+
+MAX_LISTED = 50  # one line each; the counts above always cover every letter
 
 
 def send_digest(now=None) -> int:
@@ -52,7 +56,16 @@ def body(letters, conflicts, since, until) -> str:
                   f"{base}{reverse('desk:conflict', args=[c.pk])}" for c in conflicts]
         lines.append("")
     if letters:
-        lines.append("Dead letters:")
-        lines += [f"  #{d.pk} {d.run.site.name if d.run.site else 'central'} {d.get_cause_display()} rule={d.rule or '-'} "
-                  f"{base}{reverse('desk:deadletter', args=[d.pk])}" for d in letters]
+        lines.append("Dead letters, by site and cause:")
+        by_group = Counter((_site(d), d.get_cause_display()) for d in letters)
+        lines += [f"  {n} x {site}: {cause}" for (site, cause), n in sorted(by_group.items())]
+        lines += ["", f"Work them in the desk (bulk re-drive by site, rule and time): {base}{reverse('desk:deadletters')}"]
+        lines += [f"  #{d.pk} {_site(d)} {d.get_cause_display()} rule={d.rule or '-'} "
+                  f"{base}{reverse('desk:deadletter', args=[d.pk])}" for d in letters[:MAX_LISTED]]
+        if len(letters) > MAX_LISTED:
+            lines.append(f"  ... and {len(letters) - MAX_LISTED} more")
     return "\n".join(lines) + "\n"
+
+
+def _site(letter) -> str:
+    return letter.run.site.name if letter.run.site else "central"

@@ -14,7 +14,6 @@ import zlib
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -300,7 +299,7 @@ def _dead_letter(run, cause, error, *, payload, rule="", path="", detail=None) -
     if payload is None:
         payload = run.checkpoint.get("source_payload")
     # A re-driven run that fails again reopens its letter (one per run), history and all.
-    letter, _ = DeadLetter.objects.update_or_create(
+    DeadLetter.objects.update_or_create(
         run=run,
         defaults={
             "cause": cause,
@@ -314,27 +313,8 @@ def _dead_letter(run, cause, error, *, payload, rule="", path="", detail=None) -
             "closed_at": None,
         },
     )
+    # Staff hear of it in the next digest (conflictdesk.desk.digest), never one mail per letter.
     _end(run, SyncRun.Status.DEAD_LETTER, ChangeEvent.Status.DEAD_LETTER)
-    transaction.on_commit(lambda: _mail_staff(letter.pk))
-
-
-def _mail_staff(letter_id: int) -> None:
-    """Tell the clinical staff; ids and the broken rule only, never clinical content."""
-    if not settings.CONFLICTDESK_STAFF_EMAILS:
-        return
-    letter = DeadLetter.objects.select_related("run").get(pk=letter_id)
-    body = (
-        f"Dead letter {letter.pk} (run {letter.run_id}, record {letter.run.record_key})\n"
-        f"cause: {letter.cause}\nstep: {letter.step}\nrule: {letter.rule or '-'}\npath: {letter.path or '-'}\n"
-        f"error: {letter.error}\n"
-    )
-    send_mail(
-        f"[ConflictDesk] dead letter {letter.pk}: {letter.cause}",
-        body,
-        settings.DEFAULT_FROM_EMAIL,
-        settings.CONFLICTDESK_STAFF_EMAILS,
-        fail_silently=True,
-    )
 
 
 def _event_status(run: SyncRun, status: str) -> None:

@@ -31,7 +31,7 @@ def test_it_retries_on_the_exact_schedule_then_dead_letters_with_history(engine)
     tries = [a for a in letter.detail["attempts"] if a["step"] == "write"]
     assert [a["number"] for a in tries] == [1, 2, 3, 4, 5, 6, 7]
     assert [a["scheduled_delay_seconds"] for a in tries] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, None]
-    assert engine.fhir.transactions == [] and len(mail.outbox) == 1
+    assert engine.fhir.transactions == [] and mail.outbox == []  # the digest names it, not a mail per letter
 
 
 def test_a_longer_retry_after_is_honoured_and_recorded(engine):

@@ -173,7 +173,7 @@ def test_an_unmappable_composition_is_dead_lettered_mailed_and_not_written(site,
     letter = DeadLetter.objects.get(run=run)
     assert (letter.cause, letter.rule, letter.path) == ("unmapped", "registry:blood_pressure.v2", "/content[0]/items[0]")
     assert run.record_key in letter.error and letter.payload["uid"]["value"] == ref.version_uid
-    assert len(mail.outbox) == 1 and str(letter.pk) in mail.outbox[0].subject
+    assert mail.outbox == []  # named by the staff digest, not mailed one by one
     assert not EngineWrite.objects.exists()
     assert reconcile_site(site, _now() - timedelta(minutes=1), _now(), ehr_id=ehr).by_state["dead_letter"] == [ref.version_uid]
 
