@@ -43,6 +43,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from audit.status import last_verification
 from sync.models import Site
 
 log = logging.getLogger(__name__)
@@ -200,8 +201,6 @@ def _cursor_lag(rows) -> GaugeMetricFamily:
 
 def _audit_status() -> list:
     """The scheduled audit verification's last result (audit.status); no sample before it first ran."""
-    from audit.status import last_verification
-
     intact = GaugeMetricFamily("conflictdesk_audit_intact",
                                "1 when the last scheduled check found every chain and anchor intact.")
     age = GaugeMetricFamily("conflictdesk_audit_verified_age_seconds", "Now minus the last scheduled audit check.")

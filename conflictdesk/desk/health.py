@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.status import last_verification
 from sync.models import ChangeEvent, Conflict, Cursor, DeadLetter, Site, SyncRun
 
 _UNFINISHED = [ChangeEvent.Status.PENDING, ChangeEvent.Status.RUNNING]
@@ -107,6 +108,4 @@ def sparkline(hourly: list[tuple[int, int]], width: int = 192, height: int = 36)
 
 def audit_status():
     """The last scheduled audit verification (``audit.status``), or None if it never ran."""
-    from audit.status import last_verification
-
     return last_verification()
