@@ -19,6 +19,12 @@ number of workers and web processes, and nothing resets on a restart.
   when a dead letter is re-driven (a SyncRun's own status is not).
 - ``conflictdesk_audit_intact`` and ``conflictdesk_audit_verified_age_seconds``
   are the last scheduled audit verification (``audit.status``).
+- ``conflictdesk_retry_start_lag_seconds``: how late each retry started after
+  its due time (RunAttempt.start_lag_seconds, recorded when the attempt
+  starts; append-only rows, so the histogram is monotonic). A retry never
+  starts early; a lag is the worker's timer, a busy pool and the claim path.
+- ``conflictdesk_poll_failures{site}``: consecutive failed polls of a site (0
+  when it answers); while above 0 the site's polls back off.
 - The gauges are current counts (open dead letters, open conflicts, backlog,
   cursor lag) and the broker's queue length.
 
@@ -110,6 +116,14 @@ SELECT COALESCE(s.name, 'central'), count(*) FROM sync_changeevent e LEFT JOIN s
 WHERE e.status IN ('pending', 'running') GROUP BY 1
 """
 CURSORS_SQL = "SELECT source, position FROM sync_cursor"
+# How late retries started: a retry is due at next_attempt_at, never started before it.
+START_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+START_LAG_SQL = f"""
+SELECT count(*), COALESCE(sum(start_lag_seconds), 0),
+       {", ".join(f"count(*) FILTER (WHERE start_lag_seconds <= {b})" for b in START_LAG_BUCKETS)}
+FROM sync_runattempt WHERE start_lag_seconds IS NOT NULL
+"""
+POLL_FAILURES_SQL = "SELECT split_part(source, ':', 2), poll_failures FROM sync_cursor WHERE source LIKE 'site:%'"
 
 
 class SyncCollector:
@@ -147,6 +161,9 @@ class SyncCollector:
             families.append(_by_site("conflictdesk_backlog", "Change events detected, not yet finished.",
                                      _rows(cursor, BACKLOG_SQL)))
             families.append(_cursor_lag(_rows(cursor, CURSORS_SQL)))
+            families.append(_start_lag(_rows(cursor, START_LAG_SQL)[0]))
+            families.append(_by_site("conflictdesk_poll_failures", "Consecutive failed polls of the site (backing off).",
+                                     _rows(cursor, POLL_FAILURES_SQL), central=False))
         families.extend(_audit_status())
         families.extend(_queue_depth())
         return families
@@ -171,11 +188,20 @@ def _le(bound) -> str:
     return str(float(bound))
 
 
-def _by_site(name: str, documentation: str, rows) -> GaugeMetricFamily:
+def _start_lag(row) -> HistogramMetricFamily:
+    count, total, *cumulative = row
+    family = HistogramMetricFamily("conflictdesk_retry_start_lag_seconds",
+                                   "How late each retry started after its due time.")
+    buckets = [(_le(b), n) for b, n in zip(START_LAG_BUCKETS, cumulative)] + [("+Inf", count)]
+    family.add_metric([], buckets, total or 0.0)
+    return family
+
+
+def _by_site(name: str, documentation: str, rows, *, central: bool = True) -> GaugeMetricFamily:
     """Every site appears (0 when it has none), plus 'central' for central-born work."""
     family = GaugeMetricFamily(name, documentation, labels=["site"])
     counts = dict(rows)
-    for site in _site_names() + [CENTRAL]:
+    for site in _site_names() + ([CENTRAL] if central else []):
         family.add_metric([site], counts.pop(site, 0))
     for site, n in sorted(counts.items()):  # a deleted site's leftovers, if any
         family.add_metric([site], n)
