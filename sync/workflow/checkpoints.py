@@ -89,3 +89,54 @@ class Memory:
 
     def get(self, key: str, default=None):
         return self.values.get(key, default)
+
+
+@dataclass
+class ReverseCheckpoint(Typed):
+    """A central -> site run: one resource version, written to each target site.
+
+    Its plan keeps the compositions to write (``targets``): they are built from
+    what the sites and the centre hold now, so they are reads as much as
+    transforms, and a replay must not rebuild them from a later state.
+    """
+
+    source_payload: dict | None = None  # the central resource version as read (stored once)
+    source_hash: str = ""
+    # per site: site_id, link_id, patient_link_id, ehr_id, vo_uid, template_id, resources, new_uid;
+    # then composition, content, record (transform), plan, expected (conflict check), written (write)
+    targets: list = field(default_factory=list)
+    fidelity: list | None = None
+    readback_hash: str | None = None
+    stale_rechecks: int | None = None
+    pending_audit: list | None = None
+
+
+@dataclass
+class ResolutionCheckpoint(Typed):
+    """A resolution run: a clinician's chosen content, written to the site and centrally with If-Match."""
+
+    resolution_id: int | None = None
+    choice: str = ""
+    link_id: int | None = None
+    patient_link_id: int | None = None
+    ehr_id: str = ""
+    vo_uid: str = ""
+    template_id: str = ""
+    patient_ref: str = ""
+    resources: list = field(default_factory=list)  # the chosen resources (the decision's, stored once)
+    site_composition: dict | None = None
+    expected: dict = field(default_factory=dict)  # the versions decided on: {"openehr": uid, "fhir": {ref: v}}
+    source_hash: str = ""
+    composition: dict | None = None  # the composition the site gets
+    record: dict | None = None
+    record_hash: str = ""
+    site_plan: str | None = None  # write | noop | done
+    site_expected: str | None = None
+    site_written: str | None = None  # the site's new version: committed on its own, before the centre
+    central_plan: str | None = None
+    central_expected: dict | None = None
+    written: list | None = None
+    site_version: str | None = None
+    readback_hash: str | None = None
+    stale_rechecks: int | None = None
+    pending_audit: list | None = None

@@ -20,13 +20,14 @@ from __future__ import annotations
 from django.utils import timezone
 
 from sync.identity import CENTRAL, site_source
-from sync.models import Conflict, RecordLink, Resolution, Step, SyncRun
+from sync.models import RecordLink, Resolution, Step, SyncRun
 
 from .bundle import build_transaction, central_write_audit, written_entries
 from .content import record_content
 from .echoes import central_writes, recording
 from .forward import read_current
 from .result import StepResult, ValidationFailed
+from .shared import check_fhir, check_template_claim, open_conflict
 from .template_check import check_composition_paths
 
 
@@ -60,13 +61,7 @@ def detect(ctx) -> StepResult:
 def validate_source(ctx) -> StepResult:
     """The chosen resources are valid R4 (a merge can combine elements badly)."""
     for resource in ctx.checkpoint["resources"]:
-        issues = ctx.services.mapping.validate_fhir(resource)
-        if issues:
-            raise ValidationFailed(
-                f"chosen {resource.get('resourceType')} fails R4 validation ({len(issues)} issue(s))",
-                rule=f"fhir.r4.{resource.get('resourceType')}",
-                path=str(issues[0]).split(":", 1)[0][:500],
-            )
+        check_fhir(ctx.services.mapping, resource, what="chosen ")
     return StepResult(next_step=Step.TRANSFORM)
 
 
@@ -87,9 +82,7 @@ def transform(ctx) -> StepResult:
 
 def validate_target(ctx) -> StepResult:
     cp = ctx.checkpoint
-    claimed = ((cp["composition"].get("archetype_details") or {}).get("template_id") or {}).get("value")
-    if cp["template_id"] and claimed != cp["template_id"]:
-        raise ValidationFailed("composition names another template", rule="composition.template", path="/archetype_details/template_id")
+    claimed = check_template_claim(cp["composition"], cp["template_id"])
     site = ctx.run.site
     check_composition_paths(site, ctx.services.openehr(site), claimed or cp["template_id"], cp["composition"])
     return StepResult(next_step=Step.CHECK_CONFLICT)
@@ -135,6 +128,7 @@ def write(ctx) -> StepResult:
 
         return StepResult(
             next_step=Step.WRITE,
+            commit=True,  # the site's write is checkpointed before the centre's
             outcome="site_written",
             effects=recording(site_source(site.name), [(cp["vo_uid"], ref.version_uid)]),
             checkpoint={"site_plan": "done", "site_written": ref.version_uid},
@@ -229,20 +223,14 @@ def _conflict(ctx, link, site_now, central_now, versions) -> StepResult:
     previous = Resolution.objects.select_related("conflict").get(pk=ctx.checkpoint["resolution_id"]).conflict
 
     def effects(run):
-        Conflict.objects.filter(record_link=link, status=Conflict.Status.OPEN).update(
-            status=Conflict.Status.SUPERSEDED, closed_at=timezone.now()
-        )
-        Conflict.objects.create(
-            run=run,
-            record_link=link,
+        open_conflict(
+            run, link,
             kind=previous.kind,
             resource_type=(central_now[0]["resourceType"] if central_now else previous.resource_type),
             openehr_version_uid=site_now.ref.version_uid,
             openehr_composition=site_now.content,
             fhir_versions=[{**r, "version": versions.get(r["key"])} for r in link.fhir_resources],
             fhir_resources=central_now,
-            base_content=link.base_content,
-            base_hash=link.canonical_hash,
         )
 
     return StepResult(

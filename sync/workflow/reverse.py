@@ -15,13 +15,14 @@ from django.utils import timezone
 from sync.clients.errors import InvalidRequest, NotFound
 from sync.identity import CENTRAL, composition_uid_for, site_source
 from sync.mapping.from_fhir import PART_ONLY
-from sync.models import Conflict, PatientLink, RecordLink, Site, Step, SyncRun
+from sync.models import PatientLink, RecordLink, Site, Step, SyncRun
 
 from . import guard
 from .content import record_content, resource_key
 from .echoes import is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
+from .shared import check_fhir, open_conflict, template_id
 from .template_check import check_composition_paths
 
 
@@ -54,10 +55,7 @@ def detect(ctx) -> StepResult:
 
 
 def validate_source(ctx) -> StepResult:
-    resource = ctx.checkpoint["source_payload"]
-    issues = ctx.services.mapping.validate_fhir(resource)
-    if issues:
-        raise ValidationFailed("the resource fails R4 validation", rule="fhir.r4", path=str(issues[0]).split(":")[0] or "/")
+    check_fhir(ctx.services.mapping, ctx.checkpoint["source_payload"], name_type=False)
     return StepResult(next_step=Step.TRANSFORM)
 
 
@@ -93,8 +91,7 @@ def validate_target(ctx) -> StepResult:
     """The composition claims the target's template, and every node it has, that template has."""
     for target in ctx.checkpoint["targets"]:
         site = Site.objects.get(pk=target["site_id"])
-        claimed = ((target["composition"].get("archetype_details") or {}).get("template_id") or {}).get("value")
-        if claimed != target["template_id"]:
+        if template_id(target["composition"]) != target["template_id"]:
             raise ValidationFailed("composition names another template", rule="composition.template", path="/archetype_details/template_id")
         check_composition_paths(site, ctx.services.openehr(site), target["template_id"], target["composition"])
     return StepResult(next_step=Step.CHECK_CONFLICT)
@@ -265,19 +262,13 @@ def _create_once(openehr, target):
 
 def _conflict(ctx, link, now, target, central) -> StepResult:
     def effects(run):
-        Conflict.objects.filter(record_link=link, status=Conflict.Status.OPEN).update(
-            status=Conflict.Status.SUPERSEDED, closed_at=timezone.now()
-        )
-        Conflict.objects.create(
-            run=run,
-            record_link=link,
+        open_conflict(
+            run, link,
             resource_type=ctx.checkpoint["source_payload"]["resourceType"],
             openehr_version_uid=now.ref.version_uid,
             openehr_composition=now.content,
             fhir_versions=target["record"],
             fhir_resources=central,
-            base_content=link.base_content,
-            base_hash=link.canonical_hash,
         )
 
     return StepResult(terminal=SyncRun.Status.CONFLICT, outcome="conflict", effects=effects)

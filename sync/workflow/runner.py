@@ -35,7 +35,7 @@ from sync.mapping.errors import MappingError, UnknownArchetype, UnmappedTemplate
 from sync.models import ChangeEvent, DeadLetter, Direction, Step, SyncRun
 
 from . import commits, forward, resolution, reverse, state
-from .checkpoints import ForwardCheckpoint, Memory
+from .checkpoints import ForwardCheckpoint, Memory, ResolutionCheckpoint, ReverseCheckpoint
 from .dispatch import dispatch_run
 from .guard import FidelityFailed
 from .result import ValidationFailed
@@ -54,7 +54,7 @@ class Context:
 
     run: SyncRun
     services: Services
-    cp: Any  # ForwardCheckpoint, or a dict (reverse, resolution)
+    cp: Any  # ForwardCheckpoint, ReverseCheckpoint or ResolutionCheckpoint
     memory: Memory
 
     @property
@@ -93,9 +93,12 @@ def load(run_id: int):
 
 
 def checkpoint_of(run: SyncRun):
-    if run.direction == Direction.TO_FHIR and not run.resolution_id:
+    """The run's typed checkpoint: one dataclass per direction."""
+    if run.resolution_id:
+        return ResolutionCheckpoint.load(run.checkpoint)
+    if run.direction == Direction.TO_FHIR:
         return ForwardCheckpoint.load(run.checkpoint)
-    return dict(run.checkpoint or {})
+    return ReverseCheckpoint.load(run.checkpoint)
 
 
 def run_segment(run: SyncRun, cp, memory: Memory, services: Services, worker: str) -> tuple[str, bool]:

@@ -26,18 +26,22 @@ def issue_path(issue: Any) -> str:
     return str(issue).split(":", 1)[0][:500]
 
 
-def check_fhir(mapping, resource: dict, *, what: str = "", server=None) -> None:
-    """ValidationFailed naming the first R4 issue of ``resource`` (and the server's, when asked)."""
+def check_fhir(mapping, resource: dict, *, what: str = "", server=None, name_type: bool = True) -> None:
+    """ValidationFailed naming the first R4 issue of ``resource`` (and the server's, when asked).
+
+    ``name_type=False`` for a resource read from outside: its resourceType is input, not a
+    name of ours, and never goes into a message or a rule.
+    """
     issues = mapping.validate_fhir(resource)
     if server is not None and not issues:
         issues = server_issues(server.validate(resource))
     if issues:
-        rtype = resource.get("resourceType")
+        rtype = resource.get("resourceType") if name_type else None
         raise ValidationFailed(
-            f"{what}{rtype} fails R4 validation ({len(issues)} issue(s))",
-            rule=f"fhir.r4.{rtype}",
+            f"{what}{rtype or 'the resource'} fails R4 validation ({len(issues)} issue(s))",
+            rule=f"fhir.r4.{rtype}" if rtype else "fhir.r4",
             path=issue_path(issues[0]) or "/",
-            detail={"issues": [str(i) for i in issues]},
+            detail={"issues": [str(i) for i in issues]} if name_type else None,
         )
 
 

@@ -93,14 +93,14 @@ class StrictFHIR(FakeFHIR):
                 return current
         return None
 
-    def transaction(self, bundle):
+    def transaction(self, bundle, **kw):
         for i, entry in enumerate(bundle["entry"]):
             if "resource" in entry and mapping.validate_fhir(entry["resource"]):
                 self.refused += 1
                 self.transactions.append(copy.deepcopy(bundle))
                 raise InvalidRequest(method="POST", path="/", status=400,
                                      detail={"resourceType": "OperationOutcome", "issue": [{"code": "processing"}]})
-        return super().transaction(bundle)
+        return super().transaction(bundle, **kw)
 
     def writes(self) -> int:
         return sum(len(v) for v in self.store.values())
