@@ -324,6 +324,11 @@ def _event_status(run: SyncRun, status: str) -> None:
 
 def audit_run(run: SyncRun, action: str, outcome: str, **fields) -> None:
     """Append an event about ``run`` to its record's chain, in the caller's transaction."""
+    pending = run.checkpoint.pop("pending_audit", None) if isinstance(run.checkpoint, dict) else None
+    if pending:  # events a commit deferred to the write's (``commits``): appended first, in order
+        from .commits import flush
+
+        flush(run, pending)
     audit = get_services().audit
     event = run.change_event
     # A resolution run has no event: its chain is the site's, where the record lives.

@@ -219,3 +219,18 @@ def test_a_replay_that_maps_to_other_bytes_dead_letters(engine, monkeypatch):
     engine.services.mapping.to_fhir = changed
     assert engine.drive(run, "w2") == SyncRun.Status.DEAD_LETTER
     assert run.dead_letter.rule == "replay.deterministic" and engine.fhir.transactions == []
+
+
+def test_events_deferred_to_the_write_are_appended_when_the_run_dead_letters_instead(engine, settings, monkeypatch):
+    """A run that never reaches its write's commit (poisoned there) still puts every event in the chain."""
+    settings.CONFLICTDESK_CRASH_LOOP_CLAIMS = 2
+    engine.fhir.faults.add("transaction", WorkerDied(), times=2)
+    run = engine.commit(37.1)
+    for worker in ("w1", "w2"):
+        with pytest.raises(WorkerDied):
+            engine.drive(run, worker)
+        _lapse(run)
+    assert engine.drive(run, "w3") == SyncRun.Status.DEAD_LETTER
+    assert _actions(run) == ACTIONS[:6] + ["sync.write"]  # the plan's events, then the crash loop's
+    assert "pending_audit" not in SyncRun.objects.get(pk=run.pk).checkpoint
+    _assert_chained(run)

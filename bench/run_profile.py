@@ -1,0 +1,146 @@
+"""Profile forward runs in process: `.venv/bin/python bench/run_profile.py [--runs 20] [--top 25]`.
+
+Real EHRbase (site 1, :8101) and real HAPI, a scratch database, no Celery: each
+run is a new vital-signs composition committed at the site, its ChangeEvent and
+SyncRun made as detection makes them, and ``advance`` called in this process.
+One warm-up run first (the patient's central Patient and link, the template
+cache, the HTTP clients). Per measured run: SQL statements (a Django
+``execute_wrapper``: every statement the ORM or a cursor sends, savepoints
+included), commits (transactions committed: Django's ``commit`` calls plus
+statements run in autocommit mode that write), the worker's CPU seconds
+(``time.process_time``) and wall time. The last run is profiled with cProfile
+(``--top`` functions by cumulative time). Writes bench/results/run_profile_<label>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("CONFLICTDESK_LOG_LEVEL", "WARNING")
+from tests import harness as E  # noqa: E402
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "WITH")
+
+
+class Counter:
+    """SQL statements and commits on the default connection while installed."""
+
+    def __init__(self, connection):
+        self.connection, self.statements, self.commits, self.kinds = connection, 0, 0, {}
+
+    def __call__(self, execute, sql, params, many, context):
+        self.statements += 1
+        head = sql.lstrip().split(None, 1)[0].upper()
+        self.kinds[head] = self.kinds.get(head, 0) + 1
+        if self.connection.get_autocommit() and head in _WRITES:
+            self.commits += 1  # a write in autocommit mode is its own transaction
+        return execute(sql, params, many, context)
+
+    def __enter__(self):
+        self._commit = self.connection.commit
+        counter = self
+
+        def commit():
+            counter.commits += 1
+            return counter._commit()
+
+        self.connection.commit = commit
+        self._wrap = self.connection.execute_wrapper(self)
+        self._wrap.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._wrap.__exit__(*exc)
+        self.connection.commit = self._commit
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--label", default="after", help="results file: bench/results/run_profile_<label>.json")
+    args = ap.parse_args()
+    with E.scratch_database("profile"):
+        _profile(args)
+
+
+def _profile(args) -> None:
+    from django.db import connection
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.identity import record_key
+    from sync.models import ChangeEvent, Direction, RunAttempt, SyncRun
+    from sync.workflow import dispatch
+    from sync.workflow.runner import advance
+
+    dispatch.send = lambda run_id, countdown: None  # no broker: this process drives the runs
+    url = E.SITE_URL.format(port=8101)
+    [(site, [ehr])] = E.setup_sites([url], 30, 1, f"p{os.getpid()}")
+    cdr = OpenEHRClient(url)
+
+    def one(systolic: float):
+        ref = E.commit(cdr, ehr, systolic)
+        event = ChangeEvent.objects.create(
+            direction=Direction.TO_FHIR, source=f"site:{site.name}", site=site, source_object_id=ref.uid,
+            source_version=ref.version_uid, version_number=1, ehr_id=ehr)
+        return SyncRun.objects.create(change_event=event, direction=Direction.TO_FHIR, site=site,
+                                      record_key=record_key(site.name, ref.uid))
+
+    warm = one(120)
+    assert advance(warm.pk, "profile") == SyncRun.Status.DONE, "warm-up run did not finish"
+    rows, profile = [], None
+    for i in range(args.runs):
+        run = one(121 + i)
+        last = i == args.runs - 1
+        profile = cProfile.Profile() if last else None
+        with Counter(connection) as counter:
+            cpu, wall = time.process_time(), time.perf_counter()
+            if profile:
+                profile.enable()
+            status = advance(run.pk, "profile")
+            if profile:
+                profile.disable()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        assert status == SyncRun.Status.DONE, status
+        steps = RunAttempt.objects.filter(run=run).count()
+        rows.append({"statements": counter.statements, "commits": counter.commits, "cpu_ms": cpu * 1000,
+                     "wall_ms": wall * 1000, "attempt_rows": steps, "kinds": counter.kinds})
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.top)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    result = {
+        "commit": commit,
+        "dirty": bool(subprocess.run(["git", "status", "--porcelain", "sync/workflow"], capture_output=True,
+                                     text=True).stdout.strip()),
+        "runs": args.runs,
+        "statements_per_run": _summary([r["statements"] for r in rows]),
+        "commits_per_run": _summary([r["commits"] for r in rows]),
+        "cpu_ms_per_run": _summary([r["cpu_ms"] for r in rows]),
+        "wall_ms_per_run": _summary([r["wall_ms"] for r in rows]),
+        "statement_kinds_last_run": rows[-1]["kinds"],
+        "attempt_rows_per_run": rows[-1]["attempt_rows"],
+        "host": E.host_info(),
+    }
+    print(out.getvalue())
+    print(json.dumps({k: v for k, v in result.items() if k != "host"}, indent=2))
+    E.dump(f"run_profile_{args.label}", {**result, "profile_top": out.getvalue().splitlines()[:args.top + 12]})
+
+
+def _summary(values):
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
+            "max": round(max(values), 2)}
+
+
+if __name__ == "__main__":
+    main()
