@@ -162,11 +162,30 @@ class DeadLetterDetailSerializer(DeadLetterSerializer):
         fields = DeadLetterSerializer.Meta.fields + ["close_reason", "detail", "payload", "attempts"]
 
 
-class DeadLetterFilterSerializer(serializers.Serializer):
+class RedriveFilterSerializer(serializers.Serializer):
+    """Which open dead letters: every given criterion must hold (none given: all of them)."""
+
+    cause = serializers.ChoiceField(choices=DeadLetter.Cause.choices, required=False)
+    site = serializers.SlugField(required=False, help_text='A site\'s name, or "central" for central -> site runs.')
+    rule = serializers.CharField(required=False, max_length=200, help_text="The rule's start, e.g. 'rm.dv_quantity'.")
+    since = serializers.DateTimeField(required=False, help_text="Dead-lettered at or after.")
+    until = serializers.DateTimeField(required=False, help_text="Dead-lettered before.")
+
+    def validate(self, data):
+        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
+            raise serializers.ValidationError({"until": "must be after since"})
+        return data
+
+
+class DeadLetterFilterSerializer(RedriveFilterSerializer):
     status = serializers.ChoiceField(choices=[*DeadLetter.Status.choices, ("all", "all")], required=False,
                                      help_text="Default: open.")
-    cause = serializers.ChoiceField(choices=DeadLetter.Cause.choices, required=False)
-    site = serializers.SlugField(required=False)
+
+
+class BulkRedriveSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    dead_letter_ids = serializers.ListField(child=serializers.IntegerField())
+    run_ids = serializers.ListField(child=serializers.IntegerField())
 
 
 class DiscardSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ import json
 
 from django import forms
 
+from sync.actions import RedriveFilter
 from sync.models import DeadLetter, Resolution
 
 from sync.workflow.diff import CENTRAL, SITE
@@ -66,3 +67,22 @@ class InviteForm(forms.Form):
 
 
 CAUSES = [("", "any cause")] + list(DeadLetter.Cause.choices)
+
+
+class DeadLetterFilterForm(forms.Form):
+    """The dead-letter list's filter, and what a bulk re-drive takes (the open letters it shows)."""
+
+    status = forms.ChoiceField(choices=[*DeadLetter.Status.choices, ("all", "all")], required=False)
+    cause = forms.ChoiceField(choices=CAUSES, required=False)
+    site = forms.SlugField(required=False)
+    rule = forms.CharField(required=False, max_length=200, help_text="The rule's start, e.g. rm.dv_quantity")
+    since = forms.DateTimeField(required=False, label="From")
+    until = forms.DateTimeField(required=False, label="Until")
+
+    def criteria(self) -> RedriveFilter:
+        data = self.cleaned_data if self.is_valid() else {}
+        return RedriveFilter(site=data.get("site") or "", rule=(data.get("rule") or "").strip(),
+                             cause=data.get("cause") or "", since=data.get("since"), until=data.get("until"))
+
+    def chosen_status(self) -> str:
+        return (self.cleaned_data.get("status") if self.is_valid() else "") or DeadLetter.Status.OPEN

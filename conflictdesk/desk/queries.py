@@ -53,16 +53,9 @@ def site_names() -> list[str]:
     return list(Site.objects.order_by("name").values_list("name", flat=True))
 
 
-def dead_letters(params) -> "QuerySet[DeadLetter]":
-    qs = DeadLetter.objects.select_related("run__site")
-    status = params.get("status") or DeadLetter.Status.OPEN
-    if status != "all":
-        qs = qs.filter(status=status)
-    if params.get("cause"):
-        qs = qs.filter(cause=params["cause"])
-    if params.get("site"):
-        qs = qs.filter(run__site__name=params["site"])
-    return qs.order_by("-created_at", "-pk")
+def dead_letters(criteria, status: str = DeadLetter.Status.OPEN) -> "QuerySet[DeadLetter]":
+    """Newest first; ``criteria`` is a ``RedriveFilter``, so the list shows what a bulk re-drive would take."""
+    return criteria.matching(status).select_related("run__site").order_by("-created_at", "-pk")
 
 
 def dead_letter_causes(status: str = DeadLetter.Status.OPEN) -> list[dict]:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("conflicts/<int:pk>/", conflicts.detail, name="conflict"),
     path("conflicts/<int:pk>/decide/", conflicts.decide, name="conflict_decide"),
     path("dead-letters/", deadletters.index, name="deadletters"),
+    path("dead-letters/redrive/", deadletters.redrive_matching, name="deadletters_redrive"),
     path("dead-letters/<int:pk>/", deadletters.detail, name="deadletter"),
     path("dead-letters/<int:pk>/redrive/", deadletters.redrive, name="deadletter_redrive"),
     path("dead-letters/<int:pk>/discard/", deadletters.discard, name="deadletter_discard"),

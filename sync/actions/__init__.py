@@ -9,7 +9,7 @@ these directly; nothing in the engine (``sync.workflow``, ``sync.detection``)
 calls them.
 """
 from .conflicts import Decision, do_decide_conflict, do_start_resolution_run, latest_conflict
-from .dead_letters import do_discard_dead_letter, do_redrive_dead_letter
+from .dead_letters import RedriveFilter, do_discard_dead_letter, do_redrive_dead_letter, do_redrive_dead_letters
 from .errors import (Blocked, DeadLetterRefused, DecisionRefused, Invalid, InviteRefused, Refused, SiteRefused, Stale,
                      Unavailable)
 from .people import do_invite_user, do_issue_api_token
@@ -18,9 +18,10 @@ from .sources import do_view_source
 from .triggers import do_trigger_composition, do_trigger_patient, do_trigger_site
 
 __all__ = [
-    "Blocked", "Decision", "DeadLetterRefused", "DecisionRefused", "Invalid", "InviteRefused", "Refused",
+    "Blocked", "Decision", "DeadLetterRefused", "RedriveFilter", "DecisionRefused", "Invalid", "InviteRefused", "Refused",
     "SiteRefused", "Stale", "Unavailable", "do_create_site", "do_decide_conflict", "do_delete_site",
-    "do_discard_dead_letter", "do_invite_user", "do_issue_api_token", "do_redrive_dead_letter", "do_start_resolution_run",
+    "do_discard_dead_letter", "do_invite_user", "do_issue_api_token", "do_redrive_dead_letter", "do_redrive_dead_letters",
+    "do_start_resolution_run",
     "do_trigger_composition", "do_trigger_patient", "do_trigger_site", "do_update_site", "do_view_source",
     "latest_conflict",
 ]

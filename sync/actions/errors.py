@@ -80,7 +80,7 @@ class DeadLetterRefused(Refused):
 
 
 class _DeadLetterInvalid(DeadLetterRefused, Invalid):
-    """A discard needs a reason."""
+    """A discard needs a reason; a bulk re-drive's filter must make sense."""
 
     __qualname__ = "DeadLetterRefused.Invalid"
 
@@ -91,8 +91,22 @@ class _DeadLetterClosed(DeadLetterRefused, Stale):
     __qualname__ = "DeadLetterRefused.Closed"
 
 
+class _DeadLetterNoneOpen(DeadLetterRefused, Stale):
+    """A bulk re-drive found no open dead letter matching its filter (worked meanwhile, or none ever)."""
+
+    __qualname__ = "DeadLetterRefused.NoneOpen"
+
+
+class _DeadLetterTooMany(DeadLetterRefused, Blocked):
+    """A bulk re-drive's filter matches more letters than one transaction takes."""
+
+    __qualname__ = "DeadLetterRefused.TooMany"
+
+
 DeadLetterRefused.Invalid = _DeadLetterInvalid
 DeadLetterRefused.Closed = _DeadLetterClosed
+DeadLetterRefused.NoneOpen = _DeadLetterNoneOpen
+DeadLetterRefused.TooMany = _DeadLetterTooMany
 
 
 # --- sites and people --------------------------------------------------------

@@ -45,3 +45,41 @@ def test_discard_needs_a_reason_and_is_audited(api, people):
 
 def test_an_unknown_letter_is_404(api, people):
     assert api(people.steward).get("/api/v1/dead-letters/999999/").status_code == 404
+
+
+def test_bulk_redrive_takes_the_filter_and_lists_the_runs(api, people):
+    site2 = f.make_site("site2")
+    mine = [f.make_dead_letter(cause=DeadLetter.Cause.TRANSIENT_EXHAUSTED) for _ in range(2)]
+    other = f.make_dead_letter(site2)
+    client = api(people.steward)
+    response = client.post("/api/v1/dead-letters/redrive/", {"site": "site1", "cause": "transient_exhausted"},
+                           format="json")
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert body["count"] == 2 and body["dead_letter_ids"] == [d.pk for d in mine]
+    assert body["run_ids"] == [d.run_id for d in mine]
+    event = AuditEvent.objects.get(action="sync.redrive.bulk")
+    assert event.detail["run_ids"] == body["run_ids"] and event.actor == people.steward.email
+    assert DeadLetter.objects.get(pk=other.pk).status == DeadLetter.Status.OPEN
+    again = client.post("/api/v1/dead-letters/redrive/", {"site": "site1"}, format="json")
+    assert again.status_code == 409 and "no open dead letter" in again.json()["detail"]
+
+
+def test_bulk_redrive_refuses_bad_filters_and_other_roles(api, people):
+    f.make_dead_letter()
+    steward = api(people.steward)
+    assert steward.post("/api/v1/dead-letters/redrive/", {"cause": "nope"}, format="json").status_code == 400
+    bad_range = steward.post("/api/v1/dead-letters/redrive/",
+                             {"since": "2026-12-06T10:00Z", "until": "2026-12-06T09:00Z"}, format="json")
+    assert bad_range.status_code == 400 and "until" in bad_range.json()
+    assert api(people.auditor).post("/api/v1/dead-letters/redrive/", {}, format="json").status_code == 403
+    assert DeadLetter.objects.get().status == DeadLetter.Status.OPEN
+
+
+def test_the_list_filters_by_rule_and_time(api, people):
+    letter = f.make_dead_letter()
+    client = api(people.auditor)
+    assert client.get("/api/v1/dead-letters/?rule=fhir.r4").json()["count"] == 1
+    assert client.get("/api/v1/dead-letters/?rule=rm.").json()["count"] == 0
+    assert client.get("/api/v1/dead-letters/?since=2999-01-01T00:00Z").json()["count"] == 0
+    assert letter.pk

@@ -22,6 +22,7 @@ TABLE = {
     "deadletters": ("GET", {S, A}),
     "deadletter": ("GET", {S, A}),
     "deadletter_redrive": ("POST", {S}),
+    "deadletters_redrive": ("POST", {S}),
     "deadletter_discard": ("POST", {S}),
     "source": ("GET", {C, S, A}),
     "audit": ("GET", {A}),

@@ -71,6 +71,8 @@ CASES = {
     "do_start_resolution_run": ("clinician", lambda w: ACTIONS["do_start_resolution_run"](
         w.resolution, acting_user=w.clinician)),
     "do_redrive_dead_letter": ("steward", lambda w: ACTIONS["do_redrive_dead_letter"](w.letter, acting_user=w.steward)),
+    "do_redrive_dead_letters": ("steward", lambda w: ACTIONS["do_redrive_dead_letters"](
+        sync.actions.RedriveFilter(site="site1"), acting_user=w.steward)),
     "do_discard_dead_letter": ("steward", lambda w: ACTIONS["do_discard_dead_letter"](
         w.letter, acting_user=w.steward, reason="entered twice")),
     "do_view_source": ("clinician", lambda w: ACTIONS["do_view_source"](

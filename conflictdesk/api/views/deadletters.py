@@ -8,10 +8,12 @@ from rest_framework.response import Response
 
 from conflictdesk.desk import queries
 from conflictdesk.desk.access import get_dead_letter_for_user
-from sync.actions import do_discard_dead_letter, do_redrive_dead_letter
+from sync.actions import RedriveFilter, do_discard_dead_letter, do_redrive_dead_letter, do_redrive_dead_letters
+from sync.models import DeadLetter
 
-from ..serializers import (DeadLetterDetailSerializer, DeadLetterFilterSerializer, DeadLetterSerializer,
-                           DiscardSerializer, ErrorSerializer, SyncRunSerializer)
+from ..serializers import (BulkRedriveSerializer, DeadLetterDetailSerializer, DeadLetterFilterSerializer,
+                           DeadLetterSerializer, DiscardSerializer, ErrorSerializer, RedriveFilterSerializer,
+                           SyncRunSerializer)
 from .util import AnswersRefusals, filters
 from ..permissions import AUTHENTICATION, DeskRole
 
@@ -23,10 +25,13 @@ class DeadLetterViewSet(AnswersRefusals, viewsets.ReadOnlyModelViewSet):
     authentication_classes = AUTHENTICATION
     permission_classes = [DeskRole]
     desk_permissions = {"list": "view_deadletters", "retrieve": "view_deadletters",
-                        "redrive": "work_deadletters", "discard": "work_deadletters"}
+                        "redrive": "work_deadletters", "discard": "work_deadletters",
+                        "redrive_matching": "work_deadletters"}
 
     def get_queryset(self):
-        return queries.dead_letters(filters(DeadLetterFilterSerializer, self.request)).select_related("closed_by")
+        given = filters(DeadLetterFilterSerializer, self.request)
+        status_ = given.pop("status", DeadLetter.Status.OPEN)
+        return queries.dead_letters(RedriveFilter(**given), status_).select_related("closed_by")
 
     def get_serializer_class(self):
         return DeadLetterSerializer if self.action == "list" else DeadLetterDetailSerializer
@@ -42,6 +47,20 @@ class DeadLetterViewSet(AnswersRefusals, viewsets.ReadOnlyModelViewSet):
         """Back into the workflow (from detection for content causes); the run is returned."""
         run = do_redrive_dead_letter(self.get_object(), acting_user=request.user)
         return Response(SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(operation_id="dead_letters_redrive_matching", request=RedriveFilterSerializer,
+                   responses={202: BulkRedriveSerializer, 400: ErrorSerializer,
+                              409: ErrorSerializer})
+    @action(detail=False, methods=["post"], url_path="redrive")
+    def redrive_matching(self, request):
+        """Every open dead letter the filter matches (site, rule, cause, time range) back into the workflow,
+        as one action with one audit event listing the runs; 409 when none matches."""
+        form = RedriveFilterSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        runs = do_redrive_dead_letters(RedriveFilter(**form.validated_data), acting_user=request.user)
+        letters = DeadLetter.objects.filter(run__in=runs).order_by("created_at", "pk").values_list("pk", flat=True)
+        body = {"count": len(runs), "dead_letter_ids": list(letters), "run_ids": [run.pk for run in runs]}
+        return Response(BulkRedriveSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=DiscardSerializer, responses={200: DeadLetterDetailSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"])

@@ -1,30 +1,63 @@
-"""Dead letters: list by cause, detail (error, rule, path, attempts, payload), re-drive and discard."""
+"""Dead letters: list by cause, site, rule and time, detail (what to fix), re-drive (one or all listed) and discard."""
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sync.actions import DeadLetterRefused, do_discard_dead_letter, do_redrive_dead_letter
+from sync.actions import DeadLetterRefused, do_discard_dead_letter, do_redrive_dead_letter, do_redrive_dead_letters
 from sync.models import DeadLetter
 
 from .. import queries
 from ..access import can, get_dead_letter_for_user, require
-from ..forms import CAUSES, DiscardForm
+from ..forms import CAUSES, DeadLetterFilterForm, DiscardForm
 from .util import page_of, query_without_page
 
 
 @require("view_deadletters")
 def index(request):
-    status = request.GET.get("status") or DeadLetter.Status.OPEN
+    form = DeadLetterFilterForm(request.GET)
+    criteria, status = form.criteria(), form.chosen_status()
+    page = page_of(request, queries.dead_letters(criteria, status))
     return render(request, "desk/deadletters.html", {
-        "page": page_of(request, queries.dead_letters(request.GET)), "query": query_without_page(request),
+        "page": page, "query": query_without_page(request), "form": form,
         "causes": queries.dead_letter_causes(status if status != "all" else DeadLetter.Status.OPEN),
         "cause_choices": CAUSES, "statuses": DeadLetter.Status.choices, "sites": queries.site_names(),
         "params": request.GET,
+        # The bulk re-drive takes exactly the open letters this filter lists.
+        "bulk": (criteria.matching().count() if form.is_valid() and status == DeadLetter.Status.OPEN
+                 and can(request.user, "work_deadletters") else 0),
     })
+
+
+@require_POST
+@require("work_deadletters")
+def redrive_matching(request):
+    """Every open dead letter the list's filter shows, back in the workflow: one action, one audit event."""
+    form = DeadLetterFilterForm(request.POST)
+    back = f"{reverse('desk:deadletters')}?{_filter_query(form)}"
+    if not form.is_valid():
+        messages.error(request, "Not re-driven: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect(back)
+    try:
+        runs = do_redrive_dead_letters(form.criteria(), acting_user=request.user)
+    except DeadLetterRefused as exc:
+        messages.error(request, f"Not re-driven: {exc}.")
+        return redirect(back)
+    messages.success(request, f"{len(runs)} dead letter{pluralize(len(runs))} re-driven: "
+                              f"run{pluralize(len(runs))} {', '.join(str(r.pk) for r in runs[:20])}"
+                              f"{' …' if len(runs) > 20 else ''} back in the workflow.")
+    return redirect(back)
+
+
+def _filter_query(form) -> str:
+    """The list's filter again, for the page the steward comes back to."""
+    return urlencode({k: form.data.get(k) for k in ("cause", "site", "rule", "since", "until") if form.data.get(k)})
 
 
 @require("view_deadletters")
