@@ -1,7 +1,8 @@
 """Per-site health figures for the dashboard, computed from the engine's rows in PostgreSQL.
 
 Definitions (shown on the page too): *last poll* is the detection cursor's
-last_polled_at; *lag* is the age of the oldest change not yet finished
+last_polled_at; a site whose polls fail is *unreachable* (its failed polls in
+a row, the error class, and when the next poll is tried: polls back off); *lag* is the age of the oldest change not yet finished
 (0 when nothing waits); *backlog* counts changes pending or running;
 *success rate* is done / (done + dead-lettered + conflict) for runs that
 finished in the last 24 h; *latency* is run creation to finish for runs done
@@ -35,9 +36,16 @@ class SourceHealth:
     dead_letters: int
     open_conflicts: int
     hourly: list = field(default_factory=list)  # 24 x (done, failed), oldest first
+    # The source's poll state (sites): failed polls in a row, the last one's error class, when the next is tried.
+    poll_failures: int = 0
+    poll_error: str = ""
+    poll_retry_at: object = None
+    deletions_checked_at: object = None
 
     @property
     def status(self) -> str:
+        if self.poll_failures:
+            return "unreachable"
         if self.last_poll is None or (timezone.now() - self.last_poll) > timedelta(minutes=10):
             return "stale"
         if self.dead_letters or (self.success_rate is not None and self.success_rate < 0.95):
@@ -72,6 +80,9 @@ def _for(source, label, now, *, events_q, runs_q, letters_q, conflicts_q) -> Sou
         dead_letters=DeadLetter.objects.filter(letters_q, status=DeadLetter.Status.OPEN).count(),
         open_conflicts=Conflict.objects.filter(conflicts_q, status=Conflict.Status.OPEN).count(),
         hourly=_hourly(ended, now),
+        poll_failures=cursor.poll_failures if cursor else 0, poll_error=cursor.poll_error if cursor else "",
+        poll_retry_at=cursor.poll_retry_at if cursor else None,
+        deletions_checked_at=cursor.deletions_checked_at if cursor else None,
     )
 
 
