@@ -199,6 +199,10 @@ class SyncRun(models.Model):
     step = models.CharField(max_length=30, choices=Step.choices, default=Step.DETECT)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     checkpoint = models.JSONField(default=dict, blank=True)
+    pending_audit = models.JSONField(
+        null=True, blank=True,
+        help_text="Audit events of the steps committed with the plan, appended with the write's in one batch.",
+    )
     attempt = models.PositiveIntegerField(default=0, help_text="Attempts of the current step.")
     claims = models.PositiveIntegerField(
         default=0,

@@ -68,8 +68,6 @@ class ForwardCheckpoint(Typed):
     written: list | None = None  # [{key, type, id, version}] as the transaction answered
     provenance_ref: str | None = None
     readback_hash: str | None = None
-    # audit events of steps committed before the write, appended with the write's (one batch)
-    pending_audit: list | None = None
 
 
 @dataclass
@@ -108,7 +106,6 @@ class ReverseCheckpoint(Typed):
     fidelity: list | None = None
     readback_hash: str | None = None
     stale_rechecks: int | None = None
-    pending_audit: list | None = None
 
 
 @dataclass
@@ -139,4 +136,3 @@ class ResolutionCheckpoint(Typed):
     site_version: str | None = None
     readback_hash: str | None = None
     stale_rechecks: int | None = None
-    pending_audit: list | None = None

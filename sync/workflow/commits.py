@@ -7,11 +7,11 @@ to its next step or ends. The transaction first checks, under the record's
 advisory lock and the run's row lock, that this worker still holds the lease;
 it reads only the lease columns, never the checkpoint again.
 
-Audit events: a commit that does not end the run and is not after an external
-write (the plan, before the write) keeps its events in the checkpoint
-(``pending_audit``); the next commit appends them first, then its own, in one
-``record_events`` batch (one head lock, one INSERT), last in the transaction.
-Every event keeps the time its step finished.
+Audit events: the plan's commit (before the write) keeps its events on the run
+(``SyncRun.pending_audit``, a column of its own, so the checkpoint is not
+rewritten to drop them); the next commit appends them first, then its own, in
+one ``record_events`` batch (one head lock, one INSERT), last in the
+transaction. Every event keeps the time its step finished.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audit.partitions import record_partition
@@ -57,13 +56,11 @@ def commit(run: SyncRun, worker: str, done: list[Finished], cp, *, defer_audit: 
             run.step = last.next_step
             state._renew(run, worker, timezone.now())
         keep = defer_audit and not last.terminal
-        events = take_pending(cp) + events
+        events = take_pending(run) + events
         if keep:
-            set_pending(cp, [_serial(e) for e in events])
-            events = []
-        # A finished run's checkpoint is not rewritten (what it wrote is on the RecordLink and in the
-        # audit); only its appended events leave it, in the database, without sending it again.
-        save(run, cp, checkpoint=keep or last.terminal != SyncRun.Status.DONE, drop_pending=True)
+            run.pending_audit, events = [_serial(e) for e in events], []
+        # A finished run's checkpoint is not rewritten: what it wrote is on the RecordLink and in the audit.
+        save(run, cp, checkpoint=keep or last.terminal != SyncRun.Status.DONE)
         flush(run, events)
         return run.status
 
@@ -76,7 +73,7 @@ def commit_progress(run: SyncRun, worker: str, done: list[Finished], cp, failed_
     """
     if not owns(run, worker):
         return False
-    events = take_pending(cp) + (apply(run, worker, done, cp) if done else [])
+    events = take_pending(run) + (apply(run, worker, done, cp) if done else [])
     if done:
         run.step = failed_step
         state._renew(run, worker, timezone.now())
@@ -142,20 +139,10 @@ def flush(run: SyncRun, events: list[dict]) -> None:
     record_events([_live(e) for e in events], partition=record_partition(source, run.record_key))
 
 
-def take_pending(cp) -> list[dict]:
-    pending = cp.get("pending_audit") or []
-    set_pending(cp, None)
+def take_pending(run: SyncRun) -> list[dict]:
+    """The events an earlier commit kept on the run (cleared: the caller appends them)."""
+    pending, run.pending_audit = run.pending_audit or [], None
     return [_live(e) for e in pending]
-
-
-def set_pending(cp, events) -> None:
-    if isinstance(cp, dict):
-        if events:
-            cp["pending_audit"] = events
-        else:
-            cp.pop("pending_audit", None)
-    else:
-        cp.pending_audit = events or None
 
 
 def dump(cp) -> dict:
@@ -181,16 +168,14 @@ def end(run: SyncRun, status: str, event_status: str | None) -> None:
         dispatch_run(following)
 
 
-def save(run: SyncRun, cp, *, checkpoint: bool, drop_pending: bool = False) -> None:
+def save(run: SyncRun, cp, *, checkpoint: bool) -> None:
     """Write what a commit changes on the run (the checkpoint only when asked)."""
     fields = dict(step=run.step, status=run.status, attempt=run.attempt, claims=run.claims,
                   next_attempt_at=run.next_attempt_at, lease_owner=run.lease_owner,
                   lease_expires_at=run.lease_expires_at, finished_at=run.finished_at, losses=run.losses,
-                  updated_at=timezone.now())
+                  pending_audit=run.pending_audit, updated_at=timezone.now())
     if checkpoint:
         run.checkpoint = fields["checkpoint"] = dump(cp)
-    elif drop_pending:
-        fields["checkpoint"] = RawSQL("checkpoint - 'pending_audit'", ())
     SyncRun.objects.filter(pk=run.pk).update(**fields)
 
 

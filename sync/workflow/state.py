@@ -1,9 +1,10 @@
 """Run state transitions: each one a single transaction with its RunAttempt and audit event.
 
-The runner calls these between steps. Every transition re-reads the run
-under a row lock and checks the caller still holds the lease, so a worker
-that lost its lease (it stalled, the sweeper handed the run to another)
-cannot overwrite the newer worker's progress.
+The runner calls these for the claim and for a failure (``commits`` commits
+the steps a worker finished). Every transition re-reads the run under a row
+lock and checks the caller still holds the lease, so a worker that lost its
+lease (it stalled, the sweeper handed the run to another) cannot overwrite the
+newer worker's progress.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from audit.partitions import record_partition
 from sync.models import ChangeEvent, DeadLetter, RunAttempt, Step, SyncRun
 
 from .dispatch import dispatch_run
-from .result import StepResult
 from .services import get_services
 
 log = logging.getLogger(__name__)
@@ -89,30 +89,6 @@ def _crash_loop(run: SyncRun, now) -> None:
 
 class CrashLoop(Exception):
     """The error recorded for a run dead-lettered as ``crash_loop``."""
-
-
-def finish_step(run_id: int, worker: str, result: StepResult, started, *, record_key: str | None = None) -> str:
-    """Commit a step's checkpoint, effects, attempt row and audit event together."""
-    with transaction.atomic():
-        run = _locked_if_ours(run_id, worker, record_key)
-        if run is None:
-            return LEASE_LOST
-        step = run.step
-        run.checkpoint = {**run.checkpoint, **result.checkpoint}
-        if result.effects:
-            result.effects(run)
-        _attempt(run, step, started, result.outcome, worker)
-        run.attempt = 0
-        if result.terminal:
-            _end(run, result.terminal, result.event_status)
-        else:
-            run.step = result.next_step
-            _renew(run, worker, timezone.now())
-        run.save()
-        # Last before commit: the event locks its partition's chain head, which every
-        # run of the site shares, so the lock is held for as short a time as possible.
-        audit_run(run, f"sync.{step}", result.outcome, **result.audit)
-        return run.status
 
 
 def retry_later(run_id: int, worker: str, exc, started) -> str:
@@ -324,8 +300,8 @@ def _event_status(run: SyncRun, status: str) -> None:
 
 def audit_run(run: SyncRun, action: str, outcome: str, **fields) -> None:
     """Append an event about ``run`` to its record's chain, in the caller's transaction."""
-    pending = run.checkpoint.pop("pending_audit", None) if isinstance(run.checkpoint, dict) else None
-    if pending:  # events a commit deferred to the write's (``commits``): appended first, in order
+    pending, run.pending_audit = run.pending_audit, None
+    if pending:  # events the plan's commit kept for the write's (``commits``): appended first, in order
         from .commits import flush
 
         flush(run, pending)

@@ -87,7 +87,7 @@ def test_the_plan_commits_before_the_write_and_holds_no_computed_resources(engin
 
     def write(ctx):
         stored = SyncRun.objects.get(pk=ctx.run.pk)
-        seen.update(step=stored.step, status=stored.status, checkpoint=stored.checkpoint,
+        seen.update(step=stored.step, status=stored.status, checkpoint=stored.checkpoint, pending=stored.pending_audit,
                     attempts=list(RunAttempt.objects.filter(run=stored).values_list("step", flat=True)),
                     events=AuditEvent.objects.filter(run_id=stored.pk).count())
         return real_write(ctx)
@@ -100,9 +100,9 @@ def test_the_plan_commits_before_the_write_and_holds_no_computed_resources(engin
     assert seen["events"] == 0  # deferred to the write's commit, then appended in one batch
     cp = seen["checkpoint"]
     assert cp["source_payload"]["content"][0]["value"] == 37.1 and cp["plan"] == "write"
-    assert cp["written_hash"] and cp["content_hash"] and len(cp["pending_audit"]) == 6
+    assert cp["written_hash"] and cp["content_hash"] and len(seen["pending"]) == 6
     assert not {"resources", "provenance", "content"} & set(cp)  # replayed, never stored
-    assert "pending_audit" not in SyncRun.objects.get(pk=run.pk).checkpoint
+    assert SyncRun.objects.get(pk=run.pk).pending_audit is None
 
 
 @pytest.mark.parametrize("step,when", [(s, "after") for s in STEPS] + [(Step.WRITE.value, "before")])
@@ -232,5 +232,5 @@ def test_events_deferred_to_the_write_are_appended_when_the_run_dead_letters_ins
         _lapse(run)
     assert engine.drive(run, "w3") == SyncRun.Status.DEAD_LETTER
     assert _actions(run) == ACTIONS[:6] + ["sync.write"]  # the plan's events, then the crash loop's
-    assert "pending_audit" not in SyncRun.objects.get(pk=run.pk).checkpoint
+    assert SyncRun.objects.get(pk=run.pk).pending_audit is None
     _assert_chained(run)
