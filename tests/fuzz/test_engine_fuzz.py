@@ -9,7 +9,8 @@ transaction the central fake refused as a whole counts as no write), or the
 mutation left a document the engine cannot tell from a valid one (a self
 reference, an unbound code, an optional element dropped, a node the mapping
 does not read): then it synced whole, every entry R4-valid, in one
-transaction. ``bench/results/fuzz.json`` counts the two apart. A control test first
+transaction. ``bench/results/fuzz.json`` counts the two apart (written when
+``CONFLICTDESK_FUZZ_RESULTS`` names it). A control test first
 proves the unmutated seeds sync, so a dead letter below is the mutation's.
 """
 from __future__ import annotations
