@@ -15,11 +15,12 @@ transaction. Every event keeps the time its step finished.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.partitions import record_partition
@@ -82,10 +83,18 @@ def commit_progress(run: SyncRun, worker: str, done: list[Finished], cp, failed_
     return True
 
 
+_OWNS = (
+    "WITH record AS (SELECT pg_advisory_xact_lock(%s)) "
+    f"SELECT r.status, r.lease_owner FROM record, {SyncRun._meta.db_table} r WHERE r.id = %s FOR UPDATE OF r"
+)
+
+
 def owns(run: SyncRun, worker: str) -> bool:
-    """The record's lock, then the run's row: the lease is still this worker's."""
-    state.lock_record(run.record_key)
-    row = SyncRun.objects.select_for_update(of=("self",)).filter(pk=run.pk).values_list("status", "lease_owner").first()
+    """The record's lock, then the run's row (the order every transition takes them in), in one
+    round trip: the lease is still this worker's. Only the lease columns are read."""
+    with connection.cursor() as cursor:
+        cursor.execute(_OWNS, [zlib.crc32(run.record_key.encode()), run.pk])
+        row = cursor.fetchone()
     return row == (SyncRun.Status.RUNNING, worker)
 
 
@@ -110,6 +119,15 @@ def buffer(run: SyncRun, action: str, outcome: str, **fields: Any) -> None:
     """An effect's own audit event (the guard's), appended with its step's in the same batch."""
     fields.setdefault("occurred_at", getattr(run, "_audit_time", None) or timezone.now())
     run._audit_events.append(event(run, run._audit_cp, action, outcome, **fields))
+
+
+def buffer_guard(run: SyncRun, guarded) -> None:
+    """The fidelity guard's ``guard.checked`` events (``guard.Guarded``), in the commit's batch."""
+    from .guard import outcome
+
+    for check, mode in guarded.checks if guarded else []:
+        buffer(run, "guard.checked", outcome(check, mode),
+               detail={**check.counts(), "site_id": check.site_id, "direction": check.direction, "mode": mode})
 
 
 def event(run: SyncRun, cp, action: str, outcome: str, **fields: Any) -> dict:

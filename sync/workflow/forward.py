@@ -103,9 +103,7 @@ def transform(ctx) -> StepResult:
 
     def effects(run):
         run.losses = losses
-        for c, mode in guarded.checks if guarded else []:
-            commits.buffer(run, "guard.checked", guard.outcome(c, mode),
-                           detail={**c.counts(), "site_id": c.site_id, "direction": c.direction, "mode": mode})
+        commits.buffer_guard(run, guarded)
 
     return StepResult(
         next_step=Step.VALIDATE_TARGET,

@@ -17,7 +17,7 @@ from sync.identity import CENTRAL, composition_uid_for, site_source
 from sync.mapping.from_fhir import PART_ONLY
 from sync.models import PatientLink, RecordLink, Site, Step, SyncRun
 
-from . import guard
+from . import commits, guard
 from .content import record_content, resource_key
 from .echoes import is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
@@ -82,7 +82,7 @@ def transform(ctx) -> StepResult:
 
     def effects(run):
         run.losses = guarded.losses
-        guarded.audit(run)
+        commits.buffer_guard(run, guarded)
 
     return StepResult(next_step=Step.VALIDATE_TARGET, effects=effects, checkpoint={"targets": targets, **guarded.checkpoint})
 

@@ -234,3 +234,19 @@ def test_events_deferred_to_the_write_are_appended_when_the_run_dead_letters_ins
     assert _actions(run) == ACTIONS[:6] + ["sync.write"]  # the plan's events, then the crash loop's
     assert SyncRun.objects.get(pk=run.pk).pending_audit is None
     _assert_chained(run)
+
+
+def test_a_reverse_run_commits_three_times_with_its_events_in_one_ordered_chain(engine, django_capture_on_commit_callbacks):
+    from .test_reverse import central_change, edit_centrally
+
+    engine.drive(engine.commit(37.1))
+    r = RecordLink.objects.get().fhir_resources[0]
+    edited = edit_centrally(engine, engine.fhir.read(r["type"], r["id"]), 39.0)
+    run = central_change(engine, f"Observation/{edited['id']}", edited["meta"]["versionId"])
+    with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as ctx:
+        assert advance(run.pk, "w1") == SyncRun.Status.DONE
+    statements, commits = production_counts(ctx.captured_queries)
+    print(f"reverse run: {statements} statements, {commits} commits")
+    assert commits <= 3
+    assert _actions(run) == ACTIONS
+    _assert_chained(run)
