@@ -45,6 +45,10 @@ def engine_env(db_url: str, broker_url: str, fhir_url: str = FHIR, *, production
             "DJANGO_SECRET_KEY": "harness-only-" + uuid.uuid4().hex,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "CONFLICTDESK_METRICS_TOKEN": "bench",
+            # Production allows no site URL until the operator lists them: these are the local CDRs.
+            "CONFLICTDESK_SITE_URL_ALLOWLIST": "http://127.0.0.1:*,http://localhost:*",
+            # The poller scrapes gunicorn directly, over plain http, as Prometheus does on a private network.
+            "CONFLICTDESK_METRICS_PLAIN_HTTP": "1",
         }
     env |= {k: str(v) for k, v in settings.items()}
     return env
