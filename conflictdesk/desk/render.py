@@ -148,10 +148,12 @@ def _name(node: dict) -> str:
 # --- FHIR --------------------------------------------------------------------
 
 def resource_rows(resource: dict) -> list[Row]:
-    rows = [Row(0, resource.get("resourceType", "Resource"), concept(resource.get("code")) or "",
+    # what the resource is about: its code; a Goal has none, its description (a CodeableConcept) is the goal
+    title = "code" if "code" in resource or not isinstance(resource.get("description"), dict) else "description"
+    rows = [Row(0, resource.get("resourceType", "Resource"), concept(resource.get(title)) or "",
                 f"{resource.get('resourceType')}/{resource.get('id', '')} v{(resource.get('meta') or {}).get('versionId', '?')}")]
     for key, value in resource.items():
-        if key in _SKIP_FHIR or key == "code":
+        if key in _SKIP_FHIR or key == title:
             continue
         _fhir_element(key, value, 1, rows)
     residue = [e for e in resource.get("extension", []) if RESIDUE in str(e.get("url", ""))]
@@ -214,7 +216,7 @@ def _system(uri: str) -> str:
 
 
 def _label(key: str) -> str:
-    for prefix in ("value", "effective", "onset", "abatement", "performed", "issued"):
+    for prefix in ("value", "effective", "onset", "abatement", "performed", "issued", "occurrence", "detail", "due"):
         if key.startswith(prefix) and key != prefix and key[len(prefix)].isupper():
             return prefix
     return key

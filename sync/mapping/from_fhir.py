@@ -19,13 +19,15 @@ from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical, element_path
 from .identifiers import build_source_identifier, parse_source_identifier, resource_id, split_source_path
-from .lookup import archetype_of, hook_elements, parent_spec, slot_rule
+from .lookup import archetype_of, hook_elements, parent_spec, slot_rule, spec_for_resource
 from .parties import PLACEHOLDER_COMPOSER
 from .results import Loss, OpenEHRResult
 from .spec import registry
 
 _SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter",
-               "ServiceRequest", "Composition"}  # Encounter/Composition: composition level (composition.py)
+               "Composition"}  # Encounter/Composition: composition level (composition.py)
+# orders no file claims (a laboratory order a report is basedOn): read by no mapping, like the types above
+_ORDERS = frozenset({"ServiceRequest"})
 # read only as part of what references them (a Specimen: a report's or result's): alone, no entry
 # (public: the engine sends a central one that belongs to no synced record to no site)
 PART_ONLY = frozenset({"Specimen"})
@@ -161,6 +163,12 @@ def _place(composition: dict, entry_path: str | None, entry: dict) -> None:
     composition.setdefault("content", []).append(entry)
 
 
+def _skipped(r: dict) -> bool:
+    """Read by no mapping by design: parties, Provenance, the composition level, an order no file claims."""
+    t = r.get("resourceType")
+    return t in _SKIP_TYPES or (t in _ORDERS and spec_for_resource(r) is None)
+
+
 def _feeder(group: list[dict]) -> dict:
     ids = []
     for r in group:
@@ -177,7 +185,7 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
     """Build the composition and report FHIR data that has no place in it (see module doc)."""
     if not isinstance(resources, list) or not all(isinstance(r, dict) and "resourceType" in r for r in resources):
         raise MalformedInput("resources must be a list of FHIR resources", path="resources")
-    wanted = [r for r in resources if r.get("resourceType") not in _SKIP_TYPES]
+    wanted = [r for r in resources if not _skipped(r)]
     groups = _groups(wanted)
     losses: list[Loss] = []
     grouped = {id(r) for _, g, *_ in groups for r in g}
@@ -189,8 +197,8 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
             else:  # no file claims it (fhirConfig.match): never filed under a default meaning, left for a person
                 losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping claims this resource "
                                    "(by its code and category); left for a person", "unmapped-resource"))
-    for r in resources:  # read by no mapping by design (parties, specimens, orders, Provenance): still declared
-        if r.get("resourceType") in _SKIP_TYPES and r.get("resourceType") not in composition_level.RESOURCES:
+    for r in resources:  # read by no mapping by design (parties, unclaimed orders, Provenance): still declared
+        if _skipped(r) and r.get("resourceType") not in composition_level.RESOURCES:
             losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}",
                                f"not composition content: from_fhir reads no {r.get('resourceType')}", "unmapped-entry"))
     level = [r for r in resources if r.get("resourceType") in ("Encounter", "Composition")]
@@ -240,7 +248,7 @@ def map_back(resources: list[dict], *, template_id: str, header_for: dict | None
     info = templates.get(template_id)
     lang = info.language if info else "en"  # as _skeleton: there is no base composition to take it from
     merged: dict[object, list] = {}
-    wanted = [r for r in resources if r.get("resourceType") not in _SKIP_TYPES]
+    wanted = [r for r in resources if not _skipped(r)]
     for n, (spec, group, entry_path, event_node, event_idx) in enumerate(_groups(wanted)):
         entry = rebuild_group(spec, group, event_node, lang, apply_residue=True)
         merged.setdefault(entry_path or ("new", n), []).append((event_idx, entry))

@@ -39,8 +39,9 @@ _GUARD_UID = "00000000-0000-4000-8000-00000000a11d::guard::1"
 _ADDED = ("dictionary_item_added", "iterable_item_added")  # the mapping adds fixed codes/profiles (from_fhir)
 # Resource types from_fhir reads as no entry by design (Patient, Provenance...): not composition content.
 # (A Specimen is content: the specimen cluster of the lab result referencing it; one nothing references
-# is declared lost by from_fhir.)
-_NOT_CONTENT = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "ServiceRequest"}
+# is declared lost by from_fhir.  A ServiceRequest is content (INSTRUCTION.service_request.v1); a
+# laboratory order no file claims is declared lost by from_fhir, so it is not looked for either.)
+_NOT_CONTENT = {"Provenance", "Patient", "Practitioner", "Organization", "Device"}
 
 
 class FidelityFailed(Exception):

@@ -106,8 +106,8 @@ def test_every_openehr_node_exists_in_some_corpus_template(corpus):
     opts = [p.read_text(encoding="utf-8-sig") for p in (corpus / "openehr" / "templates").glob("*.opt")]
     for spec in registry().values():
         texts = [t for t in opts if spec.archetype in t]
-        if not texts:
-            continue
+        if not texts or _adl_codes(spec.archetype) is not None:
+            continue  # an ADL here is the stronger check (above); an OPT may hold an older revision of it
         for code in set(_openehr_codes(spec)):
             assert any(f"<node_id>{code}</node_id>" in t or f'code="{code}"' in t for t in texts), \
                 f"{spec.name}: {code} not found in any template using the archetype"
