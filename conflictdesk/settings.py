@@ -356,9 +356,10 @@ CONFLICTDESK_POLL_OVERLAP_SECONDS = env_int("CONFLICTDESK_POLL_OVERLAP_SECONDS",
 # Detection reads and commits this many changes at a time (a first poll, a catch-up after an
 # outage): memory stays bounded and each page's cursor move commits with its events.
 CONFLICTDESK_DETECTION_PAGE_SIZE = env_int("CONFLICTDESK_DETECTION_PAGE_SIZE", 500)
-# Single flight: a poll queued this long ago and never finished (its message or worker lost) is
-# sent again; until then no second poll of that source is queued.
-CONFLICTDESK_POLL_STALE_SECONDS = env_int("CONFLICTDESK_POLL_STALE_SECONDS", 120)
+# Single flight: a poll queued this long ago and not finished (its message lost with a broker
+# restart, its worker killed) is sent again; until then no second poll of that source is queued.
+# Short is safe: a second poll while one still runs finds the site's advisory lock taken and does nothing.
+CONFLICTDESK_POLL_STALE_SECONDS = env_int("CONFLICTDESK_POLL_STALE_SECONDS", 15)
 # Where watching the central server starts the first time (ISO 8601, e.g. 2026-01-01T00:00:00Z).
 # Unset: from the moment the engine first polls it; central changes made before that do not
 # flow back (set a date to backfill them). Sites always start from their beginning.
