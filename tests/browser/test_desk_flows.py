@@ -71,7 +71,8 @@ def test_a_clinician_logs_in_with_totp_and_resolves_a_conflict_by_field_merge(ne
     for i in range(rows.count()):
         row = rows.nth(i)
         # Take the site's re-measured temperature; keep the centre's other changes.
-        side = "site" if "entry 1, event 1" in row.inner_text() and "valueQuantity" in row.inner_text() else "central"
+        first_value = row.locator(".what").inner_text() == "Body temperature" and "entry 1, event 1" in row.inner_text()
+        side = "site" if first_value else "central"
         row.locator(f"input[value={side}]").check()
     page.fill("textarea[name=reason]", "Site re-measured the first temperature; the centre's status amendment stands.")
     page.click("button:has-text('Apply decision')")

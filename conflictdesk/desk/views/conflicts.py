@@ -13,7 +13,7 @@ from sync.models import Conflict
 from sync.workflow import diff
 from sync.workflow.versions import versions_seen
 
-from .. import queries, render as clinical
+from .. import clinical_diff, queries, render as clinical
 from ..access import can, get_conflict_for_user, require
 from ..forms import DecisionForm, field_token
 from .util import page_of, query_without_page, refusal_status
@@ -48,20 +48,21 @@ def _page(request, conflict, form=None, status=200):
         comparison, mapping_error = None, f"{exc.__class__.__name__}: rule {getattr(exc, 'rule', '') or '-'}"
     seen = versions_seen(conflict)
     fields = comparison.fields if comparison else []
+    resolution = getattr(conflict, "resolution", None) if conflict.status == Conflict.Status.RESOLVED else None
     if form is None:
         form = DecisionForm(fields=fields, initial={"seen": json.dumps(seen)})
     context = {
         "conflict": conflict, "comparison": comparison, "mapping_error": mapping_error,
         "site_rows": clinical.composition_rows(conflict.openehr_composition),
-        "central": [{"resource": r, "rows": clinical.resource_rows(r)} for r in conflict.fhir_resources or []],
+        "central": clinical_diff.central_groups(conflict.fhir_resources or []),
         "raw_site": json.dumps(conflict.openehr_composition, indent=2, ensure_ascii=False),
         "raw_central": json.dumps(conflict.fhir_resources, indent=2, ensure_ascii=False),
         "raw_base": json.dumps(conflict.base_content, indent=2, ensure_ascii=False) if conflict.base_content else "",
-        "fields": [{"field": f, "token": field_token(f.id), "pick": form[field_token(f.id)],
-                    "site": _show(f.site), "central": _show(f.central), "base": _show(f.base)} for f in fields],
+        "fields": [{"row": row, "field": row.field, "pick": form[field_token(row.field.id)]}
+                   for row in (clinical_diff.rows(comparison, resolution) if comparison else [])],
         "form": form, "can_decide": can(request.user, "decide_conflict") and conflict.status == Conflict.Status.OPEN,
         "newer": latest_conflict(conflict) if conflict.status == Conflict.Status.SUPERSEDED else None,
-        "resolution": getattr(conflict, "resolution", None) if conflict.status == Conflict.Status.RESOLVED else None,
+        "resolution": resolution,
     }
     return render(request, "desk/conflict.html", context, status=status)
 
@@ -90,9 +91,3 @@ def decide(request, pk: int):
         return _page(request, conflict, form, status=refusal_status(refused))
     messages.success(request, f"Decision #{decision.resolution.pk} recorded; run {decision.run.pk} is writing it to both sides.")
     return redirect("desk:conflicts")
-
-
-def _show(value) -> str:
-    """Readable when the value is a common datatype (38.5 °C, a coded text, a time), else its JSON."""
-    text = clinical.readable(value)
-    return text if text is not None else json.dumps(value, indent=1, ensure_ascii=False)
