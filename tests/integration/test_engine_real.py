@@ -17,12 +17,15 @@ import pytest
 from django.core import mail
 from django.db import connection
 
+from audit.chain import payload_hash
+from audit.models import AuditEvent
 from sync.detection import poll_site
 from sync.identity import provenance_id
 from sync.models import ChangeEvent, Conflict, Cursor, DeadLetter, EngineWrite, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
+from sync.workflow.shared import stored_view
 from tests.harness import PrivateRedis, Worker, db_url_of, engine_env, wait_for
 from tests.harness.vitals import CORPUS, SYSTOLIC_FLAT, SYSTOLIC_LOINC, TEMPLATE, vitals
 
@@ -118,6 +121,12 @@ def test_a_site_commit_reaches_the_centre_with_provenance(worker, site, cdr, fhi
     assert ChangeEvent.objects.get(source_version=ref.version_uid).status == ChangeEvent.Status.SYNCED
     report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
     assert report.unaccounted == [] and ref.version_uid in report.by_state["synced"]
+    # HAPI answered the transaction with the stored resources (Prefer: return=representation), so the
+    # read-back hash is of what it says it stored; an independent vread agrees with that answer.
+    audit = AuditEvent.objects.get(run_id=event.run.pk, action="sync.audit")
+    assert audit.outcome == "ok" and audit.detail["readback"] in ("answer", "answer+vread"), audit.detail
+    stored = fhir.vread_many([(r["type"], r["id"], r["version"]) for r in link.fhir_resources])
+    assert audit.readback_hash == payload_hash([stored_view(r) for r in stored])
 
 
 def test_two_quick_versions_apply_in_order(worker, site, cdr, fhir, ehr):
