@@ -11,15 +11,16 @@ from django.conf import settings
 from audit.anchor import anchor_heads
 from audit.status import verify_and_record
 from sync.clients.fhir import FHIRClient
+from sync.workflow.services import central_auth
 
 
 @shared_task(name="audit.anchor_heads", ignore_result=True)
 def anchor_heads_task() -> int:
-    with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL) as client:
+    with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL, auth=central_auth()) as client:
         return len(anchor_heads(client))
 
 
 @shared_task(name="audit.verify", ignore_result=True)
 def verify_task() -> bool:
-    with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL) as client:
+    with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL, auth=central_auth()) as client:
         return verify_and_record(client).intact

@@ -334,6 +334,11 @@ if not CONFLICTDESK_POLL_LOOP:
 
 # --- the sync engine ------------------------------------------------------------
 CONFLICTDESK_FHIR_BASE_URL = env_str("CONFLICTDESK_FHIR_BASE_URL", "http://127.0.0.1:8090/fhir")
+# "user:password" the engine sends the central server as Basic auth (writes, polls, anchors); a
+# secret, so from the environment only. Unset: none (then keep HAPI on a private network).
+CONFLICTDESK_FHIR_CREDENTIALS = env_str("CONFLICTDESK_FHIR_CREDENTIALS")
+if CONFLICTDESK_FHIR_CREDENTIALS and ":" not in CONFLICTDESK_FHIR_CREDENTIALS:
+    raise ImproperlyConfigured("CONFLICTDESK_FHIR_CREDENTIALS must be 'user:password'")
 CONFLICTDESK_HTTP_TIMEOUT_SECONDS = env_int("CONFLICTDESK_HTTP_TIMEOUT_SECONDS", 10)
 # Transient faults retry after exactly these delays (no jitter), then dead-letter.
 CONFLICTDESK_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)

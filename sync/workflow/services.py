@@ -93,9 +93,18 @@ def _openehr_client(site):
     return _cached_client(("openehr", url, auth, timeout), lambda: OpenEHRClient(url, auth=auth, timeout=timeout))
 
 
+def central_auth() -> tuple[str, str] | None:
+    """Basic credentials for the central FHIR server (CONFLICTDESK_FHIR_CREDENTIALS), or None."""
+    raw = settings.CONFLICTDESK_FHIR_CREDENTIALS
+    if not raw:
+        return None
+    user, password = raw.split(":", 1)
+    return user, password
+
+
 def _default_services() -> Services:
-    url, timeout = settings.CONFLICTDESK_FHIR_BASE_URL, settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS
-    fhir = _cached_client(("fhir", url, timeout), lambda: FHIRClient(url, timeout=timeout))
+    url, timeout, auth = settings.CONFLICTDESK_FHIR_BASE_URL, settings.CONFLICTDESK_HTTP_TIMEOUT_SECONDS, central_auth()
+    fhir = _cached_client(("fhir", url, auth, timeout), lambda: FHIRClient(url, auth=auth, timeout=timeout))
     return Services(
         fhir=fhir,
         openehr=_openehr_client,

@@ -130,7 +130,7 @@ def test_it_reports_an_anchor_gone_from_the_server():
 
 def test_it_anchors_and_verifies_from_the_command(monkeypatch, behind_the_back, capsys):
     server = FakeFHIR()
-    monkeypatch.setattr("audit.management.commands.audit_anchor.FHIRClient", lambda url: server)
+    monkeypatch.setattr("audit.management.commands.audit_anchor.FHIRClient", lambda url, **kw: server)
     events = [sync_event(i) for i in range(2)]
     call_command("audit_anchor")
     assert "anchored site:site1#2 as AuditEvent/1" in capsys.readouterr().out

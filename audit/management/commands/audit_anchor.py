@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.anchor import anchor_heads, verify_anchors
 from sync.clients.fhir import FHIRClient
+from sync.workflow.services import central_auth
 
 
 class Command(BaseCommand):
@@ -14,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--verify", action="store_true", help="Check the anchors instead of writing new ones.")
 
     def handle(self, *args, verify=False, **options):
-        with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL) as client:
+        with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL, auth=central_auth()) as client:
             if not verify:
                 for anchor in anchor_heads(client):
                     self.stdout.write(f"anchored {anchor.partition}#{anchor.seq} as AuditEvent/{anchor.fhir_id}")
