@@ -216,7 +216,7 @@ CONFLICTDESK_STAFF_EMAILS = env_list("CONFLICTDESK_STAFF_EMAILS")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "conflictdesk.api.permissions.ExpiringTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -241,7 +241,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema is for signed-in users only, like everything else under /api/v1/.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    "SERVE_AUTHENTICATION": ["rest_framework.authentication.TokenAuthentication",
+    "SERVE_AUTHENTICATION": ["conflictdesk.api.permissions.ExpiringTokenAuthentication",
                              "rest_framework.authentication.SessionAuthentication"],
     # Swagger UI and Redoc from the vendored sidecar package: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -255,6 +255,10 @@ SPECTACULAR_SETTINGS = {
         "DeadLetterStatusEnum": "sync.models.DeadLetter.Status",
     },
 }
+
+# An API token stops working this many days after it was issued; `manage.py api_token --rotate`
+# (or the desk) issues a new one. A leaked token is then useful for a bounded time only.
+CONFLICTDESK_API_TOKEN_DAYS = env_int("CONFLICTDESK_API_TOKEN_DAYS", 90)
 
 # --- Celery: no lost work. PostgreSQL holds every unit of work; the broker
 # only carries hints, and these settings keep even the hints safe.

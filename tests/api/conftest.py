@@ -22,5 +22,13 @@ def api():
 
 
 @pytest.fixture(autouse=True)
+def fresh_throttles():
+    """API throttles count in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_metrics(settings):
     settings.CONFLICTDESK_METRICS_CACHE_SECONDS = 0
