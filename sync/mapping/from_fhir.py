@@ -229,7 +229,7 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
             entry["feeder_audit"] = _feeder(group)
         losses.extend(_fhir_losses(spec, group, entry, lang))
         merged.setdefault(entry_path or ("new", n), (entry_path, []))[1].append((event_idx, entry))
-    for entry_path, parts in merged.values():
+    for entry_path, parts in sorted(merged.values(), key=lambda v: _source_order(v[0])):
         _place(comp, entry_path, _merge_events(parts))
     if level:
         losses.extend(composition_level.apply(comp, level, lang))
@@ -252,7 +252,7 @@ def map_back(resources: list[dict], *, template_id: str, header_for: dict | None
     for n, (spec, group, entry_path, event_node, event_idx) in enumerate(_groups(wanted)):
         entry = rebuild_group(spec, group, event_node, lang, apply_residue=True)
         merged.setdefault(entry_path or ("new", n), []).append((event_idx, entry))
-    entries = [_merge_events(parts) for parts in merged.values()]
+    entries = [_merge_events(parts) for _, parts in sorted(merged.items(), key=lambda kv: _source_order(kv[0]))]
     header: dict = {}
     spec = composition_level.spec_for(header_for) if header_for is not None else None
     if spec is not None:
@@ -261,6 +261,17 @@ def map_back(resources: list[dict], *, template_id: str, header_for: dict | None
         shell = composition_level.rebuild(spec, enc, doc, lang, apply_residue=True)
         header = {k: shell[k] for k in composition_level.OWNED if k in shell}
     return entries, header
+
+
+def _source_order(entry_path) -> tuple:
+    """Sort key putting entries in their source order whatever order their groups came in (a lab report
+    sent as its single result Observation is grouped after the DiagnosticReports): the k-th same-id
+    sibling after the (k-1)-th, so ``_place`` finds ``/content[X]`` before ``/content[X]:1`` is placed
+    (placed first into an empty composition, ``:1`` would sit where ``/content[X]`` is looked for and be
+    replaced).  Stable: entries of different archetypes keep their order; entries born in FHIR last."""
+    if not isinstance(entry_path, str):
+        return (1,)
+    return (0, *((st.idx or 0) for st in rmpath.parse(entry_path)))
 
 
 def _merge_events(parts: list[tuple[int, dict]]) -> dict:

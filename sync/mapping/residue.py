@@ -179,13 +179,16 @@ def strip(resource: dict) -> dict:
 def apply(entry: dict, items: list[Item]) -> list[str]:
     """Apply residue items to a rebuilt entry; returns the paths whose detail was stale."""
     stale = []
+    doomed = []  # every node to remove is found first: removing ':0' would make ':1' point elsewhere
     for it in [i for i in items if i.attr == "-"]:
         steps = rmpath.parse(it.path) if it.path else []
         parent = rmpath.find(entry, steps[:-1]) if len(steps) > 1 else [entry]
         if steps and parent:
             node = rmpath.find(entry, steps)
             if node:
-                _detach(parent[0], steps[-1].attr, node[0])
+                doomed.append((parent[0], steps[-1].attr, node[0]))
+    for parent, attr, node in doomed:
+        _detach(parent, attr, node)
     for it in [i for i in items if i.attr not in ("*", "-")]:
         node = entry if not it.path else (rmpath.find(entry, rmpath.parse(it.path)) or [None])[0]
         if node is None:
