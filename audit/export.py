@@ -8,6 +8,7 @@ rule in ``audit.chain``. Patients appear as link ids only.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from datetime import datetime
 from typing import IO, Iterable, Iterator
@@ -59,6 +60,28 @@ def write_csv(events: Iterable[AuditEvent], out: IO[str]) -> int:
 
 
 WRITERS = {"fhir": write_fhir_ndjson, "csv": write_csv, "jsonl": write_jsonl}
+CONTENT_TYPES = {"fhir": "application/fhir+ndjson", "csv": "text/csv", "jsonl": "application/jsonl"}
+SUFFIX = {"fhir": "ndjson", "csv": "csv", "jsonl": "jsonl"}
+BATCH = 1000  # events per chunk of a streamed export
+
+
+def stream(events: QuerySet[AuditEvent], fmt: str) -> Iterator[str]:
+    """The events in ``fmt``, in batches through the same writers (CSV: one header), for a streamed download."""
+    write, first, chunk, batch = WRITERS[fmt], True, [], BATCH
+    for event in events.iterator(chunk_size=batch):
+        chunk.append(event)
+        if len(chunk) == batch:
+            yield _chunk(write, chunk, fmt, first)
+            chunk, first = [], False
+    if chunk or first:
+        yield _chunk(write, chunk, fmt, first)
+
+
+def _chunk(write, events, fmt: str, first: bool) -> str:
+    out = io.StringIO()
+    write(events, out)
+    text = out.getvalue()
+    return text.split("\n", 1)[1] if fmt == "csv" and not first else text
 
 
 def _field_values(event: AuditEvent) -> dict:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Count, F, Max, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from sync.models import Conflict, DeadLetter, Site
+from sync.models import Conflict, DeadLetter, PatientLink, Site
 
 AGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "older": None}
 CONFLICT_SORTS = {
@@ -65,16 +67,19 @@ def dead_letter_causes(status: str = DeadLetter.Status.OPEN) -> list[dict]:
 
 
 def audit_events(params) -> "QuerySet[AuditEvent]":
+    """``params``: patient (link id, or the patient's identifier at a site or centrally), record, site,
+    actor (login or a person's name), action (prefix), since, until."""
     qs = AuditEvent.objects.all()
     if params.get("patient"):
-        qs = qs.filter(patient_link_id=_int(params["patient"]))
+        qs = qs.filter(patient_link_id__in=patient_links(str(params["patient"])))
     if params.get("record"):
         qs = qs.filter(record_key__icontains=params["record"].strip())
     if params.get("site"):
         label = f"site:{params['site']}"
         qs = qs.filter(Q(partition=label) | Q(source=label) | Q(destination=label) | Q(record_key__startswith=label + ":"))
     if params.get("actor"):
-        qs = qs.filter(actor__icontains=params["actor"].strip())
+        who = params["actor"].strip()
+        qs = qs.filter(Q(actor__icontains=who) | Q(actor__in=_actors(who)))
     if params.get("action"):
         qs = qs.filter(action__startswith=params["action"].strip())
     if params.get("since"):
@@ -82,6 +87,36 @@ def audit_events(params) -> "QuerySet[AuditEvent]":
     if params.get("until"):
         qs = qs.filter(occurred_at__lt=params["until"])
     return qs.order_by("-occurred_at", "-pk")
+
+
+def audit_groups(events: "QuerySet[AuditEvent]"):
+    """The filtered events by group, newest first: one group per run (its sync, or a decision and the run
+    writing it), an event of no run on its own (key: minus its id). Rows: grp, last, n."""
+    return (events.order_by().annotate(grp=Coalesce("run_id", -F("id")))
+            .values("grp").annotate(last=Max("occurred_at"), n=Count("id")).order_by("-last", "-grp"))
+
+
+def audit_events_of(events: "QuerySet[AuditEvent]", keys: list[int]) -> "QuerySet[AuditEvent]":
+    runs, singles = [k for k in keys if k > 0], [-k for k in keys if k <= 0]
+    return events.filter(Q(run_id__in=runs) | Q(pk__in=singles)).order_by("occurred_at", "pk")
+
+
+def patient_links(text: str) -> list[int]:
+    """A link id, or every link whose site subject id, EHR id or central Patient id is ``text``."""
+    text = text.strip()
+    if text.lstrip("#").isdigit():
+        return [int(text.lstrip("#"))]
+    return list(PatientLink.objects.filter(Q(subject_id=text) | Q(ehr_id=text) | Q(fhir_patient_id=text)
+                                           | Q(fhir_patient_id=text.removeprefix("Patient/")))
+                .values_list("pk", flat=True))
+
+
+def _actors(text: str) -> list[str]:
+    """The logins of the desk's people whose name matches ``text``."""
+    users = get_user_model().objects.all()
+    for word in text.split():
+        users = users.filter(Q(first_name__icontains=word) | Q(last_name__icontains=word))
+    return list(users.values_list("email", flat=True))
 
 
 def audit_actions() -> list[str]:

@@ -19,6 +19,7 @@ urlpatterns = [
     path("audit/", auditlog.index, name="audit"),
     path("audit/record/", auditlog.record, name="audit_record"),
     path("audit/verify/", auditlog.verify, name="audit_verify"),
+    path("audit/export/", auditlog.export, name="audit_export"),
     path("health/", health.dashboard, name="health"),
     path("health/panel/", health.panel, name="health_panel"),
     path("people/", people.index, name="people"),

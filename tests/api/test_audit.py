@@ -45,9 +45,9 @@ def test_export_in_each_format(api, people):
 
 
 def test_export_csv_has_one_header_across_batches(api, people, monkeypatch):
-    from conflictdesk.api.views import audit
+    from audit import export
 
-    monkeypatch.setattr(audit, "BATCH", 2)
+    monkeypatch.setattr(export, "BATCH", 2)
     events(5)
     response = api(people.auditor).get("/api/v1/audit-events/export/?format=csv")
     text = b"".join(response.streaming_content).decode()

@@ -28,6 +28,7 @@ TABLE = {
     "audit": ("GET", {A}),
     "audit_record": ("GET", {A}),
     "audit_verify": ("GET", {A}),
+    "audit_export": ("GET", {A}),
     "health": ("GET", EVERY_ROLE),
     "health_panel": ("GET", EVERY_ROLE),
     "people": ("GET", {AD}),

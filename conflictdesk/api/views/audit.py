@@ -1,8 +1,6 @@
 """The audit trail, read-only: filtered events, and an export as FHIR ndjson, CSV or JSON Lines."""
 from __future__ import annotations
 
-import io
-
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -11,17 +9,13 @@ from rest_framework.decorators import action
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 
-from audit.export import WRITERS
+from audit.export import CONTENT_TYPES, SUFFIX, WRITERS, stream
 from audit.models import AuditEvent
 from conflictdesk.desk import queries
 
 from ..serializers import AuditEventSerializer, AuditFilterSerializer
 from .util import field_error, filters
 from ..permissions import AUTHENTICATION, DeskRole
-
-CONTENT_TYPES = {"fhir": "application/fhir+ndjson", "csv": "text/csv", "jsonl": "application/jsonl"}
-SUFFIX = {"fhir": "ndjson", "csv": "csv", "jsonl": "jsonl"}
-BATCH = 1000
 
 
 class ExportNegotiation(DefaultContentNegotiation):
@@ -59,28 +53,6 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         if fmt not in WRITERS:
             raise field_error("format", f"one of {', '.join(WRITERS)}")
         events = self.get_queryset().order_by("occurred_at", "pk")
-        response = StreamingHttpResponse(_stream(events, fmt), content_type=CONTENT_TYPES[fmt])
+        response = StreamingHttpResponse(stream(events, fmt), content_type=CONTENT_TYPES[fmt])
         response["Content-Disposition"] = f'attachment; filename="audit-events.{SUFFIX[fmt]}"'
         return response
-
-
-def _stream(events, fmt):
-    """Batches through the same writers the command-line export uses (CSV: one header)."""
-    write, first = WRITERS[fmt], True
-    batch = []
-    for event in events.iterator(chunk_size=BATCH):
-        batch.append(event)
-        if len(batch) == BATCH:
-            yield _chunk(write, batch, fmt, first)
-            batch, first = [], False
-    if batch or first:
-        yield _chunk(write, batch, fmt, first)
-
-
-def _chunk(write, batch, fmt, first) -> str:
-    out = io.StringIO()
-    write(batch, out)
-    text = out.getvalue()
-    if fmt == "csv" and not first:
-        text = text.split("\n", 1)[1]
-    return text
