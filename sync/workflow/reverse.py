@@ -65,7 +65,7 @@ def transform(ctx) -> StepResult:
     source = cp["source_payload"]
     targets, checks = [], []
     for target in cp["targets"]:
-        site = Site.objects.get(pk=target["site_id"])
+        site = _site(ctx, target["site_id"])
         openehr = services.openehr(site)
         if target["vo_uid"]:
             resources = _record_resources(services.fhir, target["resources"], source)
@@ -90,7 +90,7 @@ def transform(ctx) -> StepResult:
 def validate_target(ctx) -> StepResult:
     """The composition claims the target's template, and every node it has, that template has."""
     for target in ctx.checkpoint["targets"]:
-        site = Site.objects.get(pk=target["site_id"])
+        site = _site(ctx, target["site_id"])
         if template_id(target["composition"]) != target["template_id"]:
             raise ValidationFailed("composition names another template", rule="composition.template", path="/archetype_details/template_id")
         check_composition_paths(site, ctx.services.openehr(site), target["template_id"], target["composition"])
@@ -105,7 +105,7 @@ def check_conflict(ctx) -> StepResult:
             targets.append({**target, "plan": "write"})
             continue
         link = RecordLink.objects.get(pk=target["link_id"])
-        site = Site.objects.get(pk=target["site_id"])
+        site = _site(ctx, target["site_id"])
         now = ctx.services.openehr(site).get_composition(target["ehr_id"], target["vo_uid"])
         plan = "write"
         if now.ref.version_uid != link.openehr_version_uid:
@@ -127,7 +127,7 @@ def write(ctx) -> StepResult:
     """Commit at each site; EngineWrite rows make the echo recognisable."""
     targets = []
     for target in ctx.checkpoint["targets"]:
-        site = Site.objects.get(pk=target["site_id"])
+        site = _site(ctx, target["site_id"])
         openehr = ctx.services.openehr(site)
         if target["plan"] != "write":
             targets.append({**target, "written": target["expected"]})
@@ -140,7 +140,7 @@ def write(ctx) -> StepResult:
 
     def effects(run):
         for t in targets:
-            recording(site_source(Site.objects.get(pk=t["site_id"]).name), [(t["vo_uid"], t["written"])])(run)
+            recording(site_source(_site(ctx, t["site_id"]).name), [(t["vo_uid"], t["written"])])(run)
 
     return StepResult(next_step=Step.AUDIT, effects=effects, checkpoint={"targets": targets})
 
@@ -148,7 +148,7 @@ def write(ctx) -> StepResult:
 def audit(ctx) -> StepResult:
     hashes = []
     for target in ctx.checkpoint["targets"]:
-        openehr = ctx.services.openehr(Site.objects.get(pk=target["site_id"]))
+        openehr = ctx.services.openehr(_site(ctx, target["site_id"]))
         hashes.append(ctx.services.audit.payload_hash(openehr.get_composition(target["ehr_id"], target["written"]).content))
     payload_hash = ctx.services.audit.payload_hash
     return StepResult(
@@ -196,6 +196,14 @@ STEPS = {
     Step.AUDIT: audit,
     Step.ACKNOWLEDGE: acknowledge,
 }
+
+
+def _site(ctx, site_id: int) -> Site:
+    """A target's site, read once per pass."""
+    sites = ctx.memory.values.setdefault("sites", {})
+    if site_id not in sites:
+        sites[site_id] = Site.objects.get(pk=site_id)
+    return sites[site_id]
 
 
 def _linked_target(link: RecordLink) -> dict:
