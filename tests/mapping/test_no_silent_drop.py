@@ -278,6 +278,24 @@ def test_the_24_hour_average_and_the_maximum_are_mapped_not_dropped():
     assert {e["url"]: e for e in avg["extension"]}[WIDTH_EXT]["valueDuration"] == \
         {"value": 24, "unit": "h", "system": "http://unitsofmeasure.org", "code": "h"}
     assert any(i.path.endswith("/events[at1042]") and i.attr == "name" for i in decode(avg))  # its name: residue
+    # the OPT gives the maximum no data: no value, so the reason (vital signs vs-2), read back as no element
+    assert mx["dataAbsentReason"]["coding"][0]["code"] == "not-performed" and "valueQuantity" not in mx
+    check(only(comp, "openEHR-EHR-OBSERVATION.pulse.v2"))
+
+
+@pytest.mark.integration
+def test_hapi_validates_every_resource_of_the_opt_examples(fhir_base_url):
+    """The resources of every OPT's example (every event of every observation, POINT and INTERVAL, named
+    events included) validate in HAPI with their declared profiles (vital signs, mCODE): zero errors."""
+    from concurrent.futures import ThreadPoolExecutor  # only here: the other tests need no HTTP pool
+
+    from .hapi import hapi_errors
+    resources = [r for opt in OPTS for r in to_fhir(example_composition(opt), **ARGS).resources]
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda r: hapi_errors(fhir_base_url, r), resources))
+    errors = {f"{r['resourceType']} {parse_source_identifier(r)[2] if parse_source_identifier(r) else ''}": e
+              for r, e in zip(resources, found) if e}
+    assert len(resources) > 80 and errors == {}
 
 
 # ------------------------------------------------------------------ archetypes without a definition
