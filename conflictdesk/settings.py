@@ -5,9 +5,10 @@ fails at start-up, not at first use). Production (DJANGO_DEBUG unset or 0, the
 default) refuses to start without a secret key, allowed hosts and a database, and
 turns on secure cookies and HSTS; development (DJANGO_DEBUG=1: the Makefile, the
 demo and the tests set it) has safe local defaults.
-Sections follow concerns, not history: core, database, authentication,
-security, e-mail, API, Celery and its schedule, the sync engine, the desk,
-metrics, logging, demo.
+Sections follow concerns, not history: core, database, cache (rate limits),
+authentication, security, e-mail, API, Celery and its schedule, the sync
+engine, the desk, metrics, logging, demo. SECURITY.md says why the security
+settings are what they are.
 """
 from pathlib import Path
 
