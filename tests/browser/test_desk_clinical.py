@@ -122,3 +122,18 @@ def test_an_auditor_reads_the_trail_grouped_per_run_and_verifies_it(new_page, de
     page.goto(f"/audit/?record={key.split(':')[-1]}")
     assert page.locator("a:has-text('CSV')").get_attribute("href").endswith(f"record={key.split(':')[-1]}&format=csv") \
         or "format=csv" in page.locator("a:has-text('CSV')").get_attribute("href")
+
+
+def test_a_steward_sees_the_unit_to_fix_in_a_dead_letter(new_page, desk):
+    from tests.desk.test_deadletter_fix import PATH, PAYLOAD
+
+    DeadLetter.objects.filter(pk=desk.letter.pk).update(
+        rule="rm.dv_quantity.units.ucum", path=PATH, payload=PAYLOAD, step="validate_source",
+        error=f"{desk.letter.run.record_key}: DV_QUANTITY units are not a UCUM code and no units_system names another system")
+    page = new_page()
+    log_in(page, desk.steward.email, f.PASSWORD, f.TOTP_SECRET)
+    page.goto(f"/dead-letters/{desk.letter.pk}/")
+    assert page.locator("code.bad-value").inner_text() == '"..mol/l"'
+    assert "Glucose" in page.locator(".offending").inner_text()
+    assert "What to do:" in page.locator("section.fix").inner_text()
+    shot(page, "dead-letter-fix", readme=True)

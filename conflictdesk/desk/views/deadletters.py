@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from sync.actions import DeadLetterRefused, do_discard_dead_letter, do_redrive_dead_letter, do_redrive_dead_letters
 from sync.models import DeadLetter
 
-from .. import queries
+from .. import fixes, queries
 from ..access import can, get_dead_letter_for_user, require
 from ..forms import CAUSES, DeadLetterFilterForm, DiscardForm
 from .util import page_of, query_without_page
@@ -71,6 +71,8 @@ def _page(request, letter, discard_form=None, status=200):
     fidelity = error_detail if letter.cause == DeadLetter.Cause.FIDELITY and isinstance(error_detail, dict) else None
     return render(request, "desk/deadletter.html", {
         "letter": letter, "attempts": detail.get("attempts") or [],
+        # Shown only on this page (the roles that may see the payload): never logged, never mailed.
+        "explanation": fixes.explain(letter), "offending": fixes.offending(letter),
         "run_attempts": letter.run.attempts.all(),
         "fidelity": {k: json.dumps(v, indent=2, ensure_ascii=False) for k, v in (fidelity or {}).items()},
         "error_detail": json.dumps(error_detail, indent=2, ensure_ascii=False) if error_detail not in (None, "") else "",
