@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import timezone as tz
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from sync.clients.errors import NotFound
@@ -82,8 +83,10 @@ def validate_source(ctx) -> StepResult:
     patient = ensure_central_patient(ctx.services.fhir, ctx.services.openehr(site), site.name, cp.ehr_id)
 
     def effects(run):
-        patient_link, _ = PatientLink.objects.get_or_create(site=site, ehr_id=cp.ehr_id, defaults=patient)
-        cp.patient_link_id = patient_link.pk
+        link_id, fhir_patient_id = link_patient(site, cp.ehr_id, patient)
+        if f"Patient/{fhir_patient_id}" != cp.patient_ref:  # another run linked the EHR to another Patient
+            raise RuntimeError("the EHR was linked to another central Patient meanwhile; replayed with it")
+        cp.patient_link_id = link_id
 
     return StepResult(next_step=Step.TRANSFORM, effects=effects,
                       checkpoint={"patient_ref": f"Patient/{patient['fhir_patient_id']}"})
@@ -235,6 +238,21 @@ STEPS = {
     Step.AUDIT: audit,
     Step.ACKNOWLEDGE: acknowledge,
 }
+
+
+_LINK_PATIENT = (
+    f"INSERT INTO {PatientLink._meta.db_table} (site_id, ehr_id, subject_id, subject_namespace, fhir_patient_id, created_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (site_id, ehr_id) DO UPDATE SET ehr_id = EXCLUDED.ehr_id "
+    "RETURNING id, fhir_patient_id"
+)
+
+
+def link_patient(site, ehr_id: str, patient: dict) -> tuple[int, str]:
+    """The EHR's PatientLink, made if missing, in one statement: (its id, the Patient it names)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LINK_PATIENT, [site.pk, ehr_id, patient["subject_id"], patient["subject_namespace"],
+                                       patient["fhir_patient_id"], timezone.now()])
+        return cursor.fetchone()
 
 
 def _map(ctx, *, check=None) -> dict:

@@ -68,8 +68,10 @@ def _assert_chained(run):
 
 
 def test_a_forward_run_commits_three_times_in_at_most_25_statements(engine, django_capture_on_commit_callbacks):
-    engine.drive(engine.commit(36.9))  # the patient's first record: its central Patient and link
-    for run in (engine.commit(37.1, vo=VO_B), engine.commit(37.4, version=2, vo=VO_B)):  # a new record, an update
+    # the patient's first record (its central Patient and link), another new record, an update
+    for make in (lambda: engine.commit(36.9), lambda: engine.commit(37.1, vo=VO_B),
+                 lambda: engine.commit(37.4, version=2, vo=VO_B)):
+        run = make()
         with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as ctx:
             assert advance(run.pk, "w1") == SyncRun.Status.DONE
         statements, commits = production_counts(ctx.captured_queries)
