@@ -410,8 +410,63 @@ def test_round_trip_property(entries):
     mapped, back = _trip(comp)
     assert all(validate_fhir(r) == [] for r in mapped)
     assert compare_clinical({"content": comp["content"]}, {"content": back["content"]}) == []
-    again = _again(back)
-    assert [compare_clinical(strip(a), strip(b)) for a, b in zip(mapped, again)] == [[]] * len(mapped)
+    again = {_node(r): r for r in _again(back)}
+    assert {_node(r): compare_clinical(strip(r), strip(again.get(_node(r), {}))) for r in mapped} == \
+        {_node(r): [] for r in mapped}
+
+
+def _node(resource: dict) -> tuple[str, str]:
+    """(type, node path of the source identifier): the same node after a trip whatever the entry order."""
+    return resource["resourceType"], resource["identifier"][0]["value"].split("|", 2)[2]
+
+
+# ------------------------------------------------------------------ from a template holding the CKM archetypes
+# A small OPT built from the CKM archetypes by the template builder (deploy/templates, as tests/templates
+# builds its family OPTs) and filled by sync.mapping.example: template-shaped data, every node the
+# archetypes define, every choice type (variants) and, under hypothesis, any ordinal / coded value.
+TEMPLATE = ("COMPOSITION.problem_list.v2", ["OBSERVATION.ecog.v2", "OBSERVATION.karnofsky_performance_status_scale.v1",
+                                            "EVALUATION.goal.v1", "INSTRUCTION.service_request.v1"], [])
+
+
+@pytest.fixture(scope="module")
+def issue17_opt() -> bytes:
+    import sys  # why: deploy/templates is no package; its builder is loaded once per session like tests/templates does
+
+    from tests.templates import families
+    from tests.templates.conftest import SCRIPT, load
+    builder = sys.modules.get("build_oncology_opt") or load("build_oncology_opt", SCRIPT)
+    return families.build(builder, "issue17", TEMPLATE)
+
+
+def _template_trip(comp: dict) -> list[dict]:
+    res = to_fhir(comp, **ARGS).resources
+    mapped = [r for r in res if r["resourceType"] not in ("Encounter", "Composition")]
+    assert sorted(r["resourceType"] for r in mapped if r["resourceType"] != "Observation") == ["Goal", "ServiceRequest"]
+    assert all(validate_fhir(r) == [] for r in mapped)
+    assert compare_clinical(comp, to_openehr(mapped, template_id="t", base_composition=comp)) == []
+    return mapped
+
+
+def test_every_variant_of_the_template_example_round_trips(issue17_opt):
+    from sync.mapping.example import example_composition, variants  # why: example.py is the generator under test here
+    for values in variants(issue17_opt):
+        obs = [r for r in _template_trip(example_composition(issue17_opt, values=values))
+               if r["resourceType"] == "Observation"]
+        assert {r["code"]["coding"][0]["code"] for r in obs} == {"89247-1", "89243-0"}
+        assert all("valueInteger" in r and r["interpretation"] for r in obs)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_coded_choice_of_the_template_round_trips(issue17_opt, data):
+    from sync.mapping.example import example_composition  # why: example.py is the generator under test here
+
+    def choose(ask):
+        if ask.kind == "code" and ask.options:
+            return data.draw(st.sampled_from(list(ask.options)), label=ask.path)
+        return ask.default
+    _template_trip(example_composition(issue17_opt, values=choose))
 
 
 # ------------------------------------------------------------------ HAPI $validate, profiles kept
