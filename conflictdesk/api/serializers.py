@@ -4,6 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from audit.models import AuditEvent
+from conflictdesk.desk import clinical_diff
 from sync.clients import ids
 from sync.workflow import diff
 from sync.mapping import MappingError
@@ -100,7 +101,9 @@ class ConflictDetailSerializer(ConflictSerializer):
 
     def get_fields_to_decide(self, conflict) -> list[dict] | None:
         try:
-            return [{"id": f.id, "label": f.label} for f in diff.compare(conflict).fields]
+            return [{"id": row.field.id, "label": row.field.label, "title": row.title, "context": row.context,
+                     "changed_on": row.field.changed_on}
+                    for row in clinical_diff.rows(diff.compare(conflict))]
         except MappingError:
             return None  # the site version no longer maps: only keep_central/keep_site apply
 

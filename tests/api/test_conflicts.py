@@ -30,6 +30,8 @@ def test_detail_has_both_versions_and_the_fields_to_decide(api, people, conflict
     assert body["openehr_composition"] == conflict.openehr_composition
     assert body["fhir_resources"] == conflict.fhir_resources
     assert [f["id"] for f in body["fields_to_decide"]] == [f.id for f in diff.compare(conflict).fields]
+    assert {f["title"] for f in body["fields_to_decide"]} == {"Body temperature", "Body temperature · status"}
+    assert {f["changed_on"] for f in body["fields_to_decide"]} == {"site", "central"}
 
 
 def test_a_decision_goes_through_the_desks_action(api, people, conflict, engine_hook, monkeypatch):
