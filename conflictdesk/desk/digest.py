@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -31,8 +32,11 @@ def send_digest(now=None) -> int:
         mark, _ = DigestMark.objects.select_for_update().get_or_create(
             name="staff", defaults={"sent_until": now - timedelta(minutes=settings.CONFLICTDESK_DIGEST_MINUTES)}
         )
+        # New letters, and letters reopened (a re-driven run that dead-lettered again) since the last digest.
+        reopened = Q(status=DeadLetter.Status.OPEN, run__finished_at__gte=mark.sent_until, run__finished_at__lt=now)
         letters = list(DeadLetter.objects.select_related("run__site")
-                       .filter(created_at__gte=mark.sent_until, created_at__lt=now).order_by("created_at"))
+                       .filter(Q(created_at__gte=mark.sent_until, created_at__lt=now) | reopened)
+                       .order_by("created_at", "pk"))
         conflicts = list(Conflict.objects.select_related("record_link__site")
                          .filter(opened_at__gte=mark.sent_until, opened_at__lt=now).order_by("opened_at"))
         if (letters or conflicts) and settings.CONFLICTDESK_STAFF_EMAILS:

@@ -32,3 +32,18 @@ def test_no_staff_no_mail(db):
 def test_beat_sends_the_digest_every_interval(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["desk-send-digest"]
     assert entry["task"] == "desk.send_digest" and entry["schedule"] == 60.0 * settings.CONFLICTDESK_DIGEST_MINUTES
+
+
+def test_a_letter_reopened_after_a_re_drive_is_in_the_next_digest(db, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sync.models import SyncRun
+
+    settings.CONFLICTDESK_STAFF_EMAILS = ["oncall@desk.test"]
+    letter = f.make_dead_letter()
+    send_digest()
+    DeadLetter.objects.filter(pk=letter.pk).update(created_at=timezone.now() - timedelta(days=1))
+    SyncRun.objects.filter(pk=letter.run_id).update(finished_at=timezone.now())  # failed again just now
+    assert send_digest() == 1 and len(mail.outbox) == 2 and f"#{letter.pk}" in mail.outbox[1].body
