@@ -85,3 +85,8 @@ def test_a_backwards_time_range_is_refused(login, people, outage):
 def test_no_one_else_may_bulk_re_drive(login, people, outage, who):
     assert login(getattr(people, who)).post(reverse("desk:deadletters_redrive"), {}).status_code == 403
     assert DeadLetter.objects.filter(status=DeadLetter.Status.OPEN).count() == 4
+
+
+def test_the_cause_tabs_keep_the_other_filters(login, people, outage):
+    body = login(people.steward).get(reverse("desk:deadletters"), {"site": "site1", "rule": "rm."}).content.decode()
+    assert 'href="?site=site1&amp;rule=rm.&amp;cause=transient_exhausted"' in body

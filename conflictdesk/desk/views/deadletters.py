@@ -28,7 +28,7 @@ def index(request):
         "page": page, "query": query_without_page(request), "form": form,
         "causes": queries.dead_letter_causes(status if status != "all" else DeadLetter.Status.OPEN),
         "cause_choices": CAUSES, "statuses": DeadLetter.Status.choices, "sites": queries.site_names(),
-        "params": request.GET,
+        "params": request.GET, "tab_query": _filter_query(form, ("status", "site", "rule", "since", "until")),
         # The bulk re-drive takes exactly the open letters this filter lists.
         "bulk": (criteria.matching().count() if form.is_valid() and status == DeadLetter.Status.OPEN
                  and can(request.user, "work_deadletters") else 0),
@@ -55,9 +55,9 @@ def redrive_matching(request):
     return redirect(back)
 
 
-def _filter_query(form) -> str:
-    """The list's filter again, for the page the steward comes back to."""
-    return urlencode({k: form.data.get(k) for k in ("cause", "site", "rule", "since", "until") if form.data.get(k)})
+def _filter_query(form, names=("cause", "site", "rule", "since", "until")) -> str:
+    """The list's filter again (for the page the steward comes back to, or the cause tabs)."""
+    return urlencode({k: form.data.get(k) for k in names if form.data.get(k)})
 
 
 @require("view_deadletters")
