@@ -24,6 +24,8 @@ export CONFLICTDESK_POLL_LOOP=1
 # would otherwise sync first, for many minutes, before anything of its own.
 export EHRBASE_DB_PREFIX="${EHRBASE_DB_PREFIX:-ehrbase_demo_site}"
 export CONFLICTDESK_STAFF_EMAILS="${CONFLICTDESK_STAFF_EMAILS:-steward@demo.conflictdesk.local}"
+# Staff hear of dead letters and conflicts in a digest only; in the demo every 5 minutes, not hourly.
+export CONFLICTDESK_DIGEST_MINUTES="${CONFLICTDESK_DIGEST_MINUTES:-5}"
 export CONFLICTDESK_SITE_URLS="$(for i in $(seq 1 "$N_SITES"); do printf 'http://127.0.0.1:%d/ehrbase/rest/openehr/v1,' $((8100+i)); done)"
 
 # bg NAME CMD...: start a long-running process of ours with a pid file and log.
