@@ -219,3 +219,24 @@ def test_a_second_poll_while_one_runs_does_nothing(engine, django_db_blocker):
         other.execute("SELECT pg_advisory_unlock(%s)", [key])
     run_site_poll(engine.site)
     assert len(calls) == 1
+
+
+def test_the_poll_loop_waits_out_a_failing_site_back_off(engine, settings, monkeypatch):
+    settings.CONFLICTDESK_RETRY_DELAYS = (1, 2, 4)
+    settings.CONFLICTDESK_CENTRAL_POLL_SECONDS = 3600
+    monkeypatch.setattr(detection, "close_old_connections", lambda: None)  # the test's transaction stays open
+    engine.site.poll_interval_seconds = 1
+    engine.site.save()
+    now, polled = [0.0], []
+
+    def unreachable(since, overlap_seconds):
+        polled.append(now[0])
+        return _unreachable(since, overlap_seconds)
+
+    engine.openehr.changes_since = unreachable
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    detection.poll_loop(stop=lambda: now[0] > 10, sleep=sleep, clock=lambda: now[0])
+    assert [round(t, 2) for t in polled] == [0.0, 1.0, 3.0, 7.0]  # 1, 2, 4, 4 s apart: backing off

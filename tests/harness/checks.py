@@ -8,6 +8,7 @@ and restart. Every wait is bounded. Imports Django models: tests only.
 """
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from django.conf import settings
@@ -126,10 +127,11 @@ class StartLagBound:
     ``2 x attempt + timer + one task``; only queueing the test can see explains more.
     """
 
-    def __init__(self, concurrency: int = 2):
+    def __init__(self, concurrency: int | None = None):
         self.stretches, self.longest_attempt = _stretches()
         self.longest_task = max(((f - s).total_seconds() for _, s, f in self.stretches), default=0.0)
-        self.concurrency = concurrency
+        # The run pool's processes: what engine.Worker starts (-c).
+        self.concurrency = concurrency or int(os.environ.get("CONFLICTDESK_TEST_WORKER_CONCURRENCY", "2"))
         self.worst = None  # (lag, its bound, tasks ahead) of the retry closest to its bound
 
     def __call__(self, run_id: int, due, started) -> tuple[float, int]:
