@@ -128,8 +128,11 @@ def _step_sentence(event, step: str, outcome: str, d: dict) -> str:
         return ("conflict: both sides changed; waiting for a clinician" if outcome == "conflict"
                 else "no conflict with the other side")
     if step == "write":
-        n = _count(event.destination_object)
         target = _where(event.destination)
+        if (event.destination or "").startswith("site:"):
+            version = (event.destination_version or "").rsplit("::", 1)[-1]
+            return f"{what} written to {target} as a composition" + (f" (v{version})" if version else "")
+        n = _count(event.destination_object)
         return f"{what} written to {target}" + (f" as {n} resource{'s' if n != 1 else ''}" if n else "")
     if step == "audit":
         return "read back identical" if outcome == "ok" else "read back DIFFERENT from what was written"

@@ -102,3 +102,11 @@ def test_sentences_for_decisions_and_bulk_re_drives(db):
     names = narrate.people([decide, bulk])
     assert narrate.sentence(decide, names) == "Dana Roth decided conflict #5: merge field by field (1 of 3 fields from the site)"
     assert narrate.sentence(bulk, names) == "command line on vm re-drove 26 dead letters in one go (site site1)"
+
+
+def test_a_central_change_written_back_to_a_site_reads_as_such(db):
+    write = record_event(action="sync.write", outcome="ok", actor="worker@vm:1", partition="central",
+                         source="central", source_object="Observation/obs-9", source_version="4",
+                         destination="site:site2", destination_object="vo-2", destination_version="vo-2::site2::5",
+                         run_id=90)
+    assert narrate.sentence(write) == "central Observation/obs-9 v4 written to site2 as a composition (v5)"
