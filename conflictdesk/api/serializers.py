@@ -4,7 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from audit.models import AuditEvent
-from conflictdesk.desk import clinical_diff
+from conflictdesk.desk import clinical_diff, fixes
 from sync.clients import ids
 from sync.workflow import diff
 from sync.mapping import MappingError
@@ -160,9 +160,17 @@ class DeadLetterSerializer(serializers.ModelSerializer):
 
 class DeadLetterDetailSerializer(DeadLetterSerializer):
     attempts = RunAttemptSerializer(source="run.attempts", many=True, read_only=True)
+    fix = serializers.SerializerMethodField(help_text="The rule in plain words, what to do, and the offending "
+                                                      "value read from the payload at the path (as the desk shows).")
 
     class Meta(DeadLetterSerializer.Meta):
-        fields = DeadLetterSerializer.Meta.fields + ["close_reason", "detail", "payload", "attempts"]
+        fields = DeadLetterSerializer.Meta.fields + ["close_reason", "detail", "payload", "attempts", "fix"]
+
+    def get_fix(self, letter) -> dict:
+        explanation, offending = fixes.explain(letter), fixes.offending(letter)
+        return {"what": explanation.what, "todo": explanation.todo,
+                "offending": None if offending is None else {"path": offending.path, "where": offending.where,
+                                                             "value": offending.value}}
 
 
 class RedriveFilterSerializer(serializers.Serializer):

@@ -83,3 +83,13 @@ def test_the_list_filters_by_rule_and_time(api, people):
     assert client.get("/api/v1/dead-letters/?rule=rm.").json()["count"] == 0
     assert client.get("/api/v1/dead-letters/?since=2999-01-01T00:00Z").json()["count"] == 0
     assert letter.pk
+
+
+def test_detail_says_what_to_fix(api, people):
+    from tests.desk.test_deadletter_fix import PATH, PAYLOAD
+
+    letter = f.make_dead_letter()
+    DeadLetter.objects.filter(pk=letter.pk).update(rule="rm.dv_quantity.units.ucum", path=PATH, payload=PAYLOAD)
+    fix = api(people.steward).get(f"/api/v1/dead-letters/{letter.pk}/").json()["fix"]
+    assert fix["offending"] == {"path": PATH, "where": "Glucose", "value": '"..mol/l"'}
+    assert fix["what"].startswith("The unit is not a UCUM code") and "new version" in fix["todo"]
