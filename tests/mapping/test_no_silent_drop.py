@@ -2,10 +2,11 @@
 element or in the openehr-residue extension, never nowhere; and to_openehr(to_fhir(x)) equals x.
 
 Entries hold every node their template defines: sync.mapping.example generates them from each OPT (the
-corpus OPTs and our oncology OPT), hypothesis choosing the values (units, codes, ranges, null flavours,
-event kinds and counts, choice types).  Per mapped archetype (every model file in specs/model) the
-examples come from every OPT that holds it; every OPT is also run whole with sync.mapping.example.variants
-(every value type of every choice ELEMENT).
+corpus OPTs, our oncology OPT, and the ADL-check OPTs of tests/templates/families.py, which hold every
+corpus CKM archetype whole: every node the archetype defines), hypothesis choosing the values (units,
+codes, ranges, null flavours, event kinds and counts, choice types).  Per mapped archetype (every model
+file in specs/model) the examples come from every template that holds it; every template is also run
+whole with sync.mapping.example.variants (every value type of every choice ELEMENT).
 
 Where a leaf ends is found by mapping back: a leaf the resources give back WITHOUT their residue is in a
 standard element; one that only comes back WITH it travels in the residue; anything else is nowhere.
@@ -14,7 +15,10 @@ body_weight.v2 and height.v2 have neither an ADL nor an OPT in the corpus: their
 corpus instances (IPS composition), with events of other node ids and kinds added.
 """
 import copy
-from datetime import datetime, timedelta, timezone
+import importlib.util
+import re
+import sys
+from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,16 +35,37 @@ from sync.mapping.identifiers import parse_source_identifier
 from sync.mapping.residue import decode, strip
 from sync.mapping.spec import registry
 
+from tests.templates import families
+
 from .conftest import CORPUS, REPO_DIR, load
 
 ONCOLOGY_OPT = REPO_DIR / "deploy/templates/conflictdesk_oncology.v1.opt"
 OPTS = sorted((CORPUS / "openehr/templates").glob("*.opt")) + [ONCOLOGY_OPT]
+
+
+def _adl_opts() -> dict[str, str]:
+    """The ADL-check OPTs (tests/templates/families.py): every corpus CKM archetype whole, every node it
+    defines, built by our template builder (deploy/templates, not a package: loaded by file as
+    tests/templates/conftest.py does, under the same module name)."""
+    builder = sys.modules.get("build_oncology_opt")
+    if builder is None:
+        spec = importlib.util.spec_from_file_location("build_oncology_opt",
+                                                      REPO_DIR / "deploy/templates/build_oncology_opt.py")
+        builder = importlib.util.module_from_spec(spec)
+        sys.modules["build_oncology_opt"] = builder  # dataclasses look their module up while built
+        spec.loader.exec_module(builder)
+    return {f"adl-{f}": families.build(builder, f, spec).decode("utf-8")
+            for f, spec in families.families(builder.ADL_DIR).items()}
+
+
+ADL_OPTS = _adl_opts()
 IPS = CORPUS / "openehr/compositions/ips.composition.json"
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 SPECS = {s.archetype: s for s in registry().values()}
-_ARCHETYPES = {opt: {n.node_id for n in web_template(opt).tree.walk() if (n.node_id or "").startswith("openEHR-")}
-               for opt in OPTS}
-HOLDERS = {a: [o for o in OPTS if a in _ARCHETYPES[o]] for a in SPECS}  # mapped archetype -> OPTs holding it
+TEMPLATES = {**{p.stem: p for p in OPTS}, **ADL_OPTS}  # name -> OPT (path or XML)
+_ARCHETYPES = {name: {n.node_id for n in web_template(opt).tree.walk() if (n.node_id or "").startswith("openEHR-")}
+               for name, opt in TEMPLATES.items()}
+HOLDERS = {a: [n for n in TEMPLATES if a in _ARCHETYPES[n]] for a in SPECS}  # mapped archetype -> templates
 WITHOUT_OPT = sorted(a for a, opts in HOLDERS.items() if not opts)
 
 # Known gaps, found by these tests, owned by other rows: strict xfail, so they flip when fixed.
@@ -120,7 +145,7 @@ def strategy(ask) -> st.SearchStrategy:
     if ask.options:
         return st.sampled_from(ask.options)
     if ask.kind == "occurrences":  # events up to 3, other repeats up to 2 (nested repeats multiply)
-        return st.integers(1, min(ask.high or 3, 3 if ask.path.rsplit("/", 1)[-1].startswith("events[") else 2))
+        return st.integers(ask.low, min(ask.high or 3, 3 if ask.path.rsplit("/", 1)[-1].startswith("events[") else 2))
     if ask.kind in ("magnitude", "numerator"):
         return _number(ask, ask.digits == 0 and ask.kind == "numerator")
     if ask.kind == "count":
@@ -140,6 +165,14 @@ def strategy(ask) -> st.SearchStrategy:
     if ask.kind == "boolean":
         return st.booleans()
     return st.just(ask.default)
+
+
+def every_event(ask):
+    """values for example_composition: every EVENT node, also those the template gives no data (left out
+    by default: EHRbase refuses them, but the mapping must still not drop them)."""
+    if ask.kind == "occurrences" and ask.rm_type in webtemplate.EVENT_TYPES:
+        return max(ask.default, 1)
+    return ask.default
 
 
 def _drawer(data, focus):
@@ -196,9 +229,9 @@ def _param(archetype):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_every_leaf_of_a_mapped_archetype_ends_in_fhir_or_the_residue(archetype, data):
-    opt = data.draw(st.sampled_from(HOLDERS[archetype]), label="opt")
+    opt = TEMPLATES[data.draw(st.sampled_from(HOLDERS[archetype]), label="template")]
     header = archetype == web_template(opt).tree.node_id
-    comp = example_composition(opt, values=_drawer(
+    comp = example_composition(opt, archetypes=[archetype], values=_drawer(
         data, (lambda p: p.startswith("/context")) if header else (lambda p: f"[{archetype}]" in p)))
     check(only(comp, archetype), archetype)
 
@@ -206,17 +239,23 @@ def test_every_leaf_of_a_mapped_archetype_ends_in_fhir_or_the_residue(archetype,
 @pytest.mark.parametrize("archetype", [_param(a) for a in sorted(SPECS) if HOLDERS[a]])
 def test_the_default_example_of_a_mapped_archetype_reaches_standard_elements(archetype):
     """Deterministic, and a guard against a vacuous property: with the template's default values (no null
-    flavours) every mapped archetype puts something in standard FHIR elements, in every OPT holding it."""
-    for opt in HOLDERS[archetype]:
-        where = check(only(example_composition(opt), archetype), archetype)
-        assert where["standard"], f"{opt.name}: nothing of {archetype} reached a standard FHIR element"
+    flavours) every mapped archetype puts something in standard FHIR elements (in one template at least:
+    an ADL-check template may slot a cluster where no file reads it, all of it then in the residue)."""
+    examples = {name: only(example_composition(TEMPLATES[name], archetypes=[archetype]), archetype)
+                for name in HOLDERS[archetype]}
+    if not any(e["content"] or e.get("archetype_node_id") == archetype for e in examples.values()):
+        pytest.skip("no template of the corpus gives it a data node (e.g. a panel whose analyte slot no "
+                    "template fills)")
+    standard = {name: check(comp, archetype)["standard"] for name, comp in examples.items()}
+    assert any(standard.values()), f"nothing of {archetype} reached a standard FHIR element"
 
 
-@pytest.mark.parametrize("opt", OPTS, ids=lambda p: p.stem)
-def test_every_opt_every_choice_type_every_leaf_ends_somewhere(opt):
-    """Deterministic: every OPT whole, once per choice type (variants), every mapped entry checked."""
-    for values in variants(opt):
-        check(example_composition(opt, values=values))
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_every_opt_every_choice_type_every_leaf_ends_somewhere(name):
+    """Deterministic: every OPT whole (the corpus's, ours, the ADL-check ones), once per choice type
+    (variants), every mapped entry checked."""
+    for values in variants(TEMPLATES[name]):
+        check(example_composition(TEMPLATES[name], values=values))
 
 
 # ------------------------------------------------------------------ events
@@ -228,17 +267,17 @@ def test_every_event_of_an_observation_is_its_own_resource(archetype):
     """Every EVENT node the templates define (any node id: 24-hour average, maximum...), POINT and
     INTERVAL, gives one resource identified by its event path; an interval's width and math function
     are in their extensions (pulse's 'maximum' carries both)."""
-    for opt in HOLDERS[archetype]:
-        comp = only(example_composition(opt), archetype)
+    for name in HOLDERS[archetype]:
+        comp = only(example_composition(TEMPLATES[name], archetypes=[archetype], values=every_event), archetype)
         events = {p: n for p, n in rmpath.walk({"content": comp["content"]}) if n.get("_type") in webtemplate.EVENT_TYPES}
-        assert {p.rsplit("/events[", 1)[1].split("]")[0] for p in events} >= _event_ids(opt, archetype)
+        assert {p.rsplit("/events[", 1)[1].split("]")[0] for p in events} >= _event_ids(TEMPLATES[name], archetype)
         res = to_fhir(comp, **ARGS).resources
         by_path = {parse_source_identifier(r)[2]: r for r in res if parse_source_identifier(r)}
         for path, event in events.items():
             primary = by_path.get(path)
             if primary is None and archetype.endswith("laboratory_test_result.v1"):
                 primary = next((r for p, r in by_path.items() if p.startswith(path + "/")), None)  # collapsed
-            assert primary is not None, f"{opt.name}: no resource for {path}"
+            assert primary is not None, f"{name}: no resource for {path}"
             urls = {e["url"] for e in primary.get("extension") or []}
             if event["_type"] == "INTERVAL_EVENT" and _event_hook(archetype) in ("eventTime", "pointEventTime"):
                 assert MATH_EXT in urls and (WIDTH_EXT in urls or "effectivePeriod" in primary), path
@@ -266,7 +305,7 @@ def _event_ids(opt, archetype) -> set[str]:
 def test_the_24_hour_average_and_the_maximum_are_mapped_not_dropped():
     """The issue's case: blood pressure's 24-hour average (at1042) and pulse's maximum (at1036) used to be
     in neither FHIR nor the residue; now each is an Observation with its width and math function."""
-    comp = example_composition(ONCOLOGY_OPT)
+    comp = example_composition(ONCOLOGY_OPT, values=every_event)
     res = to_fhir(comp, **ARGS).resources
     paths = {parse_source_identifier(r)[2]: r for r in res}
     avg = next(r for p, r in paths.items() if p.endswith("blood_pressure.v2]/data[at0001]/events[at1042]"))
@@ -283,6 +322,13 @@ def test_the_24_hour_average_and_the_maximum_are_mapped_not_dropped():
     check(only(comp, "openEHR-EHR-OBSERVATION.pulse.v2"))
 
 
+# HAPI holds no LOINC content: the ECOG/Karnofsky interpretation (a LOINC answer, bound to LL529-9 /
+# LL4986-7 by mCODE) cannot be checked there, in either of two wordings (tests/mapping/test_oncology_assessments.py)
+LOINC_ENV = re.compile(r"^\['Observation\.interpretation\[0\]'\]: (None of the codings provided are in the value set "
+                       r"'[^']*' \(http://loinc\.org/vs/(LL529-9|LL4986-7)[|)]|CodeSystem is unknown and can't be "
+                       r"validated: http://loinc\.org for 'http://loinc\.org#LA[0-9-]+')")
+
+
 @pytest.mark.integration
 def test_hapi_validates_every_resource_of_the_opt_examples(fhir_base_url):
     """The resources of every OPT's example (every event of every observation, POINT and INTERVAL, named
@@ -290,12 +336,12 @@ def test_hapi_validates_every_resource_of_the_opt_examples(fhir_base_url):
     from concurrent.futures import ThreadPoolExecutor  # only here: the other tests need no HTTP pool
 
     from .hapi import hapi_errors
-    resources = [r for opt in OPTS for r in to_fhir(example_composition(opt), **ARGS).resources]
+    resources = [r for opt in TEMPLATES.values() for r in to_fhir(example_composition(opt), **ARGS).resources]
     with ThreadPoolExecutor(4) as pool:
         found = list(pool.map(lambda r: hapi_errors(fhir_base_url, r), resources))
     errors = {f"{r['resourceType']} {parse_source_identifier(r)[2] if parse_source_identifier(r) else ''}": e
-              for r, e in zip(resources, found) if e}
-    assert len(resources) > 80 and errors == {}
+              for r, e in zip(resources, found) if [x for x in e if not LOINC_ENV.match(x)]}
+    assert len(resources) > 100 and errors == {}
 
 
 # ------------------------------------------------------------------ archetypes without a definition
