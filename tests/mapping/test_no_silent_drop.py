@@ -450,3 +450,26 @@ def test_entries_come_back_in_source_order_when_their_groups_do_not():
     assert compare_clinical({"content": comp["content"]}, {"content": back["content"]}) == []
     entries, _ = map_back(res, template_id="t")
     assert compare_clinical({"content": comp["content"]}, {"content": entries}) == []
+
+
+def test_a_named_event_with_data_maps_like_the_any_event():
+    """The issue's case with data (as CKM's use_node gives it): blood pressure's 24-hour average holding
+    systolic and diastolic is a bp Observation of its own: values in components, mean in the math-function
+    extension, PT24H in the width extension, its name in the residue; nothing in any other resource."""
+    comp = only(example_composition(ONCOLOGY_OPT, values=every_event), "openEHR-EHR-OBSERVATION.blood_pressure.v2")
+    events = comp["content"][0]["data"]["events"]
+    avg = next(e for e in events if e["archetype_node_id"] == "at1042")
+    avg["data"] = copy.deepcopy(next(e for e in events if e["archetype_node_id"] == "at0006" and e.get("data"))["data"])
+    systolic = next(i for i in avg["data"]["items"] if i["archetype_node_id"] == "at0004")
+    systolic["value"]["magnitude"] = 131.0
+    res = [r for r in to_fhir(comp, **ARGS).resources if r["resourceType"] == "Observation"]
+    mine = [r for r in res if parse_source_identifier(r)[2].endswith("/events[at1042]")]
+    assert len(mine) == 1 and len(res) == len(events)
+    obs = mine[0]
+    comps = {c["code"]["coding"][0]["code"]: c for c in obs["component"]}
+    assert comps["8480-6"]["valueQuantity"]["value"] == 131.0
+    ext = {e["url"]: e for e in obs["extension"]}
+    assert ext[MATH_EXT]["valueCoding"]["code"] == "146" and ext[WIDTH_EXT]["valueDuration"]["code"] == "h"
+    assert not any(131.0 == (c.get("valueQuantity") or {}).get("value") for r in res if r is not obs
+                   for c in r.get("component") or [])
+    check(comp)
