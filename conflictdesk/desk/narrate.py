@@ -181,8 +181,10 @@ def headline(events, names: dict[str, str]) -> str:
         parts.append(sentence(write, names))
         if audit:
             parts.append(sentence(audit, names))
-    elif last.outcome in ("conflict", "dead_letter"):
-        parts.append(f"{subject(last)}: {sentence(last, names)}" if last.outcome == "conflict" else sentence(last, names))
+    elif last.outcome == "conflict":
+        parts.append(f"{subject(events[0])} changed on both sides: waiting for a clinician")
+    elif last.outcome == "dead_letter":
+        parts.append(sentence(last, names))
     if not parts:
         text = sentence(last, names)
         in_run = last.run_id is not None and last.action.startswith("sync.") and last.action != "sync.detect"

@@ -90,20 +90,30 @@ def test_a_steward_re_drives_a_weekend_outage_in_one_go(new_page, desk, outage):
 
 
 def test_an_auditor_reads_the_trail_grouped_per_run_and_verifies_it(new_page, desk):
-    run_id, key = desk.conflict.run_id, desk.key
-    for action, outcome, extra in (("sync.write", "ok", {"destination": "central", "destination_object": "Observation/a,Observation/b,Encounter/c,Composition/d"}),
-                                   ("sync.audit", "ok", {"destination": "central", "readback_hash": "ab" * 32, "source_hash": "cd" * 32, "written_hash": "ef" * 32})):
-        record_event(action=action, outcome=outcome, actor="worker@vm:15899", partition="site:site1",
-                     source="site:site1", source_object="vo-1", source_version="vo-1::site1::3", record_key=key,
-                     run_id=run_id, patient_link_id=desk.conflict.record_link.patient_link_id, **extra)
+    run_id, key = desk.conflict.run_id + 1000, desk.key  # a later sync of the same record, after the decision
+    common = dict(actor="worker@vm:15899", partition="site:site1", source="site:site1", source_object="vo-1",
+                  source_version="vo-1::site1::3", record_key=key, run_id=run_id,
+                  patient_link_id=desk.conflict.record_link.patient_link_id)
+    refs = "Observation/a,Observation/b,Encounter/c,Composition/d"
+    for action, extra in (("sync.detect", {"source_hash": "cd" * 32}),
+                          ("sync.validate_source", {}),
+                          ("sync.transform", {"detail": {"resources": 4, "losses": 0}}),
+                          ("sync.validate_target", {}),
+                          ("sync.check_conflict", {}),
+                          ("sync.write", {"destination": "central", "destination_object": refs, "written_hash": "ef" * 32}),
+                          ("sync.audit", {"destination": "central", "destination_object": refs,
+                                          "readback_hash": "ab" * 32, "written_hash": "ef" * 32}),
+                          ("sync.acknowledge", {})):
+        record_event(action=action, outcome="ok", **common, **extra)
     desk.auditor.first_name, desk.auditor.last_name = "Aude", "Martin"
     desk.auditor.save()
     page = new_page()
     log_in(page, desk.auditor.email, f.PASSWORD, f.TOTP_SECRET)
     page.goto("/audit/")
     group = page.locator("section.run-group").filter(has_text=f"Run {run_id}").first
-    assert "written to central as 4 resources, read back identical" in group.locator("h2, .headline").first.inner_text() \
-        or "written to central as 4 resources, read back identical" in group.inner_text()
+    assert group.locator("h2.headline").inner_text() == \
+        "site1 composition v3 written to central as 4 resources, read back identical"
+    assert "mapped to 4 FHIR resources" in group.inner_text()
     assert "sync engine" in group.inner_text() and "worker@vm:15899" not in group.locator("ol").inner_text()
     hashes = group.locator("details.hashes").first
     assert not hashes.locator("dd").first.is_visible()
