@@ -23,12 +23,11 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.partitions import record_partition
-from audit.record import record_events
 from sync.models import ChangeEvent, RunAttempt, SyncRun
 
 from . import state
 from .dispatch import dispatch_run
+from .guard import outcome
 from .result import StepResult
 from .services import get_services
 
@@ -62,7 +61,7 @@ def commit(run: SyncRun, worker: str, done: list[Finished], cp, *, defer_audit: 
             run.pending_audit, events = [_serial(e) for e in events], []
         # A finished run's checkpoint is not rewritten: what it wrote is on the RecordLink and in the audit.
         save(run, cp, checkpoint=keep or last.terminal != SyncRun.Status.DONE)
-        flush(run, events)
+        state.flush(run, events)
         return run.status
 
 
@@ -79,7 +78,7 @@ def commit_progress(run: SyncRun, worker: str, done: list[Finished], cp, failed_
         run.step = failed_step
         state._renew(run, worker, timezone.now())
     save(run, cp, checkpoint=True)
-    flush(run, events)
+    state.flush(run, events)
     return True
 
 
@@ -123,8 +122,6 @@ def buffer(run: SyncRun, action: str, outcome: str, **fields: Any) -> None:
 
 def buffer_guard(run: SyncRun, guarded) -> None:
     """The fidelity guard's ``guard.checked`` events (``guard.Guarded``), in the commit's batch."""
-    from .guard import outcome
-
     for check, mode in guarded.checks if guarded else []:
         buffer(run, "guard.checked", outcome(check, mode),
                detail={**check.counts(), "site_id": check.site_id, "direction": check.direction, "mode": mode})
@@ -148,19 +145,10 @@ def event(run: SyncRun, cp, action: str, outcome: str, **fields: Any) -> dict:
     }
 
 
-def flush(run: SyncRun, events: list[dict]) -> None:
-    """Append the events to the run's chain: one batch, last in the transaction (the head lock is brief)."""
-    if not events:
-        return
-    ev = run.change_event
-    source = ev.source if ev else (f"site:{run.site.name}" if run.site_id else "central")
-    record_events([_live(e) for e in events], partition=record_partition(source, run.record_key))
-
-
 def take_pending(run: SyncRun) -> list[dict]:
     """The events an earlier commit kept on the run (cleared: the caller appends them)."""
     pending, run.pending_audit = run.pending_audit or [], None
-    return [_live(e) for e in pending]
+    return [state.live_event(e) for e in pending]
 
 
 def dump(cp) -> dict:
@@ -217,8 +205,3 @@ def _attempts(run: SyncRun, done: list[Finished], worker: str) -> None:
 
 def _serial(e: dict) -> dict:
     return {**e, "occurred_at": e["occurred_at"].isoformat()} if isinstance(e.get("occurred_at"), datetime) else e
-
-
-def _live(e: dict) -> dict:
-    at = e.get("occurred_at")
-    return {**e, "occurred_at": datetime.fromisoformat(at)} if isinstance(at, str) else e

@@ -12,13 +12,14 @@ import logging
 import math
 import time
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.partitions import record_partition
+from audit.record import record_events
 from sync.models import ChangeEvent, DeadLetter, RunAttempt, Step, SyncRun
 
 from .dispatch import dispatch_run
@@ -302,8 +303,6 @@ def audit_run(run: SyncRun, action: str, outcome: str, **fields) -> None:
     """Append an event about ``run`` to its record's chain, in the caller's transaction."""
     pending, run.pending_audit = run.pending_audit, None
     if pending:  # events the plan's commit kept for the write's (``commits``): appended first, in order
-        from .commits import flush
-
         flush(run, pending)
     audit = get_services().audit
     event = run.change_event
@@ -323,3 +322,18 @@ def audit_run(run: SyncRun, action: str, outcome: str, **fields) -> None:
 
 def _jsonable(value) -> bool:
     return value is None or isinstance(value, (dict, list, str, int, bool))
+
+
+def flush(run: SyncRun, events: list[dict]) -> None:
+    """Append the events to the run's chain: one batch, last in the transaction (the head lock is brief)."""
+    if not events:
+        return
+    ev = run.change_event
+    source = ev.source if ev else (f"site:{run.site.name}" if run.site_id else "central")
+    record_events([live_event(e) for e in events], partition=record_partition(source, run.record_key))
+
+
+def live_event(e: dict) -> dict:
+    """An event kept on the run as JSON (``pending_audit``) with its time read back."""
+    at = e.get("occurred_at")
+    return {**e, "occurred_at": datetime.fromisoformat(at)} if isinstance(at, str) else e
