@@ -53,7 +53,9 @@ def test_an_unresolvable_medication_is_a_null_flavour_and_data_absent_both_ways(
 
 def test_lab_panel_members_become_their_own_results():
     out = from_fhir(_bundle("ips_breast_cancer_document.bundle.json"), template_id="t")
-    assert not [x for x in out.losses if x.reason == "resource could not be mapped back"]
+    # Panel members are read; a loose Medication (no file claims one yet) is declared, not this test's subject.
+    assert not [x for x in out.losses if x.reason == "resource could not be mapped back"
+                and x.path.startswith("Observation/")]
     codes = {a["value"]["defining_code"]["code_string"] for _, e in rmpath.entries(out.composition)
              for p, a in rmpath.walk(e) if a.get("archetype_node_id") == "at0024" and "defining_code" in
              (a.get("value") or {})}
