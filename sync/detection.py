@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from sync.clients import ids
 from sync.clients.errors import NotFound
-from sync.clients.fhir import _history_entry
+from sync.clients.fhir import history_entry
 from sync.identity import CENTRAL, central_record_key, record_key, site_source, version_number
 from sync.models import ChangeEvent, Cursor, Direction, EngineWrite, PatientLink, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
@@ -149,7 +149,7 @@ def central_history(fhir, start: datetime, until: datetime | None):
               ("_count", str(settings.CONFLICTDESK_DETECTION_PAGE_SIZE))]
     for resource_type in types:
         for raw in fhir._entries(f"{ids.fhir_type(resource_type)}/_history", params):
-            yield _history_entry(raw)
+            yield history_entry(raw)
 
 
 def _central_change(e) -> Change:

@@ -166,7 +166,7 @@ class FHIRClient:
         paths = [f"{ids.fhir_type(t)}/_history" for t in resource_types] if resource_types else ["_history"]
         for path in paths:
             for entry in self._entries(path, params):
-                yield _history_entry(entry)
+                yield history_entry(entry)
 
     # --- Writes -----------------------------------------------------------
 
@@ -305,7 +305,8 @@ def _entry_result(entry: dict[str, Any]) -> EntryResult:
     )
 
 
-def _history_entry(entry: dict[str, Any]) -> HistoryEntry:
+def history_entry(entry: dict[str, Any]) -> HistoryEntry:
+    """One `_history` Bundle entry as a HistoryEntry (the client's pages and detection's paged catch-up read them alike)."""
     resource = entry.get("resource")
     request = entry.get("request") or {}
     answer = entry.get("response") or {}
