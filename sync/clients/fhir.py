@@ -306,7 +306,7 @@ def _entry_result(entry: dict[str, Any]) -> EntryResult:
 
 
 def history_entry(entry: dict[str, Any]) -> HistoryEntry:
-    """One `_history` Bundle entry as a HistoryEntry (the client's pages and detection's paged catch-up read them alike)."""
+    """One `_history` Bundle entry, read alike by the client's pages and detection's paged catch-up."""
     resource = entry.get("resource")
     request = entry.get("request") or {}
     answer = entry.get("response") or {}
