@@ -49,7 +49,8 @@ the k-th same-id sibling, as ``rmpath`` writes them), ``rm_type``, ``kind`` (wha
 deterministic ``default``, and the template's constraint: ``options`` (when not empty the answer must
 be one of them) or ``low``/``high`` (inclusive) and ``digits`` (decimal places) for numbers.  Return
 ``ask.default`` to keep the default; ``values=None`` keeps every default.  Kinds and answers:
-``occurrences`` int in [low, high] (high None: unbounded), ``event`` POINT_EVENT | INTERVAL_EVENT, ``alternative`` one of the RM types,
+``occurrences`` int in [low, high] (high None: unbounded), ``event`` POINT_EVENT | INTERVAL_EVENT,
+``alternative`` one of the RM types,
 ``null_flavour`` None or 271/253/272/273 (an ELEMENT with a null flavour has no value), ``text`` str,
 ``code`` (coded text or ordinal) str, ``unit`` str, ``magnitude`` float, ``count`` int,
 ``proportion_type`` int 0-4, ``numerator`` float (whole for types 3/4), ``boolean``, ``datetime`` /
@@ -221,8 +222,7 @@ def _holds_data(event: Node) -> bool:
 
 def _coded(value: str, terminology: str, code: str) -> dict:
     return {"_type": "DV_CODED_TEXT", "value": value,
-            "defining_code": {"_type": "CODE_PHRASE", "terminology_id": {"_type": "TERMINOLOGY_ID", "value": terminology},
-                              "code_string": code}}
+            "defining_code": _phrase(terminology, code)}
 
 
 def _phrase(terminology: str, code: str) -> dict:
@@ -260,7 +260,8 @@ class _Gen:
                                       "archetype_id": {"_type": "ARCHETYPE_ID", "value": root.node_id},
                                       "template_id": {"_type": "TEMPLATE_ID", "value": self.wt.template_id},
                                       "rm_version": "1.0.4"},
-                "uid": {"_type": "OBJECT_VERSION_ID", "value": f"{uuid.uuid5(uuid.NAMESPACE_URL, 'example:' + self.wt.template_id)}::example::1"},
+                "uid": {"_type": "OBJECT_VERSION_ID",
+                        "value": f"{uuid.uuid5(uuid.NAMESPACE_URL, 'example:' + self.wt.template_id)}::example::1"},
                 "language": _phrase("ISO_639-1", lang), "territory": _phrase("ISO_3166-1", "DE")}
         cat = root.child("category")
         listed = [v for i in (cat.inputs if cat else []) for v in i.list]
@@ -326,8 +327,8 @@ class _Gen:
                              high=None if c.max == -1 else c.max) if multi else 1
         out = []
         for i in range(count):
-            k = sum(1 for x in parent.get(attr) or [] if isinstance(x, dict) and x.get("archetype_node_id") == c.node_id) \
-                if isinstance(parent.get(attr), list) else 0
+            siblings = parent.get(attr) if isinstance(parent.get(attr), list) else []
+            k = sum(1 for x in siblings if isinstance(x, dict) and x.get("archetype_node_id") == c.node_id)
             k += sum(1 for x, _ in out if x.get("archetype_node_id") == c.node_id)
             p = here + (f":{k}" if k else "")
             obj = self.locatable(c, p, kinds[i % len(kinds)])
@@ -459,7 +460,8 @@ class _Gen:
         if t == "DV_QUANTITY":
             unit_in = ins.get("unit")
             listed = unit_in.list if unit_in else []
-            unit = ask(path, t, "unit", listed[0]["value"] if listed else "1", options=tuple(v["value"] for v in listed))
+            unit = ask(path, t, "unit", listed[0]["value"] if listed else "1",
+                       options=tuple(v["value"] for v in listed))
             item = next((v for v in listed if v["value"] == unit), {})
             lo, hi, digits = _bounds(item.get("validation") or (ins["magnitude"].validation if "magnitude" in ins
                                                                 else None))
@@ -507,7 +509,8 @@ class _Gen:
         if t == "DV_EHR_URI":
             return {"_type": t, "value": ask(path, t, "uri", f"ehr://example/{n}")}
         if t == "DV_MULTIMEDIA":
-            return {"_type": t, "uri": {"_type": "DV_URI", "value": ask(path, t, "uri", f"https://example.org/media/{n}")},
+            uri = ask(path, t, "uri", f"https://example.org/media/{n}")
+            return {"_type": t, "uri": {"_type": "DV_URI", "value": uri},
                     "media_type": _phrase("IANA_media-types", "text/plain"), "alternate_text": f"{node.name} {n}",
                     "size": 1}
         if t == "DV_PARSABLE":
@@ -525,7 +528,8 @@ class _Gen:
         elif hi is not None and re.search(r"[1-9]", hi):
             default = hi
         else:
-            f = next((x for x in ("hour", "day", "minute", "second", "week", "month", "year") if x in fields), fields[0])
+            f = next((x for x in ("hour", "day", "minute", "second", "week", "month", "year") if x in fields),
+                     fields[0])
             default = ("PT1" if f in ("hour", "minute", "second") else "P1") + _DURATION_FIELDS[f]
         return self.ask(path, "DV_DURATION", "duration", default,
                         options=(lo,) if lo is not None and lo == hi else ())

@@ -77,7 +77,8 @@ def test_example_values_respect_the_template_constraints(name):
         value = el["value"]
         candidates = [v for v in nodes.get(_plain(path), []) if v.rm_type.split("<")[0] == value["_type"]]
         assert candidates, path
-        listed = {s: [x for v in candidates for i in v.inputs if i.suffix == s for x in i.list] for s in ("code", "unit")}
+        listed = {s: [x for v in candidates for i in v.inputs if i.suffix == s for x in i.list]
+                  for s in ("code", "unit")}
         if value["_type"] == "DV_CODED_TEXT" and all(any(i.suffix == "code" and i.list for i in v.inputs)
                                                      for v in candidates):
             assert value["defining_code"]["code_string"] in {x["value"] for x in listed["code"]}, path

@@ -269,7 +269,8 @@ def test_every_event_of_an_observation_is_its_own_resource(archetype):
     are in their extensions (pulse's 'maximum' carries both)."""
     for name in HOLDERS[archetype]:
         comp = only(example_composition(TEMPLATES[name], archetypes=[archetype], values=every_event), archetype)
-        events = {p: n for p, n in rmpath.walk({"content": comp["content"]}) if n.get("_type") in webtemplate.EVENT_TYPES}
+        events = {p: n for p, n in rmpath.walk({"content": comp["content"]})
+                  if n.get("_type") in webtemplate.EVENT_TYPES}
         assert {p.rsplit("/events[", 1)[1].split("]")[0] for p in events} >= _event_ids(TEMPLATES[name], archetype)
         res = to_fhir(comp, **ARGS).resources
         by_path = {parse_source_identifier(r)[2]: r for r in res if parse_source_identifier(r)}
