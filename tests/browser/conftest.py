@@ -2,8 +2,8 @@
 
 Never ``playwright install``: the browser is the distribution's, at
 /usr/bin/chromium. Screenshots go to test-output/screenshots/ (gitignored);
-the queue and the side-by-side view are also copied to docs/screenshots/ for
-the README.
+the README's pages are also copied to docs/screenshots/ when
+CONFLICTDESK_README_SHOTS=1, so a plain test run leaves the tree clean.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def shot(page, name: str, readme: bool = False) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if readme:
+    if readme and os.environ.get("CONFLICTDESK_README_SHOTS") == "1":
         README_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, README_SHOTS / path.name)
     return path
