@@ -22,7 +22,6 @@ is a scratch database (dropped at the end). Writes bench/results/poll_cost.json.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys

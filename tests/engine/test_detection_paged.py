@@ -202,7 +202,7 @@ def test_a_poll_queued_or_running_is_not_queued_again(engine, settings):
     assert sites_to_poll(now=later) == [engine.site.pk]  # a lost message is taken over
 
 
-def test_a_second_poll_while_one_runs_does_nothing(engine, django_db_blocker):
+def test_a_second_poll_while_one_runs_does_nothing(engine):
     """The run-time half of single flight: the site's advisory lock, held by another session."""
     import psycopg
 
