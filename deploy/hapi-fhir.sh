@@ -98,6 +98,7 @@ start() {
     reset_db
   elif answering; then
     log "$NAME already answering at $HAPI_BASE; leaving it alone"
+    fetch_packages  # the tests read the IG packages from this checkout's cache, whoever started the server
     return 0
   fi
   if pid_alive "$NAME"; then
