@@ -4,11 +4,8 @@ from django.contrib import admin
 from .models import AuditEvent
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ("occurred_at", "partition", "partition_seq", "actor", "action", "outcome", "record_key")
-    list_filter = ("action", "outcome", "partition")
-    search_fields = ("record_key", "source_object", "destination_object")
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that change only through the code that writes them (and its audit), never by hand here."""
 
     def has_add_permission(self, request):
         return False
@@ -18,3 +15,10 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("occurred_at", "partition", "partition_seq", "actor", "action", "outcome", "record_key")
+    list_filter = ("action", "outcome", "partition")
+    search_fields = ("record_key", "source_object", "destination_object")

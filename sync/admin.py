@@ -5,25 +5,14 @@ resolutions) change only through the engine or an audited action, never by
 hand here. A site's change goes through ``sync.actions`` like the API's, with
 its audit events in the same transaction.
 """
+from django import forms
 from django.contrib import admin
 
-from django import forms
-
+from audit.admin import ReadOnlyAdmin
 from sync.actions import SiteRefused, do_create_site, do_delete_site, do_update_site
 from sync.actions.sites import check_site_fields
 
 from . import models
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class SiteForm(forms.ModelForm):
