@@ -39,10 +39,11 @@ class DecisionRefused(Refused):
     """A clinician's decision on a conflict was not applied; no Resolution was stored."""
 
 
-class _DecisionInvalid(DecisionRefused, Invalid):
-    """The choice, the reason or a merge's sides are missing or wrong."""
-
-    __qualname__ = "DecisionRefused.Invalid"
+def _kind(base: type, name: str, kind: type, doc: str) -> type:
+    """``base.name``: a refusal of ``base``'s domain and of ``kind`` (so a door translates it by kind)."""
+    cls = type(name, (base, kind), {"__doc__": doc, "__module__": __name__, "__qualname__": f"{base.__name__}.{name}"})
+    setattr(base, name, cls)
+    return cls
 
 
 class _DecisionStale(DecisionRefused, Stale):
@@ -55,22 +56,11 @@ class _DecisionStale(DecisionRefused, Stale):
         self.current = current
 
 
-class _DecisionUnmapped(DecisionRefused, Blocked):
-    """The site version no longer maps, so neither side's content can be computed."""
-
-    __qualname__ = "DecisionRefused.Unmapped"
-
-
-class _DecisionUnavailable(DecisionRefused, Unavailable):
-    """A server could not be read to check the versions."""
-
-    __qualname__ = "DecisionRefused.Unavailable"
-
-
-DecisionRefused.Invalid = _DecisionInvalid
 DecisionRefused.Stale = _DecisionStale
-DecisionRefused.Unmapped = _DecisionUnmapped
-DecisionRefused.Unavailable = _DecisionUnavailable
+_kind(DecisionRefused, "Invalid", Invalid, "The choice, the reason or a merge's sides are missing or wrong.")
+_kind(DecisionRefused, "Unmapped", Blocked, 
+      "The site version no longer maps, so neither side's content can be computed.")
+_kind(DecisionRefused, "Unavailable", Unavailable, "A server could not be read to check the versions.")
 
 
 # --- dead letters ------------------------------------------------------------
@@ -79,34 +69,12 @@ class DeadLetterRefused(Refused):
     """A dead letter was neither re-driven nor discarded."""
 
 
-class _DeadLetterInvalid(DeadLetterRefused, Invalid):
-    """A discard needs a reason; a bulk re-drive's filter must make sense."""
-
-    __qualname__ = "DeadLetterRefused.Invalid"
-
-
-class _DeadLetterClosed(DeadLetterRefused, Stale):
-    """The letter is no longer open (re-driven or discarded meanwhile)."""
-
-    __qualname__ = "DeadLetterRefused.Closed"
-
-
-class _DeadLetterNoneOpen(DeadLetterRefused, Stale):
-    """A bulk re-drive found no open dead letter matching its filter (worked meanwhile, or none ever)."""
-
-    __qualname__ = "DeadLetterRefused.NoneOpen"
-
-
-class _DeadLetterTooMany(DeadLetterRefused, Blocked):
-    """A bulk re-drive's filter matches more letters than one transaction takes."""
-
-    __qualname__ = "DeadLetterRefused.TooMany"
-
-
-DeadLetterRefused.Invalid = _DeadLetterInvalid
-DeadLetterRefused.Closed = _DeadLetterClosed
-DeadLetterRefused.NoneOpen = _DeadLetterNoneOpen
-DeadLetterRefused.TooMany = _DeadLetterTooMany
+_kind(DeadLetterRefused, "Invalid", Invalid, "A discard needs a reason; a bulk re-drive's filter must make sense.")
+_kind(DeadLetterRefused, "Closed", Stale, "The letter is no longer open (re-driven or discarded meanwhile).")
+_kind(DeadLetterRefused, "NoneOpen", Stale,
+      "A bulk re-drive found no open dead letter matching its filter (worked meanwhile, or none ever).")
+_kind(DeadLetterRefused, "TooMany", Blocked, 
+      "A bulk re-drive's filter matches more letters than one transaction takes.")
 
 
 # --- sites and people --------------------------------------------------------
@@ -115,30 +83,14 @@ class SiteRefused(Refused):
     """A site was not changed."""
 
 
-class _SiteInUse(SiteRefused, Blocked):
-    """The site has synced data (links, runs, events): disable it instead of deleting it."""
-
-    __qualname__ = "SiteRefused.InUse"
-
-
-class _SiteInvalid(SiteRefused, Invalid):
-    """A field is not allowed: a URL off the operator's allow-list, a credentials variable outside the prefix."""
-
-    __qualname__ = "SiteRefused.Invalid"
-
-
-SiteRefused.InUse = _SiteInUse
-SiteRefused.Invalid = _SiteInvalid
+_kind(SiteRefused, "InUse", Blocked, 
+      "The site has synced data (links, runs, events): disable it instead of deleting it.")
+_kind(SiteRefused, "Invalid", Invalid,
+      "A field is not allowed: a URL off the operator's allow-list, a credentials variable outside the prefix.")
 
 
 class InviteRefused(Refused):
     """Nobody was invited."""
 
 
-class _InviteInvalid(InviteRefused, Invalid):
-    """The role is not one of the desk's roles."""
-
-    __qualname__ = "InviteRefused.Invalid"
-
-
-InviteRefused.Invalid = _InviteInvalid
+_kind(InviteRefused, "Invalid", Invalid, "The role is not one of the desk's roles.")
