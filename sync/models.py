@@ -183,6 +183,7 @@ class SyncRun(models.Model):
         RUNNING = "running"
         RETRY_WAIT = "retry_wait"
         WAITING = "waiting", "waiting for an earlier version"
+        DESTINATION_DOWN = "destination_down", "waiting: destination down"
         DONE = "done"
         DEAD_LETTER = "dead_letter"
         CONFLICT = "conflict"
@@ -358,3 +359,28 @@ class EngineWrite(models.Model):
 
     def __str__(self):
         return f"{self.destination} {self.object_id} @ {self.version}"
+
+
+class Outage(models.Model):
+    """One incident of a server the engine writes to or reads from (a site's CDR, or central) not answering.
+
+    Open (``recovered_at`` unset) is the destination's circuit breaker open: runs that need it
+    wait (``destination_down``) instead of burning their retry schedule, and a probe re-checks
+    it at ``next_probe_at`` (``sync.workflow.breaker``).
+    """
+
+    destination = models.CharField(max_length=120, help_text='"central" or "site:<name>".')
+    opened_at = models.DateTimeField(auto_now_add=True)
+    recovered_at = models.DateTimeField(null=True, blank=True)
+    error_class = models.CharField(max_length=100, blank=True, help_text="Error class of the failure that opened it.")
+    probes = models.PositiveIntegerField(default=0, help_text="Probes that found it still down.")
+    next_probe_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination"], condition=Q(recovered_at__isnull=True),
+                                    name="uniq_open_outage_per_destination")
+        ]
+
+    def __str__(self):
+        return f"outage of {self.destination} since {self.opened_at:%Y-%m-%d %H:%M:%S}"
