@@ -16,6 +16,9 @@ from sync.mapping.spec import registry
 
 from .hapi import hapi_errors
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"CLUSTER.dosage.v2": "forward reverse hapi"}
+
 STATEMENT = "openEHR-EHR-OBSERVATION.medication_statement.v0"
 ORDER = "openEHR-EHR-INSTRUCTION.medication_order.v3"
 ACTION = "openEHR-EHR-ACTION.medication.v1"

@@ -13,6 +13,9 @@ from sync.mapping.residue import strip
 
 from .conftest import REPO_DIR, corpus_files, load
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"COMPOSITION.encounter.v1": "forward reverse hapi"}
+
 FIXTURE = REPO_DIR / "tests" / "fixtures" / "oncology" / "oncology_encounter.composition.json"
 HEADER = ("name", "language", "territory", "category", "composer", "context")
 UID = "0b5e3c4e-1111-4222-8333-944444444444::site-a::1"

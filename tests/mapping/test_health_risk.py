@@ -15,6 +15,9 @@ from sync.mapping.spec import registry
 from .conftest import corpus_files, load
 from .test_problem_diagnosis import hapi_errors
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"EVALUATION.health_risk.v1": "forward reverse hapi"}
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 HR = "openEHR-EHR-EVALUATION.health_risk.v1"
 FILES = [FIX / "oncology" / "oncology_encounter.composition.json",

@@ -19,6 +19,12 @@ from sync.workflow.bundle import build_transaction
 
 from .conftest import CORPUS, load
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"OBSERVATION.laboratory_test_result.v1": "forward reverse hapi",
+          "CLUSTER.laboratory_test_analyte.v1": "forward reverse hapi",
+          "CLUSTER.laboratory_test_panel.v0": "forward reverse hapi",
+          "CLUSTER.specimen.v1": "forward reverse hapi"}
+
 ARGS = dict(site="site1", ehr_id="e1", patient_ref="Patient/p1")
 UID = "bbbbbbbb-0000-4000-8000-000000000002::corpus::1"
 LAB = "openEHR-EHR-OBSERVATION.laboratory_test_result.v1"

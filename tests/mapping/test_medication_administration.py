@@ -17,6 +17,9 @@ from sync.mapping.spec import registry
 from .conftest import CORPUS, load
 from .test_procedure import hapi_errors
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"ACTION.medication.v1": "forward reverse hapi"}
+
 ARCH = "openEHR-EHR-ACTION.medication.v1"
 MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-cancer-related-medication-administration"
 # state -> (rubric, status, a careflow step of the archetype in that state)

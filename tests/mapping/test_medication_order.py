@@ -19,6 +19,10 @@ from sync.mapping.spec import SPEC_DIR, registry
 from .conftest import CORPUS, load
 from .test_procedure import hapi_errors
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"INSTRUCTION.medication_order.v2": "forward reverse hapi",
+          "INSTRUCTION.medication_order.v3": "forward reverse hapi"}
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ONCOLOGY = FIXTURES / "oncology" / "oncology_encounter.composition.json"
 V2 = FIXTURES / "medication" / "medication_order.v2.composition.json"  # corpus FLAT committed to EHRbase

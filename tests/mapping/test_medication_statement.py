@@ -18,6 +18,10 @@ from .conftest import CORPUS, load
 from .hapi import hapi_errors
 from .test_dosage import _cl, _el, daily, dosage, dur, event_named, q, statement
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"OBSERVATION.medication_statement.v0": "forward reverse hapi",
+          "EVALUATION.medication_summary.v1": "forward reverse hapi"}
+
 STATEMENT = "openEHR-EHR-OBSERVATION.medication_statement.v0"
 SUMMARY = "openEHR-EHR-EVALUATION.medication_summary.v1"
 KDS_COMPOSITION = CORPUS / "openehr" / "compositions" / "kds_medication_statement.patient1.composition.json"

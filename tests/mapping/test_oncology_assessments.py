@@ -24,6 +24,12 @@ from sync.mapping.spec import registry
 from .conftest import REPO_DIR
 from .hapi import hapi_errors
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"OBSERVATION.ecog.v2": "forward reverse hapi",
+          "OBSERVATION.karnofsky_performance_status_scale.v1": "forward reverse hapi",
+          "EVALUATION.goal.v1": "forward reverse hapi",
+          "INSTRUCTION.service_request.v1": "forward reverse hapi"}
+
 ADL = REPO_DIR / "tests/fixtures/corpus/openehr/archetypes"
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 UID = {"_type": "OBJECT_VERSION_ID", "value": "9d0a7c35-0000-4000-8000-000000000017::gen::1"}

@@ -18,6 +18,9 @@ from sync.mapping.spec import registry
 from .conftest import corpus_files, load
 from .hapi import hapi_errors  # strict: meta.profile kept (HAPI has mCODE STU4 loaded)
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"EVALUATION.problem_diagnosis.v1": "forward reverse hapi"}
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "oncology" / "oncology_encounter.composition.json"
 MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
 PD = "openEHR-EHR-EVALUATION.problem_diagnosis.v1"

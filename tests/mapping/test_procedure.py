@@ -18,6 +18,9 @@ from sync.mapping.spec import registry
 from .conftest import CORPUS, load
 from .hapi import hapi_errors  # strict: meta.profile kept (HAPI has mCODE STU4 loaded)
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"ACTION.procedure.v1": "forward reverse hapi"}
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "oncology" / "oncology_encounter.composition.json"
 ARCH = "openEHR-EHR-ACTION.procedure.v1"
 SURGERY = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-cancer-related-surgical-procedure"

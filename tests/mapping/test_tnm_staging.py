@@ -23,6 +23,10 @@ from sync.mapping.spec import registry
 from .conftest import CORPUS, corpus_files, load
 from .hapi import hapi_errors
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"CLUSTER.tnm.v1": "forward reverse hapi",
+          "CLUSTER.tnm-pathological.v1": "forward reverse hapi"}
+
 PD = "openEHR-EHR-EVALUATION.problem_diagnosis.v1"
 CLINICAL, PATHO = "openEHR-EHR-CLUSTER.tnm.v1", "openEHR-EHR-CLUSTER.tnm-pathological.v1"
 LAB = ("openEHR-EHR-OBSERVATION.laboratory_test_result.v1", "openEHR-EHR-CLUSTER.laboratory_test_analyte.v1")

@@ -10,6 +10,15 @@ from sync.mapping import compare_clinical, from_fhir, rmpath, to_fhir, to_openeh
 
 from .conftest import REPO_DIR
 
+# The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
+COVERS = {"OBSERVATION.blood_pressure.v2": "forward reverse hapi",
+          "OBSERVATION.pulse.v2": "forward reverse hapi",
+          "OBSERVATION.body_temperature.v2": "forward reverse hapi",
+          "OBSERVATION.respiration.v2": "forward reverse hapi",
+          "OBSERVATION.pulse_oximetry.v1": "forward reverse hapi",
+          "OBSERVATION.body_weight.v2": "forward reverse hapi",
+          "OBSERVATION.height.v2": "forward reverse hapi"}
+
 FIXTURE = REPO_DIR / "tests" / "fixtures" / "oncology" / "oncology_encounter.composition.json"
 NOT_RECORDED = "not-performed"
 
