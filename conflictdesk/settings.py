@@ -42,7 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens stored as SHA-512 digests with an expiry (django-rest-knox), never in plain text
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -217,7 +218,7 @@ CONFLICTDESK_STAFF_EMAILS = env_list("CONFLICTDESK_STAFF_EMAILS")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "conflictdesk.api.permissions.ExpiringTokenAuthentication",
+        "knox.auth.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -242,7 +243,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema is for signed-in users only, like everything else under /api/v1/.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    "SERVE_AUTHENTICATION": ["conflictdesk.api.permissions.ExpiringTokenAuthentication",
+    "SERVE_AUTHENTICATION": ["knox.auth.TokenAuthentication",
                              "rest_framework.authentication.SessionAuthentication"],
     # Swagger UI and Redoc from the vendored sidecar package: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -257,8 +258,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# An API token stops working this many days after it was issued; `manage.py api_token --rotate`
-# (or the desk) issues a new one. A leaked token is then useful for a bounded time only.
+# An API token stops working this many days after it was issued (its row holds the expiry);
+# `manage.py api_token` issues a new one. A leaked token is then useful for a bounded time only,
+# and a leaked database row not at all: only the token's digest is stored.
 CONFLICTDESK_API_TOKEN_DAYS = env_int("CONFLICTDESK_API_TOKEN_DAYS", 90)
 
 # --- Celery: no lost work. PostgreSQL holds every unit of work; the broker
@@ -287,7 +289,8 @@ CELERY_TASK_DEFAULT_QUEUE = CONFLICTDESK_RUN_QUEUE
 CELERY_TASK_QUEUES = {CONFLICTDESK_RUN_QUEUE: {}, CONFLICTDESK_POLL_QUEUE: {}}
 CELERY_TASK_ROUTES = {
     name: {"queue": CONFLICTDESK_POLL_QUEUE}
-    for name in ("sync.poll_site", "sync.poll_central", "sync.poll_due", "sync.check_deletions", "sync.sweep")
+    for name in ("sync.poll_site", "sync.poll_central", "sync.poll_due", "sync.check_deletions", "sync.sweep",
+                 "sync.probe_destinations")
 }
 # Poison work: no task runs forever or grows without bound. The soft limit raises inside the task
 # (a run records it as a failed attempt and retries on the schedule; a poll backs off); the hard
@@ -325,6 +328,8 @@ CONFLICTDESK_POLL_LOOP = env_bool("CONFLICTDESK_POLL_LOOP", False)
 CONFLICTDESK_DELETION_CHECK_SECONDS = env_float("CONFLICTDESK_DELETION_CHECK_SECONDS", 300)
 CELERY_BEAT_SCHEDULE = {
     "sync-sweep": {"task": "sync.sweep", "schedule": CONFLICTDESK_SWEEP_SECONDS},
+    # A destination that is down (breaker open) is probed when due (sync.workflow.breaker); a tick finds none.
+    "sync-probe-destinations": {"task": "sync.probe_destinations", "schedule": 1.0},
     "audit-anchor-heads": {"task": "audit.anchor_heads", "schedule": CONFLICTDESK_ANCHOR_SECONDS},
     "audit-verify": {"task": "audit.verify", "schedule": CONFLICTDESK_AUDIT_VERIFY_SECONDS},
     "sync-check-deletions": {"task": "sync.check_deletions", "schedule": CONFLICTDESK_DELETION_CHECK_SECONDS},
@@ -347,6 +352,10 @@ if CONFLICTDESK_FHIR_CREDENTIALS and ":" not in CONFLICTDESK_FHIR_CREDENTIALS:
 CONFLICTDESK_HTTP_TIMEOUT_SECONDS = env_int("CONFLICTDESK_HTTP_TIMEOUT_SECONDS", 10)
 # Transient faults retry after exactly these delays (no jitter), then dead-letter.
 CONFLICTDESK_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)
+# A destination that does not answer opens its circuit breaker: runs that need it wait instead of
+# retrying, and a probe (this timeout) re-checks it after the delays above, then every this many seconds.
+CONFLICTDESK_PROBE_TIMEOUT_SECONDS = env_float("CONFLICTDESK_PROBE_TIMEOUT_SECONDS", 3)
+CONFLICTDESK_PROBE_EVERY_SECONDS = env_float("CONFLICTDESK_PROBE_EVERY_SECONDS", 60)
 # A server's Retry-After is honoured up to this many seconds: it comes from outside, and a
 # countdown past the broker's visibility timeout (or an overflowing one) would park a run.
 CONFLICTDESK_RETRY_AFTER_MAX_SECONDS = env_int("CONFLICTDESK_RETRY_AFTER_MAX_SECONDS", 300)

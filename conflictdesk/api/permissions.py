@@ -8,12 +8,8 @@ signed-in user without it gets a 403 that is audited like the desk's refusals.
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
-from django.utils import timezone
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from knox.auth import TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
 
 from conflictdesk.desk.access import APP, audit_refusal
@@ -49,15 +45,6 @@ class DeskRole(BasePermission):
         return False
 
 
-class ExpiringTokenAuthentication(TokenAuthentication):
-    """DRF's token, refused once older than CONFLICTDESK_API_TOKEN_DAYS (``manage.py api_token --rotate`` renews it)."""
-
-    def authenticate_credentials(self, key):
-        user, token = super().authenticate_credentials(key)
-        if token.created < timezone.now() - timedelta(days=settings.CONFLICTDESK_API_TOKEN_DAYS):
-            raise AuthenticationFailed("Token expired; ask for a new one.")
-        return user, token
-
-
 # Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`, which machines understand.
-AUTHENTICATION = [ExpiringTokenAuthentication, SessionAuthentication]
+# knox's tokens: the row holds a digest and an expiry (sync.actions.people.do_issue_api_token).
+AUTHENTICATION = [TokenAuthentication, SessionAuthentication]

@@ -1,6 +1,8 @@
 """People: invitations (the only way an account comes to exist: no self sign-up) and API tokens."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from allauth.account.forms import default_token_generator
 from allauth.account.models import EmailAddress
 from allauth.account.utils import user_pk_to_url_str
@@ -10,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from audit.record import record_event
 from conflictdesk.desk.roles import ADMIN, DEMO, demo_enabled, role_of
@@ -64,13 +66,18 @@ def _check_may_invite(acting_user, user, email: str) -> None:
         raise InviteRefused.Invalid("this account is managed by a superuser", field="email")
 
 
-def do_issue_api_token(user, *, acting_user, rotate: bool = False) -> Token:
-    """The user's REST API token, created if there is none; ``rotate`` replaces it. Every showing is audited."""
+def do_issue_api_token(user, *, acting_user, rotate: bool = False) -> str:
+    """Issue the user a new REST API token and return it: the only time it exists in clear.
+
+    The database keeps its SHA-512 digest and its expiry (CONFLICTDESK_API_TOKEN_DAYS), so
+    a leaked row or backup authenticates nobody and a leaked token stops working on a known
+    day. ``rotate`` first revokes every token the user has. Every issue is audited.
+    """
     with transaction.atomic():
-        if rotate:
-            Token.objects.filter(user=user).delete()
-        token, created = Token.objects.get_or_create(user=user)
-        # The key itself never goes into the audit trail; showing an existing key is audited too.
-        record_event(action="api.token.issue" if created else "api.token.show", outcome="ok",
-                     actor=actor_of(acting_user), detail={"user_id": user.pk, "rotated": rotate})
-    return token
+        revoked = AuthToken.objects.filter(user=user).delete()[0] if rotate else 0
+        token, key = AuthToken.objects.create(user, expiry=timedelta(days=settings.CONFLICTDESK_API_TOKEN_DAYS))
+        # The key itself never goes into the audit trail.
+        record_event(action="api.token.issue", outcome="ok", actor=actor_of(acting_user),
+                     detail={"user_id": user.pk, "rotated": rotate, "revoked": revoked,
+                             "expiry": token.expiry.isoformat()})
+    return key

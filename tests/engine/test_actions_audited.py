@@ -18,7 +18,7 @@ import pytest
 from allauth.account.models import EmailAddress
 from django.contrib.auth.models import User
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 import sync.actions
 from audit.models import AuditEvent
@@ -90,7 +90,7 @@ CASES = {
 
 # Rows an action may change; a failed action must leave every one of them as it was.
 STATE = [models.Site, models.PatientLink, models.RecordLink, models.ChangeEvent, models.SyncRun, models.DeadLetter,
-         models.Conflict, models.Resolution, User, User.groups.through, EmailAddress, Token]
+         models.Conflict, models.Resolution, User, User.groups.through, EmailAddress, AuthToken]
 
 
 def state() -> str:
@@ -111,7 +111,7 @@ def world(db, settings, monkeypatch):
         clinician=f.make_user("clara@desk.test", f.ROLE_USERS["clinician"]),
         steward=f.make_user("stefan@desk.test", f.ROLE_USERS["steward"]),
     )
-    Token.objects.create(user=w.steward)
+    AuthToken.objects.create(w.steward)
     w.resolution = models.Resolution.objects.create(  # decided on another record, its run not started yet
         conflict=f.make_conflict(vo_suffix="beef"), choice="keep_central", reason="checked", content={},
         decided_by=w.clinician)

@@ -12,7 +12,7 @@ import pytest
 from django.contrib.admin.sites import site as admin_site
 from django.contrib.auth.models import User
 from django.test import RequestFactory
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from sync.actions import SiteRefused, do_create_site, do_update_site
@@ -33,7 +33,7 @@ def allow(settings):
 def admin_api(db, allow):
     user = f.make_user("adam@desk.test", f.ROLE_USERS["admin"])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {AuthToken.objects.create(user)[1]}")
     return client
 
 

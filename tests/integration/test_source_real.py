@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from audit.chain import payload_hash
@@ -37,7 +37,7 @@ def site(transactional_db, ehrbase_urls, fhir_base_url, settings, monkeypatch):
 def api(transactional_db):
     user = f.make_user(f"clin-{uuid.uuid4().hex[:8]}@desk.test", f.ROLE_USERS["clinician"])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {AuthToken.objects.create(user)[1]}")
     client.user = user
     return client
 
