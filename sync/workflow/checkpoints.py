@@ -66,6 +66,7 @@ class ForwardCheckpoint(Typed):
     stale_rechecks: int | None = None
     # (3) written
     written: list | None = None  # [{key, type, id, version}] as the transaction answered
+    retired: list | None = None  # the same, for resources marked entered-in-error (the source dropped them)
     provenance_ref: str | None = None
     readback_hash: str | None = None
 

@@ -23,9 +23,9 @@ from sync.identity import CENTRAL, site_source
 from sync.mapping.errors import UnmappedTemplate
 from sync.models import ChangeEvent, Conflict, EngineWrite, PatientLink, RecordLink, Step, SyncRun
 
-from . import commits, guard
+from . import commits, deletion, guard
 from .bundle import build_transaction, central_write_audit, written_entries
-from .content import record_content, refs_of
+from .content import record_content, refs_of, resource_key
 from .echoes import central_writes, is_own_write, recording
 from .patients import ensure_central_patient
 from .payload import check_rm, check_storable, pure_transform, well_formed
@@ -78,7 +78,7 @@ def validate_source(ctx) -> StepResult:
         if not template_id(composition):
             raise ValidationFailed("composition names no template", rule="composition.template", path="/archetype_details/template_id")
         check_rm(composition)
-    if cp.patient_ref:
+    if cp.patient_ref or composition is None:  # a deletion never creates a Patient
         return StepResult(next_step=Step.TRANSFORM)
     patient = ensure_central_patient(ctx.services.fhir, ctx.services.openehr(site), site.name, cp.ehr_id)
 
@@ -135,10 +135,11 @@ def check_conflict(ctx) -> StepResult:
     content = _mapped(ctx)["content"]
     link = RecordLink.objects.filter(site=run.site, versioned_object_uid=cp.vo_uid).first()
     if link is None or not link.fhir_resources:
-        return _plan("write", expected={})
+        return _plan("write" if cp.source_payload is not None else "noop", expected={})  # a deletion of nothing synced
     expected = {r["key"]: r for r in link.fhir_resources}
     current, versions = read_current(services.fhir, link.fhir_resources)
-    now_content = record_content(current, services.mapping.clinical_content)
+    # A resource marked entered-in-error centrally is gone from the record, as if deleted there.
+    now_content = record_content([r for r in current if not deletion.is_retired(r)], services.mapping.clinical_content)
     moved = versions != {r["key"]: r["version"] for r in link.fhir_resources}
     ctx.memory["current"] = current  # what the centre holds: the read-back of a write we skip
     if content == now_content:
@@ -152,25 +153,47 @@ def check_conflict(ctx) -> StepResult:
 
 
 def write(ctx) -> StepResult:
-    """One FHIR transaction; EngineWrite rows commit with the step so the echo is known."""
+    """One FHIR transaction; EngineWrite rows commit with the step so the echo is known.
+
+    A linked resource the source no longer produces (the composition deleted, or
+    its new version without the entry) is marked entered-in-error in the same
+    transaction, with If-Match and a DELETE Provenance (``deletion``), never deleted.
+    """
     cp = ctx.cp
     if cp.plan != "write":
         return StepResult(next_step=Step.AUDIT, outcome=f"skipped_{cp.plan}", checkpoint={"written": _as_written(cp)})
     mapped = _mapped(ctx)
-    bundle, keys = build_transaction(mapped["resources"], mapped["provenance"], cp.expected, cp.version_uid)
+    kept = {resource_key(r) for r in mapped["resources"]}
+    live = {k: v for k, v in cp.expected.items() if k in kept}
+    bundle, keys = build_transaction(mapped["resources"], mapped["provenance"], live, cp.version_uid)
+    retire, retire_keys = deletion.retire_entries(
+        ctx.services.fhir, {k: v for k, v in cp.expected.items() if k not in kept})
+    first_retired = len(keys)
+    if retire:
+        targets = [e["request"]["url"] for e in retire]
+        provenance = deletion.deletion_provenance(mapped["provenance"] or _provenance(ctx, []), targets, cp.version_uid)
+        bundle["entry"] += [*retire, deletion.provenance_entry(provenance)]
+        keys += [None] * (len(retire) + 1)
     ctx.memory["bundle"] = bundle
+    if not bundle["entry"]:
+        return StepResult(next_step=Step.AUDIT, outcome="skipped_nothing", checkpoint={"written": [], "retired": []})
     answer = ctx.services.fhir.transaction(bundle, representation=True)
     written = written_entries(keys, answer)
+    retired = [{"key": key, "type": e.resource_type, "id": e.id, "version": e.version_id}
+               for key, e in zip(retire_keys, answer.entries[first_retired:])]
     # The resources as the server says it stored them: the audit's read-back, without a round trip.
     ctx.memory["stored"] = [e.resource for k, e in zip(keys, answer.entries) if k is not None]
     provenance_ref = next(
         (f"Provenance/{e.id}" for k, e in zip(keys, answer.entries) if k is None and e.resource_type == "Provenance"), None
     )
+    audit = central_write_audit(ctx.services.audit, written, mapped["resources"], bundle)
+    if retired:
+        audit["detail"]["entered_in_error"] = refs_of(retired)
     return StepResult(
         next_step=Step.AUDIT,
-        effects=recording(CENTRAL, central_writes(written)),
-        checkpoint={"written": written, "provenance_ref": provenance_ref},
-        audit=central_write_audit(ctx.services.audit, written, mapped["resources"], bundle),
+        effects=recording(CENTRAL, central_writes(written + retired)),
+        checkpoint={"written": written, "retired": retired, "provenance_ref": provenance_ref},
+        audit=audit,
     )
 
 
@@ -198,7 +221,8 @@ def audit(ctx) -> StepResult:
             "source_hash": cp.source_hash,
             "written_hash": cp.written_hash or services.audit.payload_hash(_mapped(ctx)["resources"]),
             "readback_hash": readback_hash,
-            "detail": {"readback": how, **({} if agrees else {"vread_differs": True})},
+            "detail": {"readback": how, **({} if agrees else {"vread_differs": True}),
+                       **({"entered_in_error": refs_of(cp.retired)} if cp.retired else {})},
         },
     )
 
@@ -207,6 +231,9 @@ def acknowledge(ctx) -> StepResult:
     """The new base: both versions and the content now on both sides."""
     cp = ctx.cp
     content = _mapped(ctx)["content"]
+    if cp.source_payload is None:
+        return StepResult(terminal=SyncRun.Status.DONE, effects=_deleted_link(cp, content),
+                          audit={"source_hash": cp.source_hash})
 
     def effects(run):
         # One statement: insert the link, or move the existing one to the new base.
@@ -217,7 +244,7 @@ def acknowledge(ctx) -> StepResult:
             "fhir_resources": cp.written,
             "canonical_hash": cp.content_hash,
             "base_content": content,
-            "deleted": cp.source_payload is None,
+            "deleted": False,
             "last_synced_at": timezone.now(),
         }
         RecordLink.objects.bulk_create(
@@ -255,6 +282,24 @@ def link_patient(site, ehr_id: str, patient: dict) -> tuple[int, str]:
         return cursor.fetchone()
 
 
+def _deleted_link(cp, content):
+    """The link of a deleted composition (if it was ever synced): deleted, pointing at what was retired."""
+    def effects(run):
+        RecordLink.objects.filter(site=run.site, versioned_object_uid=cp.vo_uid).update(
+            openehr_version_uid=cp.version_uid, fhir_resources=(cp.written or []) + (cp.retired or []),
+            canonical_hash=cp.content_hash, base_content=content, deleted=True, last_synced_at=timezone.now())
+
+    return effects
+
+
+def _provenance(ctx, resources: list[dict]) -> dict:
+    """The mapping's Provenance of the source version; Provenance.recorded is when the run was created."""
+    cp, site = ctx.cp, ctx.run.site
+    recorded = ctx.run.created_at.astimezone(tz.utc).isoformat(timespec="seconds")
+    with pure_transform("mapping.build_provenance"):
+        return ctx.services.mapping.build_provenance(resources, site.name, cp.ehr_id, cp.version_uid, recorded=recorded)
+
+
 def _map(ctx, *, check=None) -> dict:
     """The pure transform of the stored source: resources, Provenance, clinical content (kept in memory).
 
@@ -262,7 +307,6 @@ def _map(ctx, *, check=None) -> dict:
     run was created (when the change was detected), not the moment of this pass.
     """
     cp, mapping, site = ctx.cp, ctx.services.mapping, ctx.run.site
-    recorded = ctx.run.created_at.astimezone(tz.utc).isoformat(timespec="seconds")
     resources, provenance = [], None
     if cp.source_payload is not None:
         with pure_transform("mapping.to_fhir"):
@@ -274,8 +318,7 @@ def _map(ctx, *, check=None) -> dict:
             )
         if check:
             check(result)
-        with pure_transform("mapping.build_provenance"):
-            provenance = mapping.build_provenance(resources, site.name, cp.ehr_id, cp.version_uid, recorded=recorded)
+        provenance = _provenance(ctx, resources)
     mapped = {
         "resources": resources,
         "provenance": provenance,

@@ -1,0 +1,111 @@
+"""Deletions and corrections as the engine carries them: nothing disappears without a trace.
+
+A deleted source record never deletes anything on the other side physically:
+
+* centrally, every resource the deleted composition (or the dropped entry) produced
+  is marked ``entered-in-error`` in the status element its type has (the FHIR
+  convention: the history stays readable), with a Provenance whose activity is
+  DELETE, written with If-Match in the run's one transaction;
+* at a site, a central deletion (or a status changed to ``entered-in-error``)
+  removes the entry it came from: a new composition version without it, or the
+  composition itself deleted when no clinical entry remains (``sync.workflow.reverse``).
+
+The pure parts live here: which element holds a type's status, whether a
+resource is retired, the retire entries and the DELETE Provenance of a run.
+"""
+from __future__ import annotations
+
+import copy
+
+from sync.identity import provenance_id
+
+from .result import ValidationFailed
+
+ENTERED_IN_ERROR = "entered-in-error"
+
+# Types whose status is a CodeableConcept: (element, its code system, an element that must then go).
+# FHIR R4 con-5 / ait-1: clinicalStatus SHALL NOT be present when the verification is entered-in-error.
+_CODED = {
+    "Condition": ("verificationStatus", "http://terminology.hl7.org/CodeSystem/condition-ver-status", "clinicalStatus"),
+    "AllergyIntolerance": ("verificationStatus",
+                           "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "clinicalStatus"),
+}
+# Types whose status is a code that allows entered-in-error (R4), and the element's name.
+_CODE = {
+    "Observation": "status", "DiagnosticReport": "status", "MedicationRequest": "status", "Procedure": "status",
+    "RiskAssessment": "status", "ServiceRequest": "status", "Encounter": "status", "Composition": "status",
+    "Specimen": "status", "MedicationStatement": "status", "MedicationAdministration": "status",
+    "Immunization": "status", "CarePlan": "status", "DocumentReference": "status", "FamilyMemberHistory": "status",
+    "Goal": "lifecycleStatus", "CareTeam": "status", "Task": "status", "Communication": "status",
+}
+# The openEHR DELETE, as R4 Provenance.activity names it.
+DELETE_ACTIVITY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "DELETE"}]}
+
+
+def is_retired(resource: dict | None) -> bool:
+    """Whether the resource is marked entered-in-error (a deleted resource, None, counts too)."""
+    if resource is None:
+        return True
+    rtype = resource.get("resourceType")
+    if rtype in _CODED:
+        element, system, _ = _CODED[rtype]
+        codings = (resource.get(element) or {}).get("coding") or []
+        return any(c.get("code") == ENTERED_IN_ERROR for c in codings if isinstance(c, dict))
+    return rtype in _CODE and resource.get(_CODE[rtype]) == ENTERED_IN_ERROR
+
+
+def retired(resource: dict) -> dict:
+    """A copy of ``resource`` marked entered-in-error; ValidationFailed for a type with no such status."""
+    rtype = resource.get("resourceType")
+    out = copy.deepcopy(resource)
+    if rtype in _CODED:
+        element, system, drop = _CODED[rtype]
+        out[element] = {"coding": [{"system": system, "code": ENTERED_IN_ERROR}]}
+        out.pop(drop, None)
+        return out
+    if rtype in _CODE:
+        out[_CODE[rtype]] = ENTERED_IN_ERROR
+        return out
+    raise ValidationFailed("a deleted record produced a resource with no entered-in-error status",
+                           rule="deletion.status", path=str(rtype))
+
+
+def retire_entries(fhir, dropped: dict[str, dict]) -> tuple[list[dict], list[str]]:
+    """PUT entries marking each dropped linked resource entered-in-error, If-Match its linked version.
+
+    ``dropped``: record key -> {key, type, id, version} from the RecordLink (the
+    versions the conflict check planned on). Each is read at that version: the
+    body written is exactly the one the plan saw, re-marked. A resource already
+    retired (or gone) centrally is left alone. Returns (entries, their record keys).
+    """
+    wanted = [(key, linked) for key, linked in sorted(dropped.items()) if linked.get("version") is not None]
+    if not wanted:
+        return [], []
+    bodies = fhir.vread_many([(linked["type"], linked["id"], str(linked["version"])) for _, linked in wanted])
+    entries, keys = [], []
+    for (key, linked), current in zip(wanted, bodies):
+        if is_retired(current):
+            continue
+        body = retired({k: v for k, v in current.items() if k != "meta"})
+        url = f"{linked['type']}/{linked['id']}"
+        entries.append({"fullUrl": url, "resource": body,
+                        "request": {"method": "PUT", "url": url, "ifMatch": f'W/"{linked["version"]}"'}})
+        keys.append(key)
+    return entries, keys
+
+
+def deletion_provenance(base: dict, targets: list[str], version_uid: str) -> dict:
+    """The DELETE Provenance of a source version's retired resources, at an id fixed by that version.
+
+    ``base`` is the mapping's Provenance for the version (its agents and source
+    entity); the targets are the retired resources, the activity DELETE.
+    """
+    body = {k: v for k, v in base.items() if k != "meta"}
+    body.update(id=provenance_id(f"{version_uid}|deleted"), activity=DELETE_ACTIVITY,
+                target=[{"reference": ref} for ref in targets])
+    return body
+
+
+def provenance_entry(provenance: dict) -> dict:
+    url = f"Provenance/{provenance['id']}"
+    return {"fullUrl": url, "resource": provenance, "request": {"method": "PUT", "url": url}}

@@ -1,0 +1,165 @@
+"""Deletions and corrections both ways, on real EHRbase and HAPI (issue 20).
+
+Runs are driven in this process with ``advance`` (no worker needed, every
+server real), as in test_engine_resolution. Each test makes its own EHR and
+subject, so reruns never collide on the shared servers.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from audit.models import AuditEvent
+from sync.clients.fhir import FHIRClient
+from sync.clients.openehr import OpenEHRClient, template_id_of
+from sync.detection import check_deletions, poll_central, poll_site
+from sync.identity import provenance_id
+from sync.models import ChangeEvent, Conflict, Cursor, RecordLink, Site, SyncRun
+from sync.workflow import dispatch
+from sync.workflow.deletion import is_retired
+from sync.workflow.reconcile import reconcile_site
+from sync.workflow.runner import advance
+from tests.fixtures import OPENEHR_CORPUS
+
+pytestmark = [pytest.mark.integration]
+
+TEMPLATE = "vital_signs_ehrn"
+SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
+TEMPERATURE = "ehrn_vital_signs.v2/vital_signs:0/body_temperature:0/any_event:0/temperature"
+TEMPERATURE_LOINC = "8310-5"
+OPEN = ["pending", "running", "retry_wait", "waiting"]
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def cdr(ehrbase_urls):
+    with OpenEHRClient(ehrbase_urls[0]) as client:
+        client.upload_template((OPENEHR_CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
+        yield client
+
+
+@pytest.fixture
+def fhir(fhir_base_url, settings):
+    settings.CONFLICTDESK_FHIR_BASE_URL = fhir_base_url
+    with FHIRClient(fhir_base_url) as client:
+        yield client
+
+
+@pytest.fixture
+def site(db, ehrbase_urls, monkeypatch):
+    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # driven here
+    site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True,
+                               template_ids=[template_id_of((OPENEHR_CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())])
+    Cursor.objects.create(source="site:site1", position=_now() - timedelta(seconds=1))
+    Cursor.objects.create(source="central", position=_now() - timedelta(seconds=1))
+    return site
+
+
+@pytest.fixture
+def ehr(cdr):
+    return cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
+
+
+def vitals(bp: float, temp: float | None = None) -> dict:
+    """The corpus vital signs with a systolic value, and a body temperature entry when ``temp`` is given."""
+    flat = json.loads((OPENEHR_CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
+    flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
+    flat[SYSTOLIC] = bp
+    if temp is not None:
+        prefix = TEMPERATURE.rsplit("/", 2)[0]
+        flat.update({
+            f"{TEMPERATURE}|magnitude": temp, f"{TEMPERATURE}|unit": "Cel",
+            f"{prefix}/any_event:0/time": "2021-03-21T21:19:49.293785+01:00",
+            f"{prefix}/language|terminology": "ISO_639-1", f"{prefix}/language|code": "de",
+            f"{prefix}/encoding|terminology": "IANA_character-sets", f"{prefix}/encoding|code": "UTF-8",
+        })
+    return flat
+
+
+def tid():
+    return template_id_of((OPENEHR_CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
+
+
+def drive(ehr=None) -> list[str]:
+    """Run every open run (of this EHR's site records, and every central one) to its end, oldest first."""
+    runs = SyncRun.objects.filter(status__in=OPEN).order_by("pk")
+    if ehr is not None:
+        runs = runs.filter(change_event__ehr_id=ehr) | runs.filter(change_event__source="central")
+    return [advance(run.pk, "test") for run in runs.order_by("pk")]
+
+
+def synced(cdr, site, ehr, composition):
+    ref = cdr.create_composition(ehr, composition, template_id=tid())
+    poll_site(site)
+    assert drive(ehr) == ["done"]
+    return ref, RecordLink.objects.get(versioned_object_uid=ref.uid)
+
+
+def code_of(resource) -> str:
+    return ((resource.get("code") or {}).get("coding") or [{}])[0].get("code", "")
+
+
+def test_a_deleted_composition_marks_every_central_resource_entered_in_error(cdr, fhir, site, ehr):
+    started = _now()
+    v1, link = synced(cdr, site, ehr, vitals(120, 37.2))
+    before = {r["id"]: fhir.read(r["type"], r["id"]) for r in link.fhir_resources}
+    cdr.delete_composition(ehr, v1.version_uid)
+    assert check_deletions(site) == 1  # the deletion schedule finds it
+    run = SyncRun.objects.get(change_event__source_object_id=v1.uid, change_event__change_type="deleted")
+    deleted_uid = run.change_event.source_version
+    assert deleted_uid == cdr.revision_history(ehr, v1.uid)[-1].version_uid
+    assert advance(run.pk, "test") == SyncRun.Status.DONE
+    for r in link.fhir_resources:
+        now = fhir.read(r["type"], r["id"])  # still readable, not physically deleted
+        assert is_retired(now) and int(now["meta"]["versionId"]) == int(r["version"]) + 1
+        assert fhir.vread(r["type"], r["id"], r["version"]) == before[r["id"]]  # the history stays
+    provenance = fhir.read("Provenance", provenance_id(f"{deleted_uid}|deleted"))
+    assert provenance["activity"]["coding"][0]["code"] == "DELETE"
+    assert {t["reference"] for t in provenance["target"]} == {f"{r['type']}/{r['id']}" for r in link.fhir_resources}
+    write = AuditEvent.objects.get(run_id=run.pk, action="sync.write")
+    assert sorted(write.detail["entered_in_error"]) == sorted(f"{r['type']}/{r['id']}" for r in link.fhir_resources)
+    link.refresh_from_db()
+    assert link.deleted and link.openehr_version_uid == deleted_uid
+    poll_central()  # our entered-in-error versions come back as echoes, never as a change for the site
+    assert drive(ehr) == []
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
+    assert report.unaccounted == [] and deleted_uid in report.by_state["synced"]
+
+
+def test_a_new_version_without_an_entry_marks_that_entrys_resources_only(cdr, fhir, site, ehr):
+    v1, link = synced(cdr, site, ehr, vitals(120, 37.2))
+    temperature = [r for r in link.fhir_resources if code_of(fhir.read(r["type"], r["id"])) == TEMPERATURE_LOINC]
+    assert len(temperature) == 1
+    v2 = cdr.update_composition(ehr, v1.version_uid, vitals(125), template_id=tid())
+    poll_site(site)
+    assert drive(ehr) == ["done"]
+    for r in link.fhir_resources:
+        assert is_retired(fhir.read(r["type"], r["id"])) == (r in temperature)
+    link.refresh_from_db()
+    assert not link.deleted and link.openehr_version_uid == v2.version_uid
+    assert temperature[0]["id"] not in {r["id"] for r in link.fhir_resources}
+    provenance = fhir.read("Provenance", provenance_id(f"{v2.version_uid}|deleted"))
+    assert provenance["target"] == [{"reference": f"Observation/{temperature[0]['id']}"}]
+
+
+def test_a_deletion_run_replayed_after_its_write_writes_nothing_twice(cdr, fhir, site, ehr):
+    v1, link = synced(cdr, site, ehr, vitals(118, 36.9))
+    cdr.delete_composition(ehr, v1.version_uid)
+    check_deletions(site)
+    run = SyncRun.objects.get(change_event__source_object_id=v1.uid, change_event__change_type="deleted")
+    assert advance(run.pk, "test") == SyncRun.Status.DONE
+    versions = {r["id"]: fhir.read(r["type"], r["id"])["meta"]["versionId"] for r in link.fhir_resources}
+    assert check_deletions(site) == 0  # recorded once
+    ChangeEvent.objects.filter(pk=run.change_event_id).update(status="pending")
+    SyncRun.objects.filter(pk=run.pk).update(status="pending", step="write", checkpoint={
+        **SyncRun.objects.get(pk=run.pk).checkpoint, "plan": "write"})
+    assert advance(run.pk, "test") in (SyncRun.Status.DONE, SyncRun.Status.CONFLICT, SyncRun.Status.RETRY_WAIT)
+    assert {r["id"]: fhir.read(r["type"], r["id"])["meta"]["versionId"] for r in link.fhir_resources} == versions
+
+
