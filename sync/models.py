@@ -38,6 +38,21 @@ class Site(models.Model):
     template_ids = models.JSONField(
         default=list, blank=True, help_text="Templates this site accepts for writes from the centre."
     )
+
+    class Demographics(models.TextChoices):
+        NONE = "none", "none (central Patient matched by the shared EHR subject id)"
+        EHR_STATUS = "ehr_status", "EHR_STATUS subject and other_details (one central Patient per site MRN)"
+
+    demographics_source = models.CharField(max_length=20, choices=Demographics.choices, default=Demographics.NONE)
+    mrn_system = models.CharField(
+        max_length=200, blank=True,
+        help_text="Identifier system of this site's MRNs (a URI); names the site's own central Patient.",
+    )
+    demographics_fields = models.JSONField(
+        default=dict, blank=True,
+        help_text='EHR_STATUS other_details element name per field, e.g. {"family": "Family name"}; '
+                  "empty = the defaults in sync/patients/demographics.py.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):
@@ -71,7 +86,12 @@ class Cursor(models.Model):
 
 
 class PatientLink(models.Model):
-    """A patient's EHR at a site <-> the central FHIR Patient. No names kept here."""
+    """A patient's EHR at a site <-> the central FHIR Patient.
+
+    For a site with demographics, the central Patient is the site's registration (its MRN)
+    and the demographics a person checks before deciding are cached here, for the desk
+    only: they never go into logs, e-mails, metrics or audit details (those carry this id).
+    """
 
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="patient_links")
     ehr_id = models.CharField(max_length=64)
@@ -79,10 +99,19 @@ class PatientLink(models.Model):
     subject_namespace = models.CharField(max_length=200, blank=True)
     fhir_patient_id = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Demographics cache (sync/patients/): refreshed when the EHR_STATUS version moves.
+    family_name = models.CharField(max_length=200, blank=True)
+    given_names = models.CharField(max_length=200, blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    sex = models.CharField(max_length=20, blank=True, help_text="FHIR administrative gender.")
+    demographics_version = models.CharField(
+        max_length=200, blank=True, help_text="EHR_STATUS version uid the cache and the central Patient were built from."
+    )
+    demographics_synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["site", "ehr_id"], name="uniq_patient_link_site_ehr")]
-        indexes = [models.Index(fields=["fhir_patient_id"])]
+        indexes = [models.Index(fields=["fhir_patient_id"]), models.Index(fields=["family_name", "birth_date"])]
 
     def __str__(self):
         return f"{self.site.name}:{self.ehr_id} <-> Patient/{self.fhir_patient_id}"
