@@ -11,7 +11,7 @@ module holds it (hooks_<row>.py) and imports nothing above runtime.py.
 from __future__ import annotations
 
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
-from . import hooks_dosage, hooks_lab, hooks_tnm
+from . import hooks_careplan, hooks_dosage, hooks_lab, hooks_tnm
 from .errors import MappingError
 
 HOOKS = {
@@ -53,6 +53,8 @@ HOOKS = {
     "tnmStagingSystem": hooks_tnm.tnm_staging_system,
     "tnmStageGroup": hooks_tnm.tnm_stage_group,
     "riskPrediction": hooks_risk.risk_prediction,
+    # care plan: its activities and goals are the requests and goals recorded with it
+    "planMembers": hooks_careplan.plan_members,
 }
 
 
