@@ -1,0 +1,21 @@
+"""The clinical view reads the issue-18 rows as produced by the mapping: each resource is titled by what it
+is and its values read as words with units (the same to_fhir output the desk shows for a synced entry)."""
+from conflictdesk.desk.render import resource_rows
+from sync.mapping import to_fhir
+from tests.mapping import test_general_rows as rows_of
+
+ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
+
+
+def _rendered(*entries) -> list[list[tuple]]:
+    resources = [r for r in to_fhir(rows_of._composition(*entries), **ARGS).resources
+                 if r["resourceType"] not in ("Encounter", "Composition")]
+    return [[(r.depth, r.label, r.value, r.code) for r in resource_rows(res)] for res in resources]
+
+
+def test_bmi_and_head_circumference_read_with_their_units():
+    bmi, head = _rendered(rows_of._vital(rows_of.BMI, 16.2, comment="measured twice"),
+                          rows_of._vital(rows_of.HEAD, 13.5, "[in_i]"))
+    assert bmi[0][:3] == (0, "Observation", "Body mass index (BMI) [Ratio]")
+    assert (1, "value", "16.2 kg/m2", "") in bmi and (1, "note", "measured twice", "") in bmi
+    assert head[0][2] == "Head Occipital-frontal circumference" and (1, "value", "13.5 in", "") in head
