@@ -184,5 +184,39 @@ req GET "/Patient/$PID/_history"
 check "DELETE + \$expunge Patient/$PID -> $EXP, its history is gone ($CODE)" \
   test "$EXP" = 200 -a "$CODE" = 404
 
+# 10. MDM (deploy/hapi-fhir/mdm-rules.json) ----------------------------------------------
+# One person at two sites (a typo in the second family name) -> one golden record (MATCH);
+# another person with the same name, birth date and sex elsewhere -> POSSIBLE_MATCH for a steward;
+# a Patient without demographics -> not matched at all. Names and birth date are fresh per run.
+FAMILY="Smokerow$(( RANDOM % 9000 + 1000 ))"
+BIRTH="19$(( RANDOM % 40 + 10 ))-0$(( RANDOM % 9 + 1 ))-1$(( RANDOM % 9 ))"
+person() { # person SYSTEM MRN FAMILY POSTAL
+  jq -nc --arg sys "$1" --arg v "$2" --arg f "$3" --arg b "$BIRTH" --arg pc "$4" \
+    '{resourceType:"Patient", identifier:[{system:$sys, value:$v}], name:[{family:$f, given:["Margit"]}],
+      birthDate:$b, gender:"female", address:[{postalCode:$pc}]}'
+}
+req POST /Patient "$(person "$SYS:site1:mrn" "$RUN-m1" "$FAMILY" 8001)"; M1="$(jb .id)"
+req POST /Patient "$(person "$SYS:site2:mrn" "$RUN-m2" "${FAMILY/row/rov}" 8001)"; M2="$(jb .id)"
+req POST /Patient "$(person "$SYS:site3:mrn" "$RUN-m3" "$FAMILY" 3000)"; M3="$(jb .id)"
+req POST /Patient "$(patient "$RUN-m4" "")"; M4="$(jb .id)"
+links() { # links PATIENT_ID -> "MATCHRESULT golden" lines (MDM matches asynchronously: poll)
+  req GET "/\$mdm-query-links?resourceId=Patient/$1"
+  jq -r '.parameter[]? | select(.name=="link") | [.part[] | {(.name): .valueString}] | add
+         | "\(.matchResult) \(.goldenResourceId)"' "$TMP/body"
+}
+for _ in $(seq 1 60); do
+  [ -n "$(links "$M1")" ] && [ -n "$(links "$M2")" ] && [ -n "$(links "$M3")" ] && break
+  sleep 0.5
+done
+L1="$(links "$M1")" L2="$(links "$M2")" L3="$(links "$M3")"
+check "MDM: typo at a second site -> MATCH to the same golden record ($L1 / $L2)" \
+  test "${L1%% *}" = MATCH -a "${L2%% *}" = MATCH -a "${L1#* }" = "${L2#* }"
+check "MDM: same name, birth date and sex, other postal code -> POSSIBLE_MATCH, not merged ($L3)" \
+  test "${L3%% *}" = POSSIBLE_MATCH -a "${L3#* }" = "${L1#* }"
+req GET "/${L1#* }"
+check "MDM: the golden record is tagged GOLDEN_RECORD and carries the demographics" \
+  test "$(jb '[.meta.tag[]?.code] | index("GOLDEN_RECORD") != null')" = true -a "$(jb .birthDate)" = "$BIRTH"
+check "MDM: a Patient without demographics is not matched (no link)" test -z "$(links "$M4")"
+
 printf '%d passed, %d failed\n' "$PASS" "$FAIL"
 [ "$FAIL" -eq 0 ]

@@ -8,6 +8,7 @@
 # FHIR IG packages (conflictdesk.packages.list in application.properties, e.g. mCODE STU4) are
 # fetched with `npm pack` into $CACHE_DIR/fhir-packages/ once (kept, never committed) on build/start
 # and loaded by the server at start-up (FhirPackageLoader).
+# MDM (patient matching) rules: deploy/hapi-fhir/mdm-rules.json, read at start-up.
 # start is idempotent: when something already answers /fhir/metadata on 8090 it is left alone.
 # stop only ever kills the pid recorded in $RUN_DIR/hapi-fhir.pid.
 source "$(dirname "$0")/common.sh"
@@ -25,6 +26,8 @@ PID_FILE="$RUN_DIR/$NAME.pid"
 RUN_JAR="$RUN_DIR/$NAME.jar"
 PROPS="$MODULE_DIR/src/main/resources/application.properties"
 PACKAGES_DIR="$CACHE_DIR/fhir-packages"
+# MDM match rules (versioned here; read at start-up, so a change needs `stop; start`).
+MDM_RULES="$MODULE_DIR/mdm-rules.json"
 
 answering() { curl -fsS -o /dev/null -m 5 "$HAPI_BASE/metadata" 2>/dev/null; }
 
@@ -34,10 +37,10 @@ java_home() {
   else java_home_for 17 || die "no JDK >= 17 found"; fi
 }
 
-# The jar is stale when the pom, a source file or a resource is newer than it.
+# The jar is stale when the pom, a source file, a resource or the MDM rules are newer than it.
 jar_stale() {
   [ -f "$JAR" ] || return 0
-  [ -n "$(find "$MODULE_DIR/pom.xml" "$MODULE_DIR/src" -newer "$JAR" -print -quit)" ]
+  [ -n "$(find "$MODULE_DIR/pom.xml" "$MODULE_DIR/src" "$MDM_RULES" -newer "$JAR" -print -quit)" ]
 }
 
 build() {
@@ -124,6 +127,7 @@ start() {
   HAPI_DB_URL="jdbc:postgresql://$PG_HOST:$PG_PORT/$HAPI_DB_NAME" \
   HAPI_DB_USER="$HAPI_DB_USER" \
   HAPI_PACKAGES_DIR="$PACKAGES_DIR" \
+  HAPI_MDM_RULES="file:$MDM_RULES" \
     setsid nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:--XX:TieredStopAtLevel=1} \
       -Djava.awt.headless=true -jar "$RUN_JAR" >"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"

@@ -7,6 +7,7 @@ import ca.uhn.fhir.jpa.interceptor.UserRequestRetryVersionConflictsInterceptor;
 import ca.uhn.fhir.jpa.provider.IJpaSystemProvider;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
 import ca.uhn.fhir.jpa.search.DatabaseBackedPagingProvider;
+import ca.uhn.fhir.mdm.provider.MdmProviderLoader;
 import ca.uhn.fhir.rest.api.EncodingEnum;
 import ca.uhn.fhir.rest.server.RestfulServer;
 import ca.uhn.fhir.rest.server.provider.ResourceProviderFactory;
@@ -29,8 +30,12 @@ public class FhirRestConfig {
 			JpaStorageSettings storageSettings,
 			ISearchParamRegistry searchParamRegistry,
 			IValidationSupport validationSupport,
-			DatabaseBackedPagingProvider pagingProvider) {
+			DatabaseBackedPagingProvider pagingProvider,
+			MdmProviderLoader mdmProviderLoader) {
 		RestfulServer server = new RestfulServer(systemDao.getContext());
+		// $mdm-query-links, $mdm-update-link, $mdm-merge-golden-resources, ...: added to the provider
+		// factory here, before it is read below (MdmLoader adds it again after start-up, too late).
+		mdmProviderLoader.loadProvider();
 		// One provider per R4 resource type: CRUD, conditional ops, search, _history, $validate.
 		server.registerProviders(resourceProviders.createProviders());
 		// System level: transaction/batch bundles, system _history, $expunge, $meta.

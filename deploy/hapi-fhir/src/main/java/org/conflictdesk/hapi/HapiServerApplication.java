@@ -28,7 +28,7 @@ import org.springframework.context.annotation.Import;
 	"org.springframework.boot.autoconfigure.elasticsearch.ElasticsearchClientAutoConfiguration",
 	"org.springframework.boot.autoconfigure.elasticsearch.ElasticsearchRestClientAutoConfiguration",
 })
-@Import({JpaStorageConfig.class, FhirRestConfig.class})
+@Import({JpaStorageConfig.class, MdmConfig.class, FhirRestConfig.class})
 public class HapiServerApplication {
 
 	public static void main(String[] args) {

@@ -38,8 +38,8 @@ import javax.sql.DataSource;
 	JpaBatch2Config.class, // batch2 job persistence: needed by $delete-expunge, reindex, merge
 	Batch2JobsConfig.class, // the batch2 job definitions themselves
 	ThreadPoolFactoryConfig.class, // task executors some HAPI services ask for
-	// In-memory message broker (IBrokerClient). Despite its name batch2 needs it for its work
-	// notification channel; it does not enable Subscriptions (those need the Submitter/Processor configs).
+	// In-memory message broker (IBrokerClient): batch2's work notification channel, and the
+	// subscription channels MDM rides on (the Submitter/Processor configs are in MdmConfig).
 	SubscriptionChannelConfig.class,
 })
 public class JpaStorageConfig {
