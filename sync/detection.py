@@ -49,6 +49,11 @@ EHR_COMPOSITIONS_AQL = (
     "SELECT c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c WHERE e/ehr_id/value = $ehr_id "
     "ORDER BY c/uid/value ASC"
 )
+# Every current composition of a site, grouped by EHR (the deletion check: one paged query per site).
+SITE_COMPOSITIONS_AQL = (
+    "SELECT e/ehr_id/value AS ehr_id, c/uid/value AS version_uid FROM EHR e CONTAINS COMPOSITION c "
+    "ORDER BY e/ehr_id/value ASC, c/uid/value ASC"
+)
 # Rows per AQL page: bounded answers whatever the size of the CDR.
 AQL_PAGE_SIZE = 1000
 
@@ -297,45 +302,58 @@ def _record_key(site: Site | None, change: Change) -> str:
     return record_key(link.site.name, link.versioned_object_uid) if link else central_record_key(resource_type, resource_id)
 
 
-def check_deletions(site: Site, *, ehrs_per_page: int = 50) -> int:
+def check_deletions(site: Site) -> int:
     """The slow, paged deletion check of one site; returns how many deletions it queued.
 
-    AQL shows no deletes, so a linked composition missing from its EHR's live
-    set is a suspicion, and its revision history decides. The site's patient
-    links are walked a page at a time (keyset on pk), each EHR's live set read
-    in AQL pages, and each page's deletions recorded in their own transaction:
-    bounded memory and bounded transactions, whatever the site holds. The
-    cursor does not move (deletions are found by state, not by time).
+    AQL shows no deletes, so a linked composition missing from the site's live
+    set is a suspicion, and its revision history decides. The live set is read
+    with one AQL per site, in pages, grouped by EHR (``SITE_COMPOSITIONS_AQL``):
+    requests grow with the compositions the site holds, a page at a time, never
+    with the number of EHRs (one query per EHR before). Each page's EHRs are
+    compared with their links in one statement, and its deletions recorded in
+    their own transaction; linked EHRs the feed never showed (every composition
+    deleted) are walked last, a page of patient links at a time. The cursor does
+    not move (deletions are found by state, not by time).
     """
     client = get_services().openehr(site)
     source = site_source(site.name)
     Cursor.objects.get_or_create(source=source)
-    created, after = 0, 0
-    while True:
-        patients = list(PatientLink.objects.filter(site=site, pk__gt=after).order_by("pk")
-                        .values_list("pk", "ehr_id")[:ehrs_per_page])
-        if not patients:
-            break
+    created, seen, live, unknown = 0, set(), {}, []
+    for page in _pages(paged_query(client, SITE_COMPOSITIONS_AQL), AQL_PAGE_SIZE):
+        for row in page:
+            live.setdefault(row["ehr_id"], set()).add(row["version_uid"].split("::", 1)[0])
+        last = page[-1]["ehr_id"]
+        complete = {ehr: uids for ehr, uids in live.items() if ehr != last}  # the last EHR may go on
+        live = {last: live[last]}
+        seen.update(complete)
+        created += _record_deletions(client, site, source, complete, unknown)
+    seen.update(live)
+    created += _record_deletions(client, site, source, live, unknown)
+    after = 0
+    while patients := list(PatientLink.objects.filter(site=site, pk__gt=after).order_by("pk")
+                           .values_list("pk", "ehr_id")[:AQL_PAGE_SIZE]):
         after = patients[-1][0]
-        changes, unknown = [], []
-        for patient_id, ehr_id in patients:
-            linked = set(RecordLink.objects.filter(site=site, patient_link_id=patient_id, deleted=False)
-                         .values_list("versioned_object_uid", flat=True))
-            if not linked:
-                continue
-            live = {row["version_uid"].split("::", 1)[0]
-                    for row in paged_query(client, EHR_COMPOSITIONS_AQL, {"ehr_id": ehr_id})}
-            for vo_uid in sorted(linked - live):
-                change = _deletion(client, ehr_id, vo_uid, unknown)
-                if change is not None:
-                    changes.append(change)
-        _report_unknown(site, unknown)
-        if changes:
-            created += record_changes(source, site, Direction.TO_FHIR, changes, None, polled=False)
+        created += _record_deletions(client, site, source, {e: set() for _, e in patients if e not in seen}, unknown)
+    _report_unknown(site, unknown)
     Cursor.objects.filter(source=source).update(deletions_checked_at=timezone.now())
     if created:
         log.info("deletion check %s: %s deletion(s) queued", source, created)
     return created
+
+
+def _record_deletions(client, site: Site, source: str, live: dict[str, set], unknown: list) -> int:
+    """Record the deletions among the linked compositions of these EHRs missing from their live sets."""
+    if not live:
+        return 0
+    linked = RecordLink.objects.filter(site=site, deleted=False, patient_link__ehr_id__in=list(live)).values_list(
+        "patient_link__ehr_id", "versioned_object_uid")
+    changes = []
+    for ehr_id, vo_uid in sorted(linked):
+        if vo_uid not in live[ehr_id]:
+            change = _deletion(client, ehr_id, vo_uid, unknown)
+            if change is not None:
+                changes.append(change)
+    return record_changes(source, site, Direction.TO_FHIR, changes, None, polled=False) if changes else 0
 
 
 def _deletion(client, ehr_id: str, vo_uid: str, unknown: list) -> Change | None:

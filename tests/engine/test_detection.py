@@ -69,21 +69,22 @@ def test_a_backfill_date_is_where_a_never_polled_central_server_is_read_from(eng
     assert asked == [datetime(2026, 1, 1, tzinfo=timezone.utc) - overlap]
 
 
-def _links(engine, *vo_uids):
+def _links(engine, *vo_uids, ehr_id="ehr-1"):
     from sync.models import PatientLink, RecordLink
 
-    patient = PatientLink.objects.create(site=engine.site, ehr_id="ehr-1", fhir_patient_id="p1")
+    patient = PatientLink.objects.create(site=engine.site, ehr_id=ehr_id, fhir_patient_id=f"p-{ehr_id}")
     for vo in vo_uids:
         RecordLink.objects.create(site=engine.site, patient_link=patient, versioned_object_uid=vo,
                                   openehr_version_uid=f"{vo}::site1::1", fhir_resources=[{"type": "Observation", "id": vo}])
 
 
-def _paged_live(engine, vo_uids):
+def _paged_live(engine, vo_uids, ehr_of=lambda vo: "ehr-1"):
     calls = []
 
     def query(aql, parameters=None, *, offset=None, fetch=None):
         calls.append((offset, fetch))
-        rows = [{"version_uid": f"{vo}::site1::1"} for vo in sorted(vo_uids)]
+        rows = sorted(({"ehr_id": ehr_of(vo), "version_uid": f"{vo}::site1::1"} for vo in vo_uids),
+                      key=lambda r: (r["ehr_id"], r["version_uid"]))
         return rows[offset:offset + fetch]
 
     engine.openehr.query = query
@@ -98,7 +99,7 @@ def test_the_hot_poll_never_reads_the_live_set(engine):
     assert calls == [] and not ChangeEvent.objects.exists()
 
 
-def test_deletions_are_found_by_reading_each_ehr_live_set_in_pages(engine, monkeypatch):
+def test_deletions_are_found_by_reading_the_site_live_set_in_pages(engine, monkeypatch):
     from sync import detection
     from sync.clients.openehr import Revision
 
@@ -112,6 +113,29 @@ def test_deletions_are_found_by_reading_each_ehr_live_set_in_pages(engine, monke
     assert Cursor.objects.get(source="site:site1").deletions_checked_at is not None
     event = ChangeEvent.objects.get()
     assert (event.source_object_id, event.change_type, event.version_number) == ("v-gone", "deleted", 2)
+
+
+def test_the_deletion_check_asks_one_paged_query_per_site_whatever_the_number_of_ehrs(engine, monkeypatch):
+    from sync import detection
+    from sync.clients.openehr import Revision
+
+    monkeypatch.setattr(detection, "AQL_PAGE_SIZE", 2)
+    ehrs = [f"ehr-{i}" for i in range(6)]
+    for ehr in ehrs:
+        _links(engine, f"{ehr}-live", f"{ehr}-gone", ehr_id=ehr)
+    _links(engine, "all-gone", ehr_id="ehr-emptied")  # an EHR whose every composition was deleted
+    calls = _paged_live(engine, [f"{ehr}-live" for ehr in ehrs], ehr_of=lambda vo: vo.rsplit("-", 1)[0])
+    asked = []
+
+    def history(ehr, vo):
+        asked.append(vo)
+        return [Revision(f"{vo}::site1::1", T0.isoformat(), "creation"), Revision(f"{vo}::site1::2", T0.isoformat(), "deleted")]
+
+    engine.openehr.revision_history = history
+    assert check_deletions(engine.site) == 7
+    assert len(calls) == 4  # 6 live compositions at 2 a page, and the empty page that ends the feed: not 7 EHRs
+    assert sorted(asked) == sorted([f"{ehr}-gone" for ehr in ehrs] + ["all-gone"])  # only the suspects
+    assert check_deletions(engine.site) == 0  # recorded once
 
 
 def test_a_composition_missed_between_pages_is_not_taken_for_a_deletion(engine):
