@@ -9,13 +9,16 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: wheels for every pinned runtime requirement (compilers live only here). Only
 # requirements.txt: tests, benchmarks and tools (the development lock) never enter the image.
+# The lock holds the sha256 of every file PyPI offers for each pin: pip refuses any other file,
+# here and again when the runtime stage installs the wheels (each lock pin has a wheel for
+# CPython 3.11 on manylinux x86_64, so the builder copies PyPI's files rather than building).
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt /tmp/requirements.txt
-RUN pip wheel --wheel-dir /wheels -r /tmp/requirements.txt
+RUN pip wheel --require-hashes --wheel-dir /wheels -r /tmp/requirements.txt
 
 # --- runtime: no compilers, no wheels left behind, a non-root user
 FROM ${PYTHON_IMAGE} AS runtime
@@ -31,7 +34,7 @@ RUN groupadd --system --gid 10001 conflictdesk \
 # The wheels are bind-mounted from the builder, so they never become a layer.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \
-    pip install --no-index --find-links /wheels -r /tmp/requirements.txt
+    pip install --no-index --find-links /wheels --require-hashes -r /tmp/requirements.txt
 WORKDIR /app
 # Code stays owned by root: the app user can read it, not change it.
 COPY . /app

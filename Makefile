@@ -15,10 +15,11 @@ demo: venv
 	deploy/demo.sh start $(DEMO_SITES)
 
 venv: .venv/.installed
-# requirements-dev.txt includes requirements.txt (the runtime, all the production image gets).
+# requirements-dev.txt is the complete development lock: the runtime pins of requirements.txt (all
+# the production image gets) plus tests and tools. Every file pip fetches must match a locked hash.
 .venv/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv .venv
-	.venv/bin/pip install -q -r requirements-dev.txt
+	.venv/bin/pip install -q --require-hashes -r requirements-dev.txt
 	@touch $@
 
 services:
@@ -53,6 +54,9 @@ test-db: venv
 	CELERY_BROKER_URL=redis://127.0.0.1:1/0 CONFLICTDESK_CACHE_URL=locmem:// \
 	$(PY) -m pytest -m "db and not integration and not browser"
 
+## lock: re-pin requirements*.txt from requirements*.in, with the sha256 of every file PyPI offers for each pin
+## (installs use --require-hashes). Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves them.
+PIP_COMPILE = .venv/bin/pip-compile -q --strip-extras --generate-hashes --allow-unsafe --no-emit-find-links $(LOCK_ARGS)
 lock:
-	.venv/bin/pip install -q pip-tools && .venv/bin/pip-compile -q --strip-extras -o requirements.txt requirements.in \
-	  && .venv/bin/pip-compile -q --strip-extras -o requirements-dev.txt requirements-dev.in
+	.venv/bin/pip install -q pip-tools && $(PIP_COMPILE) -o requirements.txt requirements.in \
+	  && $(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
