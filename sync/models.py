@@ -328,6 +328,11 @@ class Conflict(models.Model):
         RESOLVED = "resolved"
         SUPERSEDED = "superseded", "superseded by a newer change"
 
+    class Deleted(models.TextChoices):
+        NEITHER = "", "neither side"
+        SITE = "site", "deleted at the site"
+        CENTRAL = "central", "deleted centrally"
+
     run = models.OneToOneField(SyncRun, on_delete=models.PROTECT, related_name="conflict")
     record_link = models.ForeignKey(RecordLink, on_delete=models.PROTECT, related_name="conflicts")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.SITE_VS_CENTRAL)
@@ -343,6 +348,8 @@ class Conflict(models.Model):
     base_content = models.JSONField(null=True, blank=True)
     base_hash = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    # A deletion on one side while the other edited: "deleted at X / changed at Y" (the *_changed_at fields).
+    deleted_on = models.CharField(max_length=10, choices=Deleted.choices, blank=True, default=Deleted.NEITHER)
     opened_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
 
