@@ -19,3 +19,9 @@ def test_bmi_and_head_circumference_read_with_their_units():
     assert bmi[0][:3] == (0, "Observation", "Body mass index (BMI) [Ratio]")
     assert (1, "value", "16.2 kg/m2", "") in bmi and (1, "note", "measured twice", "") in bmi
     assert head[0][2] == "Head Occipital-frontal circumference" and (1, "value", "13.5 in", "") in head
+
+
+def test_a_smoking_status_reads_as_the_status_with_its_snomed_code():
+    [smoking] = _rendered(rows_of._smoking("at0005", comment="quit 2019"))
+    assert smoking[0][:3] == (0, "Observation", "Tobacco smoking status")
+    assert (1, "value", "Former smoker", "SNOMED CT 8517006") in smoking

@@ -1,7 +1,9 @@
 """Issue 18 rows beyond oncology, both ways: OBSERVATION.body_mass_index.v2 <-> bmi Observation (39156-5),
-OBSERVATION.head_circumference.v1 <-> headcircum Observation (9843-4).  Compositions are built from the CKM
-archetypes' node ids (tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs
-(the bmi and headcircum profiles, their examples: BMI 16.2 kg/m2, head circumference in cm)."""
+OBSERVATION.head_circumference.v1 <-> headcircum Observation (9843-4), EVALUATION.tobacco_smoking_summary.v2 <->
+smoking status Observation (72166-2).  Compositions are built from the CKM archetypes' node ids
+(tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs (the bmi and headcircum
+profiles, their examples: BMI 16.2 kg/m2, head circumference in cm) and the IPS / US Core smoking status value
+sets (SNOMED CT 77176002 Smoker, 8517006 Ex-smoker, 266919005 Never smoked tobacco; 449868002 daily smoker)."""
 import copy
 import datetime
 
@@ -9,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from deploy.templates.adl import parse_adl
 from sync.mapping import compare_clinical, from_fhir, to_fhir, to_openehr, validate_fhir
 from sync.mapping import datatypes as dt
 from sync.mapping.engine import entry_skeleton
@@ -16,11 +19,13 @@ from sync.mapping.lookup import spec_for_resource
 from sync.mapping.residue import strip
 from sync.mapping.spec import registry
 
+from .conftest import REPO_DIR
 from .hapi import hapi_errors
 
 # The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
 COVERS = {"OBSERVATION.body_mass_index.v2": "forward reverse hapi",
-          "OBSERVATION.head_circumference.v1": "forward reverse hapi"}
+          "OBSERVATION.head_circumference.v1": "forward reverse hapi",
+          "EVALUATION.tobacco_smoking_summary.v2": "forward reverse hapi"}
 
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 UID = {"_type": "OBJECT_VERSION_ID", "value": "9d0a7c35-0000-4000-8000-000000000018::gen::1"}
@@ -28,6 +33,9 @@ LOINC = "http://loinc.org"
 VS = "http://hl7.org/fhir/StructureDefinition/"
 BMI = "openEHR-EHR-OBSERVATION.body_mass_index.v2"
 HEAD = "openEHR-EHR-OBSERVATION.head_circumference.v1"
+SMOKING = "openEHR-EHR-EVALUATION.tobacco_smoking_summary.v2"
+ADL = REPO_DIR / "tests/fixtures/corpus/openehr/archetypes"
+SCT = "http://snomed.info/sct"
 # archetype -> (LOINC, profile, history name, event node id, data node id, value node, value name, comment node)
 VITALS = {BMI: ("39156-5", "bmi", "history", "at0002", "at0003", "at0004", "Body mass index", "at0012"),
           HEAD: ("9843-4", "headcircum", "Event Series", "at0010", "at0003", "at0004", "Head circumference", "at0007")}
@@ -46,6 +54,17 @@ def _composition(*entries) -> dict:
             "language": dt.code_phrase("ISO_639-1", "en"), "territory": dt.code_phrase("ISO_3166-1", "DE"),
             "category": dt.coded_text("event", "openehr", "433"), "composer": {"_type": "PARTY_SELF"},
             "content": list(entries)}
+
+
+def _terms(archetype: str) -> dict:
+    """at-code -> English rubric, as the CKM archetype defines them."""
+    arch = parse_adl((ADL / f"{archetype}.adl").read_text(encoding="utf-8-sig"), archetype)
+    return {code: t["text"] for code, t in arch.terms.items()}
+
+
+def _tree(node, name, items) -> dict:
+    return {"_type": "ITEM_TREE", "name": {"_type": "DV_TEXT", "value": name}, "archetype_node_id": node,
+            "items": items}
 
 
 def _trip(comp) -> tuple[list[dict], dict]:
@@ -173,6 +192,123 @@ def test_another_category_contradicts_the_code_and_is_not_claimed():
     assert spec_for_resource(obs) is None
 
 
+# ------------------------------------------------------------------ tobacco smoking summary
+SMOKING_STATUS = {"at0003": "77176002", "at0005": "8517006", "at0006": "266919005"}
+
+
+def _smoking(status="at0003", *, rubric=None, updated="2025-03-14T10:30:00+01:00", comment=None, null=None,
+             description=None):
+    entry = entry_skeleton(registry()[SMOKING], "en")
+    if null is not None:
+        items = [_el("at0089", "Overall status", null_flavour=dt.coded_text("unknown", "openehr", str(null)))]
+    else:
+        items = [_el("at0089", "Overall status", dt.coded_text(rubric or _terms(SMOKING)[status], "local", status))]
+    if description:
+        items.append(_el("at0043", "Overall description", {"_type": "DV_TEXT", "value": description}))
+    if comment:
+        items.append(_el("at0019", "Overall comment", {"_type": "DV_TEXT", "value": comment}))
+    entry["data"] = _tree("at0001", "Tree", items)
+    if updated:
+        entry["protocol"] = _tree("at0021", "Tree", [_el("at0022", "Last updated",
+                                                         {"_type": "DV_DATE_TIME", "value": updated})])
+    return entry
+
+
+def test_the_smoking_table_is_the_archetypes_status_list():
+    """Every overall status the CKM archetype allows has a row, with its own rubric and one SNOMED CT code."""
+    [rule] = [r for r in registry()[SMOKING].rules if r.name.startswith("overall status <->")]
+    rows = {}
+    for m in rule.manual:
+        [dv] = [o["value"] for o in m.openehr]
+        [coding] = m.fhir[0]["value"]["coding"]
+        rows[dv["defining_code"]["code_string"]] = (dv["value"], coding["system"], coding["code"])
+    terms = _terms(SMOKING)
+    assert rows == {at: (terms[at], SCT, code) for at, code in SMOKING_STATUS.items()}
+
+
+@pytest.mark.parametrize("status", sorted(SMOKING_STATUS))
+def test_a_smoking_status_maps_both_ways(status):
+    comp = _composition(_smoking(status, comment="stopped in 2019"))
+    [obs], back = _trip(comp)
+    assert obs["code"]["coding"][0]["code"] == "72166-2" and obs["status"] == "final"
+    assert obs["category"][0]["coding"][0]["code"] == "social-history"
+    assert [(c["system"], c["code"]) for c in obs["valueCodeableConcept"]["coding"]] == [(SCT, SMOKING_STATUS[status])]
+    assert obs["effectiveDateTime"] == "2025-03-14T10:30:00+01:00" and obs["note"] == [{"text": "stopped in 2019"}]
+    assert "extension" not in obs
+    assert validate_fhir(obs) == []
+    assert _same(comp, back) == []
+    assert spec_for_resource(strip(obs)).archetype == SMOKING
+
+
+def test_another_language_and_what_has_no_fhir_element_travel_in_the_residue():
+    comp = _composition(_smoking("at0005", rubric="Ehemaliger Raucher", description="20 cigarettes a day until 2019"))
+    [obs], back = _trip(comp)
+    assert obs["valueCodeableConcept"]["coding"][0]["code"] == "8517006"
+    assert obs["extension"]  # the rubric and the description
+    assert _same(comp, back) == []
+
+
+def test_no_status_is_a_data_absent_reason():
+    comp = _composition(_smoking(null=253, updated=None))
+    [obs], back = _trip(comp)
+    assert "valueCodeableConcept" not in obs and obs["dataAbsentReason"]["coding"][0]["code"] == "unknown"
+    assert _same(comp, back) == []
+
+
+def _smoking_born(code, **extra) -> dict:
+    return {"resourceType": "Observation", "id": "sm-1", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "social-history"}]}],
+            "code": {"coding": [{"system": LOINC, "code": "72166-2"}]}, "subject": {"reference": "Patient/1"},
+            "effectiveDateTime": "2024-06-01T09:00:00Z",
+            "valueCodeableConcept": {"coding": [{"system": SCT, "code": code}]}} | extra
+
+
+def _status_of(composition) -> dict:
+    [entry] = composition["content"]
+    assert entry["archetype_node_id"] == SMOKING
+    return next(i for i in entry["data"]["items"] if i["archetype_node_id"] == "at0089")
+
+
+def _reported_or_kept(out, born) -> bool:
+    """The FHIR value has no exact openEHR home: reported lost, or kept and given back as sent."""
+    again = _again(out.composition)
+    return any(x.path.startswith("Observation/sm-1:valueCodeableConcept") for x in out.losses) or \
+        [a.get("valueCodeableConcept") for a in again] == [born["valueCodeableConcept"]]
+
+
+def test_a_us_core_daily_smoker_is_a_current_smoker_and_the_finer_code_is_not_dropped():
+    born = _smoking_born("449868002")
+    out = from_fhir([born], template_id="t")
+    assert _status_of(out.composition)["value"]["defining_code"]["code_string"] == "at0003"
+    assert _reported_or_kept(out, born)
+
+
+def test_an_ex_smoker_comes_back_as_sent():
+    born = _smoking_born("8517006", note=[{"text": "quit"}])
+    out = from_fhir([born], template_id="t")
+    assert _status_of(out.composition)["value"]["defining_code"]["code_string"] == "at0005"
+    assert not [x for x in out.losses if x.path.startswith("Observation/sm-1:value")]
+    [again] = _again(out.composition)
+    assert [c["code"] for c in again["valueCodeableConcept"]["coding"]] == ["8517006"]
+    assert again["effectiveDateTime"] == born["effectiveDateTime"] and again["note"] == born["note"]
+
+
+def test_an_unknown_consumption_is_the_null_flavour_unknown_not_an_invented_status():
+    born = _smoking_born("266927001")
+    out = from_fhir([born], template_id="t")
+    status = _status_of(out.composition)
+    assert "value" not in status and status["null_flavour"]["defining_code"]["code_string"] == "253"
+    assert _reported_or_kept(out, born)
+
+
+@st.composite
+def smoking_entries(draw):
+    return _smoking(draw(st.sampled_from(sorted(SMOKING_STATUS))), rubric=draw(st.one_of(st.none(), TEXT)),
+                    updated=draw(st.one_of(st.none(), TIMES)), comment=draw(st.one_of(st.none(), TEXT)),
+                    description=draw(st.one_of(st.none(), TEXT)))
+
+
 # ------------------------------------------------------------------ hypothesis
 TEXT = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Zs")), min_size=1, max_size=12) \
     .map(str.strip).filter(bool)
@@ -192,7 +328,7 @@ def vital_entries(draw):
                   null=draw(st.sampled_from([None, 253])) if magnitude is None else None)
 
 
-ENTRIES = [vital_entries()]
+ENTRIES = [vital_entries(), smoking_entries()]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -223,3 +359,14 @@ def test_hapi_validates_the_vital_signs(fhir_base_url):
     resources, _ = _trip(comp)
     assert len(resources) == 8
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources} == {r["id"]: [] for r in resources}
+
+
+@pytest.mark.integration
+def test_hapi_validates_smoking_status(fhir_base_url):
+    comp = _composition(*[_smoking(s, comment="x") for s in sorted(SMOKING_STATUS)],
+                        _smoking("at0005", rubric="Ehemaliger Raucher", description="d"), _smoking(null=253))
+    resources, _ = _trip(comp)
+    fhir_born = _again(from_fhir([_smoking_born("449868002")], template_id="t").composition)
+    assert len(resources) == 5 and len(fhir_born) == 1
+    assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources + fhir_born} == \
+        {r["id"]: [] for r in resources + fhir_born}
