@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build ConflictDesk's oncology operational template (OPT 1.4) from CKM archetypes.
 
-    .venv/bin/python deploy/templates/build_oncology_opt.py            # (re)write the OPT
+    .venv/bin/python deploy/templates/build_oncology_opt.py            # (re)write the v2 OPT
+    .venv/bin/python deploy/templates/build_oncology_opt.py --version v1   # (re)write the v1 OPT
     .venv/bin/python deploy/templates/build_oncology_opt.py --check    # exit 1 if the file is stale
     .venv/bin/python deploy/templates/build_oncology_opt.py --out X.opt
     .venv/bin/python deploy/templates/build_oncology_opt.py --tnm-pathological ckm --out X.opt
@@ -65,6 +66,17 @@ OPT_DIR = CORPUS / "templates"
 OUT = HERE / "conflictdesk_oncology.v1.opt"
 
 TEMPLATE_ID = "ConflictDesk Oncology Encounter.v1"
+
+# v2 (issue 17): v1's content plus the oncology pathway's entries, read whole from their CKM ADL files
+# (performance status, the treatment plan with its goals, referrals and orders, the administration
+# that records an activity done), and the CKM tnm-pathological.v1.  v1 stays buildable (and its OPT
+# committed) for compositions stored under it.
+OUT_V2 = HERE / "conflictdesk_oncology.v2.opt"
+TEMPLATE_ID_V2 = "ConflictDesk Oncology Encounter.v2"
+V2_ENTRIES = ("OBSERVATION.ecog.v2", "OBSERVATION.karnofsky_performance_status_scale.v1",
+              "INSTRUCTION.care_plan_request.v0", "EVALUATION.goal.v1", "INSTRUCTION.service_request.v1",
+              "ACTION.medication.v1")
+VERSIONS = {"v1": (TEMPLATE_ID, OUT, "derived", ()), "v2": (TEMPLATE_ID_V2, OUT_V2, "ckm", V2_ENTRIES)}
 
 NS = "http://schemas.openehr.org/v1"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -565,7 +577,9 @@ CODED = {
 NOT_AVAILABLE = ["openEHR-EHR-OBSERVATION.body_weight.v2", "openEHR-EHR-OBSERVATION.height.v2"]
 
 
-def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_ID) -> ET.Element:
+def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_ID,
+          entries: tuple[str, ...] = ()) -> ET.Element:
+    """The oncology OPT; ``entries`` (ids without openEHR-EHR-) are appended to the content whole."""
     def a(aid: str) -> Archetype:
         return read_adl(ADL_DIR / f"{aid}.adl")
 
@@ -616,17 +630,20 @@ def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_
         content.remove(ch)
     card = content.find(q("cardinality"))
     content.remove(card)
-    for el in [*vitals, lab_el, med_el, proc_el, pd_el, risk_el]:
+    extra = [archetype_root(a(f"openEHR-EHR-{e}")) for e in entries]
+    for el in [*vitals, lab_el, med_el, proc_el, pd_el, risk_el, *extra]:
         content.append(el)
     content.append(card)
 
-    return wrap(comp, template_id, *oncology_description(tnm_pathological))
+    return wrap(comp, template_id, *oncology_description(tnm_pathological, entries))
 
 
-def oncology_description(tnm_pathological: str = "derived") -> tuple[str, str]:
+def oncology_description(tnm_pathological: str = "derived", entries: tuple[str, ...] = ()) -> tuple[str, str]:
     purpose = ("Oncology encounter: vital signs, laboratory results (tumour markers), anticancer "
                "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
-               "health risk assessment. Test and mapping template of ConflictDesk.")
+               "health risk assessment"
+               + (", performance status, treatment plan with goals, referrals and administrations" if entries else "")
+               + ". Test and mapping template of ConflictDesk.")
     tnm = (f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts)."
            if tnm_pathological == "derived" else
            f"{TNM_PATH_ID} is the CKM archetype, flattened onto its parent openEHR-EHR-CLUSTER.tnm.v1.")
@@ -637,6 +654,8 @@ def oncology_description(tnm_pathological: str = "derived") -> tuple[str, str]:
            "Template constraints: these text elements also accept DV_CODED_TEXT: "
            + "; ".join(f"{k} {t!r} ({v})" for k, m in CODED.items() for t, v in m.items()) + ".",
            "Not included (no source in the corpus): " + ", ".join(NOT_AVAILABLE) + "."]
+    if entries:
+        use.insert(2, "Read whole from their CKM ADL files: " + ", ".join(entries) + ".")
     return purpose, " ".join(use)
 
 
@@ -686,24 +705,30 @@ def serialise(tree: ET.Element) -> bytes:
     return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + body + "\n").encode("utf-8")
 
 
-def render(tnm_pathological: str = TNM_PATHOLOGICAL) -> bytes:
-    return serialise(build(tnm_pathological))
+def render(tnm_pathological: str = TNM_PATHOLOGICAL, version: str = "v1") -> bytes:
+    """v1 with the chosen tnm-pathological (the committed v1 OPT: 'derived'); v2 as VERSIONS says."""
+    template_id, _, tnm, entries = VERSIONS[version]
+    return serialise(build(tnm_pathological if version == "v1" else tnm, template_id, entries))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--version", choices=sorted(VERSIONS), default="v2",
+                    help="which template (default %(default)s; v1 is kept for compositions stored under it)")
+    ap.add_argument("--out", type=Path, default=None, help="default: the committed OPT of --version")
     ap.add_argument("--check", action="store_true", help="fail if the committed OPT differs from a fresh build")
     ap.add_argument("--tnm-pathological", choices=("derived", "ckm"), default=TNM_PATHOLOGICAL,
                     help="which CLUSTER.tnm-pathological.v1 to carry (default %(default)s; see the docstring)")
     args = ap.parse_args(argv)
-    data = render(args.tnm_pathological)
+    template_id, default_out, _, _ = VERSIONS[args.version]
+    args.out = args.out or default_out
+    data = render(args.tnm_pathological, args.version)
     if args.check:
         same = args.out.exists() and args.out.read_bytes() == data
         print(f"{args.out}: {'up to date' if same else 'STALE'}")
         return 0 if same else 1
     args.out.write_bytes(data)
-    print(f"wrote {args.out} ({len(data)} bytes, template_id {TEMPLATE_ID!r})")
+    print(f"wrote {args.out} ({len(data)} bytes, template_id {template_id!r})")
     return 0
 
 
