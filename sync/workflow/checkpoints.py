@@ -99,8 +99,9 @@ class ReverseCheckpoint(Typed):
     transforms, and a replay must not rebuild them from a later state.
     """
 
-    source_payload: dict | None = None  # the central resource version as read (stored once)
+    source_payload: dict | None = None  # the central resource version as read (stored once); None: deleted
     source_hash: str = ""
+    removed: dict | None = None  # deleted or entered-in-error: the resource as it was, to take out at the sites
     # per site: site_id, link_id, patient_link_id, ehr_id, vo_uid, template_id, resources, new_uid;
     # then composition, content, record (transform), plan, expected (conflict check), written (write)
     targets: list = field(default_factory=list)

@@ -27,7 +27,7 @@ from . import commits, deletion, guard
 from .bundle import build_transaction, central_write_audit, written_entries
 from .content import record_content, refs_of, resource_key
 from .echoes import central_writes, is_own_write, recording
-from .patients import ensure_central_patient
+from .patients import ensure_central_patient, registration_step
 from .payload import check_rm, check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
 from .shared import check_fhir, open_conflict, sampled, stored_view, template_id
@@ -78,7 +78,13 @@ def validate_source(ctx) -> StepResult:
         if not template_id(composition):
             raise ValidationFailed("composition names no template", rule="composition.template", path="/archetype_details/template_id")
         check_rm(composition)
-    if cp.patient_ref or composition is None:  # a deletion never creates a Patient
+    if composition is None:  # a deletion never creates a Patient
+        return StepResult(next_step=Step.TRANSFORM)
+    if site.demographics_source == site.Demographics.EHR_STATUS:
+        registered = registration_step(ctx, site)
+        if registered is not None:
+            return registered
+    if cp.patient_ref:
         return StepResult(next_step=Step.TRANSFORM)
     patient = ensure_central_patient(ctx.services.fhir, ctx.services.openehr(site), site.name, cp.ehr_id)
 
@@ -389,6 +395,12 @@ def _conflict(ctx, link, current, versions) -> StepResult:
     ).exists():
         kind = Conflict.Kind.SITE_VS_SITE  # another site's edit reached the centre first
 
+    deletion = {}
+    if cp.source_payload is None:  # deleted at the site while the centre edited: "deleted at X / changed at Y"
+        changed = [r["meta"]["lastUpdated"] for r in current if (r.get("meta") or {}).get("lastUpdated")]
+        deletion = {"deleted_on": Conflict.Deleted.SITE, "openehr_changed_at": ctx.event.committed_at,
+                    "fhir_changed_at": max(changed) if changed else None}
+
     def effects(run):
         open_conflict(
             run, link,
@@ -398,6 +410,7 @@ def _conflict(ctx, link, current, versions) -> StepResult:
             openehr_composition=cp.source_payload or {},
             fhir_versions=[{**r, "version": versions.get(r["key"])} for r in link.fhir_resources],
             fhir_resources=current,
+            **deletion,
         )
 
     return StepResult(

@@ -10,14 +10,17 @@ twin. Targets live in the checkpoint; each step handles all of them.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.utils import timezone
 
 from sync.clients.errors import InvalidRequest, NotFound
 from sync.identity import CENTRAL, composition_uid_for, site_source
 from sync.mapping.from_fhir import PART_ONLY
-from sync.models import PatientLink, RecordLink, Site, Step, SyncRun
+from sync.models import Conflict, PatientLink, RecordLink, Site, Step, SyncRun
+from sync.patients.routing import links_for
 
-from . import commits, guard
+from . import commits, guard, removal
 from .content import record_content, resource_key
 from .echoes import is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
@@ -32,50 +35,71 @@ def detect(ctx) -> StepResult:
     rtype, rid = event.source_object_id.split("/", 1)
     if is_own_write(CENTRAL, event.source_object_id, event.source_version):
         return StepResult(terminal=SyncRun.Status.DONE, event_status="echo", outcome="echo")
-    if event.change_type == "deleted":
-        raise ValidationFailed("central deletions are not propagated to sites yet", rule="reverse.delete", path=event.source_object_id)
     with well_formed("resource"):
-        resource = ctx.services.fhir.vread(rtype, rid, event.source_version)
-    check_storable(resource)
+        resource, removed = removal.removed_resource(ctx.services.fhir, event)
+    if resource is not None:
+        check_storable(resource)
     links = list(RecordLink.objects.filter(fhir_resources__contains=[{"type": rtype, "id": rid}], deleted=False))
-    if links:
+    if removed:  # deleted or entered-in-error centrally: out of the records it is in, nowhere else
+        targets = [_linked_target(link) for link in links]
+    elif links:
         targets = [_linked_target(link) for link in links]
     elif rtype in PART_ONLY:
         targets = []  # a Specimen is part of a lab result, no record of its own: only a synced record's goes back
+    elif plan_of(resource):
+        targets = []  # a request made for a care plan goes to the sites with its plan (transform), not alone
     else:
         subject = resource.get("subject") or resource.get("patient")
         reference = subject.get("reference") if isinstance(subject, dict) else None
         patient_id = reference.split("/")[-1] if isinstance(reference, str) else ""
-        targets = [_new_target(pl, event.source_object_id) for pl in PatientLink.objects.filter(fhir_patient_id=patient_id)]
+        targets = [_new_target(pl, event.source_object_id) for pl in links_for(ctx.services.fhir, patient_id)]
+    source_hash = ctx.services.audit.payload_hash(resource if resource is not None else removed)
     return StepResult(
         next_step=Step.VALIDATE_SOURCE,
-        checkpoint={"source_payload": resource, "targets": targets, "source_hash": ctx.services.audit.payload_hash(resource)},
-        audit={"source_hash": ctx.services.audit.payload_hash(resource), "detail": {"targets": len(targets)}},
+        checkpoint={"source_payload": resource, "removed": removed or None, "targets": targets, "source_hash": source_hash},
+        audit={"source_hash": source_hash,
+               "detail": {"targets": len(targets), **({"removal": event.change_type} if removed else {})}},
     )
 
 
 def validate_source(ctx) -> StepResult:
-    check_fhir(ctx.services.mapping, ctx.checkpoint["source_payload"], name_type=False)
+    if ctx.checkpoint["source_payload"] is not None:  # a deleted version has no body to validate
+        check_fhir(ctx.services.mapping, ctx.checkpoint["source_payload"], name_type=False)
     return StepResult(next_step=Step.TRANSFORM)
 
 
 def transform(ctx) -> StepResult:
     """Rebuild each target's composition from the record's resources as they are now."""
     cp, services = ctx.checkpoint, ctx.services
-    source = cp["source_payload"]
+    source, removed = cp["source_payload"], cp.get("removed")
     targets, checks = [], []
     for target in cp["targets"]:
         site = _site(ctx, target["site_id"])
         openehr = services.openehr(site)
-        if target["vo_uid"]:
+        if removed:  # the record without the removed resource, on the site's composition without its entry
+            resources = removal.remaining(_record_resources(services.fhir, target["resources"], removed), removed)
+            base = _composition_or_none(openehr, target)
+            if base is None or removal.nothing_left(resources):
+                targets.append({**target, "composition": None, "delete": True, "record": _refs(resources),
+                                "content": record_content(resources, services.mapping.clinical_content)})
+                continue
+            base = removal.without_entry(base, removed)
+        elif target["vo_uid"]:
             resources = _record_resources(services.fhir, target["resources"], source)
-            base = openehr.get_composition(target["ehr_id"], target["vo_uid"]).content
+            base = _composition_or_none(openehr, target)
+            if base is None:  # deleted at the site meanwhile: the conflict check makes it a conflict
+                targets.append({**target, "composition": None, "record": _refs(resources),
+                                "content": record_content(resources, services.mapping.clinical_content)})
+                continue
         else:
-            resources, base = [source], None
+            resources, base = [source, *_plan_members(services.fhir, source)], None
         with pure_transform("mapping.to_openehr"):
             out = guard.map_reverse(services.mapping, resources, template_id=target["template_id"], base_composition=base)
         checks.append(guard.check_reverse_target(services.mapping, site, resources, out))
         composition = out.composition
+        if removed:
+            composition = {**composition,
+                           "feeder_audit": removal.feeder_audit(ctx.event.source_object_id, ctx.event.source_version)}
         content = record_content(resources, services.mapping.clinical_content)
         targets.append({**target, "composition": composition, "content": content, "record": _refs(resources)})
     guarded = guard.enforce(checks)  # before any write; may stop the run
@@ -91,6 +115,8 @@ def validate_target(ctx) -> StepResult:
     """The composition claims the target's template, and every node it has, that template has."""
     for target in ctx.checkpoint["targets"]:
         site = _site(ctx, target["site_id"])
+        if target["composition"] is None:
+            continue  # a deletion: nothing to check
         if template_id(target["composition"]) != target["template_id"]:
             raise ValidationFailed("composition names another template", rule="composition.template", path="/archetype_details/template_id")
         check_composition_paths(site, ctx.services.openehr(site), target["template_id"], target["composition"])
@@ -106,7 +132,12 @@ def check_conflict(ctx) -> StepResult:
             continue
         link = RecordLink.objects.get(pk=target["link_id"])
         site = _site(ctx, target["site_id"])
-        now = ctx.services.openehr(site).get_composition(target["ehr_id"], target["vo_uid"])
+        now = _composition_or_none(ctx.services.openehr(site), target, whole=True)
+        if now is None and target.get("delete"):  # deleted at the site too: both sides agree
+            targets.append({**target, "plan": "noop", "expected": link.openehr_version_uid})
+            continue
+        if now is None:
+            return _deleted_at_site(ctx, link, target)
         plan = "write"
         if now.ref.version_uid != link.openehr_version_uid:
             patient_ref = f"Patient/{link.patient_link.fhir_patient_id}"
@@ -117,8 +148,11 @@ def check_conflict(ctx) -> StepResult:
             elif target["content"] == link.base_content:
                 plan = "noop"
             elif site_content != link.base_content:
-                central = _record_resources(ctx.services.fhir, target["resources"], ctx.checkpoint["source_payload"])
-                return _conflict(ctx, link, now, target, central)
+                removed = ctx.checkpoint.get("removed")
+                central = _record_resources(ctx.services.fhir, target["resources"], ctx.checkpoint["source_payload"] or removed)
+                return _conflict(ctx, link, now, target, removal.remaining(central, removed) if removed else central)
+        elif target["content"] == link.base_content and not target.get("delete"):
+            plan = "noop"  # the centre holds what was synced (a plan's order, created with it, read after it)
         targets.append({**target, "plan": plan, "expected": now.ref.version_uid})
     return StepResult(next_step=Step.WRITE, checkpoint={"targets": targets})
 
@@ -131,6 +165,10 @@ def write(ctx) -> StepResult:
         openehr = ctx.services.openehr(site)
         if target["plan"] != "write":
             targets.append({**target, "written": target["expected"]})
+            continue
+        if target.get("delete"):
+            openehr.delete_composition(target["ehr_id"], target["expected"])
+            targets.append({**target, "written": openehr.revision_history(target["ehr_id"], target["vo_uid"])[-1].version_uid})
             continue
         if target["vo_uid"]:
             ref = openehr.update_composition(target["ehr_id"], target["expected"], target["composition"])
@@ -149,6 +187,10 @@ def audit(ctx) -> StepResult:
     hashes = []
     for target in ctx.checkpoint["targets"]:
         openehr = ctx.services.openehr(_site(ctx, target["site_id"]))
+        if target.get("delete"):  # a deletion version has no content: its revision is the read-back
+            last = openehr.revision_history(target["ehr_id"], target["vo_uid"])[-1]
+            hashes.append(ctx.services.audit.payload_hash({"version_uid": last.version_uid, "change_type": last.change_type}))
+            continue
         hashes.append(ctx.services.audit.payload_hash(openehr.get_composition(target["ehr_id"], target["written"]).content))
     payload_hash = ctx.services.audit.payload_hash
     return StepResult(
@@ -179,6 +221,7 @@ def acknowledge(ctx) -> StepResult:
                     "fhir_resources": t["record"],
                     "canonical_hash": ctx.services.audit.payload_hash(t["content"]),
                     "base_content": t["content"],
+                    "deleted": bool(t.get("delete")),
                     "last_synced_at": timezone.now(),
                 },
             )
@@ -204,6 +247,15 @@ def _site(ctx, site_id: int) -> Site:
     if site_id not in sites:
         sites[site_id] = Site.objects.get(pk=site_id)
     return sites[site_id]
+
+
+def _composition_or_none(openehr, target: dict, *, whole: bool = False):
+    """The site's composition now (its content, or ``whole``: with its version), None if deleted there."""
+    try:
+        now = openehr.get_composition(target["ehr_id"], target["vo_uid"])
+    except NotFound:
+        return None
+    return now if whole else now.content
 
 
 def _linked_target(link: RecordLink) -> dict:
@@ -248,6 +300,36 @@ def _record_resources(fhir, link_resources: list[dict], changed: dict) -> list[d
     return out
 
 
+def plan_of(resource: dict) -> str | None:
+    """The CarePlan a request is based on (``basedOn``: "a plan ... fulfilled in whole or in part by this
+    request"), if any: such a request is one of the plan's activities and travels with the plan."""
+    for ref in resource.get("basedOn") or []:
+        reference = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(reference, str) and reference.startswith("CarePlan/"):
+            return reference
+    return None
+
+
+def _plan_members(fhir, source: dict) -> list[dict]:
+    """A new central CarePlan's activities (MedicationRequest, ServiceRequest...) and goals as they are
+    now, in the plan's order: the site records a plan together with what it plans (the mapping's
+    care plan row), so they are one composition.  A member that is gone is left out."""
+    if source.get("resourceType") != "CarePlan":
+        return []
+    refs = [a["reference"].get("reference") for a in source.get("activity") or []
+            if isinstance(a, dict) and isinstance(a.get("reference"), dict)]
+    refs += [g.get("reference") for g in source.get("goal") or [] if isinstance(g, dict)]
+    out = []
+    for ref in refs:
+        if not isinstance(ref, str) or ref.count("/") != 1:
+            continue
+        try:
+            out.append(fhir.read(*ref.split("/")))
+        except NotFound:
+            continue
+    return out
+
+
 def _refs(resources: list[dict]) -> list[dict]:
     return [
         {"key": resource_key(r), "type": r["resourceType"], "id": r["id"], "version": r["meta"]["versionId"]}
@@ -269,14 +351,50 @@ def _create_once(openehr, target):
 
 
 def _conflict(ctx, link, now, target, central) -> StepResult:
+    removed = ctx.checkpoint.get("removed")
+    deletion = {}
+    if removed:  # deleted (or entered-in-error) centrally while the site edited: "deleted at X / changed at Y"
+        site = ctx.services.openehr(_site(ctx, target["site_id"]))
+        deletion = {"deleted_on": Conflict.Deleted.CENTRAL, "fhir_changed_at": ctx.event.committed_at,
+                    "openehr_changed_at": _committed(site.revision_history(target["ehr_id"], target["vo_uid"])[-1])}
+
     def effects(run):
         open_conflict(
             run, link,
-            resource_type=ctx.checkpoint["source_payload"]["resourceType"],
+            resource_type=(ctx.checkpoint["source_payload"] or removed)["resourceType"],
             openehr_version_uid=now.ref.version_uid,
             openehr_composition=now.content,
             fhir_versions=target["record"],
             fhir_resources=central,
+            **deletion,
         )
 
     return StepResult(terminal=SyncRun.Status.CONFLICT, outcome="conflict", effects=effects)
+
+
+def _deleted_at_site(ctx, link, target) -> StepResult:
+    """The site deleted the composition while the centre changed the record: a conflict, nothing written."""
+    site = ctx.services.openehr(_site(ctx, target["site_id"]))
+    deleted = site.revision_history(target["ehr_id"], target["vo_uid"])[-1]
+    source = ctx.checkpoint["source_payload"]
+    central = _record_resources(ctx.services.fhir, target["resources"], source)
+
+    def effects(run):
+        open_conflict(
+            run, link,
+            resource_type=source["resourceType"],
+            openehr_version_uid=deleted.version_uid,
+            openehr_composition={},
+            openehr_changed_at=_committed(deleted),
+            fhir_versions=target["record"],
+            fhir_resources=central,
+            fhir_changed_at=ctx.event.committed_at,
+            deleted_on=Conflict.Deleted.SITE,
+        )
+
+    return StepResult(terminal=SyncRun.Status.CONFLICT, outcome="conflict", effects=effects,
+                      audit={"detail": {"deleted_on": "site"}})
+
+
+def _committed(revision):
+    return datetime.fromisoformat(revision.committed_at) if revision.committed_at else None

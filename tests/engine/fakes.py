@@ -46,6 +46,9 @@ class FakeFHIR:
         self.ids = itertools.count(1)
         self.transactions: list[dict] = []
 
+    def ping(self, timeout):
+        self.faults.check("ping")  # the breaker's probe: answers unless a fault says otherwise
+
     # reads
     def read(self, rtype, rid):
         self.faults.check("read")
@@ -155,11 +158,32 @@ class FakeOpenEHR:
     template_fetches: int = 0
     writes: list = field(default_factory=list)
 
+    def ping(self, timeout):
+        self.faults.check("ping")
+
     def get_composition(self, ehr_id, uid, *, flat=False):
         self.faults.check("get_composition")
         if "::" not in uid:  # the latest version of a versioned object
             uid = self.latest(uid)
+        if self.compositions[uid] is None:  # EHRbase answers 204 for a deleted composition
+            raise NotFound(method="GET", path=f"/composition/{uid}", status=204)
         return Composition(ref=VersionRef.parse(uid, ehr_id), content=copy.deepcopy(self.compositions[uid]))
+
+    def delete_composition(self, ehr_id, preceding_version_uid):
+        vo_uid = preceding_version_uid.split("::", 1)[0]
+        if self.latest(vo_uid) != preceding_version_uid:
+            raise PreconditionFailed(method="DELETE", path="/composition", status=409)
+        version_uid = f"{vo_uid}::site1::{int(preceding_version_uid.rsplit('::', 1)[1]) + 1}"
+        self.compositions[version_uid] = None
+        self.writes.append(version_uid)
+        return version_uid
+
+    def revision_history(self, ehr_id, vo_uid):
+        versions = sorted((v for v in self.compositions if v.startswith(vo_uid + "::")),
+                          key=lambda v: int(v.rsplit("::", 1)[1]))
+        return [SimpleNamespace(version_uid=v, committed_at=None,
+                                change_type="deleted" if self.compositions[v] is None else "modification")
+                for v in versions]
 
     def latest(self, vo_uid):
         versions = [v for v in self.compositions if v.startswith(vo_uid + "::")]

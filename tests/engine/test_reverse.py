@@ -142,9 +142,38 @@ def test_the_web_template_is_fetched_once_per_template(engine, linked):
     assert engine.openehr.template_fetches == 1 and site_value(engine) == 40.0
 
 
-def test_a_central_deletion_is_dead_lettered_not_dropped(engine, linked):
+def test_a_central_deletion_deletes_the_site_composition_it_was_all_of(engine, linked):
+    engine.fhir.store[("Observation", linked["id"])].append(None)  # deleted centrally: version 2
     event = ChangeEvent.objects.create(direction=Direction.TO_OPENEHR, source="central", change_type="deleted",
                                        source_object_id=f"Observation/{linked['id']}", source_version="2", version_number=2)
     run = SyncRun.objects.create(change_event=event, direction=Direction.TO_OPENEHR, record_key=record_key("site1", VO))
-    assert engine.drive(run) == SyncRun.Status.DEAD_LETTER
-    assert DeadLetter.objects.get(run=run).rule == "reverse.delete" and engine.openehr.writes == []
+    assert engine.drive(run) == SyncRun.Status.DONE
+    assert engine.openehr.writes == [f"{VO}::site1::2"] and engine.openehr.compositions[f"{VO}::site1::2"] is None
+    link = RecordLink.objects.get()
+    assert link.deleted and link.openehr_version_uid == f"{VO}::site1::2"
+    assert EngineWrite.objects.filter(destination="site:site1", object_id=VO, version=f"{VO}::site1::2").exists()
+
+
+def test_a_central_deletion_over_a_site_edit_is_a_conflict_and_deletes_nothing(engine, linked):
+    site_now = engine.openehr.compositions[f"{VO}::site1::1"]
+    engine.openehr.update_composition(EHR, f"{VO}::site1::1", {**site_now, "content": [
+        {**site_now["content"][0], "value": 38.5}]})  # edited at the site since the last sync
+    engine.openehr.writes.clear()
+    engine.fhir.store[("Observation", linked["id"])].append(None)
+    event = ChangeEvent.objects.create(direction=Direction.TO_OPENEHR, source="central", change_type="deleted",
+                                       source_object_id=f"Observation/{linked['id']}", source_version="2", version_number=2)
+    run = SyncRun.objects.create(change_event=event, direction=Direction.TO_OPENEHR, record_key=record_key("site1", VO))
+    assert engine.drive(run) == SyncRun.Status.CONFLICT
+    conflict = Conflict.objects.get(run=run)
+    assert engine.openehr.writes == [] and conflict.status == "open" and conflict.deleted_on == "central"
+
+
+def test_a_central_edit_of_a_record_deleted_at_the_site_is_a_conflict_not_a_dead_letter(engine, linked):
+    engine.openehr.delete_composition(EHR, f"{VO}::site1::1")
+    engine.openehr.writes.clear()
+    edited = edit_centrally(engine, linked, 39.4)
+    run = central_change(engine, f"Observation/{linked['id']}", edited["meta"]["versionId"])
+    assert engine.drive(run) == SyncRun.Status.CONFLICT
+    conflict = Conflict.objects.get(run=run)
+    assert conflict.deleted_on == "site" and conflict.openehr_composition == {}
+    assert conflict.openehr_version_uid == f"{VO}::site1::2" and engine.openehr.writes == []

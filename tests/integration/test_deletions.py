@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from audit.models import AuditEvent
+from sync.clients.errors import NotFound
 from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import check_deletions, poll_central, poll_site
@@ -163,3 +164,65 @@ def test_a_deletion_run_replayed_after_its_write_writes_nothing_twice(cdr, fhir,
     assert {r["id"]: fhir.read(r["type"], r["id"])["meta"]["versionId"] for r in link.fhir_resources} == versions
 
 
+
+
+def drive_central(refs) -> list[str]:
+    """Poll the centre and run the runs of these resources (the shared server holds others' traffic too)."""
+    poll_central()
+    runs = SyncRun.objects.filter(status__in=OPEN, change_event__source="central",
+                                  change_event__source_object_id__in=list(refs)).order_by("pk")
+    return [advance(run.pk, "test") for run in runs]
+
+
+def unreferenced(fhir, link, ref, version_uid):
+    """What a person does before HAPI lets them delete a resource: drop the references to it.
+
+    HAPI enforces referential integrity on delete; the record's FHIR Composition lists the
+    entry and the sync's Provenance targets it.
+    """
+    fhir.delete("Provenance", provenance_id(version_uid))
+    for r in link.fhir_resources:
+        if r["type"] == "Composition":
+            doc = fhir.read(r["type"], r["id"])
+            for section in doc.get("section", []):
+                section["entry"] = [e for e in section.get("entry", []) if e.get("reference") != ref]
+            fhir.update(doc, if_match_version=doc["meta"]["versionId"])
+
+
+def test_a_central_deletion_takes_the_entry_out_at_the_site_with_a_feeder_audit(cdr, fhir, site, ehr):
+    v1, link = synced(cdr, site, ehr, vitals(121, 37.9))
+    temperature = next(r for r in link.fhir_resources if code_of(fhir.read(r["type"], r["id"])) == TEMPERATURE_LOINC)
+    ref = f"{temperature['type']}/{temperature['id']}"
+    unreferenced(fhir, link, ref, v1.version_uid)
+    fhir.delete(temperature["type"], temperature["id"])
+    assert set(drive_central([f"{r['type']}/{r['id']}" for r in link.fhir_resources])) == {"done"}
+    latest = cdr.get_composition(ehr, v1.uid)
+    flat = cdr.get_composition(ehr, latest.ref.version_uid, flat=True).content
+    assert flat[SYSTOLIC] == 121 and not any("body_temperature" in k for k in flat)
+    event = ChangeEvent.objects.get(source="central", source_object_id=ref, change_type="deleted")
+    feeder = latest.content["feeder_audit"]
+    assert feeder["originating_system_item_ids"][0]["id"] == f"{ref}/_history/{event.source_version}"
+    link.refresh_from_db()
+    assert not link.deleted and link.openehr_version_uid == latest.ref.version_uid
+    assert ref not in {f"{r['type']}/{r['id']}" for r in link.fhir_resources}
+    poll_site(site)  # our own version 2 comes back as an echo
+    assert drive(ehr) == [] and ChangeEvent.objects.get(source_version=latest.ref.version_uid).status == "echo"
+
+
+def test_entered_in_error_centrally_deletes_a_composition_with_nothing_else_left(cdr, fhir, site, ehr):
+    started = _now()
+    v1, link = synced(cdr, site, ehr, vitals(119))
+    refs = [f"{r['type']}/{r['id']}" for r in link.fhir_resources]
+    clinical = [r for r in link.fhir_resources if r["type"] not in ("Encounter", "Composition")]
+    assert len(clinical) == 1
+    resource = fhir.read(clinical[0]["type"], clinical[0]["id"])
+    fhir.update({**resource, "status": "entered-in-error"}, if_match_version=resource["meta"]["versionId"])
+    assert drive_central(refs) == ["done"]
+    with pytest.raises(NotFound):
+        cdr.get_composition(ehr, v1.uid)
+    assert cdr.revision_history(ehr, v1.uid)[-1].change_type == "deleted"
+    link.refresh_from_db()
+    assert link.deleted
+    assert check_deletions(site) == 0  # our own deletion: an echo, no run
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
+    assert report.unaccounted == []
