@@ -1,14 +1,24 @@
 """Match a site's EHR to the central Patient, creating the Patient when missing.
 
-The match key is the EHR's subject (EHR_STATUS ``subject.external_ref``),
-which every site holding the patient shares; an EHR without a subject falls
-back to an identifier of its own (``site|ehr_id``). Conditional create makes
-a repeated or concurrent attempt land on the same Patient.
+A site without demographics: the match key is the EHR's subject (EHR_STATUS
+``subject.external_ref``), which every site holding the patient shares; an EHR
+without a subject falls back to an identifier of its own (``site|ehr_id``).
+Conditional create makes a repeated or concurrent attempt land on the same Patient.
+
+A site with demographics (``Site.demographics_source``): one central Patient per
+site registration (its MRN), with name, birth date and sex; HAPI's MDM links the
+registrations of one person (``sync.patients``).
 """
 from __future__ import annotations
 
+from django.utils import timezone
+
 from sync.clients.errors import NotFound, PreconditionFailed
 from sync.identity import ehr_identifier, subject_identifier
+from sync.models import PatientLink, Step
+from sync.patients.registration import as_model_values, registration
+
+from .result import StepResult
 
 
 def ehr_subject(openehr, ehr_id: str) -> tuple[str, str] | None:
@@ -53,3 +63,31 @@ def _create_once(fhir, identifiers: list[dict], criteria: str, attempts: int = 3
         except PreconditionFailed:
             if attempt == attempts:
                 raise
+
+
+def registration_step(ctx, site) -> StepResult | None:
+    """For a site with demographics: its registration's central Patient, rewritten when the
+    EHR_STATUS moved, and the PatientLink's demographics cache with it.
+
+    One EHR_STATUS read per run; the Patient is written only when its version differs from the
+    one the link was built from. None when the EHR_STATUS names no subject: the caller falls back
+    to the EHR-only Patient. The audit detail says that demographics were written, never which.
+    """
+    cp = ctx.cp
+    link = PatientLink.objects.filter(site=site, ehr_id=cp.ehr_id).first()
+    found = registration(ctx.services.fhir, ctx.services.openehr(site), site, cp.ehr_id,
+                         known_version=link.demographics_version if link else "")
+    if found is None:
+        return None
+    if not found["written"]:
+        return StepResult(next_step=Step.TRANSFORM)
+    ref = f"Patient/{found['fhir_patient_id']}"
+
+    def effects(run):
+        values = {"subject_id": found["subject_id"], "subject_namespace": found["subject_namespace"],
+                  "fhir_patient_id": found["fhir_patient_id"], **as_model_values(found["cache"]),
+                  "demographics_synced_at": timezone.now()}
+        cp.patient_link_id = PatientLink.objects.update_or_create(site=site, ehr_id=cp.ehr_id, defaults=values)[0].pk
+
+    return StepResult(next_step=Step.TRANSFORM, effects=effects, checkpoint={"patient_ref": ref},
+                      audit={"detail": {"demographics": "written" if link else "registered"}})

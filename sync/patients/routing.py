@@ -1,0 +1,23 @@
+"""Which sites a central resource about a patient goes to.
+
+A resource on a site registration's own Patient goes to that site (its PatientLinks). A resource
+on a golden Patient (made by HAPI's MDM) goes to every site holding a registration MATCHed to it,
+and to no other: a POSSIBLE_MATCH is not the person until a steward says so, and a rejected match
+(NO_MATCH) keeps the records apart. The links are read from HAPI at routing time, so a steward's
+merge or split re-routes the next central change without any copy here going stale.
+"""
+from __future__ import annotations
+
+from sync.clients.mdm import MdmClient
+from sync.models import PatientLink
+
+
+def links_for(fhir, patient_id: str) -> list[PatientLink]:
+    """The PatientLinks (site EHRs) a resource whose subject is ``Patient/<patient_id>`` reaches."""
+    if not patient_id:
+        return []
+    own = list(PatientLink.objects.select_related("site").filter(fhir_patient_id=patient_id))
+    if own:
+        return own
+    sources = [ref.split("/", 1)[1] for ref in MdmClient(fhir).sources_of(f"Patient/{patient_id}")]
+    return list(PatientLink.objects.select_related("site").filter(fhir_patient_id__in=sources).order_by("site__name", "pk"))
