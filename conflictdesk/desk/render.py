@@ -148,9 +148,12 @@ def _name(node: dict) -> str:
 # --- FHIR --------------------------------------------------------------------
 
 def resource_rows(resource: dict) -> list[Row]:
-    # what the resource is about: its code; a Goal has none, its description (a CodeableConcept) is the goal
-    title = "code" if "code" in resource or not isinstance(resource.get("description"), dict) else "description"
-    rows = [Row(0, resource.get("resourceType", "Resource"), concept(resource.get(title)) or "",
+    # what the resource is about: its code; a Goal has none, its description (a CodeableConcept) is the goal;
+    # a ClinicalImpression has none either, its summary (a string) is what it says
+    title = "code" if "code" in resource else "description" if isinstance(resource.get("description"), dict) \
+        else "summary" if isinstance(resource.get("summary"), str) else "code"
+    heading = resource[title] if title == "summary" else concept(resource.get(title))
+    rows = [Row(0, resource.get("resourceType", "Resource"), heading or "",
                 f"{resource.get('resourceType')}/{resource.get('id', '')} v{(resource.get('meta') or {}).get('versionId', '?')}")]
     for key, value in resource.items():
         if key in _SKIP_FHIR or key == title:

@@ -25,3 +25,9 @@ def test_a_smoking_status_reads_as_the_status_with_its_snomed_code():
     [smoking] = _rendered(rows_of._smoking("at0005", comment="quit 2019"))
     assert smoking[0][:3] == (0, "Observation", "Tobacco smoking status")
     assert (1, "value", "Former smoker", "SNOMED CT 8517006") in smoking
+
+
+def test_a_clinical_impression_is_titled_by_its_summary():
+    [ci] = _rendered(rows_of._synopsis("Stable disease on letrozole"))
+    assert ci[0][:3] == (0, "ClinicalImpression", "Stable disease on letrozole")
+    assert not [r for r in ci[1:] if r[1] == "summary"] and (1, "status", "completed", "") in ci

@@ -1,6 +1,6 @@
 """Issue 18 rows beyond oncology, both ways: OBSERVATION.body_mass_index.v2 <-> bmi Observation (39156-5),
 OBSERVATION.head_circumference.v1 <-> headcircum Observation (9843-4), EVALUATION.tobacco_smoking_summary.v2 <->
-smoking status Observation (72166-2).  Compositions are built from the CKM archetypes' node ids
+smoking status Observation (72166-2), EVALUATION.clinical_synopsis.v1 <-> ClinicalImpression.  Compositions are built from the CKM archetypes' node ids
 (tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs (the bmi and headcircum
 profiles, their examples: BMI 16.2 kg/m2, head circumference in cm) and the IPS / US Core smoking status value
 sets (SNOMED CT 77176002 Smoker, 8517006 Ex-smoker, 266919005 Never smoked tobacco; 449868002 daily smoker)."""
@@ -25,7 +25,8 @@ from .hapi import hapi_errors
 # The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
 COVERS = {"OBSERVATION.body_mass_index.v2": "forward reverse hapi",
           "OBSERVATION.head_circumference.v1": "forward reverse hapi",
-          "EVALUATION.tobacco_smoking_summary.v2": "forward reverse hapi"}
+          "EVALUATION.tobacco_smoking_summary.v2": "forward reverse hapi",
+          "EVALUATION.clinical_synopsis.v1": "forward reverse hapi"}
 
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 UID = {"_type": "OBJECT_VERSION_ID", "value": "9d0a7c35-0000-4000-8000-000000000018::gen::1"}
@@ -34,6 +35,7 @@ VS = "http://hl7.org/fhir/StructureDefinition/"
 BMI = "openEHR-EHR-OBSERVATION.body_mass_index.v2"
 HEAD = "openEHR-EHR-OBSERVATION.head_circumference.v1"
 SMOKING = "openEHR-EHR-EVALUATION.tobacco_smoking_summary.v2"
+SYNOPSIS = "openEHR-EHR-EVALUATION.clinical_synopsis.v1"
 ADL = REPO_DIR / "tests/fixtures/corpus/openehr/archetypes"
 SCT = "http://snomed.info/sct"
 # archetype -> (LOINC, profile, history name, event node id, data node id, value node, value name, comment node)
@@ -309,6 +311,54 @@ def smoking_entries(draw):
                     description=draw(st.one_of(st.none(), TEXT)))
 
 
+# ------------------------------------------------------------------ clinical synopsis
+def _synopsis(text="T2 N1 M0 breast cancer after neoadjuvant chemotherapy; surgery planned", extension=False):
+    entry = entry_skeleton(registry()[SYNOPSIS], "en")
+    entry["data"] = _tree("at0001", "List", [_el("at0002", "Synopsis", {"_type": "DV_TEXT", "value": text})])
+    if extension:
+        entry["protocol"] = _tree("at0003", "Tree", [{
+            "_type": "CLUSTER", "name": {"_type": "DV_TEXT", "value": "Extension"}, "archetype_node_id": "at0004",
+            "items": [_el("at0001", "Local item", {"_type": "DV_TEXT", "value": "tumour board 2025-03-14"})]}])
+    return entry
+
+
+def test_a_synopsis_is_a_completed_clinical_impression_and_comes_back():
+    comp = _composition(_synopsis(extension=True))
+    [ci], back = _trip(comp)
+    assert ci["resourceType"] == "ClinicalImpression" and ci["status"] == "completed"
+    assert ci["summary"] == "T2 N1 M0 breast cancer after neoadjuvant chemotherapy; surgery planned"
+    assert ci["subject"] == {"reference": "Patient/1"}
+    assert ci["extension"]  # the protocol's extension cluster travels in the residue
+    assert validate_fhir(ci) == []
+    assert _same(comp, back) == []
+    assert spec_for_resource(strip(ci)).archetype == SYNOPSIS
+
+
+def test_a_central_impression_keeps_its_summary_and_the_rest_is_not_dropped():
+    born = {"resourceType": "ClinicalImpression", "id": "ci-1", "status": "in-progress",
+            "subject": {"reference": "Patient/1"}, "summary": "Stable disease on letrozole",
+            "effectiveDateTime": "2025-05-02", "assessor": {"reference": "Practitioner/p"}}
+    out = from_fhir([born], template_id="t")
+    [entry] = out.composition["content"]
+    assert entry["archetype_node_id"] == SYNOPSIS
+    assert entry["data"]["items"][0]["value"]["value"] == "Stable disease on letrozole"
+    lost = {x.path.split(":", 1)[1].split("[")[0] for x in out.losses if x.path.startswith("ClinicalImpression/ci-1:")}
+    [again] = _again(out.composition)
+    assert "summary" not in lost and again["summary"] == born["summary"]
+    for element in ("status", "effectiveDateTime", "assessor"):  # reported lost, or kept and given back as sent
+        assert element in lost or again.get(element) == born[element], element
+
+
+def test_an_impression_without_a_summary_is_not_claimed():
+    assert spec_for_resource({"resourceType": "ClinicalImpression", "status": "completed",
+                              "description": "x"}) is None
+
+
+@st.composite
+def synopsis_entries(draw):
+    return _synopsis(draw(TEXT), extension=draw(st.booleans()))
+
+
 # ------------------------------------------------------------------ hypothesis
 TEXT = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Zs")), min_size=1, max_size=12) \
     .map(str.strip).filter(bool)
@@ -328,7 +378,7 @@ def vital_entries(draw):
                   null=draw(st.sampled_from([None, 253])) if magnitude is None else None)
 
 
-ENTRIES = [vital_entries(), smoking_entries()]
+ENTRIES = [vital_entries(), smoking_entries(), synopsis_entries()]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -370,3 +420,9 @@ def test_hapi_validates_smoking_status(fhir_base_url):
     assert len(resources) == 5 and len(fhir_born) == 1
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources + fhir_born} == \
         {r["id"]: [] for r in resources + fhir_born}
+
+
+@pytest.mark.integration
+def test_hapi_validates_clinical_impressions(fhir_base_url):
+    resources, _ = _trip(_composition(_synopsis(), _synopsis("x", extension=True)))
+    assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], []]
