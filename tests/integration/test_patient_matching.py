@@ -1,0 +1,178 @@
+"""Issue 19 on the real servers: HAPI's MDM decides who is one person, the engine routes by it.
+
+Two sites keep demographics in EHR_STATUS (subject = the site's MRN, other_details = name, birth
+date, sex, postal code). Compositions committed there are polled and driven through the engine's
+steps, which register one central Patient per site MRN; HAPI's MDM (deploy/hapi-fhir/mdm-rules.json)
+links them. Names and birth dates are fresh per run: HAPI is shared and matches across all its
+Patients.
+"""
+from __future__ import annotations
+
+import random
+import string
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from sync.clients.mdm import MATCH, NO_MATCH, POSSIBLE_MATCH, MdmClient
+from sync.clients.openehr import OpenEHRClient, template_id_of
+from sync.detection import poll_central, poll_site
+from sync.models import Cursor, PatientLink, RecordLink, Site, SyncRun
+from sync.patients import ehr_status
+from sync.patients.demographics import Demographics, other_details
+from sync.patients.routing import links_for
+from sync.workflow import dispatch
+from sync.workflow.runner import advance
+from tests.fixtures import REPO_DIR
+from tests.harness.vitals import template_opt, vitals
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ONCOLOGY_OPT = (REPO_DIR / "deploy/templates/conflictdesk_oncology.v2.opt").read_bytes()
+ONCOLOGY = template_id_of(ONCOLOGY_OPT)
+VITALS = template_id_of(template_opt())
+TERMINAL = {SyncRun.Status.DONE, SyncRun.Status.CONFLICT, SyncRun.Status.DEAD_LETTER}
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def _name() -> str:
+    """A surname no other test run has (MDM compares against every Patient HAPI holds)."""
+    return "Ka" + "".join(random.choice("bdfgklmnprstv") + random.choice("aeiou") for _ in range(4))
+
+
+@pytest.fixture
+def person():
+    """Fresh demographics: a family name, a birth date, one run's MRN systems."""
+    run = "".join(random.choices(string.ascii_lowercase, k=8))
+    return {"family": _name(), "birth_date": f"19{random.randint(20, 69)}-0{random.randint(1, 9)}-1{random.randint(0, 9)}",
+            "run": run}
+
+
+@pytest.fixture
+def sites(transactional_db, ehrbase_urls, monkeypatch, person):
+    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # driven here, not by a worker
+    out = []
+    for n, url in enumerate(ehrbase_urls[:2], start=1):
+        with OpenEHRClient(url) as client:
+            client.upload_template(template_opt())
+            client.upload_template(ONCOLOGY_OPT)
+        out.append(Site.objects.create(
+            name=f"site{n}", openehr_base_url=url, poll_interval_seconds=1, local_demo=True,
+            template_ids=[ONCOLOGY], demographics_source=Site.Demographics.EHR_STATUS,
+            mrn_system=f"urn:conflictdesk:test:{person['run']}:site{n}:mrn"))
+        Cursor.objects.create(source=f"site:site{n}", position=_now() - timedelta(seconds=1))
+    return out
+
+
+def register(site, url, **demographics) -> str:
+    """An EHR at the site whose EHR_STATUS carries the subject's MRN and demographics."""
+    found = Demographics(mrn_system=site.mrn_system, mrn=f"MRN-{uuid.uuid4().hex[:8]}", **demographics)
+    with OpenEHRClient(url) as client:
+        ehr = client.create_ehr(subject_id=found.mrn, subject_namespace=site.mrn_system).ehr_id
+        status = ehr_status.read(client, ehr)
+        ehr_status.write(client, ehr, {**status, "other_details": other_details(found)})
+        client.create_composition(ehr, vitals(120), template_id=VITALS)
+    return ehr
+
+
+def drive() -> list[SyncRun]:
+    runs = []
+    for run in SyncRun.objects.exclude(status__in=TERMINAL).order_by("pk"):
+        for _ in range(20):
+            if advance(run.pk, "test") in TERMINAL:
+                break
+            SyncRun.objects.filter(pk=run.pk).update(next_attempt_at=None)
+        runs.append(SyncRun.objects.get(pk=run.pk))
+    return runs
+
+
+def sync_sites(sites) -> None:
+    for site in sites:
+        poll_site(site)
+    runs = drive()
+    assert {r.status for r in runs} == {SyncRun.Status.DONE}
+
+
+def link_of(mdm: MdmClient, patient_id: str, wanted=(MATCH, POSSIBLE_MATCH), patience_s=30):
+    """The MDM link of a source Patient (matching is asynchronous in HAPI: poll for it)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        links = [link for link in mdm.links(source=f"Patient/{patient_id}") if link.match_result in wanted]
+        if links or time.monotonic() > deadline:
+            return links[0] if links else None
+        time.sleep(0.5)
+
+
+def margit(person, **overrides):
+    return {"family": person["family"], "given": ("Margit",), "birth_date": person["birth_date"], "sex": "female",
+            "postal_code": "8001", **overrides}
+
+
+def test_one_person_at_two_sites_with_a_typo_is_one_golden_record(sites, ehrbase_urls, fhir, person):
+    typo = person["family"][:-1] + ("e" if person["family"][-1] != "e" else "a")
+    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
+            register(sites[1], ehrbase_urls[1], **margit(person, family=typo))]
+    sync_sites(sites)
+    links = [PatientLink.objects.get(site=site, ehr_id=ehr) for site, ehr in zip(sites, ehrs)]
+    # one central Patient per site registration, named by the site's MRN, with the demographics
+    assert links[0].fhir_patient_id != links[1].fhir_patient_id
+    for link, site in zip(links, sites):
+        patient = fhir.read("Patient", link.fhir_patient_id)
+        assert patient["identifier"][0] == {**patient["identifier"][0], "system": site.mrn_system, "value": link.subject_id}
+        assert (patient["birthDate"], patient["gender"]) == (person["birth_date"], "female")
+        assert (link.family_name, link.birth_date.isoformat(), link.sex) == (patient["name"][0]["family"],
+                                                                               person["birth_date"], "female")
+    mdm = MdmClient(fhir)
+    found = [link_of(mdm, link.fhir_patient_id, wanted=(MATCH,)) for link in links]
+    assert found[0] and found[1] and found[0].golden == found[1].golden
+    golden = found[0].golden.split("/", 1)[1]
+    # a resource on the golden record reaches both sites; one on a site's own Patient only that site
+    assert sorted(pl.site.name for pl in links_for(fhir, golden)) == ["site1", "site2"]
+    assert [pl.site.name for pl in links_for(fhir, links[1].fhir_patient_id)] == ["site2"]
+
+
+def test_two_people_with_the_same_name_and_birth_date_wait_for_a_steward(sites, ehrbase_urls, fhir, person):
+    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
+            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
+    sync_sites(sites)
+    first, second = (PatientLink.objects.get(site=site, ehr_id=ehr) for site, ehr in zip(sites, ehrs))
+    mdm = MdmClient(fhir)
+    golden = link_of(mdm, first.fhir_patient_id, wanted=(MATCH,)).golden
+    waiting = link_of(mdm, second.fhir_patient_id)
+    assert (waiting.match_result, waiting.golden) == (POSSIBLE_MATCH, golden)  # not merged by a machine
+    # until a steward says so, the golden record is only the first site's person
+    assert [pl.site.name for pl in links_for(fhir, golden.split("/", 1)[1])] == ["site1"]
+    # a steward's "not the same person": kept apart, and still nothing routed across
+    mdm.update_link(golden, f"Patient/{second.fhir_patient_id}", NO_MATCH)
+    assert [pl.site.name for pl in links_for(fhir, golden.split("/", 1)[1])] == ["site1"]
+    own = link_of(mdm, second.fhir_patient_id, wanted=(MATCH,))
+    assert own is not None and own.golden != golden
+    assert [pl.site.name for pl in links_for(fhir, own.golden.split("/", 1)[1])] == ["site2"]
+
+
+def test_a_treatment_plan_on_the_golden_patient_reaches_exactly_the_sites_holding_that_person(
+        sites, ehrbase_urls, fhir, person):
+    """Margit at both sites (one golden record); a look-alike at site2 only is a possible match."""
+    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
+            register(sites[1], ehrbase_urls[1], **margit(person, given=("Margrit",))),
+            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
+    sync_sites(sites)
+    mdm = MdmClient(fhir)
+    links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
+    golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
+    assert link_of(mdm, links[1].fhir_patient_id, wanted=(MATCH,)).golden == golden
+    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    plan = fhir.create({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                        "subject": {"reference": golden}, "title": "Tumour board plan",
+                        "description": "4 cycles AC, then adjuvant radiotherapy"})
+    poll_central()
+    runs = [r for r in drive() if r.change_event.source_object_id == f"CarePlan/{plan.id}"]
+    assert [r.status for r in runs] == [SyncRun.Status.DONE]
+    written = RecordLink.objects.filter(fhir_resources__contains=[{"type": "CarePlan", "id": plan.id}])
+    # exactly Margit's two EHRs: not the look-alike's, though she is at site2 too
+    assert sorted((rl.site.name, rl.patient_link.ehr_id) for rl in written) == [("site1", ehrs[0]), ("site2", ehrs[1])]
