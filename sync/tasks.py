@@ -14,7 +14,7 @@ from celery import shared_task
 
 from sync import detection
 from sync.models import Site
-from sync.workflow import sweeper
+from sync.workflow import breaker, sweeper
 from sync.workflow.runner import advance
 
 log = logging.getLogger(__name__)
@@ -81,3 +81,9 @@ def detect_compositions(site_id: int, ehr_id: str, vo_uids: list[str] | None) ->
 @shared_task(name="sync.sweep", ignore_result=True)
 def sweep() -> int:
     return sweeper.sweep()
+
+
+@shared_task(name="sync.probe_destinations", ignore_result=True)
+def probe_destinations() -> int:
+    """Re-check each destination whose breaker is open, when its probe is due (beat, every second)."""
+    return breaker.probe_due()

@@ -101,6 +101,10 @@ class FHIRClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def ping(self, timeout: float) -> None:
+        """Ask for the server's CapabilityStatement: a TransientError if it does not answer (the breaker's probe)."""
+        self.http.request("GET", "metadata", params={"_summary": "true"}, timeout=timeout)
+
     # --- Reads ------------------------------------------------------------
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:

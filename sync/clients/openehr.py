@@ -189,6 +189,13 @@ class OpenEHRClient:
             return TemplateUpload(template_id, created=False)
         return TemplateUpload(template_id, created=True)
 
+    def ping(self, timeout: float) -> None:
+        """Ask for an EHR no CDR holds: a TransientError if it does not answer (the breaker's probe).
+
+        Its 404 is an answer and costs the CDR one index lookup (listing templates took a second).
+        """
+        self.http.request("GET", "ehr/00000000-0000-0000-0000-000000000000", timeout=timeout)
+
     def list_templates(self) -> list[TemplateInfo]:
         rows = self.http.request("GET", "definition/template/adl1.4").json()
         return [

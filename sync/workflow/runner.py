@@ -34,7 +34,7 @@ from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed, Tr
 from sync.mapping.errors import MappingError, UnknownArchetype, UnmappedTemplate
 from sync.models import ChangeEvent, DeadLetter, Direction, Step, SyncRun
 
-from . import commits, forward, resolution, reverse, state
+from . import breaker, commits, forward, resolution, reverse, state
 from .checkpoints import ForwardCheckpoint, Memory, ResolutionCheckpoint, ReverseCheckpoint
 from .dispatch import dispatch_run
 from .guard import FidelityFailed
@@ -109,7 +109,8 @@ def run_segment(run: SyncRun, cp, memory: Memory, services: Services, worker: st
         try:
             result = steps[step](Context(run, services, cp, memory))
         except Exception as exc:  # every failure is classified and recorded, none escapes
-            status = _fail(run, worker, done, cp, step, exc, started)
+            down = breaker.after_transient(run, exc, services) if isinstance(exc, TransientError) else None
+            status = _fail(run, worker, done, cp, step, exc, started, down)
             log.info("run %s step %s -> %s", run.pk, step, status)
             return status, True
         done.append(commits.Finished(step, started, timezone.now(), result))
@@ -132,11 +133,16 @@ def steps_for(run: SyncRun) -> dict[str, Any]:
     return forward.STEPS if run.direction == Direction.TO_FHIR else reverse.STEPS
 
 
-def _fail(run: SyncRun, worker: str, done, cp, step: str, exc: Exception, started) -> str:
-    """Commit what finished before ``step`` failed, then record the failure: one transaction."""
+def _fail(run: SyncRun, worker: str, done, cp, step: str, exc: Exception, started, down: str | None = None) -> str:
+    """Commit what finished before ``step`` failed, then record the failure: one transaction.
+
+    ``down`` is the destination whose outage explains a transient failure (``breaker``): the run waits for it.
+    """
     with transaction.atomic():
         if not commits.commit_progress(run, worker, done, cp, step):
             return state.LEASE_LOST
+        if down:
+            return state.wait_for_destination(run.pk, worker, exc, started, down)
         return _failed(run, worker, step, exc, started)
 
 

@@ -22,6 +22,7 @@ from audit.partitions import record_partition
 from audit.record import record_events
 from sync.models import ChangeEvent, DeadLetter, RunAttempt, Step, SyncRun
 
+from . import breaker
 from .dispatch import dispatch_run
 from .services import get_services
 
@@ -58,6 +59,11 @@ def claim_run(run_id: int, worker: str) -> str:
         if earlier_unfinished(run).exists():
             SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.WAITING, lease_owner="", lease_expires_at=None)
             return SyncRun.Status.WAITING
+        if breaker.down_for(run):  # a server it needs is down: wait for the probe, keep the schedule whole
+            _park(run)
+            run.save(update_fields=["status", "attempt", "next_attempt_at", "lease_owner", "lease_expires_at",
+                                    "updated_at"])
+            return run.status
         if run.claims >= settings.CONFLICTDESK_CRASH_LOOP_CLAIMS:
             _crash_loop(run, now)
             return run.status
@@ -118,6 +124,29 @@ def retry_later(run_id: int, worker: str, exc, started) -> str:
             dispatch_run(run.pk, countdown=delay)  # counted from the send, after this commit: never early
         run.save()
         return run.status
+
+
+def wait_for_destination(run_id: int, worker: str, exc, started, destination: str) -> str:
+    """A transient fault while ``destination`` is down (``breaker``): the run waits for it, no retry spent."""
+    with transaction.atomic():
+        run = _locked_if_ours(run_id, worker)
+        if run is None:
+            return LEASE_LOST
+        _attempt(run, run.step, started, "destination_down", worker, exc=exc)
+        audit_run(run, f"sync.{run.step}", "destination_down",
+                  detail={"destination": destination, "error_class": type(exc).__name__})
+        _park(run)
+        run.claims = 0
+        run.save()
+        return run.status
+
+
+def _park(run: SyncRun) -> None:
+    """Wait for a destination: no lease, no timer, and the step's schedule starts afresh when it answers."""
+    run.status = SyncRun.Status.DESTINATION_DOWN
+    run.attempt = 0
+    run.next_attempt_at = None
+    run.lease_owner, run.lease_expires_at = "", None
 
 
 def bounded_retry_after(value) -> float | None:
@@ -192,7 +221,7 @@ def _lock_run(run_id: int, record_key: str | None = None) -> SyncRun:
     if record_key is None:
         record_key = SyncRun.objects.values_list("record_key", flat=True).get(pk=run_id)
     lock_record(record_key)
-    return SyncRun.objects.select_for_update(of=("self",)).select_related("change_event").get(pk=run_id)
+    return SyncRun.objects.select_for_update(of=("self",)).select_related("change_event", "site").get(pk=run_id)
 
 
 def _locked_if_ours(run_id: int, worker: str, record_key: str | None = None) -> SyncRun | None:

@@ -2,8 +2,9 @@
 
 A run is owed a hint when it is pending or waiting and its last hint is old
 (lost message, or a crash between commit and send), when its retry time has
-passed, or when its lease lapsed (the worker vanished). Sending a hint twice is
-harmless: the runner's claim lets one worker in.
+passed, when its lease lapsed (the worker vanished), or when it waits for a
+destination that answers again (the recovery's hints lost). Sending a hint
+twice is harmless: the runner's claim lets one worker in.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from sync.models import SyncRun
 
+from .breaker import CENTRAL, open_destinations
 from .dispatch import dispatch_run
 
 
@@ -27,7 +29,16 @@ def owed_runs(now=None):
         (Q(status__in=[SyncRun.Status.PENDING, SyncRun.Status.WAITING]) & not_recently_sent)
         | (Q(status=SyncRun.Status.RETRY_WAIT, next_attempt_at__lt=now) & not_recently_sent)
         | Q(status=SyncRun.Status.RUNNING, lease_expires_at__lt=now)
+        | (Q(status=SyncRun.Status.DESTINATION_DOWN) & not_recently_sent & _answering())
     ).order_by("pk")
+
+
+def _answering() -> Q:
+    """Runs none of whose destinations is down (``breaker``)."""
+    down = open_destinations()
+    if CENTRAL in down:
+        return Q(pk__in=[])
+    return ~Q(site__name__in=[d.removeprefix("site:") for d in down])
 
 
 def sweep() -> int:
