@@ -10,8 +10,9 @@ calls them.
 """
 from .conflicts import Decision, do_decide_conflict, do_start_resolution_run, latest_conflict
 from .dead_letters import RedriveFilter, do_discard_dead_letter, do_redrive_dead_letter, do_redrive_dead_letters
-from .errors import (Blocked, DeadLetterRefused, DecisionRefused, Invalid, InviteRefused, Refused, SiteRefused, Stale,
-                     Unavailable)
+from .errors import (Blocked, DeadLetterRefused, DecisionRefused, Invalid, InviteRefused, MatchRefused, Refused,
+                     SiteRefused, Stale, Unavailable)
+from .patients import do_confirm_match, do_keep_golden_apart, do_merge_golden, do_reject_match, do_view_patients
 from .people import do_invite_user, do_issue_api_token
 from .sites import do_create_site, do_delete_site, do_update_site
 from .sources import do_view_source
@@ -24,4 +25,5 @@ __all__ = [
     "do_start_resolution_run",
     "do_trigger_composition", "do_trigger_patient", "do_trigger_site", "do_update_site", "do_view_source",
     "latest_conflict",
+    "MatchRefused", "do_confirm_match", "do_keep_golden_apart", "do_merge_golden", "do_reject_match", "do_view_patients",
 ]

@@ -94,3 +94,13 @@ class InviteRefused(Refused):
 
 
 _kind(InviteRefused, "Invalid", Invalid, "The role is not one of the desk's roles.")
+
+
+# --- patient matching --------------------------------------------------------
+
+class MatchRefused(Refused):
+    """A steward's decision on a (possible) match was not applied at the central server."""
+
+
+_kind(MatchRefused, "Stale", Stale, "The link is not what the steward saw any more (decided or merged meanwhile).")
+_kind(MatchRefused, "Unavailable", Unavailable, "The central server did not answer; nothing was decided.")

@@ -86,7 +86,27 @@ CASES = {
     "do_invite_user": ("admin", lambda w: ACTIONS["do_invite_user"](
         "new@desk.test", "auditor", acting_user=w.admin)),
     "do_issue_api_token": (None, lambda w: ACTIONS["do_issue_api_token"](w.steward, acting_user=None, rotate=True)),
+    "do_confirm_match": ("steward", lambda w: ACTIONS["do_confirm_match"](
+        "Patient/g-1", "Patient/p-2", acting_user=w.steward)),
+    "do_reject_match": ("steward", lambda w: ACTIONS["do_reject_match"](
+        "Patient/g-1", "Patient/p-2", acting_user=w.steward)),
+    "do_merge_golden": ("steward", lambda w: ACTIONS["do_merge_golden"](
+        "Patient/g-2", "Patient/g-1", acting_user=w.steward)),
+    "do_keep_golden_apart": ("steward", lambda w: ACTIONS["do_keep_golden_apart"](
+        "Patient/g-1", "Patient/g-2", acting_user=w.steward)),
+    "do_view_patients": ("clinician", lambda w: ACTIONS["do_view_patients"](
+        [w.conflict.record_link.patient_link], acting_user=w.clinician, where="conflict")),
 }
+
+
+class FakeMdm:
+    """HAPI's MDM operations, answered without a server (the steward actions' own tests use the real one)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, operation):
+        return lambda *args: self.calls.append((operation, args))
 
 # Rows an action may change; a failed action must leave every one of them as it was.
 STATE = [models.Site, models.PatientLink, models.RecordLink, models.ChangeEvent, models.SyncRun, models.DeadLetter,
@@ -104,6 +124,7 @@ def world(db, settings, monkeypatch):
     monkeypatch.setattr(versions, "current_versions", versions.versions_seen)  # both servers as the conflict saw them
     monkeypatch.setattr(source, "locate", lambda resource_type, resource_id: _located(w))
     monkeypatch.setattr(source, "fetch", _fetched)
+    monkeypatch.setattr("sync.actions.patients.mdm_client", FakeMdm)
     conflict = f.make_conflict()
     w = SimpleNamespace(
         conflict=conflict, letter=f.make_dead_letter(conflict.record_link.site), spare_site=f.make_site("site5"),
