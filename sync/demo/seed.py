@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Mapping
 from sync.clients.errors import ClientError, InvalidRequest, NotFound, TransientError
 from sync.clients.openehr import OpenEHRClient, TemplateUpload, VersionRef
 
+from . import general
 from .flat import ROOT, TEMPLATE_ID
 from .generator import SUBJECT_NAMESPACE, Patient, generate_patients, trickle_composition
 from .invalid import DEAD_LETTER_KINDS, invalid_case
@@ -124,10 +125,14 @@ def seed_site(client: OpenEHRClient, n_patients: int, seed: int, *, first_index:
     """Upload the template, then seed ``n_patients`` patients (``prefix-first_index`` onwards)."""
     started = time.monotonic()
     upload = ensure_template(client)
+    client.upload_template(general.OPT_PATH.read_bytes())
     out = []
     for i, patient in enumerate(generate_patients(n_patients, seed, first_index=first_index, prefix=prefix,
                                                   facility=facility), 1):
         out.append(seed_patient(client, patient, seed))
+        # the general record (issue 18), one composition of its own template, committed once
+        fresh = general.seed_general(client, out[-1].ehr_id, seed, patient.subject_id, patient.events[-1].when)
+        out[-1].created, out[-1].skipped = out[-1].created + bool(fresh), out[-1].skipped + (not fresh)
         if progress:
             p = out[-1]
             progress(f"{i}/{n_patients} {p.subject_id} ({patient.cancer}): {p.created} committed, {p.skipped} already there")

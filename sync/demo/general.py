@@ -1,0 +1,100 @@
+"""Seeded SYNTHETIC general-record compositions (issue 18) for the general template, beside the oncology story.
+
+One canonical composition per patient (``general_composition``) of ``ConflictDesk General Record.v1``
+(deploy/templates/build_general_opt.py): body mass index, head circumference, tobacco smoking summary and
+a clinical synopsis.  The shape is the template's own (``sync.mapping.example``: every node it defines,
+inside its constraints); the clinical values are drawn by a ``random.Random`` seeded from (seed, subject
+id) from the small tables below, and the times are moved to the patient's visit.  Nothing describes a real
+person.  ``seed_general`` commits it once (a deterministic uid: a re-run finds it and commits nothing).
+"""
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from sync.clients.errors import InvalidRequest, NotFound
+from sync.clients.openehr import OpenEHRClient, VersionRef
+from sync.mapping.example import Ask, example_composition
+
+TEMPLATE_ID = "ConflictDesk General Record.v1"
+OPT_PATH = Path(__file__).resolve().parents[2] / "deploy" / "templates" / "conflictdesk_general.v1.opt"
+_EXAMPLE_T0 = datetime(2024, 3, 1, 8, 0, tzinfo=timezone(timedelta(hours=1)))  # example.py's first time
+_UID_NS = uuid.UUID("5b0c9f4e-18a4-4c1e-9d52-2f6a0e8b7c18")
+SYNOPSES = (
+    "Synthetic: localised disease, adjuvant treatment completed, on surveillance.",
+    "Synthetic: stable disease on maintenance therapy; next imaging in three months.",
+    "Synthetic: post-operative recovery uneventful; pathology reviewed at tumour board.",
+    "Synthetic: partial response after four cycles; treatment continues as planned.",
+)
+# (archetype, at-code of the value) -> plausible adult range
+RANGES = {("body_mass_index", "at0004"): (18.5, 34.9), ("head_circumference", "at0004"): (53.0, 60.0)}
+UNITS = {"body_mass_index": "kg/m2", "head_circumference": "cm"}
+
+
+def general_uid(seed: int, subject_id: str) -> str:
+    return str(uuid.uuid5(_UID_NS, f"{seed}|{subject_id}|general"))
+
+
+def _archetype(path: str) -> str | None:
+    return next((name for name in ("body_mass_index", "head_circumference", "tobacco_smoking_summary",
+                                   "clinical_synopsis") if f".{name}." in path), None)
+
+
+def _chooser(rng: random.Random, visit: datetime):
+    shift = visit - _EXAMPLE_T0
+
+    def choose(ask: Ask):
+        arch, node = _archetype(ask.path), (re.findall(r"\[(at[0-9.]+)\]", ask.path) or [""])[-1]
+        if ask.kind == "occurrences" and not ask.path.endswith("]"):
+            return ask.default
+        if ask.kind == "occurrences":  # one entry, one event; optional clusters and state items left out
+            return 1 if re.search(r"(content|events)\[[^\]]+\]$", ask.path) else ask.low or 0
+        if ask.kind == "magnitude" and (arch, node) in RANGES:
+            low, high = RANGES[(arch, node)]
+            return round(rng.uniform(low, high), ask.digits if ask.digits is not None else 1)
+        if ask.kind == "unit" and arch in UNITS and UNITS[arch] in ask.options:
+            return UNITS[arch]
+        if ask.kind == "code" and (arch, node) == ("tobacco_smoking_summary", "at0089") and ask.options:
+            return rng.choice(sorted(ask.options))
+        if ask.kind == "text" and (arch, node) == ("clinical_synopsis", "at0002"):
+            return rng.choice(SYNOPSES)
+        if ask.kind == "datetime":
+            return (datetime.fromisoformat(ask.default) + shift).isoformat()
+        if ask.kind == "date":
+            return (date.fromisoformat(ask.default) + timedelta(days=shift.days)).isoformat()
+        return ask.default
+    return choose
+
+
+def general_composition(seed: int, subject_id: str, visit: datetime) -> dict:
+    """The patient's general-record composition (canonical JSON, no uid)."""
+    rng = random.Random(f"general|{seed}|{subject_id}")
+    comp = example_composition(OPT_PATH.read_bytes(), values=_chooser(rng, visit))
+    comp.pop("uid", None)
+    for entry in comp["content"]:
+        if entry["archetype_node_id"].endswith(".head_circumference.v1"):  # an adult's record: no birth event
+            history = entry["data"]
+            history["events"] = [e for e in history["events"] if e["archetype_node_id"] != "at0011"]
+    return comp
+
+
+def seed_general(client: OpenEHRClient, ehr_id: str, seed: int, subject_id: str, visit: datetime) -> VersionRef | None:
+    """Commit the composition once (uid ``general_uid``); None when the site has it already."""
+    uid = general_uid(seed, subject_id)
+    try:
+        client.get_composition(ehr_id, uid)
+        return None
+    except NotFound:
+        pass
+    system_id = client.get_ehr(ehr_id).system_id
+    comp = {**general_composition(seed, subject_id, visit), "uid": {"_type": "OBJECT_VERSION_ID",
+                                                                   "value": f"{uid}::{system_id}::1"}}
+    try:
+        return client.create_composition(ehr_id, comp)
+    except InvalidRequest as exc:
+        if "already exists" not in str(exc.detail):  # a racing seeder committed it
+            raise
+        return None
