@@ -311,7 +311,7 @@ CONFLICTDESK_DIGEST_MINUTES = env_int("CONFLICTDESK_DIGEST_MINUTES", 60)
 # poll_interval_seconds is honoured by poll_due, so changing an interval needs
 # no beat restart.
 # The sweeper re-sends a hint for work with no live lease.
-CONFLICTDESK_SWEEP_SECONDS = env_float("CONFLICTDESK_SWEEP_SECONDS", 10)
+CONFLICTDESK_SWEEP_SECONDS = env_float("CONFLICTDESK_SWEEP_SECONDS", 2)
 # A rewrite of the local audit table becomes detectable from outside once anchored.
 CONFLICTDESK_ANCHOR_SECONDS = env_float("CONFLICTDESK_ANCHOR_SECONDS", 300)
 # Names this installation's anchors on the central server (AuditEvent.source.site), so verification
@@ -359,9 +359,13 @@ CONFLICTDESK_PROBE_EVERY_SECONDS = env_float("CONFLICTDESK_PROBE_EVERY_SECONDS",
 # A server's Retry-After is honoured up to this many seconds: it comes from outside, and a
 # countdown past the broker's visibility timeout (or an overflowing one) would park a run.
 CONFLICTDESK_RETRY_AFTER_MAX_SECONDS = env_int("CONFLICTDESK_RETRY_AFTER_MAX_SECONDS", 300)
-# A run's lease: a worker that vanished mid-step is replaced once it lapses.
-# Renewed at every commit (claim, plan, write), so it must outlast the slowest segment of steps.
-CONFLICTDESK_RUN_LEASE_SECONDS = env_int("CONFLICTDESK_RUN_LEASE_SECONDS", 120)
+# A run's lease: a worker that vanished mid-step is replaced once it lapses (and the sweeper runs).
+# Its process renews it every CONFLICTDESK_LEASE_HEARTBEAT_SECONDS while it works on the run
+# (sync.workflow.heartbeat), so a dead worker's run is taken over within lease + sweep seconds.
+CONFLICTDESK_RUN_LEASE_SECONDS = env_int("CONFLICTDESK_RUN_LEASE_SECONDS", 6)
+CONFLICTDESK_LEASE_HEARTBEAT_SECONDS = env_float("CONFLICTDESK_LEASE_HEARTBEAT_SECONDS", 2)
+if CONFLICTDESK_LEASE_HEARTBEAT_SECONDS * 2 > CONFLICTDESK_RUN_LEASE_SECONDS:
+    raise ImproperlyConfigured("CONFLICTDESK_RUN_LEASE_SECONDS must be at least twice the lease heartbeat")
 # The audit step hashes the resources as the write's answer says they were stored; this share
 # of writes (0..1, decided by the source version's hash) is also read back with an independent
 # vread, so a server that answers one thing and stores another is caught.

@@ -34,7 +34,7 @@ from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed, Tr
 from sync.mapping.errors import MappingError, UnknownArchetype, UnmappedTemplate
 from sync.models import ChangeEvent, DeadLetter, Direction, Step, SyncRun
 
-from . import breaker, commits, forward, resolution, reverse, state
+from . import breaker, commits, forward, heartbeat, resolution, reverse, state
 from .checkpoints import ForwardCheckpoint, Memory, ResolutionCheckpoint, ReverseCheckpoint
 from .dispatch import dispatch_run
 from .guard import FidelityFailed
@@ -76,7 +76,11 @@ def advance(run_id: int, worker: str) -> str:
         return "claim_failed"
     if claim != state.CLAIMED:
         return claim
-    services = get_services()
+    with heartbeat.holding(run_id, worker):  # the lease lives as long as this process does
+        return _run(run_id, worker, get_services())
+
+
+def _run(run_id: int, worker: str, services: Services) -> str:
     run, cp = load(run_id)
     memory = Memory()
     while True:

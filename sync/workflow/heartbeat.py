@@ -1,0 +1,76 @@
+"""A run's lease renewed while its worker process lives, so a dead worker's run is taken over in seconds.
+
+The lease (CONFLICTDESK_RUN_LEASE_SECONDS) is short; one thread per worker process
+renews it every CONFLICTDESK_LEASE_HEARTBEAT_SECONDS for the run the process works
+on (``holding``). A process that dies (a killed pool child, a killed main worker
+with its pool) stops renewing: the lease lapses within one lease, and the sweeper
+(every CONFLICTDESK_SWEEP_SECONDS) hands the run to a live worker. A renewal only
+touches a run the worker still holds, so a worker that lost its lease never takes
+it back. The thread opens a database connection per renewal and closes it: no
+connection is left idle between runs, and a PostgreSQL restart costs one renewal.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from sync.models import SyncRun
+
+log = logging.getLogger(__name__)
+
+_held: dict[int, str] = {}  # run id -> the worker holding its lease, in this process
+_lock = threading.Lock()
+_thread: tuple[int, threading.Thread] | None = None  # (pid, thread): a forked child starts its own
+
+
+@contextmanager
+def holding(run_id: int, worker: str):
+    """Keep the run's lease renewed for the block (the runner works on the run inside it)."""
+    _ensure_thread()
+    with _lock:
+        _held[run_id] = worker
+    try:
+        yield
+    finally:
+        with _lock:
+            _held.pop(run_id, None)
+
+
+def renew(held: dict[int, str]) -> int:
+    """Push the lease of each run forward, where its worker still holds it; return how many were renewed."""
+    expires = timezone.now() + timedelta(seconds=settings.CONFLICTDESK_RUN_LEASE_SECONDS)
+    return sum(SyncRun.objects.filter(pk=run_id, lease_owner=worker, status=SyncRun.Status.RUNNING)
+               .update(lease_expires_at=expires) for run_id, worker in held.items())
+
+
+def _ensure_thread() -> None:
+    global _thread
+    with _lock:
+        if _thread is not None and _thread[0] == os.getpid() and _thread[1].is_alive():
+            return
+        thread = threading.Thread(target=_beat, name="lease-heartbeat", daemon=True)
+        _thread = (os.getpid(), thread)
+    thread.start()
+
+
+def _beat() -> None:
+    while True:
+        time.sleep(float(settings.CONFLICTDESK_LEASE_HEARTBEAT_SECONDS))
+        with _lock:
+            held = dict(_held)
+        if not held:
+            continue
+        try:
+            renew(held)
+        except Exception:  # the database is away: the next beat tries again; a lease that lapses meanwhile is safe
+            log.warning("lease heartbeat of run(s) %s failed", sorted(held), exc_info=True)
+        finally:
+            connection.close()
