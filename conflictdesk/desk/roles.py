@@ -24,12 +24,13 @@ PERMISSIONS = {
     "view_health": "See the health dashboard",
     "manage_sites": "Manage sites",
     "manage_users": "Invite users and assign roles",
+    "match_patients": "Confirm or reject possible patient matches (MDM) and merge golden records",
 }
 
 # The auditor reads everything and changes nothing.
 ROLE_PERMISSIONS = {
     CLINICIAN: {"view_conflicts", "decide_conflict", "view_health"},
-    STEWARD: {"view_conflicts", "view_deadletters", "work_deadletters", "view_health"},
+    STEWARD: {"view_conflicts", "view_deadletters", "work_deadletters", "view_health", "match_patients"},
     AUDITOR: {"view_conflicts", "view_deadletters", "view_audit", "view_health"},
     ADMIN: {"manage_sites", "manage_users", "view_health"},
 }

@@ -1,7 +1,7 @@
 """Desk URLs (namespace ``desk``). The role-walk test resolves every name listed here."""
 from django.urls import path
 
-from .views import auditlog, conflicts, deadletters, health, people, sources
+from .views import auditlog, conflicts, deadletters, health, people, sources, steward
 
 app_name = "desk"
 
@@ -22,6 +22,8 @@ urlpatterns = [
     path("audit/export/", auditlog.export, name="audit_export"),
     path("health/", health.dashboard, name="health"),
     path("health/panel/", health.panel, name="health_panel"),
+    path("matching/", steward.index, name="matching"),
+    path("matching/decide/", steward.decide, name="matching_decide"),
     path("people/", people.index, name="people"),
     path("people/invite/", people.invite, name="people_invite"),
 ]

@@ -31,6 +31,8 @@ TABLE = {
     "audit_export": ("GET", {A}),
     "health": ("GET", EVERY_ROLE),
     "health_panel": ("GET", EVERY_ROLE),
+    "matching": ("GET", {S}),
+    "matching_decide": ("POST", {S}),
     "people": ("GET", {AD}),
     "people_invite": ("POST", {AD}),
 }
@@ -71,6 +73,7 @@ def test_walk(client, people, objects, name, who, monkeypatch):
     # POSTs carry no data: allowed roles get a form error (400) or a redirect, never a 403.
     monkeypatch.setattr("sync.workflow.versions.current_versions", lambda c: {})
     monkeypatch.setattr("conflictdesk.desk.views.sources.do_view_source", _a_source)  # access, not the servers
+    monkeypatch.setattr("conflictdesk.desk.steward.open_questions", lambda fhir: [])
     method, allowed = TABLE[name]
     if who != "anonymous":
         client.force_login(getattr(people, who))

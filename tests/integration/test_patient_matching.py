@@ -15,7 +15,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.urls import reverse
 
+from audit.models import AuditEvent
 from sync.clients.mdm import MATCH, NO_MATCH, POSSIBLE_MATCH, MdmClient
 from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import poll_central, poll_site
@@ -25,6 +27,7 @@ from sync.patients.demographics import Demographics, other_details
 from sync.patients.routing import links_for
 from sync.workflow import dispatch
 from sync.workflow.runner import advance
+from tests.desk import factories as f
 from tests.fixtures import REPO_DIR
 from tests.harness.vitals import template_opt, vitals
 
@@ -136,7 +139,9 @@ def test_one_person_at_two_sites_with_a_typo_is_one_golden_record(sites, ehrbase
     assert [pl.site.name for pl in links_for(fhir, links[1].fhir_patient_id)] == ["site2"]
 
 
-def test_two_people_with_the_same_name_and_birth_date_wait_for_a_steward(sites, ehrbase_urls, fhir, person):
+def test_two_people_with_the_same_name_and_birth_date_wait_for_a_steward(sites, ehrbase_urls, fhir, person, client,
+                                                                        settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
             register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
     sync_sites(sites)
@@ -147,8 +152,21 @@ def test_two_people_with_the_same_name_and_birth_date_wait_for_a_steward(sites, 
     assert (waiting.match_result, waiting.golden) == (POSSIBLE_MATCH, golden)  # not merged by a machine
     # until a steward says so, the golden record is only the first site's person
     assert [pl.site.name for pl in links_for(fhir, golden.split("/", 1)[1])] == ["site1"]
-    # a steward's "not the same person": kept apart, and still nothing routed across
-    mdm.update_link(golden, f"Patient/{second.fhir_patient_id}", NO_MATCH)
+    # the steward's page shows both side by side (and records who looked), then the steward says
+    # "different people": kept apart, audited with the steward's name, and still nothing routed across
+    steward = f.make_user("stefan@desk.test", f.ROLE_USERS["steward"])
+    client.force_login(steward)
+    page = client.get(reverse("desk:matching")).content.decode()
+    assert person["family"] in page and f"Patient/{second.fhir_patient_id}" in page and "differs" in page
+    viewed = AuditEvent.objects.get(action="patient.viewed", actor=steward.email)
+    assert {first.pk, second.pk} <= set(viewed.detail["patient_links"])
+    answer = client.post(reverse("desk:matching_decide"), {"kind": POSSIBLE_MATCH, "golden": golden,
+                                                            "other": f"Patient/{second.fhir_patient_id}",
+                                                            "answer": "different"})
+    assert answer.status_code == 302
+    decided = AuditEvent.objects.get(action="mdm.match.rejected")
+    assert (decided.actor, decided.detail["other"]) == (steward.email, f"Patient/{second.fhir_patient_id}")
+    assert link_of(mdm, second.fhir_patient_id, wanted=(NO_MATCH,)).golden == golden
     assert [pl.site.name for pl in links_for(fhir, golden.split("/", 1)[1])] == ["site1"]
     own = link_of(mdm, second.fhir_patient_id, wanted=(MATCH,))
     assert own is not None and own.golden != golden
