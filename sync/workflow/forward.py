@@ -24,6 +24,7 @@ from sync.mapping.errors import UnmappedTemplate
 from sync.models import ChangeEvent, Conflict, EngineWrite, PatientLink, RecordLink, Step, SyncRun
 
 from . import commits, deletion, guard
+from .born import with_central_identity
 from .bundle import build_transaction, central_write_audit, written_entries
 from .content import record_content, refs_of, resource_key
 from .echoes import central_writes, is_own_write, recording
@@ -325,6 +326,7 @@ def _map(ctx, *, check=None) -> dict:
             )
         if check:
             check(result)
+        resources = with_central_identity(cp.source_payload, resources)  # a centrally born record stays the centre's
         provenance = _provenance(ctx, resources)
     mapped = {
         "resources": resources,
@@ -395,11 +397,15 @@ def _conflict(ctx, link, current, versions) -> StepResult:
     ).exists():
         kind = Conflict.Kind.SITE_VS_SITE  # another site's edit reached the centre first
 
-    deletion = {}
-    if cp.source_payload is None:  # deleted at the site while the centre edited: "deleted at X / changed at Y"
-        changed = [r["meta"]["lastUpdated"] for r in current if (r.get("meta") or {}).get("lastUpdated")]
-        deletion = {"deleted_on": Conflict.Deleted.SITE, "openehr_changed_at": ctx.event.committed_at,
-                    "fhir_changed_at": max(changed) if changed else None}
+    # A deletion on one side while the other edited: "deleted at X / changed at Y".
+    deleted = {}
+    changed = [r["meta"]["lastUpdated"] for r in current if (r.get("meta") or {}).get("lastUpdated")]
+    if cp.source_payload is None:
+        deleted = {"deleted_on": Conflict.Deleted.SITE}
+    elif all(deletion.is_retired(r) for r in current):  # every resource deleted or entered-in-error centrally
+        deleted = {"deleted_on": Conflict.Deleted.CENTRAL}
+    if deleted:
+        deleted.update(openehr_changed_at=ctx.event.committed_at, fhir_changed_at=max(changed) if changed else None)
 
     def effects(run):
         open_conflict(
@@ -410,7 +416,7 @@ def _conflict(ctx, link, current, versions) -> StepResult:
             openehr_composition=cp.source_payload or {},
             fhir_versions=[{**r, "version": versions.get(r["key"])} for r in link.fhir_resources],
             fhir_resources=current,
-            **deletion,
+            **deleted,
         )
 
     return StepResult(

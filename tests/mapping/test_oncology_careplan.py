@@ -68,6 +68,17 @@ def goal(name="Disease-free at 5 years") -> dict:
     return entry
 
 
+def administration_given(name="cyclophosphamide") -> dict:
+    """ACTION.medication.v1: the drug given (ISM completed, careflow step 'Dose administered')."""
+    entry = entry_skeleton(registry()["openEHR-EHR-ACTION.medication.v1"], "en")
+    entry["time"] = {"_type": "DV_DATE_TIME", "value": "2026-12-05T10:00:00+01:00"}
+    entry["ism_transition"] = {"_type": "ISM_TRANSITION", "current_state": dt.coded_text("completed", "openehr", "532"),
+                               "careflow_step": dt.coded_text("Dose administered", "local", "at0006")}
+    entry["description"] = {"_type": "ITEM_TREE", "name": text("Tree"), "archetype_node_id": "at0017",
+                            "items": [el("at0020", "Medication item", text(name))]}
+    return entry
+
+
 def tumour_board(*extra) -> dict:
     """The oncology fixture (vital signs, lab, the tamoxifen order, ...) with a plan, a referral and a goal."""
     comp = json.loads(ONCOLOGY.read_text(encoding="utf-8"))
@@ -211,3 +222,13 @@ def test_round_trip_property(entries):
 def test_hapi_validates_the_care_plan(fhir_base_url):
     [plan] = of(mapped(tumour_board()), "CarePlan")
     assert hapi_errors(fhir_base_url, plan) == []
+
+
+def test_a_central_edit_of_a_plan_born_there_replaces_its_entry_not_a_twin_beside_it():
+    first = from_fhir(central_plan(), template_id="t").composition
+    edited = central_plan(description="6 cycles AC, then adjuvant radiotherapy")
+    again = from_fhir(edited, template_id="t", base_composition=first).composition
+    assert [e["archetype_node_id"] for e in again["content"]] == [e["archetype_node_id"] for e in first["content"]]
+    [plan] = [e for e in again["content"] if e["archetype_node_id"] == PLAN]
+    items = {i["archetype_node_id"]: i["value"]["value"] for i in plan["activities"][0]["description"]["items"]}
+    assert items["at0007"] == "6 cycles AC, then adjuvant radiotherapy"

@@ -1,0 +1,35 @@
+"""A record born at the centre keeps its central identity when the site sends it back (sync.workflow.born)."""
+from sync.mapping import from_fhir, to_fhir
+from sync.workflow.born import with_central_identity
+from tests.mapping.test_oncology_careplan import administration_given, central_plan
+
+
+def _site_version():
+    """The tumour board plan as the reverse run writes it at a site, then the chemotherapy given added."""
+    comp = from_fhir(central_plan(), template_id="t").composition
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "5eed0000-0000-4000-8000-000000000017::site1::2"}
+    comp["content"].append(administration_given())
+    return comp
+
+
+def test_entries_born_centrally_get_their_central_ids_back_and_what_the_site_added_keeps_ours():
+    comp = _site_version()
+    made = [r for r in to_fhir(comp, site="site1", ehr_id="e", patient_ref="Patient/p1").resources
+            if r["resourceType"] not in ("Encounter", "Composition")]
+    out = {r["resourceType"]: r for r in with_central_identity(comp, made)}
+    assert {t: out[t]["id"] for t in ("CarePlan", "MedicationRequest", "ServiceRequest", "Goal")} == {
+        "CarePlan": "cp1", "MedicationRequest": "mr1", "ServiceRequest": "sr1", "Goal": "g1"}
+    assert all("identifier" not in out[t] for t in ("CarePlan", "MedicationRequest", "ServiceRequest", "Goal"))
+    assert [a["reference"]["reference"] for a in out["CarePlan"]["activity"]] == ["MedicationRequest/mr1",
+                                                                                  "ServiceRequest/sr1"]
+    assert out["CarePlan"]["goal"] == [{"reference": "Goal/g1"}]
+    given = out["MedicationAdministration"]
+    assert given["identifier"][0]["system"] == "urn:conflictdesk:source" and given["id"] not in ("mr1", "cp1")
+
+
+def test_a_composition_made_at_the_site_is_left_as_mapped():
+    comp = _site_version()
+    for entry in comp["content"]:
+        entry.pop("feeder_audit", None)
+    made = to_fhir(comp, site="site1", ehr_id="e", patient_ref="Patient/p1").resources
+    assert with_central_identity(comp, made) is made
