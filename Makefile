@@ -22,15 +22,19 @@ venv: .venv/.installed
 	.venv/bin/pip install -q --require-hashes -r requirements-dev.txt
 	@touch $@
 
+## services: the test servers, open on loopback (EHRBASE_AUTH=none, HAPI_AUTH=none): the suite's sites
+## carry no credentials. The demo (deploy/demo.sh) and compose run both behind basic auth.
 services:
-	deploy/services.sh start $(SITES)
+	EHRBASE_AUTH=$${EHRBASE_AUTH:-none} HAPI_AUTH=$${HAPI_AUTH:-none} deploy/services.sh start $(SITES)
 
 stop:
 	deploy/demo.sh stop
 	deploy/services.sh stop
 
+## status: every server (PostgreSQL, Redis, each EHRbase, HAPI) and every demo process (supervisorctl) with its state
 status:
-	deploy/services.sh status
+	-deploy/services.sh status
+	deploy/demo.sh status
 
 migrate: venv
 	$(PY) manage.py migrate --noinput

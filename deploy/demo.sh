@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one-command demo: every server, the engine (Celery worker + beat), the
 # desk, seeded synthetic oncology data, a trickle of new events, a few genuine
-# conflicts and dead letters. Everything runs in the background with pid files
-# in .run/; `make stop` stops it all.
-# Usage: deploy/demo.sh start [N_SITES] | stop
+# conflicts and dead letters. The servers run with pid files in .run/, the engine
+# and desk under supervisord (deploy/supervisord.conf); `make stop` stops it all.
+# Usage: deploy/demo.sh start [N_SITES] | stop | status
 source "$(dirname "$0")/common.sh"
 HERE="$(dirname "$0")"
 source "$HERE/commands.env"
@@ -26,6 +26,10 @@ export EHRBASE_DB_PREFIX="${EHRBASE_DB_PREFIX:-ehrbase_demo_site}"
 export CONFLICTDESK_STAFF_EMAILS="${CONFLICTDESK_STAFF_EMAILS:-steward@demo.conflictdesk.local}"
 # Staff hear of dead letters and conflicts in a digest only; in the demo every 5 minutes, not hourly.
 export CONFLICTDESK_DIGEST_MINUTES="${CONFLICTDESK_DIGEST_MINUTES:-5}"
+# The demo's servers demand credentials (basic auth), generated once into .run/ by the start
+# scripts (or given as EHRBASE_CREDENTIALS / HAPI_CREDENTIALS); the engine reads them from the
+# environment only: each site's credentials_ref and CONFLICTDESK_FHIR_CREDENTIALS.
+export EHRBASE_AUTH="${EHRBASE_AUTH:-basic}" HAPI_AUTH="${HAPI_AUTH:-basic}"
 export CONFLICTDESK_SITE_URLS="$(for i in $(seq 1 "$N_SITES"); do printf 'http://127.0.0.1:%d/ehrbase/rest/openehr/v1,' $((8100+i)); done)"
 
 # bg NAME CMD...: start a long-running process of ours with a pid file and log.
@@ -37,20 +41,45 @@ bg() {
   log "$name started (pid $!, log $RUN_DIR/$name.log)"
 }
 
+# server_credentials: the engine's (and demo_seed's) view of the credentials the servers were started with.
+server_credentials() {
+  local i site
+  if [ "$EHRBASE_AUTH" = basic ]; then
+    site="${EHRBASE_CREDENTIALS:-$(cat "$RUN_DIR/ehrbase-credentials")}"
+    for i in $(seq 1 "$N_SITES"); do export "CONFLICTDESK_SITE_CREDENTIALS_SITE$i=$site"; done
+  fi
+  if [ "$HAPI_AUTH" = basic ]; then
+    export CONFLICTDESK_FHIR_CREDENTIALS="${HAPI_CREDENTIALS:-$(cat "$RUN_DIR/hapi-credentials")}"
+  fi
+}
+
+# The worker, beat, poll loop and web run under supervisord (deploy/supervisord.conf), which starts
+# again whichever of them dies; its socket and logs are in $RUN_DIR. The rest of the environment
+# (database, broker, credentials) is what this script exported.
+SUPERVISOR=(-c "$REPO_DIR/deploy/supervisord.conf")
+export RUN_DIR REPO_DIR WEB_PORT CONFLICTDESK_WORKER_CMD CONFLICTDESK_BEAT_CMD VENV_BIN="$REPO_DIR/.venv/bin"
+supervised() { [ -S "$RUN_DIR/supervisor.sock" ] && "$VENV_BIN/supervisorctl" "${SUPERVISOR[@]}" pid >/dev/null 2>&1; }
+
+supervise() {
+  if supervised; then
+    log "supervisord already running: starting what is stopped"
+    "$VENV_BIN/supervisorctl" "${SUPERVISOR[@]}" start all >/dev/null || true
+  else
+    (cd "$REPO_DIR" && "$VENV_BIN/supervisord" "${SUPERVISOR[@]}")
+    log "supervisord started: celery-worker, celery-beat, poll-loop, web (logs in $RUN_DIR)"
+  fi
+}
+
 start() {
   local t0=$SECONDS
   log "== servers ($N_SITES EHRbase sites, HAPI FHIR, PostgreSQL, Redis)"
   "$HERE/services.sh" start "$N_SITES"
+  server_credentials
   log "== database and demo wiring"
   "$PY" "$REPO_DIR/manage.py" migrate --noinput >/dev/null
   "$PY" "$REPO_DIR/manage.py" demo_setup --sites "$N_SITES" --poll-interval 1
   log "== engine and desk"
-  # shellcheck disable=SC2086
-  bg celery-worker "$REPO_DIR/.venv/bin/"$CONFLICTDESK_WORKER_CMD --concurrency 2 --loglevel INFO
-  # shellcheck disable=SC2086
-  bg celery-beat "$REPO_DIR/.venv/bin/"$CONFLICTDESK_BEAT_CMD --loglevel INFO
-  bg poll-loop "$PY" manage.py sync_poll_loop
-  bg web "$PY" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload
+  supervise
   wait_http web "http://127.0.0.1:$WEB_PORT/healthz" 60
   log "== seeding $PATIENTS synthetic patients per site and 2 dead letters"
   "$PY" "$REPO_DIR/manage.py" demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 \
@@ -68,17 +97,30 @@ Demo logins (password: $CONFLICTDESK_DEMO_PASSWORD):
   auditor@demo.conflictdesk.local    auditor: reads the audit trail
   admin@demo.conflictdesk.local      admin: sites and users (also /admin/)
 Central FHIR: http://127.0.0.1:8090/fhir   Sites: http://127.0.0.1:8101..$((8100+N_SITES))/ehrbase
+Server credentials (user:password, basic auth: EHRBASE_AUTH=$EHRBASE_AUTH, HAPI_AUTH=$HAPI_AUTH):
+  $RUN_DIR/ehrbase-credentials  $RUN_DIR/ehrbase-admin-credentials  $RUN_DIR/hapi-credentials
 Conflicts are staged in the background once their records first sync (log: .run/trickle.log).
 Stop everything with: make stop
 MSG
 }
 
 stop() {
-  for name in trickle web poll-loop celery-beat celery-worker; do stop_pid "$name"; done
+  stop_pid trickle
+  if supervised; then log "stopping the supervised processes"; "$VENV_BIN/supervisorctl" "${SUPERVISOR[@]}" shutdown >/dev/null; fi
+  for name in web poll-loop celery-beat celery-worker; do stop_pid "$name"; done  # an older demo's, unsupervised
+}
+
+# status: every demo process with its state (supervisorctl), and the trickle.
+status() {
+  if supervised; then "$VENV_BIN/supervisorctl" "${SUPERVISOR[@]}" status || true
+  else echo "engine and desk: not running (no supervisord)"; fi
+  if pid_alive trickle; then echo "trickle          RUNNING   pid $(cat "$RUN_DIR/trickle.pid")"
+  else echo "trickle          STOPPED"; fi
 }
 
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
-  *) die "usage: $0 start [N_SITES] | stop" ;;
+  status) status ;;
+  *) die "usage: $0 start [N_SITES] | stop | status" ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # EHRbase 2.16 CDRs, one per site, built from Maven Central (no Docker).
 #
-# Usage: deploy/ehrbase.sh start [N] | stop | status [N] | build
+# Usage: deploy/ehrbase.sh start [N|I-J] | stop | status [N] | build
 #   start N   build deploy/ehrbase (once), prepare database ${EHRBASE_DB_PREFIX}{i} and
 #             start site i on http://127.0.0.1:$((8100+i))/ehrbase for i in 1..N
 #             (N defaults to $CONFLICTDESK_SITES, else 2). Instances already
@@ -16,6 +16,15 @@
 #   EHRBASE_DB_PREFIX     site i's database is <prefix><i> (default ehrbase_site; the demo
 #                         uses ehrbase_demo_site, so its sites hold demo data only, never the
 #                         tests' and benchmarks' thousands of compositions)
+#   EHRBASE_AUTH          none (default: development and test servers on loopback, whose
+#                         sites carry no credentials) | basic: EHRbase's own security.authType;
+#                         every request but / then needs the user (or admin) credentials below.
+#                         The demo (deploy/demo.sh) and compose run with basic; so does the image
+#                         (application.yml) unless told otherwise.
+#   EHRBASE_CREDENTIALS   user:password for the openEHR API; EHRBASE_ADMIN_CREDENTIALS the
+#                         same for /rest/admin. Unset: read from, or else generated once into,
+#                         $RUN_DIR/ehrbase-credentials and ehrbase-admin-credentials (mode 600),
+#                         so the engine (demo.sh) reads the same secret. Never in argv.
 #   EHRBASE_JAVA_OPTS     JVM options (default: small heap, serial GC, C1 only)
 #   EHRBASE_START_TIMEOUT seconds to wait for all instances (default 300)
 # Needs PostgreSQL on $PGHOST:$PGPORT (deploy/postgres.sh start).
@@ -36,6 +45,8 @@ DB_PASSWORD="${EHRBASE_DB_PASSWORD:-ehrbase-dev}"
 DB_PREFIX="${EHRBASE_DB_PREFIX:-ehrbase_site}"
 [[ "$DB_PREFIX" =~ ^[a-z_][a-z0-9_]*$ ]] || die "EHRBASE_DB_PREFIX must be a lower-case SQL name, got '$DB_PREFIX'"
 START_TIMEOUT="${EHRBASE_START_TIMEOUT:-300}"
+AUTH="${EHRBASE_AUTH:-none}"
+[[ "$AUTH" =~ ^(basic|none)$ ]] || die "EHRBASE_AUTH must be basic or none, got '$AUTH'"
 # Measured: the live heap after start-up and a smoke run is ~70 MB, and 150
 # commits + 42 template uploads ran fine in 256 MB; 384 MB leaves headroom for
 # big AQL results. SerialGC and the C1-only JIT start faster and use less
@@ -45,9 +56,29 @@ JAVA_OPTS="${EHRBASE_JAVA_OPTS:-$JAVA_OPTS_DEFAULT}"
 # Tomcat loads its native library (APR probe): allow it without JDK 22+'s warning.
 JAVA_OPTS="$JAVA_OPTS --enable-native-access=ALL-UNNAMED"
 
+# credentials VAR FILE USER: VAR's value, else FILE's, else a new USER:<random> written to FILE (0600).
+credentials() {
+  local var="$1" file="$RUN_DIR/$2" user="$3"
+  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  if [ ! -s "$file" ]; then
+    ( umask 077; python3 -c 'import secrets, sys; print(sys.argv[1] + ":" + secrets.token_urlsafe(24))' "$user" >"$file.tmp" )
+    mv -f "$file.tmp" "$file"
+    log "generated EHRbase credentials for '$user' in $file"
+  fi
+  cat "$file"
+}
+CREDENTIALS="$(credentials EHRBASE_CREDENTIALS ehrbase-credentials conflictdesk)"
+ADMIN_CREDENTIALS="$(credentials EHRBASE_ADMIN_CREDENTIALS ehrbase-admin-credentials conflictdesk-admin)"
+[[ "$CREDENTIALS" == *:?* && "$ADMIN_CREDENTIALS" == *:?* ]] || die "EHRbase credentials must be user:password"
+
 port_of() { echo $(( BASE_PORT + $1 )); }
 status_url() { echo "http://127.0.0.1:$(port_of "$1")/ehrbase/rest/status"; }
-answering() { curl -fsS -o /dev/null -m 5 "$(status_url "$1")" 2>/dev/null; }
+# curl with the API credentials on stdin (curl -K -), never in argv; sent only when auth is on.
+curl_site() {
+  if [ "$AUTH" = basic ]; then printf 'user = "%s"\n' "$CREDENTIALS" | curl -K - "$@"
+  else curl "$@"; fi
+}
+answering() { curl_site -fsS -o /dev/null -m 5 "$(status_url "$1")" 2>/dev/null; }
 port_listening() { ss -Hltn "sport = :$(port_of "$1")" 2>/dev/null | grep -q .; }
 rss_mb() { local kb; kb=$(ps -o rss= -p "$1" 2>/dev/null | tr -d ' '); [ -n "$kb" ] && echo $(( kb / 1024 )) || echo "-"; }
 
@@ -116,6 +147,9 @@ launch() {
   # shellcheck disable=SC2086
   ( cd "$RUN_DIR/ehrbase-site$i.work" && \
     SPRING_DATASOURCE_PASSWORD="$DB_PASSWORD" SPRING_FLYWAY_PASSWORD="$DB_PASSWORD" \
+    SECURITY_AUTHTYPE="${AUTH^^}" \
+    EHRBASE_AUTH_USER="${CREDENTIALS%%:*}" EHRBASE_AUTH_PASSWORD="${CREDENTIALS#*:}" \
+    EHRBASE_AUTH_ADMIN_USER="${ADMIN_CREDENTIALS%%:*}" EHRBASE_AUTH_ADMIN_PASSWORD="${ADMIN_CREDENTIALS#*:}" \
     MALLOC_ARENA_MAX=2 \
     exec setsid "$jh/bin/java" $JAVA_OPTS -Djava.io.tmpdir="$RUN_DIR/ehrbase-site$i.work" \
       -jar "$RUN_JAR" \
@@ -127,18 +161,20 @@ launch() {
       </dev/null >>"$RUN_DIR/$name.log" 2>&1 8>&- 9>&- ) &
   echo $! >"$RUN_DIR/$name.pid"
   echo "$DB_PREFIX$i" >"$RUN_DIR/$name.db"
-  log "site$i: started pid $! on port $port, database $DB_PREFIX$i (log: $RUN_DIR/$name.log)"
+  log "site$i: started pid $! on port $port, database $DB_PREFIX$i, auth $AUTH (log: $RUN_DIR/$name.log)"
 }
 
 start() {
-  local n="${1:-${CONFLICTDESK_SITES:-2}}" i pending=() ready=() t0 now last=0 line
-  [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "start N: N must be 1..99, got '$n'"
+  local n="${1:-${CONFLICTDESK_SITES:-2}}" i pending=() ready=() t0 now last=0 line first=1
+  # I-J: only sites I..J (e.g. a lone site 9 for a check, beside the running 1..N).
+  if [[ "$n" =~ ^([1-9][0-9]?)-([1-9][0-9]?)$ ]]; then first="${BASH_REMATCH[1]}"; n="${BASH_REMATCH[2]}"; fi
+  [[ "$n" =~ ^[1-9][0-9]?$ && "$first" -le "$n" ]] || die "start N|I-J: sites 1..99, got '${1:-}'"
   t0=$SECONDS
   # One caller at a time decides what to launch and launches it, so two
   # concurrent starts never launch the same site twice; waiting is unlocked.
   exec 8>"$RUN_DIR/ehrbase-start.lock"
   flock 8
-  for i in $(seq 1 "$n"); do
+  for i in $(seq "$first" "$n"); do
     if answering "$i"; then
       log "site$i already answering on port $(port_of "$i"); left alone"
       local running_db; running_db="$(cat "$RUN_DIR/ehrbase-site$i.db" 2>/dev/null || true)"
@@ -150,7 +186,7 @@ start() {
     port_listening "$i" && die "port $(port_of "$i") is taken by something that is not our EHRbase site$i"
     pending+=("$i")
   done
-  [ ${#pending[@]} -eq 0 ] && { log "all $n EHRbase sites ready"; return 0; }
+  [ ${#pending[@]} -eq 0 ] && { log "all EHRbase sites $first..$n ready"; return 0; }
 
   build
   runuser -u postgres -- pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL is not ready (run deploy/postgres.sh start)"
@@ -192,7 +228,7 @@ start() {
     fi
     sleep 1
   done
-  log "all $n EHRbase sites ready"
+  log "all EHRbase sites $first..$n ready"
 }
 
 stop() {
@@ -205,8 +241,19 @@ stop() {
   [ $any -eq 1 ] || log "no EHRbase instance recorded in $RUN_DIR"
 }
 
+# started_sites: the highest site number this checkout ever started (its pid files), at least 2.
+started_sites() {
+  local n=2 f i
+  for f in "$RUN_DIR"/ehrbase-site*.pid; do
+    [ -f "$f" ] || continue
+    i="${f##*ehrbase-site}"; i="${i%.pid}"
+    [ "$i" -gt "$n" ] && n="$i"
+  done
+  echo "$n"
+}
+
 status() {
-  local n="${1:-${CONFLICTDESK_SITES:-2}}" i pid state rc=0
+  local n="${1:-${CONFLICTDESK_SITES:-$(started_sites)}}" i pid state rc=0
   for i in $(seq 1 "$n"); do
     pid="-"; [ -f "$RUN_DIR/ehrbase-site$i.pid" ] && pid="$(cat "$RUN_DIR/ehrbase-site$i.pid")"
     if answering "$i"; then state=ready
@@ -223,5 +270,5 @@ case "${1:-}" in
   stop) stop ;;
   status) status "${2:-}" ;;
   build) build ;;
-  *) die "usage: $0 start [N] | stop | status [N] | build" ;;
+  *) die "usage: $0 start [N|I-J] | stop | status [N] | build" ;;
 esac

@@ -37,8 +37,9 @@ start() {
 }
 
 stop() {
-  # Only stop the cluster if this project started it.
-  if pid_alive postgres; then
+  # Only stop the cluster if this project started it: its pid file says so even when the pid in it
+  # is stale (a test restarted PostgreSQL, which then runs under a new pid).
+  if [ -f "$RUN_DIR/postgres.pid" ]; then
     local ver; ver=$(basename "$(dirname "$(PG_VERSION_DIR)")")
     log "stopping PostgreSQL"
     pg_ctlcluster "$ver" main stop || true
