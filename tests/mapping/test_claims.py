@@ -25,14 +25,11 @@ LNC = "http://loinc.org"
 # KDS Onkologie (histology grade, ICD-O-3 histology), the LOINC document ontology (imaging study,
 # pathology report narrative).
 NOT_LAB = [
-    ("72166-2", "social-history"),  # tobacco smoking status
     ("44249-1", "survey"),  # PHQ-9 quick depression assessment panel
     ("18748-4", "imaging"),  # diagnostic imaging study
     ("22637-3", "laboratory"),  # pathology report final diagnosis (narrative)
     ("33732-9", "laboratory"),  # histology grade in cancer specimen
     ("59847-4", None),  # histology and behavior ICD-O-3 in cancer specimen
-    ("39156-5", "vital-signs"),  # body mass index: a vital sign with no model file of ours
-    ("9843-4", "vital-signs"),  # head circumference
     ("85353-1", "vital-signs"),  # vital signs panel
     ("21914-7", "survey"),  # TNM stage group, 'other' (neither clinical nor pathological)
     ("21911-3", "survey"),  # TNM primary tumour, 'other'
@@ -66,6 +63,20 @@ def test_no_observation_of_a_class_the_mappings_do_not_claim_becomes_a_lab_resul
     assert [x.kind for x in out.losses if x.path == f"Observation/{obs['id']}"] == ["unmapped-resource"]
     (entry,) = [e for e in _lab_entries(out.composition) if "OBSERVATION" in e["archetype_node_id"]]
     assert "718-7" in str(entry) and code not in str(entry)
+
+
+# Codes that had no model file here until issue 18 gave them their own: claimed by that file with their own
+# category or none, never a lab result, and left for a person when the category contradicts the code.
+OWN_FILE = [("72166-2", "social-history", "openEHR-EHR-EVALUATION.tobacco_smoking_summary.v2"),
+            ("39156-5", "vital-signs", "openEHR-EHR-OBSERVATION.body_mass_index.v2"),
+            ("9843-4", "vital-signs", "openEHR-EHR-OBSERVATION.head_circumference.v1")]
+
+
+@pytest.mark.parametrize("code,natural,archetype", OWN_FILE, ids=[c for c, _, _ in OWN_FILE])
+def test_a_code_with_its_own_file_is_read_by_it_and_never_as_a_lab_result(code, natural, archetype):
+    assert spec_for_resource(_obs(code, natural)).archetype == archetype
+    assert spec_for_resource(_obs(code)).archetype == archetype
+    assert spec_for_resource(_obs(code, "laboratory")) is None
 
 
 @pytest.mark.parametrize("category,claimed", [("laboratory", True), (None, True), ("survey", False),
