@@ -23,9 +23,13 @@ import yaml
 
 from dockerfile_reader import parse as parse_dockerfile
 
+from sync.site_policy import CREDENTIALS_PREFIX
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 APP_ROLES = ("web", "worker", "beat", "migrate")
+# EHRbase's basic-auth users (user:password), as deploy/ehrbase.sh and the EHRbase image take them.
+CREDENTIALS = ("EHRBASE_CREDENTIALS", "EHRBASE_ADMIN_CREDENTIALS")
 REQUIRED_IN_PRODUCTION = re.compile(r"([A-Z][A-Z0-9_]+) is required")
 INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -293,12 +297,15 @@ def test_migrate_is_make_migrate():
 
 
 def test_scripts_start_worker_and_beat_from_commands_env():
-    """The demo script runs the same commands as the image: it sources commands.env, spells none itself."""
-    demo = script("demo.sh")
+    """The demo runs the same commands as the image: demo.sh sources commands.env and hands them to
+    supervisord, whose programs run them from the environment; neither spells one itself."""
+    demo, supervised = script("demo.sh"), (DEPLOY / "supervisord.conf").read_text()
     assert re.search(r'^source "\$HERE/commands\.env"$', demo, re.M)
+    assert re.search(r"^export .*\bCONFLICTDESK_WORKER_CMD CONFLICTDESK_BEAT_CMD\b", demo, re.M)
     for role in ("worker", "beat"):
-        assert re.search(rf"^\s*bg celery-{role} \S*\$CONFLICTDESK_{role.upper()}_CMD\b", demo, re.M), role
-    for path in [*DEPLOY.glob("*.sh"), REPO / "Makefile"]:
+        program = re.search(rf"^\[program:celery-{role}\]\ncommand=(.+)$", supervised, re.M)
+        assert program and f"%(ENV_CONFLICTDESK_{role.upper()}_CMD)s" in program.group(1), role
+    for path in [*DEPLOY.glob("*.sh"), DEPLOY / "supervisord.conf", REPO / "Makefile"]:
         literal = re.findall(r"celery\s+-A\s+\S+\s+(?:worker|beat)\b.*", path.read_text())
         assert not literal, f"{path.name} spells a Celery command instead of reading deploy/commands.env: {literal}"
 
@@ -326,7 +333,8 @@ def test_app_roles_pass_only_variables_the_settings_read():
     known = settings_env_names()
     assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"} <= known  # the reader works
     for role in APP_ROLES:
-        unknown = set(service(role)["environment"]) - known
+        # A site's credentials are read by the name its row gives (sync/site_policy.py's prefix), not by settings.
+        unknown = {n for n in service(role)["environment"] if not n.startswith(CREDENTIALS_PREFIX)} - known
         assert not unknown, f"{role} passes {sorted(unknown)}, which conflictdesk/settings.py never reads"
 
 
@@ -446,7 +454,9 @@ def test_ehrbase_passwords_travel_in_the_environment_as_in_the_script():
         for name in from_password:
             assert [v for v, _, _ in interpolations(svc["environment"][name])] == ["EHRBASE_DB_PASSWORD"]
         assert not any("PASSWORD" in opt for opt in svc["command"]), "never in argv"
-        assert set(svc["environment"]) == from_password | {"EHRBASE_JAVA_OPTS"}
+        assert set(svc["environment"]) == from_password | {"EHRBASE_JAVA_OPTS", *CREDENTIALS}
+        for name in CREDENTIALS:  # the basic-auth users, required, from the variables the script takes
+            assert [(v, op) for v, op, _ in interpolations(svc["environment"][name])] == [(name, ":?")]
 
 
 def test_ehrbase_image_runs_the_jvm_as_the_script_does():
