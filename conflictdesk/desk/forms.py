@@ -18,15 +18,26 @@ def field_token(field_id: str) -> str:
     return "pick-" + hashlib.sha1(field_id.encode()).hexdigest()[:16]
 
 
+# A deletion conflict's two decisions, by the side that deleted (the resolution run writes either).
+DELETION_CHOICES = {
+    "site": [(Resolution.Choice.KEEP_SITE, "keep the deletion (mark the central resources entered-in-error)"),
+             (Resolution.Choice.KEEP_CENTRAL, "keep the central edit (restore the composition at the site)")],
+    "central": [(Resolution.Choice.KEEP_CENTRAL, "keep the deletion (remove the entry at the site)"),
+                (Resolution.Choice.KEEP_SITE, "keep the site's edit (restore it centrally)")],
+}
+
+
 class DecisionForm(forms.Form):
     choice = forms.ChoiceField(choices=Resolution.Choice.choices, widget=forms.RadioSelect, label="Decision")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Reason (required)",
                              help_text="Why this version is right. Stored with the decision.")
     seen = forms.CharField(widget=forms.HiddenInput)
 
-    def __init__(self, *args, fields=(), **kwargs):
+    def __init__(self, *args, fields=(), deleted_on: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.diff_fields = list(fields)
+        if deleted_on:  # a deletion against an edit is decided whole: the deletion or the edit
+            self.fields["choice"].choices = DELETION_CHOICES[deleted_on]
         for f in self.diff_fields:
             self.fields[field_token(f.id)] = forms.ChoiceField(
                 choices=[(SITE, "site"), (CENTRAL, "central")], required=False, label=f.label,

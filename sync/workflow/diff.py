@@ -107,6 +107,8 @@ def fields_between(site_rec: dict, central_rec: dict, base_rec: dict, labels: di
     """Group deepdiff's entries by (resource, top-level element)."""
     labels = labels or {}
     dd = DeepDiff(central_rec, site_rec, ignore_numeric_type_changes=True, verbose_level=2)
+    if "root" in (dd.get("values_changed") or {}):  # one side empty (a deletion): name each resource, not the record
+        dd = DeepDiff(central_rec, site_rec, ignore_numeric_type_changes=True, verbose_level=2, threshold_to_diff_deeper=0)
     grouped: dict[tuple, Field] = {}
     for kind, entries in dd.items():
         items = entries.items() if isinstance(entries, dict) else ((p, None) for p in entries)

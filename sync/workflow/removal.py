@@ -48,13 +48,20 @@ def nothing_left(resources: list[dict]) -> bool:
 
 def without_entry(composition: dict, removed: dict) -> dict:
     """A copy of the site composition without the entry the removed resource was made from."""
-    out = copy.deepcopy(composition)
     source = parse_source_identifier(removed)
-    split = split_source_path(source[2]) if source else None
-    if split is None:
-        return out
+    return without_keys(composition, [f"{source[0]}|{source[1]}|{source[2]}"] if source else [])
+
+
+def without_keys(composition: dict, keys: list[str]) -> dict:
+    """A copy of the site composition without the entries these record keys (source identifiers) came from."""
+    out = copy.deepcopy(composition)
+    paths = set()
+    for key in keys:
+        split = split_source_path(key.split("|", 2)[2]) if key.count("|") >= 2 else None
+        if split is not None:
+            paths.add(split[0])
     for path, node in rmpath.entries(out):
-        if path == split[0]:
+        if path in paths:
             _drop(out, node)
     return out
 

@@ -17,13 +17,17 @@ write.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.utils import timezone
 
+from sync.clients.errors import NotFound
 from sync.identity import CENTRAL, site_source
 from sync.models import RecordLink, Resolution, Step, SyncRun
 
+from . import deletion, removal
 from .bundle import build_transaction, central_write_audit, written_entries
-from .content import record_content
+from .content import record_content, refs_of, resource_key
 from .echoes import central_writes, recording
 from .forward import read_current
 from .result import StepResult, ValidationFailed
@@ -66,14 +70,30 @@ def validate_source(ctx) -> StepResult:
 
 
 def transform(ctx) -> StepResult:
-    """The composition the site gets: the site's own (keep-site) or one rebuilt from the chosen resources."""
+    """The composition the site gets: the site's own (keep-site) or one rebuilt from the chosen resources.
+
+    Rebuilt on the site's composition without the entries the decision leaves out
+    (a deletion kept); None when no clinical entry is left: the site's composition
+    is deleted (or stays deleted). A composition deleted at the site is rebuilt
+    from the chosen resources on its last version before the deletion (an edit
+    kept over the deletion).
+    """
     cp, services = ctx.checkpoint, ctx.services
+    record = record_content(cp["resources"], services.mapping.clinical_content)
     if cp["site_composition"]:
         composition = {k: v for k, v in cp["site_composition"].items() if k != "uid"}
+    elif removal.nothing_left(cp["resources"]):
+        composition = None
     else:
-        base = services.openehr(ctx.run.site).get_composition(cp["ehr_id"], cp["expected"]["openehr"]).content
+        openehr = services.openehr(ctx.run.site)
+        base = _site_content(openehr, cp["ehr_id"], cp["expected"]["openehr"])
+        if base is None:  # deleted at the site: restored on the version before its deletion (its structure)
+            live = [r for r in openehr.revision_history(cp["ehr_id"], cp["vo_uid"]) if (r.change_type or "") != "deleted"]
+            base = _site_content(openehr, cp["ehr_id"], live[-1].version_uid) if live else None
+        if base is not None:
+            dropped = set(RecordLink.objects.get(pk=cp["link_id"]).base_content or {}) - set(record)
+            base = removal.without_keys(base, sorted(dropped))
         composition = services.mapping.to_openehr(cp["resources"], template_id=cp["template_id"], base_composition=base)
-    record = record_content(cp["resources"], services.mapping.clinical_content)
     return StepResult(
         next_step=Step.VALIDATE_TARGET,
         checkpoint={"composition": composition, "record": record, "record_hash": services.audit.payload_hash(record)},
@@ -82,6 +102,8 @@ def transform(ctx) -> StepResult:
 
 def validate_target(ctx) -> StepResult:
     cp = ctx.checkpoint
+    if cp["composition"] is None:
+        return StepResult(next_step=Step.CHECK_CONFLICT)  # the site's composition is deleted: nothing to check
     claimed = check_template_claim(cp["composition"], cp["template_id"])
     site = ctx.run.site
     check_composition_paths(site, ctx.services.openehr(site), claimed or cp["template_id"], cp["composition"])
@@ -92,20 +114,25 @@ def check_conflict(ctx) -> StepResult:
     """Both sides still at the decided versions (or already holding the chosen content)?"""
     cp, services, site = ctx.checkpoint, ctx.services, ctx.run.site
     link = RecordLink.objects.get(pk=cp["link_id"])
-    site_now = services.openehr(site).get_composition(cp["ehr_id"], cp["vo_uid"])
+    site_now = _site_now(services.openehr(site), cp["ehr_id"], cp["vo_uid"])
     central_now, versions = read_current(services.fhir, link.fhir_resources)
-    site_record = _site_record(ctx, site_now.content)
-    central_record = record_content(central_now, services.mapping.clinical_content)
+    site_record = _site_record(ctx, site_now.content) if site_now.content else {}
+    # A resource marked entered-in-error centrally is not part of the record there.
+    central_record = record_content([r for r in central_now if not deletion.is_retired(r)],
+                                    services.mapping.clinical_content)
     expected_site = cp.get("site_written") or cp["expected"]["openehr"]
     expected_fhir = cp["expected"].get("fhir") or {}
-    site_moved = site_now.ref.version_uid != expected_site
+    site_moved = site_now.version_uid != expected_site
     central_moved = any(
         _str(versions.get(r["key"])) != _str(expected_fhir.get(f"{r['type']}/{r['id']}")) for r in link.fhir_resources
     )
-    ours_at_site = _same(services, site_now.content, cp["composition"])
+    ours_at_site = (site_now.content is None if cp["composition"] is None
+                    else site_now.content is not None and _same(services, site_now.content, cp["composition"]))
     if (site_moved and site_record != cp["record"] and not ours_at_site) or (central_moved and central_record != cp["record"]):
         return _conflict(ctx, link, site_now, central_now, versions)
     site_plan = "noop" if site_record == cp["record"] or ours_at_site else "write"
+    if cp["composition"] is None and site_now.content is not None:
+        site_plan = "delete"
     central_plan = "noop" if central_record == cp["record"] else "write"
     central_expected = {r["key"]: {**r, "version": versions.get(r["key"]) or r["version"]} for r in link.fhir_resources}
     return StepResult(
@@ -113,7 +140,7 @@ def check_conflict(ctx) -> StepResult:
         outcome=f"site_{site_plan}_central_{central_plan}",
         checkpoint={
             "site_plan": "done" if cp.get("site_written") else site_plan,
-            "site_expected": site_now.ref.version_uid,
+            "site_expected": site_now.version_uid,
             "central_plan": central_plan,
             "central_expected": central_expected,
         },
@@ -123,6 +150,17 @@ def check_conflict(ctx) -> StepResult:
 def write(ctx) -> StepResult:
     """Site first (its own pass, checkpointed), then the centre in one FHIR transaction."""
     cp, services, site = ctx.checkpoint, ctx.services, ctx.run.site
+    if cp["site_plan"] == "delete":
+        openehr = services.openehr(site)
+        openehr.delete_composition(cp["ehr_id"], cp["site_expected"])
+        ref = openehr.revision_history(cp["ehr_id"], cp["vo_uid"])[-1]
+        return StepResult(
+            next_step=Step.WRITE, commit=True, outcome="site_deleted",
+            effects=recording(site_source(site.name), [(cp["vo_uid"], ref.version_uid)]),
+            checkpoint={"site_plan": "done", "site_written": ref.version_uid},
+            audit={"destination": site_source(site.name), "destination_object": cp["vo_uid"],
+                   "destination_version": ref.version_uid, "detail": {"deleted": True}},
+        )
     if cp["site_plan"] == "write":
         ref = services.openehr(site).update_composition(cp["ehr_id"], cp["site_expected"], cp["composition"])
 
@@ -140,20 +178,36 @@ def write(ctx) -> StepResult:
         written = list(cp["central_expected"].values())
         return StepResult(next_step=Step.AUDIT, outcome="central_noop", checkpoint={"written": written, "site_version": site_version})
     provenance = services.mapping.build_provenance(cp["resources"], site.name, cp["ehr_id"], site_version)
-    bundle, keys = build_transaction(cp["resources"], provenance, cp["central_expected"], site_version)
-    written = written_entries(keys, services.fhir.transaction(bundle))
+    kept = {resource_key(r) for r in cp["resources"]}
+    expected = cp["central_expected"]
+    bundle, keys = build_transaction(cp["resources"], provenance, {k: v for k, v in expected.items() if k in kept},
+                                     site_version)
+    # What the decision leaves out is marked entered-in-error (a deletion kept), never deleted.
+    retire, retire_keys = deletion.retire_entries(services.fhir, {k: v for k, v in expected.items() if k not in kept})
+    first_retired = len(keys)
+    if retire:
+        targets = [e["request"]["url"] for e in retire]
+        bundle["entry"] += [*retire, deletion.provenance_entry(deletion.deletion_provenance(provenance, targets, site_version))]
+        keys += [None] * (len(retire) + 1)
+    answer = services.fhir.transaction(bundle)
+    written = written_entries(keys, answer)
+    retired = [{"key": key, "type": e.resource_type, "id": e.id, "version": e.version_id}
+               for key, e in zip(retire_keys, answer.entries[first_retired:])]
+    audit = central_write_audit(services.audit, written, cp["resources"], bundle)
+    if retired:
+        audit["detail"]["entered_in_error"] = refs_of(retired)
     return StepResult(
         next_step=Step.AUDIT,
-        effects=recording(CENTRAL, central_writes(written)),
+        effects=recording(CENTRAL, central_writes(written + retired)),
         checkpoint={"written": written, "site_version": site_version},
-        audit=central_write_audit(services.audit, written, cp["resources"], bundle),
+        audit=audit,
     )
 
 
 def audit(ctx) -> StepResult:
     """Read both sides back and hash what they hold now."""
     cp, services = ctx.checkpoint, ctx.services
-    site_now = services.openehr(ctx.run.site).get_composition(cp["ehr_id"], cp["site_version"]).content
+    site_now = _site_content(services.openehr(ctx.run.site), cp["ehr_id"], cp["site_version"])
     central = services.fhir.vread_many([(w["type"], w["id"], w["version"]) for w in cp["written"]])
     same = record_content(central, services.mapping.clinical_content) == cp["record"]
     readback_hash = services.audit.payload_hash({"site": site_now, "central": central})
@@ -181,6 +235,7 @@ def acknowledge(ctx) -> StepResult:
             fhir_resources=cp["written"],
             canonical_hash=cp["record_hash"],
             base_content=cp["record"],
+            deleted=cp["composition"] is None,
             last_synced_at=timezone.now(),
         )
 
@@ -197,6 +252,29 @@ STEPS = {
     Step.AUDIT: audit,
     Step.ACKNOWLEDGE: acknowledge,
 }
+
+
+def _site_content(openehr, ehr_id: str, uid: str) -> dict | None:
+    """A site composition version's content; None for a deletion (EHRbase answers 204)."""
+    try:
+        return openehr.get_composition(ehr_id, uid).content
+    except NotFound:
+        return None
+
+
+def _site_now(openehr, ehr_id: str, vo_uid: str):
+    """The site's composition now; a deleted one: its deletion version, no content."""
+    try:
+        now = openehr.get_composition(ehr_id, vo_uid)
+    except NotFound:
+        return SiteNow(openehr.revision_history(ehr_id, vo_uid)[-1].version_uid, None)
+    return SiteNow(now.ref.version_uid, now.content)
+
+
+@dataclass(frozen=True)
+class SiteNow:
+    version_uid: str
+    content: dict | None  # None: deleted at the site
 
 
 def _site_record(ctx, composition: dict) -> dict:
@@ -227,8 +305,9 @@ def _conflict(ctx, link, site_now, central_now, versions) -> StepResult:
             run, link,
             kind=previous.kind,
             resource_type=(central_now[0]["resourceType"] if central_now else previous.resource_type),
-            openehr_version_uid=site_now.ref.version_uid,
-            openehr_composition=site_now.content,
+            openehr_version_uid=site_now.version_uid,
+            openehr_composition=site_now.content or {},
+            deleted_on=previous.deleted_on,
             fhir_versions=[{**r, "version": versions.get(r["key"])} for r in link.fhir_resources],
             fhir_resources=central_now,
         )

@@ -352,11 +352,16 @@ def _create_once(openehr, target):
 
 def _conflict(ctx, link, now, target, central) -> StepResult:
     removed = ctx.checkpoint.get("removed")
-    deletion = {}
+    deletion, fhir_versions = {}, target["record"]
     if removed:  # deleted (or entered-in-error) centrally while the site edited: "deleted at X / changed at Y"
         site = ctx.services.openehr(_site(ctx, target["site_id"]))
         deletion = {"deleted_on": Conflict.Deleted.CENTRAL, "fhir_changed_at": ctx.event.committed_at,
                     "openehr_changed_at": _committed(site.revision_history(target["ehr_id"], target["vo_uid"])[-1])}
+        # The whole record at the versions now, the removed resource at its deletion (None) or retirement.
+        versions = {(r["type"], r["id"]): r["version"] for r in target["record"]}
+        versions[tuple(ctx.event.source_object_id.split("/", 1))] = (
+            None if ctx.event.change_type == "deleted" else ctx.event.source_version)
+        fhir_versions = [{**r, "version": versions.get((r["type"], r["id"]))} for r in target["resources"]]
 
     def effects(run):
         open_conflict(
@@ -364,7 +369,7 @@ def _conflict(ctx, link, now, target, central) -> StepResult:
             resource_type=(ctx.checkpoint["source_payload"] or removed)["resourceType"],
             openehr_version_uid=now.ref.version_uid,
             openehr_composition=now.content,
-            fhir_versions=target["record"],
+            fhir_versions=fhir_versions,
             fhir_resources=central,
             **deletion,
         )

@@ -22,14 +22,19 @@ def versions_seen(conflict: Conflict) -> dict:
 
 
 def current_versions(conflict: Conflict) -> dict:
-    """The versions both servers hold now, in the shape of ``versions_seen`` (None: deleted centrally)."""
+    """The versions both servers hold now, in the shape of ``versions_seen`` (None: deleted centrally;
+    a composition deleted at the site: its deletion version)."""
     services = get_services()
     link = conflict.record_link
-    site_now = services.openehr(link.site).get_composition(link.patient_link.ehr_id, link.versioned_object_uid)
+    openehr = services.openehr(link.site)
+    try:
+        site_version = openehr.get_composition(link.patient_link.ehr_id, link.versioned_object_uid).ref.version_uid
+    except NotFound:  # deleted at the site: its deletion is the version there now
+        site_version = openehr.revision_history(link.patient_link.ehr_id, link.versioned_object_uid)[-1].version_uid
     central = {}
     for ref in conflict.fhir_versions or []:
         try:
             central[f"{ref['type']}/{ref['id']}"] = str(services.fhir.read(ref["type"], ref["id"])["meta"]["versionId"])
         except NotFound:
             central[f"{ref['type']}/{ref['id']}"] = None
-    return {"openehr": site_now.ref.version_uid, "fhir": central}
+    return {"openehr": site_version, "fhir": central}

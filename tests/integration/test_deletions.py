@@ -6,11 +6,14 @@ subject, so reruns never collide on the shared servers.
 """
 from __future__ import annotations
 
+import html
 import json
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.urls import reverse
 
 from audit.models import AuditEvent
 from sync.clients.errors import NotFound
@@ -18,7 +21,7 @@ from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import check_deletions, poll_central, poll_site
 from sync.identity import provenance_id
-from sync.models import ChangeEvent, Conflict, Cursor, RecordLink, Site, SyncRun
+from sync.models import ChangeEvent, Conflict, Cursor, DeadLetter, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
 from sync.workflow.deletion import is_retired
 from sync.workflow.reconcile import reconcile_site
@@ -226,3 +229,103 @@ def test_entered_in_error_centrally_deletes_a_composition_with_nothing_else_left
     assert check_deletions(site) == 0  # our own deletion: an echo, no run
     report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
     assert report.unaccounted == []
+
+
+@pytest.fixture
+def clinician(db, client):
+    from tests.desk import factories
+
+    user = factories.make_user("dr-del@desk.test", factories.ROLE_USERS["clinician"])
+    client.force_login(user)
+    return client
+
+
+def decide_on_desk(desk, conflict, label_words: str) -> SyncRun:
+    """Open the conflict page as a clinician, pick the decision whose label holds ``label_words``, post it."""
+    page = desk.get(reverse("desk:conflict", args=[conflict.pk])).content.decode()
+    form = page[page.index('id="decision"'):]
+    choice = next(v for v, label in re.findall(r'value="(keep_\w+)"[^>]*>\s*([^<]+)</label>', form) if label_words in label)
+    seen = html.unescape(re.search(r'name="seen" value="([^"]*)"', form).group(1))
+    answer = desk.post(reverse("desk:conflict_decide", args=[conflict.pk]),
+                       {"choice": choice, "reason": "confirmed with the ward", "seen": seen})
+    assert answer.status_code == 302, answer.content.decode()[:500]
+    return SyncRun.objects.get(resolution__conflict=conflict)
+
+
+def site_deleted_central_edited(cdr, fhir, site, ehr):
+    """v1 synced; the centre edits the blood pressure; the site deletes the composition: a conflict."""
+    v1, link = synced(cdr, site, ehr, vitals(120))
+    bp = next(r for r in link.fhir_resources if r["type"] == "Observation")
+    resource = fhir.read(bp["type"], bp["id"])
+    resource["component"][0]["valueQuantity"]["value"] = 141
+    fhir.update(resource, if_match_version=resource["meta"]["versionId"])
+    cdr.delete_composition(ehr, v1.version_uid)
+    check_deletions(site)
+    assert drive(ehr) == ["conflict"]
+    return v1, link, bp, Conflict.objects.get(record_link=link, status="open")
+
+
+def test_a_site_deletion_over_a_central_edit_is_a_conflict_shown_as_deleted_and_changed(cdr, fhir, site, ehr, clinician):
+    v1, link, bp, conflict = site_deleted_central_edited(cdr, fhir, site, ehr)
+    assert conflict.deleted_on == "site" and conflict.openehr_changed_at and conflict.fhir_changed_at
+    assert not is_retired(fhir.read(bp["type"], bp["id"]))  # never auto-resolved: nothing applied
+    page = clinician.get(reverse("desk:conflict", args=[conflict.pk])).content.decode()
+    assert "Deleted at site1" in page and "changed centrally" in page
+    assert "keep the deletion" in page and "keep the central edit" in page
+
+
+def test_keeping_the_site_deletion_marks_the_central_record_entered_in_error(cdr, fhir, site, ehr, clinician):
+    v1, link, bp, conflict = site_deleted_central_edited(cdr, fhir, site, ehr)
+    run = decide_on_desk(clinician, conflict, "keep the deletion")
+    assert advance(run.pk, "test") == SyncRun.Status.DONE
+    assert all(is_retired(fhir.read(r["type"], r["id"])) for r in link.fhir_resources if r["type"] == "Observation")
+    with pytest.raises(NotFound):
+        cdr.get_composition(ehr, v1.uid)  # the site stays deleted
+    link.refresh_from_db()
+    assert link.deleted
+
+
+def test_keeping_the_central_edit_restores_the_composition_at_the_site(cdr, fhir, site, ehr, clinician):
+    v1, link, bp, conflict = site_deleted_central_edited(cdr, fhir, site, ehr)
+    run = decide_on_desk(clinician, conflict, "keep the central edit")
+    assert advance(run.pk, "test") == SyncRun.Status.DONE, DeadLetter.objects.filter(run=run).values("rule", "path").first()
+    restored = cdr.get_composition(ehr, v1.uid)
+    assert restored.ref.version == 3  # v2 is the deletion
+    assert cdr.get_composition(ehr, restored.ref.version_uid, flat=True).content[SYSTOLIC] == 141
+    link.refresh_from_db()
+    assert not link.deleted and link.openehr_version_uid == restored.ref.version_uid
+    assert not is_retired(fhir.read(bp["type"], bp["id"]))
+    poll_site(site)
+    assert drive(ehr) == []  # the restored version is our own write: an echo
+
+
+def central_retired_site_edited(cdr, fhir, site, ehr):
+    """v1 synced; the site edits (not yet polled); the centre marks the record entered-in-error: a conflict."""
+    v1, link = synced(cdr, site, ehr, vitals(120))
+    v2 = cdr.update_composition(ehr, v1.version_uid, vitals(133), template_id=tid())
+    bp = next(r for r in link.fhir_resources if r["type"] == "Observation")
+    resource = fhir.read(bp["type"], bp["id"])
+    fhir.update({**resource, "status": "entered-in-error"}, if_match_version=resource["meta"]["versionId"])
+    assert drive_central([f"{r['type']}/{r['id']}" for r in link.fhir_resources]) == ["conflict"]
+    return v1, v2, link, bp, Conflict.objects.get(record_link=link, status="open")
+
+
+def test_keeping_the_central_deletion_over_a_site_edit_deletes_at_the_site(cdr, fhir, site, ehr, clinician):
+    v1, v2, link, bp, conflict = central_retired_site_edited(cdr, fhir, site, ehr)
+    assert conflict.deleted_on == "central"
+    page = clinician.get(reverse("desk:conflict", args=[conflict.pk])).content.decode()
+    assert "Deleted centrally" in page and "changed at site1" in page
+    run = decide_on_desk(clinician, conflict, "keep the deletion")
+    assert advance(run.pk, "test") == SyncRun.Status.DONE
+    with pytest.raises(NotFound):
+        cdr.get_composition(ehr, v1.uid)
+    assert is_retired(fhir.read(bp["type"], bp["id"]))
+
+
+def test_keeping_the_site_edit_over_a_central_deletion_restores_it_centrally(cdr, fhir, site, ehr, clinician):
+    v1, v2, link, bp, conflict = central_retired_site_edited(cdr, fhir, site, ehr)
+    run = decide_on_desk(clinician, conflict, "keep the site")
+    assert advance(run.pk, "test") == SyncRun.Status.DONE
+    restored = fhir.read(bp["type"], bp["id"])
+    assert not is_retired(restored) and restored["component"][0]["valueQuantity"]["value"] == 133
+    assert cdr.get_composition(ehr, v1.uid).ref.version_uid == v2.version_uid  # the site kept as it is

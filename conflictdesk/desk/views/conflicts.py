@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from sync.actions import DecisionRefused, do_decide_conflict, latest_conflict
+from sync.actions import DecisionRefused, do_decide_conflict, do_view_patients, latest_conflict
 from sync.mapping import MappingError
 from sync.models import Conflict
 from sync.workflow import diff
@@ -25,6 +25,9 @@ def queue(request):
     context = {"page": page, "query": query_without_page(request), "counts": queries.conflict_counts(),
                "sites": queries.site_names(), "types": queries.resource_types(), "ages": queries.AGES,
                "statuses": Conflict.Status.choices, "params": request.GET}
+    # The rows show who the patients are: an access to their demographics, audited (ids only).
+    do_view_patients([c.record_link.patient_link for c in page.object_list], acting_user=request.user,
+                     where="conflict queue")
     if request.htmx and request.htmx.target == "queue-rows":
         return render(request, "desk/conflicts_rows.html", context)
     return render(request, "desk/conflicts.html", context)
@@ -42,6 +45,7 @@ def detail(request, pk: int):
 
 
 def _page(request, conflict, form=None, status=200):
+    do_view_patients([conflict.record_link.patient_link], acting_user=request.user, where="conflict")
     try:
         comparison, mapping_error = diff.compare(conflict), None
     except MappingError as exc:  # the site version no longer maps: still show both raw
@@ -50,7 +54,7 @@ def _page(request, conflict, form=None, status=200):
     fields = comparison.fields if comparison else []
     resolution = getattr(conflict, "resolution", None) if conflict.status == Conflict.Status.RESOLVED else None
     if form is None:
-        form = DecisionForm(fields=fields, initial={"seen": json.dumps(seen)})
+        form = DecisionForm(fields=fields, deleted_on=conflict.deleted_on, initial={"seen": json.dumps(seen)})
     context = {
         "conflict": conflict, "comparison": comparison, "mapping_error": mapping_error,
         "site_rows": clinical.composition_rows(conflict.openehr_composition),
@@ -75,7 +79,7 @@ def decide(request, pk: int):
         fields = diff.compare(conflict).fields
     except MappingError:
         fields = []
-    form = DecisionForm(request.POST, fields=fields)
+    form = DecisionForm(request.POST, fields=fields, deleted_on=conflict.deleted_on)
     if not form.is_valid():
         return _page(request, conflict, form, status=400)
     try:
