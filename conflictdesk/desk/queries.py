@@ -1,7 +1,7 @@
 """Read-only queries behind the lists: filters, sort orders and counts. No writes here."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Max, Q, QuerySet
@@ -26,7 +26,7 @@ def conflicts(params) -> "QuerySet[Conflict]":
     if params.get("site"):
         qs = qs.filter(record_link__site__name=params["site"])
     if params.get("patient"):
-        qs = qs.filter(record_link__patient_link_id=_int(params["patient"]))
+        qs = qs.filter(record_link__patient_link_id__in=patient_links(str(params["patient"])))
     if params.get("type"):
         qs = qs.filter(resource_type=params["type"])
     age = params.get("age")
@@ -58,6 +58,15 @@ def site_names() -> list[str]:
 def dead_letters(criteria, status: str = DeadLetter.Status.OPEN) -> "QuerySet[DeadLetter]":
     """Newest first; ``criteria`` is a ``RedriveFilter``, so the list shows what a bulk re-drive would take."""
     return criteria.matching(status).select_related("run__site").order_by("-created_at", "-pk")
+
+
+def patient_of(letter: DeadLetter) -> PatientLink | None:
+    """The site patient a dead letter's run was about (a site's run: its EHR there), or None."""
+    run = letter.run
+    event = run.change_event  # a resolution's run has none
+    if run.site_id is None or event is None or not event.ehr_id:
+        return None
+    return PatientLink.objects.select_related("site").filter(site_id=run.site_id, ehr_id=event.ehr_id).first()
 
 
 def dead_letter_causes(status: str = DeadLetter.Status.OPEN) -> list[dict]:
@@ -102,13 +111,31 @@ def audit_events_of(events: "QuerySet[AuditEvent]", keys: list[int]) -> "QuerySe
 
 
 def patient_links(text: str) -> list[int]:
-    """A link id, or every link whose site subject id, EHR id or central Patient id is ``text``."""
+    """A link id (``#12``), or every link whose site MRN (subject id), EHR id or central Patient id is
+    ``text``, whose birth date it is (``YYYY-MM-DD``), or whose name holds each of its words."""
     text = text.strip()
-    if text.lstrip("#").isdigit():
+    if text.lstrip("#").isdigit() and text.startswith("#"):
         return [int(text.lstrip("#"))]
-    return list(PatientLink.objects.filter(Q(subject_id=text) | Q(ehr_id=text) | Q(fhir_patient_id=text)
-                                           | Q(fhir_patient_id=text.removeprefix("Patient/")))
-                .values_list("pk", flat=True))
+    match = Q(subject_id=text) | Q(ehr_id=text) | Q(fhir_patient_id=text.removeprefix("Patient/"))
+    if text.isdigit():  # a bare number: a link id or an all-digit MRN
+        match |= Q(pk=int(text))
+    birth = _date(text)
+    if birth:
+        match |= Q(birth_date=birth)
+    words = text.replace(",", " ").split()
+    if words and not birth:
+        named = Q()
+        for word in words:
+            named &= Q(family_name__icontains=word) | Q(given_names__icontains=word)
+        match |= named
+    return list(PatientLink.objects.filter(match).values_list("pk", flat=True))
+
+
+def _date(text: str):
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _actors(text: str) -> list[str]:
@@ -122,9 +149,3 @@ def _actors(text: str) -> list[str]:
 def audit_actions() -> list[str]:
     return list(AuditEvent.objects.order_by().values_list("action", flat=True).distinct().order_by("action"))
 
-
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1

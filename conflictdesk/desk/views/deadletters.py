@@ -10,7 +10,8 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sync.actions import DeadLetterRefused, do_discard_dead_letter, do_redrive_dead_letter, do_redrive_dead_letters
+from sync.actions import (DeadLetterRefused, do_discard_dead_letter, do_redrive_dead_letter, do_redrive_dead_letters,
+                          do_view_patients)
 from sync.models import DeadLetter
 
 from .. import fixes, queries
@@ -66,6 +67,9 @@ def detail(request, pk: int):
 
 
 def _page(request, letter, discard_form=None, status=200):
+    patient = queries.patient_of(letter)
+    if patient is not None:
+        do_view_patients([patient], acting_user=request.user, where="dead letter")
     detail = letter.detail or {}
     error_detail = detail.get("error_detail")
     fidelity = error_detail if letter.cause == DeadLetter.Cause.FIDELITY and isinstance(error_detail, dict) else None
@@ -78,6 +82,7 @@ def _page(request, letter, discard_form=None, status=200):
         "error_detail": json.dumps(error_detail, indent=2, ensure_ascii=False) if error_detail not in (None, "") else "",
         "payload": json.dumps(letter.payload, indent=2, ensure_ascii=False) if letter.payload is not None else "",
         "can_work": can(request.user, "work_deadletters") and letter.status == DeadLetter.Status.OPEN,
+        "patient": patient,
         "discard_form": discard_form or DiscardForm(),
     }, status=status)
 
