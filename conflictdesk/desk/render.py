@@ -149,10 +149,11 @@ def _name(node: dict) -> str:
 
 def resource_rows(resource: dict) -> list[Row]:
     # what the resource is about: its code; a Goal has none, its description (a CodeableConcept) is the goal;
-    # a ClinicalImpression has none either, its summary (a string) is what it says
+    # a ClinicalImpression has none either, its summary (a string) is what it says; a CarePlan is its title
     title = "code" if "code" in resource else "description" if isinstance(resource.get("description"), dict) \
-        else "summary" if isinstance(resource.get("summary"), str) else "code"
-    heading = resource[title] if title == "summary" else concept(resource.get(title))
+        else "summary" if isinstance(resource.get("summary"), str) \
+        else "title" if isinstance(resource.get("title"), str) else "code"
+    heading = resource[title] if title in ("summary", "title") else concept(resource.get(title))
     rows = [Row(0, resource.get("resourceType", "Resource"), heading or "",
                 f"{resource.get('resourceType')}/{resource.get('id', '')} v{(resource.get('meta') or {}).get('versionId', '?')}")]
     for key, value in resource.items():
@@ -191,7 +192,7 @@ def fhir_value(value: dict) -> str | None:
         return f"{value.get('comparator', '')}{_num(value['value'])} {unit}".strip()
     if "coding" in value or "text" in value and len(value) <= 2:
         return concept(value)
-    if "reference" in value:
+    if isinstance(value.get("reference"), str):  # not CarePlan.activity.reference, a Reference holding one
         return value.get("display") or value["reference"]
     if set(value) <= {"start", "end"}:
         return f"{when(value.get('start'))} – {when(value.get('end'))}"
