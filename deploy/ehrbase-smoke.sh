@@ -8,6 +8,8 @@
 #   SMOKE_TEMPLATE  OPT to upload     (default corpus templates/vital_signs_ehrn.opt)
 #   SMOKE_FLAT      FLAT composition  (default corpus compositions/vital_signs_ehrn.flat.json)
 #   SMOKE_KEEP=1    keep the test EHR (default: deleted through the admin API)
+#   EHRBASE_ADMIN_CREDENTIALS  user:password sent to sites with basic auth (default: the one
+#                   deploy/ehrbase.sh keeps in .run/ehrbase-admin-credentials, if any)
 # Prints one PASS/FAIL line per check and "N passed, N failed"; exits 1 on any failure.
 set -uo pipefail
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,9 +24,12 @@ TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 ok()   { PASSED=$((PASSED + 1)); echo "PASS  $*"; }
 bad()  { FAILED=$((FAILED + 1)); echo "FAIL  $*"; [ -s "$TMP/body" ] && head -c 400 "$TMP/body" | sed 's/^/      /' && echo; }
 # req METHOD URL [curl args...]: body to $TMP/body, headers to $TMP/hdr, prints the status code.
+ADMIN_CREDENTIALS="${EHRBASE_ADMIN_CREDENTIALS:-$(cat "${CONFLICTDESK_RUN_DIR:-$REPO_DIR/.run}/ehrbase-admin-credentials" 2>/dev/null || true)}"
+# The credentials go to curl in a config file (-K), never in argv; an open site ignores them.
+( umask 077; [ -n "$ADMIN_CREDENTIALS" ] && printf 'user = "%s"\n' "$ADMIN_CREDENTIALS" >"$TMP/curlrc"; touch "$TMP/curlrc" )
 req() {
   local m="$1" u="$2"; shift 2
-  curl -sS -m 60 -X "$m" -o "$TMP/body" -D "$TMP/hdr" -w '%{http_code}' "$@" "$u" 2>"$TMP/err" || true
+  curl -K "$TMP/curlrc" -sS -m 60 -X "$m" -o "$TMP/body" -D "$TMP/hdr" -w '%{http_code}' "$@" "$u" 2>"$TMP/err" || true
 }
 # expect WHAT WANT GOT
 expect() { if [ "$3" = "$2" ]; then ok "$1 ($3)"; else bad "$1: expected HTTP $2, got $3"; fi; }

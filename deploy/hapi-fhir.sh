@@ -5,6 +5,10 @@
 #   HAPI_DB_RESET=1   drop and recreate database `hapi` before starting (clean slate;
 #                     a server we started is stopped first)
 #   HAPI_XMX          JVM max heap (default 1g)
+#   HAPI_AUTH         none (default: the loopback test server) | basic: every request but
+#                     GET /fhir/metadata needs HAPI_CREDENTIALS (user:password; unset: read from,
+#                     or generated once into, $RUN_DIR/hapi-credentials, mode 600), checked by
+#                     BasicAuthFilter. The demo and compose run with basic. Never in argv.
 # FHIR IG packages (conflictdesk.packages.list in application.properties, e.g. mCODE STU4) are
 # fetched with `npm pack` into $CACHE_DIR/fhir-packages/ once (kept, never committed) on build/start
 # and loaded by the server at start-up (FhirPackageLoader).
@@ -30,6 +34,23 @@ PACKAGES_DIR="$CACHE_DIR/fhir-packages"
 MDM_RULES="$MODULE_DIR/mdm-rules.json"
 
 answering() { curl -fsS -o /dev/null -m 5 "$HAPI_BASE/metadata" 2>/dev/null; }
+
+# auth_credentials: HAPI_CREDENTIALS, else $RUN_DIR/hapi-credentials (made once, 0600) when HAPI_AUTH=basic.
+auth_credentials() {
+  case "${HAPI_AUTH:-none}" in
+    none) return 0 ;;
+    basic) ;;
+    *) die "HAPI_AUTH must be basic or none, got '$HAPI_AUTH'" ;;
+  esac
+  if [ -n "${HAPI_CREDENTIALS:-}" ]; then echo "$HAPI_CREDENTIALS"; return; fi
+  local file="$RUN_DIR/hapi-credentials"
+  if [ ! -s "$file" ]; then
+    ( umask 077; python3 -c 'import secrets; print("conflictdesk:" + secrets.token_urlsafe(24))' >"$file.tmp" )
+    mv -f "$file.tmp" "$file"
+    log "generated HAPI FHIR credentials in $file"
+  fi
+  cat "$file"
+}
 
 java_home() {
   # HAPI 8 / Boot 3.5 need Java 17; prefer the machine's default 17 when present.
@@ -118,6 +139,7 @@ start() {
   build
   fetch_packages
   local jhome; jhome="$(java_home)"
+  local credentials; credentials="$(auth_credentials)"
   # Run a private copy (atomic rename) so a later `build` never rewrites the jar under a live JVM.
   cp "$JAR" "$RUN_JAR.tmp" && mv -f "$RUN_JAR.tmp" "$RUN_JAR"
   log "starting $NAME on $HAPI_BASE (log: $LOG_FILE)"
@@ -128,6 +150,7 @@ start() {
   HAPI_DB_USER="$HAPI_DB_USER" \
   HAPI_PACKAGES_DIR="$PACKAGES_DIR" \
   HAPI_MDM_RULES="file:$MDM_RULES" \
+  HAPI_AUTH_CREDENTIALS="$credentials" \
     setsid nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:--XX:TieredStopAtLevel=1} \
       -Djava.awt.headless=true -jar "$RUN_JAR" >"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"

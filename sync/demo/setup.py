@@ -1,10 +1,13 @@
 """Demo wiring: register the local EHRbase sites and one demo account per role.
 
-Only for `make demo`: sites are marked local_demo (unauthenticated CDRs on
-loopback) and accounts are in the demo group (no TOTP). Passwords come from
+Only for `make demo`: sites are marked local_demo (CDRs on loopback) and name
+``CONFLICTDESK_SITE_CREDENTIALS_SITE<i>`` as their credentials when the demo set it
+(deploy/demo.sh: the CDRs run behind basic auth); accounts are in the demo group (no TOTP). Passwords come from
 CONFLICTDESK_DEMO_PASSWORD; the demo prints them, production never runs this.
 """
 from __future__ import annotations
+
+import os
 
 from django.core.management.base import CommandError
 from django.db import transaction
@@ -13,6 +16,7 @@ from conflictdesk.desk.roles import demo_enabled
 
 from sync.actions import do_create_site, do_invite_user, do_update_site
 from sync.models import Site
+from sync.site_policy import CREDENTIALS_PREFIX
 
 ONCOLOGY_TEMPLATE_ID = "ConflictDesk Oncology Encounter.v1"
 DEMO_ACCOUNTS = {  # e-mail local part -> role alias (conflictdesk.desk.roles)
@@ -49,6 +53,7 @@ def ensure_sites(n: int, *, url_pattern: str | None, poll_interval_seconds: int)
                 "poll_interval_seconds": poll_interval_seconds,
                 "enabled": True,
                 "local_demo": True,
+                "credentials_ref": f"{CREDENTIALS_PREFIX}SITE{i}" if os.environ.get(f"{CREDENTIALS_PREFIX}SITE{i}") else "",
                 "template_ids": [ONCOLOGY_TEMPLATE_ID],
             }
             site = Site.objects.filter(name=f"site{i}").first()

@@ -26,8 +26,15 @@ from sync.demo.setup import require_demo_mode
 from sync.demo.setup import site_url as demo_site_url
 from sync.demo.seed import commit_invalid, seed_site, synthetic_ehrs, trickle
 from sync.models import Site
+from sync.workflow.services import central_auth, site_auth
 
 IDS_PER_SITE = 100_000
+
+
+def site_credentials(i: int) -> tuple[str, str] | None:
+    """The credentials the engine uses for site i (its row's credentials_ref), so the demo's CDRs may demand them."""
+    site = Site.objects.filter(name=f"site{i}").first()
+    return site_auth(site) if site is not None else None
 
 
 def site_url(i: int) -> str:
@@ -58,7 +65,7 @@ class Command(BaseCommand):
         if opts["sites"] < 1 or opts["patients_per_site"] < 0:
             raise CommandError("--sites must be >= 1 and --patients-per-site >= 0")
         names = [f"site{i}" for i in range(1, opts["sites"] + 1)]
-        clients = {name: OpenEHRClient(site_url(i)) for i, name in enumerate(names, 1)}
+        clients = {name: OpenEHRClient(site_url(i), auth=site_credentials(i)) for i, name in enumerate(names, 1)}
         lock = threading.Lock()
 
         def say(msg: str) -> None:
@@ -71,7 +78,7 @@ class Command(BaseCommand):
             if opts["invalid"]:
                 self._invalid(clients, opts, say)
             if opts["conflicts"]:
-                with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL) as fhir:
+                with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL, auth=central_auth()) as fhir:
                     attempts = make_conflicts(fhir, clients, opts["conflicts"], seed=opts["seed"],
                                               progress=lambda m: say(f"conflicts: {m}"))
                 staged = sum(a.status == "staged" for a in attempts)
