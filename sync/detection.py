@@ -32,9 +32,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from sync.clients import ids
 from sync.clients.errors import NotFound
-from sync.clients.fhir import history_entry
 from sync.identity import CENTRAL, central_record_key, record_key, site_source, version_number
 from sync.models import ChangeEvent, Cursor, Direction, EngineWrite, PatientLink, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
@@ -143,18 +141,13 @@ MIN_CENTRAL_WINDOW = timedelta(milliseconds=1)
 def central_history(fhir, start: datetime, until: datetime | None):
     """Every flow-back version written at or after ``start`` (and before ``until``, if given).
 
-    Without ``until`` this is the client's ``history`` (``_since``); with it, HAPI's
-    ``_at=ge..&_at=lt..`` range (HAPI refuses ``_since`` and ``_at`` together).
+    The client's ``history``: ``_since`` without ``until``; with it HAPI's ``_at`` range, in
+    pages of CONFLICTDESK_DETECTION_PAGE_SIZE (the catch-up's windows).
     """
     types = settings.CONFLICTDESK_FLOWBACK_TYPES
     if until is None:
-        yield from fhir.history(start, types)
-        return
-    params = [("_at", f"ge{_instant(start)}"), ("_at", f"lt{_instant(until)}"),
-              ("_count", str(settings.CONFLICTDESK_DETECTION_PAGE_SIZE))]
-    for resource_type in types:
-        for raw in fhir._entries(f"{ids.fhir_type(resource_type)}/_history", params):
-            yield history_entry(raw)
+        return fhir.history(start, types)
+    return fhir.history(start, types, until=until, page_size=settings.CONFLICTDESK_DETECTION_PAGE_SIZE)
 
 
 def _central_change(e) -> Change:
@@ -170,10 +163,6 @@ def _central_change(e) -> Change:
 def _before(entry, until: datetime) -> bool:
     """Inside the window (HAPI's range is the filter; this keeps a version in exactly one window)."""
     return not entry.last_updated or datetime.fromisoformat(entry.last_updated) < until
-
-
-def _instant(moment: datetime) -> str:
-    return moment.astimezone(dt_timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _pages(rows, size: int):

@@ -9,7 +9,7 @@ map to ``PreconditionFailed`` here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
 import httpx
@@ -154,19 +154,23 @@ class FHIRClient:
         since: datetime,
         resource_types: Sequence[str] | None = None,
         *,
+        until: datetime | None = None,
         page_size: int | None = None,
     ) -> Iterator[HistoryEntry]:
-        """Every version written at or after ``since``, deletes included.
+        """Every version written at or after ``since`` (and before ``until``, if given), deletes included.
 
         System-level ``_history`` without ``resource_types``; otherwise one
         type-level history per type, one after the other. HAPI lists newest
-        first within each.
+        first within each. With ``until`` the window is ``_at=ge..&_at=lt..``:
+        HAPI refuses ``_since`` and ``_at`` together.
         """
-        if since.tzinfo is None:
-            raise ValueError("since must be timezone-aware")
-        params = {"_since": since.isoformat()}
+        if since.tzinfo is None or (until is not None and until.tzinfo is None):
+            raise ValueError("since and until must be timezone-aware")
+        params: list[tuple[str, str]] = (
+            [("_since", since.isoformat())] if until is None
+            else [("_at", f"ge{_instant(since)}"), ("_at", f"lt{_instant(until)}")])
         if page_size:
-            params["_count"] = str(page_size)
+            params.append(("_count", str(page_size)))
         paths = [f"{ids.fhir_type(t)}/_history" for t in resource_types] if resource_types else ["_history"]
         for path in paths:
             for entry in self._entries(path, params):
@@ -266,6 +270,11 @@ def _path(resource_type: str, resource_id: str, version_id: str | None = None) -
     """``Type/id`` or ``Type/id/_history/vid``, each part checked (``sync.clients.ids``) before it enters the path."""
     path = f"{ids.fhir_type(resource_type)}/{ids.fhir_id(resource_id)}"
     return path if version_id is None else f"{path}/_history/{ids.fhir_id(str(version_id))}"
+
+
+def _instant(moment: datetime) -> str:
+    """A FHIR instant in UTC with microseconds (``2026-03-01T12:00:00.000001Z``)."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _status_code(status: str | None) -> int | None:

@@ -1,7 +1,7 @@
 """FHIRClient request shapes and response parsing, against a mocked HAPI."""
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -177,6 +177,18 @@ def test_type_history_runs_once_per_type(fhir):
     since = datetime(2026, 3, 1, tzinfo=timezone.utc)
     assert list(client.history(since, ["Patient", "Observation"])) == []
     assert patients.called and observations.called
+
+
+def test_history_until_asks_for_the_window_with_at_not_since(fhir):
+    """HAPI refuses ``_since`` with ``_at``: a window [since, until) is two ``_at`` bounds, in UTC."""
+    client, router = fhir
+    route = router.get("/Patient/_history").respond(200, json=bundle([]))
+    since = datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    until = datetime(2026, 3, 1, 12, 30, 0, 5, tzinfo=timezone.utc)
+    assert list(client.history(since, ["Patient"], until=until, page_size=50)) == []
+    query = route.calls.last.request.url.params
+    assert query.get_list("_at") == ["ge2026-03-01T12:00:00.000000Z", "lt2026-03-01T12:30:00.000005Z"]
+    assert query["_count"] == "50" and "_since" not in query
 
 
 def test_history_refuses_a_naive_since(fhir):
