@@ -3,10 +3,12 @@
 Definitions (shown on the page too): *last poll* is the detection cursor's
 last_polled_at; a site whose polls fail is *unreachable* (its failed polls in
 a row, the error class, and when the next poll is tried: polls back off); *lag* is the age of the oldest change not yet finished
-(0 when nothing waits); *backlog* counts changes pending or running;
-*success rate* is done / (done + dead-lettered + conflict) for runs that
-finished in the last 24 h; *latency* is run creation to finish for runs done
-in the last 24 h.
+(0 when nothing waits); *backlog* counts changes pending or running, of which
+*waiting for a destination* are runs parked while a server is down (breaker
+open); *success rate* is done / (done + dead-lettered) for runs that finished
+in the last 24 h (a conflict is the engine working as meant, not a failure);
+*latency* is run creation to finish for runs done, over the last 15 minutes
+and the last 24 h apart (a start-up backlog shows in the second, not the first).
 """
 from __future__ import annotations
 
@@ -35,7 +37,10 @@ class SourceHealth:
     p95: float | None
     dead_letters: int
     open_conflicts: int
-    hourly: list = field(default_factory=list)  # 24 x (done, failed), oldest first
+    hourly: list = field(default_factory=list)  # 24 x (done, dead-lettered), oldest first
+    p50_15m: float | None = None  # the same latency over the last 15 minutes
+    p95_15m: float | None = None
+    waiting_destination: int = 0  # runs parked while a server they need is down
     # The source's poll state (sites): failed polls in a row, the last one's error class, when the next is tried.
     poll_failures: int = 0
     poll_error: str = ""
@@ -72,11 +77,16 @@ def _for(source, label, now, *, events_q, runs_q, letters_q, conflicts_q) -> Sou
     ended = list(SyncRun.objects.filter(runs_q, status__in=_ENDED, finished_at__gte=since)
                  .values_list("status", "created_at", "finished_at"))
     done = [(f - c).total_seconds() for s, c, f in ended if s == SyncRun.Status.DONE]
+    recent = [(f - c).total_seconds() for s, c, f in ended
+              if s == SyncRun.Status.DONE and f >= now - timedelta(minutes=15)]
+    failed = sum(1 for s, _, _ in ended if s == SyncRun.Status.DEAD_LETTER)
     return SourceHealth(
         name=source, label=label, last_poll=cursor.last_polled_at if cursor else None,
         lag_seconds=(now - oldest).total_seconds() if oldest else 0.0, backlog=waiting.count(),
-        success_rate=(len(done) / len(ended)) if ended else None,
+        success_rate=(len(done) / (len(done) + failed)) if done or failed else None,
         p50=percentile(done, 50), p95=percentile(done, 95),
+        p50_15m=percentile(recent, 50), p95_15m=percentile(recent, 95),
+        waiting_destination=SyncRun.objects.filter(runs_q, status=SyncRun.Status.DESTINATION_DOWN).count(),
         dead_letters=DeadLetter.objects.filter(letters_q, status=DeadLetter.Status.OPEN).count(),
         open_conflicts=Conflict.objects.filter(conflicts_q, status=Conflict.Status.OPEN).count(),
         hourly=_hourly(ended, now),
@@ -96,10 +106,11 @@ def percentile(values: list[float], pct: int) -> float | None:
 
 
 def _hourly(ended, now) -> list[tuple[int, int]]:
+    """Runs done and dead-lettered per hour (conflicts are neither)."""
     buckets = [[0, 0] for _ in range(24)]
     for status, _, finished in ended:
         hour = 23 - int((now - finished).total_seconds() // 3600)
-        if 0 <= hour < 24:
+        if 0 <= hour < 24 and status != SyncRun.Status.CONFLICT:
             buckets[hour][0 if status == SyncRun.Status.DONE else 1] += 1
     return [tuple(b) for b in buckets]
 

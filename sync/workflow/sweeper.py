@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -41,7 +42,13 @@ def _answering() -> Q:
     return ~Q(site__name__in=[d.removeprefix("site:") for d in down])
 
 
+# When beat last made a sweep happen (every CONFLICTDESK_SWEEP_SECONDS): the health page's sign that beat
+# and a worker on the poll queue are alive (conflictdesk.desk.liveness).
+LAST_SWEEP_KEY = "conflictdesk:last-sweep"
+
+
 def sweep() -> int:
+    cache.set(LAST_SWEEP_KEY, timezone.now(), timeout=None)
     with transaction.atomic():
         ids = list(owed_runs().values_list("pk", flat=True)[:500])
         for run_id in ids:
