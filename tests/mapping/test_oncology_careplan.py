@@ -69,10 +69,10 @@ def goal(name="Disease-free at 5 years") -> dict:
 
 
 def administration_given(name="cyclophosphamide") -> dict:
-    """ACTION.medication.v1: the drug given (ISM completed, careflow step 'Dose administered')."""
+    """ACTION.medication.v1: a dose given (the archetype's careflow step at0006 "Dose administered", state active)."""
     entry = entry_skeleton(registry()["openEHR-EHR-ACTION.medication.v1"], "en")
     entry["time"] = {"_type": "DV_DATE_TIME", "value": "2026-12-05T10:00:00+01:00"}
-    entry["ism_transition"] = {"_type": "ISM_TRANSITION", "current_state": dt.coded_text("completed", "openehr", "532"),
+    entry["ism_transition"] = {"_type": "ISM_TRANSITION", "current_state": dt.coded_text("active", "openehr", "245"),
                                "careflow_step": dt.coded_text("Dose administered", "local", "at0006")}
     entry["description"] = {"_type": "ITEM_TREE", "name": text("Tree"), "archetype_node_id": "at0017",
                             "items": [el("at0020", "Medication item", text(name))]}
