@@ -55,6 +55,10 @@ def ensure_sites(n: int, *, url_pattern: str | None, poll_interval_seconds: int)
                 "local_demo": True,
                 "credentials_ref": f"{CREDENTIALS_PREFIX}SITE{i}" if os.environ.get(f"{CREDENTIALS_PREFIX}SITE{i}") else "",
                 "template_ids": [ONCOLOGY_TEMPLATE_ID],
+                # Demographics in EHR_STATUS, one MRN system per site: HAPI's MDM matches the people
+                # registered at several sites (sync/demo/people.py).
+                "demographics_source": Site.Demographics.EHR_STATUS,
+                "mrn_system": f"urn:conflictdesk:demo:site{i}:mrn",
             }
             site = Site.objects.filter(name=f"site{i}").first()
             if site is None:

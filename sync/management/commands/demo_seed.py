@@ -24,6 +24,7 @@ from sync.clients.openehr import OpenEHRClient
 from sync.demo.conflicts import make_conflicts
 from sync.demo.setup import require_demo_mode
 from sync.demo.setup import site_url as demo_site_url
+from sync.demo.people import seed_people
 from sync.demo.seed import commit_invalid, seed_site, synthetic_ehrs, trickle
 from sync.models import Site
 from sync.workflow.services import central_auth, site_auth
@@ -113,6 +114,7 @@ class Command(BaseCommand):
         with ThreadPoolExecutor(max_workers=len(clients)) as pool:
             results = list(pool.map(one, enumerate(clients, 1)))
         total = sum(r.created for r in results)
+        total += seed_people(clients, seed, progress=lambda m: say(f"people at several sites: {m}"))
         say(f"seeded {len(clients)} site(s): {total} compositions committed in {time.monotonic() - started:.1f}s")
 
     def _invalid(self, clients, opts, say) -> None:
