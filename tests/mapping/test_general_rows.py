@@ -1,6 +1,7 @@
 """Issue 18 rows beyond oncology, both ways: OBSERVATION.body_mass_index.v2 <-> bmi Observation (39156-5),
 OBSERVATION.head_circumference.v1 <-> headcircum Observation (9843-4), EVALUATION.tobacco_smoking_summary.v2 <->
-smoking status Observation (72166-2), EVALUATION.clinical_synopsis.v1 <-> ClinicalImpression.  Compositions are built from the CKM archetypes' node ids
+smoking status Observation (72166-2), EVALUATION.clinical_synopsis.v1 <-> ClinicalImpression, OBSERVATION.imaging_exam_result.v1 <-> DiagnosticReport
+(category v2-0074 RAD).  Compositions are built from the CKM archetypes' node ids
 (tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs (the bmi and headcircum
 profiles, their examples: BMI 16.2 kg/m2, head circumference in cm) and the IPS / US Core smoking status value
 sets (SNOMED CT 77176002 Smoker, 8517006 Ex-smoker, 266919005 Never smoked tobacco; 449868002 daily smoker)."""
@@ -26,7 +27,8 @@ from .hapi import hapi_errors
 COVERS = {"OBSERVATION.body_mass_index.v2": "forward reverse hapi",
           "OBSERVATION.head_circumference.v1": "forward reverse hapi",
           "EVALUATION.tobacco_smoking_summary.v2": "forward reverse hapi",
-          "EVALUATION.clinical_synopsis.v1": "forward reverse hapi"}
+          "EVALUATION.clinical_synopsis.v1": "forward reverse hapi",
+          "OBSERVATION.imaging_exam_result.v1": "forward reverse hapi"}
 
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 UID = {"_type": "OBJECT_VERSION_ID", "value": "9d0a7c35-0000-4000-8000-000000000018::gen::1"}
@@ -36,6 +38,7 @@ BMI = "openEHR-EHR-OBSERVATION.body_mass_index.v2"
 HEAD = "openEHR-EHR-OBSERVATION.head_circumference.v1"
 SMOKING = "openEHR-EHR-EVALUATION.tobacco_smoking_summary.v2"
 SYNOPSIS = "openEHR-EHR-EVALUATION.clinical_synopsis.v1"
+IMAGING = "openEHR-EHR-OBSERVATION.imaging_exam_result.v1"
 ADL = REPO_DIR / "tests/fixtures/corpus/openehr/archetypes"
 SCT = "http://snomed.info/sct"
 # archetype -> (LOINC, profile, history name, event node id, data node id, value node, value name, comment node)
@@ -359,6 +362,97 @@ def synopsis_entries(draw):
     return _synopsis(draw(TEXT), extension=draw(st.booleans()))
 
 
+# ------------------------------------------------------------------ imaging examination result
+REPORT_STATUS = {"at0073": "registered", "at0074": "partial", "at0075": "preliminary", "at0076": "final",
+                 "at0077": "amended", "at0078": "corrected", "at0079": "appended", "at0080": "cancelled",
+                 "at0090": "unknown"}
+
+
+def _imaging(status="at0076", *, name=None, impression="No evidence of metastatic disease.",
+             diagnoses=(), findings=None, time="2025-03-10T14:00:00+01:00", status_text=None):
+    entry = entry_skeleton(registry()[IMAGING], "en")
+    items = [_el("at0004", "Study name", name or dt.coded_text("CT chest abdomen pelvis", "LOINC", "36813-4"))]
+    if findings:
+        items.append(_el("at0008", "Imaging findings", {"_type": "DV_TEXT", "value": findings}))
+    if status:
+        items.append(_el("at0072", "Overall result status",
+                         dt.coded_text(status_text or _terms(IMAGING)[status], "local", status)))
+    if impression:
+        items.append(_el("at0021", "Overall impression", {"_type": "DV_TEXT", "value": impression}))
+    items += [_el("at0020", "Imaging diagnosis", d) for d in diagnoses]
+    entry["data"] = {"_type": "HISTORY", "name": {"_type": "DV_TEXT", "value": "Event Series"},
+                     "archetype_node_id": "at0001", "origin": {"_type": "DV_DATE_TIME", "value": time},
+                     "events": [{"_type": "POINT_EVENT", "name": {"_type": "DV_TEXT", "value": "Any event"},
+                                 "archetype_node_id": "at0002", "time": {"_type": "DV_DATE_TIME", "value": time},
+                                 "data": _tree("at0003", "Tree", items)}]}
+    return entry
+
+
+def test_the_report_status_table_is_the_archetypes_status_list():
+    [rule] = [r for r in registry()[IMAGING].rules if r.name == "overall result status"]
+    rows = {}
+    for m in rule.manual[1:]:
+        [dv] = [o["value"] for o in m.openehr]
+        rows[dv["defining_code"]["code_string"]] = (dv["value"], m.fhir[0]["value"])
+    terms = _terms(IMAGING)
+    assert rows == {at: (terms[at], status) for at, status in REPORT_STATUS.items()}
+
+
+@pytest.mark.parametrize("status", sorted(REPORT_STATUS))
+def test_an_imaging_report_maps_both_ways(status):
+    comp = _composition(_imaging(status, diagnoses=[
+        dt.coded_text("Malignant neoplasm of breast", "ICD10", "C50.9"), {"_type": "DV_TEXT", "value": "Post-operative change"}]))
+    [report], back = _trip(comp)
+    assert report["resourceType"] == "DiagnosticReport" and report["status"] == REPORT_STATUS[status]
+    assert report["category"][0]["coding"][0]["code"] == "RAD"
+    assert report["code"]["coding"][0]["code"] == "36813-4"
+    assert report["effectiveDateTime"] == "2025-03-10T14:00:00+01:00"
+    assert report["conclusion"] == "No evidence of metastatic disease."
+    assert [c.get("text") for c in report["conclusionCode"]] == ["Malignant neoplasm of breast", "Post-operative change"]
+    assert validate_fhir(report) == []
+    assert _same(comp, back) == []
+    assert spec_for_resource(strip(report)).archetype == IMAGING
+
+
+def test_findings_and_a_free_text_status_travel_in_the_residue():
+    entry = _imaging(None, findings="3 mm nodule right lower lobe, unchanged")
+    entry["data"]["events"][0]["data"]["items"].append(_el("at0072", "Overall result status",
+                                                           {"_type": "DV_TEXT", "value": "dictated"}))
+    comp = _composition(entry)
+    [report], back = _trip(comp)
+    assert report["status"] == "unknown" and report["extension"]
+    assert _same(comp, back) == []
+
+
+def test_a_central_radiology_report_is_read_and_a_laboratory_report_is_not_claimed():
+    born = {"resourceType": "DiagnosticReport", "id": "dr-1", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}],
+            "code": {"coding": [{"system": LOINC, "code": "24627-2", "display": "Chest CT"}]},
+            "subject": {"reference": "Patient/1"}, "effectiveDateTime": "2025-04-01T10:00:00Z",
+            "conclusion": "Stable disease.", "performer": [{"reference": "Organization/rad"}]}
+    out = from_fhir([born], template_id="t")
+    [entry] = out.composition["content"]
+    assert entry["archetype_node_id"] == IMAGING
+    lost = {x.path.split(":", 1)[1].split("[")[0] for x in out.losses if x.path.startswith("DiagnosticReport/dr-1:")}
+    [again] = _again(out.composition)
+    assert not lost & {"status", "code", "conclusion", "effectiveDateTime"}
+    assert (again["status"], again["conclusion"], again["effectiveDateTime"]) == ("final", "Stable disease.",
+                                                                                  "2025-04-01T10:00:00Z")
+    assert "performer" in lost or again.get("performer") == born["performer"]
+    lab = {**born, "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                                             "code": "LAB"}]}]}
+    assert spec_for_resource(lab).archetype != IMAGING
+
+
+@st.composite
+def imaging_entries(draw):
+    return _imaging(draw(st.one_of(st.none(), st.sampled_from(sorted(REPORT_STATUS)))),
+                    name=draw(st.one_of(st.none(), TEXT.map(lambda t: {"_type": "DV_TEXT", "value": t}))),
+                    impression=draw(st.one_of(st.none(), TEXT)),
+                    diagnoses=[{"_type": "DV_TEXT", "value": t} for t in draw(st.lists(TEXT, max_size=2))],
+                    findings=draw(st.one_of(st.none(), TEXT)), time=draw(TIMES))
+
+
 # ------------------------------------------------------------------ hypothesis
 TEXT = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Zs")), min_size=1, max_size=12) \
     .map(str.strip).filter(bool)
@@ -378,7 +472,7 @@ def vital_entries(draw):
                   null=draw(st.sampled_from([None, 253])) if magnitude is None else None)
 
 
-ENTRIES = [vital_entries(), smoking_entries(), synopsis_entries()]
+ENTRIES = [vital_entries(), smoking_entries(), synopsis_entries(), imaging_entries()]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -426,3 +520,11 @@ def test_hapi_validates_smoking_status(fhir_base_url):
 def test_hapi_validates_clinical_impressions(fhir_base_url):
     resources, _ = _trip(_composition(_synopsis(), _synopsis("x", extension=True)))
     assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], []]
+
+
+@pytest.mark.integration
+def test_hapi_validates_imaging_reports(fhir_base_url):
+    comp = _composition(*[_imaging(s, diagnoses=[dt.coded_text("Malignant neoplasm of breast", "ICD10", "C50.9")])
+                          for s in ("at0076", "at0090")], _imaging(None, findings="f", impression=None))
+    resources, _ = _trip(comp)
+    assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], [], []]
