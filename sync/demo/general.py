@@ -2,7 +2,7 @@
 
 One canonical composition per patient (``general_composition``) of ``ConflictDesk General Record.v1``
 (deploy/templates/build_general_opt.py): body mass index, head circumference, tobacco smoking summary and
-a clinical synopsis.  The shape is the template's own (``sync.mapping.example``: every node it defines,
+a clinical synopsis and an imaging report.  The shape is the template's own (``sync.mapping.example``: every node it defines,
 inside its constraints); the clinical values are drawn by a ``random.Random`` seeded from (seed, subject
 id) from the small tables below, and the times are moved to the patient's visit.  Nothing describes a real
 person.  ``seed_general`` commits it once (a deterministic uid: a re-run finds it and commits nothing).
@@ -29,6 +29,12 @@ SYNOPSES = (
     "Synthetic: post-operative recovery uneventful; pathology reviewed at tumour board.",
     "Synthetic: partial response after four cycles; treatment continues as planned.",
 )
+IMPRESSIONS = (
+    "Synthetic: no evidence of metastatic disease.",
+    "Synthetic: stable appearances compared with the previous study.",
+    "Synthetic: post-treatment changes, no new lesion.",
+)
+STUDIES = ("CT chest abdomen pelvis", "MRI breast", "PET-CT whole body", "Chest X-ray")
 # (archetype, at-code of the value) -> plausible adult range
 RANGES = {("body_mass_index", "at0004"): (18.5, 34.9), ("head_circumference", "at0004"): (53.0, 60.0)}
 UNITS = {"body_mass_index": "kg/m2", "head_circumference": "cm"}
@@ -40,7 +46,7 @@ def general_uid(seed: int, subject_id: str) -> str:
 
 def _archetype(path: str) -> str | None:
     return next((name for name in ("body_mass_index", "head_circumference", "tobacco_smoking_summary",
-                                   "clinical_synopsis") if f".{name}." in path), None)
+                                   "clinical_synopsis", "imaging_exam_result") if f".{name}." in path), None)
 
 
 def _chooser(rng: random.Random, visit: datetime):
@@ -61,6 +67,12 @@ def _chooser(rng: random.Random, visit: datetime):
             return rng.choice(sorted(ask.options))
         if ask.kind == "text" and (arch, node) == ("clinical_synopsis", "at0002"):
             return rng.choice(SYNOPSES)
+        if ask.kind == "text" and (arch, node) == ("imaging_exam_result", "at0004"):
+            return rng.choice(STUDIES)
+        if ask.kind == "text" and (arch, node) == ("imaging_exam_result", "at0021"):
+            return rng.choice(IMPRESSIONS)
+        if ask.kind == "code" and (arch, node) == ("imaging_exam_result", "at0072") and "at0076" in ask.options:
+            return "at0076"  # a reported study: Final
         if ask.kind == "datetime":
             return (datetime.fromisoformat(ask.default) + shift).isoformat()
         if ask.kind == "date":

@@ -46,6 +46,9 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
     assert 53.0 <= head["valueQuantity"]["value"] <= 60.0 and head["valueQuantity"]["code"] == "cm"
     assert smoking["valueCodeableConcept"]["coding"][0]["code"] in {"77176002", "8517006", "266919005"}
     assert by_code[("ClinicalImpression", None)]["summary"] in general.SYNOPSES
+    [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
+    assert report["status"] == "final" and report["conclusion"] in general.IMPRESSIONS
+    assert report["code"]["text"] in general.STUDIES
     assert len([r for r in resources if r["resourceType"] == "Observation"]) == 3  # one event each, no birth
     assert all(validate_fhir(r) == [] for r in resources)
     mapped = [r for r in resources if r["resourceType"] not in ("Encounter", "Composition")]
@@ -65,5 +68,5 @@ def test_it_commits_once_to_ehrbase_and_validates_in_hapi(ehrbase_urls, fhir_bas
         stored = cdr.get_composition(ehr.ehr_id, ref.uid).content
     assert stored["archetype_details"]["template_id"]["value"] == general.TEMPLATE_ID
     resources = to_fhir(stored, **ARGS).resources
-    assert {r["resourceType"] for r in resources} >= {"Observation", "ClinicalImpression"}
+    assert {r["resourceType"] for r in resources} >= {"Observation", "ClinicalImpression", "DiagnosticReport"}
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources} == {r["id"]: [] for r in resources}
