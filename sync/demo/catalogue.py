@@ -267,3 +267,31 @@ def grade_group_of(histology: str) -> int:
         if f"Grade Group {gg}" in histology:
             return gg
     return 2
+
+
+# --- performance status (issue 17): the CKM archetypes' ordinals and their English rubrics -----------
+# ECOG (OBSERVATION.ecog.v2 at0004) and Karnofsky (OBSERVATION.karnofsky_performance_status_scale.v1
+# at0004): score -> (at-code, rubric); the demo draws from the ambulatory end of each scale.
+ECOG = {
+    0: ("at0005", "Fully active, able to carry on all pre-disease performance without restriction."),
+    1: ("at0006", "Restricted in physically strenuous activity but ambulatory and able to carry out work of a "
+                  "light or sedentary nature, e.g., light house work, office work."),
+    2: ("at0007", "Ambulatory and capable of all selfcare but unable to carry out any work activities; up and "
+                  "about more than 50% of waking hours."),
+}
+KARNOFSKY = {
+    100: ("at0015", "Normal; no complaints; no evidence of disease"),
+    90: ("at0014", "Able to carry on normal activity; minor signs or symptoms of disease"),
+    80: ("at0013", "Normal activity with effort; some signs or symptoms of disease"),
+    70: ("at0012", "Cares for self; unable to carry on normal activity or to do active work"),
+}
+# ECOG and Karnofsky describe the same patient: the usual correspondence (ECOG 0 ~ KPS 90-100, 1 ~ 70-80,
+# 2 ~ 50-60) picks a plausible pair.
+KARNOFSKY_FOR_ECOG = {0: (100, 90), 1: (80, 70), 2: (70,)}
+
+# The tumour board's plan: goal and radiotherapy referral per intent (curative after resection, palliative
+# when metastatic).
+PLAN_GOALS = {"curative": "Disease-free at 5 years", "palliative": "Disease control with preserved quality of life"}
+RADIOTHERAPY = {"breast": "Adjuvant whole-breast radiotherapy, 40 Gy in 15 fractions",
+                "colorectal": "Radiotherapy planning review", "lung": "Thoracic radiotherapy planning review",
+                "prostate": "External beam radiotherapy planning review"}

@@ -1,7 +1,7 @@
 """A small FLAT-composition builder for the oncology template.
 
-Every path segment below is a web-template node id of ``ConflictDesk Oncology Encounter.v1``
-(the same ids ``tests/fixtures/oncology/oncology_encounter.flat.json`` uses); the builder only
+Every path segment below is a web-template node id of ``ConflictDesk Oncology Encounter.v2``
+(the same ids ``tests/fixtures/oncology/oncology_encounter.v2.flat.json`` uses); the builder only
 adds the ``:k`` sibling indices and the entry-level language/encoding every entry needs.
 ``tests/demo`` checks every key the generator writes against that fixture and, against a live
 CDR, against the template's web template.
@@ -13,7 +13,7 @@ from typing import Any
 
 from .catalogue import Code
 
-TEMPLATE_ID = "ConflictDesk Oncology Encounter.v1"
+TEMPLATE_ID = "ConflictDesk Oncology Encounter.v2"  # v1 stays registered for data stored under it
 ROOT = "conflictdesk_oncology_encounter"
 
 # openEHR terminology codes the template fixes.

@@ -15,9 +15,11 @@ A patient's story, one composition per clinical contact (``Event.key``):
   (``revises="diagnosis"``: committed as a new version, not a new composition).
 * ``surgery``: the resection completed (532/at0043); sometimes a postponement first
   (527/at0038); post-operative vitals as a series of events; recurrence risk assessment.
-* ``treatment``: one or two anticancer medication orders (dose, route, ISO 8601 timing),
-  vitals, haemoglobin and neutrophils.
-* ``follow_up.N`` (1-3): vitals and labs, the marker falling towards normal.
+* ``treatment``: the tumour board's care plan with one or two anticancer medication orders (dose,
+  route, ISO 8601 timing), a radiotherapy referral and the goal (curative or palliative); ECOG and
+  Karnofsky performance status, vitals, haemoglobin and neutrophils.
+* ``follow_up.N`` (1-3): performance status, a dose of the plan's first agent given, vitals and labs,
+  the marker falling towards normal.
 
 Metastatic (cM1) patients, about one in ten, get no resection and no pTNM: their story is
 diagnosis, treatment and follow-ups.
@@ -134,6 +136,8 @@ class _Ctx:
         self.rng, self.cancer, self.site, self.histology = rng, cancer, site, histology
         self.clinical, self.vitals, self.facility, self.clinician = clinical, vitals, facility, clinician
         self.marker_level = rng.uniform(*cancer.marker.raised)
+        self.ecog = rng.choice([0, 0, 1, 1, 2]) if clinical["m"] != "M0" else rng.choice([0, 0, 0, 1])
+        self.agents: list[cat.Agent] = []
 
     def _flat(self, when: datetime) -> FlatComposition:
         return FlatComposition(when, facility=self.facility, composer=self.clinician)
@@ -172,9 +176,17 @@ class _Ctx:
         return Event("surgery", "surgery", when, flat.build())
 
     def treatment_event(self, when, agents) -> Event:
+        """The tumour board's plan: the orders, a radiotherapy referral and the goal, with the patient's
+        performance status at the visit (the plan's activities are the orders and referral beside it)."""
         flat = self._flat(when)
+        intent = agents[0].intent if agents[0].intent == "palliative" else "curative"
+        add_care_plan(flat, when, f"{intent.capitalize()} treatment plan", self.diagnosis_text(),
+                      "; ".join(a.item.value for a in agents))
         for agent in agents:
             add_medication_order(flat, self.rng, when + timedelta(days=1), agent, self.diagnosis_text())
+        add_referral(flat, when + timedelta(days=14), cat.RADIOTHERAPY[self.cancer.key], self.diagnosis_text())
+        add_goal(flat, cat.PLAN_GOALS[intent], when + timedelta(days=365 * (5 if intent == "curative" else 1)))
+        add_performance_status(flat, self.rng, when, self.ecog)
         add_vitals(flat, self.rng, when, self.vitals)
         add_lab(flat, when - timedelta(days=1), cat.HAEMOGLOBIN, round(self.rng.uniform(10.5, 14.5), 1))
         add_lab(flat, when - timedelta(days=1), cat.NEUTROPHILS, round(self.rng.uniform(*cat.NEUTROPHILS.normal), 1))
@@ -183,6 +195,9 @@ class _Ctx:
     def follow_up_event(self, when, k: int) -> Event:
         flat = self._flat(when)
         add_vitals(flat, self.rng, when, self.vitals)
+        add_performance_status(flat, self.rng, when, self.ecog)
+        if self.agents:  # the plan's first agent, a dose given at this visit
+            add_dose_given(flat, when, self.agents[0], self.diagnosis_text())
         anaemic = self.rng.random() < 0.3
         add_lab(flat, when - timedelta(days=1), cat.HAEMOGLOBIN,
                 round(self.rng.uniform(*(cat.HAEMOGLOBIN.raised if anaemic else cat.HAEMOGLOBIN.normal)), 1))
@@ -219,6 +234,7 @@ class _Ctx:
             chosen.append(second)
         if metastatic:
             chosen = [dataclasses.replace(a, intent="palliative") for a in chosen]
+        self.agents = chosen
         return chosen
 
 
@@ -330,7 +346,7 @@ def add_diagnosis(flat: FlatComposition, ctx: _Ctx, when: datetime, pathological
     flat.local(f"{ptnm}/lymphatic_invasion_l", L_CODES[p["l"]], p["l"])
     flat.local(f"{ptnm}/venous_invasion_v", V_CODES[p["v"]], p["v"])
     flat.set(f"{ptnm}/ptnm_assessment", f"{p['t']} {p['n']} {p['m']} {p['r']}")
-    flat.set(f"{ptnm}/pathological_stage_grouping", p["stage"])
+    flat.set(f"{ptnm}/stage_grouping", p["stage"])  # the CKM tnm-pathological.v1 of template v2
     flat.set(f"{ptnm}/tnm_edition", TNM_EDITION)
 
 
@@ -372,6 +388,58 @@ def add_medication_order(flat: FlatComposition, rng: random.Random, start: datet
     flat.set(f"{order}/timing", f"R{repeats}/{iso(start)}/{agent.period}", formalism="ISO8601")
     flat.set(f"{order}/action_archetype_id", "openEHR-EHR-ACTION.medication.v1")
     flat.set(f"{path}/narrative", f"{agent.item.value} {dose} {agent.dose_unit} {every} for {agent.duration}")
+
+
+def add_performance_status(flat: FlatComposition, rng: random.Random, when: datetime, ecog: int) -> None:
+    """ECOG and a Karnofsky score that agrees with it (catalogue.KARNOFSKY_FOR_ECOG)."""
+    kps = rng.choice(cat.KARNOFSKY_FOR_ECOG[ecog])
+    for node, event, element, score, (code, text) in (
+            ("ecog_performance_status", "any_event", "ecog_performance_status", ecog, cat.ECOG[ecog]),
+            ("karnofsky_performance_status_kps_scale", "any_point_in_time_event", "karnofsky_performance_status",
+             kps, cat.KARNOFSKY[kps])):
+        path = f"{flat.entry(node)}/{event}:0"
+        flat.set(f"{path}/time", iso(when))
+        flat.set(f"{path}/{element}", code=code, ordinal=score, value=text)
+
+
+def add_care_plan(flat: FlatComposition, when: datetime, name: str, indication: str, description: str) -> None:
+    path = flat.entry("care_plan_request")
+    flat.set(f"{path}/activity/plan_name", name)
+    flat.set(f"{path}/activity/description", description)
+    flat.set(f"{path}/activity/indication", indication)
+    flat.set(f"{path}/activity/date_of_onset", iso(when))
+    flat.set(f"{path}/activity/comment", "Agreed at the tumour board")
+    flat.set(f"{path}/activity/action_archetype_id", "openEHR-EHR-ACTION.care_plan.v1")
+    flat.set(f"{path}/narrative", name)
+
+
+def add_referral(flat: FlatComposition, due: datetime, service: str, indication: str) -> None:
+    path = flat.entry("service_request")
+    activity = f"{path}/current_activity:0"
+    flat.set(f"{activity}/service_name", service)
+    flat.set(f"{activity}/service_type", "Radiation oncology")
+    flat.set(f"{activity}/clinical_indication:0", indication)
+    flat.local(f"{activity}/urgency", "at0138", "Routine")
+    flat.set(f"{activity}/service_due/date_time_value", iso(due))
+    flat.set(f"{activity}/action_archetype_id", "/.*/")
+    flat.set(f"{path}/narrative", service)
+
+
+def add_goal(flat: FlatComposition, name: str, due: datetime) -> None:
+    path = flat.entry("goal")
+    flat.set(f"{path}/goal_name", name)
+    flat.set(f"{path}/target:0/target_name", name)
+    flat.set(f"{path}/target:0/target_proposed_date", due.date().isoformat())
+
+
+def add_dose_given(flat: FlatComposition, when: datetime, agent: cat.Agent, indication: str) -> None:
+    """ACTION.medication.v1 at careflow step 'Dose administered' (state active: the course goes on)."""
+    path = flat.entry("medication_management")
+    flat.set(f"{path}/time", iso(when))
+    flat.set(f"{path}/ism_transition/current_state", code="245", value="active", terminology="openehr")
+    flat.local(f"{path}/ism_transition/careflow_step", "at0006", "Dose administered")
+    flat.set(f"{path}/medication_item", agent.item.value)
+    flat.set(f"{path}/clinical_indication", f"{indication}, {agent.intent}")
 
 
 def _fmt(number: float) -> str:

@@ -29,11 +29,14 @@ from sync.clients.openehr import OpenEHRClient, TemplateUpload, VersionRef
 from . import general
 from .flat import ROOT, TEMPLATE_ID
 from .generator import SUBJECT_NAMESPACE, Patient, generate_patients, trickle_composition
+from .invalid import COMPOSER as INVALID_COMPOSER
 from .invalid import DEAD_LETTER_KINDS, invalid_case
 
 log = logging.getLogger(__name__)
 
-OPT_PATH = Path(__file__).resolve().parents[2] / "deploy" / "templates" / "conflictdesk_oncology.v1.opt"
+OPT_PATH = Path(__file__).resolve().parents[2] / "deploy" / "templates" / "conflictdesk_oncology.v2.opt"
+# v1 stays uploaded: compositions stored under it keep a template to be read and versioned with.
+OPT_V1_PATH = OPT_PATH.with_name("conflictdesk_oncology.v1.opt")
 _UID_NS = uuid.UUID("0b7f0f5e-3c57-4d0a-9d4e-5a1c2f8e6d31")
 Progress = Callable[[str], None]
 
@@ -43,7 +46,8 @@ def composition_uid(seed: int, subject_id: str, key: str) -> str:
 
 
 def ensure_template(client: OpenEHRClient) -> TemplateUpload:
-    """Upload the oncology OPT; a CDR that has it already answers 409, which is fine."""
+    """Upload the oncology OPT (and v1, for data stored under it); a CDR that has it already answers 409, fine."""
+    client.upload_template(OPT_V1_PATH.read_bytes())
     return client.upload_template(OPT_PATH.read_bytes())
 
 
@@ -225,6 +229,12 @@ def trickle(clients, rate_per_s: float, duration_s: float | None = None, seed: i
 
 
 # --- dead letters ---------------------------------------------------------------------------
+def invalid_held(client: OpenEHRClient, ehr_id: str) -> int:
+    """How many of the demo's invalid compositions the EHR already holds (a re-run commits no more)."""
+    return len(client.query("SELECT c/uid/value AS uid FROM EHR e[ehr_id/value=$ehr_id] CONTAINS COMPOSITION c "
+                            "WHERE c/composer/name = $composer", {"ehr_id": ehr_id, "composer": INVALID_COMPOSER}))
+
+
 def commit_invalid(client: OpenEHRClient, ehr_id: str, count: int, seed: int = 0, *,
                    offset: int = 0) -> list[tuple[str, VersionRef]]:
     """Commit ``count`` compositions the site accepts and the engine will dead-letter.

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import os
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import transaction
 
-from conflictdesk.desk.roles import demo_enabled
+from conflictdesk.desk.roles import demo_enabled, role_of
 
 from sync.actions import do_create_site, do_invite_user, do_update_site
 from sync.models import Site
 from sync.site_policy import CREDENTIALS_PREFIX
 
-ONCOLOGY_TEMPLATE_ID = "ConflictDesk Oncology Encounter.v1"
+ONCOLOGY_TEMPLATE_ID = "ConflictDesk Oncology Encounter.v2"  # central writes use it (issue 17)
 DEMO_ACCOUNTS = {  # e-mail local part -> role alias (conflictdesk.desk.roles)
     "clinician": "clinician",
     "steward": "steward",
@@ -74,7 +75,9 @@ def ensure_demo_accounts(password: str, domain: str = "demo.conflictdesk.local")
     accounts = []
     for local, role in DEMO_ACCOUNTS.items():
         email = f"{local}@{domain}"
-        user, _link = do_invite_user(email, role, acting_user=None, demo=True)
+        user = get_user_model().objects.filter(username=email, groups__name=role_of(role)).first()
+        if user is None:  # a re-run finds its accounts and sends no invitation again
+            user, _link = do_invite_user(email, role, acting_user=None, demo=True)
         user.set_password(password)  # the demo prints it; invited staff set their own through the link
         user.save(update_fields=["password"])
         accounts.append((email, role))

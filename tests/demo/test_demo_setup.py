@@ -1,6 +1,7 @@
 """demo_setup: sites and demo accounts are created once and can log in."""
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
 from django.core.management import CommandError, call_command
 
 from sync.models import Site
@@ -9,14 +10,17 @@ from sync.models import Site
 @pytest.mark.django_db
 def test_demo_setup_creates_sites_and_role_accounts(settings):
     settings.CONFLICTDESK_DEMO_PASSWORD = "a-long-demo-password-2026"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     call_command("demo_setup", "--sites", "3", "--poll-interval", "2")
+    invitations = len(mail.outbox)
     call_command("demo_setup", "--sites", "3", "--poll-interval", "2")  # idempotent
+    assert invitations == 4 and len(mail.outbox) == invitations  # a re-run invites nobody again
 
     sites = list(Site.objects.order_by("name"))
     assert [s.name for s in sites] == ["site1", "site2", "site3"]
     assert sites[2].openehr_base_url == "http://127.0.0.1:8103/ehrbase/rest/openehr/v1"
     assert all(s.local_demo and s.poll_interval_seconds == 2 for s in sites)
-    assert sites[0].template_ids == ["ConflictDesk Oncology Encounter.v1"]
+    assert sites[0].template_ids == ["ConflictDesk Oncology Encounter.v2"]
 
     users = get_user_model().objects.filter(email__endswith="@demo.conflictdesk.local")
     assert users.count() == 4

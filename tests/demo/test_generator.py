@@ -13,7 +13,7 @@ from sync.demo.generator import (SUBJECT_NAMESPACE, VITAL_RANGES, generate_patie
                                  lab_composition, trickle_composition, vital_signs_composition)
 from sync.demo.invalid import CASES, DEAD_LETTER_KINDS, invalid_case
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "oncology" / "oncology_encounter.flat.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "oncology" / "oncology_encounter.v2.flat.json"
 # Generic FLAT attributes every template has (the fixture happens not to use them).
 GENERIC = re.compile(r"/_uid$|/_mapping:#(\|match|/target\|(code|terminology))$")
 # Web-template nodes the generator uses beyond the fixture; test_seed_real checks them against the
@@ -143,7 +143,7 @@ def test_staging_is_consistent_with_the_diagnosis(patients):
         else:
             pt = f"{ROOT}/problem_diagnosis:0/tnm_pathological_classification"
             assert diag[f"{pt}/primary_tumour_pt"].startswith("pT")
-            assert diag[f"{pt}/pathological_stage_grouping"] == p.summary["pTNM"]["stage"]
+            assert diag[f"{pt}/stage_grouping"] == p.summary["pTNM"]["stage"]
 
 
 def test_stage_groups_follow_uicc():
@@ -186,7 +186,7 @@ def test_no_field_names_a_person(patients):
 
 def test_invalid_cases_are_documented_and_template_shaped(fixture_shapes):
     rng = random.Random(1)
-    assert set(DEAD_LETTER_KINDS) == {"unit_not_a_code", "no_entries"}
+    assert set(DEAD_LETTER_KINDS) == {"unit_not_a_code", "no_entries", "comment_too_long"}
     for kind in CASES:
         case = invalid_case(kind, rng, WHEN)
         assert case.why and case.site_accepts == (kind in DEAD_LETTER_KINDS)

@@ -1,0 +1,56 @@
+"""The demo's oncology pathway (issue 17): each patient's treatment visit is the tumour board's plan (care
+plan, the orders, a radiotherapy referral, the goal) with ECOG and Karnofsky, and each follow-up records
+performance status and a dose given; mapped to FHIR, the plan names the orders and the referral."""
+import pytest
+
+from sync.demo import catalogue as cat
+from sync.demo.flat import ROOT
+from sync.demo.generator import generate_patients
+from sync.mapping import flat as flat_format
+from sync.mapping import to_fhir, validate_fhir
+from tests.fixtures import REPO_DIR
+
+OPT = REPO_DIR / "deploy/templates/conflictdesk_oncology.v2.opt"
+NOW = "2026-01-01T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def patients():
+    return generate_patients(30, seed=17)
+
+
+def _entries(flat, node):
+    return sorted({k.split("/")[1] for k in flat if k.startswith(f"{ROOT}/{node}:")})
+
+
+def test_every_treatment_visit_is_a_plan_with_its_orders_referral_goal_and_performance_status(patients):
+    for p in patients:
+        [treatment] = [e.flat for e in p.events if e.kind == "treatment"]
+        assert len(_entries(treatment, "care_plan_request")) == 1 and len(_entries(treatment, "goal")) == 1
+        assert len(_entries(treatment, "service_request")) == 1
+        assert len(_entries(treatment, "medication_order")) == len(p.summary["agents"])
+        ecog = treatment[f"{ROOT}/ecog_performance_status:0/any_event:0/ecog_performance_status|ordinal"]
+        kps = treatment[f"{ROOT}/karnofsky_performance_status_kps_scale:0/any_point_in_time_event:0/"
+                        "karnofsky_performance_status|ordinal"]
+        assert kps in cat.KARNOFSKY_FOR_ECOG[ecog]
+        palliative = p.summary["cTNM"]["m"] == "M1"
+        assert treatment[f"{ROOT}/goal:0/goal_name"] == cat.PLAN_GOALS["palliative" if palliative else "curative"]
+        for follow_up in (e.flat for e in p.events if e.kind == "follow_up"):
+            assert follow_up[f"{ROOT}/medication_management:0/medication_item"] == p.summary["agents"][0]
+            assert f"{ROOT}/ecog_performance_status:0/any_event:0/time" in follow_up
+
+
+def test_the_plan_maps_to_a_care_plan_naming_the_orders_and_the_referral(patients):
+    treatment = next(e for e in patients[0].events if e.kind == "treatment")
+    comp = flat_format.to_canonical(treatment.flat, OPT, now=NOW)
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "d3m00000-0000-4000-8000-000000000017::demo::1"}
+    resources = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+    by_type: dict[str, list] = {}
+    for r in resources:
+        by_type.setdefault(r["resourceType"], []).append(r)
+    [plan] = by_type["CarePlan"]
+    named = [a["reference"]["reference"] for a in plan["activity"]]
+    assert named == [f"{r['resourceType']}/{r['id']}" for r in by_type["MedicationRequest"] + by_type["ServiceRequest"]]
+    assert plan["goal"] == [{"reference": f"Goal/{by_type['Goal'][0]['id']}"}]
+    assert {"89247-1", "89243-0"} <= {c["code"] for r in by_type["Observation"] for c in r["code"].get("coding", [])}
+    assert all(validate_fhir(r) == [] for r in resources)
