@@ -81,9 +81,9 @@ start() {
   log "== engine and desk"
   supervise
   wait_http web "http://127.0.0.1:$WEB_PORT/healthz" 60
-  log "== seeding $PATIENTS synthetic patients per site and 2 dead letters"
+  log "== seeding $PATIENTS synthetic patients per site and 3 dead letters (one per rule; a re-run adds none)"
   "$PY" "$REPO_DIR/manage.py" demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 \
-    --invalid 2 || log "seeding finished with warnings (see above)"
+    --invalid 3 || log "seeding finished with warnings (see above)"
   # Conflicts need the first sync of their records: staged in the background
   # while the engine works through the seed, then a trickle of new events.
   bg trickle "$PY" manage.py demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 \

@@ -13,6 +13,10 @@ Dead letters (the site ACCEPTS them, the engine refuses them):
 * ``no_entries``: a composition with its context but no content at all (no entry is mandatory
   in the template). ``to_fhir`` refuses a composition without ``content`` (``MalformedInput``)
   -> dead letter cause ``mapping``.
+* ``comment_too_long``: a procedure whose comment is longer than the engine takes in one string
+  (``sync.workflow.payload.MAX_STRING``, 256 KiB; a pasted report, say). DV_TEXT has no bound,
+  so EHRbase stores it; the engine's payload check refuses it (rule ``payload.string_length``)
+  -> dead letter cause ``validation``.
 
 Site rejections (EHRbase answers 422, nothing reaches the engine; for showing the site's own
 validation, never committed by the demo):
@@ -30,7 +34,7 @@ from typing import Any
 
 from . import catalogue as cat
 from .flat import FlatComposition
-from .generator import add_lab
+from .generator import add_lab, add_procedure
 
 FACILITY = "Synthetic Oncology Centre"
 COMPOSER = "Synthetic interface engine"
@@ -58,6 +62,14 @@ def no_entries(rng: random.Random, when: datetime) -> dict[str, Any]:
     return _header(when).build()
 
 
+def comment_too_long(rng: random.Random, when: datetime) -> dict[str, Any]:
+    flat = _header(when)
+    cancer = cat.CANCERS[rng.choice(sorted(cat.CANCERS))]
+    report = "Pasted theatre report, unabridged. " * (9 * 1024)  # ~310 KiB, past the 256 KiB a string may be
+    add_procedure(flat, when, cancer.biopsy, cancer.sites[0], "526", indication="Staging", outcome=report)
+    return flat.build()
+
+
 def missing_test_name(rng: random.Random, when: datetime) -> dict[str, Any]:
     flat = _header(when)
     add_lab(flat, when, cat.HAEMOGLOBIN, round(rng.uniform(10, 15), 1))
@@ -74,6 +86,7 @@ def bp_without_values(rng: random.Random, when: datetime) -> dict[str, Any]:
 CASES = {
     "unit_not_a_code": (unit_not_a_code, True, "unit 'g /  dL' is no UCUM code: the RM check fails (dead letter)"),
     "no_entries": (no_entries, True, "no content: to_fhir raises MalformedInput (dead letter)"),
+    "comment_too_long": (comment_too_long, True, "a 310 KiB comment: the payload check refuses it (dead letter)"),
     "missing_test_name": (missing_test_name, False, "mandatory test name missing: EHRbase 422"),
     "bp_without_values": (bp_without_values, False, "blood pressure event without values: EHRbase 422"),
 }

@@ -11,9 +11,9 @@ from sync.clients.openehr import OpenEHRClient
 from sync.demo.flat import ROOT, TEMPLATE_ID
 from sync.demo.generator import SUBJECT_NAMESPACE, generate_patients
 from sync.demo.invalid import CASES, invalid_case
-from sync.demo.seed import seed_site, trickle
+from sync.demo.seed import commit_invalid, invalid_held, seed_site, trickle
 from sync.mapping import MappingError, UnknownArchetype, UnmappedTemplate, to_fhir, validate_fhir
-from sync.workflow.payload import check_rm
+from sync.workflow.payload import check_rm, check_storable
 from sync.workflow.result import ValidationFailed
 
 from .test_generator import EXTRA_SHAPES
@@ -115,6 +115,7 @@ def test_invalid_cases_behave_as_documented(cdr, seeded, kind):
     ref = cdr.create_composition(ehr_id, case.flat, template_id=TEMPLATE_ID)
     canonical = cdr.get_composition(ehr_id, ref.uid).content
     try:
+        check_storable(canonical)  # the engine's detect step
         check_rm(canonical)  # the engine's validate-source step
     except ValidationFailed:
         return  # dead letter (cause validation)
@@ -124,6 +125,13 @@ def test_invalid_cases_behave_as_documented(cdr, seeded, kind):
         return  # dead letter (cause mapping)
     issues = [i for r in out.resources for i in validate_fhir(r)]
     assert issues, f"{kind} now maps to valid FHIR: the demo would show no dead letter for it"
+
+
+def test_the_invalid_compositions_an_ehr_holds_are_counted_so_a_re_run_commits_none_again(cdr):
+    ehr_id = cdr.create_ehr(subject_id=f"inv-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
+    assert invalid_held(cdr, ehr_id) == 0
+    commit_invalid(cdr, ehr_id, 2, seed=3)
+    assert invalid_held(cdr, ehr_id) == 2
 
 
 def test_trickle_commits_for_its_duration(cdr, seeded):

@@ -25,7 +25,7 @@ from sync.demo.conflicts import make_conflicts
 from sync.demo.setup import require_demo_mode
 from sync.demo.setup import site_url as demo_site_url
 from sync.demo.people import seed_people
-from sync.demo.seed import commit_invalid, seed_site, synthetic_ehrs, trickle
+from sync.demo.seed import commit_invalid, invalid_held, seed_site, synthetic_ehrs, trickle
 from sync.models import Site
 from sync.workflow.services import central_auth, site_auth
 
@@ -118,11 +118,18 @@ class Command(BaseCommand):
         say(f"seeded {len(clients)} site(s): {total} compositions committed in {time.monotonic() - started:.1f}s")
 
     def _invalid(self, clients, opts, say) -> None:
+        """The j-th invalid composition goes to a fixed EHR; one its EHR already holds is not committed again."""
         names = list(clients)
+        ehrs = {name: synthetic_ehrs(clients[name]) for name in names}
+        planned: dict[tuple[str, str], list[int]] = {}
         for j in range(opts["invalid"]):
             name = names[j % len(names)]
-            ehrs = synthetic_ehrs(clients[name])
-            if not ehrs:
-                continue
-            [(kind, ref)] = commit_invalid(clients[name], ehrs[j % len(ehrs)]["ehr_id"], 1, seed=opts["seed"], offset=j)
-            say(f"{name}: committed an invalid composition ({kind}) {ref.uid}: the engine will dead-letter it")
+            if ehrs[name]:
+                planned.setdefault((name, ehrs[name][j % len(ehrs[name])]["ehr_id"]), []).append(j)
+        for (name, ehr_id), offsets in planned.items():
+            held = invalid_held(clients[name], ehr_id)
+            if held:
+                say(f"{name}: {min(held, len(offsets))} invalid composition(s) already committed, not again")
+            for j in offsets[held:]:
+                [(kind, ref)] = commit_invalid(clients[name], ehr_id, 1, seed=opts["seed"], offset=j)
+                say(f"{name}: committed an invalid composition ({kind}) {ref.uid}: the engine will dead-letter it")
