@@ -120,25 +120,35 @@ def _step_sentence(event, step: str, outcome: str, d: dict) -> str:
     if outcome == "stale":
         return "the destination moved during the write; checked again"
     if step == "detect":
+        if d.get("deleted") or d.get("removal"):  # a deletion (or entered-in-error) travels like any change
+            return f"{what} detected: {'entered-in-error' if d.get('removal') == 'modification' else 'deleted'}"
         return f"{what} detected"
     if step == "transform":
         n = d.get("resources")
         return f"mapped to {n} FHIR resource{'s' if n != 1 else ''}" if n is not None else "mapped"
     if step == "check_conflict":
+        if outcome == "conflict" and d.get("deleted_on"):
+            return f"conflict: deleted {_DELETED_ON[d['deleted_on']]}, changed on the other side; waiting for a clinician"
         return ("conflict: both sides changed; waiting for a clinician" if outcome == "conflict"
                 else "no conflict with the other side")
     if step == "write":
         target = _where(event.destination)
         if (event.destination or "").startswith("site:"):
             version = (event.destination_version or "").rsplit("::", 1)[-1]
+            if d.get("deleted"):
+                return f"{what}: composition deleted at {target}" + (f" (v{version})" if version else "")
             return f"{what} written to {target} as a composition" + (f" (v{version})" if version else "")
-        n = _count(event.destination_object)
-        return f"{what} written to {target}" + (f" as {n} resource{'s' if n != 1 else ''}" if n else "")
+        n, retired = _count(event.destination_object), len(d.get("entered_in_error") or [])
+        return (f"{what} written to {target}" + (f" as {n} resource{'s' if n != 1 else ''}" if n else "")
+                + (f"; {retired} resource{'s' if retired != 1 else ''} marked entered-in-error" if retired else ""))
     if step == "audit":
         return "read back identical" if outcome == "ok" else "read back DIFFERENT from what was written"
     if step == "acknowledge":
         return "acknowledged: both sides agree, new base recorded"
     return f"{what} {_STEPS[step]}" + ("" if outcome == "ok" else f" ({outcome})")
+
+
+_DELETED_ON = {"site": "at the site", "central": "centrally"}
 
 
 def _filter_words(f: dict) -> str:
@@ -181,6 +191,9 @@ def headline(events, names: dict[str, str]) -> str:
         parts.append(sentence(write, names))
         if audit:
             parts.append(sentence(audit, names))
+    elif last.outcome == "conflict" and (last.detail or {}).get("deleted_on"):
+        parts.append(f"{subject(events[0])} deleted {_DELETED_ON[last.detail['deleted_on']]} and changed on the other "
+                     "side: waiting for a clinician")
     elif last.outcome == "conflict":
         parts.append(f"{subject(events[0])} changed on both sides: waiting for a clinician")
     elif last.outcome == "dead_letter":

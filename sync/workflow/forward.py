@@ -61,7 +61,7 @@ def detect(ctx) -> StepResult:
             "patient_link_id": link.pk if link else None,
             "source_hash": source_hash,
         },
-        audit={"source_hash": source_hash},
+        audit={"source_hash": source_hash, **({"detail": {"deleted": True}} if composition is None else {})},
     )
 
 
@@ -423,5 +423,6 @@ def _conflict(ctx, link, current, versions) -> StepResult:
         terminal=SyncRun.Status.CONFLICT,
         outcome="conflict",
         effects=effects,
-        audit={"destination": CENTRAL, "destination_object": ",".join(central_refs)[:250], "detail": {"kind": kind}},
+        audit={"destination": CENTRAL, "destination_object": ",".join(central_refs)[:250],
+               "detail": {"kind": kind, **({"deleted_on": deleted["deleted_on"]} if deleted else {})}},
     )

@@ -4,6 +4,11 @@ AQL sees only each composition's latest version and no deletions, so the
 compositions come from the (paged) change feed over the range plus our
 RecordLinks (for deleted ones), and their versions from ``revision_history``,
 which lists them all.
+
+A deletion the site made is accounted only when its effect is visible
+centrally: every resource its record produced reads as entered-in-error (or
+is gone). A deletion recorded as synced whose resources still read live
+centrally is listed unaccounted, like a version never seen.
 """
 from __future__ import annotations
 
@@ -11,9 +16,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sync.clients.errors import NotFound
 from sync.identity import site_source, version_number
-from sync.models import ChangeEvent, RecordLink
+from sync.models import ChangeEvent, EngineWrite, RecordLink
 
+from .deletion import is_retired
 from .services import get_services
 
 ACCOUNTED = {
@@ -59,6 +66,9 @@ def reconcile_site(site, since: datetime, until: datetime, *, ehr_id: str | None
             "versioned_object_uid", "openehr_version_uid"
         )
     )
+    # The engine's own writes at the site (a central deletion carried there is never detected as a change).
+    own = set(EngineWrite.objects.filter(destination=source, object_id__in=list(objects)).values_list("version", flat=True))
+    fhir = get_services().fhir
     report = Report()
     for vo_uid, object_ehr in objects.items():
         for revision in client.revision_history(object_ehr, vo_uid):
@@ -66,6 +76,11 @@ def reconcile_site(site, since: datetime, until: datetime, *, ehr_id: str | None
             if committed is None or not (since <= committed <= until):
                 continue
             state = _state(revision.version_uid, events, synced_at.get(vo_uid))
+            if state is None and revision.version_uid in own:
+                state = "echo"
+            if state == "synced" and (revision.change_type or "").lower() == "deleted" and not _retired_centrally(
+                    fhir, site, vo_uid):
+                state = None  # recorded as synced, but the centre still shows the record live
             if state is None:
                 report.unaccounted.append(revision.version_uid)
             else:
@@ -79,3 +94,17 @@ def _state(version_uid: str, events: dict, synced_version: str | None) -> str | 
     if synced_version and version_number(synced_version) > version_number(version_uid):
         return "superseded"
     return None
+
+
+def _retired_centrally(fhir, site, vo_uid: str) -> bool:
+    """Every central resource of the deleted record reads entered-in-error (or is gone)."""
+    link = RecordLink.objects.filter(site=site, versioned_object_uid=vo_uid).first()
+    if link is None or not link.deleted:
+        return False
+    for r in link.fhir_resources:
+        try:
+            if not is_retired(fhir.read(r["type"], r["id"])):
+                return False
+        except NotFound:
+            continue
+    return True

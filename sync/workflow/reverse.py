@@ -180,7 +180,11 @@ def write(ctx) -> StepResult:
         for t in targets:
             recording(site_source(_site(ctx, t["site_id"]).name), [(t["vo_uid"], t["written"])])(run)
 
-    return StepResult(next_step=Step.AUDIT, effects=effects, checkpoint={"targets": targets})
+    deleted = [t for t in targets if t.get("delete") and t["plan"] == "write"]
+    audit = {"destination": ",".join(sorted({site_source(_site(ctx, t["site_id"]).name) for t in deleted}))[:120],
+             "destination_version": ",".join(t["written"] for t in deleted)[:200],
+             "detail": {"deleted": [t["vo_uid"] for t in deleted]}} if deleted else {}
+    return StepResult(next_step=Step.AUDIT, effects=effects, checkpoint={"targets": targets}, audit=audit)
 
 
 def audit(ctx) -> StepResult:
@@ -374,7 +378,8 @@ def _conflict(ctx, link, now, target, central) -> StepResult:
             **deletion,
         )
 
-    return StepResult(terminal=SyncRun.Status.CONFLICT, outcome="conflict", effects=effects)
+    return StepResult(terminal=SyncRun.Status.CONFLICT, outcome="conflict", effects=effects,
+                      audit={"detail": {"deleted_on": "central"}} if removed else {})
 
 
 def _deleted_at_site(ctx, link, target) -> StepResult:

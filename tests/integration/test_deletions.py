@@ -90,12 +90,10 @@ def tid():
     return template_id_of((OPENEHR_CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
 
 
-def drive(ehr=None) -> list[str]:
-    """Run every open run (of this EHR's site records, and every central one) to its end, oldest first."""
-    runs = SyncRun.objects.filter(status__in=OPEN).order_by("pk")
-    if ehr is not None:
-        runs = runs.filter(change_event__ehr_id=ehr) | runs.filter(change_event__source="central")
-    return [advance(run.pk, "test") for run in runs.order_by("pk")]
+def drive(ehr) -> list[str]:
+    """Run this EHR's open site runs to their end, oldest first (central ones: ``drive_central``)."""
+    runs = SyncRun.objects.filter(status__in=OPEN, change_event__ehr_id=ehr).order_by("pk")
+    return [advance(run.pk, "test") for run in runs]
 
 
 def synced(cdr, site, ehr, composition):
@@ -109,7 +107,18 @@ def code_of(resource) -> str:
     return ((resource.get("code") or {}).get("coding") or [{}])[0].get("code", "")
 
 
-def test_a_deleted_composition_marks_every_central_resource_entered_in_error(cdr, fhir, site, ehr):
+@pytest.fixture
+def auditor(db):
+    from django.test import Client
+
+    from tests.desk import factories
+
+    client = Client()
+    client.force_login(factories.make_user("aud-del@desk.test", factories.ROLE_USERS["auditor"]))
+    return client
+
+
+def test_a_deleted_composition_marks_every_central_resource_entered_in_error(cdr, fhir, site, ehr, auditor):
     started = _now()
     v1, link = synced(cdr, site, ehr, vitals(120, 37.2))
     before = {r["id"]: fhir.read(r["type"], r["id"]) for r in link.fhir_resources}
@@ -134,6 +143,15 @@ def test_a_deleted_composition_marks_every_central_resource_entered_in_error(cdr
     assert drive(ehr) == []
     report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
     assert report.unaccounted == [] and deleted_uid in report.by_state["synced"]
+    custody = auditor.get(reverse("desk:audit_record"), {"key": run.record_key}).content.decode()
+    assert "composition v2 detected: deleted" in custody
+    assert f"{len(link.fhir_resources)} resources marked entered-in-error" in custody
+    # Accounted only while its effect is visible: a central resource live again makes it unaccounted.
+    first = next(r for r in link.fhir_resources if r["type"] == "Observation")
+    live = fhir.read(first["type"], first["id"])
+    fhir.update({**live, "status": "final"}, if_match_version=live["meta"]["versionId"])
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
+    assert deleted_uid in report.unaccounted
 
 
 def test_a_new_version_without_an_entry_marks_that_entrys_resources_only(cdr, fhir, site, ehr):
