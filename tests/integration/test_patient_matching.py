@@ -94,11 +94,13 @@ def drive() -> list[SyncRun]:
     return runs
 
 
-def sync_sites(sites) -> None:
+def sync_sites(sites, ehrs) -> None:
+    """Poll and drive; this test's EHRs' runs must all be done (the CDRs are shared: other tests' runs
+    may come along and end as they end)."""
     for site in sites:
         poll_site(site)
-    runs = drive()
-    assert {r.status for r in runs} == {SyncRun.Status.DONE}
+    runs = [r for r in drive() if r.change_event and r.change_event.ehr_id in ehrs]
+    assert runs and {r.status for r in runs} == {SyncRun.Status.DONE}
 
 
 def link_of(mdm: MdmClient, patient_id: str, wanted=(MATCH, POSSIBLE_MATCH), patience_s=30):
@@ -120,7 +122,7 @@ def test_one_person_at_two_sites_with_a_typo_is_one_golden_record(sites, ehrbase
     typo = person["family"][:-1] + ("e" if person["family"][-1] != "e" else "a")
     ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
             register(sites[1], ehrbase_urls[1], **margit(person, family=typo))]
-    sync_sites(sites)
+    sync_sites(sites, ehrs)
     links = [PatientLink.objects.get(site=site, ehr_id=ehr) for site, ehr in zip(sites, ehrs)]
     # one central Patient per site registration, named by the site's MRN, with the demographics
     assert links[0].fhir_patient_id != links[1].fhir_patient_id
@@ -144,7 +146,7 @@ def test_two_people_with_the_same_name_and_birth_date_wait_for_a_steward(sites, 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
             register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
-    sync_sites(sites)
+    sync_sites(sites, ehrs)
     first, second = (PatientLink.objects.get(site=site, ehr_id=ehr) for site, ehr in zip(sites, ehrs))
     mdm = MdmClient(fhir)
     golden = link_of(mdm, first.fhir_patient_id, wanted=(MATCH,)).golden
@@ -179,7 +181,7 @@ def test_a_treatment_plan_on_the_golden_patient_reaches_exactly_the_sites_holdin
     ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
             register(sites[1], ehrbase_urls[1], **margit(person, given=("Margrit",))),
             register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
-    sync_sites(sites)
+    sync_sites(sites, ehrs)
     mdm = MdmClient(fhir)
     links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
     golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
@@ -194,3 +196,28 @@ def test_a_treatment_plan_on_the_golden_patient_reaches_exactly_the_sites_holdin
     written = RecordLink.objects.filter(fhir_resources__contains=[{"type": "CarePlan", "id": plan.id}])
     # exactly Margit's two EHRs: not the look-alike's, though she is at site2 too
     assert sorted((rl.site.name, rl.patient_link.ehr_id) for rl in written) == [("site1", ehrs[0]), ("site2", ehrs[1])]
+
+
+def test_a_changed_name_at_the_site_updates_its_central_patient_and_never_reaches_a_log(
+        sites, ehrbase_urls, fhir, person, caplog):
+    caplog.set_level("DEBUG")
+    site, url = sites[0], ehrbase_urls[0]
+    ehr = register(site, url, **margit(person))
+    ehrs = [ehr]
+    sync_sites(sites, ehrs)
+    link = PatientLink.objects.get(site=site, ehr_id=ehr)
+    before = fhir.read("Patient", link.fhir_patient_id)["meta"]["versionId"]
+    married = _name()
+    with OpenEHRClient(url) as client:  # the site records her new name, then a new composition
+        status = ehr_status.read(client, ehr)
+        found = Demographics(mrn_system=site.mrn_system, mrn=link.subject_id, **margit(person, family=married))
+        ehr_status.write(client, ehr, {**status, "other_details": other_details(found)})
+        client.create_composition(ehr, vitals(118), template_id=VITALS)
+    sync_sites(sites, ehrs)
+    link.refresh_from_db()
+    patient = fhir.read("Patient", link.fhir_patient_id)
+    assert (patient["name"][0]["family"], link.family_name) == (married, married)
+    assert int(patient["meta"]["versionId"]) == int(before) + 1  # the same registration, a new version
+    assert PatientLink.objects.filter(site=site, ehr_id=ehr).count() == 1
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert person["family"] not in logged and married not in logged and person["birth_date"] not in logged
