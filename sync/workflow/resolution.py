@@ -9,11 +9,14 @@ captured to content other than the chosen one, the run opens a new Conflict
 and writes nothing more. A side that already holds the chosen content is not
 written (keep-site leaves the site alone, keep-central the centre).
 
-The site is written first, as its own pass of the write step (the checkpoint
-records it), then the centre; a crash between the two resumes at the centre.
-A crash after the site accepted the write but before the checkpoint committed
-is recognised by the site holding exactly the composition this run meant to
-write.
+The site is written first, as its own pass of the write step, then the centre;
+both passes, the read-back and the acknowledgement commit together, so a run
+commits three times like any other (claim, plan, after the writes). A failed
+central write commits the site's pass first (the runner commits what finished
+before a failure), so its retry resumes at the centre. A crash after the site
+accepted the write but before that commit is recognised by the conflict check:
+the site holds exactly the composition this run meant to write, and that
+version is recorded as the engine's own (echo suppression) in the plan's commit.
 """
 from __future__ import annotations
 
@@ -135,9 +138,12 @@ def check_conflict(ctx) -> StepResult:
         site_plan = "delete"
     central_plan = "noop" if central_record == cp["record"] else "write"
     central_expected = {r["key"]: {**r, "version": versions.get(r["key"]) or r["version"]} for r in link.fhir_resources}
+    # Our own write whose commit was lost (a crash after the site accepted it): the engine's version all the same.
+    ours = site_moved and ours_at_site and not cp.get("site_written")
     return StepResult(
         next_step=Step.WRITE,
         outcome=f"site_{site_plan}_central_{central_plan}",
+        effects=recording(site_source(site.name), [(cp["vo_uid"], site_now.version_uid)]) if ours else None,
         checkpoint={
             "site_plan": "done" if cp.get("site_written") else site_plan,
             "site_expected": site_now.version_uid,
@@ -148,14 +154,14 @@ def check_conflict(ctx) -> StepResult:
 
 
 def write(ctx) -> StepResult:
-    """Site first (its own pass, checkpointed), then the centre in one FHIR transaction."""
+    """Site first (its own pass of this step), then the centre in one FHIR transaction; committed together."""
     cp, services, site = ctx.checkpoint, ctx.services, ctx.run.site
     if cp["site_plan"] == "delete":
         openehr = services.openehr(site)
         openehr.delete_composition(cp["ehr_id"], cp["site_expected"])
         ref = openehr.revision_history(cp["ehr_id"], cp["vo_uid"])[-1]
         return StepResult(
-            next_step=Step.WRITE, commit=True, outcome="site_deleted",
+            next_step=Step.WRITE, outcome="site_deleted",
             effects=recording(site_source(site.name), [(cp["vo_uid"], ref.version_uid)]),
             checkpoint={"site_plan": "done", "site_written": ref.version_uid},
             audit={"destination": site_source(site.name), "destination_object": cp["vo_uid"],
@@ -163,10 +169,8 @@ def write(ctx) -> StepResult:
         )
     if cp["site_plan"] == "write":
         ref = services.openehr(site).update_composition(cp["ehr_id"], cp["site_expected"], cp["composition"])
-
         return StepResult(
             next_step=Step.WRITE,
-            commit=True,  # the site's write is checkpointed before the centre's
             outcome="site_written",
             effects=recording(site_source(site.name), [(cp["vo_uid"], ref.version_uid)]),
             checkpoint={"site_plan": "done", "site_written": ref.version_uid},
