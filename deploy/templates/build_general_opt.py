@@ -23,7 +23,8 @@ import build_oncology_opt as onc  # noqa: E402  (the OPT writer)
 TEMPLATE_ID = "ConflictDesk General Record.v1"
 OUT = HERE / "conflictdesk_general.v1.opt"
 CONTENT = ("OBSERVATION.body_mass_index.v2", "OBSERVATION.head_circumference.v1",
-           "EVALUATION.tobacco_smoking_summary.v2", "EVALUATION.clinical_synopsis.v1",
+           "EVALUATION.tobacco_smoking_summary.v2", "EVALUATION.alcohol_consumption_summary.v1",
+           "EVALUATION.clinical_synopsis.v1",
            "OBSERVATION.imaging_exam_result.v1")
 
 
@@ -40,7 +41,8 @@ def build() -> bytes:
         content.append(onc.archetype_root(onc.read_adl(onc.ADL_DIR / f"openEHR-EHR-{aid}.adl")))
     content.append(card)
     purpose = ("General record of a cancer patient beside the oncology encounter: body mass index, head "
-               "circumference, tobacco smoking, clinical synopsis, imaging examination result. Test, demo and mapping template of ConflictDesk.")
+               "circumference, tobacco smoking, alcohol consumption, clinical synopsis, imaging examination result. "
+               "Test, demo and mapping template of ConflictDesk.")
     use = ("Built by deploy/templates/build_general_opt.py from the CKM ADL 1.4 archetypes in the corpus: "
            + ", ".join(CONTENT) + "; COMPOSITION.encounter.v1 lifted from news2_encounter_vitals.opt.")
     return onc.serialise(onc.wrap(comp, TEMPLATE_ID, purpose, use))

@@ -1,11 +1,12 @@
 """Seeded SYNTHETIC general-record compositions (issue 18) for the general template, beside the oncology story.
 
 One canonical composition per patient (``general_composition``) of ``ConflictDesk General Record.v1``
-(deploy/templates/build_general_opt.py): body mass index, head circumference, tobacco smoking summary and
-a clinical synopsis and an imaging report.  The shape is the template's own (``sync.mapping.example``: every node it defines,
-inside its constraints); the clinical values are drawn by a ``random.Random`` seeded from (seed, subject
-id) from the small tables below, and the times are moved to the patient's visit.  Nothing describes a real
-person.  ``seed_general`` commits it once (a deterministic uid: a re-run finds it and commits nothing).
+(deploy/templates/build_general_opt.py): body mass index, head circumference, tobacco smoking and alcohol
+consumption summaries, a clinical synopsis and an imaging report.  The shape is the template's own
+(``sync.mapping.example``: every node it defines, inside its constraints); the clinical values are drawn by a
+``random.Random`` seeded from (seed, subject id) from the small tables below, and the times are moved to the
+patient's visit.  Nothing describes a real person.  ``seed_general`` commits it once (a deterministic uid: a
+re-run finds it and commits nothing).
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def general_uid(seed: int, subject_id: str) -> str:
 
 def _archetype(path: str) -> str | None:
     return next((name for name in ("body_mass_index", "head_circumference", "tobacco_smoking_summary",
-                                   "clinical_synopsis", "imaging_exam_result") if f".{name}." in path), None)
+                                   "alcohol_consumption_summary", "clinical_synopsis", "imaging_exam_result")
+                 if f".{name}." in path), None)
 
 
 def _chooser(rng: random.Random, visit: datetime):
@@ -63,7 +65,8 @@ def _chooser(rng: random.Random, visit: datetime):
             return round(rng.uniform(low, high), ask.digits if ask.digits is not None else 1)
         if ask.kind == "unit" and arch in UNITS and UNITS[arch] in ask.options:
             return UNITS[arch]
-        if ask.kind == "code" and (arch, node) == ("tobacco_smoking_summary", "at0089") and ask.options:
+        if ask.kind == "code" and node == "at0089" and arch in ("tobacco_smoking_summary",
+                                                                "alcohol_consumption_summary") and ask.options:
             return rng.choice(sorted(ask.options))
         if ask.kind == "text" and (arch, node) == ("clinical_synopsis", "at0002"):
             return rng.choice(SYNOPSES)

@@ -98,8 +98,8 @@ class Coverage:
         out += [" | ".join([r.name, ", ".join(r.resources) or f"{r.inline} (inline)", *(mark(r, w) for w in WAYS),
                             ", ".join(map(_short, r.profiles)) or "-"]) for r in self.rows]
         out += ["", "FHIR resource type | archetypes | forward | reverse | hapi | profile"]
-        out += [" | ".join([t.resource, str(len(t.rows)), *(mark(t, w) for w in WAYS), ", ".join(map(_short, t.profiles)) or "-"])
-                for t in self.types]
+        out += [" | ".join([t.resource, str(len(t.rows)), *(mark(t, w) for w in WAYS),
+                            ", ".join(map(_short, t.profiles)) or "-"]) for t in self.types]
         return out + [""] + self.summary()
 
 

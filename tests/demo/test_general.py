@@ -45,11 +45,13 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
     assert 18.5 <= bmi["valueQuantity"]["value"] <= 34.9 and bmi["valueQuantity"]["code"] == "kg/m2"
     assert 53.0 <= head["valueQuantity"]["value"] <= 60.0 and head["valueQuantity"]["code"] == "cm"
     assert smoking["valueCodeableConcept"]["coding"][0]["code"] in {"77176002", "8517006", "266919005"}
+    alcohol = by_code[("Observation", "11331-6")]
+    assert alcohol["valueCodeableConcept"]["coding"][0]["code"] in {"219006", "82581004", "783261004"}
     assert by_code[("ClinicalImpression", None)]["summary"] in general.SYNOPSES
     [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
     assert report["status"] == "final" and report["conclusion"] in general.IMPRESSIONS
     assert report["code"]["text"] in general.STUDIES
-    assert len([r for r in resources if r["resourceType"] == "Observation"]) == 3  # one event each, no birth
+    assert len([r for r in resources if r["resourceType"] == "Observation"]) == 4  # one event each, no birth
     assert all(validate_fhir(r) == [] for r in resources)
     mapped = [r for r in resources if r["resourceType"] not in ("Encounter", "Composition")]
     assert compare_clinical({"content": comp["content"]},

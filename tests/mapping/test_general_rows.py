@@ -1,6 +1,8 @@
 """Issue 18 rows beyond oncology, both ways: OBSERVATION.body_mass_index.v2 <-> bmi Observation (39156-5),
 OBSERVATION.head_circumference.v1 <-> headcircum Observation (9843-4), EVALUATION.tobacco_smoking_summary.v2 <->
-smoking status Observation (72166-2), EVALUATION.clinical_synopsis.v1 <-> ClinicalImpression, OBSERVATION.imaging_exam_result.v1 <-> DiagnosticReport
+smoking status Observation (72166-2), EVALUATION.alcohol_consumption_summary.v1 <-> alcohol use status
+Observation (11331-6; SNOMED CT of the IDEA4RC alcohol usage status value set: 219006, 82581004, 783261004),
+EVALUATION.clinical_synopsis.v1 <-> ClinicalImpression, OBSERVATION.imaging_exam_result.v1 <-> DiagnosticReport
 (category v2-0074 RAD).  Compositions are built from the CKM archetypes' node ids
 (tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs (the bmi and headcircum
 profiles, their examples: BMI 16.2 kg/m2, head circumference in cm) and the IPS / US Core smoking status value
@@ -27,6 +29,7 @@ from .hapi import hapi_errors
 COVERS = {"OBSERVATION.body_mass_index.v2": "forward reverse hapi",
           "OBSERVATION.head_circumference.v1": "forward reverse hapi",
           "EVALUATION.tobacco_smoking_summary.v2": "forward reverse hapi",
+          "EVALUATION.alcohol_consumption_summary.v1": "forward reverse hapi",
           "EVALUATION.clinical_synopsis.v1": "forward reverse hapi",
           "OBSERVATION.imaging_exam_result.v1": "forward reverse hapi"}
 
@@ -37,6 +40,7 @@ VS = "http://hl7.org/fhir/StructureDefinition/"
 BMI = "openEHR-EHR-OBSERVATION.body_mass_index.v2"
 HEAD = "openEHR-EHR-OBSERVATION.head_circumference.v1"
 SMOKING = "openEHR-EHR-EVALUATION.tobacco_smoking_summary.v2"
+ALCOHOL = "openEHR-EHR-EVALUATION.alcohol_consumption_summary.v1"
 SYNOPSIS = "openEHR-EHR-EVALUATION.clinical_synopsis.v1"
 IMAGING = "openEHR-EHR-OBSERVATION.imaging_exam_result.v1"
 ADL = REPO_DIR / "tests/fixtures/corpus/openehr/archetypes"
@@ -175,7 +179,8 @@ def test_the_r4_example_is_read_and_what_the_archetype_has_no_place_for_is_repor
     born = {"resourceType": "Observation", "id": "v-1", "status": "final",
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                       "code": "vital-signs"}]}],
-            "code": {"coding": [{"system": LOINC, "code": loinc}], "text": "BMI"}, "subject": {"reference": "Patient/1"},
+            "code": {"coding": [{"system": LOINC, "code": loinc}], "text": "BMI"},
+            "subject": {"reference": "Patient/1"},
             "effectiveDateTime": "1999-07-02", "performer": [{"reference": "Practitioner/p"}],
             "valueQuantity": {"value": 16.2, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
     out = from_fhir([born], template_id="t")
@@ -199,15 +204,18 @@ def test_another_category_contradicts_the_code_and_is_not_claimed():
 
 # ------------------------------------------------------------------ tobacco smoking summary
 SMOKING_STATUS = {"at0003": "77176002", "at0005": "8517006", "at0006": "266919005"}
+ALCOHOL_STATUS = {"at0003": "219006", "at0005": "82581004", "at0006": "783261004"}
+# archetype -> (LOINC, at-code -> SNOMED CT status, the FHIR 'unknown' status code)
+SUMMARIES = {SMOKING: ("72166-2", SMOKING_STATUS, "266927001"), ALCOHOL: ("11331-6", ALCOHOL_STATUS, "160580001")}
 
 
 def _smoking(status="at0003", *, rubric=None, updated="2025-03-14T10:30:00+01:00", comment=None, null=None,
-             description=None):
-    entry = entry_skeleton(registry()[SMOKING], "en")
+             description=None, archetype=SMOKING):
+    entry = entry_skeleton(registry()[archetype], "en")
     if null is not None:
         items = [_el("at0089", "Overall status", null_flavour=dt.coded_text("unknown", "openehr", str(null)))]
     else:
-        items = [_el("at0089", "Overall status", dt.coded_text(rubric or _terms(SMOKING)[status], "local", status))]
+        items = [_el("at0089", "Overall status", dt.coded_text(rubric or _terms(archetype)[status], "local", status))]
     if description:
         items.append(_el("at0043", "Overall description", {"_type": "DV_TEXT", "value": description}))
     if comment:
@@ -219,30 +227,32 @@ def _smoking(status="at0003", *, rubric=None, updated="2025-03-14T10:30:00+01:00
     return entry
 
 
-def test_the_smoking_table_is_the_archetypes_status_list():
+@pytest.mark.parametrize("archetype", [SMOKING, ALCOHOL])
+def test_the_status_table_is_the_archetypes_status_list(archetype):
     """Every overall status the CKM archetype allows has a row, with its own rubric and one SNOMED CT code."""
-    [rule] = [r for r in registry()[SMOKING].rules if r.name.startswith("overall status <->")]
+    [rule] = [r for r in registry()[archetype].rules if r.name.startswith("overall status <->")]
     rows = {}
     for m in rule.manual:
         [dv] = [o["value"] for o in m.openehr]
         [coding] = m.fhir[0]["value"]["coding"]
         rows[dv["defining_code"]["code_string"]] = (dv["value"], coding["system"], coding["code"])
-    terms = _terms(SMOKING)
-    assert rows == {at: (terms[at], SCT, code) for at, code in SMOKING_STATUS.items()}
+    terms = _terms(archetype)
+    assert rows == {at: (terms[at], SCT, code) for at, code in SUMMARIES[archetype][1].items()}
 
 
-@pytest.mark.parametrize("status", sorted(SMOKING_STATUS))
-def test_a_smoking_status_maps_both_ways(status):
-    comp = _composition(_smoking(status, comment="stopped in 2019"))
+@pytest.mark.parametrize("archetype,status", [(a, s) for a in (SMOKING, ALCOHOL) for s in sorted(SUMMARIES[a][1])])
+def test_a_status_maps_both_ways(archetype, status):
+    loinc, table, _ = SUMMARIES[archetype]
+    comp = _composition(_smoking(status, comment="stopped in 2019", archetype=archetype))
     [obs], back = _trip(comp)
-    assert obs["code"]["coding"][0]["code"] == "72166-2" and obs["status"] == "final"
+    assert obs["code"]["coding"][0]["code"] == loinc and obs["status"] == "final"
     assert obs["category"][0]["coding"][0]["code"] == "social-history"
-    assert [(c["system"], c["code"]) for c in obs["valueCodeableConcept"]["coding"]] == [(SCT, SMOKING_STATUS[status])]
+    assert [(c["system"], c["code"]) for c in obs["valueCodeableConcept"]["coding"]] == [(SCT, table[status])]
     assert obs["effectiveDateTime"] == "2025-03-14T10:30:00+01:00" and obs["note"] == [{"text": "stopped in 2019"}]
     assert "extension" not in obs
     assert validate_fhir(obs) == []
     assert _same(comp, back) == []
-    assert spec_for_resource(strip(obs)).archetype == SMOKING
+    assert spec_for_resource(strip(obs)).archetype == archetype
 
 
 def test_another_language_and_what_has_no_fhir_element_travel_in_the_residue():
@@ -253,25 +263,27 @@ def test_another_language_and_what_has_no_fhir_element_travel_in_the_residue():
     assert _same(comp, back) == []
 
 
-def test_no_status_is_a_data_absent_reason():
-    comp = _composition(_smoking(null=253, updated=None))
+@pytest.mark.parametrize("archetype", [SMOKING, ALCOHOL])
+def test_no_status_is_a_data_absent_reason(archetype):
+    comp = _composition(_smoking(null=253, updated=None, archetype=archetype))
     [obs], back = _trip(comp)
     assert "valueCodeableConcept" not in obs and obs["dataAbsentReason"]["coding"][0]["code"] == "unknown"
     assert _same(comp, back) == []
 
 
-def _smoking_born(code, **extra) -> dict:
+def _smoking_born(code, archetype=SMOKING, **extra) -> dict:
     return {"resourceType": "Observation", "id": "sm-1", "status": "final",
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                       "code": "social-history"}]}],
-            "code": {"coding": [{"system": LOINC, "code": "72166-2"}]}, "subject": {"reference": "Patient/1"},
+            "code": {"coding": [{"system": LOINC, "code": SUMMARIES[archetype][0]}]},
+            "subject": {"reference": "Patient/1"},
             "effectiveDateTime": "2024-06-01T09:00:00Z",
             "valueCodeableConcept": {"coding": [{"system": SCT, "code": code}]}} | extra
 
 
-def _status_of(composition) -> dict:
+def _status_of(composition, archetype=SMOKING) -> dict:
     [entry] = composition["content"]
-    assert entry["archetype_node_id"] == SMOKING
+    assert entry["archetype_node_id"] == archetype
     return next(i for i in entry["data"]["items"] if i["archetype_node_id"] == "at0089")
 
 
@@ -299,17 +311,20 @@ def test_an_ex_smoker_comes_back_as_sent():
     assert again["effectiveDateTime"] == born["effectiveDateTime"] and again["note"] == born["note"]
 
 
-def test_an_unknown_consumption_is_the_null_flavour_unknown_not_an_invented_status():
-    born = _smoking_born("266927001")
+@pytest.mark.parametrize("archetype", [SMOKING, ALCOHOL])
+def test_an_unknown_consumption_is_the_null_flavour_unknown_not_an_invented_status(archetype):
+    born = _smoking_born(SUMMARIES[archetype][2], archetype)
     out = from_fhir([born], template_id="t")
-    status = _status_of(out.composition)
+    status = _status_of(out.composition, archetype)
     assert "value" not in status and status["null_flavour"]["defining_code"]["code_string"] == "253"
     assert _reported_or_kept(out, born)
 
 
 @st.composite
 def smoking_entries(draw):
-    return _smoking(draw(st.sampled_from(sorted(SMOKING_STATUS))), rubric=draw(st.one_of(st.none(), TEXT)),
+    archetype = draw(st.sampled_from([SMOKING, ALCOHOL]))
+    return _smoking(draw(st.sampled_from(sorted(SUMMARIES[archetype][1]))), archetype=archetype,
+                    rubric=draw(st.one_of(st.none(), TEXT)),
                     updated=draw(st.one_of(st.none(), TIMES)), comment=draw(st.one_of(st.none(), TEXT)),
                     description=draw(st.one_of(st.none(), TEXT)))
 
@@ -401,14 +416,16 @@ def test_the_report_status_table_is_the_archetypes_status_list():
 @pytest.mark.parametrize("status", sorted(REPORT_STATUS))
 def test_an_imaging_report_maps_both_ways(status):
     comp = _composition(_imaging(status, diagnoses=[
-        dt.coded_text("Malignant neoplasm of breast", "ICD10", "C50.9"), {"_type": "DV_TEXT", "value": "Post-operative change"}]))
+        dt.coded_text("Malignant neoplasm of breast", "ICD10", "C50.9"),
+        {"_type": "DV_TEXT", "value": "Post-operative change"}]))
     [report], back = _trip(comp)
     assert report["resourceType"] == "DiagnosticReport" and report["status"] == REPORT_STATUS[status]
     assert report["category"][0]["coding"][0]["code"] == "RAD"
     assert report["code"]["coding"][0]["code"] == "36813-4"
     assert report["effectiveDateTime"] == "2025-03-10T14:00:00+01:00"
     assert report["conclusion"] == "No evidence of metastatic disease."
-    assert [c.get("text") for c in report["conclusionCode"]] == ["Malignant neoplasm of breast", "Post-operative change"]
+    assert [c.get("text") for c in report["conclusionCode"]] == ["Malignant neoplasm of breast",
+                                                                 "Post-operative change"]
     assert validate_fhir(report) == []
     assert _same(comp, back) == []
     assert spec_for_resource(strip(report)).archetype == IMAGING
@@ -506,12 +523,13 @@ def test_hapi_validates_the_vital_signs(fhir_base_url):
 
 
 @pytest.mark.integration
-def test_hapi_validates_smoking_status(fhir_base_url):
-    comp = _composition(*[_smoking(s, comment="x") for s in sorted(SMOKING_STATUS)],
+def test_hapi_validates_smoking_and_alcohol_status(fhir_base_url):
+    comp = _composition(*[_smoking(s, comment="x", archetype=a) for a in (SMOKING, ALCOHOL)
+                          for s in sorted(SUMMARIES[a][1])],
                         _smoking("at0005", rubric="Ehemaliger Raucher", description="d"), _smoking(null=253))
     resources, _ = _trip(comp)
     fhir_born = _again(from_fhir([_smoking_born("449868002")], template_id="t").composition)
-    assert len(resources) == 5 and len(fhir_born) == 1
+    assert len(resources) == 8 and len(fhir_born) == 1
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources + fhir_born} == \
         {r["id"]: [] for r in resources + fhir_born}
 
