@@ -87,7 +87,7 @@ start() {
   # Conflicts need the first sync of their records: staged in the background
   # while the engine works through the seed, then a trickle of new events.
   bg trickle "$PY" manage.py demo_seed --sites "$N_SITES" --patients-per-site "$PATIENTS" --seed 2026 \
-    --conflicts 2 --trickle 0.5
+    --conflicts 3 --trickle 0.5
   cat <<MSG
 
 ConflictDesk demo is up in $(( SECONDS - t0 )) s:  http://127.0.0.1:$WEB_PORT/

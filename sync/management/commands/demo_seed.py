@@ -26,7 +26,8 @@ from sync.demo.setup import require_demo_mode
 from sync.demo.setup import site_url as demo_site_url
 from sync.demo.people import seed_people
 from sync.demo.seed import commit_invalid, invalid_held, seed_site, synthetic_ehrs, trickle
-from sync.models import Site
+from sync.models import Site, SyncRun
+from sync.workflow.state import TERMINAL
 from sync.workflow.services import central_auth, site_auth
 
 IDS_PER_SITE = 100_000
@@ -36,6 +37,11 @@ def site_credentials(i: int) -> tuple[str, str] | None:
     """The credentials the engine uses for site i (its row's credentials_ref), so the demo's CDRs may demand them."""
     site = Site.objects.filter(name=f"site{i}").first()
     return site_auth(site) if site is not None else None
+
+
+def engine_busy() -> bool:
+    """Whether the engine still has runs to finish (the seed's backlog): conflicts wait on their records meanwhile."""
+    return SyncRun.objects.exclude(status__in=TERMINAL).exists()
 
 
 def site_url(i: int) -> str:
@@ -81,9 +87,9 @@ class Command(BaseCommand):
             if opts["conflicts"]:
                 with FHIRClient(settings.CONFLICTDESK_FHIR_BASE_URL, auth=central_auth()) as fhir:
                     attempts = make_conflicts(fhir, clients, opts["conflicts"], seed=opts["seed"],
-                                              progress=lambda m: say(f"conflicts: {m}"))
+                                              engine_busy=engine_busy, progress=lambda m: say(f"conflicts: {m}"))
                 staged = sum(a.status == "staged" for a in attempts)
-                say(f"conflicts: {staged}/{len(attempts)} staged "
+                say(f"conflicts: {staged}/{len(attempts)} staged ({', '.join(a.kind for a in attempts)}) "
                     f"({', '.join(f'{a.site}:{a.status}' for a in attempts if a.status != 'staged') or 'all'})")
             if opts["trickle"]:
                 say(f"trickle: {opts['trickle']}/s "
