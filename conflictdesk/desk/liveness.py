@@ -28,7 +28,7 @@ from sync.workflow.services import get_services
 from sync.workflow.sweeper import LAST_SWEEP_KEY
 
 LIVENESS_SECONDS = 10
-_KEY = "conflictdesk:liveness"
+CACHE_KEY = "conflictdesk:liveness"
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ class Part:
 
 def parts() -> list[Part]:
     """Every part's liveness, at most LIVENESS_SECONDS old."""
-    found = cache.get(_KEY)
+    found = cache.get(CACHE_KEY)
     if found is None:
         found = check_all()
-        cache.set(_KEY, found, LIVENESS_SECONDS)
+        cache.set(CACHE_KEY, found, LIVENESS_SECONDS)
     return found
 
 
