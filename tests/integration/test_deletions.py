@@ -26,7 +26,7 @@ from sync.workflow import dispatch
 from sync.workflow.deletion import is_retired
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
-from tests.fixtures import OPENEHR_CORPUS
+from tests.fixtures import OPENEHR_CORPUS, REPO_DIR
 
 pytestmark = [pytest.mark.integration]
 
@@ -347,3 +347,30 @@ def test_keeping_the_site_edit_over_a_central_deletion_restores_it_centrally(cdr
     restored = fhir.read(bp["type"], bp["id"])
     assert not is_retired(restored) and restored["component"][0]["valueQuantity"]["value"] == 133
     assert cdr.get_composition(ehr, v1.uid).ref.version_uid == v2.version_uid  # the site kept as it is
+
+
+def test_a_centrally_born_record_deleted_centrally_deletes_the_composition_made_for_it(cdr, fhir, site, ehr):
+    v1, link = synced(cdr, site, ehr, vitals(117))
+    patient = link.patient_link.fhir_patient_id
+    oncology = (REPO_DIR / "deploy/templates/conflictdesk_oncology.v2.opt").read_bytes()
+    cdr.upload_template(oncology)  # a template whose content slots take an observation on its own
+    Site.objects.filter(pk=site.pk).update(template_ids=[template_id_of(oncology)])
+    born = fhir.create({
+        "resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": TEMPERATURE_LOINC, "display": "Body temperature"}]},
+        "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": "2026-12-01T10:00:00+00:00",
+        "valueQuantity": {"value": 38.1, "unit": "Cel", "system": "http://unitsofmeasure.org", "code": "Cel"},
+    })
+    ref = f"Observation/{born.id}"
+    assert drive_central([ref]) == ["done"], DeadLetter.objects.values("rule", "path").last()
+    made = RecordLink.objects.get(fhir_resources__contains=[{"type": "Observation", "id": born.id}])
+    assert cdr.get_composition(ehr, made.versioned_object_uid).ref.version == 1
+    fhir.delete("Observation", born.id)
+    assert drive_central([ref]) == ["done"]
+    with pytest.raises(NotFound):
+        cdr.get_composition(ehr, made.versioned_object_uid)
+    made.refresh_from_db()
+    assert made.deleted
+    assert check_deletions(site) == 0  # our own deletion: an echo
