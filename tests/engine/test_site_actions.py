@@ -67,7 +67,8 @@ def test_the_admin_changes_a_site_through_the_action_naming_the_staff_member(sta
     unchanged = {k: getattr(site, k) for k in ("name", "display_name", "openehr_base_url", "credentials_ref",
                                                "poll_interval_seconds")}
     form = form_class(instance=site, data={**unchanged, "enabled": "on", "local_demo": "on",
-                                           "fidelity_guard": "record_only", "template_ids": "[]"})
+                                           "fidelity_guard": "record_only", "template_ids": "[]",
+                                           "demographics_source": "none"})
     assert form.is_valid(), form.errors
     model_admin.save_model(admin_request(staff), form.save(commit=False), form, change=True)
     [event] = guard_changes()
