@@ -10,6 +10,15 @@ included), commits (transactions committed: Django's ``commit`` calls plus
 statements run in autocommit mode that write), the worker's CPU seconds
 (``time.process_time``) and wall time. The last run is profiled with cProfile
 (``--top`` functions by cumulative time). Writes bench/results/run_profile_<label>.json.
+
+CPU split (``bench/cpu_split.py``): per run, the CPU milliseconds of each component, in two
+phases: ``load_generator`` (the site commit and the ChangeEvent/SyncRun rows, as detection
+makes them: not the engine's work) and ``engine_run`` (``advance``): this process, its own
+PostgreSQL backend, HAPI's JVM and its database backends, the site's EHRbase JVM and its
+backends. The servers are shared on this machine, so their figures include anyone else's
+requests in the same windows: an idle window before each run (``--idle`` s) measures that
+background, and the file has the figures both as measured and net of it, with the load
+average and each JVM's flags.
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("CONFLICTDESK_LOG_LEVEL", "WARNING")
+from bench import cpu_split  # noqa: E402
 from tests import harness as E  # noqa: E402
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "WITH")
@@ -68,6 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--idle", type=float, default=0.5, help="seconds of the idle window before each run")
     ap.add_argument("--label", default="after", help="results file: bench/results/run_profile_<label>.json")
     args = ap.parse_args()
     with E.scratch_database("profile"):
@@ -98,12 +109,27 @@ def _profile(args) -> None:
 
     warm = one(120)
     assert advance(warm.pk, "profile") == SyncRun.Status.DONE, "warm-up run did not finish"
+    hapi, ehrbase = E.listener(8090), E.listener(8101)
+    site_db = Path(__file__).resolve().parents[1] / ".run" / "ehrbase-site1.db"  # the database site 1 runs on
+    split = cpu_split.Split({
+        "engine": lambda: [os.getpid()],
+        "engine_postgres": cpu_split.own_backend(connection),
+        "hapi": lambda: hapi,
+        "hapi_postgres": cpu_split.backends(connection, "hapi"),
+        "ehrbase": lambda: ehrbase,
+        "ehrbase_postgres": cpu_split.backends(
+            connection, site_db.read_text().strip() if site_db.exists() else "ehrbase_site1"),
+    })
+    load_before = E.loadavg()
     rows, profile = [], None
     for i in range(args.runs):
-        run = one(121 + i)
+        with split.window("idle"):  # nothing asked of anyone: the shared servers' background rate
+            time.sleep(args.idle)
+        with split.window("load_generator"):
+            run = one(121 + i)
         last = i == args.runs - 1
         profile = cProfile.Profile() if last else None
-        with Counter(connection) as counter:
+        with split.window("engine_run"), Counter(connection) as counter:
             cpu, wall = time.process_time(), time.perf_counter()
             if profile:
                 profile.enable()
@@ -129,6 +155,9 @@ def _profile(args) -> None:
         "wall_ms_per_run": _summary([r["wall_ms"] for r in rows]),
         "statement_kinds_last_run": rows[-1]["kinds"],
         "attempt_rows_per_run": rows[-1]["attempt_rows"],
+        "cpu_ms_per_run_by_component": split.per_run_ms(args.runs),
+        "cpu_ms_per_run_by_component_net_of_background": split.net_ms(args.runs),
+        "loadavg_before_after": [load_before, E.loadavg()],
         "host": E.host_info(),
     }
     print(out.getvalue())

@@ -33,7 +33,7 @@ from .load import (
     warm_up,
 )
 from .processes import CpuMeter, MemorySampler, ProcessSet, free_port
-from .report import RESULTS, WebPoller, dump, host_info, loadavg, log, tree_state
+from .report import RESULTS, WebPoller, dump, host_info, listener, loadavg, log, tree_state
 from .servers import SITE_URL, running_sites, start_sites, stop_sites
 from .stats import percentile, summary
 from .waits import now, wait_for
@@ -41,7 +41,8 @@ from .waits import now, wait_for
 __all__ = [
     "FHIR", "HELD_RATE", "RESULTS", "SITE_URL", "Commit", "CpuMeter", "Engine", "LoadGenerator", "MemorySampler",
     "PrivateRedis", "ProcessSet", "SteadyLoad", "WebPoller", "Worker", "backlog_allowance", "commit", "db_url_of", "dump",
-    "engine_env", "finished_count", "free_port", "held", "held_latency_bound", "host_info", "loadavg", "log", "now",
+    "engine_env", "finished_count", "free_port", "held", "held_latency_bound", "host_info", "listener", "loadavg", "log",
+    "now",
     "percentile", "run_timings", "running_sites", "scratch_database", "setup_sites", "start_sites", "stop_sites",
     "summary", "tree_state", "wait_done", "wait_for", "warm_up",
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -36,7 +37,31 @@ def host_info() -> dict:
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_at_start": loadavg(),
             "mem_total_mb": int(Path("/proc/meminfo").read_text().split()[1]) // 1024,
-            "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "jvm_flags": server_jvm_flags()}
+
+
+# HAPI FHIR and the EHRbase sites a benchmark may use, by port.
+SERVER_PORTS = {"hapi": 8090, **{f"ehrbase_site{i}": 8100 + i for i in range(1, 6)}}
+
+
+def listener(port: int) -> list[int]:
+    """The pid listening on a local TCP port (a server JVM), or none."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    return sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})[:1]
+
+
+def jvm_flags(pid: int) -> list[str]:
+    """The -X options a JVM runs with (its JIT tiers and heap), from its command line."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+    return [a for a in args if a.startswith("-X")]
+
+
+def server_jvm_flags() -> dict[str, list[str]]:
+    """Each running server's JVM options: a figure measured with C1 only (-XX:TieredStopAtLevel=1) says so."""
+    return {name: jvm_flags(pid) for name, port in SERVER_PORTS.items() for pid in listener(port)}
 
 
 def tree_state() -> dict:
