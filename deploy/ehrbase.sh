@@ -25,7 +25,9 @@
 #                         same for /rest/admin. Unset: read from, or else generated once into,
 #                         $RUN_DIR/ehrbase-credentials and ehrbase-admin-credentials (mode 600),
 #                         so the engine (demo.sh) reads the same secret. Never in argv.
-#   EHRBASE_JAVA_OPTS     JVM options (default: small heap, serial GC, C1 only)
+#   EHRBASE_JVM           dev (default: small heap, serial GC, C1 only: fast start) | production
+#                         (the same with the C2 tier: the image's default and the benchmarks')
+#   EHRBASE_JAVA_OPTS     JVM options, instead of either set
 #   EHRBASE_START_TIMEOUT seconds to wait for all instances (default 300)
 # Needs PostgreSQL on $PGHOST:$PGPORT (deploy/postgres.sh start).
 source "$(dirname "$0")/common.sh"
@@ -50,9 +52,16 @@ AUTH="${EHRBASE_AUTH:-none}"
 # Measured: the live heap after start-up and a smoke run is ~70 MB, and 150
 # commits + 42 template uploads ran fine in 256 MB; 384 MB leaves headroom for
 # big AQL results. SerialGC and the C1-only JIT start faster and use less
-# memory than G1 + C2 on a 2-core box (steady-state throughput is lower).
+# memory than G1 + C2 on a 2-core box (steady-state throughput is lower): right
+# for test servers that start often. Production (the image, compose) and the
+# benchmarks (EHRBASE_JVM=production) keep the heap and GC but run the C2 tier.
 JAVA_OPTS_DEFAULT="-Xms128m -Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -XX:ReservedCodeCacheSize=96m"
-JAVA_OPTS="${EHRBASE_JAVA_OPTS:-$JAVA_OPTS_DEFAULT}"
+JAVA_OPTS_PRODUCTION="-Xms128m -Xmx384m -XX:+UseSerialGC -Xss512k"
+case "${EHRBASE_JVM:-dev}" in
+  dev) JAVA_OPTS="${EHRBASE_JAVA_OPTS:-$JAVA_OPTS_DEFAULT}" ;;
+  production) JAVA_OPTS="${EHRBASE_JAVA_OPTS:-$JAVA_OPTS_PRODUCTION}" ;;
+  *) die "EHRBASE_JVM must be dev or production, got '$EHRBASE_JVM'" ;;
+esac
 # Tomcat loads its native library (APR probe): allow it without JDK 22+'s warning.
 JAVA_OPTS="$JAVA_OPTS --enable-native-access=ALL-UNNAMED"
 

@@ -462,7 +462,7 @@ def test_ehrbase_passwords_travel_in_the_environment_as_in_the_script():
 def test_ehrbase_image_runs_the_jvm_as_the_script_does():
     dockerfile = parse_dockerfile(DEPLOY / "ehrbase" / "Dockerfile")
     entry = dockerfile.final.all("ENTRYPOINT")[-1].exec_form()[2]
-    default = script_var("ehrbase.sh", "JAVA_OPTS_DEFAULT")
+    default = script_var("ehrbase.sh", "JAVA_OPTS_PRODUCTION")  # the image is production: C2 on
     assert f"${{EHRBASE_JAVA_OPTS:-{default}}}" in entry
     native = re.search(r'JAVA_OPTS="\$JAVA_OPTS (--enable-native-access=\S+)"', script("ehrbase.sh")).group(1)
     assert native in entry

@@ -27,16 +27,14 @@ def _numbers(urls: list[str]) -> set[int]:
     return {int(u.split(":")[2].split("/")[0]) - 8100 for u in urls}
 
 
-# The JVM options production runs EHRbase with: the script's heap and GC, the JIT's C2 tier on.
-# deploy/ehrbase.sh's default adds -XX:TieredStopAtLevel=1 (C1 only: faster start-up, slower
-# steady state), right for the tests' servers, wrong for a benchmark. EHRBASE_JAVA_OPTS overrides.
-PRODUCTION_EHRBASE_JAVA_OPTS = "-Xms128m -Xmx384m -XX:+UseSerialGC -Xss512k"
-
-
 def start_sites(n: int) -> list[int]:
-    """``deploy/ehrbase.sh start n`` with production JVM options (leaves running sites alone); the sites it started."""
+    """``deploy/ehrbase.sh start n`` with production JVM options (leaves running sites alone); the sites it started.
+
+    The script's default JVM is C1 only (fast start-up, slower steady state): right for test servers,
+    wrong for a benchmark.
+    """
     before = _numbers(running_sites())
-    env = {**os.environ, "EHRBASE_JAVA_OPTS": os.environ.get("EHRBASE_JAVA_OPTS") or PRODUCTION_EHRBASE_JAVA_OPTS}
+    env = {**os.environ, "EHRBASE_JVM": "production"}
     subprocess.run(["deploy/ehrbase.sh", "start", str(n)], cwd=REPO, check=True, timeout=900, env=env)
     return sorted(_numbers(running_sites()) - before)
 
