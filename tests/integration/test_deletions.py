@@ -7,7 +7,6 @@ subject, so reruns never collide on the shared servers.
 from __future__ import annotations
 
 import html
-import json
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -27,13 +26,12 @@ from sync.workflow.deletion import is_retired
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
 from tests.fixtures import OPENEHR_CORPUS, REPO_DIR
+from tests.harness.vitals import TEMPERATURE_LOINC, vitals_with_temperature
 
 pytestmark = [pytest.mark.integration]
 
 TEMPLATE = "vital_signs_ehrn"
 SYSTOLIC = "ehrn_vital_signs.v2/vital_signs:0/blood_pressure:0/any_event:0/systolic|magnitude"
-TEMPERATURE = "ehrn_vital_signs.v2/vital_signs:0/body_temperature:0/any_event:0/temperature"
-TEMPERATURE_LOINC = "8310-5"
 OPEN = ["pending", "running", "retry_wait", "waiting"]
 
 
@@ -72,18 +70,7 @@ def ehr(cdr):
 
 def vitals(bp: float, temp: float | None = None) -> dict:
     """The corpus vital signs with a systolic value, and a body temperature entry when ``temp`` is given."""
-    flat = json.loads((OPENEHR_CORPUS / "compositions" / f"{TEMPLATE}.flat.json").read_text())
-    flat = {k: v for k, v in flat.items() if not k.endswith("/_uid")}
-    flat[SYSTOLIC] = bp
-    if temp is not None:
-        prefix = TEMPERATURE.rsplit("/", 2)[0]
-        flat.update({
-            f"{TEMPERATURE}|magnitude": temp, f"{TEMPERATURE}|unit": "Cel",
-            f"{prefix}/any_event:0/time": "2021-03-21T21:19:49.293785+01:00",
-            f"{prefix}/language|terminology": "ISO_639-1", f"{prefix}/language|code": "de",
-            f"{prefix}/encoding|terminology": "IANA_character-sets", f"{prefix}/encoding|code": "UTF-8",
-        })
-    return flat
+    return vitals_with_temperature(bp, temp)
 
 
 def tid():
