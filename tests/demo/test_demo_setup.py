@@ -36,3 +36,15 @@ def test_demo_setup_refuses_without_a_password(settings):
     settings.CONFLICTDESK_DEMO_PASSWORD = None
     with pytest.raises(CommandError, match="CONFLICTDESK_DEMO_PASSWORD"):
         call_command("demo_setup")
+
+
+@pytest.mark.django_db
+def test_demo_sites_name_the_credentials_the_demo_gave_their_cdrs(settings, monkeypatch):
+    """deploy/demo.sh runs the CDRs behind basic auth and exports each site's credentials: the rows name them."""
+    settings.CONFLICTDESK_DEMO_PASSWORD = "a-long-demo-password-2026"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    monkeypatch.setenv("CONFLICTDESK_SITE_CREDENTIALS_SITE1", "conflictdesk:generated")
+    monkeypatch.delenv("CONFLICTDESK_SITE_CREDENTIALS_SITE2", raising=False)
+    call_command("demo_setup", "--sites", "2")
+    refs = dict(Site.objects.values_list("name", "credentials_ref"))
+    assert refs == {"site1": "CONFLICTDESK_SITE_CREDENTIALS_SITE1", "site2": ""}  # site2's CDR runs open
