@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 
 from . import datatypes as dt
-from . import engine, residue
+from . import engine, feeder, residue
 from .errors import MappingError
 from .fidelity import compare_clinical, element_path
 from .identifiers import build_source_identifier, parse_source_identifier, split_source_path
@@ -169,6 +169,9 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
     for res in (enc, doc):
         res["subject"] = {"reference": patient_ref}
         _replace_subject(res, patient_ref)
+    # born in FHIR: what the Encounter/Composition said beyond the mapping, while it still applies
+    stale = [Loss(p, "FHIR-born detail not given back: the site changed what it describes", "stale")
+             for p in feeder.restore(composition, [(enc, "/context"), (doc, "/")])] if "feeder_audit" in composition else []
     root_items, ctx_items = _diff(shell, rebuild(spec, enc, doc, language))
     if ctx_items:
         enc.setdefault("extension", []).extend(residue.encode(ctx_items))
@@ -177,7 +180,7 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
     if compare_clinical(shell, rebuild(spec, enc, doc, language, apply_residue=True)):
         raise MappingError("residue does not restore the composition header", composition_uid=uid, path="/",
                            rule=spec.name)
-    return [enc, doc], _losses(root_items + ctx_items)
+    return [enc, doc], stale + _losses(root_items + ctx_items)
 
 
 def _replace_subject(obj, patient_ref: str) -> None:
@@ -251,12 +254,21 @@ def apply(comp: dict, resources: list[dict], lang: str) -> list:
 def _reverse_losses(spec, enc, doc, comp, lang) -> list:
     """FHIR data of the two resources that mapping the rebuilt header forward does not give back."""
     subject = ((enc or doc).get("subject") or {}).get("reference") or "Patient/x"
+    paths: dict[int, str] = {}
     try:
         back, _ = forward({**comp, "content": []}, [], patient_ref=subject, language=lang, uid="x",
-                          identify=lambda r, p: r.update(id=(enc or doc).get("id"), identifier=[
+                          identify=lambda r, p: paths.update({id(r): p}) or r.update(id=(enc or doc).get("id"), identifier=[
                               build_source_identifier("x", "x", p)]))
     except Exception:  # noqa: BLE001 - a failing re-forward means nothing is confirmed
         back = []
+    if parse_source_identifier(enc or doc) is None:  # born in FHIR: kept in the composition's feeder audit
+        by_type = {r["resourceType"]: r for r in back}
+        # a document's sections are rebuilt from the entries (navigation only): not kept, declared below
+        twin_of = {t: {**residue.strip(b), **({"section": doc.get("section")} if t == "Composition" and doc else {})}
+                   for t, b in by_type.items()}
+        feeder.keep(comp, [(r, twin_of[r["resourceType"]], paths.get(id(by_type[r["resourceType"]])))
+                           if r["resourceType"] in by_type else (r, None, None) for r in (enc, doc) if r], [])
+        feeder.restore(comp, [(b, paths.get(id(b), "")) for b in back])
     twins = {r["resourceType"]: residue.strip(r) for r in back}
     out = []
     for r in (enc, doc):
@@ -267,8 +279,8 @@ def _reverse_losses(spec, enc, doc, comp, lang) -> list:
         # the subject comes back from the caller's patient reference: only that reference survives (its
         # display, identifier... are lost); our own document's sections are rebuilt from the entries'
         # identifiers, a FHIR-born document's sections (titles, codes, narrative, grouping) are not read
-        if "reference" in (mine.get("subject") or {}):
-            twin["subject"] = {"reference": mine["subject"]["reference"]}
+        if "reference" in (mine.get("subject") or {}):  # what the feeder audit kept stays (display...)
+            twin["subject"] = {**(twin.get("subject") or {}), "reference": mine["subject"]["reference"]}
         for x in (mine, twin):
             x.pop("encounter", None)
             if parse_source_identifier(r) is not None:

@@ -11,10 +11,10 @@ import re
 
 from . import composition as composition_level
 from . import datatypes as dt
-from . import engine, fhirpath, residue, rmpath
+from . import engine, feeder, fhirmodel, fhirpath, residue, rmpath
 from .errors import MalformedInput, MappingError
 from .fidelity import clinical_content, same_content
-from .identifiers import build_source_identifier, resource_id
+from .identifiers import build_source_identifier, parse_source_identifier, resource_id
 from .lookup import archetype_of, slot_rule
 from .results import Loss, MappingResult
 from .runtime import Unit
@@ -74,6 +74,13 @@ def _noindex(rel: str) -> str:
     return re.sub(r":\d+$", "", rel)
 
 
+def patient_element(resource_type: str) -> str | None:
+    """Where a resource names its patient: ``subject`` (Observation, Condition...), ``patient`` (EpisodeOfCare,
+    Immunization, FamilyMemberHistory, Consent), or nowhere (Medication)."""
+    names = fhirmodel.fields(resource_type)
+    return next((n for n in ("subject", "patient") if n in names), None)
+
+
 def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> MappingResult:
     """Map every entry whose archetype has a model mapping to FHIR R4 resources.
 
@@ -106,12 +113,19 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
         except MappingError as exc:
             exc.composition_uid = exc.composition_uid or uid
             raise
+        for _, group in groups:
+            for res in group:
+                who = patient_element(res["resourceType"])
+                if who:
+                    res[who] = {"reference": patient_ref}
+        if "feeder_audit" in entry:  # born in FHIR: what FHIR sent beyond the mapping, while it still applies
+            made = [(r, parse_source_identifier(r)[2][len(path):]) for _, g in groups for r in g]
+            result.losses.extend(Loss(p, "FHIR-born detail not given back: the site changed what it describes",
+                                      "stale") for p in feeder.restore(entry, made))
         unsplit = _unsplit(entry, [rel for rel, group in groups if group])
         for rel, group in groups:
             if not group:
                 continue
-            for res in group:
-                res["subject"] = {"reference": patient_ref}
             _close_unit(spec, entry, path, rel, group, unit, lang, result.losses, uid, unsplit)
             unsplit = ()  # the first group carries them
             result.resources.extend(group)

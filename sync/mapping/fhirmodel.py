@@ -75,6 +75,18 @@ def child_model(model: str, name: str) -> str:
     return tname
 
 
+@functools.lru_cache(maxsize=None)
+def allowed_codes(model: str, name: str) -> frozenset[str] | None:
+    """The codes a required-binding ``code`` element of a resource takes (Procedure.status...), None when
+    the model lists none or only some (a '+' in its list): a value outside them is one HAPI will not parse."""
+    try:
+        info = get_fhir_model_class(model).model_fields.get(name)
+    except KeyError:
+        return None
+    codes = ((info.json_schema_extra or {}) if info is not None else {}).get("enum_values")
+    return frozenset(codes) if codes and "+" not in codes else None
+
+
 def is_primitive(tname: str) -> bool:
     return tname[:1].islower()
 
@@ -102,4 +114,4 @@ def check_path(resource_type: str, path: str) -> str:
     return model
 
 
-__all__ = ["field", "fields", "choices", "check_path", "UnknownElement", "is_primitive", "is_resource", "typing"]
+__all__ = ["field", "fields", "choices", "allowed_codes", "check_path", "UnknownElement", "is_primitive", "is_resource", "typing"]

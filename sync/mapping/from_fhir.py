@@ -14,12 +14,13 @@ from datetime import datetime, timezone
 
 from . import composition as composition_level
 from . import datatypes as dt
-from . import engine, residue, rmpath, templates
+from . import engine, feeder, residue, rmpath, templates
 from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical, element_path
 from .identifiers import build_source_identifier, parse_source_identifier, resource_id, split_source_path
 from .lookup import archetype_of, hook_elements, parent_spec, slot_rule, spec_for_resource
+from .origins import born_entries
 from .parties import PLACEHOLDER_COMPOSER
 from .results import Loss, OpenEHRResult
 from .spec import registry
@@ -169,15 +170,25 @@ def _skipped(r: dict) -> bool:
     return t in _SKIP_TYPES or (t in _ORDERS and spec_for_resource(r) is None)
 
 
-def _feeder(group: list[dict]) -> dict:
-    ids = []
-    for r in group:
-        ver = (r.get("meta") or {}).get("versionId")
-        ids.append({"_type": "DV_IDENTIFIER", "id": f"{r.get('resourceType')}/{r.get('id')}"
-                    + (f"/_history/{ver}" if ver else ""), "type": "fhir-id"})
-    return {"_type": "FEEDER_AUDIT", "originating_system_audit": {"_type": "FEEDER_AUDIT_DETAILS",
-                                                                  "system_id": "FHIR"},
-            "originating_system_item_ids": ids}
+def _side(group: list[dict], resources: list[dict], taken: set[int]) -> list[dict]:
+    """The resources a FHIR-born group references (transitively) that are no entry of their own nor the
+    composition level: parties, devices, the order a lab report is based on... kept in the entry's feeder
+    audit (``feeder.keep``), so the references come back as sent."""
+    by_ref = {}
+    for r in resources:
+        by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
+        by_ref[f"urn:uuid:{r.get('id')}"] = r
+    out: list[dict] = []
+    todo = list(group)
+    while todo:
+        for x in _refs(todo.pop(0)):
+            k = by_ref.get(x)
+            if k is None or id(k) in taken or k.get("resourceType") in ("Patient", "Provenance") \
+                    or any(k is o for o in out):
+                continue
+            out.append(k)
+            todo.append(k)
+    return out
 
 
 def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict | None = None,
@@ -189,6 +200,10 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
     groups = _groups(wanted)
     losses: list[Loss] = []
     grouped = {id(r) for _, g, *_ in groups for r in g}
+    level = [r for r in resources if r.get("resourceType") in ("Encounter", "Composition")]
+    sides = {id(g[0]): _side(g, resources, grouped | {id(r) for r in level}) for _, g, *_ in groups
+             if not parse_source_identifier(g[0])}
+    kept = {id(r) for s in sides.values() for r in s}
     for r in wanted:
         if id(r) not in grouped:
             if r.get("resourceType") in PART_ONLY:
@@ -198,10 +213,9 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
                 losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping claims this resource "
                                    "(by its code and category); left for a person", "unmapped-resource"))
     for r in resources:  # read by no mapping by design (parties, unclaimed orders, Provenance): still declared
-        if _skipped(r) and r.get("resourceType") not in composition_level.RESOURCES:
+        if _skipped(r) and r.get("resourceType") not in composition_level.RESOURCES and id(r) not in kept:
             losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}",
                                f"not composition content: from_fhir reads no {r.get('resourceType')}", "unmapped-entry"))
-    level = [r for r in resources if r.get("resourceType") in ("Encounter", "Composition")]
     if not groups and not level:
         raise UnmappedTemplate("none of the resources has a model mapping", path=template_id, rule="registry")
     info = templates.get(template_id)
@@ -221,14 +235,20 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
         if len(vo) == 1:
             comp["uid"] = {"_type": "HIER_OBJECT_ID", "value": vo.pop()}
     merged: dict[object, tuple[str | None, list]] = {}
+    rebuilt = []
+    born = born_entries(comp) if base_composition is not None else {}
     for n, (spec, group, entry_path, event_node, event_idx) in enumerate(groups):
+        # a FHIR-born resource replaces the entry it made (whose feeder audit names it), never a twin beside it
+        entry_path = entry_path or born.get(f"{group[0].get('resourceType')}/{group[0].get('id')}")
         stale: list[str] = []
         entry = rebuild_group(spec, group, event_node, lang, apply_residue=True, stale=stale)
         losses.extend(Loss(p, "FHIR value changed since sync; openEHR-only detail dropped", "stale") for p in stale)
-        if not parse_source_identifier(group[0]):
-            entry["feeder_audit"] = _feeder(group)
-        losses.extend(_fhir_losses(spec, group, entry, lang))
+        rebuilt.append((spec, group, entry))
         merged.setdefault(entry_path or ("new", n), (entry_path, []))[1].append((event_idx, entry))
+    # each entry is re-forwarded beside the others: a care plan names the requests and goals recorded with it
+    beside = {"content": [entry for *_, entry in rebuilt]}
+    for spec, group, entry in rebuilt:
+        losses.extend(_fhir_losses(spec, group, entry, lang, beside, side=sides.get(id(group[0]))))
     for entry_path, parts in sorted(merged.values(), key=lambda v: _source_order(v[0])):
         _place(comp, entry_path, _merge_events(parts))
     if level:
@@ -294,36 +314,56 @@ def _history(entry: dict):
     return (entry, "activities") if "activities" in entry else (None, None)
 
 
-def _fhir_losses(spec, group: list[dict], entry: dict, lang: str) -> list[Loss]:
-    """What the group's resources had that mapping the rebuilt entry forward does not give back."""
-    back: list[dict] = []
+def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: dict | None = None,
+                 side: list[dict] | None = None) -> list[Loss]:
+    """What the group's resources had that mapping the rebuilt entry forward does not give back.
+
+    ``side`` is given for a FHIR-born group: its resources (and ``side``) are then kept in the entry's
+    feeder audit with what the forward mapping does not reproduce (``feeder``), and only what even that
+    cannot give back is a loss."""
+    made: list[tuple[dict, str]] = []
 
     def identify(res, path):
         src = parse_source_identifier(group[0])
         ident = build_source_identifier(src[0] if src else "x", src[1] if src else "x", path)
         res["id"], res["identifier"] = resource_id(ident["value"]), [ident]
+        made.append((res, path))
 
     try:
-        _, groups = engine.run_forward(spec, entry, node_path="", identify=identify, language=lang)
-        back = [r for _, g in groups for r in g]
+        engine.run_forward(spec, entry, node_path="", identify=identify, language=lang, composition=composition)
     except Exception:  # noqa: BLE001 - a failing re-forward means everything is unconfirmed
-        back = []
-    pool: dict[str, list[dict]] = {}
-    for b in back:
-        pool.setdefault(b.get("resourceType"), []).append(residue.strip(b))
-    out = []
+        made = []
+    pool: dict[str, list[tuple[dict, str]]] = {}
+    for b, path in made:
+        pool.setdefault(b.get("resourceType"), []).append((b, path))
+    pairs: list[tuple[dict, dict | None, str | None]] = []
     for r in group:
         mine = residue.strip(r)
         cands = pool.get(r.get("resourceType")) or []
         if not cands:
-            out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "resource could not be mapped back", "dropped"))
+            pairs.append((r, None, None))
             continue
-        # the subject comes back from the caller's patient_ref; only the reference survives
-        seen = [{**c, "subject": {"reference": mine["subject"]["reference"]}} if "reference" in (mine.get("subject") or {})
-                else c for c in cands]
+        # the subject (AllergyIntolerance: patient) comes back from the caller's patient_ref; only the reference survives
+        who = "patient" if "patient" in mine else "subject"
+        seen = [{**c, who: {"reference": mine[who]["reference"]}} if "reference" in (mine.get(who) or {})
+                else c for c, _ in cands]
         i = _closest(mine, seen)
-        cands.pop(i)
-        twin = seen[i]
+        twin, path = cands.pop(i)
+        pairs.append((r, twin, path))
+    if side is not None:
+        feeder.keep(entry, [(r, residue.strip(t) if t is not None else None, p) for r, t, p in pairs], side)
+        feeder.restore(entry, [(t, p) for _, t, p in pairs if t is not None])
+    out = []
+    for r, twin, _ in pairs:
+        if twin is None:
+            if side is None:
+                out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "resource could not be mapped back", "dropped"))
+            continue  # FHIR-born: kept whole in the feeder audit, referenced as sent
+        mine = residue.strip(r)
+        twin = residue.strip(twin)
+        who = "patient" if "patient" in mine else "subject"
+        if "reference" in (mine.get(who) or {}):  # the caller's patient_ref, and what the feeder audit kept
+            twin = {**twin, who: {**(twin.get(who) or {}), "reference": mine[who]["reference"]}}
         for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue  # the mapping adds fixed codes/profiles: not a loss of source data

@@ -22,7 +22,9 @@ resources alone are mapped back (``map_back``, no base composition: what is not 
 back) and each entry is compared with its source, less the entries declared unmapped; the header too
 when an Encounter/Composition was made.  FHIR (a resource or a Bundle): from_fhir, to_fhir of the
 composition it built, and each source resource compared with its twin; a difference is declared when
-``from_fhir().losses`` names the element (or its resource) as lost.
+``from_fhir().losses`` names the element (or its resource) as lost.  A resource a FHIR-born entry keeps
+by reference (a Practitioner, Device, Medication... in its feeder audit: the centre keeps it, the site
+has the copy) compares with that copy.
 
 Templates (.opt): registered first (compositions use them), then classed by mapping their example
 composition (``example.example_composition``: every node the template defines, once): each ELEMENT is
@@ -39,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import composition as composition_level
-from . import flat, residue, rmpath, templates
+from . import feeder, flat, residue, rmpath, templates
 from .convert import to_fhir
 from .errors import MappingError, UnmappedTemplate
 from .example import example_composition
@@ -368,8 +370,10 @@ def fhir_record(f: Path, doc: dict) -> FileRecord:
         if ":" in x.path:
             ref, el = x.path.split(":", 1)
             elements.setdefault(ref, []).append(el)
-    for src, twin in _fhir_pairs([r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" not in whole],
-                                 comp, fwd):
+    side = {f"{r.get('resourceType')}/{r.get('id')}": r for _, e in rmpath.entries(comp) for r in feeder.side_resources(e)}
+    refs = {id(r): f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
+    for src, twin in _fhir_pairs([r for r in resources if refs[id(r)] not in whole and refs[id(r)] not in side],
+                                 comp, fwd) + [(r, side[refs[id(r)]]) for r in resources if refs[id(r)] in side]:
         ref = f"{src.get('resourceType')}/{src.get('id')}"
         if twin is None:
             rec.differences.append({"path": ref, "kind": "resource_missing"})

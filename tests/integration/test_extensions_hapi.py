@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sync.mapping import rmpath, to_fhir
+from sync.mapping import from_fhir, rmpath, to_fhir
 from sync.mapping.spec import registry
 
 pytestmark = pytest.mark.integration
@@ -70,13 +70,24 @@ def _interval_example(corpus: Path) -> dict:
     return next(r for r in res if r["resourceType"] == "DiagnosticReport")
 
 
+def _feeder_bundle() -> dict:
+    """The Bundle a FHIR-born entry keeps in its feeder audit (openehr-feeder-basis on its entries): a heart
+    rate whose performer pulse.v2 has no element for."""
+    hr = {"resourceType": "Observation", "id": "hr", "status": "final", "performer": [{"reference": "Practitioner/1"}],
+          "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "subject": {"reference": "Patient/1"},
+          "effectiveDateTime": "2024-01-01T10:00:00Z",
+          "valueQuantity": {"value": 70, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
+    [entry] = from_fhir([hr], template_id="t").composition["content"]
+    return json.loads(entry["feeder_audit"]["original_content"]["value"])
+
+
 def test_every_extension_definition_loads_and_validates_in_use(fhir_base_url, corpus_dir):
     defs = _definitions()
     assert defs
     for sd in defs:
         r = httpx.put(f"{fhir_base_url}/StructureDefinition/{sd['id']}", json=sd, headers=HEADERS, timeout=60)
         assert r.status_code in (200, 201), (sd["id"], r.text[:500])
-    resources = _produced(corpus_dir) + [_interval_example(corpus_dir), _vitals_interval_example()]
+    resources = _produced(corpus_dir) + [_interval_example(corpus_dir), _vitals_interval_example(), _feeder_bundle()]
     missing, errors = [], {}
     for sd in defs:
         users = [r for r in resources if sd["url"] in json.dumps(r)]

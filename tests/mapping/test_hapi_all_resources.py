@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sync.mapping import MappingError, from_fhir, to_fhir
+from sync.mapping import MappingError, fhirmodel, from_fhir, to_fhir
 
 from .conftest import REPO_DIR, corpus_files, load
 from .hapi import hapi_errors
@@ -84,7 +84,17 @@ def test_hapi_validates_every_resource_of_a_corpus_composition(fhir_base_url, pa
 @pytest.mark.integration
 @pytest.mark.parametrize("path", _params(corpus_files("fhir/*.json")))
 def test_hapi_validates_every_resource_made_from_corpus_fhir(fhir_base_url, path):
-    assert _errors(fhir_base_url, _fhir_born(path)) == {}
+    """What a FHIR sender said comes back as sent (issue 21: kept in the feeder audit), its own faults too
+    (an mCODE placeholder code, a relative canonical): an error HAPI finds in the source resource itself may
+    come back with it; nothing the mapping adds may."""
+    doc = load(path)
+    sources = [e["resource"] for e in doc["entry"]] if doc["resourceType"] == "Bundle" else [doc]
+    # as kept: a code HAPI cannot parse (a Procedure status 'final') is not given back but reported lost
+    kept = [{k: v for k, v in r.items() if not isinstance(v, str) or v in (fhirmodel.allowed_codes(r["resourceType"], k)
+                                                                          or {v})} for r in sources]
+    sent = {e for r in kept for e in hapi_errors(fhir_base_url, r)}
+    errors = {k: [e for e in v if e not in sent] for k, v in _errors(fhir_base_url, _fhir_born(path)).items()}
+    assert {k: v for k, v in errors.items() if v} == {}
 
 
 def test_the_fhir_corpus_is_mostly_readable():

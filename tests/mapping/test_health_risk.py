@@ -55,7 +55,7 @@ def test_corpus_riskassessment_keeps_outcome_and_reports_the_rest():
     doc = load(next(iter(corpus_files("fhir/riskassessment_polygenic_brca.json"))))
     out = from_fhir([doc], template_id="t")
     lost = {x.path.split(":", 1)[1] for x in out.losses if ":" in x.path}
-    assert {"basis", "meta"} & lost  # references and the foreign profile do not survive: reported
+    assert not lost  # references and the rest are kept in the feeder audit (issue 21), given back below
     comp = {**copy.deepcopy(out.composition), "uid": {"value": "aaaaaaaa-0000-4000-8000-000000000009::x::1"}}
     again = _risk(to_fhir(comp, site="s", ehr_id="e", patient_ref=doc["subject"]["reference"]))[0]
     assert validate_fhir(again) == []
@@ -194,7 +194,8 @@ def test_the_kept_detail_is_no_openehr_clinical_content_and_a_second_prediction_
     bare = copy.deepcopy(out.composition)
     bare["content"][0]["data"]["items"][0].pop("feeder_audit")
     assert compare_clinical(out.composition, bare) == []  # feeder_audit is not clinical content
-    assert any(x.path.startswith("RiskAssessment/r:prediction[1]") for x in out.losses)
+    assert not out.losses  # the second prediction is kept in the entry's feeder audit (issue 21)
+    assert _again(out)["prediction"][1] == second
 
 
 def test_a_prediction_without_outcome_is_a_null_flavoured_health_risk():

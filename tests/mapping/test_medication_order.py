@@ -119,7 +119,7 @@ def test_corpus_fhir_round_trips_what_is_not_reported_lost(path):
         element = element_path(d["path"])
         assert any(element.startswith(x) or x.startswith(element) for x in lost), (path.name, element)
     if path.name == "medicationrequest_0301.json":  # contained Medication -> medication item
-        assert twin["medicationCodeableConcept"]["coding"][0]["code"] == "430127000"
+        assert twin["medicationReference"] == orig["medicationReference"] and twin["contained"] == orig["contained"]
         assert twin["dosageInstruction"][0]["route"]["coding"] == orig["dosageInstruction"][0]["route"]["coding"]
 
 

@@ -183,7 +183,7 @@ def _mcode_example(archetype, value, **extra):
 
 
 @pytest.mark.parametrize("archetype,value", [(ECOG, 0), (KPS, 90)])
-def test_mcodes_example_is_read_and_only_what_the_archetype_has_no_place_for_is_reported(archetype, value):
+def test_mcodes_example_is_read_and_what_the_archetype_has_no_place_for_is_kept_in_the_feeder_audit(archetype, value):
     born = _mcode_example(archetype, value, performer=[{"reference": "Practitioner/p"}],
                           method={"coding": [{"system": "http://snomed.info/sct", "code": "5880005"}]})
     out = from_fhir([born], template_id="t")
@@ -193,26 +193,27 @@ def test_mcodes_example_is_read_and_only_what_the_archetype_has_no_place_for_is_
     assert el["value"]["value"] == value
     assert el["value"]["symbol"]["defining_code"]["code_string"] == _ordinals(archetype)[value][0]
     lost = {x.path.split(":", 1)[1] for x in out.losses if x.path.startswith("Observation/ps-1:")}
-    assert {"performer", "method"} <= {p.split("[")[0] for p in lost}
-    assert not {p for p in lost if p.startswith(("value", "interpretation", "code", "effective"))}
+    assert not lost  # performer and method have no element: kept in the entry's feeder audit (issue 21)
     [again] = _again(out.composition)
-    assert again["valueInteger"] == value and again["interpretation"] == [
-        {"coding": [{**born["interpretation"][0]["coding"][0], "display": again["interpretation"][0]["coding"][0]
-                     ["display"]}]}]
+    assert again["performer"] == born["performer"] and again["method"] == born["method"]
+    assert again["valueInteger"] == value and again["interpretation"] == born["interpretation"]
 
 
-def test_an_interpretation_that_contradicts_the_score_is_reported_lost():
+def test_an_interpretation_that_contradicts_the_score_comes_back_as_sent_not_as_the_score_says():
     born = _mcode_example(ECOG, 2)
     born["interpretation"] = [{"coding": [{"system": LOINC, "code": "LA9622-7"}]}]  # says 0
     out = from_fhir([born], template_id="t")
     [el] = out.composition["content"][0]["data"]["events"][0]["data"]["items"]
-    assert el["value"]["value"] == 2  # the score decides
-    assert any("interpretation" in x.path for x in out.losses)
+    assert el["value"]["value"] == 2  # the score decides in openEHR
+    assert not out.losses  # the sender's interpretation is kept in the feeder audit and given back (issue 21)
+    assert _again(out.composition)[0]["interpretation"] == born["interpretation"]
 
 
-def test_a_score_outside_the_scale_is_reported_lost_not_invented():
-    out = from_fhir([_mcode_example(ECOG, 1, valueInteger=7, interpretation=[])], template_id="t")
-    assert any(x.path.endswith("valueInteger") for x in out.losses)
+def test_a_score_outside_the_scale_is_not_invented_in_openehr_and_comes_back_as_sent():
+    born = _mcode_example(ECOG, 1, valueInteger=7)
+    born.pop("interpretation")
+    out = from_fhir([born], template_id="t")
+    assert not out.losses and _again(out.composition)[0]["valueInteger"] == 7  # from the feeder audit
     items = [i for e in out.composition["content"] for ev in e["data"]["events"]
              for i in (ev.get("data") or {}).get("items", [])]
     assert not [i for i in items if "value" in i]
@@ -265,7 +266,7 @@ def test_a_goal_maps_both_ways(outcome, status, achievement):
     assert compare_clinical({"content": comp["content"]}, {"content": back["content"]}) == []
 
 
-def test_a_fhir_born_goal_keeps_what_the_archetype_holds_and_reports_the_rest():
+def test_a_fhir_born_goal_keeps_what_the_archetype_holds_and_the_rest_in_the_feeder_audit():
     born = {"resourceType": "Goal", "id": "g-1", "lifecycleStatus": "proposed",
             "description": {"text": "Disease-free at 5 years"}, "subject": {"reference": "Patient/1"},
             "achievementStatus": {"coding": [{"system": GOAL_ACH, "code": "achieved"}]},
@@ -277,9 +278,9 @@ def test_a_fhir_born_goal_keeps_what_the_archetype_holds_and_reports_the_rest():
     [entry] = out.composition["content"]
     assert entry["archetype_node_id"] == GOAL
     lost = {x.path.split(":", 1)[1].split("[")[0] for x in out.losses if x.path.startswith("Goal/g-1:")}
-    assert {"lifecycleStatus", "addresses"} <= lost  # 'proposed' has no openEHR home: reported, not invented
-    assert not lost & {"description", "achievementStatus", "target", "note"}
+    assert not lost  # 'proposed' and addresses have no openEHR home: the feeder audit keeps them (issue 21)
     [again] = _again(out.composition)
+    assert again["lifecycleStatus"] == "proposed" and again["addresses"] == born["addresses"]
     assert again["target"] == born["target"] and again["note"] == born["note"]
 
 
@@ -346,7 +347,7 @@ def test_urgency_table(at, priority):
     assert compare_clinical({"content": comp["content"]}, {"content": back["content"]}) == []
 
 
-def test_a_central_radiotherapy_referral_becomes_a_request_and_the_rest_is_reported():
+def test_a_central_radiotherapy_referral_becomes_a_request_and_the_rest_is_kept():
     born = {"resourceType": "ServiceRequest", "id": "sr-1", "status": "active", "intent": "order",
             "priority": "asap", "code": {"text": "Adjuvant radiotherapy"}, "subject": {"reference": "Patient/1"},
             "reasonCode": [{"text": "Breast cancer"}], "occurrenceDateTime": "2025-05-02",
@@ -355,8 +356,9 @@ def test_a_central_radiotherapy_referral_becomes_a_request_and_the_rest_is_repor
     [entry] = out.composition["content"]
     assert entry["archetype_node_id"] == SR and entry["narrative"]["value"] == "Adjuvant radiotherapy"
     lost = {x.path.split(":", 1)[1].split("[")[0] for x in out.losses if x.path.startswith("ServiceRequest/sr-1:")}
-    assert {"priority", "performer"} <= lost
-    assert not lost & {"code", "reasonCode", "occurrenceDateTime", "status", "intent"}
+    assert not lost  # priority asap and the performer: in the feeder audit (issue 21)
+    [again] = [r for r in _again(out.composition) if r["resourceType"] == "ServiceRequest"]
+    assert again["priority"] == "asap" and again["performer"] == born["performer"]
 
 
 def test_a_laboratory_order_is_not_claimed():

@@ -2,7 +2,7 @@
 and the whole corpus report ending with 0 failed."""
 import copy
 
-from sync.mapping import compare_clinical, from_fhir, rmpath, to_fhir, validate_fhir
+from sync.mapping import compare_clinical, feeder, from_fhir, rmpath, to_fhir, validate_fhir
 from sync.mapping.report import report
 
 from .conftest import CORPUS, REPO_DIR, load
@@ -33,7 +33,12 @@ def test_it_reads_the_medication_of_a_bundled_medication_reference():
     assert item["value"]["defining_code"]["code_string"] == "15205222"  # PZN, ATC kept as a mapping
     assert any(m["target"]["code_string"] == "J01XA04" for m in item["value"]["mappings"])
     [mr] = [r for r in _forward(out.composition) if r["resourceType"] == "MedicationRequest"]
-    assert validate_fhir(mr) == [] and mr["medicationCodeableConcept"]["coding"][1]["code"] == "J01XA04"
+    sent = next(r for r in resources if r["resourceType"] == "MedicationRequest")
+    assert validate_fhir(mr) == [] and mr["medicationReference"] == sent["medicationReference"]  # as sent (issue 21)
+    entry = next(e for _, e in rmpath.entries(out.composition) if "feeder_audit" in e)
+    entry.pop("feeder_audit")  # without what FHIR sent, the medication comes from the openEHR item
+    [mr] = [r for r in _forward(out.composition) if r["resourceType"] == "MedicationRequest"]
+    assert mr["medicationCodeableConcept"]["coding"][1]["code"] == "J01XA04"
 
 
 def test_an_unresolvable_medication_is_a_null_flavour_and_data_absent_both_ways():
@@ -42,13 +47,16 @@ def test_an_unresolvable_medication_is_a_null_flavour_and_data_absent_both_ways(
     out = from_fhir([mr], template_id="t")
     item = _med_item(out.composition)
     assert "value" not in item and item["null_flavour"]["defining_code"]["code_string"] == "253"
+    assert not out.losses  # the reference itself is kept in the feeder audit and given back (issue 21)
+    [sent_back] = [r for r in _forward(out.composition) if r["resourceType"] == "MedicationRequest"]
+    assert sent_back["medicationReference"] == mr["medicationReference"] and "medicationCodeableConcept" not in sent_back
+    next(e for _, e in rmpath.entries(out.composition) if "feeder_audit" in e).pop("feeder_audit")
     [twin] = [r for r in _forward(out.composition) if r["resourceType"] == "MedicationRequest"]
     assert validate_fhir(twin) == []
     assert twin["medicationCodeableConcept"] == {"extension": [
         {"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]}
     again = from_fhir([twin], template_id="t")
     assert compare_clinical(_med_item(again.composition), item) == []
-    assert any(x.path.endswith(":medicationReference") for x in out.losses)  # the reference itself is reported
 
 
 def test_lab_panel_members_become_their_own_results():
@@ -64,7 +72,8 @@ def test_lab_panel_members_become_their_own_results():
                  if r["resourceType"] == "Observation" and r.get("hasMember"))
     reported = [x for x in out.losses if x.path.startswith(f"Observation/{panel['id']}")]
     read = any(c["code"] in str(out.composition) for c in panel["code"].get("coding", []))
-    assert reported or read  # the panel is read (members under it), or it or its link is reported: never silent
+    kept = any(k.resource.get("id") == panel["id"] for _, e in rmpath.entries(out.composition) for k in feeder.kept(e))
+    assert reported or read or kept  # read (members under it), kept in a feeder audit (issue 21), or reported
 
 
 def test_the_corpus_report_has_no_failure():

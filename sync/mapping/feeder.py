@@ -1,0 +1,271 @@
+"""FHIR-born detail kept at the site: the source resources in the entry's FEEDER_AUDIT.
+
+An entry built from FHIR resources (not from our own, openEHR-born ones) keeps what FHIR sent in the
+place the RM has for it: ``feeder_audit.original_content``, a DV_PARSABLE with formalism
+``application/fhir+json`` holding a Bundle (type collection) of the source resources exactly as sent,
+plus ``originating_system_item_ids`` naming each one (``Type/id/_history/version``).
+
+The Bundle also says what to give back.  For every top-level element of a source resource that the
+forward mapping of the entry does not reproduce (an identifier, a performer, a reference range's
+``appliesTo``, a coding's version...), its Bundle entry carries an ``openehr-feeder-basis`` extension:
+the openEHR node the resource maps to (entry-relative path), an anchor (hash of what the mapping gives
+for the resource's code), the element's name and its ``basis``: a hash of what the forward mapping gave
+for that element when the entry was made.  Mapping the entry forward again (``restore``), the element is
+put back as sent only while the mapping still gives that: an edit at the site wins, and the stale FHIR
+detail is reported, never re-applied, exactly as the ``openehr-residue`` does the other way.
+
+Side resources the group references but that are no entry (Practitioner, PractitionerRole,
+Organization, Device, ServiceRequest, a referenced Medication...) are kept in the same Bundle without
+that extension: the references come back as sent, so the centre's graph stays whole, and the site keeps
+the resources themselves.
+
+Hashes compare under ``compare_clinical``'s rules (the id part of references is not compared), so the
+ids the resources get on each side do not matter.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from . import fhirmodel, rmpath, terminology
+from .fidelity import clinical_content
+from .residue import URL as RESIDUE_URL
+
+FHIR_JSON = "application/fhir+json"
+BASIS_URL = terminology.SD_BASE + "openehr-feeder-basis"
+SYSTEM_ID = "FHIR"
+# the Bundle's entries need a RESTful fullUrl for their relative references; the mapping does not know the
+# centre's address, so a fixed stand-in names "the FHIR server the resource came from"
+CENTRAL_BASE = terminology.BASE + "/central"
+# not compared or given back: the resource's identity and narrative
+_NOT_KEPT = frozenset({"resourceType", "id", "text"})
+_ANCHORS = ("code", "type", "medicationCodeableConcept", "medicationReference")
+_META_CLINICAL = ("tag", "security")  # the rest of meta is server bookkeeping or our profile claims
+# elements that interpret the rest of the resource (an interpretation 'high' says something about the value):
+# given back only while the whole resource maps as it did, not just the element itself
+_DEPENDENT = frozenset({"interpretation", "conclusion", "conclusionCode", "presentedForm", "note"})
+# fixed codes the profiles we claim require (a US Core category slice): the sender's are given back beside them
+_MERGED = frozenset({"category"})
+
+
+@dataclass
+class Kept:
+    """One source resource kept in the feeder audit, with the elements to give back."""
+    resource: dict
+    node: str | None = None  # entry-relative path of the node it maps to; None: a side resource
+    anchor: str | None = None
+    elements: dict[str, str] = field(default_factory=dict)  # element name -> basis
+
+    @property
+    def ref(self) -> str:
+        return f"{self.resource.get('resourceType')}/{self.resource.get('id')}"
+
+
+def _h(rtype: str, value) -> str:
+    norm = _numbers(clinical_content({"resourceType": rtype, "v": value}))
+    return "sha256:" + hashlib.sha256(json.dumps(norm, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _numbers(v):
+    """Numbers by value, as compare_clinical compares them: EHRbase gives a magnitude 107 back as 107.0."""
+    if isinstance(v, dict):
+        return {k: _numbers(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_numbers(x) for x in v]
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def view(res: dict, name: str):
+    """The sender's part of one top-level element: our source identifiers, residue extensions, meta
+    bookkeeping/profiles and the patient reference (the caller's patient_ref) are the mapping's own."""
+    v = res.get(name)
+    if name == "identifier" and isinstance(v, list):
+        v = [i for i in v if not (isinstance(i, dict) and i.get("system") == terminology.SOURCE_SYSTEM)] or None
+    elif name == "identifier" and isinstance(v, dict) and v.get("system") == terminology.SOURCE_SYSTEM:
+        v = None
+    elif name == "subject" and isinstance(v, dict):
+        v = {k: x for k, x in v.items() if k != "reference"} or None
+    elif name == "extension" and isinstance(v, list):
+        v = [e for e in v if not (isinstance(e, dict) and e.get("url") == RESIDUE_URL)] or None
+    elif name == "meta" and isinstance(v, dict):
+        v = {k: v[k] for k in _META_CLINICAL if k in v} or None
+    return v
+
+
+def _anchor(res: dict) -> str:
+    rtype = str(res.get("resourceType"))
+    return _h(rtype, [view(res, k) for k in _ANCHORS])
+
+
+def basis(res: dict, name: str) -> str:
+    """What the mapping gives that the element ``name`` describes: the element itself, all choices of a
+    choice element (a medicationReference sent stands for the medicationCodeableConcept the mapping
+    makes: a site edit of the drug changes that), or the whole resource for an element that interprets
+    the rest (``_DEPENDENT``)."""
+    rtype = str(res.get("resourceType"))
+    if name in _DEPENDENT:
+        whole = {k: view(res, k) for k in sorted(res) if k not in _NOT_KEPT and k != name}
+        return _h(rtype, {k: v for k, v in whole.items() if v is not None})
+    return _h(rtype, {k: view(res, k) for k in _choice_group(rtype, name)})
+
+
+def differing(source: dict, twin: dict) -> dict[str, str]:
+    """{element: basis} for the source's elements the twin (the forward mapping) does not reproduce."""
+    rtype = str(source.get("resourceType"))
+    out = {}
+    for name in sorted(source):
+        if name in _NOT_KEPT or view(source, name) is None or not _parsable(rtype, name, source[name]):
+            continue
+        if _h(rtype, view(source, name)) != _h(rtype, view(twin, name)):
+            out[name] = basis(twin, name)
+    return out
+
+
+def _parsable(rtype: str, name: str, value) -> bool:
+    """False for a code outside its required binding (a Procedure status 'final'): giving it back would
+    make a resource the FHIR server refuses, so it stays a declared loss."""
+    codes = fhirmodel.allowed_codes(rtype, name) if isinstance(value, str) else None
+    return codes is None or value in codes
+
+
+def keep(entry: dict, pairs: list[tuple[dict, dict | None, str | None]], side: list[dict]) -> list[Kept]:
+    """Write the entry's feeder audit: ``pairs`` are (source resource, its forward twin or None, the twin's
+    entry-relative node path); ``side`` the referenced resources that are no entry."""
+    kept = [Kept(src, node, _anchor(twin), differing(src, twin)) if twin is not None else Kept(src)
+            for src, twin, node in pairs] + [Kept(r) for r in side]
+    entries = []
+    for k in kept:
+        e: dict = {"fullUrl": f"{CENTRAL_BASE}/{k.ref}", "resource": k.resource}
+        if k.elements:
+            e["extension"] = [{"url": BASIS_URL, "extension": [
+                {"url": "node", "valueString": k.node or "/"}, {"url": "anchor", "valueString": k.anchor},
+                {"url": "element", "valueString": name}, {"url": "basis", "valueString": basis}]}
+                for name, basis in k.elements.items()]
+        entries.append(e)
+    ids = []
+    for k in kept:
+        ver = (k.resource.get("meta") or {}).get("versionId")
+        ids.append({"_type": "DV_IDENTIFIER", "id": k.ref + (f"/_history/{ver}" if ver else ""), "type": "fhir-id"})
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    entry["feeder_audit"] = {
+        "_type": "FEEDER_AUDIT",
+        "originating_system_audit": {"_type": "FEEDER_AUDIT_DETAILS", "system_id": SYSTEM_ID},
+        "originating_system_item_ids": ids,
+        "original_content": {"_type": "DV_PARSABLE", "formalism": FHIR_JSON,
+                             "value": json.dumps(bundle, ensure_ascii=False, sort_keys=True)}}
+    return kept
+
+
+def kept(node: dict) -> list[Kept]:
+    """The resources kept in a node's feeder audit ([] when it holds no FHIR source Bundle)."""
+    fa = node.get("feeder_audit") if isinstance(node, dict) else None
+    content = (fa or {}).get("original_content") or {}
+    if ((fa or {}).get("originating_system_audit") or {}).get("system_id") != SYSTEM_ID \
+            or content.get("formalism") != FHIR_JSON:
+        return []
+    try:
+        bundle = json.loads(content.get("value") or "")
+    except (TypeError, ValueError):
+        return []
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return []
+    out = []
+    for e in bundle.get("entry") or []:
+        if not isinstance(e, dict) or not isinstance(e.get("resource"), dict):
+            continue
+        k = Kept(e["resource"])
+        for ext in e.get("extension") or []:
+            sub = {s.get("url"): s.get("valueString") for s in ext.get("extension") or []} \
+                if isinstance(ext, dict) and ext.get("url") == BASIS_URL else {}
+            if sub.get("element") and sub.get("basis"):
+                k.node = "" if sub.get("node") == "/" else sub.get("node")
+                k.anchor = sub.get("anchor")
+                k.elements[sub["element"]] = sub["basis"]
+        out.append(k)
+    return out
+
+
+def side_resources(node: dict) -> list[dict]:
+    """The resources a node's feeder audit keeps by reference (no element of theirs to give back)."""
+    return [k.resource for k in kept(node) if k.node is None]
+
+
+def restore(node: dict, made: list[tuple[dict, str]]) -> list[str]:
+    """Give the kept elements back to the resources the node's forward mapping ``made`` ((resource, its
+    node path relative to the node)), each only while its basis holds; returns the stale ones as
+    ``Type/id:element`` (the source resource's reference)."""
+    records = [k for k in kept(node) if k.elements]
+    stale: list[str] = []
+    used: set[int] = set()
+    for res, rel in made:
+        anchor = _anchor(res)
+        same = [k for k in records if id(k) not in used and k.resource.get("resourceType") == res.get("resourceType")]
+        k = next((k for k in same if k.anchor == anchor and k.node == rel), None) \
+            or next((k for k in same if k.anchor == anchor), None)
+        if k is None:
+            continue
+        used.add(id(k))
+        holds = {name: basis(res, name) == b for name, b in k.elements.items()}  # all before any is put back
+        for name, ok in holds.items():
+            if ok:
+                _put(res, name, k.resource)
+            else:
+                stale.append(f"{k.ref}:{name}")
+    # a kept resource whose node the site changed so its code no longer maps the same: all of it is stale
+    stale.extend(f"{k.ref}:{name}" for k in records if id(k) not in used
+                 and any(r.get("resourceType") == k.resource.get("resourceType") and rel == k.node for r, rel in made)
+                 for name in k.elements)
+    return stale
+
+
+def _put(res: dict, name: str, source: dict) -> None:
+    """res[name] := the source's value, keeping what is the mapping's own (our identifiers, residue,
+    profile claims) and dropping the other choices of a choice element (medication[x]...)."""
+    value = rmpath.jcopy(view(source, name))
+    rtype = str(res.get("resourceType"))
+    if name == "identifier" and isinstance(res.get("identifier"), dict):
+        return  # 0..1 (Composition.identifier) and holding our source identifier: no room
+    if name == "identifier":
+        value = [i for i in res.get("identifier") or [] if i.get("system") == terminology.SOURCE_SYSTEM] + (value or [])
+    elif name == "subject":
+        value = {**({"reference": res["subject"]["reference"]} if "reference" in (res.get("subject") or {}) else {}),
+                 **(value or {})}
+    elif name == "extension":
+        value = (value or []) + [e for e in res.get("extension") or [] if e.get("url") == RESIDUE_URL]
+    elif name == "meta":
+        value = {**{k: v for k, v in (res.get("meta") or {}).items() if k not in _META_CLINICAL}, **(value or {})}
+    elif name in _MERGED and isinstance(value, list):
+        sent = [_codes(v) for v in value]  # ours is added unless the sender has one with the same codes
+        value = value + [x for x in res.get(name) or [] if _codes(x) not in sent]
+    for other in _choice_siblings(rtype, name, res):
+        if other not in source:
+            res.pop(other, None)
+    if value in (None, [], {}):
+        res.pop(name, None)
+    else:
+        res[name] = value
+
+
+def _codes(cc) -> frozenset:
+    """The (system, code) pairs of a CodeableConcept (its text and displays aside)."""
+    return frozenset((c.get("system"), c.get("code")) for c in (cc.get("coding") or [] if isinstance(cc, dict) else [])
+                     if isinstance(c, dict))
+
+
+def _choice_siblings(rtype: str, name: str, res: dict) -> list[str]:
+    """Other keys of ``res`` that are choices of the same ``base[x]`` as ``name``."""
+    return [k for k in _choice_group(rtype, name) if k != name and k in res]
+
+
+def _choice_group(rtype: str, name: str) -> list[str]:
+    """Every choice of the ``base[x]`` that ``name`` is one of (sorted), else [name]."""
+    for i in range(1, len(name)):
+        if name[i].isupper():
+            try:
+                opts = fhirmodel.choices(rtype, name[:i])
+            except fhirmodel.UnknownElement:
+                return [name]
+            if name[i:] in opts:
+                return sorted(name[:i] + s for s in opts)
+    return [name]

@@ -1,0 +1,169 @@
+"""FHIR-born data keeps everything at the site (issue 21).
+
+What FHIR sent beyond the archetypes' elements is kept in the entry's FEEDER_AUDIT (original_content: the
+source resources, application/fhir+json) and given back while the openEHR content it describes is unchanged:
+an edit at the site wins, and the stale FHIR detail is reported, never re-applied."""
+import copy
+import json
+
+import pytest
+
+from sync.mapping import compare_clinical, feeder, from_fhir, rmpath, to_fhir, validate_fhir
+from sync.mapping.report import run
+from sync.mapping.residue import strip
+
+from .conftest import corpus_files, load
+
+UID = "aaaaaaaa-0000-4000-8000-000000000021::x::1"
+ADDED = ("dictionary_item_added", "iterable_item_added")
+ANALYTE = "openEHR-EHR-CLUSTER.laboratory_test_analyte.v1"
+
+
+def _resources(path) -> list[dict]:
+    doc = load(path)
+    return [e["resource"] for e in doc["entry"]] if doc["resourceType"] == "Bundle" else [doc]
+
+
+def _forward(composition: dict, patient: str = "Patient/1"):
+    return to_fhir({**copy.deepcopy(composition), "uid": {"value": UID}}, site="s", ehr_id="e", patient_ref=patient)
+
+
+def _twin(resources: list[dict], source: dict) -> dict:
+    """The resource made again from the source's node: same type, a code in common, else the first."""
+    same = [r for r in resources if r["resourceType"] == source["resourceType"]]
+    codes = {(c.get("system"), c.get("code")) for c in (source.get("code") or {}).get("coding", [])}
+    return strip(next((r for r in same if codes & {(c.get("system"), c.get("code"))
+                                                   for c in (r.get("code") or {}).get("coding", [])}), same[0]))
+
+
+def _diffs(source: dict, twin: dict) -> list[dict]:
+    return [d for d in compare_clinical(source, {**twin, "subject": source.get("subject", twin.get("subject"))})
+            if d["kind"] not in ADDED]
+
+
+# ------------------------------------------------------------------ the corpus
+@pytest.mark.parametrize("path", corpus_files("fhir/kds_*.json"), ids=lambda p: p.name)
+def test_every_kds_bundle_round_trips_equal_on_clinical_content(path):
+    [rec] = run([path]).records
+    assert rec.state == "round-tripped", rec.line()
+
+
+def test_no_corpus_fhir_file_fails_and_partial_ones_only_lose_what_fhir_itself_refuses():
+    """partial: a code outside its required binding (HAPI would not parse it back), a resource no file claims,
+    a Composition's own identifier/sections: nothing else is declared lost."""
+    rep = run(corpus_files("fhir/*.json"))
+    assert rep.failed == 0, rep.lines()
+    for rec in rep.records:
+        for loss in rec.losses:
+            element = loss["path"].split(":", 1)[1] if ":" in loss["path"] else ""
+            assert element in ("", "status", "intent", "identifier", "section") or element.startswith("section"), \
+                (rec.file, loss)
+
+
+def test_the_feeder_audit_holds_the_source_resources_exactly_and_names_them():
+    resources = _resources(next(iter(corpus_files("fhir/kds_lab_report.patient1.bundle.json"))))
+    out = from_fhir(resources, template_id="t")
+    [entry] = [e for _, e in rmpath.entries(out.composition)]
+    fa = entry["feeder_audit"]
+    assert fa["original_content"]["_type"] == "DV_PARSABLE"
+    assert fa["original_content"]["formalism"] == "application/fhir+json"
+    bundle = json.loads(fa["original_content"]["value"])
+    kept = {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in bundle["entry"]}
+    for r in resources:
+        ref = f"{r['resourceType']}/{r['id']}"
+        if r["resourceType"] not in ("Patient", "Encounter"):
+            assert kept[ref] == r  # exactly as sent, side resources (Organization, Device, ServiceRequest) too
+    ids = {i["id"].split("/_history")[0] for i in fa["originating_system_item_ids"]}
+    assert ids == set(kept) and fa["originating_system_audit"]["system_id"] == "FHIR"
+    assert validate_fhir(bundle) == []
+
+
+# ------------------------------------------------------------------ a site edit wins
+def _kds_lab():
+    resources = _resources(next(iter(corpus_files("fhir/kds_lab_report.patient1.bundle.json"))))
+    return resources, from_fhir(resources, template_id="t")
+
+
+def _first_result(entry: dict) -> dict:
+    analyte = next(n for _, n in rmpath.walk(entry) if n.get("archetype_node_id") == ANALYTE)
+    return next(i for i in analyte["items"] if i["archetype_node_id"] == "at0001")
+
+
+def test_an_edited_lab_value_comes_back_changed_with_its_reference_range_and_specimen_intact():
+    resources, out = _kds_lab()
+    comp = copy.deepcopy(out.composition)
+    [entry] = comp["content"]
+    result = _first_result(entry)
+    old = result["value"]["magnitude"]
+    result["value"]["magnitude"] = old + 1.5  # the site corrects the value
+    res = _forward(comp).resources
+    obs1 = next(r for r in resources if r["id"] == "mii-exa-test-data-patient-1-labobs-1")
+    twin = _twin(res, obs1)
+    assert twin["valueQuantity"]["value"] == old + 1.5
+    assert twin["referenceRange"] == obs1["referenceRange"]  # low/high from normal_range, age/appliesTo kept
+    for name in ("identifier", "basedOn", "device", "encounter", "method", "category"):
+        assert [d for d in compare_clinical({"resourceType": "Observation", name: obs1[name]},
+                                            {"resourceType": "Observation", name: twin[name]})
+                if d["kind"] not in ADDED] == [], name  # our laboratory category may be added beside the sender's
+    specimen = next(r for r in resources if r["resourceType"] == "Specimen")
+    assert _diffs(specimen, _twin(res, specimen)) == []
+    report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
+    assert _twin(res, report)["performer"] == report["performer"]
+
+
+def test_an_element_that_interprets_the_value_is_stale_after_a_value_edit_and_reported():
+    resources, out = _kds_lab()
+    obs1 = next(r for r in resources if r["id"] == "mii-exa-test-data-patient-1-labobs-1")
+    comp = copy.deepcopy(out.composition)
+    [entry] = comp["content"]
+    kept = json.loads(entry["feeder_audit"]["original_content"]["value"])
+    source = next(e["resource"] for e in kept["entry"] if e["resource"]["id"] == obs1["id"])
+    assert source == obs1 and "interpretation" in obs1  # kept exactly; the KDS result says 'normal' 
+    result = _first_result(entry)
+    result["value"]["magnitude"] += 100
+    fwd = _forward(comp)
+    twin = _twin(fwd.resources, obs1)
+    assert twin.get("interpretation") != obs1["interpretation"]  # 'normal' no longer said of the new value
+    assert f"Observation/{obs1['id']}:interpretation" in {x.path for x in fwd.losses if x.kind == "stale"}
+    assert twin["referenceRange"] == obs1["referenceRange"]  # the range does not depend on the value
+
+
+def test_a_medication_changed_at_the_site_replaces_the_medication_reference_sent():
+    """medication[x] is one choice: the sender's medicationReference stands for the medication the mapping
+    makes; once the site changes the drug, the reference is stale and the site's medication goes out."""
+    resources = _resources(next(iter(corpus_files("fhir/kds_medication_statement.patient1.bundle.json"))))
+    ms = next(r for r in resources if r["resourceType"] == "MedicationStatement")
+    out = from_fhir(resources, template_id="t")
+    assert _twin(_forward(out.composition).resources, ms)["medicationReference"] == ms["medicationReference"]
+    comp = copy.deepcopy(out.composition)
+    entry = next(e for _, e in rmpath.entries(comp) if "medication_statement" in e["archetype_node_id"])
+    name = next(n for _, n in rmpath.walk(entry) if n.get("archetype_node_id") == "at0006" and "value" in n)
+    name["value"] = {"_type": "DV_TEXT", "value": "Paracetamol 500 mg"}
+    fwd = _forward(comp)
+    twin = _twin(fwd.resources, ms)
+    assert "medicationReference" not in twin and twin["medicationCodeableConcept"]["text"] == "Paracetamol 500 mg"
+    assert f"MedicationStatement/{ms['id']}:medicationReference" in {x.path for x in fwd.losses if x.kind == "stale"}
+    assert validate_fhir(twin) == []
+
+
+def test_an_unchanged_entry_gives_everything_back_and_reports_nothing_stale():
+    resources, out = _kds_lab()
+    fwd = _forward(out.composition)
+    assert not [x for x in fwd.losses if x.kind == "stale"]
+    for r in resources:
+        if r["resourceType"] in ("DiagnosticReport", "Observation"):
+            assert _diffs(r, _twin(fwd.resources, r)) == [], r["id"]
+
+
+def test_openehr_born_entries_get_no_feeder_audit():
+    comp = {**load(next(iter(corpus_files("openehr/compositions/kds_lab_report.patient1.composition.json")))),
+            "uid": {"value": UID}}
+    res = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+    back = from_fhir(res, template_id="t", base_composition=comp).composition
+    assert not [e for _, e in rmpath.entries(back) if feeder.kept(e)]
+
+
+def test_a_kept_bundle_that_is_no_fhir_is_ignored_not_applied():
+    entry = {"feeder_audit": {"originating_system_audit": {"system_id": "FHIR"},
+                              "original_content": {"formalism": "application/fhir+json", "value": "not json"}}}
+    assert feeder.kept(entry) == [] and feeder.restore(entry, [({"resourceType": "Observation"}, "")]) == []
