@@ -134,8 +134,8 @@ def check_reverse(mapping, resources: list[dict], out) -> Check:
     check = Check("to_openehr", declared=[_loss(x) for x in out.losses])
     comp = out.composition if (out.composition.get("uid") or {}).get("value") else \
         {**out.composition, "uid": {"_type": "OBJECT_VERSION_ID", "value": _GUARD_UID}}
-    subject = next((r["subject"]["reference"] for r in resources
-                    if isinstance(r.get("subject"), dict) and r["subject"].get("reference")), "Patient/guard")
+    subject = next((r[k]["reference"] for r in resources for k in ("subject", "patient")  # AllergyIntolerance: patient
+                    if isinstance(r.get(k), dict) and r[k].get("reference")), "Patient/guard")
     try:
         again = _fn(mapping, "to_fhir")(comp, site="guard", ehr_id="guard", patient_ref=subject).resources
     except (MappingError, TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
