@@ -114,11 +114,11 @@ def patient_links(text: str) -> list[int]:
     """A link id (``#12``), or every link whose site MRN (subject id), EHR id or central Patient id is
     ``text``, whose birth date it is (``YYYY-MM-DD``), or whose name holds each of its words."""
     text = text.strip()
-    if text.lstrip("#").isdigit() and text.startswith("#"):
-        return [int(text.lstrip("#"))]
+    if text.startswith("#") and text[1:].isdigit():
+        return [int(text[1:])]
     match = Q(subject_id=text) | Q(ehr_id=text) | Q(fhir_patient_id=text.removeprefix("Patient/"))
-    if text.isdigit():  # a bare number: a link id or an all-digit MRN
-        match |= Q(pk=int(text))
+    if text.isdigit():  # a bare number: a link id (events outlive their links) or an all-digit MRN
+        return [int(text), *PatientLink.objects.filter(match).values_list("pk", flat=True)]
     birth = _date(text)
     if birth:
         match |= Q(birth_date=birth)
