@@ -42,11 +42,19 @@ class Site(models.Model):
     class Demographics(models.TextChoices):
         NONE = "none", "none (central Patient matched by the shared EHR subject id)"
         EHR_STATUS = "ehr_status", "EHR_STATUS subject and other_details (one central Patient per site MRN)"
+        FHIR = "fhir", "the site's FHIR Patient endpoint, searched by the EHR_STATUS subject (MRN)"
 
     demographics_source = models.CharField(max_length=20, choices=Demographics.choices, default=Demographics.NONE)
     mrn_system = models.CharField(
         max_length=200, blank=True,
         help_text="Identifier system of this site's MRNs (a URI); names the site's own central Patient.",
+    )
+    demographics_url = models.URLField(
+        blank=True, help_text="FHIR base of the site's demographic service (source 'fhir'); on the URL allow-list."
+    )
+    demographics_credentials_ref = models.CharField(
+        max_length=100, blank=True,
+        help_text="Environment variable holding 'user:password' for the demographic service (source 'fhir').",
     )
     demographics_fields = models.JSONField(
         default=dict, blank=True,
