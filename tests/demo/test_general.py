@@ -51,6 +51,9 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
     [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
     assert report["status"] == "final" and report["conclusion"] in general.IMPRESSIONS
     assert report["code"]["text"] in general.STUDIES
+    [episode] = [r for r in resources if r["resourceType"] == "EpisodeOfCare"]
+    [immunization] = [r for r in resources if r["resourceType"] == "Immunization"]
+    assert episode["period"]["start"] and immunization["vaccineCode"]["text"] in general.VACCINES
     assert len([r for r in resources if r["resourceType"] == "Observation"]) == 4  # one event each, no birth
     assert all(validate_fhir(r) == [] for r in resources)
     mapped = [r for r in resources if r["resourceType"] not in ("Encounter", "Composition")]
@@ -70,5 +73,6 @@ def test_it_commits_once_to_ehrbase_and_validates_in_hapi(ehrbase_urls, fhir_bas
         stored = cdr.get_composition(ehr.ehr_id, ref.uid).content
     assert stored["archetype_details"]["template_id"]["value"] == general.TEMPLATE_ID
     resources = to_fhir(stored, **ARGS).resources
-    assert {r["resourceType"] for r in resources} >= {"Observation", "ClinicalImpression", "DiagnosticReport"}
+    assert {r["resourceType"] for r in resources} >= {"Observation", "ClinicalImpression", "DiagnosticReport",
+                                                         "EpisodeOfCare", "Immunization"}
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources} == {r["id"]: [] for r in resources}

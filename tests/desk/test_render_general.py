@@ -38,3 +38,18 @@ def test_an_imaging_report_reads_as_its_study_and_conclusion():
     assert report[0][:3] == (0, "DiagnosticReport", "CT chest abdomen pelvis")
     assert (1, "conclusion", "No evidence of metastatic disease.", "") in report
     assert (1, "status", "final", "") in report
+
+
+def test_an_episode_of_care_reads_its_period_and_status():
+    [eoc] = _rendered(rows_of._episode(discharged="2025-01-24T11:30:00+01:00",
+                                       category={"_type": "DV_TEXT", "value": "Elective"}))
+    assert eoc[0][:2] == (0, "EpisodeOfCare")
+    assert (1, "period", "2025-01-10 08:00 (+01:00) – 2025-01-24 11:30 (+01:00)", "") in eoc
+    assert (1, "status", "finished", "") in eoc and (1, "type", "Elective", "") in eoc
+
+
+def test_an_immunization_reads_its_vaccine_and_date():
+    [imm] = _rendered(rows_of._vaccination(rows_of.INFLUENZA))
+    assert imm[0][:2] == (0, "Immunization")
+    assert (1, "vaccineCode", "Influenza vaccine", "") in imm
+    assert (1, "occurrence", "2024-10-15 10:00 (+02:00)", "") in imm

@@ -3,7 +3,8 @@ OBSERVATION.head_circumference.v1 <-> headcircum Observation (9843-4), EVALUATIO
 smoking status Observation (72166-2), EVALUATION.alcohol_consumption_summary.v1 <-> alcohol use status
 Observation (11331-6; SNOMED CT of the IDEA4RC alcohol usage status value set: 219006, 82581004, 783261004),
 EVALUATION.clinical_synopsis.v1 <-> ClinicalImpression, OBSERVATION.imaging_exam_result.v1 <-> DiagnosticReport
-(category v2-0074 RAD).  Compositions are built from the CKM archetypes' node ids
+(category v2-0074 RAD), ADMIN_ENTRY.episode_institution.v0 <-> EpisodeOfCare,
+EVALUATION.vaccination_summary.v0 <-> Immunization.  Compositions are built from the CKM archetypes' node ids
 (tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs (the bmi and headcircum
 profiles, their examples: BMI 16.2 kg/m2, head circumference in cm) and the IPS / US Core smoking status value
 sets (SNOMED CT 77176002 Smoker, 8517006 Ex-smoker, 266919005 Never smoked tobacco; 449868002 daily smoker)."""
@@ -31,7 +32,9 @@ COVERS = {"OBSERVATION.body_mass_index.v2": "forward reverse hapi",
           "EVALUATION.tobacco_smoking_summary.v2": "forward reverse hapi",
           "EVALUATION.alcohol_consumption_summary.v1": "forward reverse hapi",
           "EVALUATION.clinical_synopsis.v1": "forward reverse hapi",
-          "OBSERVATION.imaging_exam_result.v1": "forward reverse hapi"}
+          "OBSERVATION.imaging_exam_result.v1": "forward reverse hapi",
+          "ADMIN_ENTRY.episode_institution.v0": "forward reverse hapi",
+          "EVALUATION.vaccination_summary.v0": "forward reverse hapi"}
 
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 UID = {"_type": "OBJECT_VERSION_ID", "value": "9d0a7c35-0000-4000-8000-000000000018::gen::1"}
@@ -43,6 +46,8 @@ SMOKING = "openEHR-EHR-EVALUATION.tobacco_smoking_summary.v2"
 ALCOHOL = "openEHR-EHR-EVALUATION.alcohol_consumption_summary.v1"
 SYNOPSIS = "openEHR-EHR-EVALUATION.clinical_synopsis.v1"
 IMAGING = "openEHR-EHR-OBSERVATION.imaging_exam_result.v1"
+EPISODE = "openEHR-EHR-ADMIN_ENTRY.episode_institution.v0"
+VACCINATION = "openEHR-EHR-EVALUATION.vaccination_summary.v0"
 ADL = REPO_DIR / "tests/fixtures/corpus/openehr/archetypes"
 SCT = "http://snomed.info/sct"
 # archetype -> (LOINC, profile, history name, event node id, data node id, value node, value name, comment node)
@@ -470,6 +475,131 @@ def imaging_entries(draw):
                     findings=draw(st.one_of(st.none(), TEXT)), time=draw(TIMES))
 
 
+# ------------------------------------------------------------------ episode at an institution
+def _episode(admitted="2025-01-10T08:00:00+01:00", discharged=None, *, category=None, admission_id=None,
+             reason=None):
+    entry = entry_skeleton(registry()[EPISODE], "en")
+    items = []
+    if admission_id:
+        items.append(_el("at0014", "Admission ID", {"_type": "DV_IDENTIFIER", "id": admission_id,
+                                                    "issuer": "https://hospital.example.org/admissions",
+                                                    "assigner": "Synthetic hospital", "type": "VN"}))
+    if admitted:
+        items.append(_el("at0004", "Admission date", {"_type": "DV_DATE_TIME", "value": admitted}))
+    if reason:
+        items.append(_el("at0008", "Reason for admission", {"_type": "DV_TEXT", "value": reason}))
+    if category:
+        items.append(_el("at0009", "Admission category", category))
+    if discharged:
+        items.append(_el("at0002", "Discharge date", {"_type": "DV_DATE_TIME", "value": discharged}))
+    entry["data"] = _tree("at0001", "Item tree", items)
+    return entry
+
+
+@pytest.mark.parametrize("discharged,status", [(None, "active"), ("2025-01-24T11:30:00+01:00", "finished")])
+def test_an_episode_is_an_episode_of_care_and_comes_back(discharged, status):
+    comp = _composition(_episode(discharged=discharged, category={"_type": "DV_TEXT", "value": "Elective"},
+                                 admission_id="A-2025-0042", reason="Mastectomy"))
+    [eoc], back = _trip(comp)
+    assert eoc["resourceType"] == "EpisodeOfCare" and eoc["status"] == status
+    assert eoc["patient"] == {"reference": "Patient/1"} and "subject" not in eoc
+    assert eoc["period"] == {"start": "2025-01-10T08:00:00+01:00", **({"end": discharged} if discharged else {})}
+    assert eoc["type"] == [{"text": "Elective"}]
+    assert [i["value"] for i in eoc["identifier"]] == [eoc["identifier"][0]["value"], "A-2025-0042"]
+    assert eoc["extension"]  # the reason for admission travels in the residue
+    assert validate_fhir(eoc) == []
+    assert _same(comp, back) == []
+    assert spec_for_resource(strip(eoc)).archetype == EPISODE
+
+
+def test_a_central_episode_keeps_its_period_and_the_rest_is_not_dropped():
+    born = {"resourceType": "EpisodeOfCare", "id": "eoc-1", "status": "finished",
+            "patient": {"reference": "Patient/1"}, "period": {"start": "2025-02-01", "end": "2025-02-09"},
+            "managingOrganization": {"reference": "Organization/h"}}
+    out = from_fhir([born], template_id="t")
+    [entry] = out.composition["content"]
+    assert entry["archetype_node_id"] == EPISODE
+    lost = {x.path.split(":", 1)[1].split("[")[0] for x in out.losses if x.path.startswith("EpisodeOfCare/eoc-1:")}
+    [again] = _again(out.composition)
+    assert again["period"] == born["period"] and again["status"] == "finished"
+    assert not lost & {"period", "status"}
+    assert "managingOrganization" in lost or again.get("managingOrganization") == born["managingOrganization"]
+
+
+@st.composite
+def episode_entries(draw):
+    admitted = draw(TIMES)
+    return _episode(admitted, draw(st.one_of(st.none(), st.just(admitted))),
+                    category=draw(st.one_of(st.none(), TEXT.map(lambda t: {"_type": "DV_TEXT", "value": t}))),
+                    admission_id=draw(st.one_of(st.none(), TEXT)), reason=draw(st.one_of(st.none(), TEXT)))
+
+
+# ------------------------------------------------------------------ vaccination summary
+def _vaccination(name=None, last="2024-10-15T10:00:00+02:00", *, comment=None, diseases=(), updated=None):
+    entry = entry_skeleton(registry()[VACCINATION], "en")
+    items = []
+    if name:
+        items.append(_el("at0052", "Vaccine name", name))
+    items += [_el("at0002", "Targeted disease or agent", {"_type": "DV_TEXT", "value": d}) for d in diseases]
+    if last:
+        items.append(_el("at0009", "Date of last vaccination", {"_type": "DV_DATE_TIME", "value": last}))
+    if comment:
+        items.append(_el("at0049", "Comment", {"_type": "DV_TEXT", "value": comment}))
+    entry["data"] = _tree("at0001", "Tree", items or [_el("at0035", "Description", {"_type": "DV_TEXT",
+                                                                                    "value": "none recorded"})])
+    if updated:
+        entry["protocol"] = _tree("at0013", "Tree", [_el("at0015", "Last updated",
+                                                         {"_type": "DV_DATE_TIME", "value": updated})])
+    return entry
+
+
+INFLUENZA = {"_type": "DV_TEXT", "value": "Influenza vaccine"}
+
+
+def test_a_vaccination_summary_is_an_immunization_and_comes_back():
+    comp = _composition(_vaccination(INFLUENZA, comment="before chemotherapy", diseases=["Influenza"],
+                                     updated="2025-01-02T09:00:00+01:00"))
+    [imm], back = _trip(comp)
+    assert imm["resourceType"] == "Immunization" and imm["status"] == "completed"
+    assert imm["patient"] == {"reference": "Patient/1"} and "subject" not in imm
+    assert imm["vaccineCode"] == {"text": "Influenza vaccine"}
+    assert imm["occurrenceDateTime"] == "2024-10-15T10:00:00+02:00" and imm["recorded"] == "2025-01-02T09:00:00+01:00"
+    assert imm["note"] == [{"text": "before chemotherapy"}] and imm["extension"]  # targeted disease: residue
+    assert validate_fhir(imm) == []
+    assert _same(comp, back) == []
+    assert spec_for_resource(strip(imm)).archetype == VACCINATION
+
+
+def test_without_name_or_date_the_required_elements_say_so_and_come_back_as_nothing():
+    comp = _composition(_vaccination(None, None, comment="patient unsure"))
+    [imm], back = _trip(comp)
+    assert imm["vaccineCode"]["extension"][0]["valueCode"] == "unknown" and "coding" not in imm["vaccineCode"]
+    assert imm["occurrenceString"] == "not recorded in the source openEHR entry"
+    assert validate_fhir(imm) == []
+    assert _same(comp, back) == []
+
+
+def test_a_central_immunization_keeps_vaccine_and_date_and_the_rest_is_not_dropped():
+    born = {"resourceType": "Immunization", "id": "imm-1", "status": "completed", "patient": {"reference": "Patient/1"},
+            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "141"}], "text": "Influenza"},
+            "occurrenceDateTime": "2024-10-01", "lotNumber": "AAJN11K"}
+    out = from_fhir([born], template_id="t")
+    [entry] = out.composition["content"]
+    assert entry["archetype_node_id"] == VACCINATION
+    lost = {x.path.split(":", 1)[1].split("[")[0] for x in out.losses if x.path.startswith("Immunization/imm-1:")}
+    [again] = _again(out.composition)
+    assert again["vaccineCode"] == born["vaccineCode"] and again["occurrenceDateTime"] == "2024-10-01"
+    assert not lost & {"vaccineCode", "occurrenceDateTime", "status"}
+    assert "lotNumber" in lost or again.get("lotNumber") == born["lotNumber"]
+
+
+@st.composite
+def vaccination_entries(draw):
+    return _vaccination(draw(st.one_of(st.none(), TEXT.map(lambda t: {"_type": "DV_TEXT", "value": t}))),
+                        draw(st.one_of(st.none(), TIMES)), comment=draw(st.one_of(st.none(), TEXT)),
+                        diseases=draw(st.lists(TEXT, max_size=2)), updated=draw(st.one_of(st.none(), TIMES)))
+
+
 # ------------------------------------------------------------------ hypothesis
 TEXT = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Zs")), min_size=1, max_size=12) \
     .map(str.strip).filter(bool)
@@ -489,7 +619,8 @@ def vital_entries(draw):
                   null=draw(st.sampled_from([None, 253])) if magnitude is None else None)
 
 
-ENTRIES = [vital_entries(), smoking_entries(), synopsis_entries(), imaging_entries()]
+ENTRIES = [vital_entries(), smoking_entries(), synopsis_entries(), imaging_entries(), episode_entries(),
+           vaccination_entries()]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -546,3 +677,18 @@ def test_hapi_validates_imaging_reports(fhir_base_url):
                           for s in ("at0076", "at0090")], _imaging(None, findings="f", impression=None))
     resources, _ = _trip(comp)
     assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], [], []]
+
+
+@pytest.mark.integration
+def test_hapi_validates_episodes_of_care(fhir_base_url):
+    resources, _ = _trip(_composition(_episode(category={"_type": "DV_TEXT", "value": "Elective"},
+                                               admission_id="A-1", reason="r"),
+                                      _episode(discharged="2025-01-24T11:30:00+01:00")))
+    assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], []]
+
+
+@pytest.mark.integration
+def test_hapi_validates_immunizations(fhir_base_url):
+    resources, _ = _trip(_composition(_vaccination(INFLUENZA, comment="c", diseases=["Influenza"],
+                                                   updated="2025-01-02T09:00:00+01:00"), _vaccination(None, None)))
+    assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], []]
