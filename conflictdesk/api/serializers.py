@@ -18,7 +18,7 @@ class SiteSerializer(serializers.ModelSerializer):
         model = Site
         fields = ["id", "name", "display_name", "openehr_base_url", "credentials_ref", "poll_interval_seconds",
                   "enabled", "local_demo", "fidelity_guard", "template_ids", "demographics_source", "mrn_system",
-                  "demographics_fields", "created_at"]
+                  "demographics_fields", "demographics_url", "demographics_credentials_ref", "created_at"]
         read_only_fields = ["id", "created_at"]
 
     def validate_template_ids(self, value):

@@ -57,6 +57,11 @@ def check_site_fields(fields: dict) -> None:
         raise SiteRefused.Invalid("this URL is not on CONFLICTDESK_SITE_URL_ALLOWLIST", field="openehr_base_url")
     if "credentials_ref" in fields and not credentials_ref_allowed(fields["credentials_ref"] or ""):
         raise SiteRefused.Invalid("must name a CONFLICTDESK_SITE_CREDENTIALS_* variable", field="credentials_ref")
+    if fields.get("demographics_url") and not url_allowed(fields["demographics_url"]):
+        raise SiteRefused.Invalid("this URL is not on CONFLICTDESK_SITE_URL_ALLOWLIST", field="demographics_url")
+    if not credentials_ref_allowed(fields.get("demographics_credentials_ref") or ""):
+        raise SiteRefused.Invalid("must name a CONFLICTDESK_SITE_CREDENTIALS_* variable",
+                                  field="demographics_credentials_ref")
 
 
 def _audit_guard_mode(site: Site, before: str, actor: str) -> None:

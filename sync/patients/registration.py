@@ -1,4 +1,5 @@
-"""A site registration's central Patient: written from the site's EHR_STATUS when it moved.
+"""A site registration's central Patient: written from the site's EHR_STATUS (or its FHIR
+demographic service) when the demographics' version moved.
 
 One central Patient per site registration, identified by the site's MRN system and value
 (conditional update on that identifier: a repeated or concurrent write lands on the same
@@ -12,8 +13,10 @@ from datetime import date
 from sync.clients.errors import PreconditionFailed
 from sync.identity import ehr_identifier
 
-from . import ehr_status
+from . import ehr_status, fhir_source
 from .demographics import Demographics, from_ehr_status, to_patient
+
+FHIR_SOURCE = "fhir"  # Site.Demographics.FHIR (this module stays free of the models)
 
 
 def registration(fhir, openehr, site, ehr_id: str, *, known_version: str = "") -> dict | None:
@@ -26,6 +29,10 @@ def registration(fhir, openehr, site, ehr_id: str, *, known_version: str = "") -
     found = from_ehr_status(status, mrn_system=site.mrn_system, fields=site.demographics_fields) if status else None
     if found is None:
         return None
+    if site.demographics_source == FHIR_SOURCE:  # the MRN from the EHR, the rest from the site's service
+        with fhir_source.client_for(site) as service:
+            found = fhir_source.lookup(service, found.mrn_system, found.mrn) or Demographics(
+                mrn_system=found.mrn_system, mrn=found.mrn, version="fhir:none")
     out = {"subject_id": found.mrn, "subject_namespace": found.mrn_system, "cache": cache_fields(found),
            "written": False, "fhir_patient_id": None}
     if known_version and found.version == known_version:

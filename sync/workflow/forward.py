@@ -81,7 +81,7 @@ def validate_source(ctx) -> StepResult:
         check_rm(composition)
     if composition is None:  # a deletion never creates a Patient
         return StepResult(next_step=Step.TRANSFORM)
-    if site.demographics_source == site.Demographics.EHR_STATUS:
+    if site.demographics_source != site.Demographics.NONE:
         registered = registration_step(ctx, site)
         if registered is not None:
             return registered
