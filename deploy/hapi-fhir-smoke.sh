@@ -217,6 +217,12 @@ req GET "/${L1#* }"
 check "MDM: the golden record is tagged GOLDEN_RECORD and carries the demographics" \
   test "$(jb '[.meta.tag[]?.code] | index("GOLDEN_RECORD") != null')" = true -a "$(jb .birthDate)" = "$BIRTH"
 check "MDM: a Patient without demographics is not matched (no link)" test -z "$(links "$M4")"
+# Clean-up that is also a check: deleting the registrations takes their links and the golden record
+# with them (so repeated smoke runs leave no possible matches on a steward's page).
+for m in "$M1" "$M2" "$M3" "$M4"; do req DELETE "/Patient/$m"; done
+req GET "/${L1#* }"
+check "MDM: the registrations deleted -> no links left, golden record gone ($CODE)" \
+  test -z "$(links "$M1")$(links "$M2")$(links "$M3")" -a "$CODE" != 200
 
 printf '%d passed, %d failed\n' "$PASS" "$FAIL"
 [ "$FAIL" -eq 0 ]
