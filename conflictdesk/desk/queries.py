@@ -69,6 +69,12 @@ def patient_of(letter: DeadLetter) -> PatientLink | None:
     return PatientLink.objects.select_related("site").filter(site_id=run.site_id, ehr_id=event.ehr_id).first()
 
 
+def patients_of(events) -> list[PatientLink]:
+    """The patients a list of audit events is about (a record's chain of custody names one)."""
+    ids = {e.patient_link_id for e in events if e.patient_link_id}
+    return list(PatientLink.objects.select_related("site").filter(pk__in=ids).order_by("pk"))
+
+
 def dead_letter_causes(status: str = DeadLetter.Status.OPEN) -> list[dict]:
     """Every cause with its count (zero included), for the tabs above the list."""
     counts = dict(DeadLetter.objects.filter(status=status).values_list("cause").annotate(n=Count("pk")))

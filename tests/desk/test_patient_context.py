@@ -69,3 +69,14 @@ def test_the_auditor_sees_who_looked_at_whom(client, people, margit):
         return people.clinician.email in page or "Clara" in page
 
     assert listed("Johansson") and not listed("Meier")
+
+
+def test_the_chain_of_custody_names_the_patient_and_records_the_look(client, people, margit):
+    from audit.record import record_event
+
+    record_event(action="sync.write", outcome="ok", actor="worker", record_key=margit.run.record_key,
+                 patient_link_id=margit.record_link.patient_link_id)
+    client.force_login(people.auditor)
+    page = client.get(reverse("desk:audit_record"), {"key": margit.run.record_key}).content.decode()
+    assert "JOHANSSON" in page and "MRN-4711" in page
+    assert _viewed(people.auditor, "chain of custody") == [[margit.record_link.patient_link_id]]

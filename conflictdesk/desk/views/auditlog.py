@@ -9,6 +9,8 @@ from django.shortcuts import render
 from audit.export import CONTENT_TYPES, SUFFIX, chain_of_custody, stream
 from audit.verify import verify_all
 
+from sync.actions import do_view_patients
+
 from .. import narrate, queries
 from ..access import require
 from .util import page_of, query_without_page
@@ -51,9 +53,11 @@ def record(request):
     key = (request.GET.get("key") or "").strip()
     events = chain_of_custody(key) if key else []
     names = narrate.people(events)
+    patients = queries.patients_of(events)
+    do_view_patients(patients, acting_user=request.user, where="chain of custody")
     return render(request, "desk/audit_record.html", {
-        "key": key, "events": [{"e": e, "who": narrate.actor(e, names), "says": narrate.sentence(e, names)}
-                               for e in events]})
+        "key": key, "patients": patients,
+        "events": [{"e": e, "who": narrate.actor(e, names), "says": narrate.sentence(e, names)} for e in events]})
 
 
 @require("view_audit")
