@@ -1,4 +1,6 @@
-"""Catch-up after an outage with deletions and corrections: `.venv/bin/python bench/deletion_catchup.py [--changes 10000]`.
+"""Catch-up after an outage with deletions and corrections.
+
+`.venv/bin/python bench/deletion_catchup.py [--changes 10000]`
 
 Issue 20: after the engine was down while both sides changed (the issue's
 case: 24 hours, 10,000 changes), the catch-up ends with every deletion applied
@@ -89,7 +91,8 @@ def main() -> None:
         settings.CONFLICTDESK_DETECTION_PAGE_SIZE = args.page_size
         dispatch.send = lambda run_id, countdown: None  # runs are driven here, one at a time
         started = datetime.now(timezone.utc)
-        site = Site.objects.create(name="site2", openehr_base_url=args.site_url, local_demo=True, poll_interval_seconds=1)
+        site = Site.objects.create(name="site2", openehr_base_url=args.site_url, local_demo=True,
+                                   poll_interval_seconds=1)
         Cursor.objects.create(source="site:site2", position=started - timedelta(seconds=1))
         Cursor.objects.create(source="central", position=started - timedelta(seconds=1))
         fhir = get_services().fhir

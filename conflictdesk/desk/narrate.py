@@ -128,7 +128,8 @@ def _step_sentence(event, step: str, outcome: str, d: dict) -> str:
         return f"mapped to {n} FHIR resource{'s' if n != 1 else ''}" if n is not None else "mapped"
     if step == "check_conflict":
         if outcome == "conflict" and d.get("deleted_on"):
-            return f"conflict: deleted {_DELETED_ON[d['deleted_on']]}, changed on the other side; waiting for a clinician"
+            return (f"conflict: deleted {_DELETED_ON[d['deleted_on']]}, changed on the other side; "
+                    "waiting for a clinician")
         return ("conflict: both sides changed; waiting for a clinician" if outcome == "conflict"
                 else "no conflict with the other side")
     if step == "write":

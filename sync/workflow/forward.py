@@ -275,9 +275,10 @@ STEPS = {
 
 
 _LINK_PATIENT = (
-    f"INSERT INTO {PatientLink._meta.db_table} (site_id, ehr_id, subject_id, subject_namespace, fhir_patient_id, created_at, "
-    "family_name, given_names, sex, demographics_version) "  # the demographics cache starts empty (issue 19)
-    "VALUES (%s, %s, %s, %s, %s, %s, '', '', '', '') ON CONFLICT (site_id, ehr_id) DO UPDATE SET ehr_id = EXCLUDED.ehr_id "
+    f"INSERT INTO {PatientLink._meta.db_table} (site_id, ehr_id, subject_id, subject_namespace, fhir_patient_id, "
+    "created_at, family_name, given_names, sex, demographics_version) "  # the demographics cache starts empty
+    "VALUES (%s, %s, %s, %s, %s, %s, '', '', '', '') "
+    "ON CONFLICT (site_id, ehr_id) DO UPDATE SET ehr_id = EXCLUDED.ehr_id "
     "RETURNING id, fhir_patient_id"
 )
 

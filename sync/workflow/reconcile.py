@@ -67,7 +67,8 @@ def reconcile_site(site, since: datetime, until: datetime, *, ehr_id: str | None
         )
     )
     # The engine's own writes at the site (a central deletion carried there is never detected as a change).
-    own = set(EngineWrite.objects.filter(destination=source, object_id__in=list(objects)).values_list("version", flat=True))
+    own = set(EngineWrite.objects.filter(destination=source, object_id__in=list(objects))
+              .values_list("version", flat=True))
     fhir = get_services().fhir
     report = Report()
     for vo_uid, object_ehr in objects.items():

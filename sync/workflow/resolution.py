@@ -91,7 +91,8 @@ def transform(ctx) -> StepResult:
         openehr = services.openehr(ctx.run.site)
         base = _site_content(openehr, cp["ehr_id"], cp["expected"]["openehr"])
         if base is None:  # deleted at the site: restored on the version before its deletion (its structure)
-            live = [r for r in openehr.revision_history(cp["ehr_id"], cp["vo_uid"]) if (r.change_type or "") != "deleted"]
+            live = [r for r in openehr.revision_history(cp["ehr_id"], cp["vo_uid"])
+                    if (r.change_type or "") != "deleted"]
             base = _site_content(openehr, cp["ehr_id"], live[-1].version_uid) if live else None
         if base is not None:
             dropped = set(RecordLink.objects.get(pk=cp["link_id"]).base_content or {}) - set(record)
@@ -191,7 +192,8 @@ def write(ctx) -> StepResult:
     first_retired = len(keys)
     if retire:
         targets = [e["request"]["url"] for e in retire]
-        bundle["entry"] += [*retire, deletion.provenance_entry(deletion.deletion_provenance(provenance, targets, site_version))]
+        retired_by = deletion.deletion_provenance(provenance, targets, site_version)
+        bundle["entry"] += [*retire, deletion.provenance_entry(retired_by)]
         keys += [None] * (len(retire) + 1)
     answer = services.fhir.transaction(bundle)
     written = written_entries(keys, answer)

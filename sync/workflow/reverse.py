@@ -56,7 +56,8 @@ def detect(ctx) -> StepResult:
     source_hash = ctx.services.audit.payload_hash(resource if resource is not None else removed)
     return StepResult(
         next_step=Step.VALIDATE_SOURCE,
-        checkpoint={"source_payload": resource, "removed": removed or None, "targets": targets, "source_hash": source_hash},
+        checkpoint={"source_payload": resource, "removed": removed or None, "targets": targets,
+                    "source_hash": source_hash},
         audit={"source_hash": source_hash,
                "detail": {"targets": len(targets), **({"removal": event.change_type} if removed else {})}},
     )
@@ -149,7 +150,8 @@ def check_conflict(ctx) -> StepResult:
                 plan = "noop"
             elif site_content != link.base_content:
                 removed = ctx.checkpoint.get("removed")
-                central = _record_resources(ctx.services.fhir, target["resources"], ctx.checkpoint["source_payload"] or removed)
+                changed = ctx.checkpoint["source_payload"] or removed
+                central = _record_resources(ctx.services.fhir, target["resources"], changed)
                 return _conflict(ctx, link, now, target, removal.remaining(central, removed) if removed else central)
         elif target["content"] == link.base_content and not target.get("delete"):
             plan = "noop"  # the centre holds what was synced (a plan's order, created with it, read after it)
@@ -168,7 +170,8 @@ def write(ctx) -> StepResult:
             continue
         if target.get("delete"):
             openehr.delete_composition(target["ehr_id"], target["expected"])
-            targets.append({**target, "written": openehr.revision_history(target["ehr_id"], target["vo_uid"])[-1].version_uid})
+            deleted = openehr.revision_history(target["ehr_id"], target["vo_uid"])[-1]
+            targets.append({**target, "written": deleted.version_uid})
             continue
         if target["vo_uid"]:
             ref = openehr.update_composition(target["ehr_id"], target["expected"], target["composition"])
@@ -193,7 +196,8 @@ def audit(ctx) -> StepResult:
         openehr = ctx.services.openehr(_site(ctx, target["site_id"]))
         if target.get("delete"):  # a deletion version has no content: its revision is the read-back
             last = openehr.revision_history(target["ehr_id"], target["vo_uid"])[-1]
-            hashes.append(ctx.services.audit.payload_hash({"version_uid": last.version_uid, "change_type": last.change_type}))
+            hashes.append(ctx.services.audit.payload_hash({"version_uid": last.version_uid,
+                                                           "change_type": last.change_type}))
             continue
         hashes.append(ctx.services.audit.payload_hash(openehr.get_composition(target["ehr_id"], target["written"]).content))
     payload_hash = ctx.services.audit.payload_hash

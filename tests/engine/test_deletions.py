@@ -68,6 +68,7 @@ def test_a_site_deletion_marks_the_record_entered_in_error_in_one_transaction(en
     bundle = engine.fhir.transactions[-1]
     methods = [e["request"]["method"] for e in bundle["entry"]]
     assert "DELETE" not in methods  # never a physical delete
-    assert any(e["request"].get("url") == f"Provenance/{provenance_id(f'{VO}::site1::2|deleted')}" for e in bundle["entry"])
+    deleted_by = f"Provenance/{provenance_id(f'{VO}::site1::2|deleted')}"
+    assert any(e["request"].get("url") == deleted_by for e in bundle["entry"])
     link.refresh_from_db()
     assert link.deleted and link.openehr_version_uid == f"{VO}::site1::2"

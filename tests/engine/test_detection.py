@@ -129,7 +129,8 @@ def test_the_deletion_check_asks_one_paged_query_per_site_whatever_the_number_of
 
     def history(ehr, vo):
         asked.append(vo)
-        return [Revision(f"{vo}::site1::1", T0.isoformat(), "creation"), Revision(f"{vo}::site1::2", T0.isoformat(), "deleted")]
+        return [Revision(f"{vo}::site1::1", T0.isoformat(), "creation"),
+                Revision(f"{vo}::site1::2", T0.isoformat(), "deleted")]
 
     engine.openehr.revision_history = history
     assert check_deletions(engine.site) == 7

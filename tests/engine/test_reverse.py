@@ -142,11 +142,18 @@ def test_the_web_template_is_fetched_once_per_template(engine, linked):
     assert engine.openehr.template_fetches == 1 and site_value(engine) == 40.0
 
 
+def central_deletion(linked) -> SyncRun:
+    """The run detection records for the central DELETE of ``linked`` (its version 2)."""
+    event = ChangeEvent.objects.create(direction=Direction.TO_OPENEHR, source="central", change_type="deleted",
+                                       source_object_id=f"Observation/{linked['id']}", source_version="2",
+                                       version_number=2)
+    return SyncRun.objects.create(change_event=event, direction=Direction.TO_OPENEHR,
+                                  record_key=record_key("site1", VO))
+
+
 def test_a_central_deletion_deletes_the_site_composition_it_was_all_of(engine, linked):
     engine.fhir.store[("Observation", linked["id"])].append(None)  # deleted centrally: version 2
-    event = ChangeEvent.objects.create(direction=Direction.TO_OPENEHR, source="central", change_type="deleted",
-                                       source_object_id=f"Observation/{linked['id']}", source_version="2", version_number=2)
-    run = SyncRun.objects.create(change_event=event, direction=Direction.TO_OPENEHR, record_key=record_key("site1", VO))
+    run = central_deletion(linked)
     assert engine.drive(run) == SyncRun.Status.DONE
     assert engine.openehr.writes == [f"{VO}::site1::2"] and engine.openehr.compositions[f"{VO}::site1::2"] is None
     link = RecordLink.objects.get()
@@ -160,9 +167,7 @@ def test_a_central_deletion_over_a_site_edit_is_a_conflict_and_deletes_nothing(e
         {**site_now["content"][0], "value": 38.5}]})  # edited at the site since the last sync
     engine.openehr.writes.clear()
     engine.fhir.store[("Observation", linked["id"])].append(None)
-    event = ChangeEvent.objects.create(direction=Direction.TO_OPENEHR, source="central", change_type="deleted",
-                                       source_object_id=f"Observation/{linked['id']}", source_version="2", version_number=2)
-    run = SyncRun.objects.create(change_event=event, direction=Direction.TO_OPENEHR, record_key=record_key("site1", VO))
+    run = central_deletion(linked)
     assert engine.drive(run) == SyncRun.Status.CONFLICT
     conflict = Conflict.objects.get(run=run)
     assert engine.openehr.writes == [] and conflict.status == "open" and conflict.deleted_on == "central"

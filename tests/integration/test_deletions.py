@@ -57,7 +57,7 @@ def fhir(fhir_base_url, settings):
 def site(db, ehrbase_urls, monkeypatch):
     monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # driven here
     site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True,
-                               template_ids=[template_id_of((OPENEHR_CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())])
+                               template_ids=[tid()])
     Cursor.objects.create(source="site:site1", position=_now() - timedelta(seconds=1))
     Cursor.objects.create(source="central", position=_now() - timedelta(seconds=1))
     return site
@@ -249,7 +249,8 @@ def decide_on_desk(desk, conflict, label_words: str) -> SyncRun:
     """Open the conflict page as a clinician, pick the decision whose label holds ``label_words``, post it."""
     page = desk.get(reverse("desk:conflict", args=[conflict.pk])).content.decode()
     form = page[page.index('id="decision"'):]
-    choice = next(v for v, label in re.findall(r'value="(keep_\w+)"[^>]*>\s*([^<]+)</label>', form) if label_words in label)
+    labels = re.findall(r'value="(keep_\w+)"[^>]*>\s*([^<]+)</label>', form)
+    choice = next(value for value, label in labels if label_words in label)
     seen = html.unescape(re.search(r'name="seen" value="([^"]*)"', form).group(1))
     answer = desk.post(reverse("desk:conflict_decide", args=[conflict.pk]),
                        {"choice": choice, "reason": "confirmed with the ward", "seen": seen})
@@ -270,7 +271,8 @@ def site_deleted_central_edited(cdr, fhir, site, ehr):
     return v1, link, bp, Conflict.objects.get(record_link=link, status="open")
 
 
-def test_a_site_deletion_over_a_central_edit_is_a_conflict_shown_as_deleted_and_changed(cdr, fhir, site, ehr, clinician):
+def test_a_site_deletion_over_a_central_edit_is_a_conflict_shown_as_deleted_and_changed(cdr, fhir, site, ehr,
+                                                                                         clinician):
     v1, link, bp, conflict = site_deleted_central_edited(cdr, fhir, site, ehr)
     assert conflict.deleted_on == "site" and conflict.openehr_changed_at and conflict.fhir_changed_at
     assert not is_retired(fhir.read(bp["type"], bp["id"]))  # never auto-resolved: nothing applied
@@ -293,7 +295,8 @@ def test_keeping_the_site_deletion_marks_the_central_record_entered_in_error(cdr
 def test_keeping_the_central_edit_restores_the_composition_at_the_site(cdr, fhir, site, ehr, clinician):
     v1, link, bp, conflict = site_deleted_central_edited(cdr, fhir, site, ehr)
     run = decide_on_desk(clinician, conflict, "keep the central edit")
-    assert advance(run.pk, "test") == SyncRun.Status.DONE, DeadLetter.objects.filter(run=run).values("rule", "path").first()
+    letter = DeadLetter.objects.filter(run=run).values("rule", "path")
+    assert advance(run.pk, "test") == SyncRun.Status.DONE, letter.first()
     restored = cdr.get_composition(ehr, v1.uid)
     assert restored.ref.version == 3  # v2 is the deletion
     assert cdr.get_composition(ehr, restored.ref.version_uid, flat=True).content[SYSTOLIC] == 141
