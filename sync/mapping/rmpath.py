@@ -22,6 +22,7 @@ _CONTAINER_TYPES = {("OBSERVATION", "data"): "HISTORY", ("POINT_EVENT", "data"):
                     ("INTERVAL_EVENT", "data"): "ITEM_TREE", ("POINT_EVENT", "state"): "ITEM_TREE",
                     ("INTERVAL_EVENT", "state"): "ITEM_TREE", ("HISTORY", "events"): "POINT_EVENT",
                     ("HISTORY", "summary"): "ITEM_TREE", ("EVALUATION", "data"): "ITEM_TREE",
+                    ("ADMIN_ENTRY", "data"): "ITEM_TREE",
                     ("ACTION", "description"): "ITEM_TREE", ("INSTRUCTION", "activities"): "ACTIVITY",
                     ("ACTIVITY", "description"): "ITEM_TREE"}
 LIST_ATTRS = {"content", "items", "events", "activities", "other_participations", "links"}

@@ -512,6 +512,19 @@ def test_an_episode_is_an_episode_of_care_and_comes_back(discharged, status):
     assert spec_for_resource(strip(eoc)).archetype == EPISODE
 
 
+def test_the_standard_elements_alone_give_the_episode_back():
+    """Without the residue (a central system that drops our extension): the period, category and ID come from
+    the standard elements (an ADMIN_ENTRY's data is an ITEM_TREE the reverse creates)."""
+    comp = _composition(_episode(discharged="2025-01-24T11:30:00+01:00",
+                                 category={"_type": "DV_TEXT", "value": "Elective"}, admission_id="A-2025-0042"))
+    [eoc], _ = _trip(comp)
+    back = to_openehr([strip(eoc)], template_id="t")
+    items = {i["archetype_node_id"]: i["value"] for i in back["content"][0]["data"]["items"]}
+    assert items["at0004"]["value"] == "2025-01-10T08:00:00+01:00" and items["at0002"]["value"] == \
+        "2025-01-24T11:30:00+01:00"
+    assert items["at0009"]["value"] == "Elective" and items["at0014"]["id"] == "A-2025-0042"
+
+
 def test_a_central_episode_keeps_its_period_and_the_rest_is_not_dropped():
     born = {"resourceType": "EpisodeOfCare", "id": "eoc-1", "status": "finished",
             "patient": {"reference": "Patient/1"}, "period": {"start": "2025-02-01", "end": "2025-02-09"},
