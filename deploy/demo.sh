@@ -57,7 +57,8 @@ server_credentials() {
 # again whichever of them dies; its socket and logs are in $RUN_DIR. The rest of the environment
 # (database, broker, credentials) is what this script exported.
 SUPERVISOR=(-c "$REPO_DIR/deploy/supervisord.conf")
-export RUN_DIR REPO_DIR WEB_PORT CONFLICTDESK_WORKER_CMD CONFLICTDESK_BEAT_CMD VENV_BIN="$REPO_DIR/.venv/bin"
+export RUN_DIR REPO_DIR WEB_PORT CONFLICTDESK_WORKER_CMD CONFLICTDESK_BEAT_CMD VENV_BIN="$REPO_DIR/.venv/bin" \
+  CONFLICTDESK_POLL_QUEUE="${CONFLICTDESK_POLL_QUEUE:-sync.poll}"
 supervised() { [ -S "$RUN_DIR/supervisor.sock" ] && "$VENV_BIN/supervisorctl" "${SUPERVISOR[@]}" pid >/dev/null 2>&1; }
 
 supervise() {
@@ -66,7 +67,7 @@ supervise() {
     "$VENV_BIN/supervisorctl" "${SUPERVISOR[@]}" start all >/dev/null || true
   else
     (cd "$REPO_DIR" && "$VENV_BIN/supervisord" "${SUPERVISOR[@]}")
-    log "supervisord started: celery-worker, celery-beat, poll-loop, web (logs in $RUN_DIR)"
+    log "supervisord started: celery-worker, celery-poll-worker, celery-beat, poll-loop, web (logs in $RUN_DIR)"
   fi
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -49,6 +50,33 @@ def renew(held: dict[int, str]) -> int:
     expires = timezone.now() + timedelta(seconds=settings.CONFLICTDESK_RUN_LEASE_SECONDS)
     return sum(SyncRun.objects.filter(pk=run_id, lease_owner=worker, status=SyncRun.Status.RUNNING)
                .update(lease_expires_at=expires) for run_id, worker in held.items())
+
+
+def release_dead_on_this_host(host: str | None = None) -> list[int]:
+    """Let go now of the leases held by processes of this host that no longer exist (a killed pool
+    child, a killed worker), instead of when they lapse; return the runs. The sweeper calls it: on one
+    machine a dead worker's run is taken over at the next sweep. A pid that exists (even another
+    process that reused it) keeps its lease until it lapses, which is always safe.
+    """
+    host = host or socket.gethostname()
+    released = []
+    for run_id, owner in (SyncRun.objects.filter(status=SyncRun.Status.RUNNING, lease_owner__startswith=f"{host}:")
+                          .values_list("pk", "lease_owner")):
+        pid = owner.rsplit(":", 1)[1]
+        if pid.isdigit() and not _exists(int(pid)) and SyncRun.objects.filter(
+                pk=run_id, lease_owner=owner, status=SyncRun.Status.RUNNING).update(lease_expires_at=timezone.now()):
+            released.append(run_id)
+    return released
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _ensure_thread() -> None:

@@ -13,13 +13,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from sync.models import SyncRun
 
 from .breaker import CENTRAL, open_destinations
 from .dispatch import dispatch_run
+from .heartbeat import release_dead_on_this_host
 
 
 def owed_runs(now=None):
@@ -29,7 +30,9 @@ def owed_runs(now=None):
     return SyncRun.objects.filter(
         (Q(status__in=[SyncRun.Status.PENDING, SyncRun.Status.WAITING]) & not_recently_sent)
         | (Q(status=SyncRun.Status.RETRY_WAIT, next_attempt_at__lt=now) & not_recently_sent)
-        | Q(status=SyncRun.Status.RUNNING, lease_expires_at__lt=now)
+        # A lapsed lease: sent once when it lapses, then like any other hint (not once per sweep).
+        | (Q(status=SyncRun.Status.RUNNING, lease_expires_at__lt=now)
+           & (not_recently_sent | Q(dispatched_at__lt=F("lease_expires_at"))))
         | (Q(status=SyncRun.Status.DESTINATION_DOWN) & not_recently_sent & _answering())
     ).order_by("pk")
 
@@ -49,6 +52,7 @@ LAST_SWEEP_KEY = "conflictdesk:last-sweep"
 
 def sweep() -> int:
     cache.set(LAST_SWEEP_KEY, timezone.now(), timeout=None)
+    release_dead_on_this_host()  # a dead process's runs are owed now, not when their lease lapses
     with transaction.atomic():
         ids = list(owed_runs().values_list("pk", flat=True)[:500])
         for run_id in ids:

@@ -1,4 +1,5 @@
 """The lease heartbeat: a run's lease lives as long as the process working on it, and no longer."""
+import os
 import time
 from datetime import timedelta
 
@@ -7,7 +8,7 @@ from django.utils import timezone
 
 from sync.identity import record_key
 from sync.models import Direction, Site, SyncRun
-from sync.workflow import heartbeat
+from sync.workflow import heartbeat, sweeper
 
 
 def _held_run(owner="w1", expires_in=1.0) -> SyncRun:
@@ -42,3 +43,32 @@ def test_the_lease_lives_while_the_run_is_held_and_lapses_after(settings):
     time.sleep(1.5)  # no renewals once the block is left (the worker finished, or died)
     run.refresh_from_db()
     assert run.lease_expires_at < timezone.now()
+
+
+@pytest.mark.django_db
+def test_a_lease_held_by_a_process_of_this_host_that_died_is_let_go_at_once():
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has any more (a killed pool child)
+    dead = _held_run(owner=f"vm:{gone.pid}", expires_in=60)
+    alive = SyncRun.objects.create(direction=Direction.TO_FHIR, site=dead.site, record_key=record_key("site1", "vo2"),
+                                   status=SyncRun.Status.RUNNING, lease_owner=f"vm:{os.getpid()}",
+                                   lease_expires_at=timezone.now() + timedelta(seconds=60))
+    elsewhere = SyncRun.objects.create(direction=Direction.TO_FHIR, site=dead.site,
+                                       record_key=record_key("site1", "vo3"), status=SyncRun.Status.RUNNING,
+                                       lease_owner=f"other-host:{gone.pid}",
+                                       lease_expires_at=timezone.now() + timedelta(seconds=60))
+    assert heartbeat.release_dead_on_this_host("vm") == [dead.pk]
+    owed = set(sweeper.owed_runs().values_list("pk", flat=True))
+    assert dead.pk in owed and alive.pk not in owed and elsewhere.pk not in owed  # another host's pids are not ours
+
+
+@pytest.mark.django_db
+def test_a_lapsed_lease_is_re_sent_once_when_it_lapses_not_at_every_sweep(settings):
+    settings.CONFLICTDESK_REDISPATCH_AFTER_SECONDS = 30
+    run = _held_run(expires_in=-1)
+    SyncRun.objects.filter(pk=run.pk).update(dispatched_at=timezone.now() - timedelta(seconds=5))  # before it lapsed
+    assert run.pk in sweeper.owed_runs().values_list("pk", flat=True)
+    SyncRun.objects.filter(pk=run.pk).update(dispatched_at=timezone.now())  # the sweeper's re-send
+    assert run.pk not in sweeper.owed_runs().values_list("pk", flat=True)

@@ -1,5 +1,7 @@
 """The demo's processes under supervisord (deploy/supervisord.conf): the main Celery worker process
-SIGKILLed with a backlog in flight comes back by itself and the backlog drains, without a hand."""
+SIGKILLed (with its pool: a dead worker holding a run) comes back by itself, the run it held is
+taken over once its lease lapses (seconds: the lease heartbeat stopped with the process), and the
+backlog drains, without a hand."""
 from __future__ import annotations
 
 import os
@@ -9,6 +11,8 @@ import time
 
 import pytest
 from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
 
 from sync.models import DeadLetter, SyncRun
 from tests.harness import commit, now, wait_for
@@ -19,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BIN = os.path.join(REPO, ".venv", "bin")
-PROGRAMS = {"celery-worker", "celery-beat", "poll-loop", "web"}
+PROGRAMS = {"celery-worker", "celery-poll-worker", "celery-beat", "poll-loop", "web"}
 
 
 class Supervisor:
@@ -49,6 +53,7 @@ def supervised(redis_broker, hapi_proxy, fhir_base_url, transactional_db, tmp_pa
         "CONFLICTDESK_WORKER_CMD": commands["CONFLICTDESK_WORKER_CMD"].strip().strip('"'),
         "CONFLICTDESK_BEAT_CMD": f"celery -A conflictdesk beat --schedule {tmp_path}/beat-schedule",
         "CONFLICTDESK_POLL_LOOP": "1",  # as the demo: detection in its own loop, beat for the rest
+        "CONFLICTDESK_POLL_QUEUE": "sync.poll",
     }
     subprocess.run([f"{BIN}/supervisord", "-c", f"{REPO}/deploy/supervisord.conf"], env=env, cwd=REPO, check=True)
     sup = Supervisor(env)
@@ -65,17 +70,26 @@ def test_a_killed_main_worker_comes_back_by_itself_and_the_backlog_drains(superv
     started = now()
     hapi_proxy.delay(500)  # every HAPI request waits: runs are in flight when the worker dies
     refs = [commit(cdr, ehr, 120 + i) for i in range(6)]
-    wait_for(lambda: SyncRun.objects.filter(status=SyncRun.Status.RUNNING).exclude(lease_owner="").exists(), 60,
-             every=0.2, what="a run held by the worker")
+    held = wait_for(lambda: SyncRun.objects.filter(status=SyncRun.Status.RUNNING).exclude(lease_owner="").first(),
+                    60, every=0.2, what="a run held by the worker")
     first = supervised.pid("celery-worker")
-    os.kill(first, signal.SIGKILL)  # the main process only, as an OOM killer or a slip of the hand would
+    os.killpg(first, signal.SIGKILL)  # the main process and its pool (supervisord runs each program in its group)
     killed_at = time.monotonic()
     wait_for(lambda: supervised.pid("celery-worker") not in (0, first), 30, every=0.2,
              what="supervisord to start the worker again")
     back = time.monotonic() - killed_at
+    mine = SyncRun.objects.filter(pk=held.pk)
+    wait_for(lambda: mine.filter(Q(lease_expires_at__lte=timezone.now()) | ~Q(lease_owner=held.lease_owner)).exists(),
+             60, every=0.1, what="the dead worker's lease to be let go")
+    released = time.monotonic() - killed_at  # the sweeper (the poll worker's) sends it again at once
+    wait_for(lambda: mine.exclude(lease_owner=held.lease_owner).exists(), 60, every=0.2,
+             what="the dead worker's run to be taken over")
+    taken_over = time.monotonic() - killed_at
     links = wait_all_synced(refs, timeout=120)
     drained = time.monotonic() - killed_at
-    assert not DeadLetter.objects.exists()
+    assert not DeadLetter.objects.filter(run__change_event__source_version__in=[r.version_uid for r in refs]).exists()
     assert supervised.states()["celery-worker"] == "RUNNING"
     assert_survived(site, fhir, started, refs, links)
-    print(f"\nworker back {back:.1f} s after the kill; {len(refs)} versions synced {drained:.1f} s after it")
+    print(f"\nworker back {back:.1f} s after the kill; its run's lease let go after {released:.1f} s, the run "
+          f"taken over after {taken_over:.1f} s (by the restarted worker, once booted); "
+          f"{len(refs)} versions synced {drained:.1f} s after it")
