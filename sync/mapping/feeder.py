@@ -191,6 +191,13 @@ def side_resources(node: dict) -> list[dict]:
     return [k.resource for k in kept(node) if k.node is None]
 
 
+def side_copies(composition: dict) -> dict[str, dict]:
+    """``Type/id`` -> the copy kept by reference in any entry's feeder audit: what a round-trip check
+    compares such a resource with (the centre keeps it; to_fhir does not send it again)."""
+    return {f"{r.get('resourceType')}/{r.get('id')}": r for _, e in rmpath.entries(composition)
+            for r in side_resources(e)}
+
+
 def restore(node: dict, made: list[tuple[dict, str]]) -> list[str]:
     """Give the kept elements back to the resources the node's forward mapping ``made`` ((resource, its
     node path relative to the node)), each only while its basis holds; returns the stale ones as

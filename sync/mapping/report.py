@@ -370,7 +370,7 @@ def fhir_record(f: Path, doc: dict) -> FileRecord:
         if ":" in x.path:
             ref, el = x.path.split(":", 1)
             elements.setdefault(ref, []).append(el)
-    side = {f"{r.get('resourceType')}/{r.get('id')}": r for _, e in rmpath.entries(comp) for r in feeder.side_resources(e)}
+    side = feeder.side_copies(comp)
     refs = {id(r): f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
     for src, twin in _fhir_pairs([r for r in resources if refs[id(r)] not in whole and refs[id(r)] not in side],
                                  comp, fwd) + [(r, side[refs[id(r)]]) for r in resources if refs[id(r)] in side]:

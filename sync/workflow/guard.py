@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from sync import mapping as real_mapping
-from sync.mapping import rmpath
+from sync.mapping import feeder, rmpath
 from sync.mapping.errors import MappingError
 from sync.mapping.fidelity import element_path
 from sync.mapping.identifiers import parse_source_identifier
@@ -146,7 +146,10 @@ def check_reverse(mapping, resources: list[dict], out) -> Check:
     lost = {d["path"] for d in check.declared}
     whole = [r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" in lost
              or r.get("resourceType") in _NOT_CONTENT]  # declared unread: no twin to look for
-    for r, twin in _pairs([r for r in resources if not any(r is w for w in whole)], again):
+    side = feeder.side_copies(out.composition)  # kept by reference in a FHIR-born entry: its twin is the copy
+    refs = {id(r): f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
+    for r, twin in _pairs([r for r in resources if not any(r is w for w in whole) and refs[id(r)] not in side], again) \
+            + [(r, side[refs[id(r)]]) for r in resources if refs[id(r)] in side and not any(r is w for w in whole)]:
         ref = f"{r.get('resourceType')}/{r.get('id')}"
         if twin is None:
             check.undeclared.append({"path": ref, "kind": "resource_missing", "source": strip(r), "mapped_back": None})
