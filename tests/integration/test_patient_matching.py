@@ -221,3 +221,25 @@ def test_a_changed_name_at_the_site_updates_its_central_patient_and_never_reache
     assert PatientLink.objects.filter(site=site, ehr_id=ehr).count() == 1
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert person["family"] not in logged and married not in logged and person["birth_date"] not in logged
+
+
+def test_a_name_changed_without_a_new_composition_is_caught_by_the_demographics_pass(sites, ehrbase_urls, fhir,
+                                                                                    person):
+    from django.core.management import call_command
+
+    site, url = sites[0], ehrbase_urls[0]
+    ehrs = [register(site, url, **margit(person))]
+    sync_sites(sites, ehrs)
+    link = PatientLink.objects.get(site=site, ehr_id=ehrs[0])
+    call_command("sync_demographics", "--site", "site1")  # nothing moved: nothing written
+    assert not AuditEvent.objects.filter(action="patient.demographics").exists()
+    married = _name()
+    with OpenEHRClient(url) as client:
+        status = ehr_status.read(client, ehrs[0])
+        found = Demographics(mrn_system=site.mrn_system, mrn=link.subject_id, **margit(person, family=married))
+        ehr_status.write(client, ehrs[0], {**status, "other_details": other_details(found)})
+    call_command("sync_demographics", "--site", "site1")
+    link.refresh_from_db()
+    assert link.family_name == married and fhir.read("Patient", link.fhir_patient_id)["name"][0]["family"] == married
+    [event] = AuditEvent.objects.filter(action="patient.demographics")
+    assert event.patient_link_id == link.pk and married not in str(event.detail)
