@@ -25,7 +25,8 @@ OUT = HERE / "conflictdesk_general.v1.opt"
 CONTENT = ("OBSERVATION.body_mass_index.v2", "OBSERVATION.head_circumference.v1",
            "EVALUATION.tobacco_smoking_summary.v2", "EVALUATION.alcohol_consumption_summary.v1",
            "EVALUATION.clinical_synopsis.v1", "OBSERVATION.imaging_exam_result.v1",
-           "ADMIN_ENTRY.episode_institution.v0", "EVALUATION.vaccination_summary.v0")
+           "ADMIN_ENTRY.episode_institution.v0", "EVALUATION.vaccination_summary.v0",
+           "EVALUATION.family_history.v2")
 
 
 def build() -> bytes:
@@ -42,7 +43,7 @@ def build() -> bytes:
     content.append(card)
     purpose = ("General record of a cancer patient beside the oncology encounter: body mass index, head "
                "circumference, tobacco smoking, alcohol consumption, clinical synopsis, imaging examination result, "
-               "episode at the institution, vaccination summary. "
+               "episode at the institution, vaccination summary, family history. "
                "Test, demo and mapping template of ConflictDesk.")
     use = ("Built by deploy/templates/build_general_opt.py from the CKM ADL 1.4 archetypes in the corpus: "
            + ", ".join(CONTENT) + "; COMPOSITION.encounter.v1 lifted from news2_encounter_vitals.opt.")

@@ -2,8 +2,8 @@
 
 One canonical composition per patient (``general_composition``) of ``ConflictDesk General Record.v1``
 (deploy/templates/build_general_opt.py): body mass index, head circumference, tobacco smoking and alcohol
-consumption summaries, a clinical synopsis, an imaging report, the episode at the institution and a vaccination
-summary.  The shape is the template's own
+consumption summaries, a clinical synopsis, an imaging report, the episode at the institution, a vaccination
+summary and a family history (one relative).  The shape is the template's own
 (``sync.mapping.example``: every node it defines, inside its constraints); the clinical values are drawn by a
 ``random.Random`` seeded from (seed, subject id) from the small tables below, and the times are moved to the
 patient's visit.  Nothing describes a real person.  ``seed_general`` commits it once (a deterministic uid: a
@@ -37,6 +37,7 @@ IMPRESSIONS = (
     "Synthetic: post-treatment changes, no new lesion.",
 )
 STUDIES = ("CT chest abdomen pelvis", "MRI breast", "PET-CT whole body", "Chest X-ray")
+RELATIVES = ("Mother", "Father", "Sister", "Maternal aunt", "Paternal grandmother")
 VACCINES = ("Influenza vaccine", "Pneumococcal conjugate vaccine", "COVID-19 mRNA vaccine")
 # (archetype, at-code of the value) -> plausible adult range
 RANGES = {("body_mass_index", "at0004"): (18.5, 34.9), ("head_circumference", "at0004"): (53.0, 60.0)}
@@ -50,7 +51,7 @@ def general_uid(seed: int, subject_id: str) -> str:
 def _archetype(path: str) -> str | None:
     return next((name for name in ("body_mass_index", "head_circumference", "tobacco_smoking_summary",
                                    "alcohol_consumption_summary", "clinical_synopsis", "imaging_exam_result",
-                                   "vaccination_summary")
+                                   "vaccination_summary", "family_history")
                  if f".{name}." in path), None)
 
 
@@ -77,6 +78,8 @@ def _chooser(rng: random.Random, visit: datetime):
             return rng.choice(STUDIES)
         if ask.kind == "text" and (arch, node) == ("imaging_exam_result", "at0021"):
             return rng.choice(IMPRESSIONS)
+        if ask.kind == "text" and (arch, node) == ("family_history", "at0016"):
+            return rng.choice(RELATIVES)
         if ask.kind == "text" and (arch, node) == ("vaccination_summary", "at0052"):
             return rng.choice(VACCINES)
         if ask.kind == "code" and (arch, node) == ("imaging_exam_result", "at0072") and "at0076" in ask.options:

@@ -325,6 +325,8 @@ def run_reverse(spec: Spec, resource: dict, unit: Unit, *, event_node: str | Non
         if event_node:
             steps[-1] = rmpath.Step(steps[-1].attr, event_node, steps[-1].name)
         oroot = rmpath.ensure(entry, steps)
+        if oroot.get("_type") == "ELEMENT":  # a split on items (a family history's relative) holds items: a CLUSTER
+            oroot["_type"] = "CLUSTER"
     ctx = Ctx(spec=spec, direction=REV, archetype=entry, oroot=oroot, resource=resource, unit=unit,
               event=oroot if oroot is not entry else None, language=language)
     reverse(ctx, spec.rules, resource, spec.resource, oroot)

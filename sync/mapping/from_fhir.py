@@ -121,7 +121,7 @@ def _groups(resources: list[dict]):
             split = split_source_path(src[2])
             if split:
                 entry_path, rest = split
-                m = re.search(r"/(?:events|activities)\[([^\]]+)\](?::(\d+))?", rest)  # hierarchy split
+                m = re.search(_split_pattern(spec), rest)  # hierarchy split
                 if m:
                     event_node, event_idx = m.group(1), int(m.group(2) or 0)
         result.append((spec, group, entry_path, event_node, event_idx))
@@ -307,11 +307,26 @@ def _merge_events(parts: list[tuple[int, dict]]) -> dict:
 
 
 def _history(entry: dict):
-    """(container, list attribute) the hierarchy split: HISTORY.events, or INSTRUCTION.activities."""
+    """(container, list attribute) the hierarchy split: HISTORY.events, INSTRUCTION.activities, or the
+    list its file's split names (a family history's per-relative clusters: data/items)."""
     d = entry.get("data")
     if isinstance(d, dict) and "events" in d:
         return d, "events"
-    return (entry, "activities") if "activities" in entry else (None, None)
+    if "activities" in entry:
+        return entry, "activities"
+    spec = registry().get(str(entry.get("archetype_node_id")))
+    steps = engine.split_steps(spec) if spec is not None else []
+    holders = rmpath.find(entry, steps[:-1]) if steps else []
+    return (holders[0], steps[-1].attr) if holders else (None, None)
+
+
+def _split_pattern(spec) -> str:
+    """The source-path step a hierarchy split made (node id, sibling index): an event or activity, or the
+    node the file splits on (a family history's per-relative cluster)."""
+    steps = engine.split_steps(spec)
+    if steps and steps[-1].attr not in ("events", "activities") and steps[-1].node:
+        return rf"/{steps[-1].attr}\[({re.escape(steps[-1].node)})\](?::(\d+))?"
+    return r"/(?:events|activities)\[([^\]]+)\](?::(\d+))?"
 
 
 def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: dict | None = None,

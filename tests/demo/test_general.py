@@ -54,6 +54,8 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
     [episode] = [r for r in resources if r["resourceType"] == "EpisodeOfCare"]
     [immunization] = [r for r in resources if r["resourceType"] == "Immunization"]
     assert episode["period"]["start"] and immunization["vaccineCode"]["text"] in general.VACCINES
+    [relative] = [r for r in resources if r["resourceType"] == "FamilyMemberHistory"]
+    assert relative["relationship"]["text"] in general.RELATIVES
     assert len([r for r in resources if r["resourceType"] == "Observation"]) == 4  # one event each, no birth
     assert all(validate_fhir(r) == [] for r in resources)
     mapped = [r for r in resources if r["resourceType"] not in ("Encounter", "Composition")]
@@ -74,5 +76,5 @@ def test_it_commits_once_to_ehrbase_and_validates_in_hapi(ehrbase_urls, fhir_bas
     assert stored["archetype_details"]["template_id"]["value"] == general.TEMPLATE_ID
     resources = to_fhir(stored, **ARGS).resources
     assert {r["resourceType"] for r in resources} >= {"Observation", "ClinicalImpression", "DiagnosticReport",
-                                                         "EpisodeOfCare", "Immunization"}
+                                                         "EpisodeOfCare", "Immunization", "FamilyMemberHistory"}
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources} == {r["id"]: [] for r in resources}

@@ -53,3 +53,10 @@ def test_an_immunization_reads_its_vaccine_and_date():
     assert imm[0][:2] == (0, "Immunization")
     assert (1, "vaccineCode", "Influenza vaccine", "") in imm
     assert (1, "occurrence", "2024-10-15 10:00 (+02:00)", "") in imm
+
+
+def test_a_family_member_history_reads_relationship_and_condition():
+    mother, = _rendered(rows_of._family(rows_of._relative("Mother", conditions=[(rows_of.BREAST_CANCER, None)])))
+    assert mother[0][:2] == (0, "FamilyMemberHistory")
+    assert (1, "relationship", "Mother", "") in mother
+    assert (2, "code", "Malignant neoplasm of breast", "ICD-10 C50.9") in mother

@@ -3,9 +3,9 @@ OBSERVATION.head_circumference.v1 <-> headcircum Observation (9843-4), EVALUATIO
 smoking status Observation (72166-2), EVALUATION.alcohol_consumption_summary.v1 <-> alcohol use status
 Observation (11331-6; SNOMED CT of the IDEA4RC alcohol usage status value set: 219006, 82581004, 783261004),
 EVALUATION.clinical_synopsis.v1 <-> ClinicalImpression, OBSERVATION.imaging_exam_result.v1 <-> DiagnosticReport
-(category v2-0074 RAD), ADMIN_ENTRY.episode_institution.v0 <-> EpisodeOfCare,
-EVALUATION.vaccination_summary.v0 <-> Immunization.  Compositions are built from the CKM archetypes' node ids
-(tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs (the bmi and headcircum
+(category v2-0074 RAD), ADMIN_ENTRY.episode_institution.v0 <-> EpisodeOfCare, EVALUATION.vaccination_summary.v0
+<-> Immunization, EVALUATION.family_history.v2 <-> one FamilyMemberHistory per relative.  Compositions are built
+from the CKM archetypes' node ids (tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs (the bmi and headcircum
 profiles, their examples: BMI 16.2 kg/m2, head circumference in cm) and the IPS / US Core smoking status value
 sets (SNOMED CT 77176002 Smoker, 8517006 Ex-smoker, 266919005 Never smoked tobacco; 449868002 daily smoker)."""
 import copy
@@ -34,7 +34,8 @@ COVERS = {"OBSERVATION.body_mass_index.v2": "forward reverse hapi",
           "EVALUATION.clinical_synopsis.v1": "forward reverse hapi",
           "OBSERVATION.imaging_exam_result.v1": "forward reverse hapi",
           "ADMIN_ENTRY.episode_institution.v0": "forward reverse hapi",
-          "EVALUATION.vaccination_summary.v0": "forward reverse hapi"}
+          "EVALUATION.vaccination_summary.v0": "forward reverse hapi",
+          "EVALUATION.family_history.v2": "forward reverse hapi"}
 
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 UID = {"_type": "OBJECT_VERSION_ID", "value": "9d0a7c35-0000-4000-8000-000000000018::gen::1"}
@@ -48,6 +49,7 @@ SYNOPSIS = "openEHR-EHR-EVALUATION.clinical_synopsis.v1"
 IMAGING = "openEHR-EHR-OBSERVATION.imaging_exam_result.v1"
 EPISODE = "openEHR-EHR-ADMIN_ENTRY.episode_institution.v0"
 VACCINATION = "openEHR-EHR-EVALUATION.vaccination_summary.v0"
+FAMILY = "openEHR-EHR-EVALUATION.family_history.v2"
 ADL = REPO_DIR / "tests/fixtures/corpus/openehr/archetypes"
 SCT = "http://snomed.info/sct"
 # archetype -> (LOINC, profile, history name, event node id, data node id, value node, value name, comment node)
@@ -613,6 +615,101 @@ def vaccination_entries(draw):
                         diseases=draw(st.lists(TEXT, max_size=2)), updated=draw(st.one_of(st.none(), TIMES)))
 
 
+# ------------------------------------------------------------------ family history
+def _relative(relationship="Mother", *, name=None, sex=None, deceased=None, conditions=(), comment=None):
+    items = []
+    if name:
+        items.append(_el("at0004", "Family member name", {"_type": "DV_TEXT", "value": name}))
+    if sex:
+        items.append(_el("at0060", "Biological sex", {"_type": "DV_TEXT", "value": sex}))
+    if relationship:
+        items.append(_el("at0016", "Relationship", {"_type": "DV_TEXT", "value": relationship}))
+    if deceased is not None:
+        items.append(_el("at0023", "Deceased?", {"_type": "DV_BOOLEAN", "value": deceased}))
+    for problem, description in conditions:
+        c = [_el("at0009", "Problem/diagnosis name", problem)]
+        if description:
+            c.append(_el("at0012", "Clinical description", {"_type": "DV_TEXT", "value": description}))
+        items.append({"_type": "CLUSTER", "name": {"_type": "DV_TEXT", "value": "Clinical history"},
+                      "archetype_node_id": "at0008", "items": c})
+    if comment:
+        items.append(_el("at0046", "Comment", {"_type": "DV_TEXT", "value": comment}))
+    return {"_type": "CLUSTER", "name": {"_type": "DV_TEXT", "value": "Per family member"},
+            "archetype_node_id": "at0003", "items": items}
+
+
+def _family(*relatives, summary=None):
+    entry = entry_skeleton(registry()[FAMILY], "en")
+    items = [_el("at0002", "Summary", {"_type": "DV_TEXT", "value": summary})] if summary else []
+    entry["data"] = _tree("at0001", "Tree", items + list(relatives))
+    return entry
+
+
+BREAST_CANCER = dt.coded_text("Malignant neoplasm of breast", "ICD10", "C50.9")
+
+
+def test_each_relative_is_a_family_member_history_and_the_entry_comes_back_whole():
+    comp = _composition(_family(
+        _relative("Mother", sex="female", deceased=True, conditions=[(BREAST_CANCER, "diagnosed at 45")]),
+        _relative("Maternal aunt", conditions=[({"_type": "DV_TEXT", "value": "Ovarian cancer"}, None)],
+                  comment="BRCA testing advised"),
+        summary="Two first/second-degree relatives with breast or ovarian cancer"))
+    [mother, aunt], back = _trip(comp)
+    assert all(r["resourceType"] == "FamilyMemberHistory" and r["status"] == "completed" for r in (mother, aunt))
+    assert mother["patient"] == {"reference": "Patient/1"} and "subject" not in mother
+    assert mother["relationship"] == {"text": "Mother"} and mother["sex"] == {"text": "female"}
+    assert mother["deceasedBoolean"] is True
+    assert mother["condition"][0]["code"]["coding"][0]["code"] == "C50.9"
+    assert mother["condition"][0]["note"] == [{"text": "diagnosed at 45"}]
+    assert aunt["condition"][0]["code"] == {"text": "Ovarian cancer"}
+    assert aunt["note"] == [{"text": "BRCA testing advised"}]
+    assert all(validate_fhir(r) == [] for r in (mother, aunt))
+    assert _same(comp, back) == []
+    assert spec_for_resource(strip(aunt)).archetype == FAMILY
+
+
+def test_the_standard_elements_alone_give_each_relative_back():
+    comp = _composition(_family(_relative("Mother", conditions=[(BREAST_CANCER, None)]), _relative("Brother")))
+    resources, _ = _trip(comp)
+    [entry] = to_openehr([strip(r) for r in resources], template_id="t")["content"]
+    relatives = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "at0003"]
+    assert [next(e["value"]["value"] for e in r["items"] if e["archetype_node_id"] == "at0016") for r in relatives] \
+        == ["Mother", "Brother"]
+
+
+def test_a_relative_without_relationship_says_so_and_comes_back_as_none():
+    comp = _composition(_family(_relative(None, name="unknown donor")))
+    [fmh], back = _trip(comp)
+    assert fmh["relationship"]["extension"][0]["valueCode"] == "unknown"
+    assert validate_fhir(fmh) == []
+    assert _same(comp, back) == []
+
+
+def test_central_relatives_become_one_family_history_entry():
+    born = [{"resourceType": "FamilyMemberHistory", "id": f"fmh-{i}", "status": "completed",
+             "patient": {"reference": "Patient/1"},
+             "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                                          "code": code}]},
+             "condition": [{"code": {"text": "Breast cancer"}}]} for i, code in enumerate(["MTH", "SIS"])]
+    out = from_fhir(born, template_id="t")
+    entries = [e for e in out.composition["content"] if e["archetype_node_id"] == FAMILY]
+    relatives = [i for e in entries for i in e["data"]["items"] if i["archetype_node_id"] == "at0003"]
+    assert len(relatives) == 2
+    again = _again(out.composition)
+    assert sorted(r["relationship"]["coding"][0]["code"] for r in again) == ["MTH", "SIS"]
+
+
+@st.composite
+def family_entries(draw):
+    relatives = [_relative(draw(st.one_of(st.none(), TEXT)), name=draw(st.one_of(st.none(), TEXT)),
+                           sex=draw(st.one_of(st.none(), TEXT)), deceased=draw(st.one_of(st.none(), st.booleans())),
+                           conditions=[({"_type": "DV_TEXT", "value": draw(TEXT)}, draw(st.one_of(st.none(), TEXT)))
+                                       for _ in range(draw(st.integers(0, 2)))],
+                           comment=draw(st.one_of(st.none(), TEXT)))
+                 for _ in range(draw(st.integers(1, 3)))]
+    return _family(*relatives, summary=draw(st.one_of(st.none(), TEXT)))
+
+
 # ------------------------------------------------------------------ hypothesis
 TEXT = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Zs")), min_size=1, max_size=12) \
     .map(str.strip).filter(bool)
@@ -633,7 +730,7 @@ def vital_entries(draw):
 
 
 ENTRIES = [vital_entries(), smoking_entries(), synopsis_entries(), imaging_entries(), episode_entries(),
-           vaccination_entries()]
+           vaccination_entries(), family_entries()]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -704,4 +801,12 @@ def test_hapi_validates_episodes_of_care(fhir_base_url):
 def test_hapi_validates_immunizations(fhir_base_url):
     resources, _ = _trip(_composition(_vaccination(INFLUENZA, comment="c", diseases=["Influenza"],
                                                    updated="2025-01-02T09:00:00+01:00"), _vaccination(None, None)))
+    assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], []]
+
+
+@pytest.mark.integration
+def test_hapi_validates_family_member_histories(fhir_base_url):
+    resources, _ = _trip(_composition(_family(
+        _relative("Mother", sex="female", deceased=True, conditions=[(BREAST_CANCER, "at 45")], comment="c"),
+        _relative(None))))
     assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], []]
