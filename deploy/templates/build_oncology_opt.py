@@ -75,7 +75,9 @@ OUT_V2 = HERE / "conflictdesk_oncology.v2.opt"
 TEMPLATE_ID_V2 = "ConflictDesk Oncology Encounter.v2"
 V2_ENTRIES = ("OBSERVATION.ecog.v2", "OBSERVATION.karnofsky_performance_status_scale.v1",
               "INSTRUCTION.care_plan_request.v0", "EVALUATION.goal.v1", "INSTRUCTION.service_request.v1",
-              "ACTION.medication.v1")
+              "ACTION.medication.v1", "EVALUATION.adverse_reaction_risk.v2")
+# Slots of those entries the template fills (and closes): entry -> slot term text -> CKM clusters.
+V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": ("CLUSTER.adverse_reaction_event.v1",)}}
 VERSIONS = {"v1": (TEMPLATE_ID, OUT, "derived", ()), "v2": (TEMPLATE_ID_V2, OUT_V2, "ckm", V2_ENTRIES)}
 
 NS = "http://schemas.openehr.org/v1"
@@ -630,7 +632,13 @@ def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_
         content.remove(ch)
     card = content.find(q("cardinality"))
     content.remove(card)
-    extra = [archetype_root(a(f"openEHR-EHR-{e}")) for e in entries]
+    def whole(entry: str) -> ET.Element:
+        arch = a(f"openEHR-EHR-{entry}")
+        fill = {find_slot_node(arch, text): [archetype_root(a(f"openEHR-EHR-{c}")) for c in clusters]
+                for text, clusters in V2_FILLERS.get(entry, {}).items()}
+        return archetype_root(arch, fillers=fill)
+
+    extra = [whole(e) for e in entries]
     for el in [*vitals, lab_el, med_el, proc_el, pd_el, risk_el, *extra]:
         content.append(el)
     content.append(card)
@@ -642,7 +650,8 @@ def oncology_description(tnm_pathological: str = "derived", entries: tuple[str, 
     purpose = ("Oncology encounter: vital signs, laboratory results (tumour markers), anticancer "
                "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
                "health risk assessment"
-               + (", performance status, treatment plan with goals, referrals and administrations" if entries else "")
+               + (", performance status, treatment plan with goals, referrals and administrations, adverse reaction"
+                  " risks" if entries else "")
                + ". Test and mapping template of ConflictDesk.")
     tnm = (f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts)."
            if tnm_pathological == "derived" else
@@ -655,7 +664,8 @@ def oncology_description(tnm_pathological: str = "derived", entries: tuple[str, 
            + "; ".join(f"{k} {t!r} ({v})" for k, m in CODED.items() for t, v in m.items()) + ".",
            "Not included (no source in the corpus): " + ", ".join(NOT_AVAILABLE) + "."]
     if entries:
-        use.insert(2, "Read whole from their CKM ADL files: " + ", ".join(entries) + ".")
+        use.insert(2, "Read whole from their CKM ADL files: " + ", ".join(entries) + "; slots filled: "
+                   + "; ".join(f"{e} {t!r} with {', '.join(c)}" for e, m in V2_FILLERS.items() for t, c in m.items()) + ".")
     return purpose, " ".join(use)
 
 

@@ -295,3 +295,16 @@ PLAN_GOALS = {"curative": "Disease-free at 5 years", "palliative": "Disease cont
 RADIOTHERAPY = {"breast": "Adjuvant whole-breast radiotherapy, 40 Gy in 15 fractions",
                 "colorectal": "Radiotherapy planning review", "lung": "Thoracic radiotherapy planning review",
                 "prostate": "External beam radiotherapy planning review"}
+
+# Adverse reaction risks a patient may bring (about one in four): substance, category at-code, reaction
+# mechanism at-code, a manifestation and the reaction's severity at-code (EVALUATION.adverse_reaction_risk.v2,
+# CLUSTER.adverse_reaction_event.v1).
+ALLERGIES = (
+    ("Penicillin", ("at0122", "Medication"), ("at0059", "Immune mediated"), "Generalised urticaria",
+     ("at0012", "Moderate")),
+    ("Iodinated contrast media", ("at0122", "Medication"), ("at0059", "Immune mediated"), "Flushing and rash",
+     ("at0011", "Mild")),
+    ("Peanut", ("at0121", "Food"), ("at0059", "Immune mediated"), "Angioedema", ("at0013", "Severe")),
+    ("Codeine", ("at0122", "Medication"), ("at0060", "Non-immune mediated"), "Nausea and vomiting",
+     ("at0011", "Mild")),
+)

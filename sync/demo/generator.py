@@ -10,7 +10,7 @@ A patient's story, one composition per clinical contact (``Event.key``):
 
 * ``diagnosis``: biopsy (ACTION completed), the resection as planned (ACTION 526/at0004, or
   scheduled 529/at0036), cancer diagnosis with clinical TNM, baseline vitals, haemoglobin and the
-  cancer's tumour marker (raised).
+  cancer's tumour marker (raised); for about one patient in four a known allergy or intolerance.
 * ``diagnosis.v2``: the same composition revised after surgery: pathological TNM added
   (``revises="diagnosis"``: committed as a new version, not a new composition).
 * ``surgery``: the resection completed (532/at0043); sometimes a postponement first
@@ -138,6 +138,7 @@ class _Ctx:
         self.marker_level = rng.uniform(*cancer.marker.raised)
         self.ecog = rng.choice([0, 0, 1, 1, 2]) if clinical["m"] != "M0" else rng.choice([0, 0, 0, 1])
         self.agents: list[cat.Agent] = []
+        self.allergy = rng.choice(cat.ALLERGIES) if rng.random() < 0.25 else None
 
     def _flat(self, when: datetime) -> FlatComposition:
         return FlatComposition(when, facility=self.facility, composer=self.clinician)
@@ -157,6 +158,8 @@ class _Ctx:
             add_procedure(flat, when, self.cancer.resection, self.site, state if revised is None else "532",
                           indication=self.diagnosis_text())
         add_diagnosis(flat, self, when, pathological)
+        if self.allergy is not None:
+            add_allergy(flat, when, self.allergy)
         if revised is not None:
             return Event("diagnosis.v2", "diagnosis", revised, flat.build(), revises="diagnosis")
         return Event("diagnosis", "diagnosis", when, flat.build())
@@ -430,6 +433,23 @@ def add_goal(flat: FlatComposition, name: str, due: datetime) -> None:
     flat.set(f"{path}/goal_name", name)
     flat.set(f"{path}/target:0/target_name", name)
     flat.set(f"{path}/target:0/target_proposed_date", due.date().isoformat())
+
+
+def add_allergy(flat: FlatComposition, when: datetime, allergy: tuple) -> None:
+    """An adverse reaction risk known at diagnosis, with the reaction it was found by."""
+    substance, category, mechanism, manifestation, severity = allergy
+    path = flat.entry("adverse_reaction_risk")
+    flat.set(f"{path}/substance", substance)
+    flat.local(f"{path}/active_inactive_status", "at0131", "Active")
+    flat.local(f"{path}/verification_status", "at0065", "Confirmed")
+    flat.local(f"{path}/criticality", *(("at0103", "High") if severity[0] == "at0013" else ("at0102", "Low")))
+    flat.local(f"{path}/category", *category)
+    flat.local(f"{path}/reaction_mechanism", *mechanism)
+    event = f"{path}/adverse_reaction_event:0"
+    flat.set(f"{event}/specific_substance", substance)
+    flat.set(f"{event}/manifestation:0", manifestation)
+    flat.local(f"{event}/severity_of_reaction", *severity)
+    flat.set(f"{path}/last_updated", iso(when))
 
 
 def add_dose_given(flat: FlatComposition, when: datetime, agent: cat.Agent, indication: str) -> None:

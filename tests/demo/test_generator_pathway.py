@@ -54,3 +54,15 @@ def test_the_plan_maps_to_a_care_plan_naming_the_orders_and_the_referral(patient
     assert plan["goal"] == [{"reference": f"Goal/{by_type['Goal'][0]['id']}"}]
     assert {"89247-1", "89243-0"} <= {c["code"] for r in by_type["Observation"] for c in r["code"].get("coding", [])}
     assert all(validate_fhir(r) == [] for r in resources)
+
+
+def test_about_a_quarter_bring_an_allergy_that_maps_to_an_allergy_intolerance(patients):
+    with_allergy = [p for p in patients if any(f"{ROOT}/adverse_reaction_risk:0/substance" in e.flat for e in p.events)]
+    assert 0 < len(with_allergy) < len(patients)
+    diagnosis = next(e for e in with_allergy[0].events if e.kind == "diagnosis")
+    comp = flat_format.to_canonical(diagnosis.flat, OPT, now=NOW)
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "a11e0000-0000-4000-8000-000000000017::demo::1"}
+    [allergy] = [r for r in to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+                 if r["resourceType"] == "AllergyIntolerance"]
+    assert allergy["code"]["text"] in {a[0] for a in cat.ALLERGIES} and allergy["reaction"][0]["manifestation"]
+    assert validate_fhir(allergy) == []

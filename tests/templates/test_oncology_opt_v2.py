@@ -57,7 +57,8 @@ def test_the_v2_fixture_holds_every_row_of_the_template_and_round_trips():
     assert comp["archetype_details"]["template_id"]["value"] == "ConflictDesk Oncology Encounter.v2"
     resources = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
     kinds = {r["resourceType"] for r in resources}
-    assert {"CarePlan", "Goal", "ServiceRequest", "MedicationRequest", "MedicationAdministration"} <= kinds
+    assert {"CarePlan", "Goal", "ServiceRequest", "MedicationRequest", "MedicationAdministration",
+            "AllergyIntolerance"} <= kinds
     codes = {c["code"] for r in resources if r["resourceType"] == "Observation" for c in r["code"].get("coding", [])}
     assert {"89247-1", "89243-0"} <= codes  # ECOG, Karnofsky
     [plan] = [r for r in resources if r["resourceType"] == "CarePlan"]
