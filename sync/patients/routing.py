@@ -12,6 +12,15 @@ from sync.clients.mdm import MdmClient
 from sync.models import PatientLink
 
 
+def newly_linked(fhir, patient_id: str, held: set[int]) -> list[PatientLink]:
+    """Site EHRs a golden Patient reaches now that hold no record of the resource yet (``held``: the
+    PatientLink ids that do): a steward linked them after the record was first delivered. A resource on
+    a site's own Patient gains none: its record stays where it is."""
+    if not patient_id or PatientLink.objects.filter(fhir_patient_id=patient_id).exists():
+        return []
+    return [link for link in links_for(fhir, patient_id) if link.pk not in held]
+
+
 def links_for(fhir, patient_id: str) -> list[PatientLink]:
     """The PatientLinks (site EHRs) a resource whose subject is ``Patient/<patient_id>`` reaches."""
     if not patient_id:

@@ -18,7 +18,7 @@ from sync.clients.errors import InvalidRequest, NotFound
 from sync.identity import CENTRAL, composition_uid_for, site_source
 from sync.mapping.from_fhir import PART_ONLY
 from sync.models import Conflict, PatientLink, RecordLink, Site, Step, SyncRun
-from sync.patients.routing import links_for
+from sync.patients.routing import links_for, newly_linked
 
 from . import commits, guard, removal
 from .content import record_content, resource_key
@@ -44,15 +44,16 @@ def detect(ctx) -> StepResult:
         targets = [_linked_target(link) for link in links]
     elif links:
         targets = [_linked_target(link) for link in links]
+        if rtype not in PART_ONLY and not plan_of(resource):  # a record's head: also the sites linked since
+            held = {link.patient_link_id for link in links}
+            targets += [_new_target(pl, event.source_object_id)
+                        for pl in newly_linked(ctx.services.fhir, _subject_id(resource), held)]
     elif rtype in PART_ONLY:
         targets = []  # a Specimen is part of a lab result, no record of its own: only a synced record's goes back
     elif plan_of(resource):
         targets = []  # a request made for a care plan goes to the sites with its plan (transform), not alone
     else:
-        subject = resource.get("subject") or resource.get("patient")
-        reference = subject.get("reference") if isinstance(subject, dict) else None
-        patient_id = reference.split("/")[-1] if isinstance(reference, str) else ""
-        targets = [_new_target(pl, event.source_object_id) for pl in links_for(ctx.services.fhir, patient_id)]
+        targets = [_new_target(pl, event.source_object_id) for pl in links_for(ctx.services.fhir, _subject_id(resource))]
     source_hash = ctx.services.audit.payload_hash(resource if resource is not None else removed)
     return StepResult(
         next_step=Step.VALIDATE_SOURCE,
@@ -264,6 +265,13 @@ def _composition_or_none(openehr, target: dict, *, whole: bool = False):
     except NotFound:
         return None
     return now if whole else now.content
+
+
+def _subject_id(resource: dict) -> str:
+    """The id of the Patient the resource is about ("" when it names none)."""
+    subject = resource.get("subject") or resource.get("patient")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    return reference.split("/")[-1] if isinstance(reference, str) else ""
 
 
 def _linked_target(link: RecordLink) -> dict:

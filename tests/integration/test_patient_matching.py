@@ -21,7 +21,7 @@ from audit.models import AuditEvent
 from sync.clients.mdm import MATCH, NO_MATCH, POSSIBLE_MATCH, MdmClient
 from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import poll_central, poll_site
-from sync.models import Cursor, PatientLink, RecordLink, Site, SyncRun
+from sync.models import Cursor, DeadLetter, PatientLink, RecordLink, Site, SyncRun
 from sync.patients import ehr_status
 from sync.patients.demographics import Demographics, other_details
 from sync.patients.routing import links_for
@@ -198,6 +198,7 @@ def test_a_treatment_plan_on_the_golden_patient_reaches_exactly_the_sites_holdin
     assert sorted((rl.site.name, rl.patient_link.ehr_id) for rl in written) == [("site1", ehrs[0]), ("site2", ehrs[1])]
 
 
+
 def test_a_changed_name_at_the_site_updates_its_central_patient_and_never_reaches_a_log(
         sites, ehrbase_urls, fhir, person, caplog):
     caplog.set_level("DEBUG")
@@ -243,3 +244,36 @@ def test_a_name_changed_without_a_new_composition_is_caught_by_the_demographics_
     assert link.family_name == married and fhir.read("Patient", link.fhir_patient_id)["name"][0]["family"] == married
     [event] = AuditEvent.objects.filter(action="patient.demographics")
     assert event.patient_link_id == link.pk and married not in str(event.detail)
+
+
+def test_a_registration_a_steward_links_later_receives_the_plans_next_version(sites, ehrbase_urls, fhir, person):
+    """Margit moved: site2 registered her with a new postal code (a possible match). The plan made on her
+    golden record reaches site1 only; once the steward says "same person", its next version reaches
+    site2 too, and site1 gets the new version of what it already had."""
+    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
+            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
+    sync_sites(sites, ehrs)
+    mdm = MdmClient(fhir)
+    links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
+    golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
+    assert link_of(mdm, links[1].fhir_patient_id).match_result == POSSIBLE_MATCH
+    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    plan = fhir.create({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                        "subject": {"reference": golden}, "title": "Tumour board plan", "description": "4 cycles AC"})
+
+    def deliver():
+        poll_central()
+        runs = [r for r in drive() if r.change_event.source_object_id == f"CarePlan/{plan.id}"]
+        assert [r.status for r in runs] == [SyncRun.Status.DONE], list(DeadLetter.objects.values("step", "error"))
+        return {rl.patient_link.ehr_id: rl.openehr_version_uid
+                for rl in RecordLink.objects.filter(fhir_resources__contains=[{"type": "CarePlan", "id": plan.id}])}
+
+    first = deliver()
+    assert list(first) == [ehrs[0]]
+    mdm.update_link(golden, f"Patient/{links[1].fhir_patient_id}", MATCH)  # the steward's "same person"
+    Cursor.objects.filter(source="central").update(position=_now() - timedelta(seconds=2))
+    fhir.update({**fhir.read("CarePlan", plan.id), "description": "4 cycles AC, then G-CSF"})
+    second = deliver()
+    assert sorted(second) == sorted(ehrs)
+    assert second[ehrs[0]].split("::")[0] == first[ehrs[0]].split("::")[0]  # the same composition at site1,
+    assert second[ehrs[0]] != first[ehrs[0]]                                 # a new version of it
