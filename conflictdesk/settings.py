@@ -391,6 +391,7 @@ CONFLICTDESK_CENTRAL_SINCE = env_str("CONFLICTDESK_CENTRAL_SINCE", "")
 # a record already synced (a lab result's specimen); one born centrally alone goes to no site.
 CONFLICTDESK_FLOWBACK_TYPES = env_list("CONFLICTDESK_FLOWBACK_TYPES") or [
     "Observation", "Condition", "Procedure", "MedicationRequest", "CarePlan", "DiagnosticReport", "Specimen",
+    "AllergyIntolerance",  # a central allergy reaches every site of its patient (issue 17)
 ]
 # Where site URLs may point: scheme://host[:port] entries ("*.example.org" for its subdomains, ":*"
 # for any port). A site row is data an admin-role token can change; without this list it could send

@@ -210,3 +210,29 @@ def test_the_plan_edited_at_the_centre_and_at_a_site_between_syncs_is_a_conflict
         report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehrs[site.name])
         assert report.unaccounted == [], (site.name, dict(report.by_state))
     assert [r.broken for r in verify_all() if r.broken] == []
+
+
+def test_an_allergy_recorded_at_the_centre_reaches_both_sites(sites, patient, fhir, ehrbase_urls):
+    pid, ehrs = patient
+    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    allergy = fhir.create({
+        "resourceType": "AllergyIntolerance", "patient": {"reference": f"Patient/{pid}"},
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                       "code": "active"}]},
+        "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                                           "code": "confirmed"}]},
+        "category": ["medication"], "criticality": "high", "code": {"text": "Carboplatin"},
+        "reaction": [{"manifestation": [{"text": "Anaphylaxis"}], "severity": "severe"}]}).resource
+    poll_central()
+    mine = [r for r in drive(ehrs) if r.change_event.source_object_id == f"AllergyIntolerance/{allergy['id']}"]
+    assert [r.status for r in mine] == [SyncRun.Status.DONE], list(DeadLetter.objects.values("cause", "rule", "error"))
+    links = list(RecordLink.objects.filter(fhir_resources__contains=[{"type": "AllergyIntolerance", "id": allergy["id"]}]))
+    assert sorted(link.site.name for link in links) == ["site1", "site2"]
+    for link in links:
+        url = dict(zip(("site1", "site2"), ehrbase_urls))[link.site.name]
+        with OpenEHRClient(url) as client:
+            comp = client.get_composition(ehrs[link.site.name], link.openehr_version_uid).content
+        [entry] = [e for _, e in rmpath.entries(comp)]
+        assert entry["archetype_node_id"] == "openEHR-EHR-EVALUATION.adverse_reaction_risk.v2"
+        [event] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "openEHR-EHR-CLUSTER.adverse_reaction_event.v1"]
+        assert {i["value"]["value"] for i in event["items"]} >= {"Anaphylaxis", "Severe"}
