@@ -137,11 +137,11 @@ def keep(entry: dict, pairs: list[tuple[dict, dict | None, str | None]], side: l
     entries = []
     for k in kept:
         e: dict = {"fullUrl": f"{CENTRAL_BASE}/{k.ref}", "resource": k.resource}
-        if k.elements:
-            e["extension"] = [{"url": BASIS_URL, "extension": [
-                {"url": "node", "valueString": k.node or "/"}, {"url": "anchor", "valueString": k.anchor},
+        if k.anchor is not None:  # made into an entry: where it maps, even with nothing to give back
+            where = [{"url": "node", "valueString": k.node or "/"}, {"url": "anchor", "valueString": k.anchor}]
+            e["extension"] = [{"url": BASIS_URL, "extension": where + [
                 {"url": "element", "valueString": name}, {"url": "basis", "valueString": basis}]}
-                for name, basis in k.elements.items()]
+                for name, basis in k.elements.items()] or [{"url": BASIS_URL, "extension": where}]
         entries.append(e)
     ids = []
     for k in kept:
@@ -178,17 +178,18 @@ def kept(node: dict) -> list[Kept]:
         for ext in e.get("extension") or []:
             sub = {s.get("url"): s.get("valueString") for s in ext.get("extension") or []} \
                 if isinstance(ext, dict) and ext.get("url") == BASIS_URL else {}
-            if sub.get("element") and sub.get("basis"):
+            if sub.get("anchor"):
                 k.node = "" if sub.get("node") == "/" else sub.get("node")
                 k.anchor = sub.get("anchor")
+            if sub.get("anchor") and sub.get("element") and sub.get("basis"):
                 k.elements[sub["element"]] = sub["basis"]
         out.append(k)
     return out
 
 
 def side_resources(node: dict) -> list[dict]:
-    """The resources a node's feeder audit keeps by reference (no element of theirs to give back)."""
-    return [k.resource for k in kept(node) if k.node is None]
+    """The resources a node's feeder audit keeps by reference: no node of the entry maps them."""
+    return [k.resource for k in kept(node) if k.anchor is None]
 
 
 def side_copies(composition: dict) -> dict[str, dict]:

@@ -11,7 +11,7 @@ module holds it (hooks_<row>.py) and imports nothing above runtime.py.
 from __future__ import annotations
 
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
-from . import hooks_careplan, hooks_dosage, hooks_lab, hooks_tnm
+from . import hooks_careplan, hooks_dosage, hooks_imaging, hooks_lab, hooks_tnm
 from .errors import MappingError
 
 HOOKS = {
@@ -22,9 +22,12 @@ HOOKS = {
     # lab panels, specimens, reference ranges
     "reportStatus": hooks_lab.report_status,
     "specimenReferences": hooks_lab.specimen_references,
+    "reportPerformer": hooks_lab.report_performer,
     "referenceRange": hooks_lab.reference_range,
     "dateTimeInterval": hooks_lab.date_time_interval,
     "firstResult": hooks_lab.first_result,
+    # imaging report findings
+    "findingStatus": hooks_imaging.finding_status,
     # COMPOSITION level (parties of the composition shell)
     "partyReference": hooks_composition.party_reference,
     "participations": hooks_composition.participations,
