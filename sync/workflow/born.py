@@ -14,23 +14,34 @@ entry again by its feeder audit (``sync.mapping.origins.born_entries``).  Entrie
 from __future__ import annotations
 
 from sync.identity import SOURCE_SYSTEM
+from sync.mapping import feeder, rmpath
 from sync.mapping.origins import born_entries
 from sync.mapping.identifiers import parse_source_identifier
 
 
 def with_central_identity(composition: dict, resources: list[dict]) -> list[dict]:
-    """``resources`` (to_fhir's, in order) with the primary resource of each FHIR-born entry under its
-    central id; copies where changed, the input is not modified."""
-    born = {path: ref for ref, path in born_entries(composition).items()}
+    """``resources`` (to_fhir's, in order) with every resource made from a FHIR-born entry under the central
+    id it came from; copies where changed, the input is not modified.
+
+    An entry's feeder audit names its resources (``originating_system_item_ids``: the group's primary
+    first, then what it holds, e.g. a lab report's results and specimen); each resource the forward mapping
+    makes under that entry takes the first not yet taken of its type, one sharing a code first (as the
+    guard pairs twins), so a report's results keep their own ids whatever order they come in."""
+    origins = _origins(composition)
     renamed: dict[str, str] = {}
     taken: set[str] = set()
     for r in resources:
         src = parse_source_identifier(r)
-        path = next((p for p in born if src and (src[2] == p or src[2].startswith(p + "/"))), None)
-        if path is None or path in taken or not born[path].startswith(f"{r['resourceType']}/"):
+        path = next((p for p in origins if src and (src[2] == p or src[2].startswith(p + "/"))), None)
+        if path is None:
             continue
-        taken.add(path)
-        renamed[f"{r['resourceType']}/{r['id']}"] = born[path]
+        free = [(ref, kept) for ref, kept in origins[path]
+                if ref not in taken and ref.startswith(f"{r['resourceType']}/")]
+        if not free:
+            continue
+        ref = next((ref for ref, kept in free if kept is not None and _codes(kept) & _codes(r)), free[0][0])
+        taken.add(ref)
+        renamed[f"{r['resourceType']}/{r['id']}"] = ref
     if not renamed:
         return resources
     out = []
@@ -44,6 +55,23 @@ def with_central_identity(composition: dict, resources: list[dict]) -> list[dict
                 del r["identifier"]
         out.append(r)
     return out
+
+
+def _origins(composition: dict) -> dict[str, list[tuple[str, dict | None]]]:
+    """Entry path -> the central resources its feeder audit names (``Type/id``, the kept copy if any)."""
+    out = {}
+    for path in born_entries(composition).values():
+        entry = rmpath.find_one(composition, path)
+        kept = {k.ref: k.resource for k in feeder.kept(entry)}
+        ids = [str(i.get("id", "")).split("/_history/")[0]
+               for i in entry["feeder_audit"]["originating_system_item_ids"] if isinstance(i, dict)]
+        out[path] = [(ref, kept.get(ref)) for ref in ids]
+    return out
+
+
+def _codes(resource: dict) -> set:
+    return {(c.get("system"), c.get("code")) for c in (resource.get("code") or {}).get("coding") or []
+            if isinstance(c, dict)}
 
 
 def _rewrite(value, renamed: dict[str, str]):

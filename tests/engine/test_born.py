@@ -1,6 +1,9 @@
 """A record born at the centre keeps its central identity when the site sends it back (sync.workflow.born)."""
+import json
+
 from sync.mapping import from_fhir, to_fhir
 from sync.workflow.born import with_central_identity
+from tests.fixtures import FHIR_CORPUS
 from tests.mapping.test_oncology_careplan import administration_given, central_plan
 
 
@@ -33,3 +36,24 @@ def test_a_composition_made_at_the_site_is_left_as_mapped():
         entry.pop("feeder_audit", None)
     made = to_fhir(comp, site="site1", ehr_id="e", patient_ref="Patient/p1").resources
     assert with_central_identity(comp, made) is made
+
+
+def test_a_central_lab_report_keeps_every_result_and_specimen_id_matched_by_code():
+    """A FHIR-born entry holding several resources (MII KDS lab report: DiagnosticReport, result
+    Observations, Specimen): each one made from it again takes the central id of the one it came from."""
+    sent = [e["resource"] for e in json.loads((FHIR_CORPUS / "kds_lab_report.patient1.bundle.json").read_text())["entry"]
+            if e["resource"]["resourceType"] not in ("Encounter", "Patient")]
+    comp = from_fhir(sent, template_id="t").composition
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "1ab00000-0000-4000-8000-000000000017::site1::2"}
+    made = [r for r in to_fhir(comp, site="site1", ehr_id="e", patient_ref="Patient/p1").resources
+            if r["resourceType"] in ("DiagnosticReport", "Observation", "Specimen")]
+    out = with_central_identity(comp, made)
+    central = {(r["resourceType"], r["id"]): r for r in sent}
+    assert len({(r["resourceType"], r["id"]) for r in out}) == len(out)
+    for r in out:
+        assert (r["resourceType"], r["id"]) in central, r["resourceType"]
+        origin = central[(r["resourceType"], r["id"])]
+        if r["resourceType"] == "Observation":
+            assert {c["code"] for c in r["code"]["coding"]} & {c["code"] for c in origin["code"]["coding"]}
+    report = next(r for r in out if r["resourceType"] == "DiagnosticReport")
+    assert {x["reference"] for x in report["result"]} <= {f"Observation/{i}" for t, i in central if t == "Observation"}
