@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from sync.identity import SOURCE_SYSTEM
 from sync.mapping import feeder, rmpath
-from sync.mapping.origins import born_entries
 from sync.mapping.identifiers import parse_source_identifier
+from sync.mapping.origins import born_entries
 
 
 def with_central_identity(composition: dict, resources: list[dict]) -> list[dict]:
