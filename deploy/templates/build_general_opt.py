@@ -28,6 +28,9 @@ CONTENT = ("OBSERVATION.body_mass_index.v2", "OBSERVATION.head_circumference.v1"
            "ADMIN_ENTRY.episode_institution.v0", "EVALUATION.vaccination_summary.v0",
            "EVALUATION.family_history.v2")
 
+# entry -> {slot text: the CLUSTER filling it}
+SLOTS = {"OBSERVATION.imaging_exam_result.v1": {"Structured imaging findings": "CLUSTER.imaging_exam.v1"}}
+
 
 def build() -> bytes:
     comp = onc.lift("news2_encounter_vitals.opt", "openEHR-EHR-COMPOSITION.encounter.v1",
@@ -39,14 +42,19 @@ def build() -> bytes:
     card = content.find(onc.q("cardinality"))
     content.remove(card)
     for aid in CONTENT:
-        content.append(onc.archetype_root(onc.read_adl(onc.ADL_DIR / f"openEHR-EHR-{aid}.adl")))
+        arch = onc.read_adl(onc.ADL_DIR / f"openEHR-EHR-{aid}.adl")
+        slots = {onc.find_slot_node(arch, slot): [onc.archetype_root(onc.read_adl(onc.ADL_DIR / f"openEHR-EHR-{c}.adl"),
+                                                                      (0, None))]
+                 for slot, c in SLOTS.get(aid, {}).items()}
+        content.append(onc.archetype_root(arch, fillers=slots))
     content.append(card)
     purpose = ("General record of a cancer patient beside the oncology encounter: body mass index, head "
                "circumference, tobacco smoking, alcohol consumption, clinical synopsis, imaging examination result, "
                "episode at the institution, vaccination summary, family history. "
                "Test, demo and mapping template of ConflictDesk.")
     use = ("Built by deploy/templates/build_general_opt.py from the CKM ADL 1.4 archetypes in the corpus: "
-           + ", ".join(CONTENT) + "; COMPOSITION.encounter.v1 lifted from news2_encounter_vitals.opt.")
+           + ", ".join(CONTENT) + " (CLUSTER.imaging_exam.v1 in the imaging result's structured findings); "
+           "COMPOSITION.encounter.v1 lifted from news2_encounter_vitals.opt.")
     return onc.serialise(onc.wrap(comp, TEMPLATE_ID, purpose, use))
 
 

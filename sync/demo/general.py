@@ -2,11 +2,11 @@
 
 One canonical composition per patient (``general_composition``) of ``ConflictDesk General Record.v1``
 (deploy/templates/build_general_opt.py): body mass index, head circumference, tobacco smoking and alcohol
-consumption summaries, a clinical synopsis, an imaging report, the episode at the institution, a vaccination
-summary and a family history (one relative).  The shape is the template's own
+consumption summaries, a clinical synopsis, an imaging report (with a finding), the episode at the institution,
+a vaccination summary and a family history (one relative). The shape is the template's own
 (``sync.mapping.example``: every node it defines, inside its constraints); the clinical values are drawn by a
 ``random.Random`` seeded from (seed, subject id) from the small tables below, and the times are moved to the
-patient's visit.  Nothing describes a real person.  ``seed_general`` commits it once (a deterministic uid: a
+patient's visit. Nothing describes a real person. ``seed_general`` commits it once (a deterministic uid: a
 re-run finds it and commits nothing).
 """
 from __future__ import annotations
@@ -36,6 +36,8 @@ IMPRESSIONS = (
     "Synthetic: stable appearances compared with the previous study.",
     "Synthetic: post-treatment changes, no new lesion.",
 )
+STRUCTURES = (("Liver", "Synthetic: no focal lesion."), ("Lungs", "Synthetic: no pulmonary nodules."),
+              ("Bones", "Synthetic: no suspicious bone lesion."))
 STUDIES = ("CT chest abdomen pelvis", "MRI breast", "PET-CT whole body", "Chest X-ray")
 RELATIVES = ("Mother", "Father", "Sister", "Maternal aunt", "Paternal grandmother")
 VACCINES = ("Influenza vaccine", "Pneumococcal conjugate vaccine", "COVID-19 mRNA vaccine")
@@ -50,13 +52,15 @@ def general_uid(seed: int, subject_id: str) -> str:
 
 def _archetype(path: str) -> str | None:
     return next((name for name in ("body_mass_index", "head_circumference", "tobacco_smoking_summary",
-                                   "alcohol_consumption_summary", "clinical_synopsis", "imaging_exam_result",
+                                   "alcohol_consumption_summary", "clinical_synopsis", "imaging_exam",
+                                   "imaging_exam_result",
                                    "vaccination_summary", "family_history")
                  if f".{name}." in path), None)
 
 
 def _chooser(rng: random.Random, visit: datetime):
     shift = visit - _EXAMPLE_T0
+    structure = rng.choice(STRUCTURES)  # the imaging finding's body structure and what was seen there
 
     def choose(ask: Ask):
         arch, node = _archetype(ask.path), (re.findall(r"\[(at[0-9.]+)\]", ask.path) or [""])[-1]
@@ -78,6 +82,8 @@ def _chooser(rng: random.Random, visit: datetime):
             return rng.choice(STUDIES)
         if ask.kind == "text" and (arch, node) == ("imaging_exam_result", "at0021"):
             return rng.choice(IMPRESSIONS)
+        if ask.kind == "text" and arch == "imaging_exam" and node in ("at0001", "at0004"):
+            return structure[0 if node == "at0001" else 1]
         if ask.kind == "text" and (arch, node) == ("family_history", "at0016"):
             return rng.choice(RELATIVES)
         if ask.kind == "text" and (arch, node) == ("vaccination_summary", "at0052"):

@@ -49,6 +49,10 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
     assert alcohol["valueCodeableConcept"]["coding"][0]["code"] in {"219006", "82581004", "783261004"}
     assert by_code[("ClinicalImpression", None)]["summary"] in general.SYNOPSES
     [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
+    [finding] = [r for r in resources
+                 if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "121071"]
+    assert report["result"] == [{"reference": f"Observation/{finding['id']}"}] and finding["status"] == "final"
+    assert (finding["bodySite"]["text"], finding["valueString"]) in general.STRUCTURES
     assert report["status"] == "final" and report["conclusion"] in general.IMPRESSIONS
     assert report["code"]["text"] in general.STUDIES
     [episode] = [r for r in resources if r["resourceType"] == "EpisodeOfCare"]
@@ -56,7 +60,7 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
     assert episode["period"]["start"] and immunization["vaccineCode"]["text"] in general.VACCINES
     [relative] = [r for r in resources if r["resourceType"] == "FamilyMemberHistory"]
     assert relative["relationship"]["text"] in general.RELATIVES
-    assert len([r for r in resources if r["resourceType"] == "Observation"]) == 4  # one event each, no birth
+    assert len([r for r in resources if r["resourceType"] == "Observation"]) == 5  # one event each, no birth; a finding
     assert all(validate_fhir(r) == [] for r in resources)
     mapped = [r for r in resources if r["resourceType"] not in ("Encounter", "Composition")]
     assert compare_clinical({"content": comp["content"]},

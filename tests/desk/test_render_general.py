@@ -60,3 +60,10 @@ def test_a_family_member_history_reads_relationship_and_condition():
     assert mother[0][:2] == (0, "FamilyMemberHistory")
     assert (1, "relationship", "Mother", "") in mother
     assert (2, "code", "Malignant neoplasm of breast", "ICD-10 C50.9") in mother
+
+
+def test_an_imaging_finding_reads_as_its_body_structure_and_text():
+    [_, finding] = _rendered(rows_of._imaging("at0076", structures=[(rows_of.LIVER, "Two hypodense lesions")]))
+    assert finding[0][:3] == (0, "Observation", "Finding")
+    assert (1, "value", "Two hypodense lesions", "") in finding
+    assert (1, "bodySite", "Liver structure", "SNOMED CT 10200004") in finding

@@ -5,9 +5,11 @@ Observation (11331-6; SNOMED CT of the IDEA4RC alcohol usage status value set: 2
 EVALUATION.clinical_synopsis.v1 <-> ClinicalImpression, OBSERVATION.imaging_exam_result.v1 <-> DiagnosticReport
 (category v2-0074 RAD), ADMIN_ENTRY.episode_institution.v0 <-> EpisodeOfCare, EVALUATION.vaccination_summary.v0
 <-> Immunization, EVALUATION.family_history.v2 <-> one FamilyMemberHistory per relative.  Compositions are built
-from the CKM archetypes' node ids (tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital signs (the bmi and headcircum
-profiles, their examples: BMI 16.2 kg/m2, head circumference in cm) and the IPS / US Core smoking status value
-sets (SNOMED CT 77176002 Smoker, 8517006 Ex-smoker, 266919005 Never smoked tobacco; 449868002 daily smoker)."""
+from the CKM archetypes' node ids (tests/fixtures/corpus/openehr/archetypes); codes and profiles are FHIR R4's vital
+signs (the bmi and headcircum profiles, their examples: BMI 16.2 kg/m2, head circumference in cm) and the IPS / US
+Core smoking status value sets (SNOMED CT 77176002 Smoker, 8517006 Ex-smoker, 266919005 Never smoked tobacco;
+449868002 daily smoker).  CLUSTER.imaging_exam.v1 <-> the imaging report's finding Observations (DICOM 121071
+'Finding', IPS radiology textual observations)."""
 import copy
 import datetime
 
@@ -35,7 +37,8 @@ COVERS = {"OBSERVATION.body_mass_index.v2": "forward reverse hapi",
           "OBSERVATION.imaging_exam_result.v1": "forward reverse hapi",
           "ADMIN_ENTRY.episode_institution.v0": "forward reverse hapi",
           "EVALUATION.vaccination_summary.v0": "forward reverse hapi",
-          "EVALUATION.family_history.v2": "forward reverse hapi"}
+          "EVALUATION.family_history.v2": "forward reverse hapi",
+          "CLUSTER.imaging_exam.v1": "forward reverse hapi"}
 
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 UID = {"_type": "OBJECT_VERSION_ID", "value": "9d0a7c35-0000-4000-8000-000000000018::gen::1"}
@@ -391,7 +394,7 @@ REPORT_STATUS = {"at0073": "registered", "at0074": "partial", "at0075": "prelimi
 
 
 def _imaging(status="at0076", *, name=None, impression="No evidence of metastatic disease.",
-             diagnoses=(), findings=None, time="2025-03-10T14:00:00+01:00", status_text=None):
+             diagnoses=(), findings=None, time="2025-03-10T14:00:00+01:00", status_text=None, structures=()):
     entry = entry_skeleton(registry()[IMAGING], "en")
     items = [_el("at0004", "Study name", name or dt.coded_text("CT chest abdomen pelvis", "LOINC", "36813-4"))]
     if findings:
@@ -402,12 +405,70 @@ def _imaging(status="at0076", *, name=None, impression="No evidence of metastati
     if impression:
         items.append(_el("at0021", "Overall impression", {"_type": "DV_TEXT", "value": impression}))
     items += [_el("at0020", "Imaging diagnosis", d) for d in diagnoses]
+    items += [_structure(*s) for s in structures]
     entry["data"] = {"_type": "HISTORY", "name": {"_type": "DV_TEXT", "value": "Event Series"},
                      "archetype_node_id": "at0001", "origin": {"_type": "DV_DATE_TIME", "value": time},
                      "events": [{"_type": "POINT_EVENT", "name": {"_type": "DV_TEXT", "value": "Any event"},
                                  "archetype_node_id": "at0002", "time": {"_type": "DV_DATE_TIME", "value": time},
                                  "data": _tree("at0003", "Tree", items)}]}
     return entry
+
+
+def _structure(structure, findings=None, comment=None, impression=None):
+    """CLUSTER.imaging_exam.v1 in the 'Structured imaging findings' slot."""
+    items = [_el("at0001", "Body structure", structure)]
+    if findings:
+        items.append(_el("at0004", "Imaging findings", {"_type": "DV_TEXT", "value": findings}))
+    if impression:
+        items.append(_el("at0006", "Impression", {"_type": "DV_TEXT", "value": impression}))
+    if comment:
+        items.append(_el("at0007", "Comment", {"_type": "DV_TEXT", "value": comment}))
+    return {"_type": "CLUSTER", "name": {"_type": "DV_TEXT", "value": "Imaging examination of a body structure"},
+            "archetype_node_id": "openEHR-EHR-CLUSTER.imaging_exam.v1",
+            "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {
+                "_type": "ARCHETYPE_ID", "value": "openEHR-EHR-CLUSTER.imaging_exam.v1"}, "rm_version": "1.0.4"},
+            "items": items}
+
+
+LIVER = dt.coded_text("Liver structure", "SNOMED-CT", "10200004")
+
+
+@pytest.mark.parametrize("status,finding_status", [("at0076", "final"), ("at0074", "preliminary"),
+                                                   ("at0079", "amended"), (None, "unknown")])
+def test_each_body_structure_is_a_finding_in_the_report(status, finding_status):
+    comp = _composition(_imaging(status, structures=[
+        (LIVER, "Two hypodense lesions, largest 12 mm", "compare with MRI", "suspicious for metastases"),
+        ({"_type": "DV_TEXT", "value": "Lungs"}, "No nodules")]))
+    report, liver, lungs = (resources := _trip(comp)[0])
+    back = to_openehr(resources, template_id="t")
+    assert [r["reference"] for r in report["result"]] == [f"Observation/{liver['id']}", f"Observation/{lungs['id']}"]
+    assert liver["code"]["coding"][0] == {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "121071",
+                                          "display": "Finding"}
+    assert liver["status"] == lungs["status"] == finding_status
+    assert liver["bodySite"]["coding"][0]["code"] == "10200004" and lungs["bodySite"] == {"text": "Lungs"}
+    assert liver["valueString"] == "Two hypodense lesions, largest 12 mm"
+    assert liver["note"] == [{"text": "compare with MRI"}]
+    assert liver["extension"]  # the impression travels in the residue
+    assert all(validate_fhir(r) == [] for r in resources)
+    assert _same(comp, back) == []
+    assert spec_for_resource(strip(lungs)).archetype == "openEHR-EHR-CLUSTER.imaging_exam.v1"
+
+
+def test_a_central_report_with_finding_observations_comes_back_with_its_structures():
+    finding = {"resourceType": "Observation", "id": "f-1", "status": "final",
+               "code": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "121071"}]},
+               "subject": {"reference": "Patient/1"}, "bodySite": {"text": "Liver"}, "valueString": "Stable lesion"}
+    report = {"resourceType": "DiagnosticReport", "id": "dr-2", "status": "final",
+              "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}],
+              "code": {"text": "CT abdomen"}, "subject": {"reference": "Patient/1"},
+              "effectiveDateTime": "2025-04-01T10:00:00Z", "result": [{"reference": "Observation/f-1"}]}
+    out = from_fhir([report, finding], template_id="t")
+    [entry] = out.composition["content"]
+    [structure] = [i for ev in entry["data"]["events"] for i in ev["data"]["items"]
+                   if i["archetype_node_id"] == "openEHR-EHR-CLUSTER.imaging_exam.v1"]
+    values = {i["archetype_node_id"]: i["value"]["value"] for i in structure["items"]}
+    assert values == {"at0001": "Liver", "at0004": "Stable lesion"}
+    assert not [x for x in out.losses if x.path.startswith("Observation/f-1:value") or x.kind == "unmapped-resource"]
 
 
 def test_the_report_status_table_is_the_archetypes_status_list():
@@ -474,7 +535,9 @@ def imaging_entries(draw):
                     name=draw(st.one_of(st.none(), TEXT.map(lambda t: {"_type": "DV_TEXT", "value": t}))),
                     impression=draw(st.one_of(st.none(), TEXT)),
                     diagnoses=[{"_type": "DV_TEXT", "value": t} for t in draw(st.lists(TEXT, max_size=2))],
-                    findings=draw(st.one_of(st.none(), TEXT)), time=draw(TIMES))
+                    findings=draw(st.one_of(st.none(), TEXT)), time=draw(TIMES),
+                    structures=[({"_type": "DV_TEXT", "value": draw(TEXT)}, draw(st.one_of(st.none(), TEXT)),
+                                 draw(st.one_of(st.none(), TEXT))) for _ in range(draw(st.integers(0, 2)))])
 
 
 # ------------------------------------------------------------------ episode at an institution
@@ -784,9 +847,10 @@ def test_hapi_validates_clinical_impressions(fhir_base_url):
 @pytest.mark.integration
 def test_hapi_validates_imaging_reports(fhir_base_url):
     comp = _composition(*[_imaging(s, diagnoses=[dt.coded_text("Malignant neoplasm of breast", "ICD10", "C50.9")])
-                          for s in ("at0076", "at0090")], _imaging(None, findings="f", impression=None))
+                          for s in ("at0076", "at0090")], _imaging(None, findings="f", impression=None),
+                        _imaging("at0079", structures=[(LIVER, "lesion", "c", "i")]))
     resources, _ = _trip(comp)
-    assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], [], []]
+    assert [hapi_errors(fhir_base_url, r) for r in resources] == [[], [], [], [], []]
 
 
 @pytest.mark.integration
