@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from deepdiff import DeepDiff
 
 from sync.mapping import clinical_content, to_fhir
+from sync.workflow.born import with_central_identity
 from sync.workflow.content import record_content, resource_key
 
 SITE, CENTRAL = "site", "central"
@@ -89,7 +90,7 @@ def site_resources(conflict) -> list[dict]:
         ehr_id=link.patient_link.ehr_id,
         patient_ref=f"Patient/{link.patient_link.fhir_patient_id}",
     )
-    return list(result.resources)
+    return with_central_identity(conflict.openehr_composition, list(result.resources))  # a central plan pairs up
 
 
 def compare(conflict) -> Comparison:

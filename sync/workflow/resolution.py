@@ -29,6 +29,7 @@ from sync.identity import CENTRAL, site_source
 from sync.models import RecordLink, Resolution, Step, SyncRun
 
 from . import deletion, removal
+from .born import with_central_identity
 from .bundle import build_transaction, central_write_audit, written_entries
 from .content import record_content, refs_of, resource_key
 from .echoes import central_writes, recording
@@ -286,7 +287,7 @@ class SiteNow:
 def _site_record(ctx, composition: dict) -> dict:
     cp, mapping = ctx.checkpoint, ctx.services.mapping
     mapped = mapping.to_fhir(composition, site=ctx.run.site.name, ehr_id=cp["ehr_id"], patient_ref=cp["patient_ref"])
-    return record_content(mapped.resources, mapping.clinical_content)
+    return record_content(with_central_identity(composition, mapped.resources), mapping.clinical_content)
 
 
 def _same(services, composition: dict, meant: dict) -> bool:

@@ -21,6 +21,7 @@ from sync.models import Conflict, PatientLink, RecordLink, Site, Step, SyncRun
 from sync.patients.routing import links_for, newly_linked
 
 from . import commits, guard, removal
+from .born import with_central_identity
 from .content import record_content, resource_key
 from .echoes import is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
@@ -144,7 +145,8 @@ def check_conflict(ctx) -> StepResult:
         if now.ref.version_uid != link.openehr_version_uid:
             patient_ref = f"Patient/{link.patient_link.fhir_patient_id}"
             mapped = ctx.services.mapping.to_fhir(now.content, site=site.name, ehr_id=target["ehr_id"], patient_ref=patient_ref)
-            site_content = record_content(mapped.resources, ctx.services.mapping.clinical_content)
+            site_content = record_content(with_central_identity(now.content, mapped.resources),  # keyed as the centre's
+                                          ctx.services.mapping.clinical_content)
             if site_content == target["content"]:
                 plan = "adopt"
             elif target["content"] == link.base_content:

@@ -22,6 +22,7 @@ from sync.detection import poll_central, poll_site
 from sync.mapping import rmpath
 from sync.models import ChangeEvent, Conflict, DeadLetter, Cursor, PatientLink, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
+from sync.workflow.diff import compare
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
 from tests.fixtures import REPO_DIR
@@ -199,6 +200,10 @@ def test_the_plan_edited_at_the_centre_and_at_a_site_between_syncs_is_a_conflict
     assert conflict.status == Conflict.Status.OPEN
     [central_plan] = [r for r in conflict.fhir_resources if r["resourceType"] == "CarePlan"]
     assert central_plan["description"] == "4 cycles AC, then radiotherapy to the chest wall"
+    # the desk shows it side by side: the plan's description, changed on both sides, as one field
+    [field] = [f for f in compare(conflict).fields if f.key == f"CarePlan/{ids['CarePlan']}" and f.element == "description"]
+    assert (field.site, field.central, field.changed_on) == (
+        "6 cycles AC", "4 cycles AC, then radiotherapy to the chest wall", "both")
     with OpenEHRClient(ehrbase_urls[1]) as client:
         now = client.get_composition(ehrs["site2"], link.versioned_object_uid)
     assert now.ref.version_uid == site_edit.version_uid  # nothing was written over the site's edit
