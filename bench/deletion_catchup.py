@@ -64,14 +64,16 @@ def run_open(site, ehrs: set[str], refs: set[str]) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--changes", type=int, default=10000)
-    ap.add_argument("--records", type=int, default=0, help="baseline compositions (default: half the changes)")
+    ap.add_argument("--records", type=int, default=0,
+                    help="baseline compositions (default: as many as the changes; each record is changed at most "
+                         "once, and the deletions, corrections and central changes take 70 %% of the changes)")
     ap.add_argument("--patients", type=int, default=20)
     ap.add_argument("--page-size", type=int, default=500)
     ap.add_argument("--site-url", default="http://127.0.0.1:8102/ehrbase/rest/openehr/v1")
     ap.add_argument("--fhir-url", default="http://127.0.0.1:8090/fhir")
     ap.add_argument("--seed", type=int, default=20)
     args = ap.parse_args()
-    records = args.records or max(args.changes // 2, 10)
+    records = args.records or max(args.changes, 10)
     rng = random.Random(args.seed)
     info = {**host_info(), "tree": tree_state(), "changes": args.changes, "records": records,
             "patients": args.patients, "page_size": args.page_size}
