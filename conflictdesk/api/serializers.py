@@ -84,7 +84,8 @@ class ConflictSerializer(serializers.ModelSerializer):
     class Meta:
         model = Conflict
         fields = ["id", "status", "kind", "site", "record_key", "patient_link_id", "versioned_object_uid",
-                  "resource_type", "opened_at", "closed_at", "run_id", "versions_seen", "openehr_version_uid",
+                  "resource_type", "deleted_on", "opened_at", "closed_at", "run_id", "versions_seen",
+                  "openehr_version_uid",
                   "openehr_changed_by", "openehr_changed_at", "fhir_versions", "fhir_changed_by", "fhir_changed_at"]
 
     def get_versions_seen(self, conflict) -> dict:

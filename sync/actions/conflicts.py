@@ -38,6 +38,10 @@ def do_decide_conflict(conflict: Conflict, *, acting_user, choice: str, reason: 
     reason = reason.strip()
     if not reason:
         raise DecisionRefused.Invalid("a reason is required", field="reason")
+    if conflict.deleted_on and choice == Resolution.Choice.MERGE:
+        # A deletion against an edit is decided whole, as the desk offers it: the deletion or the edit.
+        raise DecisionRefused.Invalid("a deletion conflict keeps the deletion or the edit; it cannot be merged",
+                                      field="choice")
     try:
         comparison = diff.compare(conflict)
     except MappingError as exc:

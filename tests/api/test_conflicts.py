@@ -108,3 +108,21 @@ def test_unreachable_servers_are_503(api, people, conflict, engine_hook, monkeyp
     monkeypatch.setattr(versions, "current_versions", down)
     response = decide(api(people.clinician), conflict)
     assert response.status_code == 503 and "try again" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("deleted_on", [Conflict.Deleted.SITE, Conflict.Deleted.CENTRAL])
+def test_a_deletion_conflict_shows_its_side_and_refuses_a_merge(api, people, conflict, engine_hook, live_versions,
+                                                                  deleted_on):
+    Conflict.objects.filter(pk=conflict.pk).update(deleted_on=deleted_on)
+    conflict.refresh_from_db()
+    client = api(people.clinician)
+    assert client.get(f"/api/v1/conflicts/{conflict.pk}/").json()["deleted_on"] == deleted_on
+    picks = {fd.id: "site" for fd in diff.compare(conflict).fields}
+    response = decide(client, conflict, choice="merge", field_choices=picks)
+    assert response.status_code == 400 and "choice" in response.json(), response.content
+    assert not Resolution.objects.exists() and engine_hook == []
+    assert decide(client, conflict, choice="keep_central").status_code == 201
+
+
+def test_an_ordinary_conflict_says_nothing_was_deleted(api, people, conflict):
+    assert api(people.clinician).get(f"/api/v1/conflicts/{conflict.pk}/").json()["deleted_on"] == ""
