@@ -12,7 +12,7 @@ import pytest
 from sync.mapping import MappingError, fhirmodel, from_fhir, to_fhir
 
 from .conftest import REPO_DIR, corpus_files, load
-from .hapi import hapi_errors
+from .hapi import beyond_environment, hapi_errors
 
 ONCOLOGY = REPO_DIR / "tests/fixtures/oncology/oncology_encounter.composition.json"
 ARGS = dict(site="site1", ehr_id="e1", patient_ref="Patient/p1")
@@ -45,7 +45,7 @@ def _fhir_born(path) -> list[dict]:
 
 def _errors(base: str, resources: list[dict]) -> dict[str, list[str]]:
     with ThreadPoolExecutor(4) as pool:  # HAPI validates in parallel; 0.2-0.4 s each once warm
-        found = list(pool.map(lambda r: hapi_errors(base, r), resources))
+        found = list(pool.map(lambda r: beyond_environment(r, hapi_errors(base, r)), resources))
     return {f"{r['resourceType']}/{r['id']} {(r.get('meta') or {}).get('profile', [])}": e
             for r, e in zip(resources, found) if e}
 
