@@ -405,8 +405,8 @@ def _conflict(ctx, link, current, versions) -> StepResult:
         deleted = {"deleted_on": Conflict.Deleted.SITE}
     elif all(deletion.is_retired(r) for r in current):  # every resource deleted or entered-in-error centrally
         deleted = {"deleted_on": Conflict.Deleted.CENTRAL}
-    if deleted:
-        deleted.update(openehr_changed_at=ctx.event.committed_at, fhir_changed_at=max(changed) if changed else None)
+    # Each side's commit time, which the desk shows beside its author ("Dr. X at site1, 10:42").
+    deleted.update(openehr_changed_at=ctx.event.committed_at, fhir_changed_at=max(changed) if changed else None)
 
     def effects(run):
         open_conflict(
@@ -425,5 +425,5 @@ def _conflict(ctx, link, current, versions) -> StepResult:
         outcome="conflict",
         effects=effects,
         audit={"destination": CENTRAL, "destination_object": ",".join(central_refs)[:250],
-               "detail": {"kind": kind, **({"deleted_on": deleted["deleted_on"]} if deleted else {})}},
+               "detail": {"kind": kind, **({"deleted_on": deleted["deleted_on"]} if "deleted_on" in deleted else {})}},
     )

@@ -13,7 +13,7 @@ from sync.models import Conflict
 from sync.workflow import diff
 from sync.workflow.versions import versions_seen
 
-from .. import clinical_diff, queries, render as clinical
+from .. import authorship, clinical_diff, queries, render as clinical
 from ..access import can, get_conflict_for_user, require
 from ..forms import DecisionForm, field_token
 from .util import page_of, query_without_page, refusal_status
@@ -28,6 +28,8 @@ def queue(request):
     # The rows show who the patients are: an access to their demographics, audited (ids only).
     do_view_patients([c.record_link.patient_link for c in page.object_list], acting_user=request.user,
                      where="conflict queue")
+    for c in page.object_list:
+        c.site_author, c.central_author = authorship.site_author(c), authorship.central_author(c)
     if request.htmx and request.htmx.target == "queue-rows":
         return render(request, "desk/conflicts_rows.html", context)
     return render(request, "desk/conflicts.html", context)
@@ -67,6 +69,7 @@ def _page(request, conflict, form=None, status=200):
         "form": form, "can_decide": can(request.user, "decide_conflict") and conflict.status == Conflict.Status.OPEN,
         "newer": latest_conflict(conflict) if conflict.status == Conflict.Status.SUPERSEDED else None,
         "resolution": resolution,
+        "site_author": authorship.site_author(conflict), "central_author": authorship.central_author(conflict),
     }
     return render(request, "desk/conflict.html", context, status=status)
 
