@@ -11,11 +11,14 @@ import os
 import socket
 
 from celery import shared_task
+from django.conf import settings
 
 from sync import detection
 from sync.models import Site
+from sync.patients.refresh import refresh_sites
 from sync.workflow import breaker, sweeper
 from sync.workflow.runner import advance
+from sync.workflow.services import get_services
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,22 @@ def check_deletions() -> int:
         except Exception as exc:  # a site that does not answer is checked at the next pass
             log.warning("deletion check of site %s failed: %s", site.pk, type(exc).__name__)
     return found
+
+
+# A pass reads every registration of every demographics site: it may take up to its interval, not
+# the few minutes a run's step gets (the next tick finds it running and does nothing).
+@shared_task(name="sync.refresh_demographics", ignore_result=True,
+             soft_time_limit=settings.CONFLICTDESK_DEMOGRAPHICS_SECONDS,
+             time_limit=settings.CONFLICTDESK_DEMOGRAPHICS_SECONDS + 60)
+def refresh_demographics() -> int | None:
+    """Demographics that moved without a new composition (beat, every CONFLICTDESK_DEMOGRAPHICS_SECONDS);
+    single flight: None when another pass is running. Counts only in the log line."""
+    passed = refresh_sites(get_services())
+    if passed is None:
+        return None
+    written = sum(result.written for result in passed.values())
+    log.info("demographics pass: %s site(s), %s registration(s) written", len(passed), written)
+    return written
 
 
 @shared_task(name="sync.poll_central", ignore_result=True)

@@ -2,15 +2,17 @@
 
 A forward run refreshes its patient's registration when the EHR_STATUS (or the site's service)
 moved; a patient whose name changes and who has no new composition for weeks is caught by this
-pass (``manage.py sync_demographics``, run by the operator's scheduler). Each registration written
+pass (beat's ``sync.refresh_demographics`` every CONFLICTDESK_DEMOGRAPHICS_SECONDS, or ``manage.py
+sync_demographics``), single flight: a pass that finds another running does nothing. Each registration written
 leaves one audit event (ids and the version, never the values); errors of one patient do not stop
 the pass and are counted, never logged with data.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.record import record_event, system_actor
@@ -26,6 +28,25 @@ class Refreshed:
     checked: int = 0
     written: int = 0
     failed: int = 0
+
+
+# The session advisory lock that keeps one pass at a time (beat's tick, a manual run beside it).
+PASS_LOCK = zlib.crc32(b"demographics:refresh")
+
+
+def refresh_sites(services, name: str = "") -> dict[str, Refreshed] | None:
+    """One pass over every enabled demographics site (or the one named); None if a pass is running."""
+    with connection.cursor() as db:
+        db.execute("SELECT pg_try_advisory_lock(%s)", [PASS_LOCK])
+        if not db.fetchone()[0]:
+            return None
+    try:
+        sites = Site.objects.exclude(demographics_source=Site.Demographics.NONE).filter(enabled=True)
+        return {site.name: refresh_site(site, services.fhir, services.openehr(site))
+                for site in (sites.filter(name=name) if name else sites).order_by("name")}
+    finally:
+        with connection.cursor() as db:
+            db.execute("SELECT pg_advisory_unlock(%s)", [PASS_LOCK])
 
 
 def refresh_site(site: Site, fhir, openehr) -> Refreshed:

@@ -1,8 +1,7 @@
 """Re-read the demographics of every patient of the sites that keep them; write what moved."""
 from django.core.management.base import BaseCommand
 
-from sync.models import Site
-from sync.patients.refresh import refresh_site
+from sync.patients.refresh import refresh_sites
 from sync.workflow.services import get_services
 
 
@@ -14,9 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("--site", default="", help="one site by name (default: every site with demographics)")
 
     def handle(self, *args, site="", **options):
-        services = get_services()
-        sites = Site.objects.exclude(demographics_source=Site.Demographics.NONE).filter(enabled=True)
-        for one in sites.filter(name=site) if site else sites:
-            result = refresh_site(one, services.fhir, services.openehr(one))
-            self.stdout.write(f"{one.name}: {result.checked} checked, {result.written} written, "
-                              f"{result.failed} failed")
+        passed = refresh_sites(get_services(), site)
+        if passed is None:
+            self.stdout.write("another demographics pass is running; nothing done")
+            return
+        for name, result in passed.items():
+            self.stdout.write(f"{name}: {result.checked} checked, {result.written} written, {result.failed} failed")
