@@ -113,6 +113,16 @@ class FHIRClient:
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
         return self.http.request("GET", _path(resource_type, resource_id, version_id)).json()
 
+    def latest_version(self, resource_type: str, resource_id: str) -> HistoryEntry | None:
+        """The resource's newest version from its own ``_history``, a deletion included (None if never written).
+
+        A read of a deleted resource answers 410 without the deletion's version; an
+        update after the delete needs it for If-Match (HAPI accepts that version as current).
+        """
+        bundle = self.http.request("GET", f"{_path(resource_type, resource_id)}/_history", params={"_count": "1"}).json()
+        entries = bundle.get("entry") or []
+        return history_entry(entries[0]) if entries else None
+
     def vread_many(self, refs: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
         """Several exact versions (type, id, version) in one round trip, in the order asked.
 

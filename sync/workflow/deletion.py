@@ -78,7 +78,8 @@ def retire_entries(fhir, dropped: dict[str, dict]) -> tuple[list[dict], list[str
     body written is exactly the one the plan saw, re-marked. A resource already
     retired (or gone) centrally is left alone. Returns (entries, their record keys).
     """
-    wanted = [(key, linked) for key, linked in sorted(dropped.items()) if linked.get("version") is not None]
+    wanted = [(key, linked) for key, linked in sorted(dropped.items())
+              if linked.get("version") is not None and not linked.get("gone")]
     if not wanted:
         return [], []
     bodies = fhir.vread_many([(linked["type"], linked["id"], str(linked["version"])) for _, linked in wanted])
@@ -92,6 +93,22 @@ def retire_entries(fhir, dropped: dict[str, dict]) -> tuple[list[dict], list[str
                         "request": {"method": "PUT", "url": url, "ifMatch": f'W/"{linked["version"]}"'}})
         keys.append(key)
     return entries, keys
+
+
+def gone_versions(fhir, linked: list[dict], versions: dict[str, str | None]) -> dict[str, dict]:
+    """The linked resources physically deleted centrally, each at its deletion version and marked ``gone``.
+
+    HAPI accepts an update after a delete when its If-Match names the deletion
+    version, so a decision restoring such a resource PUTs it back on the same id,
+    and fails (409) if anyone wrote it since; the last live version would always fail.
+    """
+    out = {}
+    for r in linked:
+        if versions.get(r["key"]) is None:
+            latest = fhir.latest_version(r["type"], r["id"])
+            if latest is not None and latest.deleted:
+                out[r["key"]] = {**r, "version": latest.version_id, "gone": True}
+    return out
 
 
 def deletion_provenance(base: dict, targets: list[str], version_uid: str) -> dict:

@@ -140,6 +140,7 @@ def check_conflict(ctx) -> StepResult:
         site_plan = "delete"
     central_plan = "noop" if central_record == cp["record"] else "write"
     central_expected = {r["key"]: {**r, "version": versions.get(r["key"]) or r["version"]} for r in link.fhir_resources}
+    central_expected.update(deletion.gone_versions(services.fhir, link.fhir_resources, versions))
     # Our own write whose commit was lost (a crash after the site accepted it): the engine's version all the same.
     ours = site_moved and ours_at_site and not cp.get("site_written")
     return StepResult(

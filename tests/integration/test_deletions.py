@@ -182,6 +182,10 @@ def drive_central(refs) -> list[str]:
     return [advance(run.pk, "test") for run in runs]
 
 
+def refs_of(link) -> list[str]:
+    return [f"{r['type']}/{r['id']}" for r in link.fhir_resources]
+
+
 def unreferenced(fhir, link, ref, version_uid):
     """What a person does before HAPI lets them delete a resource: drop the references to it.
 
@@ -337,6 +341,27 @@ def test_keeping_the_site_edit_over_a_central_deletion_restores_it_centrally(cdr
     restored = fhir.read(bp["type"], bp["id"])
     assert not is_retired(restored) and restored["component"][0]["valueQuantity"]["value"] == 133
     assert cdr.get_composition(ehr, v1.uid).ref.version_uid == v2.version_uid  # the site kept as it is
+
+
+def test_keeping_the_site_edit_over_a_central_physical_delete_puts_it_back_on_the_deleted_id(cdr, fhir, site, ehr,
+                                                                                               clinician):
+    v1, link = synced(cdr, site, ehr, vitals(120))
+    v2 = cdr.update_composition(ehr, v1.version_uid, vitals(134), template_id=tid())
+    bp = next(r for r in link.fhir_resources if r["type"] == "Observation")
+    ref = f"{bp['type']}/{bp['id']}"
+    unreferenced(fhir, link, ref, v1.version_uid)
+    fhir.delete(bp["type"], bp["id"])
+    assert drive_central(refs_of(link)) == ["conflict"]
+    conflict = Conflict.objects.get(record_link=link, status="open")
+    assert conflict.deleted_on == "central"
+    deleted_as = fhir.latest_version(bp["type"], bp["id"]).version_id
+    run = decide_on_desk(clinician, conflict, "keep the site")
+    assert advance(run.pk, "test") == SyncRun.Status.DONE, DeadLetter.objects.filter(run=run).values("rule").first()
+    restored = fhir.read(bp["type"], bp["id"])  # the same id, a version after the deletion
+    assert int(restored["meta"]["versionId"]) == int(deleted_as) + 1
+    assert not is_retired(restored) and restored["component"][0]["valueQuantity"]["value"] == 134
+    assert cdr.get_composition(ehr, v1.uid).ref.version_uid == v2.version_uid  # the site kept as it is
+    assert drive_central(refs_of(link)) == []  # the restore is our own write: an echo
 
 
 def test_a_centrally_born_record_deleted_centrally_deletes_the_composition_made_for_it(cdr, fhir, site, ehr):
