@@ -11,7 +11,7 @@ module holds it (hooks_<row>.py) and imports nothing above runtime.py.
 from __future__ import annotations
 
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
-from . import hooks_careplan, hooks_dosage, hooks_imaging, hooks_lab, hooks_tnm
+from . import hooks_careplan, hooks_dosage, hooks_imaging, hooks_lab, hooks_radiotherapy, hooks_tnm
 from .errors import MappingError
 
 HOOKS = {
@@ -48,6 +48,8 @@ HOOKS = {
     # ACTION rows
     "ismTransition": hooks_procedure.ism_transition,
     "cancerSurgery": hooks_procedure.cancer_surgery,
+    "radiotherapyCourse": hooks_radiotherapy.radiotherapy_course,
+    "radiotherapyVolume": hooks_radiotherapy.radiotherapy_volume,
     # diagnosis, TNM staging, health risk
     "primaryCancerProfile": hooks_diagnosis.primary_cancer_profile,
     "diagnosisNameAbsent": hooks_diagnosis.diagnosis_name_absent,
