@@ -14,6 +14,7 @@ _SKIP_RM = {"uid", "archetype_details", "feeder_audit", "language", "territory",
             "category", "composer", "context", "name", "archetype_node_id", "_type", "origin"}
 _SKIP_FHIR = {"resourceType", "id", "meta", "identifier", "text", "extension", "subject", "language"}
 RESIDUE = "openehr-residue"
+MCODE_SD = "http://hl7.org/fhir/us/mcode/StructureDefinition/"  # extensions that say clinical content (radiotherapy)
 # Structural RM wrappers: their children are shown, they themselves say nothing to a clinician.
 _STRUCTURAL = {"HISTORY", "ITEM_TREE", "ITEM_LIST", "ITEM_SINGLE", "ITEM_TABLE"}
 # UCUM codes as printed on a chart.
@@ -160,10 +161,27 @@ def resource_rows(resource: dict) -> list[Row]:
         if key in _SKIP_FHIR or key == title:
             continue
         _fhir_element(key, value, 1, rows)
+    for ext in resource.get("extension", []):
+        if str(ext.get("url", "")).startswith(MCODE_SD):
+            _extension(ext, 1, rows)
     residue = [e for e in resource.get("extension", []) if RESIDUE in str(e.get("url", ""))]
     if residue:
         rows.append(Row(1, "openEHR detail kept in extensions", f"{len(residue)} item(s), see raw JSON"))
     return rows
+
+
+def _extension(ext: dict, depth: int, rows: list[Row]) -> None:
+    """An mCODE extension as its name and value, or its sub-extensions below it (modality and technique)."""
+    label = str(ext.get("url", "")).rsplit("/", 1)[-1].removeprefix("mcode-").replace("-", " ")
+    key = next((k for k in ext if k.startswith("value")), None)
+    if key is None:
+        rows.append(Row(depth, label))
+        for sub in ext.get("extension", []):
+            _extension(sub, depth + 1, rows)
+        return
+    value = ext[key]
+    text = (fhir_value(value) or value.get("display")) if isinstance(value, dict) else str(value)
+    rows.append(Row(depth, label, text or "", coding_codes(value) if isinstance(value, dict) else ""))
 
 
 def _fhir_element(key: str, value, depth: int, rows: list[Row]) -> None:
