@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import copy
 
+from sync.clients.errors import NotFound
 from sync.mapping import rmpath
 from sync.mapping.composition import RESOURCES as COMPOSITION_LEVEL
 from sync.mapping.from_fhir import PART_ONLY
 from sync.mapping.identifiers import parse_source_identifier, split_source_path
 
-from .deletion import is_retired
+from .deletion import deletion_provenance, is_retired, provenance_entry, retired
 
 
 def removed_resource(fhir, event) -> tuple[dict | None, dict]:
@@ -44,6 +45,38 @@ def remaining(resources: list[dict], removed: dict) -> list[dict]:
 def nothing_left(resources: list[dict]) -> bool:
     """No clinical entry would remain: only the composition level (Encounter, Composition) or parts."""
     return all(r.get("resourceType") in (*COMPOSITION_LEVEL, *PART_ONLY) for r in resources)
+
+
+def retire_leftovers(fhir, mapping, record: list[dict], *, site: str, ehr_id: str, deleted_version: str) -> list[dict]:
+    """Mark the record's remaining central resources entered-in-error once its site composition is deleted.
+
+    What remains when no clinical entry does is the composition level (Encounter,
+    Composition) or parts: left live, they would stand for a record that no
+    longer exists at either side. One transaction, each PUT quoting the version
+    read just now (If-Match), with the DELETE Provenance of the site's deletion
+    version; a resource already retired or gone is left alone, so a replay writes
+    nothing twice. Returns the retired resources' {type, id, version}.
+    """
+    live = []
+    for ref in record:
+        try:
+            current = fhir.read(ref["type"], ref["id"])
+        except NotFound:
+            continue
+        if not is_retired(current):
+            live.append(current)
+    if not live:
+        return []
+    entries = [{"fullUrl": f"{r['resourceType']}/{r['id']}",
+                "resource": retired({k: v for k, v in r.items() if k != "meta"}),
+                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}",
+                            "ifMatch": f'W/"{r["meta"]["versionId"]}"'}} for r in live]
+    targets = [e["request"]["url"] for e in entries]
+    base = mapping.build_provenance(live, site, ehr_id, deleted_version)
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [*entries, provenance_entry(deletion_provenance(base, targets, deleted_version))]}
+    answer = fhir.transaction(bundle)
+    return [{"type": e.resource_type, "id": e.id, "version": e.version_id} for e in answer.entries[:len(entries)]]
 
 
 def without_entry(composition: dict, removed: dict) -> dict:

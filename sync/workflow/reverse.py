@@ -10,6 +10,7 @@ twin. Targets live in the checkpoint; each step handles all of them.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from django.utils import timezone
@@ -22,12 +23,15 @@ from sync.patients.routing import links_for, newly_linked
 
 from . import commits, guard, removal
 from .born import with_central_identity
-from .content import record_content, resource_key
-from .echoes import is_own_write, recording
+from .content import record_content, refs_of, resource_key
+from .echoes import central_writes, is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
 from .shared import check_fhir, open_conflict, template_id
-from .template_check import check_composition_paths
+from .template_check import allowed_paths, check_composition_paths
+
+
+_ARCHETYPE_ID = re.compile(r"openEHR-EHR-[A-Z_]+\.[A-Za-z0-9_-]+\.v\d+")
 
 
 def detect(ctx) -> StepResult:
@@ -45,7 +49,8 @@ def detect(ctx) -> StepResult:
         targets = [_linked_target(link) for link in links]
     elif links:
         targets = [_linked_target(link) for link in links]
-        if rtype not in PART_ONLY and not plan_of(resource):  # a record's head: also the sites linked since
+        if rtype not in PART_ONLY and not plan_of(resource) and not report_of(ctx.services.fhir, resource):
+            # a record's head: also the sites linked since
             held = {link.patient_link_id for link in links}
             targets += [_new_target(pl, event.source_object_id)
                         for pl in newly_linked(ctx.services.fhir, _subject_id(resource), held)]
@@ -53,6 +58,8 @@ def detect(ctx) -> StepResult:
         targets = []  # a Specimen is part of a lab result, no record of its own: only a synced record's goes back
     elif plan_of(resource):
         targets = []  # a request made for a care plan goes to the sites with its plan (transform), not alone
+    elif report_of(ctx.services.fhir, resource):
+        targets = []  # a lab report's result goes to the sites with its report (transform), not alone
     else:
         targets = [_new_target(pl, event.source_object_id) for pl in links_for(ctx.services.fhir, _subject_id(resource))]
     source_hash = ctx.services.audit.payload_hash(resource if resource is not None else removed)
@@ -95,9 +102,11 @@ def transform(ctx) -> StepResult:
                                 "content": record_content(resources, services.mapping.clinical_content)})
                 continue
         else:
-            resources, base = [source, *_plan_members(services.fhir, source)], None
+            resources = [source, *_plan_members(services.fhir, source), *_report_members(services.fhir, source)]
+            base = None
         with pure_transform("mapping.to_openehr"):
-            out = guard.map_reverse(services.mapping, resources, template_id=target["template_id"], base_composition=base)
+            out = guard.map_reverse(services.mapping, resources, template_id=target["template_id"], base_composition=base,
+                                    archetypes=_archetypes(site, openehr, target["template_id"], resources))
         checks.append(guard.check_reverse_target(services.mapping, site, resources, out))
         composition = out.composition
         if removed:
@@ -174,7 +183,9 @@ def write(ctx) -> StepResult:
         if target.get("delete"):
             openehr.delete_composition(target["ehr_id"], target["expected"])
             deleted = openehr.revision_history(target["ehr_id"], target["vo_uid"])[-1]
-            targets.append({**target, "written": deleted.version_uid})
+            retired = removal.retire_leftovers(ctx.services.fhir, ctx.services.mapping, target["record"], site=site.name,
+                                               ehr_id=target["ehr_id"], deleted_version=deleted.version_uid)
+            targets.append({**target, "written": deleted.version_uid, "retired": retired})
             continue
         if target["vo_uid"]:
             ref = openehr.update_composition(target["ehr_id"], target["expected"], target["composition"])
@@ -185,11 +196,13 @@ def write(ctx) -> StepResult:
     def effects(run):
         for t in targets:
             recording(site_source(_site(ctx, t["site_id"]).name), [(t["vo_uid"], t["written"])])(run)
+            recording(CENTRAL, central_writes(t.get("retired", [])))(run)  # the leftovers retired: echoes
 
     deleted = [t for t in targets if t.get("delete") and t["plan"] == "write"]
     audit = {"destination": ",".join(sorted({site_source(_site(ctx, t["site_id"]).name) for t in deleted}))[:120],
              "destination_version": ",".join(t["written"] for t in deleted)[:200],
-             "detail": {"deleted": [t["vo_uid"] for t in deleted]}} if deleted else {}
+             "detail": {"deleted": [t["vo_uid"] for t in deleted],
+                        "entered_in_error": refs_of([r for t in deleted for r in t.get("retired", [])])}} if deleted else {}
     return StepResult(next_step=Step.AUDIT, effects=effects, checkpoint={"targets": targets}, audit=audit)
 
 
@@ -269,6 +282,16 @@ def _composition_or_none(openehr, target: dict, *, whole: bool = False):
     return now if whole else now.content
 
 
+def _archetypes(site: Site, openehr, template_id: str, resources: list[dict]) -> frozenset[str] | None:
+    """The archetypes the site's template holds (from its web template, as validate_target checks) when the
+    record has a part-only resource: the mapping keeps one with no node there (a specimen, no
+    CLUSTER.specimen) in the feeder audit instead.  None (the mapping's default) otherwise."""
+    if not any(r.get("resourceType") in PART_ONLY for r in resources):
+        return None
+    return frozenset(m.group(0) for path in allowed_paths(site, openehr, template_id)
+                     for m in _ARCHETYPE_ID.finditer(path))
+
+
 def _subject_id(resource: dict) -> str:
     """The id of the Patient the resource is about ("" when it names none)."""
     subject = resource.get("subject") or resource.get("patient")
@@ -337,6 +360,37 @@ def _plan_members(fhir, source: dict) -> list[dict]:
     refs = [a["reference"].get("reference") for a in source.get("activity") or []
             if isinstance(a, dict) and isinstance(a.get("reference"), dict)]
     refs += [g.get("reference") for g in source.get("goal") or [] if isinstance(g, dict)]
+    return _read_all(fhir, refs)
+
+
+def report_of(fhir, resource: dict) -> str | None:
+    """The DiagnosticReport an Observation is a result of (``DiagnosticReport.result``: "Observations that
+    are part of this diagnostic report"), if any: such a result travels with its report, one record."""
+    if resource.get("resourceType") != "Observation" or not resource.get("id"):
+        return None
+    found = next(fhir.search("DiagnosticReport", {"result": f"Observation/{resource['id']}", "_count": "1"}), None)
+    return f"DiagnosticReport/{found['id']}" if found else None
+
+
+def _report_members(fhir, source: dict) -> list[dict]:
+    """A new central DiagnosticReport's results as they are now, in the report's order, then the Specimens
+    the report or its results name: a lab report is one entry at the site (the mapping's laboratory row),
+    results and specimen inside it, and its feeder audit names each, so a site edit gives each its central
+    id back (``born.with_central_identity``).  A member that is gone is left out."""
+    if source.get("resourceType") != "DiagnosticReport":
+        return []
+    results = _read_all(fhir, [r.get("reference") for r in source.get("result") or [] if isinstance(r, dict)])
+    specimens = [s.get("reference") for r in [source, *results] for s in _as_list(r.get("specimen"))
+                 if isinstance(s, dict)]
+    return results + _read_all(fhir, list(dict.fromkeys(specimens)))
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value] if value else []
+
+
+def _read_all(fhir, refs: list) -> list[dict]:
+    """The resources of ``Type/id`` references, as they are now; gone or non-local ones left out."""
     out = []
     for ref in refs:
         if not isinstance(ref, str) or ref.count("/") != 1:

@@ -240,6 +240,27 @@ def test_entered_in_error_centrally_deletes_a_composition_with_nothing_else_left
     assert report.unaccounted == []
 
 
+def test_a_composition_deleted_for_a_central_removal_retires_what_was_left_centrally(cdr, fhir, site, ehr):
+    """Nothing stays live for a record gone at both sides: the Encounter and Composition follow its last entry."""
+    v1, link = synced(cdr, site, ehr, vitals(122))
+    leftovers = [r for r in link.fhir_resources if r["type"] in ("Encounter", "Composition")]
+    assert {r["type"] for r in leftovers} == {"Encounter", "Composition"}
+    bp = next(r for r in link.fhir_resources if r["type"] == "Observation")
+    resource = fhir.read(bp["type"], bp["id"])
+    fhir.update({**resource, "status": "entered-in-error"}, if_match_version=resource["meta"]["versionId"])
+    assert drive_central(refs_of(link)) == ["done"]
+    with pytest.raises(NotFound):
+        cdr.get_composition(ehr, v1.uid)
+    now = {r["type"]: fhir.read(r["type"], r["id"]) for r in leftovers}
+    assert all(is_retired(r) for r in now.values())
+    deleted_version = cdr.revision_history(ehr, v1.uid)[-1].version_uid
+    provenance = fhir.read("Provenance", provenance_id(f"{deleted_version}|deleted"))
+    assert {t["reference"] for t in provenance["target"]} == {f"{r['type']}/{r['id']}" for r in leftovers}
+    event = AuditEvent.objects.filter(action__startswith="sync.", detail__entered_in_error__isnull=False).latest("pk")
+    assert set(event.detail["entered_in_error"]) == {f"{r['type']}/{r['id']}" for r in leftovers}
+    assert drive_central(refs_of(link)) == []  # the retirements are our own writes: echoes, no run
+
+
 @pytest.fixture
 def clinician(db, client):
     from tests.desk import factories
