@@ -20,6 +20,7 @@ import re
 
 from . import datatypes as dt
 from . import fhirmodel, fhirpath, hooks_dosage, rmpath
+from .identifiers import parse_source_identifier
 from .parties import PLACEHOLDER_COMPOSER, party_to_reference, reference_to_party
 from .runtime import FWD
 
@@ -291,6 +292,10 @@ def contained_medication(ctx, rule, onode, fobj, fmodel, direction):
         if med is None and target and not target.startswith("#"):
             med = (ctx.unit.by_ref or {}).get(target)
             med = med if (med or {}).get("resourceType") == "Medication" else None
+            if med is not None and "CLUSTER.medication." in (parse_source_identifier(med) or ("", "", ""))[2]:
+                return  # made from a medication details cluster: the statement's slot rule reads it back
+            if med is not None:
+                ctx.unit.used.add(id(med))  # read here as the medication's code: no slot rule reads it again
         cc = (med or {}).get("code") or ({"text": ref["display"]} if ref.get("display") else None)
         if cc is not None and not (cc.get("coding") or cc.get("text")):
             cc = None

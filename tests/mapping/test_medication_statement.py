@@ -35,6 +35,11 @@ def _statements(resources):
     return [r for r in resources if r["resourceType"] == "MedicationStatement"]
 
 
+def _with_medication(resources):
+    """The statements and the Medications a medication cluster made (named by medicationReference)."""
+    return [r for r in resources if r["resourceType"] in ("MedicationStatement", "Medication")]
+
+
 def _entries(comp, arch):
     return [e for _, e in rmpath.entries(comp) if e.get("archetype_node_id") == arch]
 
@@ -63,15 +68,19 @@ def _fhir_round_trip(resources, rt="MedicationStatement"):
 
 # ------------------------------------------------------------------ the MII KDS pair
 def test_the_kds_composition_maps_what_the_kds_bundle_says():
-    [ms] = _statements(to_fhir(_kds(), **ARGS).resources)
+    resources = to_fhir(_kds(), **ARGS).resources
+    [ms] = _statements(resources)
     assert validate_fhir(ms) == [] and ms["status"] == "unknown" and "meta" not in ms  # no profile claimed
     bundle = {e["resource"]["resourceType"]: e["resource"] for e in load(KDS_BUNDLE)["entry"]}
     want = bundle["MedicationStatement"]
     got = ms["dosage"][0]
     assert got["timing"] == want["dosage"][0]["timing"]  # when CD, frequency 1 per 1 d
     assert got["text"] == want["dosage"][0]["text"] and got["route"]["coding"] == want["dosage"][0]["route"]["coding"]
-    assert {c["code"] for c in ms["medicationCodeableConcept"]["coding"]} == \
-        {c["code"] for c in bundle["Medication"]["code"]["coding"]}  # PZN + ATC, from the medication cluster
+    # as the bundle: a Medication of its own from the medication cluster (PZN + ATC, form), by reference
+    [med] = [r for r in resources if f"Medication/{r['id']}" == ms["medicationReference"]["reference"]]
+    assert {c["code"] for c in med["code"]["coding"]} == {c["code"] for c in bundle["Medication"]["code"]["coding"]}
+    assert med["form"]["coding"][0]["code"] == bundle["Medication"]["form"]["coding"][0]["code"]
+    assert "medicationCodeableConcept" not in ms
     assert ms["reasonCode"][0]["coding"][0]["code"] == "787930001"
     assert "outpatient" in {c["code"] for c in ms["category"]["coding"]}
     assert ms["effectiveDateTime"].startswith("2020-08-30")
@@ -81,7 +90,7 @@ def test_the_kds_composition_round_trips():
     comp = _kds()
     res = to_fhir(comp, **ARGS).resources
     assert compare_clinical(comp, to_openehr(res, template_id="t", base_composition=comp)) == []
-    back = to_openehr(_statements(res), template_id="t")
+    back = to_openehr(_with_medication(res), template_id="t")
     assert compare_clinical({"content": _entries(comp, STATEMENT)}, {"content": _entries(back, STATEMENT)}) == []
 
 
@@ -217,9 +226,10 @@ def statements(draw):
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(statements())
 def test_generated_statements_round_trip(comp):
-    res = _statements(to_fhir(comp, **ARGS).resources)
+    all_res = to_fhir(comp, **ARGS).resources
+    res = _statements(all_res)
     assert len(res) == 1 and validate_fhir(res[0]) == []
-    back = to_openehr(res, template_id="t")
+    back = to_openehr(_with_medication(all_res), template_id="t")
     assert compare_clinical({"content": comp["content"]}, {"content": back["content"]}) == []
     again = _statements(to_fhir({**copy.deepcopy(back), "uid": comp["uid"]}, **ARGS).resources)
     assert compare_clinical(res[0], again[0]) == []
