@@ -116,6 +116,9 @@ class PatientLink(models.Model):
         max_length=200, blank=True, help_text="EHR_STATUS version uid the cache and the central Patient were built from."
     )
     demographics_synced_at = models.DateTimeField(null=True, blank=True)
+    # The golden Patient whose existing central records were last delivered here (sync/patients/backfill.py):
+    # a MATCH to another golden record is a new link, and its records are backfilled.
+    golden_backfilled = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["site", "ehr_id"], name="uniq_patient_link_site_ehr")]
