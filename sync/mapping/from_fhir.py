@@ -191,13 +191,26 @@ def _side(group: list[dict], resources: list[dict], taken: set[int]) -> list[dic
     return out
 
 
+def _homed(groups: list, held: frozenset[str] | None) -> list:
+    """``groups`` without the part-only members (a Specimen) whose archetype the target template lacks
+    (its CLUSTER.specimen slot unfilled): such a member is no node of the entry but a side resource, kept
+    whole in the entry's feeder audit, its references given back as sent."""
+    if held is None:
+        return groups
+    return [(spec, [g[0]] + [k for k in g[1:] if k.get("resourceType") not in PART_ONLY or archetype_of(k) in held],
+             *rest) for spec, g, *rest in groups]
+
+
 def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict | None = None,
-              language: str = "en", territory: str = "DE") -> OpenEHRResult:
-    """Build the composition and report FHIR data that has no place in it (see module doc)."""
+              language: str = "en", territory: str = "DE", archetypes: frozenset[str] | None = None) -> OpenEHRResult:
+    """Build the composition and report FHIR data that has no place in it (see module doc).  ``archetypes``:
+    those the target template holds, when the caller knows them and the template is not registered here."""
     if not isinstance(resources, list) or not all(isinstance(r, dict) and "resourceType" in r for r in resources):
         raise MalformedInput("resources must be a list of FHIR resources", path="resources")
     wanted = [r for r in resources if not _skipped(r)]
-    groups = _groups(wanted)
+    registered = templates.get(template_id)
+    groups = _homed(_groups(wanted), archetypes if archetypes is not None else
+                    registered.archetypes if registered else None)
     losses: list[Loss] = []
     grouped = {id(r) for _, g, *_ in groups for r in g}
     level = [r for r in resources if r.get("resourceType") in ("Encounter", "Composition")]
@@ -205,7 +218,7 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
              if not parse_source_identifier(g[0])}
     kept = {id(r) for s in sides.values() for r in s}
     for r in wanted:
-        if id(r) not in grouped:
+        if id(r) not in grouped and id(r) not in kept:
             if r.get("resourceType") in PART_ONLY:
                 losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "read only with the report or result "
                                    "that references it; none does here", "unmapped-entry"))
@@ -218,9 +231,8 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
                                f"not composition content: from_fhir reads no {r.get('resourceType')}", "unmapped-entry"))
     if not groups and not level:
         raise UnmappedTemplate("none of the resources has a model mapping", path=template_id, rule="registry")
-    info = templates.get(template_id)
-    if info:
-        missing = {s.archetype for s, *_ in groups} - info.archetypes
+    if registered:
+        missing = {s.archetype for s, *_ in groups} - registered.archetypes
         if missing:
             raise UnmappedTemplate("template has no slot for mapped archetype(s) " + ", ".join(sorted(missing)),
                                    path=template_id, rule="template.slots")

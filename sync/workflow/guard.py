@@ -124,9 +124,9 @@ def _entry_diffs(compare, src: list[tuple[str, dict]], got: list[dict]) -> list[
 
 
 # ------------------------------------------------------------------ reverse
-def map_reverse(mapping, resources: list[dict], *, template_id: str, base_composition: dict | None):
+def map_reverse(mapping, resources: list[dict], *, template_id: str, base_composition: dict | None, **kw):
     """from_fhir (composition + declared losses): the reverse transform itself, so the guard knows the losses."""
-    return _fn(mapping, "from_fhir")(resources, template_id=template_id, base_composition=base_composition)
+    return _fn(mapping, "from_fhir")(resources, template_id=template_id, base_composition=base_composition, **kw)
 
 
 def check_reverse(mapping, resources: list[dict], out) -> Check:

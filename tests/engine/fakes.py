@@ -35,6 +35,10 @@ class Faults:
             raise pending.pop(0)
 
 
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value] if value else []
+
+
 def transient(retry_after=None) -> TransientError:
     return TransientError(method="POST", path="/fhir", status=503, retry_after_seconds=retry_after)
 
@@ -70,6 +74,16 @@ class FakeFHIR:
             if t == rtype and current and {"system": system, "value": value} in current.get("identifier", []):
                 return current
         return None
+
+    def search(self, rtype, params=None):
+        """Reference parameters only (``result=Observation/1``): current resources whose element of that
+        name refers to the value; ``_``-parameters ignored."""
+        for (t, _), versions in list(self.store.items()):
+            current = versions[-1]
+            if t == rtype and current and all(
+                    value in {x.get("reference") for x in _listed(current.get(name)) if isinstance(x, dict)}
+                    for name, value in (params or {}).items() if not name.startswith("_")):
+                yield copy.deepcopy(current)
 
     # writes
     def _put(self, resource) -> dict:
