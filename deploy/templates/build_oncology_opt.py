@@ -77,7 +77,9 @@ V2_ENTRIES = ("OBSERVATION.ecog.v2", "OBSERVATION.karnofsky_performance_status_s
               "INSTRUCTION.care_plan_request.v0", "EVALUATION.goal.v1", "INSTRUCTION.service_request.v1",
               "ACTION.medication.v1", "EVALUATION.adverse_reaction_risk.v2")
 # Slots of those entries the template fills (and closes): entry -> slot term text -> CKM clusters.
-V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": ("CLUSTER.adverse_reaction_event.v1",)}}
+V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": ("CLUSTER.adverse_reaction_event.v1",)},
+              # the radiotherapy detail (its CKM use), and the anatomical location v1 left open for
+              "ACTION.procedure.v1": {"Procedure detail": ("CLUSTER.radiotherapy.v0", "CLUSTER.anatomical_location.v1")}}
 VERSIONS = {"v1": (TEMPLATE_ID, OUT, "derived", ()), "v2": (TEMPLATE_ID_V2, OUT_V2, "ckm", V2_ENTRIES)}
 
 NS = "http://schemas.openehr.org/v1"
@@ -617,7 +619,7 @@ def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_
 
     proc = a("openEHR-EHR-ACTION.procedure.v1")
     code_text_elements(proc, CODED["procedure"])
-    proc_el = archetype_root(proc)
+    proc_el = archetype_root(proc, fillers=slot_fillers(proc, "ACTION.procedure.v1") if entries else None)
     risk_el = archetype_root(a("openEHR-EHR-EVALUATION.health_risk.v1"))
 
     vitals = [lift(src, aid) for aid, (src, _) in SPLICES.items() if "-OBSERVATION." in aid]
@@ -634,9 +636,7 @@ def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_
     content.remove(card)
     def whole(entry: str) -> ET.Element:
         arch = a(f"openEHR-EHR-{entry}")
-        fill = {find_slot_node(arch, text): [archetype_root(a(f"openEHR-EHR-{c}")) for c in clusters]
-                for text, clusters in V2_FILLERS.get(entry, {}).items()}
-        return archetype_root(arch, fillers=fill)
+        return archetype_root(arch, fillers=slot_fillers(arch, entry))
 
     extra = [whole(e) for e in entries]
     for el in [*vitals, lab_el, med_el, proc_el, pd_el, risk_el, *extra]:
@@ -646,11 +646,17 @@ def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_
     return wrap(comp, template_id, *oncology_description(tnm_pathological, entries))
 
 
+def slot_fillers(arch: Archetype, entry: str) -> dict:
+    """V2_FILLERS of ``entry`` as archetype_root fillers (slot node id -> roots read whole from the CKM ADL)."""
+    return {find_slot_node(arch, text): [archetype_root(read_adl(ADL_DIR / f"openEHR-EHR-{c}.adl")) for c in clusters]
+            for text, clusters in V2_FILLERS.get(entry, {}).items()}
+
+
 def oncology_description(tnm_pathological: str = "derived", entries: tuple[str, ...] = ()) -> tuple[str, str]:
     purpose = ("Oncology encounter: vital signs, laboratory results (tumour markers), anticancer "
                "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
                "health risk assessment"
-               + (", performance status, treatment plan with goals, referrals and administrations, adverse reaction"
+               + (", performance status, radiotherapy, treatment plan with goals, referrals and administrations, adverse reaction"
                   " risks" if entries else "")
                + ". Test and mapping template of ConflictDesk.")
     tnm = (f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts)."

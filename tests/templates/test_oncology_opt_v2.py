@@ -44,6 +44,19 @@ def test_v2_carries_the_ckm_tnm_pathological():
     assert {"at0003.1", "at0004.1", "at0005.1", "at0031.1"} <= nodes and "at0031" not in nodes
 
 
+def test_v2_fills_the_procedure_detail_slot_with_radiotherapy_and_anatomical_location():
+    root = ET.parse(V2).getroot()
+    [proc] = [c for c in root.iter("{%s}children" % NS["o"]) if c.get(XSI_TYPE) == "C_ARCHETYPE_ROOT"
+              and c.findtext("o:archetype_id/o:value", namespaces=NS) == "openEHR-EHR-ACTION.procedure.v1"]
+    inner = {c.findtext("o:archetype_id/o:value", namespaces=NS) for c in proc.iter("{%s}children" % NS["o"])
+             if c.get(XSI_TYPE) == "C_ARCHETYPE_ROOT"}
+    assert {"openEHR-EHR-CLUSTER.radiotherapy.v0", "openEHR-EHR-CLUSTER.anatomical_location.v1"} <= inner
+    [v1_proc] = [c for c in ET.parse(V1).getroot().iter("{%s}children" % NS["o"]) if c.get(XSI_TYPE) == "C_ARCHETYPE_ROOT"
+                 and c.findtext("o:archetype_id/o:value", namespaces=NS) == "openEHR-EHR-ACTION.procedure.v1"]
+    assert "openEHR-EHR-CLUSTER.radiotherapy.v0" not in {c.findtext("o:archetype_id/o:value", namespaces=NS)
+                                                         for c in v1_proc.iter("{%s}children" % NS["o"])}
+
+
 def test_every_entry_archetype_of_v2_has_a_mapping():
     info = templates.register(V2)
     mapped = {s.archetype for s in registry().values()}
@@ -64,5 +77,9 @@ def test_the_v2_fixture_holds_every_row_of_the_template_and_round_trips():
     [plan] = [r for r in resources if r["resourceType"] == "CarePlan"]
     ids = {f"{r['resourceType']}/{r['id']}" for r in resources}
     assert len(plan["activity"]) == 2 and {a["reference"]["reference"] for a in plan["activity"]} <= ids
+    [course] = [r for r in resources if r["resourceType"] == "Procedure"
+                and "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-radiotherapy-course-summary"
+                in r.get("meta", {}).get("profile", [])]  # the radiotherapy cluster in the procedure detail slot
+    assert course["status"] == "in-progress" and course["performedPeriod"]["start"].startswith("2025-03-10")
     assert all(validate_fhir(r) == [] for r in resources)
     assert compare_clinical(comp, from_fhir(resources, template_id="t", base_composition=comp).composition) == []
