@@ -296,6 +296,13 @@ RADIOTHERAPY = {"breast": "Adjuvant whole-breast radiotherapy, 40 Gy in 15 fract
                 "colorectal": "Radiotherapy planning review", "lung": "Thoracic radiotherapy planning review",
                 "prostate": "External beam radiotherapy planning review"}
 
+# The radiotherapy course that follows the breast referral (CLUSTER.radiotherapy.v0 in ACTION.procedure.v1, mapped
+# to an mCODE radiotherapy course summary): 40 Gy in 15 fractions of photons, 3D conformal, over 19 days.
+RADIOTHERAPY_COURSE = snomed("1217123003", "Radiotherapy course of treatment")
+RADIOTHERAPY_COURSES = {"breast": {"method": ("at0048", "Teletherapy"), "radiation": ("at0032", "Photons (ɣ)"),
+                                   "technique": "3D conformal radiotherapy", "total_gy": 40.0, "fractions": 15,
+                                   "days": 19}}
+
 # Adverse reaction risks a patient may bring (about one in four): substance, category at-code, reaction
 # mechanism at-code, a manifestation and the reaction's severity at-code (EVALUATION.adverse_reaction_risk.v2,
 # CLUSTER.adverse_reaction_event.v1).

@@ -19,7 +19,8 @@ A patient's story, one composition per clinical contact (``Event.key``):
   route, ISO 8601 timing), a radiotherapy referral and the goal (curative or palliative); ECOG and
   Karnofsky performance status, vitals, haemoglobin and neutrophils.
 * ``follow_up.N`` (1-3): performance status, a dose of the plan's first agent given, vitals and labs,
-  the marker falling towards normal.
+  the marker falling towards normal; at the first, for breast cancer without metastases, the referred
+  radiotherapy course completed (40 Gy in 15 fractions).
 
 Metastatic (cM1) patients, about one in ten, get no resection and no pTNM: their story is
 diagnosis, treatment and follow-ups.
@@ -138,6 +139,7 @@ class _Ctx:
         self.marker_level = rng.uniform(*cancer.marker.raised)
         self.ecog = rng.choice([0, 0, 1, 1, 2]) if clinical["m"] != "M0" else rng.choice([0, 0, 0, 1])
         self.agents: list[cat.Agent] = []
+        self.planned: datetime | None = None  # when the tumour board planned the treatment
         self.allergy = rng.choice(cat.ALLERGIES) if rng.random() < 0.25 else None
 
     def _flat(self, when: datetime) -> FlatComposition:
@@ -187,6 +189,7 @@ class _Ctx:
                       "; ".join(a.item.value for a in agents))
         for agent in agents:
             add_medication_order(flat, self.rng, when + timedelta(days=1), agent, self.diagnosis_text())
+        self.planned = when
         add_referral(flat, when + timedelta(days=14), cat.RADIOTHERAPY[self.cancer.key], self.diagnosis_text())
         add_goal(flat, cat.PLAN_GOALS[intent], when + timedelta(days=365 * (5 if intent == "curative" else 1)))
         add_performance_status(flat, self.rng, when, self.ecog)
@@ -201,6 +204,10 @@ class _Ctx:
         add_performance_status(flat, self.rng, when, self.ecog)
         if self.agents:  # the plan's first agent, a dose given at this visit
             add_dose_given(flat, when, self.agents[0], self.diagnosis_text())
+        course = cat.RADIOTHERAPY_COURSES.get(self.cancer.key)
+        if k == 1 and course and self.clinical["m"] == "M0" and self.planned:  # the referred course, done since the plan
+            add_radiotherapy(flat, self.planned + timedelta(days=14), course, self.site.description,
+                             self.diagnosis_text())
         anaemic = self.rng.random() < 0.3
         add_lab(flat, when - timedelta(days=1), cat.HAEMOGLOBIN,
                 round(self.rng.uniform(*(cat.HAEMOGLOBIN.raised if anaemic else cat.HAEMOGLOBIN.normal)), 1))
@@ -314,6 +321,27 @@ def add_procedure(flat: FlatComposition, when: datetime, name: cat.Code, site: c
 R_CODES = {"RX": "at0008", "R0": "at0009", "R1": "at0010", "R2": "at0011"}
 L_CODES = {"LX": "at0013", "L0": "at0014", "L1": "at0015"}
 V_CODES = {"VX": "at0017", "V0": "at0018", "V1": "at0019", "V2": "at0020"}
+
+
+def add_radiotherapy(flat: FlatComposition, start: datetime, course: dict, region: str, indication: str) -> None:
+    """A completed radiotherapy course: ACTION.procedure.v1 with its CLUSTER.radiotherapy.v0 (one target region)."""
+    end = start + timedelta(days=course["days"])
+    path = flat.entry("procedure")
+    flat.set(f"{path}/time", iso(end))
+    flat.set(f"{path}/ism_transition/current_state", code="532", value="completed", terminology="openehr")
+    flat.local(f"{path}/ism_transition/careflow_step", "at0043", "Procedure completed")
+    flat.coded(f"{path}/procedure_name", cat.RADIOTHERAPY_COURSE)
+    flat.set(f"{path}/start_datetime", iso(start))
+    flat.set(f"{path}/end_datetime", iso(end))
+    flat.set(f"{path}/indication:0", indication)
+    rt = f"{path}/irradiation:0"
+    flat.set(f"{rt}/target_region", region)
+    flat.local(f"{rt}/treatment_method", *course["method"])
+    flat.set(f"{rt}/application_type:0", course["technique"])
+    flat.local(f"{rt}/type_of_radiation:0", *course["radiation"])
+    flat.quantity(f"{rt}/total_dose/dose_sd", course["total_gy"], "1")
+    flat.local(f"{rt}/total_dose/unit_sd", "at0022", "Gy")
+    flat.set(f"{rt}/number_of_dose_fractions", course["fractions"])
 
 
 def add_diagnosis(flat: FlatComposition, ctx: _Ctx, when: datetime, pathological: dict | None) -> None:

@@ -18,7 +18,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "oncology" / "oncol
 GENERIC = re.compile(r"/_uid$|/_mapping:#(\|match|/target\|(code|terminology))$")
 # Web-template nodes the generator uses beyond the fixture; test_seed_real checks them against the
 # live web template.
-EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment"}
+EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime"}
 WHEN = datetime(2025, 5, 1, 9, 30, tzinfo=timezone.utc)
 
 

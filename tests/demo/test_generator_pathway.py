@@ -66,3 +66,26 @@ def test_about_a_quarter_bring_an_allergy_that_maps_to_an_allergy_intolerance(pa
                  if r["resourceType"] == "AllergyIntolerance"]
     assert allergy["code"]["text"] in {a[0] for a in cat.ALLERGIES} and allergy["reaction"][0]["manifestation"]
     assert validate_fhir(allergy) == []
+
+
+def test_breast_patients_without_metastases_complete_the_referred_radiotherapy_course(patients):
+    """The first follow-up of a curative breast patient holds the course (mCODE radiotherapy course summary)."""
+    curative = [p for p in patients if p.cancer == "breast" and p.summary["cTNM"]["m"] == "M0"]
+    assert curative
+    for p in patients:
+        first = next(e.flat for e in p.events if e.kind == "follow_up")
+        has = any("/irradiation:0/" in k for k in first)
+        assert has == (p in curative)
+    follow_up = next(e for e in curative[0].events if e.kind == "follow_up")
+    comp = flat_format.to_canonical(follow_up.flat, OPT, now=NOW)
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "d3m00000-0000-4000-8000-000000000018::demo::1"}
+    [course] = [r for r in to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+                if r["resourceType"] == "Procedure"]
+    assert course["meta"]["profile"] == ["http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-radiotherapy-course-summary"]
+    assert course["status"] == "completed" and set(course["performedPeriod"]) == {"start", "end"}
+    dose = next(e for e in course["extension"] if e["url"].endswith("mcode-radiotherapy-dose-delivered-to-volume"))
+    assert {s["url"]: s.get("valueQuantity", s.get("valueUnsignedInt")) for s in dose["extension"]
+            if s["url"] != "volume"} == {"totalDoseDelivered": {"value": 4000, "unit": "cGy",
+                                                                "system": "http://unitsofmeasure.org", "code": "cGy"},
+                                         "fractionsDelivered": 15}
+    assert validate_fhir(course) == []
