@@ -203,3 +203,25 @@ def test_a_resource_the_mapping_gives_back_whole_is_no_side_resource():
     comp = from_fhir([hr], template_id="t").composition
     [k] = feeder.kept(comp["content"][0])
     assert k.anchor is not None and k.node is not None and feeder.side_copies(comp) == {}
+
+
+def test_a_specimen_the_template_has_no_cluster_for_is_kept_whole_in_the_feeder_audit_and_comes_back_by_reference():
+    """A site template whose specimen slot is unfilled (the oncology template) refuses CLUSTER.specimen: the
+    Specimen is a side resource of the report's entry instead, nothing declared lost, the results name it as sent."""
+    resources = _resources(next(iter(corpus_files("fhir/kds_lab_report.patient1.bundle.json"))))
+    held = frozenset({"openEHR-EHR-OBSERVATION.laboratory_test_result.v1", ANALYTE})
+    out = from_fhir(resources, template_id="t", archetypes=held)
+    [entry] = out.composition["content"]
+    assert not any(n.get("archetype_node_id") == "openEHR-EHR-CLUSTER.specimen.v1" for _, n in rmpath.walk(entry))
+    specimen = next(r for r in resources if r["resourceType"] == "Specimen")
+    assert [k.resource for k in feeder.kept(entry) if k.node is None and k.resource["resourceType"] == "Specimen"] \
+        == [specimen]
+    assert [x for x in out.losses if "Specimen" in x.path] == []
+    res = _forward(out.composition).resources
+    assert [r for r in res if r["resourceType"] == "Specimen"] == []
+    for obs in (r for r in resources if r["resourceType"] == "Observation" and "valueQuantity" in r):
+        assert _twin(res, obs)["specimen"] == obs["specimen"]
+    # the control: a template that holds the cluster gets the Specimen as its node
+    whole = from_fhir(resources, template_id="t", archetypes=held | {"openEHR-EHR-CLUSTER.specimen.v1"})
+    assert any(n.get("archetype_node_id") == "openEHR-EHR-CLUSTER.specimen.v1"
+               for _, n in rmpath.walk(whole.composition["content"][0]))
