@@ -118,7 +118,7 @@ class PatientLink(models.Model):
     demographics_synced_at = models.DateTimeField(null=True, blank=True)
     # The golden Patient whose existing central records were last delivered here (sync/patients/backfill.py):
     # a MATCH to another golden record is a new link, and its records are backfilled.
-    golden_backfilled = models.CharField(max_length=64, blank=True)
+    golden_backfilled = models.CharField(max_length=64, blank=True, db_default="")  # raw inserts: forward.link_patient
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["site", "ehr_id"], name="uniq_patient_link_site_ehr")]
