@@ -176,8 +176,12 @@ def test_corpus_compositions_round_trip(path):
 
 
 def test_kds_composition_names_the_medication_from_its_cluster():
-    [ma] = _fwd(load(COMPOSITIONS[1]) | {"uid": {"value": "0b5e3c4e-1111-4222-8333-944444444444::t::1"}})
-    assert ma["status"] == "completed" and ma["medicationCodeableConcept"]["coding"][0]["code"] == "15205222"
+    res = to_fhir(load(COMPOSITIONS[1]) | {"uid": {"value": "0b5e3c4e-1111-4222-8333-944444444444::t::1"}},
+                  site="s", ehr_id="e", patient_ref="Patient/1").resources
+    [ma] = [r for r in res if r["resourceType"] == "MedicationAdministration"]
+    [med] = [r for r in res if r["resourceType"] == "Medication"]  # the cluster, a Medication by reference
+    assert ma["status"] == "completed" and ma["medicationReference"] == {"reference": f"Medication/{med['id']}"}
+    assert med["code"]["coding"][0]["code"] == "15205222" and validate_fhir(med) == []
     assert ma["dosage"]["dose"]["value"] == 1500.0
 
 

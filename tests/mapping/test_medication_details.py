@@ -1,5 +1,5 @@
-"""CLUSTER.medication.v2 (medication details, in a medication use statement's slot) <-> a Medication of its
-own named by MedicationStatement.medicationReference (issue 18): the MII KDS composition's cluster, both ways,
+"""CLUSTER.medication.v2 (medication details, in a medication use statement's or a medication ACTION's slot) <->
+a Medication of its own named by medicationReference (issue 18): the MII KDS compositions' clusters, both ways,
 a statement without a cluster or with a medication name unchanged, a FHIR-born same-bundle Medication still
 read as the medication name, hypothesis round trip, HAPI $validate."""
 import copy
@@ -20,10 +20,12 @@ COVERS = {"CLUSTER.medication.v2": "forward reverse hapi"}
 
 KDS_COMPOSITION = CORPUS / "openehr" / "compositions" / "kds_medication_statement.patient1.composition.json"
 KDS_BUNDLE = CORPUS / "fhir" / "kds_medication_statement.patient1.bundle.json"
+KDS_ADMINISTRATION = CORPUS / "openehr" / "compositions" / "kds_medication_administration.patient1.composition.json"
 UID = "0b5e3c4e-1111-4222-8333-944444444444::t::1"
 ARGS = dict(site="s", ehr_id="e", patient_ref="Patient/1")
 MED = "openEHR-EHR-CLUSTER.medication.v2"
 STATEMENT = "openEHR-EHR-OBSERVATION.medication_statement.v0"
+ACTION = "openEHR-EHR-ACTION.medication.v1"
 
 
 def _kds():
@@ -66,6 +68,21 @@ def test_the_statement_and_its_medication_come_back_as_the_cluster():
     assert compare_clinical({"c": [cluster]}, {"c": _clusters(_kds())}) == []
     assert not any(i.get("archetype_node_id") == "at0006"
                    for ev in rmpath.entries(out.composition)[0][1]["data"]["events"] for i in ev["data"]["items"])
+
+
+def _action_clusters(comp):
+    return [i for _, e in rmpath.entries(comp) if e.get("archetype_node_id") == ACTION
+            for i in e["description"]["items"] if i.get("archetype_node_id") == MED]
+
+
+def test_an_administration_names_its_medication_cluster_and_gets_it_back():
+    comp = load(KDS_ADMINISTRATION) | {"uid": {"_type": "OBJECT_VERSION_ID", "value": UID}}
+    res = to_fhir(comp, **ARGS).resources
+    [ma], [med] = _of(res, "MedicationAdministration"), _of(res, "Medication")
+    assert ma["medicationReference"] == {"reference": f"Medication/{med['id']}"} and validate_fhir(med) == []
+    back = from_fhir(res, template_id="t").composition
+    assert _action_clusters(back) and compare_clinical({"c": _action_clusters(comp)}, {"c": _action_clusters(back)}) == []
+    assert compare_clinical(comp, to_openehr(res, template_id="t", base_composition=comp)) == []
 
 
 def test_a_statement_with_a_medication_name_keeps_the_codeable_concept():
@@ -122,7 +139,8 @@ def test_generated_medication_clusters_round_trip(comp):
 
 
 def test_hapi_validates_the_medication_and_its_statement(fhir_base_url):
-    res = _of(to_fhir(_kds(), **ARGS).resources, "Medication") + _of(
+    admin = load(KDS_ADMINISTRATION) | {"uid": {"_type": "OBJECT_VERSION_ID", "value": UID}}
+    res = _of(to_fhir(_kds(), **ARGS).resources + to_fhir(admin, **ARGS).resources, "Medication") + _of(
         to_fhir(_statement_with(_medication_cluster(
             _el("at0132", "Name", dt.coded_text("Cisplatin", "http://www.whocc.no/atc", "L01XA01")),
             _el("at0150", "Batch ID", {"_type": "DV_TEXT", "value": "B123"}),
