@@ -21,8 +21,8 @@ rule reads those back, one cluster each); ``radiotherapyVolume`` fills it and ad
 ``radiotherapyCourse`` (the procedure file, forward): ``actualNumberOfSessions`` = the number of fractions
 when the procedure has one target region (several regions may share sessions: not derivable), and the
 profile, declared only when the Procedure meets its fixed parts: code SNOMED CT 1217123003 (Radiotherapy
-course of treatment) and a performedPeriod (the procedure's start datetime).  Back, the session count is
-the fractions' (the residue keeps an exact difference).
+course of treatment) and a performedPeriod (the procedure's start datetime).  One way: back, sessions are
+not read (our own count is the fractions'; a central course's count comes back from its feeder audit).
 
 The residue keeps the rest: start/end, single dose, fraction detail, toxicity, planning media, the exact
 at-codes of a UNC modality.

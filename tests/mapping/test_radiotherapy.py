@@ -157,7 +157,7 @@ def test_a_central_course_summary_lands_in_the_cluster():
             "performedPeriod": {"start": "2025-03-03", "end": "2025-04-11"},
             "extension": [{"url": MOD_TECH, "extension": [
                 {"url": MODALITY_EXT, "valueCodeableConcept": {"coding": [{"system": SCT, "code": "10611004"}]}}]},
-                {"url": SESSIONS, "valueUnsignedInt": 30},
+                {"url": SESSIONS, "valueUnsignedInt": 31},
                 {"url": DOSE, "extension": [{"url": "volume", "valueReference": {"display": "Prostate"}},
                                             {"url": "totalDoseDelivered", "valueQuantity": {
                                                 "value": 7800, "unit": "cGy", "system": "http://unitsofmeasure.org",
@@ -171,6 +171,12 @@ def test_a_central_course_summary_lands_in_the_cluster():
     assert values["at0027"]["defining_code"]["code_string"] == "at0034"
     [total] = [i for i in cluster["items"] if i["archetype_node_id"] == "at0011"]
     assert total["items"][0]["value"]["magnitude"] == 78
+    assert out.losses == []
+    # forward again: the course summary as sent (a session count the cluster has no node for: the feeder audit)
+    comp = {**out.composition, "uid": {"_type": "OBJECT_VERSION_ID", "value": "a11e0000-0000-4000-8000-000000000071::x::1"}}
+    [again] = [r for r in to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+               if r["resourceType"] == "Procedure"]
+    assert [e for e in again["extension"] if "mcode" in e["url"]] == born["extension"]
 
 
 # ------------------------------------------------------------------ hypothesis
