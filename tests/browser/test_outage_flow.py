@@ -81,6 +81,6 @@ def test_hapi_down_makes_the_run_wait_on_the_health_page_until_it_continues(new_
     _health(page)
     assert page.locator(f'#liveness tr[data-part="{CENTRAL}"] .tag').inner_text() == "up"
     assert page.locator(".waiting-destination").count() == 0
-    shot(page, "health-recovered")
+    shot(page, "health-recovered", readme=True)
     assert RecordLink.objects.get(versioned_object_uid=ref.uid).openehr_version_uid == ref.version_uid
     assert not DeadLetter.objects.exists()
