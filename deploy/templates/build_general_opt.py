@@ -26,10 +26,11 @@ CONTENT = ("OBSERVATION.body_mass_index.v2", "OBSERVATION.head_circumference.v1"
            "EVALUATION.tobacco_smoking_summary.v2", "EVALUATION.alcohol_consumption_summary.v1",
            "EVALUATION.clinical_synopsis.v1", "OBSERVATION.imaging_exam_result.v1",
            "ADMIN_ENTRY.episode_institution.v0", "EVALUATION.vaccination_summary.v0",
-           "EVALUATION.family_history.v2")
+           "EVALUATION.family_history.v2", "OBSERVATION.medication_statement.v0")
 
 # entry -> {slot text: the CLUSTER filling it}
-SLOTS = {"OBSERVATION.imaging_exam_result.v1": {"Structured imaging findings": "CLUSTER.imaging_exam.v1"}}
+SLOTS = {"OBSERVATION.imaging_exam_result.v1": {"Structured imaging findings": "CLUSTER.imaging_exam.v1"},
+         "OBSERVATION.medication_statement.v0": {"Medication details": "CLUSTER.medication.v2"}}
 
 
 def build() -> bytes:
@@ -50,10 +51,12 @@ def build() -> bytes:
     content.append(card)
     purpose = ("General record of a cancer patient beside the oncology encounter: body mass index, head "
                "circumference, tobacco smoking, alcohol consumption, clinical synopsis, imaging examination result, "
-               "episode at the institution, vaccination summary, family history. "
+               "episode at the institution, vaccination summary, family history, a medication use statement with its "
+               "medication details. "
                "Test, demo and mapping template of ConflictDesk.")
     use = ("Built by deploy/templates/build_general_opt.py from the CKM ADL 1.4 archetypes in the corpus: "
-           + ", ".join(CONTENT) + " (CLUSTER.imaging_exam.v1 in the imaging result's structured findings); "
+           + ", ".join(CONTENT) + " (CLUSTER.imaging_exam.v1 in the imaging result's structured findings, CLUSTER.medication.v2 in the "
+           "statement's medication details); "
            "COMPOSITION.encounter.v1 lifted from news2_encounter_vitals.opt.")
     return onc.serialise(onc.wrap(comp, TEMPLATE_ID, purpose, use))
 

@@ -3,7 +3,8 @@
 One canonical composition per patient (``general_composition``) of ``ConflictDesk General Record.v1``
 (deploy/templates/build_general_opt.py): body mass index, head circumference, tobacco smoking and alcohol
 consumption summaries, a clinical synopsis, an imaging report (with a finding), the episode at the institution,
-a vaccination summary and a family history (one relative). The shape is the template's own
+a vaccination summary, a family history (one relative) and a medication use statement named by its medication
+details cluster (a Medication in FHIR). The shape is the template's own
 (``sync.mapping.example``: every node it defines, inside its constraints); the clinical values are drawn by a
 ``random.Random`` seeded from (seed, subject id) from the small tables below, and the times are moved to the
 patient's visit. Nothing describes a real person. ``seed_general`` commits it once (a deterministic uid: a
@@ -41,6 +42,9 @@ STRUCTURES = (("Liver", "Synthetic: no focal lesion."), ("Lungs", "Synthetic: no
 STUDIES = ("CT chest abdomen pelvis", "MRI breast", "PET-CT whole body", "Chest X-ray")
 RELATIVES = ("Mother", "Father", "Sister", "Maternal aunt", "Paternal grandmother")
 VACCINES = ("Influenza vaccine", "Pneumococcal conjugate vaccine", "COVID-19 mRNA vaccine")
+# a medication the patient reports using, named by its details cluster (a Medication)
+MEDICATIONS = (("Omeprazole 20 mg", "Capsule"), ("Ramipril 5 mg", "Tablet"), ("Levothyroxine 50 microgram", "Tablet"),
+               ("Metformin 500 mg", "Tablet"))
 # (archetype, at-code of the value) -> plausible adult range
 RANGES = {("body_mass_index", "at0004"): (18.5, 34.9), ("head_circumference", "at0004"): (53.0, 60.0)}
 UNITS = {"body_mass_index": "kg/m2", "head_circumference": "cm"}
@@ -54,13 +58,14 @@ def _archetype(path: str) -> str | None:
     return next((name for name in ("body_mass_index", "head_circumference", "tobacco_smoking_summary",
                                    "alcohol_consumption_summary", "clinical_synopsis", "imaging_exam",
                                    "imaging_exam_result",
-                                   "vaccination_summary", "family_history")
+                                   "vaccination_summary", "family_history", "medication", "medication_statement")
                  if f".{name}." in path), None)
 
 
 def _chooser(rng: random.Random, visit: datetime):
     shift = visit - _EXAMPLE_T0
     structure = rng.choice(STRUCTURES)  # the imaging finding's body structure and what was seen there
+    medication = rng.choice(MEDICATIONS)  # the statement's medication: name and form
 
     def choose(ask: Ask):
         arch, node = _archetype(ask.path), (re.findall(r"\[(at[0-9.]+)\]", ask.path) or [""])[-1]
@@ -90,6 +95,8 @@ def _chooser(rng: random.Random, visit: datetime):
             return rng.choice(VACCINES)
         if ask.kind == "code" and (arch, node) == ("imaging_exam_result", "at0072") and "at0076" in ask.options:
             return "at0076"  # a reported study: Final
+        if ask.kind == "text" and arch == "medication" and node in ("at0132", "at0071"):
+            return medication[0 if node == "at0132" else 1]
         if ask.kind == "datetime":
             return (datetime.fromisoformat(ask.default) + shift).isoformat()
         if ask.kind == "date":
@@ -107,6 +114,9 @@ def general_composition(seed: int, subject_id: str, visit: datetime) -> dict:
         if entry["archetype_node_id"].endswith(".head_circumference.v1"):  # an adult's record: no birth event
             history = entry["data"]
             history["events"] = [e for e in history["events"] if e["archetype_node_id"] != "at0011"]
+        if entry["archetype_node_id"].endswith(".medication_statement.v0"):  # named by its details cluster alone
+            for event in entry["data"]["events"]:
+                event["data"]["items"] = [i for i in event["data"]["items"] if i["archetype_node_id"] != "at0006"]
     return comp
 
 

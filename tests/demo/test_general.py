@@ -61,6 +61,10 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
     [relative] = [r for r in resources if r["resourceType"] == "FamilyMemberHistory"]
     assert relative["relationship"]["text"] in general.RELATIVES
     assert len([r for r in resources if r["resourceType"] == "Observation"]) == 5  # one event each, no birth; a finding
+    [statement], [medication] = [[r for r in resources if r["resourceType"] == t]
+                                 for t in ("MedicationStatement", "Medication")]
+    assert statement["medicationReference"] == {"reference": f"Medication/{medication['id']}"}
+    assert (medication["code"]["text"], medication["form"]["text"]) in general.MEDICATIONS
     assert all(validate_fhir(r) == [] for r in resources)
     mapped = [r for r in resources if r["resourceType"] not in ("Encounter", "Composition")]
     assert compare_clinical({"content": comp["content"]},
@@ -80,5 +84,6 @@ def test_it_commits_once_to_ehrbase_and_validates_in_hapi(ehrbase_urls, fhir_bas
     assert stored["archetype_details"]["template_id"]["value"] == general.TEMPLATE_ID
     resources = to_fhir(stored, **ARGS).resources
     assert {r["resourceType"] for r in resources} >= {"Observation", "ClinicalImpression", "DiagnosticReport",
-                                                         "EpisodeOfCare", "Immunization", "FamilyMemberHistory"}
+                                                         "EpisodeOfCare", "Immunization", "FamilyMemberHistory",
+                                                         "MedicationStatement", "Medication"}
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources} == {r["id"]: [] for r in resources}

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.integration]
 
 VISIT = datetime(2025, 2, 3, 9, 0, tzinfo=timezone(timedelta(hours=1)))
 PATIENT_ELEMENT = {"EpisodeOfCare": "patient", "Immunization": "patient", "FamilyMemberHistory": "patient"}
+# a Medication names no patient: its statement does
 
 
 def _now():
@@ -65,9 +66,12 @@ def test_a_general_record_reaches_the_centre_as_its_resource_types(cdr, fhir, si
     stored = [fhir.read(r["type"], r["id"]) for r in link.fhir_resources]
     types = {r["resourceType"] for r in stored}
     assert {"Observation", "ClinicalImpression", "DiagnosticReport", "EpisodeOfCare", "Immunization",
-            "FamilyMemberHistory"} <= types
+            "FamilyMemberHistory", "MedicationStatement", "Medication"} <= types
+    [statement], [medication] = [[r for r in stored if r["resourceType"] == t] for t in ("MedicationStatement",
+                                                                                       "Medication")]
+    assert statement["medicationReference"]["reference"] == f"Medication/{medication['id']}"
     patients = {(r.get(PATIENT_ELEMENT.get(r["resourceType"], "subject")) or {}).get("reference")
-                for r in stored if r["resourceType"] not in ("Composition", "Encounter")}
+                for r in stored if r["resourceType"] not in ("Composition", "Encounter", "Medication")}
     assert len(patients) == 1 and next(iter(patients)).startswith("Patient/")
     assert not [r for r in stored if r["resourceType"] in PATIENT_ELEMENT and "subject" in r]
     assert drive_all(site, ehr) == []  # synced: nothing new, nothing echoed
