@@ -328,6 +328,8 @@ CONFLICTDESK_POLL_LOOP = env_bool("CONFLICTDESK_POLL_LOOP", False)
 CONFLICTDESK_DELETION_CHECK_SECONDS = env_float("CONFLICTDESK_DELETION_CHECK_SECONDS", 300)
 # Demographics that moved at a site without a new composition (sync.patients.refresh), one pass at a time.
 CONFLICTDESK_DEMOGRAPHICS_SECONDS = env_float("CONFLICTDESK_DEMOGRAPHICS_SECONDS", 3600)
+# Registrations MDM linked to a golden record since the last sweep get its existing records (sync.patients.backfill).
+CONFLICTDESK_BACKFILL_SECONDS = env_float("CONFLICTDESK_BACKFILL_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "sync-sweep": {"task": "sync.sweep", "schedule": CONFLICTDESK_SWEEP_SECONDS},
     # A destination that is down (breaker open) is probed when due (sync.workflow.breaker); a tick finds none.
@@ -336,6 +338,7 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify": {"task": "audit.verify", "schedule": CONFLICTDESK_AUDIT_VERIFY_SECONDS},
     "sync-check-deletions": {"task": "sync.check_deletions", "schedule": CONFLICTDESK_DELETION_CHECK_SECONDS},
     "sync-refresh-demographics": {"task": "sync.refresh_demographics", "schedule": CONFLICTDESK_DEMOGRAPHICS_SECONDS},
+    "sync-backfill-links": {"task": "sync.backfill_links", "schedule": CONFLICTDESK_BACKFILL_SECONDS},
     # Staff hear of dead letters and conflicts here only: one digest per interval, never a mail per letter.
     "desk-send-digest": {"task": "desk.send_digest", "schedule": 60.0 * CONFLICTDESK_DIGEST_MINUTES},
 }

@@ -19,6 +19,7 @@ from sync.mapping.terminology import SOURCE_SYSTEM
 EHR_SYSTEM = "urn:conflictdesk:ehr"
 SUBJECT_SYSTEM_PREFIX = "urn:conflictdesk:subject:"
 CENTRAL = "central"
+BACKFILL_PREFIX = "backfill:"
 # uuid5 namespace for composition uids the engine chooses itself (reverse creates).
 _COMPOSITION_NS = uuid.UUID("6f3c1c0e-5d3a-4c53-9b1e-2f7f1d6c9a10")
 _PROVENANCE_NS = uuid.UUID("a3e4f0d2-7b1c-4e8a-9d6f-1c2b3a4d5e6f")
@@ -38,6 +39,17 @@ __all__ = [
     "provenance_id",
     "composition_uid_for",
 ]
+
+
+def backfill_source(patient_link_id: int) -> str:
+    """The ``source`` of a backfill's change events (``sync.patients.backfill``): a golden record's existing
+    central version delivered to a registration linked late. Its runs are central runs (``chain_source``)."""
+    return f"{BACKFILL_PREFIX}{patient_link_id}"
+
+
+def chain_source(source: str) -> str:
+    """The audit chain a change's source writes to: a backfill's is the centre's."""
+    return CENTRAL if source.startswith(BACKFILL_PREFIX) else source
 
 
 def site_source(site_name: str) -> str:

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from sync import detection
 from sync.models import Site
+from sync.patients import backfill
 from sync.patients.refresh import refresh_sites
 from sync.workflow import breaker, sweeper
 from sync.workflow.runner import advance
@@ -68,6 +69,16 @@ def refresh_demographics() -> int | None:
     written = sum(result.written for result in passed.values())
     log.info("demographics pass: %s site(s), %s registration(s) written", len(passed), written)
     return written
+
+
+@shared_task(name="sync.backfill_links", ignore_result=True)
+def backfill_links() -> int | None:
+    """Registrations MDM linked to a golden record late get its existing records (beat, every
+    CONFLICTDESK_BACKFILL_SECONDS); single flight: None when another sweep is running."""
+    started = backfill.sweep(get_services().fhir)
+    if started:
+        log.info("backfill sweep: %s run(s) started", started)
+    return started
 
 
 @shared_task(name="sync.poll_central", ignore_result=True)

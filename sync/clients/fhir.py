@@ -113,6 +113,12 @@ class FHIRClient:
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
         return self.http.request("GET", _path(resource_type, resource_id, version_id)).json()
 
+    def everything(self, patient_id: str) -> Iterator[dict[str, Any]]:
+        """``Patient/<id>/$everything``: the Patient and every resource in its compartment, every page."""
+        for entry in self._entries(f"{_path('Patient', patient_id)}/$everything", None):
+            if "resource" in entry:
+                yield entry["resource"]
+
     def latest_version(self, resource_type: str, resource_id: str) -> HistoryEntry | None:
         """The resource's newest version from its own ``_history``, a deletion included (None if never written).
 

@@ -12,6 +12,19 @@ from sync.clients.mdm import MdmClient
 from sync.models import PatientLink
 
 
+def still_routed(fhir, patient_id: str, records: list) -> list:
+    """The RecordLinks of a resource on a golden Patient whose registration the golden record still reaches.
+
+    A steward's "different people" (NO_MATCH) after delivery leaves the delivered copy at that site as it
+    is (never silently removed) and sends it no later version: nothing more routes across. A resource on
+    a site's own Patient (or on none) keeps all its records.
+    """
+    if not patient_id or PatientLink.objects.filter(fhir_patient_id=patient_id).exists():
+        return records
+    reached = {link.pk for link in links_for(fhir, patient_id)}
+    return [record for record in records if record.patient_link_id in reached]
+
+
 def newly_linked(fhir, patient_id: str, held: set[int]) -> list[PatientLink]:
     """Site EHRs a golden Patient reaches now that hold no record of the resource yet (``held``: the
     PatientLink ids that do): a steward linked them after the record was first delivered. A resource on

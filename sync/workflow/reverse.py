@@ -16,10 +16,10 @@ from datetime import datetime
 from django.utils import timezone
 
 from sync.clients.errors import InvalidRequest, NotFound
-from sync.identity import CENTRAL, composition_uid_for, site_source
+from sync.identity import BACKFILL_PREFIX, CENTRAL, composition_uid_for, site_source
 from sync.mapping.from_fhir import PART_ONLY
 from sync.models import Conflict, PatientLink, RecordLink, Site, Step, SyncRun
-from sync.patients.routing import links_for, newly_linked
+from sync.patients.routing import links_for, newly_linked, still_routed
 
 from . import commits, guard, removal
 from .born import with_central_identity
@@ -38,13 +38,16 @@ def detect(ctx) -> StepResult:
     """Read the central version (unless it is our echo) and find the sites it goes to."""
     event = ctx.event
     rtype, rid = event.source_object_id.split("/", 1)
-    if is_own_write(CENTRAL, event.source_object_id, event.source_version):
+    backfill = event.source.startswith(BACKFILL_PREFIX)  # an existing version for a late link: even our own
+    if not backfill and is_own_write(CENTRAL, event.source_object_id, event.source_version):
         return StepResult(terminal=SyncRun.Status.DONE, event_status="echo", outcome="echo")
     with well_formed("resource"):
         resource, removed = removal.removed_resource(ctx.services.fhir, event)
     if resource is not None:
         check_storable(resource)
     links = list(RecordLink.objects.filter(fhir_resources__contains=[{"type": rtype, "id": rid}], deleted=False))
+    if not removed:  # a registration split from the golden record keeps its copy, gets no later version
+        links = still_routed(ctx.services.fhir, _subject_id(resource), links)
     if removed:  # deleted or entered-in-error centrally: out of the records it is in, nowhere else
         targets = [_linked_target(link) for link in links]
     elif links:

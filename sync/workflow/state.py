@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from audit.partitions import record_partition
 from audit.record import record_events
+from sync.identity import chain_source
 from sync.models import ChangeEvent, DeadLetter, RunAttempt, Step, SyncRun
 
 from . import breaker
@@ -336,7 +337,7 @@ def audit_run(run: SyncRun, action: str, outcome: str, **fields) -> None:
     audit = get_services().audit
     event = run.change_event
     # A resolution run has no event: its chain is the site's, where the record lives.
-    source = event.source if event else (f"site:{run.site.name}" if run.site_id else "central")
+    source = chain_source(event.source) if event else (f"site:{run.site.name}" if run.site_id else "central")
     base = {
         "partition": record_partition(source, run.record_key),
         "source": event.source if event else "",

@@ -277,3 +277,116 @@ def test_a_registration_a_steward_links_later_receives_the_plans_next_version(si
     assert sorted(second) == sorted(ehrs)
     assert second[ehrs[0]].split("::")[0] == first[ehrs[0]].split("::")[0]  # the same composition at site1,
     assert second[ehrs[0]] != first[ehrs[0]]                                 # a new version of it
+
+
+def plan_on(fhir, golden: str, description: str) -> str:
+    return fhir.create({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                        "subject": {"reference": golden}, "title": "Tumour board plan",
+                        "description": description}).id
+
+
+def holders(plan_id: str) -> dict[str, str]:
+    """EHR id -> composition version of every site record holding the plan."""
+    return {rl.patient_link.ehr_id: rl.openehr_version_uid
+            for rl in RecordLink.objects.filter(fhir_resources__contains=[{"type": "CarePlan", "id": plan_id}])}
+
+
+def drive_plan(plan_id: str) -> list[str]:
+    return [r.status for r in drive() if r.change_event.source_object_id == f"CarePlan/{plan_id}"]
+
+
+def test_a_steward_confirmed_registration_gets_the_golden_records_existing_plan_at_once(sites, ehrbase_urls, fhir,
+                                                                                        person):
+    """No new central version needed: the steward's "same person" backfills the plan to site2, audited with the
+    steward's name; a second pass (the beat's sweep, or the same confirm again) starts nothing."""
+    from sync.actions.patients import do_confirm_match
+    from sync.patients import backfill
+
+    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
+            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
+    sync_sites(sites, ehrs)
+    mdm = MdmClient(fhir)
+    links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
+    golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
+    assert link_of(mdm, links[1].fhir_patient_id).match_result == POSSIBLE_MATCH
+    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    plan = plan_on(fhir, golden, "4 cycles AC")
+    poll_central()
+    assert drive_plan(plan) == [SyncRun.Status.DONE] and list(holders(plan)) == [ehrs[0]]
+    before = holders(plan)[ehrs[0]]
+    steward = f.make_user("stella@desk.test", f.ROLE_USERS["steward"])
+    do_confirm_match(golden, f"Patient/{links[1].fhir_patient_id}", acting_user=steward)
+    assert set(drive_plan(plan)) == {SyncRun.Status.DONE}
+    held = holders(plan)
+    assert sorted(held) == sorted(ehrs) and held[ehrs[0]] == before  # site1's copy untouched
+    with OpenEHRClient(ehrbase_urls[1]) as client:  # the plan is at site2 as a composition
+        assert client.get_composition(ehrs[1], held[ehrs[1]]).ref.version_uid == held[ehrs[1]]
+    event = AuditEvent.objects.get(action="patient.backfill", patient_link_id=links[1].pk)
+    assert event.actor == steward.email and event.detail["runs"] >= 1 and event.detail["golden"] == golden
+    runs = SyncRun.objects.count()
+    assert backfill.sweep(fhir) == 0 and backfill.backfill_golden(fhir, golden.split("/", 1)[1]) == 0
+    assert SyncRun.objects.count() == runs
+
+
+def test_a_registration_mdm_links_late_gets_the_existing_plan_from_the_sweep(sites, ehrbase_urls, fhir, person):
+    """Margit's plan exists before site2 registers her; MDM MATCHes site2's Patient seconds after it is
+    written, and the beat's sweep delivers the plan then, with no new version of it."""
+    from audit.record import system_actor
+    from sync.patients import backfill
+
+    first = register(sites[0], ehrbase_urls[0], **margit(person))
+    sync_sites(sites, [first])
+    mdm = MdmClient(fhir)
+    golden = link_of(mdm, PatientLink.objects.get(ehr_id=first).fhir_patient_id, wanted=(MATCH,)).golden
+    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    plan = plan_on(fhir, golden, "Capecitabine, 8 cycles")
+    poll_central()
+    assert drive_plan(plan) == [SyncRun.Status.DONE] and list(holders(plan)) == [first]
+    second = register(sites[1], ehrbase_urls[1], **margit(person, given=("Margrit",)))
+    sync_sites(sites, [second])
+    link = PatientLink.objects.get(ehr_id=second)
+    assert link_of(mdm, link.fhir_patient_id, wanted=(MATCH,)).golden == golden  # MDM, asynchronously
+    assert backfill.sweep(fhir) >= 1
+    assert set(drive_plan(plan)) == {SyncRun.Status.DONE}
+    assert sorted(holders(plan)) == sorted([first, second])
+    event = AuditEvent.objects.get(action="patient.backfill", patient_link_id=link.pk)
+    assert event.actor == system_actor() and event.detail["golden"] == golden
+    assert backfill.sweep(fhir) == 0  # idempotent: nothing new to deliver
+
+
+def test_a_split_after_delivery_keeps_what_was_delivered_and_routes_nothing_more(sites, ehrbase_urls, fhir, person):
+    """The steward confirmed, the plan reached site2, then the steward says "different people": site2's copy
+    stays (never silently removed) and the rejection's audit event names it; the plan's next version
+    reaches site1 only."""
+    from sync.actions.patients import do_confirm_match, do_reject_match
+
+    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
+            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
+    sync_sites(sites, ehrs)
+    mdm = MdmClient(fhir)
+    links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
+    golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
+    assert link_of(mdm, links[1].fhir_patient_id).match_result == POSSIBLE_MATCH
+    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    plan = plan_on(fhir, golden, "4 cycles AC")
+    poll_central()
+    drive_plan(plan)
+    steward = f.make_user("sven@desk.test", f.ROLE_USERS["steward"])
+    other = f"Patient/{links[1].fhir_patient_id}"
+    do_confirm_match(golden, other, acting_user=steward)
+    drive_plan(plan)
+    delivered = holders(plan)
+    assert sorted(delivered) == sorted(ehrs)
+    kept = RecordLink.objects.get(patient_link=links[1], fhir_resources__contains=[{"type": "CarePlan", "id": plan}])
+    do_reject_match(golden, other, acting_user=steward)
+    rejected = AuditEvent.objects.get(action="mdm.match.rejected")
+    assert rejected.detail["delivered_stay"] == [kept.pk] and rejected.actor == steward.email
+    Cursor.objects.filter(source="central").update(position=_now() - timedelta(seconds=2))
+    fhir.update({**fhir.read("CarePlan", plan), "description": "4 cycles AC, then G-CSF"})
+    poll_central()
+    assert set(drive_plan(plan)) == {SyncRun.Status.DONE}
+    after = holders(plan)
+    assert after[ehrs[1]] == delivered[ehrs[1]]  # site2's copy neither removed nor updated
+    assert after[ehrs[0]] != delivered[ehrs[0]]  # site1 got the new version
+    with OpenEHRClient(ehrbase_urls[1]) as client:
+        assert client.get_composition(ehrs[1], delivered[ehrs[1]]).ref.version_uid == delivered[ehrs[1]]
