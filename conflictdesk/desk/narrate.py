@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
 
+from sync.identity import BACKFILL_PREFIX
+
 CHOICES = {"keep_site": "keep the site version", "keep_central": "keep the central version",
            "merge": "merge field by field"}
 _STEPS = {
@@ -58,6 +60,8 @@ def subject(event) -> str:
         return " ".join(p for p in (source[5:], "composition", _version(event)) if p)
     if source == "central":
         return " ".join(p for p in ("central", event.source_object, _version(event)) if p)
+    if source.startswith(BACKFILL_PREFIX):  # an existing version delivered to a registration linked late
+        return " ".join(p for p in ("central", event.source_object, _version(event), "(backfill)") if p)
     return "the record"
 
 

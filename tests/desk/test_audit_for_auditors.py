@@ -110,3 +110,11 @@ def test_a_central_change_written_back_to_a_site_reads_as_such(db):
                          destination="site:site2", destination_object="vo-2", destination_version="vo-2::site2::5",
                          run_id=90)
     assert narrate.sentence(write) == "central Observation/obs-9 v4 written to site2 as a composition (v5)"
+
+
+def test_a_backfilled_central_version_reads_as_central_and_says_backfill(db):
+    write = record_event(action="sync.write", outcome="ok", actor="worker@vm:1", partition="central",
+                         source="backfill:12", source_object="CarePlan/cp-1", source_version="3",
+                         destination="site:site2", destination_object="vo-3", destination_version="vo-3::site2::1",
+                         run_id=91)
+    assert narrate.subject(write) == "central CarePlan/cp-1 v3 (backfill)"
