@@ -150,8 +150,10 @@ def _name(node: dict) -> str:
 
 def resource_rows(resource: dict) -> list[Row]:
     # what the resource is about: its code; a Goal has none, its description (a CodeableConcept) is the goal;
-    # a ClinicalImpression has none either, its summary (a string) is what it says; a CarePlan is its title
-    title = "code" if "code" in resource else "description" if isinstance(resource.get("description"), dict) \
+    # a ClinicalImpression has none either, its summary (a string) is what it says; a CarePlan is its title;
+    # an AdverseEvent is its event (the CTCAE term)
+    title = "code" if "code" in resource else "event" if isinstance(resource.get("event"), dict) \
+        else "description" if isinstance(resource.get("description"), dict) \
         else "summary" if isinstance(resource.get("summary"), str) \
         else "title" if isinstance(resource.get("title"), str) else "code"
     heading = resource[title] if title in ("summary", "title") else concept(resource.get(title))
@@ -233,7 +235,7 @@ def coding_codes(value: dict) -> str:
 
 def _system(uri: str) -> str:
     known = {"http://loinc.org": "LOINC", "http://snomed.info/sct": "SNOMED CT", "http://unitsofmeasure.org": "UCUM",
-             "http://hl7.org/fhir/sid/icd-10": "ICD-10"}
+             "http://hl7.org/fhir/sid/icd-10": "ICD-10", "http://terminology.hl7.org/CodeSystem/mdr": "MedDRA"}
     return known.get(uri, uri.rsplit("/", 1)[-1])
 
 

@@ -16,6 +16,12 @@ source; differences go into openehr-residue (root attributes on the Composition,
 Encounter), so the header and context come back exactly.  ``archetype_details`` and ``uid`` are
 identity, decided by the template / base composition, not by this mapping.  Parties follow
 parties.py; the row's hooks (``partyReference``, ``participations``) are in hooks_composition.py.
+
+Persistent lists (problem, medication, adverse reaction list: a file whose resource is a List) become one
+**List** instead: the file maps the shell (title <- name, date <- start_time, source <- composer), and
+``entry.item`` references every resource made from the composition's entries (one way: on the way back the
+entries are entries of their own and the List only gives the header).  No Encounter, no FHIR Composition:
+a list is no encounter's document, and the List carries the whole header's residue.
 """
 from __future__ import annotations
 
@@ -25,14 +31,15 @@ from . import datatypes as dt
 from . import engine, feeder, residue
 from .errors import MappingError
 from .fidelity import compare_clinical, element_path
-from .identifiers import build_source_identifier, parse_source_identifier, split_source_path
+from .identifiers import build_source_identifier, parse_source_identifier, split_source_path, stamp
 from .parties import SUBJECT, party_to_reference, reference_to_party
 from .results import Loss
 from .runtime import FWD, REV, Ctx, Unit
 from .spec import Spec, registry
 
 OWNED = ("name", "language", "territory", "category", "composer", "context")
-RESOURCES = ("Encounter", "Composition")
+RESOURCES = ("Encounter", "Composition", "List")  # every type a composition-level row makes
+LIST = "List"
 NOTE_TYPE = {"coding": [{"system": "http://loinc.org", "code": "34109-9", "display": "Note"}]}
 
 
@@ -67,6 +74,17 @@ def _sections(items: list, prefix: str, attr: str, by_entry: dict[str, list[str]
         else:
             refs.extend(by_entry.get(path, []))
     return refs, subs
+
+
+def level_types(spec: Spec) -> tuple[str, ...]:
+    """The resource types a composition-level row makes: its file's resource, plus the document header for an
+    Encounter row."""
+    return (spec.resource,) if spec.resource == LIST else (spec.resource, "Composition")
+
+
+def _entry_references(entry_resources: list[dict]) -> list[dict]:
+    return [{"item": {"reference": f"{r['resourceType']}/{r['id']}"}} for r in entry_resources
+            if parse_source_identifier(r)]
 
 
 def document_forward(shell: dict, composition: dict, encounter: dict, entry_resources: list[dict]) -> dict:
@@ -158,29 +176,37 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
         return [], [Loss("/context", "composition has no event context: no Encounter/Composition made",
                          "unmapped-entry")]
     shell = _shell(spec, composition)
+    is_list = spec.resource == LIST
     enc = {"resourceType": spec.resource}
-    identify(enc, "/context")
+    identify(enc, "/" if is_list else "/context")
     ctx = Ctx(spec=spec, direction=FWD, archetype=shell, oroot=shell, resource=enc,
                      unit=Unit(), identify=identify, language=language)
     engine.forward(ctx, spec.rules, shell, enc, spec.resource)
-    doc = document_forward(shell, composition, enc, entry_resources)
-    identify(doc, "/")
-    doc["identifier"] = doc["identifier"][0]  # Composition.identifier is 0..1
-    for res in (enc, doc):
+    if is_list:
+        doc = None
+        refs = _entry_references(entry_resources)
+        if refs:
+            enc["entry"] = refs
+    else:
+        doc = document_forward(shell, composition, enc, entry_resources)
+        identify(doc, "/")  # Composition.identifier is 0..1: a single Identifier (identifiers.stamp)
+    made = [r for r in (enc, doc) if r is not None]
+    for res in made:
         res["subject"] = {"reference": patient_ref}
         _replace_subject(res, patient_ref)
     # born in FHIR: what the Encounter/Composition said beyond the mapping, while it still applies
     stale = [Loss(p, "FHIR-born detail not given back: the site changed what it describes", "stale")
-             for p in feeder.restore(composition, [(enc, "/context"), (doc, "/")])] if "feeder_audit" in composition else []
+             for p in feeder.restore(composition, [(enc, "/" if is_list else "/context")] + ([(doc, "/")] if doc else []))] \
+        if "feeder_audit" in composition else []
     root_items, ctx_items = _diff(shell, rebuild(spec, enc, doc, language))
     if ctx_items:
         enc.setdefault("extension", []).extend(residue.encode(ctx_items))
     if root_items:
-        doc.setdefault("extension", []).extend(residue.encode(root_items))
+        (doc or enc).setdefault("extension", []).extend(residue.encode(root_items))
     if compare_clinical(shell, rebuild(spec, enc, doc, language, apply_residue=True)):
         raise MappingError("residue does not restore the composition header", composition_uid=uid, path="/",
                            rule=spec.name)
-    return [enc, doc], stale + _losses(root_items + ctx_items)
+    return made, stale + _losses(root_items + ctx_items)
 
 
 def _replace_subject(obj, patient_ref: str) -> None:
@@ -209,10 +235,11 @@ def _losses(items) -> list:
 
 
 # ------------------------------------------------------------------ FHIR -> openEHR
-def pick(resources: list[dict]) -> tuple[dict | None, dict | None, list[dict]]:
-    """(Encounter, Composition, other composition-level resources not used) from a resource list."""
-    docs = [r for r in resources if r.get("resourceType") == "Composition"]
-    encs = [r for r in resources if r.get("resourceType") == "Encounter"]
+def pick(resources: list[dict], kind: str = "Encounter") -> tuple[dict | None, dict | None, list[dict]]:
+    """(the row's resource of type ``kind``, the Composition (none for a List row), other composition-level
+    resources not used) from a resource list."""
+    docs = [r for r in resources if r.get("resourceType") == "Composition"] if kind != LIST else []
+    encs = [r for r in resources if r.get("resourceType") == kind]
     doc = docs[0] if docs else None
     enc = None
     want = ((doc or {}).get("encounter") or {}).get("reference", "")
@@ -220,16 +247,16 @@ def pick(resources: list[dict]) -> tuple[dict | None, dict | None, list[dict]]:
         if want and want.endswith(f"Encounter/{e.get('id')}") or want == f"urn:uuid:{e.get('id')}":
             enc = e
     enc = enc or (encs[0] if encs else None)
-    rest = [r for r in docs + encs if r is not doc and r is not enc]
+    rest = [r for r in resources if r.get("resourceType") in RESOURCES and r is not doc and r is not enc]
     return enc, doc, rest
 
 
 def apply(comp: dict, resources: list[dict], lang: str) -> list:
     """Write the header/context the Encounter + Composition describe into ``comp``; returns losses."""
-    enc, doc, rest = pick(resources)
-    losses = [Loss(f"{r['resourceType']}/{r.get('id')}", "second Encounter/Composition: only one per composition",
-                   "unmapped-entry") for r in rest]
     spec = spec_for(comp)
+    enc, doc, rest = pick(resources, spec.resource if spec else "Encounter")
+    losses = [Loss(f"{r['resourceType']}/{r.get('id')}", "a second or another kind of composition-level "
+                   "resource: only one row per composition", "unmapped-entry") for r in rest]
     if spec is None or (enc is None and doc is None):
         losses += [Loss(f"{r['resourceType']}/{r.get('id')}", "the composition's root archetype has no "
                         "composition-level mapping", "unmapped-entry") for r in (enc, doc) if r]
@@ -257,8 +284,8 @@ def _reverse_losses(spec, enc, doc, comp, lang) -> list:
     paths: dict[int, str] = {}
     try:
         back, _ = forward({**comp, "content": []}, [], patient_ref=subject, language=lang, uid="x",
-                          identify=lambda r, p: paths.update({id(r): p}) or r.update(id=(enc or doc).get("id"), identifier=[
-                              build_source_identifier("x", "x", p)]))
+                          identify=lambda r, p: paths.update({id(r): p}) or stamp(r, build_source_identifier("x", "x", p))
+                          or r.update(id=(enc or doc).get("id")))
     except Exception:  # noqa: BLE001 - a failing re-forward means nothing is confirmed
         back = []
     if parse_source_identifier(enc or doc) is None:  # born in FHIR: kept in the composition's feeder audit
@@ -283,6 +310,8 @@ def _reverse_losses(spec, enc, doc, comp, lang) -> list:
             twin["subject"] = {**(twin.get("subject") or {}), "reference": mine["subject"]["reference"]}
         for x in (mine, twin):
             x.pop("encounter", None)
+            if r["resourceType"] == LIST:
+                x.pop("entry", None)  # the listed resources come back as entries of their own
             if parse_source_identifier(r) is not None:
                 x.pop("section", None)
         for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order

@@ -14,7 +14,7 @@ from . import datatypes as dt
 from . import engine, feeder, fhirmodel, fhirpath, residue, rmpath
 from .errors import MalformedInput, MappingError
 from .fidelity import clinical_content, same_content
-from .identifiers import build_source_identifier, parse_source_identifier, resource_id
+from .identifiers import build_source_identifier, parse_source_identifier, stamp
 from .lookup import archetype_of, slot_rule
 from .results import Loss, MappingResult
 from .runtime import Unit
@@ -97,9 +97,7 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
     specs = registry()
 
     def identify(res: dict, path: str) -> None:
-        ident = build_source_identifier(site, vo_uid, path)
-        res["id"] = resource_id(ident["value"])
-        res["identifier"] = [ident]
+        stamp(res, build_source_identifier(site, vo_uid, path))
 
     for path, entry in rmpath.entries(composition):
         spec = specs.get(entry.get("archetype_node_id"))

@@ -18,15 +18,15 @@ from . import engine, feeder, residue, rmpath, templates
 from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical, element_path
-from .identifiers import build_source_identifier, parse_source_identifier, resource_id, split_source_path
+from .identifiers import build_source_identifier, parse_source_identifier, split_source_path, stamp
 from .lookup import archetype_of, hook_elements, parent_spec, slot_rule, spec_for_resource
 from .origins import born_entries
 from .parties import PLACEHOLDER_COMPOSER
 from .results import Loss, OpenEHRResult
 from .spec import registry
 
-_SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device", "Encounter",
-               "Composition"}  # Encounter/Composition: composition level (composition.py)
+_SKIP_TYPES = {"Provenance", "Patient", "Practitioner", "Organization", "Device",
+               *composition_level.RESOURCES}  # Encounter/Composition/List: composition level (composition.py)
 # orders no file claims (a laboratory order a report is basedOn): read by no mapping, like the types above
 _ORDERS = frozenset({"ServiceRequest"})
 # read only as part of what references them (a Specimen: a report's or result's): alone, no entry
@@ -213,7 +213,7 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
                     registered.archetypes if registered else None)
     losses: list[Loss] = []
     grouped = {id(r) for _, g, *_ in groups for r in g}
-    level = [r for r in resources if r.get("resourceType") in ("Encounter", "Composition")]
+    level = [r for r in resources if r.get("resourceType") in composition_level.RESOURCES]
     sides = {id(g[0]): _side(g, resources, grouped | {id(r) for r in level}) for _, g, *_ in groups
              if not parse_source_identifier(g[0])}
     kept = {id(r) for s in sides.values() for r in s}
@@ -289,7 +289,7 @@ def map_back(resources: list[dict], *, template_id: str, header_for: dict | None
     spec = composition_level.spec_for(header_for) if header_for is not None else None
     if spec is not None:
         enc, doc, _ = composition_level.pick([r for r in resources
-                                              if r.get("resourceType") in composition_level.RESOURCES])
+                                              if r.get("resourceType") in composition_level.RESOURCES], spec.resource)
         shell = composition_level.rebuild(spec, enc, doc, lang, apply_residue=True)
         header = {k: shell[k] for k in composition_level.OWNED if k in shell}
     return entries, header
@@ -352,8 +352,7 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
 
     def identify(res, path):
         src = parse_source_identifier(group[0])
-        ident = build_source_identifier(src[0] if src else "x", src[1] if src else "x", path)
-        res["id"], res["identifier"] = resource_id(ident["value"]), [ident]
+        stamp(res, build_source_identifier(src[0] if src else "x", src[1] if src else "x", path))
         made.append((res, path))
 
     try:

@@ -11,7 +11,8 @@ module holds it (hooks_<row>.py) and imports nothing above runtime.py.
 from __future__ import annotations
 
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
-from . import hooks_careplan, hooks_dosage, hooks_imaging, hooks_lab, hooks_radiotherapy, hooks_tnm
+from . import hooks_adverse_event, hooks_careplan, hooks_dosage, hooks_genomics, hooks_imaging, hooks_lab, hooks_radiotherapy
+from . import hooks_tnm
 from .errors import MappingError
 
 HOOKS = {
@@ -26,6 +27,8 @@ HOOKS = {
     "referenceRange": hooks_lab.reference_range,
     "dateTimeInterval": hooks_lab.date_time_interval,
     "firstResult": hooks_lab.first_result,
+    # genomic variant results in a lab report
+    "genomicVariant": hooks_genomics.genomic_variant,
     # imaging report findings
     "findingStatus": hooks_imaging.finding_status,
     # COMPOSITION level (parties of the composition shell)
@@ -50,6 +53,7 @@ HOOKS = {
     "cancerSurgery": hooks_procedure.cancer_surgery,
     "radiotherapyCourse": hooks_radiotherapy.radiotherapy_course,
     "radiotherapyVolume": hooks_radiotherapy.radiotherapy_volume,
+    "adverseEventContext": hooks_adverse_event.adverse_event_context,
     # diagnosis, TNM staging, health risk
     "primaryCancerProfile": hooks_diagnosis.primary_cancer_profile,
     "diagnosisNameAbsent": hooks_diagnosis.diagnosis_name_absent,

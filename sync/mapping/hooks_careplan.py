@@ -24,8 +24,8 @@ def plan_members(ctx, rule, onode, fobj, fmodel, direction):
     if direction != FWD or ctx.composition is None or ctx.identify is None:
         return
     activities, goals = [], []
-    for kind, path in _member_paths(ctx.composition):
-        probe: dict = {}
+    for kind, path in member_paths(ctx.composition, ACTIVITY_TYPES + GOAL_TYPES):
+        probe = {"resourceType": kind}
         ctx.identify(probe, path)
         ref = {"reference": f"{kind}/{probe['id']}"}
         if kind in GOAL_TYPES:
@@ -38,13 +38,14 @@ def plan_members(ctx, rule, onode, fobj, fmodel, direction):
         fobj["goal"] = goals
 
 
-def _member_paths(composition: dict) -> list[tuple[str, str]]:
-    """(resource type, node path the forward mapping identifies it by) of every plan member."""
+def member_paths(composition: dict, types: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(resource type, node path the forward mapping identifies it by) of every entry of the composition
+    mapped to one of ``types`` (a plan's members; an adverse event's suspect entities)."""
     specs = registry()
     out = []
     for path, entry in rmpath.entries(composition):
         spec = specs.get(entry.get("archetype_node_id") or "")
-        if spec is None or spec.resource not in ACTIVITY_TYPES + GOAL_TYPES:
+        if spec is None or spec.resource not in types:
             continue
         split = (spec.hierarchy or {}).get("openehr")
         if not split:

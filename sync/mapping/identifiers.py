@@ -12,6 +12,7 @@ import re
 import uuid
 from typing import Iterator
 
+from . import fhirmodel
 from .terminology import SOURCE_SYSTEM
 
 _NS = uuid.UUID("5b0c1f8e-4d1a-4c47-9a53-6f1f1e0c2a10")
@@ -21,6 +22,14 @@ _ENTRY_STEP = re.compile(r"\[(openEHR-EHR-(?:OBSERVATION|EVALUATION|INSTRUCTION|
 def build_source_identifier(site: str, vo_uid: str, path: str) -> dict:
     """The Identifier stamped on a resource made from node ``path`` of versioned object ``vo_uid`` at ``site``."""
     return {"system": SOURCE_SYSTEM, "value": f"{site}|{vo_uid}|{path}"}
+
+
+def stamp(resource: dict, ident: dict) -> None:
+    """Give ``resource`` the id and identifier of source identifier ``ident``, in the shape its type holds:
+    a list, or a single Identifier where the type allows one (AdverseEvent.identifier is 0..1)."""
+    resource["id"] = resource_id(ident["value"])
+    many = fhirmodel.field(resource["resourceType"], "identifier")[0]
+    resource["identifier"] = [ident] if many else ident
 
 
 def resource_id(identifier_value: str) -> str:

@@ -28,6 +28,7 @@ _KNOWN: list[tuple[str, str]] = [
     ("RxNorm", "http://www.nlm.nih.gov/research/umls/rxnorm"),
     ("RXNORM", "http://www.nlm.nih.gov/research/umls/rxnorm"),
     ("ATC", "http://www.whocc.no/atc"),
+    ("MedDRA", "http://terminology.hl7.org/CodeSystem/mdr"),
     ("local", LOCAL_SYSTEM),
 ]
 _TO_URI = {k: v for k, v in _KNOWN}
