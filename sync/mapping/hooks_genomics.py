@@ -11,7 +11,7 @@ codes and code systems of mCODE STU4's own genomic variant examples:
 
 Back, those components rebuild one Transcript cluster (formalism ``HGVS``; another formalism of the source
 stays in the residue).  No Observation.value: the genetic variant assessment's LL1971-2 answer (present...)
-is not recorded by this archetype, and the ACMG classification (at0058) is the genomics-reporting
+is CLUSTER.genetic_variant_presence.v0's (its own Observation), and the ACMG classification (at0058) is the genomics-reporting
 diagnostic-implication's (53037-8), a separate Observation: residue.  The profile is always declared: it
 requires only the category, code and status the file fixes.
 """
