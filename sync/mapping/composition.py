@@ -35,7 +35,7 @@ from .identifiers import build_source_identifier, parse_source_identifier, split
 from .parties import SUBJECT, party_to_reference, reference_to_party
 from .results import Loss
 from .runtime import FWD, REV, Ctx, Unit
-from .spec import Spec, registry
+from .spec import Spec, iter_rules, registry
 
 OWNED = ("name", "language", "territory", "category", "composer", "context")
 RESOURCES = ("Encounter", "Composition", "List")  # every type a composition-level row makes
@@ -80,6 +80,19 @@ def level_types(spec: Spec) -> tuple[str, ...]:
     """The resource types a composition-level row makes: its file's resource, plus the document header for an
     Encounter row."""
     return (spec.resource,) if spec.resource == LIST else (spec.resource, "Composition")
+
+
+def list_root(resources: list[dict]) -> str | None:
+    """The root archetype of the list a List's code names (a List-row file's fixed code), for a composition made
+    without a registered template; None when no List names one."""
+    codes = {(c.get("system"), c.get("code")) for r in resources if r.get("resourceType") == LIST
+             for c in (r.get("code") or {}).get("coding") or []}
+    for spec in registry().values():
+        if spec.resource == LIST and "-COMPOSITION." in spec.archetype and codes & {
+                (c.get("system"), c.get("code")) for rule in iter_rules(spec.rules) for m in rule.manual
+                for f in m.fhir if f.get("path") == "code" for c in f["value"].get("coding") or []}:
+            return spec.archetype
+    return None
 
 
 def _entry_references(entry_resources: list[dict]) -> list[dict]:

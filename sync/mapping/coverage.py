@@ -130,7 +130,7 @@ def _profiles(spec: Spec) -> list[str]:
 
 def _resources(spec: Spec) -> list[str]:
     if spec.archetype.startswith("openEHR-EHR-COMPOSITION."):
-        return sorted(set(composition_level.RESOURCES) | {spec.resource})
+        return sorted(composition_level.level_types(spec))
     return [spec.resource] if fhirmodel.is_resource(spec.resource) and spec.resource not in NOT_CONTENT else []
 
 

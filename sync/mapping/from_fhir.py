@@ -128,9 +128,9 @@ def _groups(resources: list[dict]):
     return result
 
 
-def _skeleton(template_id: str, language: str, territory: str, start_time: str | None) -> dict:
+def _skeleton(template_id: str, language: str, territory: str, start_time: str | None, level: list[dict]) -> dict:
     info = templates.get(template_id)
-    root = info.root_archetype if info else "openEHR-EHR-COMPOSITION.encounter.v1"
+    root = info.root_archetype if info else composition_level.list_root(level) or "openEHR-EHR-COMPOSITION.encounter.v1"
     return {"_type": "COMPOSITION", "name": {"_type": "DV_TEXT", "value": info.concept if info else template_id},
             "archetype_node_id": root,
             "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": root},
@@ -241,7 +241,7 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
         lang = (comp.get("language") or {}).get("code_string", language)
     else:
         times = [t for _, g, *_ in groups for t in [g[0].get("effectiveDateTime")] if t]
-        comp = _skeleton(template_id, language, territory, min(times) if times else None)
+        comp = _skeleton(template_id, language, territory, min(times) if times else None, level)
         lang = comp["language"]["code_string"]
         vo = {parse_source_identifier(g[0])[1] for _, g, *_ in groups if parse_source_identifier(g[0])}
         if len(vo) == 1:

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # Resources of a compartment that are never a record of their own at a site.
 _NOT_RECORDS = frozenset({"Patient", "Provenance", "Practitioner", "PractitionerRole", "Organization", "Device",
-                          "Location", "Encounter", "Composition"})
+                          "Location", "Encounter", "Composition", "List"})
 # The session advisory lock that keeps one sweep at a time (beat's tick, a steward's confirm beside it).
 SWEEP_LOCK = zlib.crc32(b"patients:backfill")
 

@@ -38,6 +38,7 @@ _CODE = {
     "Immunization": "status", "CarePlan": "status", "DocumentReference": "status", "FamilyMemberHistory": "status",
     "Goal": "lifecycleStatus", "CareTeam": "status", "Task": "status", "Communication": "status",
     "Medication": "status",  # a statement's medication details cluster (issue 18)
+    "List": "status",  # a persistent list composition (issue 18)
 }
 # The openEHR DELETE, as R4 Provenance.activity names it.
 DELETE_ACTIVITY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "DELETE"}]}

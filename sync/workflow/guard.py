@@ -33,7 +33,7 @@ from sync.models import Site
 from .state import audit_run
 
 HEADER = ("name", "language", "territory", "category", "composer", "context")  # what composition.py carries
-LEVEL = ("Encounter", "Composition")
+LEVEL = ("Encounter", "Composition", "List")  # composition.RESOURCES
 RULE = "fidelity.round_trip"
 _GUARD_UID = "00000000-0000-4000-8000-00000000a11d::guard::1"
 _ADDED = ("dictionary_item_added", "iterable_item_added")  # the mapping adds fixed codes/profiles (from_fhir)

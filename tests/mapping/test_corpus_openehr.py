@@ -40,7 +40,7 @@ def test_it_converts_and_validates(path):
         assert validate_fhir(r) == [], r["resourceType"]
         idents = r["identifier"] if isinstance(r["identifier"], list) else [r["identifier"]]  # Composition: 0..1
         ident = [i for i in idents if i["system"] == "urn:conflictdesk:source"]
-        where = {"Encounter": "/context", "Composition": "/"}.get(r["resourceType"], "/content[")
+        where = {"Encounter": "/context", "Composition": "/", "List": "/"}.get(r["resourceType"], "/content[")
         assert ident and ident[0]["value"].startswith(f"site-a|{vo}|{where}")
         where_patient = patient_element(r["resourceType"])  # a Medication names no patient
         assert where_patient is None or r[where_patient] == {"reference": "Patient/p1"}

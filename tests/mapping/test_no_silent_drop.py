@@ -328,6 +328,10 @@ def test_the_24_hour_average_and_the_maximum_are_mapped_not_dropped():
 LOINC_ENV = re.compile(r"^\['Observation\.interpretation\[0\]'\]: (None of the codings provided are in the value set "
                        r"'[^']*' \(http://loinc\.org/vs/(LL529-9|LL4986-7)[|)]|CodeSystem is unknown and can't be "
                        r"validated: http://loinc\.org for 'http://loinc\.org#LA[0-9-]+')")
+# the example's own made-up code (``EX-n``, sync.mapping.example) in a code system HAPI knows: the KDS
+# medication list's case status (other_context, in the List's residue); the real KDS entry validates
+# (tests/mapping/test_persistent_lists.py)
+MADE_UP = re.compile(r"Unknown code '[^']*#EX-[0-9]+'")
 
 
 @pytest.mark.integration
@@ -341,7 +345,7 @@ def test_hapi_validates_every_resource_of_the_opt_examples(fhir_base_url):
     with ThreadPoolExecutor(4) as pool:
         found = list(pool.map(lambda r: hapi_errors(fhir_base_url, r), resources))
     errors = {f"{r['resourceType']} {parse_source_identifier(r)[2] if parse_source_identifier(r) else ''}": e
-              for r, e in zip(resources, found) if [x for x in e if not LOINC_ENV.match(x)]}
+              for r, e in zip(resources, found) if [x for x in e if not LOINC_ENV.match(x) and not MADE_UP.search(x)]}
     assert len(resources) > 100 and errors == {}
 
 
