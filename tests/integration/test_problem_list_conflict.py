@@ -89,6 +89,9 @@ def test_a_problem_list_edited_at_the_site_and_centrally_is_a_conflict(cdr, fhir
     assert drive_all(site, ehr) == ["done"]
     link = RecordLink.objects.get(versioned_object_uid=v1.uid)
     [condition_ref] = [r for r in link.fhir_resources if r["type"] == "Condition"]
+    [list_ref] = [r for r in link.fhir_resources if r["type"] == "List"]  # the list itself (issue 18)
+    listed = fhir.read("List", list_ref["id"])
+    assert [e["item"] for e in listed["entry"]] == [{"reference": f"Condition/{condition_ref['id']}"}]
     condition = fhir.read("Condition", condition_ref["id"])
     assert condition["code"]["text"] == "Malignant neoplasm of breast"
     condition["code"] = {"text": "Malignant neoplasm of breast, upper outer quadrant"}  # the centre refines it
