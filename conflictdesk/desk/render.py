@@ -151,8 +151,10 @@ def _name(node: dict) -> str:
 def resource_rows(resource: dict) -> list[Row]:
     # what the resource is about: its code; a Goal has none, its description (a CodeableConcept) is the goal;
     # a ClinicalImpression has none either, its summary (a string) is what it says; a CarePlan is its title;
-    # an AdverseEvent is its event (the CTCAE term)
-    title = "code" if "code" in resource else "event" if isinstance(resource.get("event"), dict) \
+    # an AdverseEvent is its event (the CTCAE term); a List is its title (the list's name at the site, the code only
+    # says which kind of list)
+    title = "title" if resource.get("resourceType") == "List" and isinstance(resource.get("title"), str) \
+        else "code" if "code" in resource else "event" if isinstance(resource.get("event"), dict) \
         else "description" if isinstance(resource.get("description"), dict) \
         else "summary" if isinstance(resource.get("summary"), str) \
         else "title" if isinstance(resource.get("title"), str) else "code"
