@@ -8,6 +8,7 @@ merge or split re-routes the next central change without any copy here going sta
 """
 from __future__ import annotations
 
+from sync.clients.errors import NotFound
 from sync.clients.mdm import MdmClient
 from sync.models import PatientLink
 
@@ -21,8 +22,19 @@ def still_routed(fhir, patient_id: str, records: list) -> list:
     """
     if not patient_id or PatientLink.objects.filter(fhir_patient_id=patient_id).exists():
         return records
+    if not _is_golden(fhir, patient_id):
+        # Not a golden record either (a subject changed to a Patient no site holds): routing keeps the
+        # records, so the change is checked and refused downstream like any other, never dropped here.
+        return records
     reached = {link.pk for link in links_for(fhir, patient_id)}
     return [record for record in records if record.patient_link_id in reached]
+
+
+def _is_golden(fhir, patient_id: str) -> bool:
+    try:
+        return any(MdmClient(fhir).links(golden=f"Patient/{patient_id}"))
+    except NotFound:  # HAPI: "Resource Patient/<id> is not known"
+        return False
 
 
 def newly_linked(fhir, patient_id: str, held: set[int]) -> list[PatientLink]:

@@ -49,6 +49,13 @@ class FakeFHIR:
         self.faults = Faults()
         self.ids = itertools.count(1)
         self.transactions: list[dict] = []
+        self.http = SimpleNamespace(request=self._operation)
+
+    def _operation(self, method, url, **kwargs):
+        """HAPI's MDM operations on a server that has no golden records: no links for any Patient."""
+        if url == "$mdm-query-links":
+            return SimpleNamespace(json=lambda: {"resourceType": "Parameters", "parameter": []})
+        raise NotFound(method=method, path=url, status=404)
 
     def ping(self, timeout):
         self.faults.check("ping")  # the breaker's probe: answers unless a fault says otherwise
