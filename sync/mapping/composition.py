@@ -208,9 +208,9 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
         res["subject"] = {"reference": patient_ref}
         _replace_subject(res, patient_ref)
     # born in FHIR: what the Encounter/Composition said beyond the mapping, while it still applies
+    made_at = [(enc, "/" if is_list else "/context")] + ([(doc, "/")] if doc else [])
     stale = [Loss(p, "FHIR-born detail not given back: the site changed what it describes", "stale")
-             for p in feeder.restore(composition, [(enc, "/" if is_list else "/context")] + ([(doc, "/")] if doc else []))] \
-        if "feeder_audit" in composition else []
+             for p in feeder.restore(composition, made_at)] if "feeder_audit" in composition else []
     root_items, ctx_items = _diff(shell, rebuild(spec, enc, doc, language))
     if ctx_items:
         enc.setdefault("extension", []).extend(residue.encode(ctx_items))
