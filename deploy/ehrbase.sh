@@ -87,7 +87,12 @@ curl_site() {
   if [ "$AUTH" = basic ]; then printf 'user = "%s"\n' "$CREDENTIALS" | curl -K - "$@"
   else curl "$@"; fi
 }
-answering() { curl_site -fsS -o /dev/null -m 5 "$(status_url "$1")" 2>/dev/null; }
+# A site answers with 200, or with 401 when it was started with auth on (the demo) and this caller runs
+# without its credentials (`make status`): up either way.
+answering() {
+  local code; code="$(curl_site -sS -o /dev/null -w '%{http_code}' -m 5 "$(status_url "$1")" 2>/dev/null)"
+  [ "$code" = 200 ] || { [ "$AUTH" = none ] && [ "$code" = 401 ]; }
+}
 port_listening() { ss -Hltn "sport = :$(port_of "$1")" 2>/dev/null | grep -q .; }
 rss_mb() { local kb; kb=$(ps -o rss= -p "$1" 2>/dev/null | tr -d ' '); [ -n "$kb" ] && echo $(( kb / 1024 )) || echo "-"; }
 
