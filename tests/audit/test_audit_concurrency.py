@@ -10,6 +10,8 @@ from audit.models import AuditEvent
 from audit.record import record_event, record_events
 from audit.verify import verify_all
 
+import spawned_writer  # beside this module (tests/audit is on sys.path, as for every test module here)
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PER_WRITER = 40
@@ -54,12 +56,13 @@ def test_it_keeps_chains_whole_under_threads():
 
 
 def test_it_keeps_one_chain_whole_under_processes():
-    connections.close_all()  # children must open their own connections
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_write, args=("central", w)) for w in range(4)]
+    """Four processes (spawned: see spawned_writer) append to one partition at once."""
+    context = multiprocessing.get_context("spawn")
+    db_name = connections["default"].settings_dict["NAME"]
+    workers = [context.Process(target=spawned_writer.write, args=(db_name, "central", w, PER_WRITER)) for w in range(4)]
     for p in workers:
         p.start()
     for p in workers:
-        p.join(60)
+        p.join()
     assert [p.exitcode for p in workers] == [0] * 4
     _assert_whole({"central": 4 * PER_WRITER})

@@ -47,7 +47,11 @@ def new_page(browser, live_server):
         return context.new_page()
 
     yield make
+    # Pages now write (a page showing demographics audits the view): let every answer arrive, so no request
+    # is still being served by the live server while the test database is flushed under it (a deadlock).
     for context in contexts:
+        for page in context.pages:
+            page.wait_for_load_state("networkidle")
         context.close()
 
 
