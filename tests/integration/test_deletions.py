@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,7 +15,6 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from sync.clients.errors import NotFound
-from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import check_deletions, poll_central, poll_site
 from sync.identity import provenance_id
@@ -47,13 +45,6 @@ def cdr(ehrbase_urls):
 
 
 @pytest.fixture
-def fhir(fhir_base_url, settings):
-    settings.CONFLICTDESK_FHIR_BASE_URL = fhir_base_url
-    with FHIRClient(fhir_base_url) as client:
-        yield client
-
-
-@pytest.fixture
 def site(db, ehrbase_urls, monkeypatch):
     monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # driven here
     site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True,
@@ -61,11 +52,6 @@ def site(db, ehrbase_urls, monkeypatch):
     Cursor.objects.create(source="site:site1", position=_now() - timedelta(seconds=1))
     Cursor.objects.create(source="central", position=_now() - timedelta(seconds=1))
     return site
-
-
-@pytest.fixture
-def ehr(cdr):
-    return cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
 
 
 def vitals(bp: float, temp: float | None = None) -> dict:

@@ -24,7 +24,7 @@ from tests.integration.test_deletions import OPEN, TEMPERATURE_LOINC, code_of, t
 pytestmark = [pytest.mark.integration]
 
 # Fixtures shared with the deletion tests (pytest finds them by name in this module).
-from tests.integration.test_deletions import cdr, ehr, fhir, site  # noqa: E402,F401
+from tests.integration.test_deletions import cdr, site  # noqa: E402,F401
 
 
 def catch_up(site, ehr, refs) -> list[str]:

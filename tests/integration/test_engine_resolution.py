@@ -9,7 +9,6 @@ server real. Each test makes its own EHR and subject.
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,11 +16,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from sync.actions import do_decide_conflict
-from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import poll_site
-from sync.models import ChangeEvent, Conflict, Cursor, RecordLink, Resolution, Site, SyncRun
-from sync.workflow import dispatch
+from sync.models import ChangeEvent, Conflict, RecordLink, Resolution, SyncRun
 from sync.workflow.reconcile import reconcile_site
 from sync.workflow.runner import advance
 from sync.workflow.versions import versions_seen
@@ -48,26 +45,6 @@ def cdr(ehrbase_urls):
     with OpenEHRClient(ehrbase_urls[0]) as client:
         client.upload_template((CORPUS / "templates" / f"{TEMPLATE}.opt").read_bytes())
         yield client
-
-
-@pytest.fixture
-def fhir(fhir_base_url, settings):
-    settings.CONFLICTDESK_FHIR_BASE_URL = fhir_base_url
-    with FHIRClient(fhir_base_url) as client:
-        yield client
-
-
-@pytest.fixture
-def site(db, ehrbase_urls, monkeypatch):
-    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # driven here
-    site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
-    Cursor.objects.create(source="site:site1", position=_now() - timedelta(seconds=1))
-    return site
-
-
-@pytest.fixture
-def ehr(cdr):
-    return cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
 
 
 @pytest.fixture

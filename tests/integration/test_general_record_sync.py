@@ -9,12 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient
 from sync.demo import general
 from sync.detection import poll_site
-from sync.models import Cursor, RecordLink, Site, SyncRun
-from sync.workflow import dispatch
+from sync.models import RecordLink, SyncRun
 from sync.workflow.runner import advance
 
 pytestmark = [pytest.mark.integration]
@@ -33,21 +31,6 @@ def cdr(ehrbase_urls):
     with OpenEHRClient(ehrbase_urls[0]) as client:
         client.upload_template(general.OPT_PATH.read_bytes())
         yield client
-
-
-@pytest.fixture
-def fhir(fhir_base_url, settings):
-    settings.CONFLICTDESK_FHIR_BASE_URL = fhir_base_url
-    with FHIRClient(fhir_base_url) as client:
-        yield client
-
-
-@pytest.fixture
-def site(db, ehrbase_urls, monkeypatch):
-    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # driven here
-    site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
-    Cursor.objects.create(source="site:site1", position=_now() - timedelta(seconds=1))
-    return site
 
 
 def drive_all(site, ehr) -> list[str]:

@@ -9,17 +9,14 @@ the runs are driven in this process with ``advance`` (no worker), every server r
 from __future__ import annotations
 
 import sys
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
-from sync.clients.fhir import FHIRClient
 from sync.clients.openehr import OpenEHRClient
 from sync.detection import poll_site
 from sync.mapping.example import example_composition
-from sync.models import Conflict, Cursor, RecordLink, Site, SyncRun
-from sync.workflow import dispatch
+from sync.models import Conflict, RecordLink, SyncRun
 from sync.workflow.runner import advance
 from tests.templates import families
 from tests.templates.conftest import SCRIPT, load
@@ -45,26 +42,6 @@ def cdr(ehrbase_urls, opt):
     with OpenEHRClient(ehrbase_urls[0]) as client:
         client.upload_template(opt)
         yield client
-
-
-@pytest.fixture
-def fhir(fhir_base_url, settings):
-    settings.CONFLICTDESK_FHIR_BASE_URL = fhir_base_url
-    with FHIRClient(fhir_base_url) as client:
-        yield client
-
-
-@pytest.fixture
-def site(db, ehrbase_urls, monkeypatch):
-    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # driven here
-    site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
-    Cursor.objects.create(source="site:site1", position=_now() - timedelta(seconds=1))
-    return site
-
-
-@pytest.fixture
-def ehr(cdr):
-    return cdr.create_ehr(subject_id=f"pat-{uuid.uuid4()}", subject_namespace="conflictdesk-test").ehr_id
 
 
 def problem_list(opt: bytes, diagnosis: str) -> dict:
