@@ -11,19 +11,21 @@ import pytest
 from sync.models import Resolution, SyncRun
 from sync.workflow.runner import advance
 from tests.desk import factories as f
+from sync.workflow import dispatch
+from tests.harness.real_servers import ehr, fhir  # noqa: F401 (fixtures)
 from tests.integration import test_engine_resolution as real
 
 from .conftest import log_in, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-cdr, fhir, ehr = real.cdr, real.fhir, real.ehr  # the same fixtures the engine's tests use
+cdr = real.cdr  # the engine's tests' site, with their template
 
 
 @pytest.fixture
 def site(transactional_db, ehrbase_urls, monkeypatch, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    monkeypatch.setattr(real.dispatch, "send", lambda run_id, countdown: None)  # runs are advanced here
+    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # runs are advanced here
     from datetime import timedelta
 
     from sync.models import Cursor, Site

@@ -19,16 +19,17 @@ from conflictdesk.desk.liveness import CACHE_KEY
 from faultproxy import FaultProxy
 from sync.clients.openehr import template_id_of
 from sync.models import Cursor, DeadLetter, Outage, RecordLink, Site, SyncRun
-from sync.workflow import breaker
+from sync.workflow import breaker, dispatch
 from sync.workflow.runner import advance
 from tests.desk import factories as f
+from tests.harness.real_servers import ehr  # noqa: F401 (fixture)
 from tests.integration import test_engine_resolution as real
 
 from .conftest import log_in, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-cdr, ehr = real.cdr, real.ehr  # the same fixtures the engine's tests use
+cdr = real.cdr  # the engine's tests' site, with their template
 CENTRAL = "Central FHIR (HAPI)"
 
 
@@ -43,7 +44,7 @@ def hapi(fhir_base_url, settings):
 @pytest.fixture
 def site(transactional_db, ehrbase_urls, monkeypatch, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    monkeypatch.setattr(real.dispatch, "send", lambda run_id, countdown: None)  # runs are advanced here
+    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown: None)  # runs are advanced here
     site = Site.objects.create(name="site1", openehr_base_url=ehrbase_urls[0], poll_interval_seconds=1, local_demo=True)
     Cursor.objects.create(source="site:site1", position=real._now() - timedelta(seconds=1))
     return site
