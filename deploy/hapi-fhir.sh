@@ -5,6 +5,9 @@
 #   HAPI_DB_RESET=1   drop and recreate database `hapi` before starting (clean slate;
 #                     a server we started is stopped first)
 #   HAPI_XMX          JVM max heap (default 1g)
+#   HAPI_JVM          dev (default: C1-only JIT, starts faster on 2 cores: test servers start
+#                     often) | production (the C2 tier too: steady-state speed; the image,
+#                     compose and the benchmarks); HAPI_JAVA_OPTS overrides either
 #   HAPI_AUTH         none (default: the loopback test server) | basic: every request but
 #                     GET /fhir/metadata needs HAPI_CREDENTIALS (user:password; unset: read from,
 #                     or generated once into, $RUN_DIR/hapi-credentials, mode 600), checked by
@@ -143,7 +146,12 @@ start() {
   # Run a private copy (atomic rename) so a later `build` never rewrites the jar under a live JVM.
   cp "$JAR" "$RUN_JAR.tmp" && mv -f "$RUN_JAR.tmp" "$RUN_JAR"
   log "starting $NAME on $HAPI_BASE (log: $LOG_FILE)"
-  # -XX:TieredStopAtLevel=1 (C1 only) starts faster on 2 cores; HAPI_JAVA_OPTS overrides.
+  local jit
+  case "${HAPI_JVM:-dev}" in
+    dev) jit="-XX:TieredStopAtLevel=1" ;;
+    production) jit="" ;;
+    *) die "HAPI_JVM must be dev or production, got '$HAPI_JVM'" ;;
+  esac
   # setsid: its own session, so ending the caller's process group never takes HAPI down.
   HAPI_DB_PASSWORD="$HAPI_DB_PASSWORD" \
   HAPI_DB_URL="jdbc:postgresql://$PG_HOST:$PG_PORT/$HAPI_DB_NAME" \
@@ -151,7 +159,7 @@ start() {
   HAPI_PACKAGES_DIR="$PACKAGES_DIR" \
   HAPI_MDM_RULES="file:$MDM_RULES" \
   HAPI_AUTH_CREDENTIALS="$credentials" \
-    setsid nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:--XX:TieredStopAtLevel=1} \
+    setsid nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:-$jit} \
       -Djava.awt.headless=true -jar "$RUN_JAR" >"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
   local t0=$SECONDS
