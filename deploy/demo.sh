@@ -19,10 +19,11 @@ export CONFLICTDESK_DEMO_MODE=1
 export CONFLICTDESK_DEMO_PASSWORD="${CONFLICTDESK_DEMO_PASSWORD:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')}"
 # Detection runs in its own loop process (lowest latency); beat keeps sweeps and anchors.
 export CONFLICTDESK_POLL_LOOP=1
-# The demo's sites keep their own databases: a machine that also ran the tests or the
-# benchmarks holds thousands of their compositions in ehrbase_site{i}, which the demo
-# would otherwise sync first, for many minutes, before anything of its own.
+# The demo's sites and its HAPI keep their own databases: a machine that also ran the tests or
+# the benchmarks holds thousands of their compositions in ehrbase_site{i} and their resources in
+# hapi, which the demo would otherwise sync (and replay back to its sites) before its own.
 export EHRBASE_DB_PREFIX="${EHRBASE_DB_PREFIX:-ehrbase_demo_site}"
+export HAPI_DB_NAME="${HAPI_DB_NAME:-hapi_demo}"
 export CONFLICTDESK_STAFF_EMAILS="${CONFLICTDESK_STAFF_EMAILS:-steward@demo.conflictdesk.local}"
 # Staff hear of dead letters and conflicts in a digest only; in the demo every 5 minutes, not hourly.
 export CONFLICTDESK_DIGEST_MINUTES="${CONFLICTDESK_DIGEST_MINUTES:-5}"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # ConflictDesk's own HAPI FHIR R4 JPA server (deploy/hapi-fhir/, PostgreSQL database `hapi`).
 # Usage: deploy/hapi-fhir.sh start|stop|status
+#   HAPI_DB_NAME      the server's database (default hapi: the test servers'; the demo uses
+#                     hapi_demo, so it never replays the tests' and benchmarks' resources)
 #   HAPI_DB_PASSWORD  password of role `hapi` (dev default below)
-#   HAPI_DB_RESET=1   drop and recreate database `hapi` before starting (clean slate;
+#   HAPI_DB_RESET=1   drop and recreate database $HAPI_DB_NAME before starting (clean slate;
 #                     a server we started is stopped first)
 #   HAPI_XMX          JVM max heap (default 1g)
 #   HAPI_JVM          dev (default: C1-only JIT, starts faster on 2 cores: test servers start
@@ -25,11 +27,13 @@ MODULE_DIR="$REPO_DIR/deploy/hapi-fhir"
 JAR="$MODULE_DIR/target/conflictdesk-hapi-fhir.jar"
 HAPI_PORT=8090
 HAPI_BASE="http://127.0.0.1:$HAPI_PORT/fhir"
-HAPI_DB_NAME=hapi
+HAPI_DB_NAME="${HAPI_DB_NAME:-hapi}"
+[[ "$HAPI_DB_NAME" =~ ^[a-z_][a-z0-9_]*$ ]] || die "HAPI_DB_NAME must be a lower-case SQL name, got '$HAPI_DB_NAME'"
 HAPI_DB_USER=hapi
 HAPI_DB_PASSWORD="${HAPI_DB_PASSWORD:-hapi-dev-password}"
 LOG_FILE="$RUN_DIR/$NAME.log"
 PID_FILE="$RUN_DIR/$NAME.pid"
+DB_FILE="$RUN_DIR/$NAME.db"  # the database the server we started runs on
 RUN_JAR="$RUN_DIR/$NAME.jar"
 PROPS="$MODULE_DIR/src/main/resources/application.properties"
 PACKAGES_DIR="$CACHE_DIR/fhir-packages"
@@ -125,6 +129,9 @@ start() {
     reset_db
   elif answering; then
     log "$NAME already answering at $HAPI_BASE; leaving it alone"
+    local running_db; running_db="$(cat "$DB_FILE" 2>/dev/null || true)"
+    [ -n "$running_db" ] && [ "$running_db" != "$HAPI_DB_NAME" ] && \
+      log "WARNING: $NAME runs on database $running_db, not $HAPI_DB_NAME (make stop first to switch)"
     fetch_packages  # the tests read the IG packages from this checkout's cache, whoever started the server
     return 0
   fi
@@ -162,6 +169,7 @@ start() {
     setsid nohup "$jhome/bin/java" -Xms256m -Xmx"${HAPI_XMX:-1g}" ${HAPI_JAVA_OPTS:-$jit} \
       -Djava.awt.headless=true -jar "$RUN_JAR" >"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
+  echo "$HAPI_DB_NAME" >"$DB_FILE"
   local t0=$SECONDS
   wait_http "$NAME" "$HAPI_BASE/metadata" 300
   log "$NAME pid $(cat "$PID_FILE"), up $(( SECONDS - t0 )) s after launch, RSS $(ps -o rss= -p "$(cat "$PID_FILE")" | awk '{printf "%d MB", $1/1024}')"
@@ -170,7 +178,7 @@ start() {
 status() {
   if answering; then
     if pid_alive "$NAME"; then
-      echo "$NAME: running (pid $(cat "$PID_FILE"), RSS $(ps -o rss= -p "$(cat "$PID_FILE")" | awk '{printf "%d MB", $1/1024}')) at $HAPI_BASE"
+      echo "$NAME: running (pid $(cat "$PID_FILE"), RSS $(ps -o rss= -p "$(cat "$PID_FILE")" | awk '{printf "%d MB", $1/1024}')) at $HAPI_BASE, database $(cat "$DB_FILE" 2>/dev/null || echo '?')"
     else
       echo "$NAME: answering at $HAPI_BASE (not started by this script)"
     fi
