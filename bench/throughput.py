@@ -9,7 +9,20 @@ over the EHRbase sites answering on 8101..; the rate steps up (``--rates``),
 engine finished at least 90 % of what was committed during the step and the
 backlog (our commits not yet finished) at its end is at most 2 s of load
 (``held`` in tests/harness/load.py, which the latency test asserts too).
-``--full`` then holds the highest held rate for 10 minutes.
+The ladder climbs in 1 event/s steps (``--rates 1-20``). ``--full`` then holds
+the highest held rate for 10 minutes; when the hold is not held by the same
+rule, it steps down 1 event/s and holds again (``--hold-tries``): the held rate
+is the highest that passed over the whole hold. Latency (site commit answered
+-> the engine's write step finished, from the RunAttempt rows) is reported for
+the hold and for a phase at ``--latency-rate`` (8/s) long enough for at least
+1,000 events: n, p50/p95/p99/max each.
+
+CPU per event: the CPU seconds of each role (engine processes, HAPI, EHRbase,
+PostgreSQL, the bench process that generates the load) divided by the events
+the step finished. EHRbase's share includes the generator's own commits and
+the bench process is reported apart: neither is charged to the engine. The
+engine's CPU per event is set against HAPI's CPU per raw bundle measured in
+the same run (issue 14's target: at most 0.5x).
 
 Beside it, with no engine: the same records (the engine's own canonical
 compositions, mapped again under another site name so every create is new)
@@ -40,7 +53,33 @@ TERMINAL = E.load.TERMINAL
 finished_count = E.finished_count
 
 
-def engine_step(sites, engine, rate: float, seconds: float) -> dict:
+def parse_rates(text: str) -> list[float]:
+    """'1-20' -> 1, 2, ..., 20 (1 event/s steps); '2,4,6' -> as written."""
+    if "-" in text:
+        low, high = (int(x) for x in text.split("-", 1))
+        return [float(r) for r in range(low, high + 1)]
+    return [float(r) for r in text.split(",")]
+
+
+def cpu_per_event(cpu: dict, events: int) -> dict:
+    """CPU milliseconds per finished event by role; the engine's roles summed as 'engine'."""
+    if not events:
+        return {}
+    roles = cpu["cpu_s"]
+    out = {"engine": sum(v for k, v in roles.items() if k.startswith("engine."))}
+    out.update({k: v for k, v in roles.items() if not k.startswith("engine.")})
+    return {k: round(1000 * v / events, 1) for k, v in out.items()}
+
+
+def step_latency(gen, wait_s: float = 300) -> dict:
+    """Commit answered -> write step finished, per event of this step (after it drained)."""
+    versions = [c.version_uid for c in gen.commits]
+    E.wait_done(versions, wait_s, what="drain for latency")
+    rows = E.run_timings(gen.commits)
+    return E.summary([r["written"] - r["commit_end"] for r in rows.values() if "written" in r])
+
+
+def engine_step(sites, engine, rate: float, seconds: float, *, latency: bool = False) -> dict:
     from sync.models import SyncRun
 
     cpu = E.CpuMeter(engine)
@@ -68,6 +107,9 @@ def engine_step(sites, engine, rate: float, seconds: float) -> dict:
            "engine_rate": round(all_done / wall, 2), "backlog_at_end": backlog,
            "engine_backlog_before": before_backlog, "held": held, "generator_lateness_s": gen.lateness(),
            "loadavg": E.loadavg(), "cpu": cpu.read(), "samples": samples}
+    out["cpu_ms_per_event"] = cpu_per_event(out["cpu"], all_done)
+    if latency:
+        out["latency_s"] = step_latency(gen)
     E.log(f"rate {rate}/s: committed {len(versions)} ({out['commit_rate']}/s), engine finished {all_done} "
           f"({out['engine_rate']}/s), backlog {backlog} -> {'HELD' if held else 'not held'}; load {out['loadavg']}")
     return out, versions
@@ -176,9 +218,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="20 s steps, no 10-minute hold")
     ap.add_argument("--full", action="store_true", help="60 s steps, then 10 minutes at the highest held rate")
-    ap.add_argument("--rates", default="1,2,3,4,6,8,10,15,20", help="offered events/s, stepped up in order")
+    ap.add_argument("--rates", default="1-20", help="offered events/s, stepped up in order: '1-20' or '2,4,6'")
     ap.add_argument("--step-seconds", type=float, default=40.0)
     ap.add_argument("--hold-seconds", type=float, default=600.0)
+    ap.add_argument("--hold-tries", type=int, default=3, help="holds at most, 1 event/s lower each time")
+    ap.add_argument("--latency-rate", type=float, default=8.0)
+    ap.add_argument("--latency-events", type=int, default=1000, help="events in the latency phase, at least")
     ap.add_argument("--raw-seconds", type=float, default=60.0)
     ap.add_argument("--concurrency", type=int, default=2, help="pool children per worker node (2 nodes)")
     ap.add_argument("--ehrs-per-site", type=int, default=4)
@@ -187,7 +232,7 @@ def main() -> int:
         args.step_seconds, args.raw_seconds = 20.0, 30.0
     if args.full:
         args.step_seconds = 60.0
-    rates = [float(r) for r in args.rates.split(",")]
+    rates = parse_rates(args.rates)
     urls = E.running_sites()
     if not urls:
         print("no EHRbase site answers on 8101..", file=sys.stderr)
@@ -224,10 +269,27 @@ def main() -> int:
             results["highest_held_rate_per_s"] = best
             results["peak_engine_rate_per_s"] = max(s["engine_rate"] for s in results["steps"])
             if args.full and best:
-                E.log(f"holding {best}/s for {args.hold_seconds:.0f} s")
-                E.wait_done(all_versions, 300, what="drain before the hold")
-                hold, versions = engine_step(sites, engine, best, args.hold_seconds)
-                results["hold"] = {k: v for k, v in hold.items()}
+                results["holds"] = []
+                rate = best
+                for _ in range(args.hold_tries):
+                    if rate < 1:
+                        break
+                    E.log(f"holding {rate}/s for {args.hold_seconds:.0f} s")
+                    E.wait_done(all_versions, 300, what="drain before the hold")
+                    hold, versions = engine_step(sites, engine, rate, args.hold_seconds, latency=True)
+                    results["holds"].append(hold)
+                    all_versions += versions
+                    if hold["held"]:
+                        results["held_rate_10min_per_s"] = rate
+                        break
+                    rate -= 1
+                else:
+                    results["held_rate_10min_per_s"] = None
+                E.wait_done(all_versions, 300, what="drain before the latency phase")
+                seconds = max(args.step_seconds, args.latency_events / args.latency_rate)
+                E.log(f"latency phase: {args.latency_rate}/s for {seconds:.0f} s")
+                phase, versions = engine_step(sites, engine, args.latency_rate, seconds, latency=True)
+                results["latency_phase"] = phase
                 all_versions += versions
             E.log("draining")
             E.wait_done(all_versions, 600, what="drain")
@@ -240,6 +302,13 @@ def main() -> int:
         results["raw_hapi"] = raw_hapi(bundles, threads=2 * args.concurrency, seconds=args.raw_seconds)
     engine_rate = results["highest_held_rate_per_s"] or 0
     raw = results["raw_hapi"]["rate_per_s"]
+    raw_hapi_ms = cpu_per_event(results["raw_hapi"]["cpu"], results["raw_hapi"]["bundles"]).get("hapi")
+    results["raw_hapi"]["hapi_cpu_ms_per_bundle"] = raw_hapi_ms
+    measured = results["holds"][-1] if results.get("holds") else max(results["steps"], key=lambda st: st["engine_rate"])
+    engine_ms = measured["cpu_ms_per_event"].get("engine")
+    results["engine_cpu_ms_per_event"] = engine_ms
+    results["engine_cpu_per_event_to_raw_hapi_cpu_per_bundle"] = (
+        round(engine_ms / raw_hapi_ms, 2) if engine_ms and raw_hapi_ms else None)
     results["ratio_engine_held_to_raw"] = round(engine_rate / raw, 3) if raw else None
     results["ratio_engine_peak_to_raw"] = round(results["peak_engine_rate_per_s"] / raw, 3) if raw else None
     results["target_ratio>=0.7"] = bool(results["ratio_engine_held_to_raw"] and results["ratio_engine_held_to_raw"] >= 0.7)
@@ -254,6 +323,14 @@ def main() -> int:
         print(f"{s['rate_offered']:>9} {s['commit_rate']:>11} {s['engine_rate']:>9} {s['backlog_at_end']:>8} {s['held']}")
     print(f"highest held {engine_rate}/s, peak engine {results['peak_engine_rate_per_s']}/s, raw HAPI {raw}/s "
           f"-> ratio held/raw {results['ratio_engine_held_to_raw']}, peak/raw {results['ratio_engine_peak_to_raw']}")
+    for hold in results.get("holds", []):
+        print(f"hold {hold['rate_offered']}/s for {hold['seconds']} s: held {hold['held']}, "
+              f"latency {hold.get('latency_s')}")
+    if results.get("latency_phase"):
+        print(f"latency at {results['latency_phase']['rate_offered']}/s: {results['latency_phase'].get('latency_s')}")
+    print(f"held over 10 minutes: {results.get('held_rate_10min_per_s')}/s; engine CPU per event "
+          f"{engine_ms} ms vs HAPI CPU per raw bundle {raw_hapi_ms} ms "
+          f"= {results['engine_cpu_per_event_to_raw_hapi_cpu_per_bundle']}x")
     print("memory, sum of max RSS by role (MB):", results["memory"]["sum_of_max_by_role_mb"])
     print(f"load average {results['host']['loadavg_at_start']} -> {results['host']['loadavg_at_end']}")
     return 0
