@@ -33,7 +33,9 @@ def el(node, name, value):
 def ctcae(term=("Nausea", "10028813"), grade="at0017", category="Gastrointestinal disorders", version="5.0"):
     items = [el("at0001", "Category", text(category))] if category else []
     items.append(el("at0002", "Term", dt.coded_text(term[0], "MedDRA", term[1]) if term[1] else text(term[0])))
-    items.append(el("at0003", "Grade category", dt.coded_text(GRADES[grade][0], "local", grade)))
+    # DV_ORDINAL, as the CKM archetype constrains it (0|[local::at0021] .. 5|[local::at0019])
+    items.append(el("at0003", "Grade category", {"_type": "DV_ORDINAL", "value": int(GRADES[grade][0][-1]),
+                                                 "symbol": dt.coded_text(GRADES[grade][0], "local", grade)}))
     if version:
         items.append(el("at0009", "CTCAE version", text(version)))
     return {"_type": "CLUSTER", "name": text("Common Terminology Criteria for Adverse Events (CTCAE)"),
@@ -123,7 +125,8 @@ def test_a_central_mild_adverse_event_lands_in_a_graded_cluster():
     [cluster] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == CLUSTER]
     values = {i["archetype_node_id"]: i["value"] for i in cluster["items"]}
     assert values["at0002"]["defining_code"]["code_string"] == "10016256"
-    assert values["at0003"]["defining_code"]["code_string"] == "at0015"
+    assert values["at0003"]["_type"] == "DV_ORDINAL" and values["at0003"]["value"] == 1
+    assert values["at0003"]["symbol"]["defining_code"]["code_string"] == "at0015"
 
 
 # ------------------------------------------------------------------ hypothesis
