@@ -15,7 +15,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from sync.clients.errors import InvalidRequest, NotFound
+from sync.clients.errors import InvalidRequest, NotFound, PreconditionFailed
 from sync.identity import BACKFILL_PREFIX, CENTRAL, composition_uid_for, site_source
 from sync.mapping.from_fhir import PART_ONLY
 from sync.models import Conflict, PatientLink, RecordLink, Site, Step, SyncRun
@@ -107,6 +107,7 @@ def transform(ctx) -> StepResult:
         else:
             resources = [source, *_plan_members(services.fhir, source), *_report_members(services.fhir, source)]
             base = None
+            target = {**target, "absorbs": _standalone_results(site, target, source, resources)}
         with pure_transform("mapping.to_openehr"):
             out = guard.map_reverse(services.mapping, resources, template_id=target["template_id"], base_composition=base,
                                     archetypes=_archetypes(site, openehr, target["template_id"], resources))
@@ -143,7 +144,7 @@ def check_conflict(ctx) -> StepResult:
     targets = []
     for target in ctx.checkpoint["targets"]:
         if not target["vo_uid"]:
-            targets.append({**target, "plan": "write"})
+            targets.append({**target, "plan": "write", **_unedited(ctx, target)})
             continue
         link = RecordLink.objects.get(pk=target["link_id"])
         site = _site(ctx, target["site_id"])
@@ -194,11 +195,14 @@ def write(ctx) -> StepResult:
             ref = openehr.update_composition(target["ehr_id"], target["expected"], target["composition"])
         else:
             ref = _create_once(openehr, target)
-        targets.append({**target, "written": ref.version_uid, "vo_uid": ref.uid})
+        absorbed = [{**a, "deleted": _delete_once(openehr, target["ehr_id"], a)} for a in target.get("absorbs", [])]
+        targets.append({**target, "written": ref.version_uid, "vo_uid": ref.uid, "absorbed": absorbed})
 
     def effects(run):
         for t in targets:
-            recording(site_source(_site(ctx, t["site_id"]).name), [(t["vo_uid"], t["written"])])(run)
+            source = site_source(_site(ctx, t["site_id"]).name)
+            recording(source, [(t["vo_uid"], t["written"])])(run)
+            recording(source, [(a["vo_uid"], a["deleted"]) for a in t.get("absorbed", [])])(run)  # echoes too
             recording(CENTRAL, central_writes(t.get("retired", [])))(run)  # the leftovers retired: echoes
 
     deleted = [t for t in targets if t.get("delete") and t["plan"] == "write"]
@@ -206,6 +210,10 @@ def write(ctx) -> StepResult:
              "destination_version": ",".join(t["written"] for t in deleted)[:200],
              "detail": {"deleted": [t["vo_uid"] for t in deleted],
                         "entered_in_error": refs_of([r for t in deleted for r in t.get("retired", [])])}} if deleted else {}
+    absorbed = [a["vo_uid"] for t in targets for a in t.get("absorbed", [])]
+    kept = [a["vo_uid"] for t in targets for a in t.get("kept", [])]
+    if absorbed or kept:  # a report's results that were records of their own: now in the report's record
+        audit = {**audit, "detail": {**audit.get("detail", {}), "absorbed": absorbed, "kept_edited_at_site": kept}}
     return StepResult(next_step=Step.AUDIT, effects=effects, checkpoint={"targets": targets}, audit=audit)
 
 
@@ -252,6 +260,9 @@ def acknowledge(ctx) -> StepResult:
                     "last_synced_at": timezone.now(),
                 },
             )
+            for a in t.get("absorbed", []):  # its composition deleted: later versions go to the report's record
+                RecordLink.objects.filter(pk=a["link_id"]).update(
+                    deleted=True, openehr_version_uid=a["deleted"], last_synced_at=timezone.now())
 
     return StepResult(terminal=SyncRun.Status.DONE, effects=effects)
 
@@ -386,6 +397,59 @@ def _report_members(fhir, source: dict) -> list[dict]:
     specimens = [s.get("reference") for r in [source, *results] for s in _as_list(r.get("specimen"))
                  if isinstance(s, dict)]
     return results + _read_all(fhir, list(dict.fromkeys(specimens)))
+
+
+def _standalone_results(site: Site, target: dict, source: dict, resources: list[dict]) -> list[dict]:
+    """The records of their own a new central report's results already have at the target's site: an
+    Observation posted centrally before the report that names it went to the site alone (``report_of`` found no
+    report yet).  Such a record is absorbed (``write``): the report's composition holds the result, and the
+    stand-alone composition is deleted, so the site holds each result once, in its report, as the lab sent it.
+    Only a record the engine created for that Observation alone (its composition uid is the one
+    ``composition_uid_for`` gives it) and holding nothing but the report's members: a site's own record,
+    or one holding anything else, is never taken."""
+    if source.get("resourceType") != "DiagnosticReport":
+        return []
+    members = {(r["resourceType"], r["id"]) for r in resources}
+    out: dict[int, dict] = {}
+    for r in resources:
+        if r["resourceType"] != "Observation":
+            continue
+        for link in RecordLink.objects.filter(site_id=target["site_id"], patient_link_id=target["patient_link_id"],
+                                              deleted=False,
+                                              fhir_resources__contains=[{"type": "Observation", "id": r["id"]}]):
+            own = link.versioned_object_uid == composition_uid_for(f"Observation/{r['id']}", site.name)
+            if own and all((x["type"], x["id"]) in members for x in link.fhir_resources):
+                out[link.pk] = {"link_id": link.pk, "vo_uid": link.versioned_object_uid,
+                                "expected": link.openehr_version_uid}
+    return list(out.values())
+
+
+def _unedited(ctx, target: dict) -> dict:
+    """The records to absorb split by what the site did with them since they were written: one still as
+    written is absorbed; one edited at the site is kept as the site's record (an edit at the site is never
+    thrown away: it comes to the centre as any site edit does), one deleted there is left alone."""
+    absorbs, kept = [], []
+    for a in target.get("absorbs", []):
+        now = _composition_or_none(ctx.services.openehr(_site(ctx, target["site_id"])),
+                                   {**target, "vo_uid": a["vo_uid"]}, whole=True)
+        if now is None:
+            continue
+        (absorbs if now.ref.version_uid == a["expected"] else kept).append(a)
+    return {"absorbs": absorbs, "kept": kept}
+
+
+def _delete_once(openehr, ehr_id: str, absorbed: dict) -> str:
+    """Delete an absorbed composition with If-Match; a retry that finds it deleted after that version takes
+    that deletion.  The deletion's version uid."""
+    try:
+        openehr.delete_composition(ehr_id, absorbed["expected"])
+    except PreconditionFailed:
+        pass
+    history = openehr.revision_history(ehr_id, absorbed["vo_uid"])
+    last, before = history[-1], [h.version_uid for h in history[:-1]]
+    if (last.change_type or "").lower() != "deleted" or not before or before[-1] != absorbed["expected"]:
+        raise PreconditionFailed(method="DELETE", path=f"/composition/{absorbed['vo_uid']}", status=412)
+    return last.version_uid
 
 
 def _as_list(value) -> list:

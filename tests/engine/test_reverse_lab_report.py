@@ -2,7 +2,11 @@
 together; a result of a report is no record of its own (issue 21).  The real servers: test_fhir_born_engine."""
 from types import SimpleNamespace
 
-from sync.models import DeadLetter, PatientLink, RecordLink, Site, SyncRun
+import pytest
+
+from audit.models import AuditEvent
+from sync.identity import composition_uid_for
+from sync.models import DeadLetter, EngineWrite, PatientLink, RecordLink, Site, SyncRun
 
 from .test_reverse import central_change, linked  # noqa: F401 - the fixture is used by name
 
@@ -60,3 +64,95 @@ def test_a_central_report_is_mapped_with_its_results_and_specimen_into_one_recor
     assert [(r["type"], r["id"]) for r in link.fhir_resources] == [
         ("DiagnosticReport", ids["report"]), ("Observation", ids["hb"]), ("Observation", ids["alb"]),
         ("Specimen", ids["specimen"])]
+
+
+# ------------------------------------------------- a result posted before its report
+def _result_alone(engine) -> str:
+    """An Observation posted centrally on its own (no report names it yet): the engine writes it to the site
+    as a record of its own.  Its id."""
+    subject = {"reference": f"Patient/{PatientLink.objects.get().fhir_patient_id}"}
+    obs = engine.fhir.create({"resourceType": "Observation", "status": "final", "code": {"text": "Haemoglobin"},
+                              "subject": subject, "valueQuantity": {"value": 13.1, "unit": "g/dL"}}).resource
+    assert engine.drive(central_change(engine, f"Observation/{obs['id']}", "1")) == SyncRun.Status.DONE
+    return obs["id"]
+
+
+def _report_naming(engine, oid: str) -> str:
+    subject = {"reference": f"Patient/{PatientLink.objects.get().fhir_patient_id}"}
+    return engine.fhir.create({"resourceType": "DiagnosticReport", "status": "final", "subject": subject,
+                               "code": {"text": "Laboratory report"},
+                               "result": [{"reference": f"Observation/{oid}"}]}).resource["id"]
+
+
+def _holding(oid: str, **kw) -> list[RecordLink]:
+    return list(RecordLink.objects.filter(fhir_resources__contains=[{"type": "Observation", "id": oid}], **kw))
+
+
+@pytest.fixture
+def central_lab(engine, linked):  # noqa: F811
+    engine.site.template_ids = ["vitals"]
+    engine.site.fidelity_guard = Site.GuardMode.RECORD_ONLY  # the fake mapping keeps one value: not the point here
+    engine.site.save()
+    mapped_with(engine)  # the fake mapping builds its composition from the first resource with a value
+    return engine
+
+
+def test_a_result_posted_before_its_report_joins_the_reports_record_and_is_held_once(central_lab):
+    engine = central_lab
+    oid = _result_alone(engine)
+    [alone] = _holding(oid)
+    standalone = alone.versioned_object_uid
+    assert alone.versioned_object_uid == composition_uid_for(f"Observation/{oid}", "site1")
+    report = _report_naming(engine, oid)
+    writes = len(engine.openehr.writes)
+    run = central_change(engine, f"DiagnosticReport/{report}", "1")
+    assert engine.drive(run) == SyncRun.Status.DONE, list(DeadLetter.objects.values("step", "cause", "rule", "path"))
+
+    # the report's composition is created and the result's own one deleted (If-Match on the version written)
+    created, deleted = engine.openehr.writes[writes:]
+    assert created.startswith(composition_uid_for(f"DiagnosticReport/{report}", "site1"))
+    assert deleted == f"{standalone}::site1::2" and engine.openehr.compositions[deleted] is None
+    [live] = _holding(oid, deleted=False)
+    assert {(r["type"], r["id"]) for r in live.fhir_resources} == {("DiagnosticReport", report), ("Observation", oid)}
+    retired = RecordLink.objects.get(pk=alone.pk)
+    assert retired.deleted and retired.openehr_version_uid == deleted
+    # the deletion is the engine's own write: the site's poll sees an echo, not a site deletion to carry back
+    assert EngineWrite.objects.filter(destination="site:site1", object_id=standalone, version=deleted).exists()
+    [event] = AuditEvent.objects.filter(run_id=run.pk, action__endswith="write")
+    assert event.detail["absorbed"] == [standalone] and event.detail["kept_edited_at_site"] == []
+
+    # a later central version of the result goes to the report's record only
+    obs = engine.fhir.read("Observation", oid)
+    edited = engine.fhir.update({**obs, "valueQuantity": {"value": 12.4, "unit": "g/dL"}}).resource
+    writes = len(engine.openehr.writes)
+    later = central_change(engine, f"Observation/{oid}", edited["meta"]["versionId"])
+    assert engine.drive(later) == SyncRun.Status.DONE
+    assert [w.split("::")[0] for w in engine.openehr.writes[writes:]] == [live.versioned_object_uid]
+
+
+def test_a_result_record_edited_at_the_site_before_the_report_came_is_kept(central_lab):
+    engine = central_lab
+    oid = _result_alone(engine)
+    [alone] = _holding(oid)
+    written = alone.openehr_version_uid
+    content = engine.openehr.get_composition("ehr-1", written).content
+    edit = engine.openehr.update_composition("ehr-1", written, {**content, "content": [
+        {**content["content"][0], "value": 12.9}]})  # a clinician's correction, not synced yet
+    report = _report_naming(engine, oid)
+    run = central_change(engine, f"DiagnosticReport/{report}", "1")
+    assert engine.drive(run) == SyncRun.Status.DONE
+    assert engine.openehr.compositions[edit.version_uid] is not None  # the site's edit is not thrown away
+    assert not RecordLink.objects.get(pk=alone.pk).deleted
+    [event] = AuditEvent.objects.filter(run_id=run.pk, action__endswith="write")
+    assert event.detail["absorbed"] == [] and event.detail["kept_edited_at_site"] == [alone.versioned_object_uid]
+
+
+def test_a_sites_own_record_of_a_result_is_never_absorbed(central_lab, linked):  # noqa: F811
+    """The linked fixture's Observation was born at the site: a central report naming it takes no record away."""
+    engine = central_lab
+    [own] = _holding(linked["id"])
+    report = _report_naming(engine, linked["id"])
+    writes = len(engine.openehr.writes)
+    assert engine.drive(central_change(engine, f"DiagnosticReport/{report}", "1")) == SyncRun.Status.DONE
+    assert all(engine.openehr.compositions[w] is not None for w in engine.openehr.writes[writes:])
+    assert not RecordLink.objects.get(pk=own.pk).deleted
