@@ -79,7 +79,9 @@ V2_ENTRIES = ("OBSERVATION.ecog.v2", "OBSERVATION.karnofsky_performance_status_s
 # Slots of those entries the template fills (and closes): entry -> slot term text -> CKM clusters.
 V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": ("CLUSTER.adverse_reaction_event.v1",)},
               # the radiotherapy detail (its CKM use), and the anatomical location v1 left open for
-              "ACTION.procedure.v1": {"Procedure detail": ("CLUSTER.radiotherapy.v0", "CLUSTER.anatomical_location.v1")}}
+              "ACTION.procedure.v1": {"Procedure detail": ("CLUSTER.radiotherapy.v0", "CLUSTER.anatomical_location.v1")},
+              # CTCAE grading of a diagnosis (its CKM use), beside the TNM clusters v1 already puts there
+              "EVALUATION.problem_diagnosis.v1": {"Specific details": ("CLUSTER.ctcae.v1",)}}
 VERSIONS = {"v1": (TEMPLATE_ID, OUT, "derived", ()), "v2": (TEMPLATE_ID_V2, OUT_V2, "ckm", V2_ENTRIES)}
 
 NS = "http://schemas.openehr.org/v1"
@@ -597,8 +599,10 @@ def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_
         raise ValueError(f"tnm_pathological {tnm_pathological!r}: 'derived' or 'ckm'")
     pd = a("openEHR-EHR-EVALUATION.problem_diagnosis.v1")
     code_text_elements(pd, CODED["problem_diagnosis"])
+    pd_slots = slot_fillers(pd, "EVALUATION.problem_diagnosis.v1") if entries else {}
+    details = find_slot_node(pd, "Specific details")
     pd_el = archetype_root(pd, fillers={
-        find_slot_node(pd, "Specific details"): [archetype_root(tnm, (0, 1)), tnm_path_el]})
+        **pd_slots, details: [archetype_root(tnm, (0, 1)), tnm_path_el, *pd_slots.get(details, [])]})
 
     # OBSERVATION laboratory_test_result with the analyte cluster
     analyte = lift("kds_lab_report.opt", "openEHR-EHR-CLUSTER.laboratory_test_analyte.v1",
@@ -657,7 +661,7 @@ def oncology_description(tnm_pathological: str = "derived", entries: tuple[str, 
                "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
                "health risk assessment"
                + (", performance status, radiotherapy, treatment plan with goals, referrals and administrations, adverse reaction"
-                  " risks" if entries else "")
+                  " risks, CTCAE-graded adverse events" if entries else "")
                + ". Test and mapping template of ConflictDesk.")
     tnm = (f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts)."
            if tnm_pathological == "derived" else

@@ -315,3 +315,15 @@ ALLERGIES = (
     ("Codeine", ("at0122", "Medication"), ("at0060", "Non-immune mediated"), "Nausea and vomiting",
      ("at0011", "Mild")),
 )
+
+# Toxicities a follow-up may grade after a dose (CLUSTER.ctcae.v1 in the problem_diagnosis the toxicity is,
+# mapped to an AdverseEvent): (CTCAE v5.0 system organ class, CTCAE term), as text (no MedDRA code is
+# written: the cluster's term is free text), and the grade's ordinal -> at-code of the archetype with the
+# chance of each (mostly grade 1-2, as in ambulatory chemotherapy).
+TOXICITIES = (("Gastrointestinal disorders", "Nausea"), ("Gastrointestinal disorders", "Diarrhea"),
+              ("General disorders and administration site conditions", "Fatigue"),
+              ("Nervous system disorders", "Peripheral sensory neuropathy"),
+              ("Skin and subcutaneous tissue disorders", "Alopecia"))
+CTCAE_GRADES = {1: "at0015", 2: "at0016", 3: "at0017"}
+CTCAE_GRADE_WEIGHTS = (6, 3, 1)
+CTCAE_VERSION = "5.0"

@@ -20,7 +20,9 @@ A patient's story, one composition per clinical contact (``Event.key``):
   Karnofsky performance status, vitals, haemoglobin and neutrophils.
 * ``follow_up.N`` (1-3): performance status, a dose of the plan's first agent given, vitals and labs,
   the marker falling towards normal; at the first, for breast cancer without metastases, the referred
-  radiotherapy course completed (40 Gy in 15 fractions).
+  radiotherapy course completed (40 Gy in 15 fractions); at about one follow-up in three a toxicity of
+  the treatment graded by CTCAE (a problem_diagnosis with CLUSTER.ctcae.v1, mostly grade 1-2; drawn from
+  a stream of its own, so the rest of the story is the same with or without it).
 
 Metastatic (cM1) patients, about one in ten, get no resection and no pTNM: their story is
 diagnosis, treatment and follow-ups.
@@ -94,6 +96,7 @@ def generate_patient(seed: int, subject: str, *, facility: str = "Synthetic Onco
                                                         "cTNM": clinical})
     diagnosed = EPOCH + timedelta(days=rng.randint(0, 420), hours=rng.randint(0, 8), minutes=rng.choice([0, 15, 30, 45]))
     ctx = _Ctx(rng, cancer, site, histology, clinical, vitals, facility, clinician)
+    ctx.toxicity_rng = random.Random(f"{seed}|{subject}|toxicity")
     patient.events.append(ctx.diagnosis_event(diagnosed))
     when = diagnosed
     if m == "M0":
@@ -141,6 +144,7 @@ class _Ctx:
         self.agents: list[cat.Agent] = []
         self.planned: datetime | None = None  # when the tumour board planned the treatment
         self.allergy = rng.choice(cat.ALLERGIES) if rng.random() < 0.25 else None
+        self.toxicity_rng = random.Random(0)  # generate_patient gives each patient its own
 
     def _flat(self, when: datetime) -> FlatComposition:
         return FlatComposition(when, facility=self.facility, composer=self.clinician)
@@ -204,6 +208,8 @@ class _Ctx:
         add_performance_status(flat, self.rng, when, self.ecog)
         if self.agents:  # the plan's first agent, a dose given at this visit
             add_dose_given(flat, when, self.agents[0], self.diagnosis_text())
+            if self.toxicity_rng.random() < 0.35:  # a toxicity of it, graded by CTCAE
+                add_toxicity(flat, self.toxicity_rng, when - timedelta(days=self.toxicity_rng.randint(3, 20)))
         course = cat.RADIOTHERAPY_COURSES.get(self.cancer.key)
         if k == 1 and course and self.clinical["m"] == "M0" and self.planned:  # the referred course, done since the plan
             add_radiotherapy(flat, self.planned + timedelta(days=14), course, self.site.description,
@@ -431,6 +437,21 @@ def add_performance_status(flat: FlatComposition, rng: random.Random, when: date
         path = f"{flat.entry(node)}/{event}:0"
         flat.set(f"{path}/time", iso(when))
         flat.set(f"{path}/{element}", code=code, ordinal=score, value=text)
+
+
+def add_toxicity(flat: FlatComposition, rng: random.Random, onset: datetime) -> None:
+    """A toxicity of the treatment: a problem_diagnosis named by its CTCAE term (text), graded in its
+    'Specific details' by CLUSTER.ctcae.v1 (ordinal grade, the at-code the archetype gives it)."""
+    category, term = rng.choice(cat.TOXICITIES)
+    grade = rng.choices(sorted(cat.CTCAE_GRADES), weights=cat.CTCAE_GRADE_WEIGHTS)[0]
+    path = flat.entry("problem_diagnosis")
+    flat.set(f"{path}/problem_diagnosis_name", other=term)
+    flat.set(f"{path}/date_time_of_onset", iso(onset))
+    ctcae = f"{path}/common_terminology_criteria_for_adverse_events_ctcae:0"
+    flat.set(f"{ctcae}/category", category)
+    flat.set(f"{ctcae}/term", term)
+    flat.set(f"{ctcae}/grade_category", code=cat.CTCAE_GRADES[grade], ordinal=grade, value=f"Grade {grade}")
+    flat.set(f"{ctcae}/ctcae_version", cat.CTCAE_VERSION)
 
 
 def add_care_plan(flat: FlatComposition, when: datetime, name: str, indication: str, description: str) -> None:

@@ -18,7 +18,12 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "oncology" / "oncol
 GENERIC = re.compile(r"/_uid$|/_mapping:#(\|match|/target\|(code|terminology))$")
 # Web-template nodes the generator uses beyond the fixture; test_seed_real checks them against the
 # live web template.
-EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime"}
+EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime"} | {
+    f"{ROOT}/problem_diagnosis:#/{k}" for k in (  # a toxicity graded by CTCAE (issue 17)
+        "problem_diagnosis_name|other", "date_time_of_onset",
+        *(f"common_terminology_criteria_for_adverse_events_ctcae:#/{e}" for e in (
+            "category", "term", "grade_category|code", "grade_category|ordinal", "grade_category|value",
+            "ctcae_version")))}
 WHEN = datetime(2025, 5, 1, 9, 30, tzinfo=timezone.utc)
 
 

@@ -89,3 +89,66 @@ def test_breast_patients_without_metastases_complete_the_referred_radiotherapy_c
                                                                 "system": "http://unitsofmeasure.org", "code": "cGy"},
                                          "fractionsDelivered": 15}
     assert validate_fhir(course) == []
+
+
+def test_some_follow_ups_grade_a_toxicity_that_maps_to_an_adverse_event_of_the_dose(patients):
+    """CLUSTER.ctcae.v1 in the toxicity's problem_diagnosis (template v2) -> an AdverseEvent naming the
+    Condition and the administration of the same visit; the grade is the archetype's ordinal."""
+    graded = [e for p in patients for e in p.events if e.kind == "follow_up"
+              and any("/common_terminology_criteria_for_adverse_events_ctcae:0/" in k for k in e.flat)]
+    follow_ups = [e for p in patients for e in p.events if e.kind == "follow_up"]
+    assert 0 < len(graded) < len(follow_ups)
+    assert all(not any("ctcae" in k for k in e.flat) for p in patients for e in p.events if e.kind != "follow_up")
+    severity = {1: "mild", 2: "moderate", 3: "severe"}
+    seen = set()
+    for n, event in enumerate(graded[:6]):
+        comp = flat_format.to_canonical(event.flat, OPT, now=NOW)
+        comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": f"d3m00000-0000-4000-8000-0000000001{n:02d}::demo::1"}
+        [entry] = [e for e in comp["content"] if e["archetype_node_id"] == "openEHR-EHR-EVALUATION.problem_diagnosis.v1"]
+        [cluster] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "openEHR-EHR-CLUSTER.ctcae.v1"]
+        grade = next(i["value"] for i in cluster["items"] if i["archetype_node_id"] == "at0003")
+        assert grade["_type"] == "DV_ORDINAL" and grade["symbol"]["defining_code"]["code_string"] == cat.CTCAE_GRADES[grade["value"]]
+        resources = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+        by_type = {r["resourceType"]: r for r in resources}
+        ae, cond = by_type["AdverseEvent"], by_type["Condition"]
+        done = [f"{r['resourceType']}/{r['id']}" for r in resources  # the dose given (and a radiotherapy course)
+                if r["resourceType"] in ("MedicationAdministration", "Procedure")]
+        assert ae["event"] == {"text": cond["code"]["text"]} and ae["event"]["text"] in {t for _, t in cat.TOXICITIES}
+        assert ae["severity"]["coding"][0]["code"] == severity[grade["value"]]
+        assert ae["resultingCondition"] == [{"reference": f"Condition/{cond['id']}"}]
+        assert sorted(s["instance"]["reference"] for s in ae["suspectEntity"]) == sorted(done)
+        assert any(d.startswith("MedicationAdministration/") for d in done)
+        assert ae["date"] == cond["onsetDateTime"]
+        assert all(validate_fhir(r) == [] for r in resources)
+        seen.add(grade["value"])
+    assert seen & {1, 2}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_graded_follow_up_commits_to_ehrbase_and_its_adverse_event_passes_hapi(patients, ehrbase_urls, fhir_base_url):
+    """The v2 template on the site holds the CTCAE cluster: EHRbase takes the follow-up, gives the grade back as
+    the ordinal written, and the AdverseEvent made from what it returns passes HAPI's $validate."""
+    import uuid
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.demo.flat import TEMPLATE_ID
+    from tests.mapping.hapi import hapi_errors
+
+    event = next(e for p in patients for e in p.events if e.kind == "follow_up"
+                 and any("/common_terminology_criteria_for_adverse_events_ctcae:0/" in k for k in e.flat))
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template(OPT.read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNCTCAE{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
+        comp = cdr.get_composition(ehr, ref.version_uid).content
+    [entry] = [e for e in comp["content"] if e["archetype_node_id"] == "openEHR-EHR-EVALUATION.problem_diagnosis.v1"]
+    [cluster] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "openEHR-EHR-CLUSTER.ctcae.v1"]
+    grade = next(i["value"] for i in cluster["items"] if i["archetype_node_id"] == "at0003")
+    key = f"{ROOT}/problem_diagnosis:0/common_terminology_criteria_for_adverse_events_ctcae:0/grade_category"
+    assert (grade["_type"], grade["value"], grade["symbol"]["defining_code"]["code_string"]) == (
+        "DV_ORDINAL", event.flat[f"{key}|ordinal"], event.flat[f"{key}|code"])
+    resources = to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
+    [ae] = [r for r in resources if r["resourceType"] == "AdverseEvent"]
+    assert ae["severity"]["coding"][0]["code"] == {1: "mild", 2: "moderate", 3: "severe"}[grade["value"]]
+    assert hapi_errors(fhir_base_url, ae) == []

@@ -83,3 +83,18 @@ def test_the_v2_fixture_holds_every_row_of_the_template_and_round_trips():
     assert course["status"] == "in-progress" and course["performedPeriod"]["start"].startswith("2025-03-10")
     assert all(validate_fhir(r) == [] for r in resources)
     assert compare_clinical(comp, from_fhir(resources, template_id="t", base_composition=comp).composition) == []
+
+
+def test_v2_grades_a_diagnosis_with_ctcae_beside_the_tnm_clusters():
+    """CLUSTER.ctcae.v1 in problem_diagnosis' 'Specific details' (its CKM use), with its grade an ordinal 0..5."""
+    def pd_clusters(path):
+        [pd] = [c for c in ET.parse(path).getroot().iter("{%s}children" % NS["o"]) if c.get(XSI_TYPE) == "C_ARCHETYPE_ROOT"
+                and c.findtext("o:archetype_id/o:value", namespaces=NS) == "openEHR-EHR-EVALUATION.problem_diagnosis.v1"]
+        return {c.findtext("o:archetype_id/o:value", namespaces=NS): c for c in pd.iter("{%s}children" % NS["o"])
+                if c.get(XSI_TYPE) == "C_ARCHETYPE_ROOT"}
+    v2 = pd_clusters(V2)
+    assert {"openEHR-EHR-CLUSTER.tnm.v1", "openEHR-EHR-CLUSTER.tnm-pathological.v1", "openEHR-EHR-CLUSTER.ctcae.v1"} <= set(v2)
+    assert "openEHR-EHR-CLUSTER.ctcae.v1" not in pd_clusters(V1)
+    ordinals = {(o.findtext("o:value", namespaces=NS), o.findtext("o:symbol/o:defining_code/o:code_string", namespaces=NS))
+                for o in v2["openEHR-EHR-CLUSTER.ctcae.v1"].iter("{%s}list" % NS["o"])}
+    assert ordinals == {("0", "at0021"), ("1", "at0015"), ("2", "at0016"), ("3", "at0017"), ("4", "at0018"), ("5", "at0019")}
