@@ -16,7 +16,7 @@ import httpx
 
 from . import ids
 from .errors import InvalidRequest, PreconditionFailed
-from .http import DEFAULT_TIMEOUT, HttpSession, error_for_status, unquote_etag
+from .http import ServerClient, error_for_status, unquote_etag
 
 FHIR_JSON = "application/fhir+json"
 Criteria = str | Mapping[str, str] | Sequence[tuple[str, str]]
@@ -72,34 +72,11 @@ class HistoryEntry:
         return self.method == "DELETE"
 
 
-class FHIRClient:
+class FHIRClient(ServerClient):
     """Talks to the central FHIR server; safe to reuse across calls (not threads)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        auth: httpx.Auth | tuple[str, str] | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
-    ):
-        self.http = HttpSession(
-            base_url,
-            auth=auth,
-            timeout=timeout,
-            transport=transport,
-            headers={"Accept": FHIR_JSON},
-            stale_statuses=(409, 412),
-        )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "FHIRClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    ACCEPT = FHIR_JSON
+    STALE_STATUSES = (409, 412)
 
     def ping(self, timeout: float) -> None:
         """Ask for the server's CapabilityStatement: a TransientError if it does not answer (the breaker's probe)."""

@@ -113,6 +113,37 @@ class HttpSession:
         return self._client.is_closed
 
 
+class ServerClient:
+    """A client of one server over its own HttpSession; reusable across calls (not threads), a context manager.
+
+    Subclasses say what they accept and which statuses mean "your version is stale"
+    (the engine's conflict path), since the two servers answer a stale write differently.
+    """
+
+    ACCEPT = "application/json"
+    STALE_STATUSES: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.http = HttpSession(base_url, auth=auth, timeout=timeout, transport=transport,
+                                headers={"Accept": self.ACCEPT}, stale_statuses=self.STALE_STATUSES)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def error_for(response: httpx.Response, stale_statuses: frozenset[int]) -> ClientError:
     """Map a non-2xx response to the error the engine acts on."""
     return error_for_status(

@@ -22,7 +22,7 @@ import httpx
 
 from . import ids
 from .errors import InvalidRequest, NotFound
-from .http import DEFAULT_TIMEOUT, HttpSession, unquote_etag
+from .http import ServerClient, unquote_etag
 from .openehr_changes import ChangeRow, iter_changes
 
 FLAT_JSON = "application/openehr.wt.flat.schema+json"
@@ -100,36 +100,12 @@ def template_id_of(opt_xml: str | bytes) -> str:
     return value.text.strip()
 
 
-class OpenEHRClient:
+class OpenEHRClient(ServerClient):
     """Talks to one CDR; one instance per site, safe to reuse across calls (not threads)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        auth: httpx.Auth | tuple[str, str] | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
-    ):
-        self.http = HttpSession(
-            base_url,
-            auth=auth,
-            timeout=timeout,
-            transport=transport,
-            headers={"Accept": "application/json"},
-            # 412 is EHRbase's answer to a stale If-Match. Its 409 usually means
-            # "already exists" (template, EHR id), so only delete widens this.
-            stale_statuses=(412,),
-        )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "OpenEHRClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    # 412 is EHRbase's answer to a stale If-Match. Its 409 usually means
+    # "already exists" (template, EHR id), so only delete widens this.
+    STALE_STATUSES = (412,)
 
     # --- EHRs -------------------------------------------------------------
 
