@@ -159,6 +159,8 @@ def resource_rows(resource: dict) -> list[Row]:
         else "summary" if isinstance(resource.get("summary"), str) \
         else "title" if isinstance(resource.get("title"), str) else "code"
     heading = resource[title] if title in ("summary", "title") else concept(resource.get(title))
+    if resource.get("resourceType") == "Consent":  # no code: the consent's step at the site, else its category
+        heading = _ism_step(resource) or concept((resource.get("category") or [None])[0])
     rows = [Row(0, resource.get("resourceType", "Resource"), heading or "",
                 f"{resource.get('resourceType')}/{resource.get('id', '')} v{(resource.get('meta') or {}).get('versionId', '?')}")]
     for key, value in resource.items():
@@ -172,6 +174,17 @@ def resource_rows(resource: dict) -> list[Row]:
     if residue:
         rows.append(Row(1, "openEHR detail kept in extensions", f"{len(residue)} item(s), see raw JSON"))
     return rows
+
+
+def _ism_step(resource: dict) -> str:
+    """The display of the openEHR careflow step our openehr-ism-transition extension keeps ('Informed consent
+    provided'), or ''."""
+    for ext in resource.get("extension", []):
+        if str(ext.get("url", "")).endswith("/openehr-ism-transition"):
+            for part in ext.get("extension", []):
+                if part.get("url") == "careflowStep":
+                    return (part.get("valueCoding") or {}).get("display") or ""
+    return ""
 
 
 def _extension(ext: dict, depth: int, rows: list[Row]) -> None:
@@ -209,6 +222,9 @@ def _fhir_element(key: str, value, depth: int, rows: list[Row]) -> None:
 
 def fhir_value(value: dict) -> str | None:
     """A one-line reading of common datatypes, or None for a structure to expand."""
+    absent = [e.get("valueCode") for e in value.get("extension", []) if str(e.get("url")).endswith("/data-absent-reason")]
+    if absent and set(value) == {"extension"}:  # a required element the source had no value for
+        return f"not recorded ({absent[0]})"
     if "value" in value and ("unit" in value or "code" in value or "system" in value):
         unit = value.get("unit") or UCUM_DISPLAY.get(value.get("code"), value.get("code")) or ""
         return f"{value.get('comparator', '')}{_num(value['value'])} {unit}".strip()
