@@ -222,7 +222,8 @@ def _fhir_element(key: str, value, depth: int, rows: list[Row]) -> None:
 
 def fhir_value(value: dict) -> str | None:
     """A one-line reading of common datatypes, or None for a structure to expand."""
-    absent = [e.get("valueCode") for e in value.get("extension", []) if str(e.get("url")).endswith("/data-absent-reason")]
+    absent = [e.get("valueCode") for e in value.get("extension", [])
+              if str(e.get("url")).endswith("/data-absent-reason")]
     if absent and set(value) == {"extension"}:  # a required element the source had no value for
         return f"not recorded ({absent[0]})"
     if "value" in value and ("unit" in value or "code" in value or "system" in value):
