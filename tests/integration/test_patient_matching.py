@@ -186,7 +186,7 @@ def test_a_treatment_plan_on_the_golden_patient_reaches_exactly_the_sites_holdin
     links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
     golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
     assert link_of(mdm, links[1].fhir_patient_id, wanted=(MATCH,)).golden == golden
-    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    central_from_now()
     plan = fhir.create({"resourceType": "CarePlan", "status": "active", "intent": "plan",
                         "subject": {"reference": golden}, "title": "Tumour board plan",
                         "description": "4 cycles AC, then adjuvant radiotherapy"})
@@ -246,10 +246,9 @@ def test_a_name_changed_without_a_new_composition_is_caught_by_the_demographics_
     assert event.patient_link_id == link.pk and married not in str(event.detail)
 
 
-def test_a_registration_a_steward_links_later_receives_the_plans_next_version(sites, ehrbase_urls, fhir, person):
-    """Margit moved: site2 registered her with a new postal code (a possible match). The plan made on her
-    golden record reaches site1 only; once the steward says "same person", its next version reaches
-    site2 too, and site1 gets the new version of what it already had."""
+def margit_moved(sites, ehrbase_urls, fhir, person):
+    """Margit at site1, and at site2 with a new postal code: MDM MATCHes the first to a golden record and
+    holds the second as a POSSIBLE_MATCH for a steward. (ehrs, links, golden, mdm)."""
     ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
             register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
     sync_sites(sites, ehrs)
@@ -257,26 +256,12 @@ def test_a_registration_a_steward_links_later_receives_the_plans_next_version(si
     links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
     golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
     assert link_of(mdm, links[1].fhir_patient_id).match_result == POSSIBLE_MATCH
+    return ehrs, links, golden, mdm
+
+
+def central_from_now() -> None:
+    """The central poll reads from two seconds ago: the plans the test writes next, not other tests' history."""
     Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
-    plan = fhir.create({"resourceType": "CarePlan", "status": "active", "intent": "plan",
-                        "subject": {"reference": golden}, "title": "Tumour board plan", "description": "4 cycles AC"})
-
-    def deliver():
-        poll_central()
-        runs = [r for r in drive() if r.change_event.source_object_id == f"CarePlan/{plan.id}"]
-        assert [r.status for r in runs] == [SyncRun.Status.DONE], list(DeadLetter.objects.values("step", "error"))
-        return {rl.patient_link.ehr_id: rl.openehr_version_uid
-                for rl in RecordLink.objects.filter(fhir_resources__contains=[{"type": "CarePlan", "id": plan.id}])}
-
-    first = deliver()
-    assert list(first) == [ehrs[0]]
-    mdm.update_link(golden, f"Patient/{links[1].fhir_patient_id}", MATCH)  # the steward's "same person"
-    Cursor.objects.filter(source="central").update(position=_now() - timedelta(seconds=2))
-    fhir.update({**fhir.read("CarePlan", plan.id), "description": "4 cycles AC, then G-CSF"})
-    second = deliver()
-    assert sorted(second) == sorted(ehrs)
-    assert second[ehrs[0]].split("::")[0] == first[ehrs[0]].split("::")[0]  # the same composition at site1,
-    assert second[ehrs[0]] != first[ehrs[0]]                                 # a new version of it
 
 
 def plan_on(fhir, golden: str, description: str) -> str:
@@ -295,6 +280,30 @@ def drive_plan(plan_id: str) -> list[str]:
     return [r.status for r in drive() if r.change_event.source_object_id == f"CarePlan/{plan_id}"]
 
 
+def test_a_registration_a_steward_links_later_receives_the_plans_next_version(sites, ehrbase_urls, fhir, person):
+    """Margit moved: site2 registered her with a new postal code (a possible match). The plan made on her
+    golden record reaches site1 only; once the steward says "same person", its next version reaches
+    site2 too, and site1 gets the new version of what it already had."""
+    ehrs, links, golden, mdm = margit_moved(sites, ehrbase_urls, fhir, person)
+    central_from_now()
+    plan = plan_on(fhir, golden, "4 cycles AC")
+
+    def deliver():
+        poll_central()
+        assert drive_plan(plan) == [SyncRun.Status.DONE], list(DeadLetter.objects.values("step", "error"))
+        return holders(plan)
+
+    first = deliver()
+    assert list(first) == [ehrs[0]]
+    mdm.update_link(golden, f"Patient/{links[1].fhir_patient_id}", MATCH)  # the steward's "same person"
+    Cursor.objects.filter(source="central").update(position=_now() - timedelta(seconds=2))
+    fhir.update({**fhir.read("CarePlan", plan), "description": "4 cycles AC, then G-CSF"})
+    second = deliver()
+    assert sorted(second) == sorted(ehrs)
+    assert second[ehrs[0]].split("::")[0] == first[ehrs[0]].split("::")[0]  # the same composition at site1,
+    assert second[ehrs[0]] != first[ehrs[0]]                                 # a new version of it
+
+
 def test_a_steward_confirmed_registration_gets_the_golden_records_existing_plan_at_once(sites, ehrbase_urls, fhir,
                                                                                         person):
     """No new central version needed: the steward's "same person" backfills the plan to site2, audited with the
@@ -302,14 +311,8 @@ def test_a_steward_confirmed_registration_gets_the_golden_records_existing_plan_
     from sync.actions.patients import do_confirm_match
     from sync.patients import backfill
 
-    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
-            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
-    sync_sites(sites, ehrs)
-    mdm = MdmClient(fhir)
-    links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
-    golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
-    assert link_of(mdm, links[1].fhir_patient_id).match_result == POSSIBLE_MATCH
-    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    ehrs, links, golden, _ = margit_moved(sites, ehrbase_urls, fhir, person)
+    central_from_now()
     plan = plan_on(fhir, golden, "4 cycles AC")
     poll_central()
     assert drive_plan(plan) == [SyncRun.Status.DONE] and list(holders(plan)) == [ehrs[0]]
@@ -340,7 +343,7 @@ def test_a_registration_mdm_links_late_gets_the_existing_plan_from_the_sweep(sit
     sync_sites(sites, [first])
     mdm = MdmClient(fhir)
     golden = link_of(mdm, PatientLink.objects.get(ehr_id=first).fhir_patient_id, wanted=(MATCH,)).golden
-    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    central_from_now()
     plan = plan_on(fhir, golden, "Capecitabine, 8 cycles")
     poll_central()
     assert drive_plan(plan) == [SyncRun.Status.DONE] and list(holders(plan)) == [first]
@@ -362,14 +365,8 @@ def test_a_split_after_delivery_keeps_what_was_delivered_and_routes_nothing_more
     reaches site1 only."""
     from sync.actions.patients import do_confirm_match, do_reject_match
 
-    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
-            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
-    sync_sites(sites, ehrs)
-    mdm = MdmClient(fhir)
-    links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
-    golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
-    assert link_of(mdm, links[1].fhir_patient_id).match_result == POSSIBLE_MATCH
-    Cursor.objects.update_or_create(source="central", defaults={"position": _now() - timedelta(seconds=2)})
+    ehrs, links, golden, _ = margit_moved(sites, ehrbase_urls, fhir, person)
+    central_from_now()
     plan = plan_on(fhir, golden, "4 cycles AC")
     poll_central()
     drive_plan(plan)
