@@ -13,6 +13,7 @@ from __future__ import annotations
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
 from . import hooks_adverse_event, hooks_careplan, hooks_dosage, hooks_genomics, hooks_imaging, hooks_lab, hooks_radiotherapy
 from . import hooks_tnm
+from . import hooks_pathology
 from .errors import MappingError
 
 HOOKS = {
@@ -27,6 +28,8 @@ HOOKS = {
     "referenceRange": hooks_lab.reference_range,
     "dateTimeInterval": hooks_lab.date_time_interval,
     "firstResult": hooks_lab.first_result,
+    # pathology report findings (Gleason score)
+    "gleasonScore": hooks_pathology.gleason_score,
     # genomic variant results in a lab report
     "genomicVariant": hooks_genomics.genomic_variant,
     # imaging report findings

@@ -1,0 +1,113 @@
+"""Hooks (``mappingCode``) of the pathology rows: clusters of a pathology report (OBSERVATION.laboratory_test_result.v1,
+its 'Test result' slot) <-> Observations in the report's DiagnosticReport.result.
+
+``gleasonScore`` (CLUSTER.gleason_score.v0 <-> one Observation 'Gleason score' LOINC 35266-6, category
+laboratory): total Gleason score at0197 (DV_COUNT 2..10) <-> valueInteger; the primary, secondary and tertiary
+Gleason grade (at0166 / at0182 / at0183, DV_ORDINAL 1..5) <-> components LOINC 44641-9 / 44642-7 / 44643-5
+'Gleason pattern.primary/secondary/tertiary in Prostate tumor', valueInteger = the ordinal; the Gleason Grade
+Group at0265 (DV_ORDINAL 1..5) <-> component 94734-1 'Prostate cancer grade group [Score] in Prostate tumor
+Qualitative', valueCodeableConcept = the LOINC answer of its list LL5543-5 (LA30794-4 .. LA30798-5, ISUP Grade
+Group 1..5).  Codes as the MII pathology / onkology modules and the HL7 Europe FLUTE guide use them; mCODE STU4
+has no Gleason profile, so none is declared.  Back, each component gives its element (the archetype's at-code
+and rubric for the ordinal); a pattern outside 1..5, a total outside 2..10 or an unknown grade-group answer has
+no place in the archetype: nothing is written for it, so from_fhir reports it lost.
+"""
+from __future__ import annotations
+
+from .runtime import FWD
+
+LOINC = "http://loinc.org"
+TOTAL = ("at0197", "Total Gleason score")
+PATTERNS = {  # component code -> (element node, name, at-code of ordinal 1..5)
+    "44641-9": ("at0166", "Primary Gleason grade", ("at0250", "at0251", "at0252", "at0253", "at0254")),
+    "44642-7": ("at0182", "Secondary Gleason grade", ("at0255", "at0256", "at0257", "at0258", "at0259")),
+    "44643-5": ("at0183", "Tertiary Gleason grade", ("at0260", "at0261", "at0262", "at0263", "at0264")),
+}
+PATTERN_DISPLAY = {"44641-9": "Gleason pattern.primary in Prostate tumor",
+                   "44642-7": "Gleason pattern.secondary in Prostate tumor",
+                   "44643-5": "Gleason pattern.tertiary in Prostate tumor"}
+GRADE_GROUP = "94734-1"
+GRADE_GROUP_NODE = ("at0265", "Gleason Grade Group", ("at0266", "at0267", "at0268", "at0269", "at0270"))
+GRADE_GROUP_DISPLAY = "Prostate cancer grade group [Score] in Prostate tumor Qualitative"
+# LOINC answer list LL5543-5, displays as LOINC publishes them (Grade Group 5's typo included)
+GRADE_GROUP_ANSWERS = {1: ("LA30794-4", "ISUP Grade (Grade Group) 1 (Gleason score <=6)"),
+                       2: ("LA30795-1", "ISUP Grade (Grade Group) 2 (Gleason score 3+4=7)"),
+                       3: ("LA30796-9", "ISUP Grade (Grade Group) 3 (Gleason score 4+3=7)"),
+                       4: ("LA30797-7", "ISUP Grade (Grade Group) 4 (Gleason score 8)"),
+                       5: ("LA30798-5", "ISUP Grade (Group Group) 5 (Gleason score 9-10)")}
+
+
+def _child(node: dict, at: str) -> dict | None:
+    return next((i for i in node.get("items") or [] if i.get("archetype_node_id") == at), None)
+
+
+def _ordinal(node: dict | None, codes: tuple[str, ...]) -> int | None:
+    """The ordinal 1..5 of a template-valid DV_ORDINAL (its value agreeing with its symbol's at-code)."""
+    value = (node or {}).get("value") or {}
+    if value.get("_type") != "DV_ORDINAL":
+        return None
+    code = ((value.get("symbol") or {}).get("defining_code") or {}).get("code_string")
+    n = value.get("value")
+    return n if isinstance(n, int) and 1 <= n <= 5 and codes[n - 1] == code else None
+
+
+def _code(concept: dict | None, system: str = LOINC) -> str | None:
+    return next((c.get("code") for c in (concept or {}).get("coding") or [] if c.get("system") == system), None)
+
+
+def _element(node: str, name: str, value: dict) -> dict:
+    return {"_type": "ELEMENT", "archetype_node_id": node, "name": {"_type": "DV_TEXT", "value": name}, "value": value}
+
+
+def _ordinal_value(n: int, code: str, text: str) -> dict:
+    return {"_type": "DV_ORDINAL", "value": n, "symbol": {
+        "_type": "DV_CODED_TEXT", "value": text,
+        "defining_code": {"_type": "CODE_PHRASE", "terminology_id": {"_type": "TERMINOLOGY_ID", "value": "local"},
+                          "code_string": code}}}
+
+
+def gleason_score(ctx, rule, onode, fobj, fmodel, direction):
+    if direction == FWD:
+        _gleason_forward(onode, ctx.resource)
+    else:
+        _gleason_back(ctx.resource, onode)
+
+
+def _gleason_forward(cluster: dict, obs: dict) -> None:
+    total = ((_child(cluster, TOTAL[0]) or {}).get("value") or {})
+    if total.get("_type") == "DV_COUNT" and isinstance(total.get("magnitude"), int) and 2 <= total["magnitude"] <= 10:
+        obs["valueInteger"] = total["magnitude"]
+    components = []
+    for code, (node, _, codes) in PATTERNS.items():
+        n = _ordinal(_child(cluster, node), codes)
+        if n is not None:
+            components.append({"code": {"coding": [{"system": LOINC, "code": code, "display": PATTERN_DISPLAY[code]}]},
+                               "valueInteger": n})
+    group = _ordinal(_child(cluster, GRADE_GROUP_NODE[0]), GRADE_GROUP_NODE[2])
+    if group is not None:
+        answer, display = GRADE_GROUP_ANSWERS[group]
+        components.append({"code": {"coding": [{"system": LOINC, "code": GRADE_GROUP, "display": GRADE_GROUP_DISPLAY}]},
+                           "valueCodeableConcept": {"coding": [{"system": LOINC, "code": answer, "display": display}]}})
+    if components:
+        obs["component"] = components
+
+
+def _gleason_back(obs: dict, cluster: dict) -> None:
+    items = []
+    for comp in obs.get("component") or []:
+        code = _code(comp.get("code"))
+        n = comp.get("valueInteger")
+        if code in PATTERNS and isinstance(n, int) and 1 <= n <= 5:
+            node, name, codes = PATTERNS[code]
+            items.append(_element(node, name, _ordinal_value(n, codes[n - 1], f"Grade {n}")))
+        elif code == GRADE_GROUP:
+            answer = _code(comp.get("valueCodeableConcept"))
+            group = next((g for g, (a, _) in GRADE_GROUP_ANSWERS.items() if a == answer), None)
+            if group is not None:
+                node, name, codes = GRADE_GROUP_NODE
+                items.append(_element(node, name, _ordinal_value(group, codes[group - 1], f"Grade Group {group}")))
+    total = obs.get("valueInteger")
+    if isinstance(total, int) and not isinstance(total, bool) and 2 <= total <= 10:
+        items.append(_element(TOTAL[0], TOTAL[1], {"_type": "DV_COUNT", "magnitude": total}))
+    if items:
+        cluster.setdefault("items", []).extend(items)
