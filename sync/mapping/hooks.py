@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
 from . import hooks_adverse_event, hooks_careplan, hooks_dosage, hooks_genomics, hooks_imaging, hooks_lab, hooks_radiotherapy
-from . import hooks_tnm
+from . import hooks_identifiers, hooks_tnm
 from . import hooks_pathology
 from .errors import MappingError
 
@@ -32,6 +32,9 @@ HOOKS = {
     "gleasonScore": hooks_pathology.gleason_score,
     # genomic variant results in a lab report
     "genomicVariant": hooks_genomics.genomic_variant,
+    # order identifiers (HL7 v2-0203 PLAC / FILL), lab, imaging and service requests
+    "placerIdentifier": hooks_identifiers.placer_identifier,
+    "fillerIdentifier": hooks_identifiers.filler_identifier,
     # imaging report findings
     "findingStatus": hooks_imaging.finding_status,
     # COMPOSITION level (parties of the composition shell)
