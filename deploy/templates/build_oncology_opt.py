@@ -81,7 +81,10 @@ V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": 
               # the radiotherapy detail (its CKM use), and the anatomical location v1 left open for
               "ACTION.procedure.v1": {"Procedure detail": ("CLUSTER.radiotherapy.v0", "CLUSTER.anatomical_location.v1")},
               # CTCAE grading of a diagnosis (its CKM use), beside the TNM clusters v1 already puts there
-              "EVALUATION.problem_diagnosis.v1": {"Specific details": ("CLUSTER.ctcae.v1",)}}
+              "EVALUATION.problem_diagnosis.v1": {"Specific details": ("CLUSTER.ctcae.v1",)},
+              # a pathology report's Gleason score and a molecular report's variants, beside the analyte v1 puts there
+              "OBSERVATION.laboratory_test_result.v1": {"Test result": (
+                  "CLUSTER.gleason_score.v0", "CLUSTER.genomic_variant_result.v1", "CLUSTER.genetic_variant_presence.v0")}}
 VERSIONS = {"v1": (TEMPLATE_ID, OUT, "derived", ()), "v2": (TEMPLATE_ID_V2, OUT_V2, "ckm", V2_ENTRIES)}
 
 NS = "http://schemas.openehr.org/v1"
@@ -612,7 +615,9 @@ def build(tnm_pathological: str = TNM_PATHOLOGICAL, template_id: str = TEMPLATE_
     set_occurrences(find_node(analyte, "at0001"), 0, None)
     set_occurrences(find_node(analyte, "at0005"), 0, 1)
     lab = a("openEHR-EHR-OBSERVATION.laboratory_test_result.v1")
-    lab_el = archetype_root(lab, fillers={find_slot_node(lab, "Test result"): [analyte]})
+    lab_slots = slot_fillers(lab, "OBSERVATION.laboratory_test_result.v1") if entries else {}
+    results = find_slot_node(lab, "Test result")
+    lab_el = archetype_root(lab, fillers={**lab_slots, results: [analyte, *lab_slots.get(results, [])]})
 
     # INSTRUCTION medication_order.v3 with therapeutic direction (+ dosage)
     direction = lift("medication_order.opt", "openEHR-EHR-CLUSTER.therapeutic_direction.v1")
@@ -661,7 +666,7 @@ def oncology_description(tnm_pathological: str = "derived", entries: tuple[str, 
                "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
                "health risk assessment"
                + (", performance status, radiotherapy, treatment plan with goals, referrals and administrations, adverse reaction"
-                  " risks, CTCAE-graded adverse events" if entries else "")
+                  " risks, CTCAE-graded adverse events, Gleason score, genomic variants" if entries else "")
                + ". Test and mapping template of ConflictDesk.")
     tnm = (f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts)."
            if tnm_pathological == "derived" else

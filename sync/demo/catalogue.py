@@ -7,6 +7,7 @@ gets is drawn from here, so nothing in this module describes a person.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -327,3 +328,25 @@ TOXICITIES = (("Gastrointestinal disorders", "Nausea"), ("Gastrointestinal disor
 CTCAE_GRADES = {1: "at0015", 2: "at0016", 3: "at0017"}
 CTCAE_GRADE_WEIGHTS = (6, 3, 1)
 CTCAE_VERSION = "5.0"
+
+# The prostate biopsy's pathology report (OBSERVATION.laboratory_test_result.v1 with CLUSTER.gleason_score.v0 in
+# its 'Test result' slot): the Gleason score the histology text names ("Gleason 3+4=7 (Grade Group 2)").  At-codes
+# and rubrics of the CKM archetype's ordinals, 1..5 in order.
+PROSTATE_BIOPSY_REPORT = "Prostate core needle biopsy, histopathology"
+GLEASON_CODES = {
+    "primary_gleason_grade": tuple((f"at{250 + k:04d}", f"Grade {k + 1}") for k in range(5)),
+    "secondary_gleason_grade": tuple((f"at{255 + k:04d}", f"Grade {k + 1}") for k in range(5)),
+    "gleason_grade_group": tuple((f"at{266 + k:04d}", f"Grade Group {k + 1}") for k in range(5)),
+}
+
+
+def gleason_of(histology: str) -> dict[str, int] | None:
+    """{primary, secondary, total, grade group} of a histology text naming 'Gleason a+b=c (Grade Group g)'."""
+    m = re.search(r"Gleason (\d)\+(\d)=(\d+) \(Grade Group (\d)\)", histology)
+    if m is None:
+        return None
+    a, b, total, group = (int(x) for x in m.groups())
+    if a + b != total:
+        raise ValueError("catalogue histology: Gleason total is not the sum of its patterns")
+    return {"primary_gleason_grade": a, "secondary_gleason_grade": b, "total_gleason_score": total,
+            "gleason_grade_group": group}

@@ -10,7 +10,8 @@ A patient's story, one composition per clinical contact (``Event.key``):
 
 * ``diagnosis``: biopsy (ACTION completed), the resection as planned (ACTION 526/at0004, or
   scheduled 529/at0036), cancer diagnosis with clinical TNM, baseline vitals, haemoglobin and the
-  cancer's tumour marker (raised); for about one patient in four a known allergy or intolerance.
+  cancer's tumour marker (raised); for about one patient in four a known allergy or intolerance; for
+  prostate cancer the biopsy's pathology report with its Gleason score (from the histology's pattern).
 * ``diagnosis.v2``: the same composition revised after surgery: pathological TNM added
   (``revises="diagnosis"``: committed as a new version, not a new composition).
 * ``surgery``: the resection completed (532/at0043); sometimes a postponement first
@@ -163,6 +164,9 @@ class _Ctx:
             state = self.rng.choice(["526", "529"])
             add_procedure(flat, when, self.cancer.resection, self.site, state if revised is None else "532",
                           indication=self.diagnosis_text())
+        gleason = cat.gleason_of(self.histology)
+        if gleason is not None:  # the biopsy's pathology report (prostate): its Gleason score
+            add_pathology_report(flat, when - timedelta(days=5), cat.PROSTATE_BIOPSY_REPORT, gleason)
         add_diagnosis(flat, self, when, pathological)
         if self.allergy is not None:
             add_allergy(flat, when, self.allergy)
@@ -296,6 +300,22 @@ def add_lab(flat: FlatComposition, when: datetime, marker: cat.Marker, value: fl
     analyte = f"{event}/laboratory_analyte_result:0"
     flat.coded(f"{analyte}/analyte_name", marker.loinc)
     flat.quantity(f"{analyte}/analyte_result:0/quantity_value", value, unit or marker.unit)
+    flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
+
+
+def add_pathology_report(flat: FlatComposition, when: datetime, test_name: str, gleason: dict[str, int]) -> None:
+    """A pathology report (laboratory_test_result, status Final) holding its CLUSTER.gleason_score.v0: primary and
+    secondary grade and Grade Group as the archetype's ordinals (at-codes in catalogue.GLEASON_CODES), the total."""
+    path = flat.entry("laboratory_test_result")
+    event = f"{path}/any_event:0"
+    flat.set(f"{event}/time", iso(when))
+    flat.set(f"{event}/test_name", test_name)
+    score = f"{event}/gleason_score:0"
+    for element in ("primary_gleason_grade", "secondary_gleason_grade", "gleason_grade_group"):
+        n = gleason[element]
+        code, rubric = cat.GLEASON_CODES[element][n - 1]
+        flat.set(f"{score}/{element}", code=code, ordinal=n, value=rubric)
+    flat.set(f"{score}/total_gleason_score", gleason["total_gleason_score"])
     flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
 
 

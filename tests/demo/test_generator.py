@@ -23,7 +23,10 @@ EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime
         "problem_diagnosis_name|other", "date_time_of_onset",
         *(f"common_terminology_criteria_for_adverse_events_ctcae:#/{e}" for e in (
             "category", "term", "grade_category|code", "grade_category|ordinal", "grade_category|value",
-            "ctcae_version")))}
+            "ctcae_version")))} | {
+    f"{ROOT}/laboratory_test_result:#/any_event:#/gleason_score:#/{k}" for k in (  # a prostate biopsy's Gleason score
+        *(f"{e}|{a}" for e in ("primary_gleason_grade", "secondary_gleason_grade", "gleason_grade_group")
+          for a in ("code", "ordinal", "value")), "total_gleason_score")}
 WHEN = datetime(2025, 5, 1, 9, 30, tzinfo=timezone.utc)
 
 

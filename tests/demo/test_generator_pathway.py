@@ -152,3 +152,50 @@ def test_a_graded_follow_up_commits_to_ehrbase_and_its_adverse_event_passes_hapi
     [ae] = [r for r in resources if r["resourceType"] == "AdverseEvent"]
     assert ae["severity"]["coding"][0]["code"] == {1: "mild", 2: "moderate", 3: "severe"}[grade["value"]]
     assert hapi_errors(fhir_base_url, ae) == []
+
+
+def test_prostate_patients_bring_the_biopsy_pathology_report_with_its_gleason_score(patients):
+    """The Gleason score the histology names, as CLUSTER.gleason_score.v0 in a pathology report (template v2), maps
+    to a Gleason score Observation (35266-6) with the patterns and the Grade Group answer as components."""
+    prostate = [p for p in patients if p.cancer == "prostate"]
+    assert prostate and len(prostate) < len(patients)
+    for p in patients:
+        diagnosis = next(e.flat for e in p.events if e.kind == "diagnosis")
+        assert any("/gleason_score:0/" in k for k in diagnosis) == (p in prostate)
+    p = prostate[0]
+    expected = cat.gleason_of(p.summary["histology"])
+    diagnosis = next(e for e in p.events if e.kind == "diagnosis")
+    comp = flat_format.to_canonical(diagnosis.flat, OPT, now=NOW)
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "d3m00000-0000-4000-8000-000000000019::demo::1"}
+    resources = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+    [score] = [r for r in resources if r["resourceType"] == "Observation"
+               and r["code"]["coding"][0]["code"] == "35266-6"]
+    parts = {c["code"]["coding"][0]["code"]: c.get("valueInteger", c.get("valueCodeableConcept")) for c in score["component"]}
+    assert score["valueInteger"] == expected["total_gleason_score"]
+    assert (parts["44641-9"], parts["44642-7"]) == (expected["primary_gleason_grade"], expected["secondary_gleason_grade"])
+    answers = ["LA30794-4", "LA30795-1", "LA30796-9", "LA30797-7", "LA30798-5"]
+    assert parts["94734-1"]["coding"][0]["code"] == answers[expected["gleason_grade_group"] - 1]
+    assert all(validate_fhir(r) == [] for r in resources)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_prostate_diagnosis_commits_to_ehrbase_and_its_gleason_observation_passes_hapi(patients, ehrbase_urls,
+                                                                                        fhir_base_url):
+    import uuid
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.demo.flat import TEMPLATE_ID
+    from tests.mapping.hapi import hapi_errors
+
+    event = next(e for p in patients if p.cancer == "prostate" for e in p.events if e.kind == "diagnosis")
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template(OPT.read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNGLEASON{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
+        comp = cdr.get_composition(ehr, ref.version_uid).content
+    [score] = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
+               if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "35266-6"]
+    key = f"{ROOT}/laboratory_test_result:2/any_event:0/gleason_score:0/total_gleason_score"
+    assert score["valueInteger"] == event.flat[key] and len(score["component"]) == 3
+    assert hapi_errors(fhir_base_url, score) == []
