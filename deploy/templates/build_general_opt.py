@@ -26,7 +26,8 @@ CONTENT = ("OBSERVATION.body_mass_index.v2", "OBSERVATION.head_circumference.v1"
            "EVALUATION.tobacco_smoking_summary.v2", "EVALUATION.alcohol_consumption_summary.v1",
            "EVALUATION.clinical_synopsis.v1", "OBSERVATION.imaging_exam_result.v1",
            "ADMIN_ENTRY.episode_institution.v0", "EVALUATION.vaccination_summary.v0",
-           "EVALUATION.family_history.v2", "OBSERVATION.medication_statement.v0")
+           "EVALUATION.family_history.v2", "OBSERVATION.medication_statement.v0",
+           "INSTRUCTION.informed_consent_request.v0", "ACTION.informed_consent.v0")
 
 # entry -> {slot text: the CLUSTER filling it}
 SLOTS = {"OBSERVATION.imaging_exam_result.v1": {"Structured imaging findings": "CLUSTER.imaging_exam.v1"},
@@ -52,7 +53,7 @@ def build() -> bytes:
     purpose = ("General record of a cancer patient beside the oncology encounter: body mass index, head "
                "circumference, tobacco smoking, alcohol consumption, clinical synopsis, imaging examination result, "
                "episode at the institution, vaccination summary, family history, a medication use statement with its "
-               "medication details. "
+               "medication details, an informed consent request and the informed consent. "
                "Test, demo and mapping template of ConflictDesk.")
     use = ("Built by deploy/templates/build_general_opt.py from the CKM ADL 1.4 archetypes in the corpus: "
            + ", ".join(CONTENT) + " (CLUSTER.imaging_exam.v1 in the imaging result's structured findings, CLUSTER.medication.v2 in the "

@@ -3,8 +3,9 @@
 One canonical composition per patient (``general_composition``) of ``ConflictDesk General Record.v1``
 (deploy/templates/build_general_opt.py): body mass index, head circumference, tobacco smoking and alcohol
 consumption summaries, a clinical synopsis, an imaging report (with a finding), the episode at the institution,
-a vaccination summary, a family history (one relative) and a medication use statement named by its medication
-details cluster (a Medication in FHIR). The shape is the template's own
+a vaccination summary, a family history (one relative), a medication use statement named by its medication
+details cluster (a Medication in FHIR), and a request for informed consent with the consent then provided.
+The shape is the template's own
 (``sync.mapping.example``: every node it defines, inside its constraints); the clinical values are drawn by a
 ``random.Random`` seeded from (seed, subject id) from the small tables below, and the times are moved to the
 patient's visit. Nothing describes a real person. ``seed_general`` commits it once (a deterministic uid: a
@@ -41,6 +42,9 @@ STRUCTURES = (("Liver", "Synthetic: no focal lesion."), ("Lungs", "Synthetic: no
               ("Bones", "Synthetic: no suspicious bone lesion."))
 STUDIES = ("CT chest abdomen pelvis", "MRI breast", "PET-CT whole body", "Chest X-ray")
 RELATIVES = ("Mother", "Father", "Sister", "Maternal aunt", "Paternal grandmother")
+# what a consent is asked and given for (the request's proposed activity is the consent's activity)
+CONSENTED = ("Left mastectomy with sentinel node biopsy", "Adjuvant chemotherapy (4 cycles AC)",
+             "Adjuvant whole-breast radiotherapy", "Breast-conserving surgery")
 VACCINES = ("Influenza vaccine", "Pneumococcal conjugate vaccine", "COVID-19 mRNA vaccine")
 # a medication the patient reports using, named by its details cluster (a Medication)
 MEDICATIONS = (("Omeprazole 20 mg", "Capsule"), ("Ramipril 5 mg", "Tablet"), ("Levothyroxine 50 microgram", "Tablet"),
@@ -58,7 +62,8 @@ def _archetype(path: str) -> str | None:
     return next((name for name in ("body_mass_index", "head_circumference", "tobacco_smoking_summary",
                                    "alcohol_consumption_summary", "clinical_synopsis", "imaging_exam",
                                    "imaging_exam_result",
-                                   "vaccination_summary", "family_history", "medication", "medication_statement")
+                                   "vaccination_summary", "family_history", "medication", "medication_statement",
+                                   "informed_consent", "informed_consent_request")
                  if f".{name}." in path), None)
 
 
@@ -66,6 +71,7 @@ def _chooser(rng: random.Random, visit: datetime):
     shift = visit - _EXAMPLE_T0
     structure = rng.choice(STRUCTURES)  # the imaging finding's body structure and what was seen there
     medication = rng.choice(MEDICATIONS)  # the statement's medication: name and form
+    consented = rng.choice(CONSENTED)  # requested and then given for the same activity
 
     def choose(ask: Ask):
         arch, node = _archetype(ask.path), (re.findall(r"\[(at[0-9.]+)\]", ask.path) or [""])[-1]
@@ -95,6 +101,12 @@ def _chooser(rng: random.Random, visit: datetime):
             return rng.choice(VACCINES)
         if ask.kind == "code" and (arch, node) == ("imaging_exam_result", "at0072") and "at0076" in ask.options:
             return "at0076"  # a reported study: Final
+        if ask.kind == "text" and (arch, node) in (("informed_consent", "at0002"),
+                                                   ("informed_consent_request", "at0004")):
+            return consented
+        if ask.kind == "code" and arch == "informed_consent" and ask.path.endswith("/careflow_step") \
+                and "at0015" in ask.options:
+            return "at0015"  # informed consent provided
         if ask.kind == "text" and arch == "medication" and node in ("at0132", "at0071"):
             return medication[0 if node == "at0132" else 1]
         if ask.kind == "datetime":
@@ -114,6 +126,9 @@ def general_composition(seed: int, subject_id: str, visit: datetime) -> dict:
         if entry["archetype_node_id"].endswith(".head_circumference.v1"):  # an adult's record: no birth event
             history = entry["data"]
             history["events"] = [e for e in history["events"] if e["archetype_node_id"] != "at0011"]
+        if entry["archetype_node_id"].endswith(".informed_consent.v0"):  # given, still valid: no end date
+            items = entry["description"]["items"]
+            items[:] = [i for i in items if i["archetype_node_id"] != "at0009"]
         if entry["archetype_node_id"].endswith(".medication_statement.v0"):  # named by its details cluster alone
             for event in entry["data"]["events"]:
                 event["data"]["items"] = [i for i in event["data"]["items"] if i["archetype_node_id"] != "at0006"]

@@ -65,6 +65,13 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
                                  for t in ("MedicationStatement", "Medication")]
     assert statement["medicationReference"] == {"reference": f"Medication/{medication['id']}"}
     assert (medication["code"]["text"], medication["form"]["text"]) in general.MEDICATIONS
+    [request, consent] = [r for r in resources if r["resourceType"] == "Consent"]  # asked, then given
+    assert (request["status"], consent["status"]) == ("draft", "active")
+    assert consent["provision"]["period"]["start"] and "end" not in consent["provision"]["period"]
+    named = [i["value"]["value"] for e in comp["content"] if "informed_consent" in e["archetype_node_id"]
+             for i in (e["description"] if "description" in e else e["activities"][0]["description"])["items"]
+             if i["archetype_node_id"] == ("at0002" if "description" in e else "at0004")]  # the activity of each
+    assert len(named) == 2 and len(set(named)) == 1 and named[0] in general.CONSENTED
     assert all(validate_fhir(r) == [] for r in resources)
     mapped = [r for r in resources if r["resourceType"] not in ("Encounter", "Composition")]
     assert compare_clinical({"content": comp["content"]},
@@ -85,5 +92,5 @@ def test_it_commits_once_to_ehrbase_and_validates_in_hapi(ehrbase_urls, fhir_bas
     resources = to_fhir(stored, **ARGS).resources
     assert {r["resourceType"] for r in resources} >= {"Observation", "ClinicalImpression", "DiagnosticReport",
                                                          "EpisodeOfCare", "Immunization", "FamilyMemberHistory",
-                                                         "MedicationStatement", "Medication"}
+                                                         "MedicationStatement", "Medication", "Consent"}
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources} == {r["id"]: [] for r in resources}

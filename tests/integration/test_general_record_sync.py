@@ -1,6 +1,6 @@
 """The general record (issue 18) through the engine: a composition of the general template committed at a real
 EHRbase site reaches HAPI as the new resource types, each naming the patient where its type does (``subject``, or
-``patient`` for EpisodeOfCare, Immunization, FamilyMemberHistory), and a second poll finds nothing to do.  Runs
+``patient`` for EpisodeOfCare, Immunization, FamilyMemberHistory, Consent), and a second poll finds nothing to do.  Runs
 are driven in this process with ``advance`` (no worker), every server real, a fresh EHR per test."""
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from sync.workflow.runner import advance
 pytestmark = [pytest.mark.integration]
 
 VISIT = datetime(2025, 2, 3, 9, 0, tzinfo=timezone(timedelta(hours=1)))
-PATIENT_ELEMENT = {"EpisodeOfCare": "patient", "Immunization": "patient", "FamilyMemberHistory": "patient"}
+PATIENT_ELEMENT = {"EpisodeOfCare": "patient", "Immunization": "patient", "FamilyMemberHistory": "patient",
+                   "Consent": "patient"}
 # a Medication names no patient: its statement does
 
 
@@ -49,7 +50,8 @@ def test_a_general_record_reaches_the_centre_as_its_resource_types(cdr, fhir, si
     stored = [fhir.read(r["type"], r["id"]) for r in link.fhir_resources]
     types = {r["resourceType"] for r in stored}
     assert {"Observation", "ClinicalImpression", "DiagnosticReport", "EpisodeOfCare", "Immunization",
-            "FamilyMemberHistory", "MedicationStatement", "Medication"} <= types
+            "FamilyMemberHistory", "MedicationStatement", "Medication", "Consent"} <= types
+    assert sorted(r["status"] for r in stored if r["resourceType"] == "Consent") == ["active", "draft"]
     [statement], [medication] = [[r for r in stored if r["resourceType"] == t] for t in ("MedicationStatement",
                                                                                        "Medication")]
     assert statement["medicationReference"]["reference"] == f"Medication/{medication['id']}"
