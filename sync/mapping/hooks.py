@@ -28,8 +28,9 @@ HOOKS = {
     "referenceRange": hooks_lab.reference_range,
     "dateTimeInterval": hooks_lab.date_time_interval,
     "firstResult": hooks_lab.first_result,
-    # pathology report findings (Gleason score)
+    # pathology report findings (Gleason score, lymph node counts)
     "gleasonScore": hooks_pathology.gleason_score,
+    "lymphNodeCounts": hooks_pathology.lymph_node_counts,
     # genomic variant results in a lab report
     "genomicVariant": hooks_genomics.genomic_variant,
     # order identifiers (HL7 v2-0203 PLAC / FILL), lab, imaging and service requests

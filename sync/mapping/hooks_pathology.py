@@ -111,3 +111,47 @@ def _gleason_back(obs: dict, cluster: dict) -> None:
         items.append(_element(TOTAL[0], TOTAL[1], {"_type": "DV_COUNT", "magnitude": total}))
     if items:
         cluster.setdefault("items", []).extend(items)
+
+
+# ``lymphNodeCounts`` (CLUSTER.lymph_node_metastases.v0 <-> one Observation 'Number of lymph nodes containing
+# metastatic neoplasm in excised specimen', SNOMED CT 443527007): number of nodes with tumour at0002 (DV_COUNT)
+# <-> valueInteger; number of nodes examined at0001 (DV_COUNT) <-> component SNOMED CT 444025001 'Number of lymph
+# nodes examined'.  SNOMED CT, not LOINC 21893-3 / 21894-1: those count *regional* nodes, and the cluster names
+# any lymph node site.  Back, a central Observation coded 21893-3 (regional nodes positive, the MII onkology
+# module's code) is read the same way, as is a 21894-1 component (regional nodes are lymph nodes: nothing is
+# invented), its original coding kept in the feeder audit.
+NODES_POSITIVE = ("443527007", "Number of lymph nodes containing metastatic neoplasm in excised specimen")
+NODES_EXAMINED = ("444025001", "Number of lymph nodes examined")
+SNOMED = "http://snomed.info/sct"
+POSITIVE_EL, EXAMINED_EL = ("at0002", "Number of nodes with tumour"), ("at0001", "Number of nodes examined")
+REGIONAL_EXAMINED = "21894-1"
+
+
+def _count(node: dict | None) -> int | None:
+    value = (node or {}).get("value") or {}
+    n = value.get("magnitude")
+    return n if value.get("_type") == "DV_COUNT" and isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+
+def lymph_node_counts(ctx, rule, onode, fobj, fmodel, direction):
+    obs = ctx.resource
+    if direction == FWD:
+        positive, examined = _count(_child(onode, POSITIVE_EL[0])), _count(_child(onode, EXAMINED_EL[0]))
+        if positive is not None:
+            obs["valueInteger"] = positive
+        if examined is not None:
+            obs["component"] = [{"code": {"coding": [{"system": SNOMED, "code": NODES_EXAMINED[0],
+                                                      "display": NODES_EXAMINED[1]}]},
+                                 "valueInteger": examined}]
+        return
+    items = []
+    examined = next((c.get("valueInteger") for c in obs.get("component") or []
+                     if _code(c.get("code"), SNOMED) == NODES_EXAMINED[0] or _code(c.get("code")) == REGIONAL_EXAMINED),
+                    None)
+    if isinstance(examined, int) and not isinstance(examined, bool) and examined >= 0:
+        items.append(_element(EXAMINED_EL[0], EXAMINED_EL[1], {"_type": "DV_COUNT", "magnitude": examined}))
+    positive = obs.get("valueInteger")
+    if isinstance(positive, int) and not isinstance(positive, bool) and positive >= 0:
+        items.append(_element(POSITIVE_EL[0], POSITIVE_EL[1], {"_type": "DV_COUNT", "magnitude": positive}))
+    if items:
+        onode.setdefault("items", []).extend(items)

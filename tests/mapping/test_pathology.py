@@ -16,10 +16,13 @@ from sync.mapping.spec import registry
 
 from .hapi import hapi_errors
 
-COVERS = {"CLUSTER.gleason_score.v0": "forward reverse hapi"}
+COVERS = {"CLUSTER.gleason_score.v0": "forward reverse hapi",
+          "CLUSTER.lymph_node_metastases.v0": "forward reverse hapi"}
 
 LAB = "openEHR-EHR-OBSERVATION.laboratory_test_result.v1"
 GLEASON = "openEHR-EHR-CLUSTER.gleason_score.v0"
+NODES = "openEHR-EHR-CLUSTER.lymph_node_metastases.v0"
+SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 PATTERN_CODES = {"at0166": ("Primary Gleason grade", "44641-9", ["at0250", "at0251", "at0252", "at0253", "at0254"]),
                  "at0182": ("Secondary Gleason grade", "44642-7", ["at0255", "at0256", "at0257", "at0258", "at0259"]),
@@ -151,6 +154,61 @@ def test_a_central_gleason_observation_lands_in_the_cluster_and_an_unknown_answe
     assert "LA0000-0" in entry["feeder_audit"]["original_content"]["value"]
 
 
+# ------------------------------------------------------------------ lymph node metastases
+def nodes(site="Axillary lymph nodes", examined=14, positive=2, involvement=("at0042", "Present")):
+    items = [el("at0041", "Lymph node site name", text(site))] if site else []
+    if involvement:
+        items.append(el("at0025", "Tumour involvement", dt.coded_text(involvement[1], "local", involvement[0])))
+    if examined is not None:
+        items.append(el("at0001", "Number of nodes examined", {"_type": "DV_COUNT", "magnitude": examined}))
+    if positive is not None:
+        items.append(el("at0002", "Number of nodes with tumour", {"_type": "DV_COUNT", "magnitude": positive}))
+    return {"_type": "CLUSTER", "name": text("Tumour- Lymph node metastases"), "archetype_node_id": NODES,
+            "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": NODES},
+                                  "rm_version": "1.0.4"}, "items": items}
+
+
+def counts_of(resources):
+    return [r for r in resources if r["resourceType"] == "Observation"
+            and any(c.get("code") == "443527007" for c in r["code"]["coding"])]
+
+
+def test_lymph_node_counts_are_one_observation_per_site_and_come_back_exactly():
+    comp = report(nodes(), nodes(site="Internal mammary lymph nodes", examined=3, positive=0, involvement=("at0029", "Absent")))
+    out = fwd(comp)
+    axilla, mammary = counts_of(out)
+    assert axilla["code"]["coding"] == [{"system": SNOMED, "code": "443527007", "display":
+                                         "Number of lymph nodes containing metastatic neoplasm in excised specimen"}]
+    assert (axilla["valueInteger"], axilla["bodySite"]["text"], axilla["status"]) == (2, "Axillary lymph nodes", "final")
+    assert axilla["component"] == [{"code": {"coding": [{"system": SNOMED, "code": "444025001",
+                                                         "display": "Number of lymph nodes examined"}]}, "valueInteger": 14}]
+    assert mammary["valueInteger"] == 0  # a count of none is a value, not an absence
+    assert "loinc" not in str(axilla["code"])  # LOINC 21893-3 counts regional nodes only: not claimed for any site
+    assert all(validate_fhir(r) == [] for r in out)
+    back = from_fhir(out, template_id="t", base_composition=comp)
+    assert compare_clinical(comp, back.composition) == [] and back.losses == []
+    alone = from_fhir(out, template_id="t").composition["content"][0]
+    clusters = [i for e in alone["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == NODES]
+    assert [{i["archetype_node_id"]: i["value"].get("magnitude", i["value"].get("value")) for i in c["items"]
+             if i["archetype_node_id"] != "at0025"} for c in clusters] == [
+        {"at0041": "Axillary lymph nodes", "at0001": 14, "at0002": 2},
+        {"at0041": "Internal mammary lymph nodes", "at0001": 3, "at0002": 0}]
+
+
+def test_a_central_regional_node_count_lands_in_the_cluster():
+    """MII onkology's shape: LOINC 21893-3 (regional nodes positive) with 21894-1 examined: regional nodes are lymph
+    nodes, so both counts are the cluster's; the LOINC coding stays in the feeder audit."""
+    born = {"resourceType": "Observation", "id": "n-1", "status": "final", "subject": {"reference": "Patient/p9"},
+            "code": {"coding": [{"system": LOINC, "code": "21893-3"}]}, "valueInteger": 3,
+            "component": [{"code": {"coding": [{"system": LOINC, "code": "21894-1"}]}, "valueInteger": 9}]}
+    dr = {"resourceType": "DiagnosticReport", "id": "dr-2", "status": "final", "subject": {"reference": "Patient/p9"},
+          "code": {"text": "Sentinel node biopsy"}, "result": [{"reference": "Observation/n-1"}]}
+    [entry] = from_fhir([dr, born], template_id="t").composition["content"]
+    [cluster] = [i for e in entry["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == NODES]
+    assert {i["archetype_node_id"]: i["value"]["magnitude"] for i in cluster["items"]} == {"at0001": 9, "at0002": 3}
+    assert "21893-3" in entry["feeder_audit"]["original_content"]["value"]
+
+
 # ------------------------------------------------------------------ hypothesis
 @st.composite
 def gleason_reports(draw):
@@ -160,6 +218,11 @@ def gleason_reports(draw):
                         group=draw(st.one_of(st.none(), st.integers(1, 5))))
                 for _ in range(draw(st.integers(1, 2)))]
     clusters = [c if c["items"] else gleason() for c in clusters]  # the archetype needs one item (1..*)
+    count = st.one_of(st.none(), st.integers(0, 40))
+    clusters += [nodes(site=draw(st.one_of(st.none(), st.just("Axillary lymph nodes"))), examined=draw(count),
+                       positive=draw(count), involvement=draw(st.sampled_from([None, ("at0042", "Present")])))
+                 for _ in range(draw(st.integers(0, 2)))]
+    clusters = [c if c["items"] else nodes() for c in clusters]
     return report(*clusters, status=draw(st.sampled_from([("at0038", "Final"), ("at0120", "Preliminary"), None])))
 
 
@@ -174,8 +237,8 @@ def test_round_trip_property(comp):
 
 # ------------------------------------------------------------------ HAPI $validate
 @pytest.mark.integration
-def test_hapi_validates_the_gleason_observation_and_its_report(fhir_base_url):
-    out = fwd(report(gleason(tertiary=5), gleason(primary=3, secondary=3, total=6, group=1)))
-    assert [r["resourceType"] for r in out].count("Observation") == 2
+def test_hapi_validates_the_gleason_and_node_observations_and_their_report(fhir_base_url):
+    out = fwd(report(gleason(tertiary=5), gleason(primary=3, secondary=3, total=6, group=1), nodes()))
+    assert [r["resourceType"] for r in out].count("Observation") == 3
     for r in out:
         assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
