@@ -1,0 +1,27 @@
+"""The clinical view reads a pathology report's Gleason score and lymph node counts as the mapping produces them
+(issue 17): titled by their codes, the value, and each component's code above its value."""
+from conflictdesk.desk.render import resource_rows
+from tests.mapping.test_pathology import fwd, gleason, nodes, report
+
+
+def _rows(code):
+    [obs] = [r for r in fwd(report(gleason(), nodes())) if r["resourceType"] == "Observation"
+             and r["code"]["coding"][0]["code"] == code]
+    return [(r.depth, r.label, r.value, r.code) for r in resource_rows(obs)]
+
+
+def test_a_gleason_score_reads_as_its_total_patterns_and_grade_group():
+    rows = _rows("35266-6")
+    assert rows[0][:3] == (0, "Observation", "Gleason score in Specimen Qualitative")
+    assert (1, "value", "7", "") in rows
+    i = rows.index((2, "code", "Gleason pattern.primary in Prostate tumor", "LOINC 44641-9"))
+    assert rows[i + 1] == (2, "value", "3", "")
+    assert (2, "value", "ISUP Grade (Grade Group) 2 (Gleason score 3+4=7)", "LOINC LA30795-1") in rows
+
+
+def test_lymph_node_counts_read_as_the_site_the_positive_and_the_examined_nodes():
+    rows = _rows("443527007")
+    assert rows[0][2] == "Number of lymph nodes containing metastatic neoplasm in excised specimen"
+    assert (1, "bodySite", "Axillary lymph nodes", "") in rows and (1, "value", "2", "") in rows
+    i = rows.index((2, "code", "Number of lymph nodes examined", "SNOMED CT 444025001"))
+    assert rows[i + 1] == (2, "value", "14", "")
