@@ -2,7 +2,9 @@
 
 New resources are conditional creates on their source identifier and the
 Provenance a PUT to an id derived from the source version, so a retried transaction finds what the
-first attempt made. Linked resources are updates that quote the version the
+first attempt made. A type R4 gives no ``identifier`` search parameter (AdverseEvent) cannot be a
+conditional create on it (HAPI-0488): it is a PUT to an id derived from its source identifier instead,
+which a retry finds the same way. Linked resources are updates that quote the version the
 conflict check saw (If-Match), so a concurrent central edit fails the whole
 transaction (409) instead of being overwritten. References between the
 record's resources are rewritten to the ids (or urn:uuids) used here.
@@ -17,6 +19,9 @@ from sync.identity import CENTRAL, SOURCE_SYSTEM, provenance_id
 from .content import refs_of, resource_key
 
 _URN_NS = uuid.UUID("0b7f7e1a-2c55-4d0a-8d0b-8f4b3f6a1c22")
+# R4 resource types with no 'identifier' search parameter (R4's search parameter registry; checked
+# against HAPI's CapabilityStatement by tests/integration/test_deletions_no_status.py).
+NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
 
 
 def build_transaction(resources: list[dict], provenance: dict | None, expected: dict[str, dict], version_uid: str):
@@ -29,6 +34,8 @@ def build_transaction(resources: list[dict], provenance: dict | None, expected: 
         old_ref = f"{resource['resourceType']}/{resource['id']}" if resource.get("id") else None
         if linked:
             new_ref = f"{linked['type']}/{linked['id']}"
+        elif resource["resourceType"] in NO_IDENTIFIER_SEARCH:
+            new_ref = f"{resource['resourceType']}/{uuid.uuid5(_URN_NS, key)}"
         else:
             new_ref = f"urn:uuid:{uuid.uuid5(_URN_NS, key)}"
         if old_ref:
@@ -43,6 +50,9 @@ def build_transaction(resources: list[dict], provenance: dict | None, expected: 
             body["id"] = linked["id"]
             request = {"method": "PUT", "url": new_ref, "ifMatch": f'W/"{linked["version"]}"'}
             entries.append({"fullUrl": new_ref, "resource": body, "request": request})
+        elif not new_ref.startswith("urn:"):  # no identifier search: created on an id fixed by the key
+            body["id"] = new_ref.split("/", 1)[1]
+            entries.append({"fullUrl": new_ref, "resource": body, "request": {"method": "PUT", "url": new_ref}})
         else:
             request = {"method": "POST", "url": body["resourceType"], "ifNoneExist": f"identifier={SOURCE_SYSTEM}|{key}"}
             entries.append({"fullUrl": new_ref, "resource": body, "request": request})

@@ -12,10 +12,23 @@ A deleted source record never deletes anything on the other side physically:
 
 The pure parts live here: which element holds a type's status, whether a
 resource is retired, the retire entries and the DELETE Provenance of a run.
+
+A type whose R4 definition has no status that can say entered-in-error (R4's
+AdverseEvent has none at all) is marked with the status R5 gave it, carried into
+R4 by HL7's cross-version extension (package hl7.fhir.uv.xver-r5.r4:
+``http://hl7.org/fhir/5.0/StructureDefinition/extension-AdverseEvent.status``), a
+*modifier* extension: a reader that does not know it must not take the resource
+as valid, so it never reads as live. Not a physical DELETE: HAPI refuses to
+delete what the record's Condition and the sync's Provenance reference, and a
+delete would leave only the history to say what was wrong.
 """
 from __future__ import annotations
 
 import copy
+import functools
+
+from fhir.resources import get_fhir_model_class as r5_model
+from fhir.resources.R4B import get_fhir_model_class as r4_model
 
 from sync.identity import provenance_id
 
@@ -40,33 +53,82 @@ _CODE = {
     "Medication": "status",  # a statement's medication details cluster (issue 18)
     "List": "status",  # a persistent list composition (issue 18)
 }
+# R4's status elements that are plain codes, for a type in neither table (ClinicalImpression, Consent...).
+_STATUS_NAMES = ("status", "lifecycleStatus")
+# HL7's cross-version extension for an element R5 added (hl7.fhir.uv.xver-r5.r4): here R5's status.
+XVER_STATUS = "http://hl7.org/fhir/5.0/StructureDefinition/extension-{}.status"
 # The openEHR DELETE, as R4 Provenance.activity names it.
 DELETE_ACTIVITY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "DELETE"}]}
+
+
+def _codes(model, name: str) -> list[str]:
+    info = model.model_fields.get(name)
+    return list(((info.json_schema_extra or {}) if info is not None else {}).get("enum_values") or [])
+
+
+@functools.lru_cache(maxsize=None)
+def marking(rtype: str | None) -> tuple[str, ...] | None:
+    """How a type says entered-in-error: ("coded", element, system, element to drop), ("code", element),
+    ("extension", url) or None (no way known: a deletion stops as a dead letter).
+
+    The tables above first (R4's own status elements; the model's code lists of
+    Observation, Encounter... are cut short, so they are named); then any R4 code
+    element ``status``/``lifecycleStatus`` whose codes include entered-in-error;
+    then, for a type without one, R5's ``status`` if its codes include it, as the
+    cross-version modifier extension.
+    """
+    if rtype in _CODED:
+        return ("coded", *_CODED[rtype])
+    if rtype in _CODE:
+        return ("code", _CODE[rtype])
+    try:
+        r4 = r4_model(rtype)
+    except (KeyError, TypeError, ValueError):
+        return None
+    for name in _STATUS_NAMES:
+        if ENTERED_IN_ERROR in _codes(r4, name):
+            return ("code", name)
+    if any(name in r4.model_fields for name in _STATUS_NAMES):
+        return None  # an R4 status without entered-in-error: no extension may say what R4 itself cannot
+    try:
+        r5 = r5_model(rtype)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return ("extension", XVER_STATUS.format(rtype)) if ENTERED_IN_ERROR in _codes(r5, "status") else None
 
 
 def is_retired(resource: dict | None) -> bool:
     """Whether the resource is marked entered-in-error (a deleted resource, None, counts too)."""
     if resource is None:
         return True
-    rtype = resource.get("resourceType")
-    if rtype in _CODED:
-        element, system, _ = _CODED[rtype]
-        codings = (resource.get(element) or {}).get("coding") or []
+    how = marking(resource.get("resourceType"))
+    if how is None:
+        return False
+    if how[0] == "coded":
+        codings = (resource.get(how[1]) or {}).get("coding") or []
         return any(c.get("code") == ENTERED_IN_ERROR for c in codings if isinstance(c, dict))
-    return rtype in _CODE and resource.get(_CODE[rtype]) == ENTERED_IN_ERROR
+    if how[0] == "extension":
+        return any(e.get("url") == how[1] and e.get("valueCode") == ENTERED_IN_ERROR
+                   for e in resource.get("modifierExtension") or [] if isinstance(e, dict))
+    return resource.get(how[1]) == ENTERED_IN_ERROR
 
 
 def retired(resource: dict) -> dict:
-    """A copy of ``resource`` marked entered-in-error; ValidationFailed for a type with no such status."""
+    """A copy of ``resource`` marked entered-in-error; ValidationFailed for a type with no way to say so."""
     rtype = resource.get("resourceType")
     out = copy.deepcopy(resource)
-    if rtype in _CODED:
-        element, system, drop = _CODED[rtype]
+    how = marking(rtype)
+    if how is not None and how[0] == "coded":
+        _, element, system, drop = how
         out[element] = {"coding": [{"system": system, "code": ENTERED_IN_ERROR}]}
         out.pop(drop, None)
         return out
-    if rtype in _CODE:
-        out[_CODE[rtype]] = ENTERED_IN_ERROR
+    if how is not None and how[0] == "code":
+        out[how[1]] = ENTERED_IN_ERROR
+        return out
+    if how is not None and how[0] == "extension":
+        kept = [e for e in out.get("modifierExtension") or [] if not (isinstance(e, dict) and e.get("url") == how[1])]
+        out["modifierExtension"] = [*kept, {"url": how[1], "valueCode": ENTERED_IN_ERROR}]
         return out
     raise ValidationFailed("a deleted record produced a resource with no entered-in-error status",
                            rule="deletion.status", path=str(rtype))

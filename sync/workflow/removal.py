@@ -86,13 +86,26 @@ def without_entry(composition: dict, removed: dict) -> dict:
 
 
 def without_keys(composition: dict, keys: list[str]) -> dict:
-    """A copy of the site composition without the entries these record keys (source identifiers) came from."""
+    """A copy of the site composition without the entries these record keys (source identifiers) came from.
+
+    A resource made from a cluster inside an entry (the AdverseEvent of a diagnosis' CTCAE grading, the
+    Medication of a statement's details) takes out that cluster only: the entry around it is another
+    resource's, which nobody declared wrong.
+    """
     out = copy.deepcopy(composition)
-    paths = set()
+    paths, clusters = set(), []
+    nodes = rmpath.node_paths({"content": out.get("content") or []})
     for key in keys:
-        split = split_source_path(key.split("|", 2)[2]) if key.count("|") >= 2 else None
+        path = key.split("|", 2)[2] if key.count("|") >= 2 else ""
+        node = nodes.get(path)
+        if isinstance(node, dict) and "-CLUSTER." in str(node.get("archetype_node_id", "")):
+            clusters.append(node)
+            continue
+        split = split_source_path(path) if path else None
         if split is not None:
             paths.add(split[0])
+    for node in clusters:
+        _drop(out, node)
     for path, node in rmpath.entries(out):
         if path in paths:
             _drop(out, node)

@@ -1,13 +1,24 @@
 """Deletions in the engine's own terms: which element says entered-in-error, and the forward run that sets it."""
+import json
+
 import pytest
 
 from sync.identity import provenance_id
+from sync.mapping import fhirmodel
+from sync.mapping.composition import RESOURCES as COMPOSITION_LEVEL
+from sync.mapping.from_fhir import PART_ONLY
+from sync.mapping.spec import registry
 from sync.models import RecordLink, SyncRun
-from sync.workflow.deletion import is_retired, retired
+from sync.workflow.deletion import is_retired, marking, retired
 from sync.workflow.removal import nothing_left, without_keys
 from sync.workflow.result import ValidationFailed
 
+from tests.fixtures import REPO_DIR
+
 from .conftest import VO
+
+XVER_AE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-AdverseEvent.status"
+STANDINS = REPO_DIR / "deploy" / "hapi-fhir" / "src" / "main" / "resources" / "fhir-standins"
 
 
 @pytest.mark.parametrize("resource, element, value", [
@@ -33,6 +44,41 @@ def test_a_type_without_an_entered_in_error_status_stops_the_run_by_name():
     with pytest.raises(ValidationFailed) as raised:
         retired({"resourceType": "Patient"})
     assert raised.value.rule == "deletion.status"
+
+
+def test_an_adverse_event_is_marked_by_r5s_status_as_the_cross_version_modifier_extension():
+    """R4's AdverseEvent has no status: R5's, carried by HL7's xver extension, a modifier (never read as live)."""
+    ae = {"resourceType": "AdverseEvent", "actuality": "actual",
+          "modifierExtension": [{"url": XVER_AE, "valueCode": "completed"}]}
+    marked = retired(ae)
+    assert marked["modifierExtension"] == [{"url": XVER_AE, "valueCode": "entered-in-error"}]  # replaced, not doubled
+    assert marked["actuality"] == "actual" and is_retired(marked)
+    assert not is_retired(ae) and not is_retired({"resourceType": "AdverseEvent", "actuality": "actual"})
+    assert ae["modifierExtension"][0]["valueCode"] == "completed"  # the input is left as it was
+    # someone else's modifier extension is kept beside it
+    other = {"url": "https://example.org/other", "valueBoolean": True}
+    assert retired({**ae, "modifierExtension": [other]})["modifierExtension"][0] == other
+
+
+def test_every_type_the_mapping_makes_has_a_way_to_say_entered_in_error():
+    """From the mapping registry, not a list kept here: a new mapped type with no way would dead-letter deletions."""
+    made = {s.resource for s in registry().values() if s.resource and fhirmodel.is_resource(s.resource)}
+    made |= {*COMPOSITION_LEVEL, *PART_ONLY}
+    ways = {t: marking(t) for t in sorted(made)}
+    assert "AdverseEvent" in made and not [t for t, how in ways.items() if how is None]
+    for rtype in ("ClinicalImpression", "Consent", "EpisodeOfCare"):  # R4's own status, read from the model
+        assert ways[rtype] == ("code", "status") and is_retired(retired({"resourceType": rtype, "status": "active"}))
+    extension = {t: how[1] for t, how in ways.items() if how[0] == "extension"}
+    assert extension == {"AdverseEvent": XVER_AE}
+    # HAPI's validator does not resolve R5 cross-version URLs itself: each one has its stand-in definition
+    for rtype, url in extension.items():
+        sd = json.loads((STANDINS / f"StructureDefinition-extension-{rtype}.status.json").read_text())
+        assert sd["url"] == url and sd["context"] == [{"type": "element", "expression": rtype}]
+        assert sd["differential"]["element"][0]["isModifier"] is True
+
+
+def test_a_type_whose_r4_status_cannot_say_entered_in_error_gets_no_extension():
+    assert marking("Patient") is None and marking("Provenance") is None and marking("NoSuchType") is None
 
 
 def test_a_deleted_resource_counts_as_retired():
@@ -72,3 +118,44 @@ def test_a_site_deletion_marks_the_record_entered_in_error_in_one_transaction(en
     assert any(e["request"].get("url") == deleted_by for e in bundle["entry"])
     link.refresh_from_db()
     assert link.deleted and link.openehr_version_uid == f"{VO}::site1::2"
+
+
+def test_without_keys_drops_only_the_cluster_a_cluster_made_resource_came_from():
+    """A central entered-in-error AdverseEvent (a diagnosis' CTCAE grading) takes the grading out, not the diagnosis."""
+    dx, ctcae = "openEHR-EHR-EVALUATION.problem_diagnosis.v1", "openEHR-EHR-CLUSTER.ctcae.v1"
+
+    def diagnosis(n):
+        return {"_type": "EVALUATION", "archetype_node_id": dx, "v": n, "data": {
+            "archetype_node_id": "at0001", "items": [
+                {"_type": "ELEMENT", "archetype_node_id": "at0002", "v": f"name{n}"},
+                {"_type": "CLUSTER", "archetype_node_id": ctcae, "v": f"grade{n}"}]}}
+
+    composition = {"content": [diagnosis(1), diagnosis(2)]}
+    key = f"site1|{VO}|/content[{dx}]:1/data[at0001]/items[{ctcae}]"  # the second diagnosis' grading
+    out = without_keys(composition, [key])
+    assert [e["v"] for e in out["content"]] == [1, 2]  # both diagnoses stay
+    assert [i["v"] for i in out["content"][0]["data"]["items"]] == ["name1", "grade1"]
+    assert [i["v"] for i in out["content"][1]["data"]["items"]] == ["name2"]
+    # the diagnosis itself (the Condition's key) still takes the whole entry
+    assert [e["v"] for e in without_keys(composition, [f"site1|{VO}|/content[{dx}]"])["content"]] == [2]
+
+
+def test_a_type_without_an_identifier_search_is_created_by_put_on_an_id_fixed_by_its_key():
+    """R4 has no AdverseEvent?identifier (HAPI-0488 on a conditional create): a PUT a replay repeats exactly."""
+    from sync.workflow.bundle import build_transaction
+
+    src = "urn:conflictdesk:source"
+    ae = {"resourceType": "AdverseEvent", "id": "ae1", "actuality": "actual",
+          "identifier": {"system": src, "value": f"site1|{VO}|/content[x]/items[openEHR-EHR-CLUSTER.ctcae.v1]"}}
+    cond = {"resourceType": "Condition", "id": "c1",
+            "identifier": [{"system": src, "value": f"site1|{VO}|/content[x]"}],
+            "evidence": [{"detail": [{"reference": "AdverseEvent/ae1"}]}]}
+    bundle, keys = build_transaction([cond, ae], None, {}, f"{VO}::site1::1")
+    again, _ = build_transaction([cond, ae], None, {}, f"{VO}::site1::1")
+    by_type = {e["resource"]["resourceType"]: e for e in bundle["entry"]}
+    put = by_type["AdverseEvent"]
+    assert put["request"]["method"] == "PUT" and "ifNoneExist" not in put["request"]
+    assert put["request"]["url"] == f"AdverseEvent/{put['resource']['id']}" == put["fullUrl"]
+    assert again["entry"][1]["request"]["url"] == put["request"]["url"]  # the same id on a replay
+    assert by_type["Condition"]["request"]["ifNoneExist"].startswith("identifier=")
+    assert by_type["Condition"]["resource"]["evidence"][0]["detail"][0]["reference"] == put["fullUrl"]
