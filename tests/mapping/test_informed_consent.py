@@ -75,7 +75,8 @@ def _when(value):
 
 
 def _consent(step="at0015", *, state=None, activity="Left mastectomy with sentinel node biopsy",
-             start=None, end=None, form=None, comment=None, time="2025-03-14T10:30:00+01:00", no_step=False):
+             start=None, end=None, form=None, comment=None, time="2025-03-14T10:30:00+01:00", no_step=False,
+             document=None):
     entry = entry_skeleton(registry()[CONSENT], "en")
     state = state or TRANSITIONS[step][0]
     ism = {"_type": "ISM_TRANSITION", "current_state": dt.coded_text(STATE_RUBRIC[state], "openehr", state)}
@@ -94,6 +95,10 @@ def _consent(step="at0015", *, state=None, activity="Left mastectomy with sentin
         items.append(_el("at0036", "Comment", {"_type": "DV_TEXT", "value": comment}))
     entry["description"] = {"_type": "ITEM_TREE", "name": {"_type": "DV_TEXT", "value": "Tree"},
                             "archetype_node_id": "at0001", "items": items}
+    if document:
+        entry["protocol"] = {"_type": "ITEM_TREE", "name": {"_type": "DV_TEXT", "value": "Tree"},
+                             "archetype_node_id": "at0024",
+                             "items": [_el("at0025", "Consent document used", {"_type": "DV_TEXT", "value": document})]}
     return entry
 
 
@@ -147,8 +152,10 @@ def test_every_careflow_step_of_the_archetype_has_a_status_and_the_file_its_stat
 @pytest.mark.parametrize("step", sorted(STEPS))
 def test_each_careflow_step_is_its_consent_status_and_comes_back_exactly(step):
     comp = _composition(_consent(step, start="2025-03-14T00:00:00+01:00", end="2025-09-14T00:00:00+02:00",
-                                 form=("Written", "local", "at0005"), comment="Discussed with daughter present"))
+                                 form=("Written", "local", "at0005"), comment="Discussed with daughter present",
+                                 document="Surgical consent form SC-3"))
     [consent], back = _trip(comp)
+    assert consent["sourceAttachment"] == {"title": "Surgical consent form SC-3"}
     assert consent["resourceType"] == "Consent" and consent["status"] == STEPS[step][1]
     assert consent["patient"] == {"reference": "Patient/1"}
     assert consent["scope"] == ABSENT and consent["policyRule"] == ABSENT  # not guessed
@@ -168,10 +175,11 @@ def test_each_careflow_step_is_its_consent_status_and_comes_back_exactly(step):
 def test_the_standard_elements_alone_give_the_step_back_when_the_status_says_it(step):
     """Without our extensions (a server that drops them): a status with one step of its own gives that step;
     inactive (withdrawn, completed, cancelled or not obtained?) gives none, and the loss is reported."""
-    [consent], _ = _trip(_composition(_consent(step, start="2025-03-14T00:00:00+01:00")))
+    [consent], _ = _trip(_composition(_consent(step, start="2025-03-14T00:00:00+01:00", document="SC-3")))
     out = from_fhir([{k: v for k, v in consent.items() if k != "extension"}], template_id="t")
     [entry] = out.composition["content"]
     assert entry["time"]["value"] == "2025-03-14T10:30:00+01:00"
+    assert [i["value"]["value"] for i in entry["protocol"]["items"]] == ["SC-3"]
     assert [i["value"]["value"] for i in entry["description"]["items"] if i["archetype_node_id"] == "at0008"] == \
         ["2025-03-14T00:00:00+01:00"]
     status = STEPS[step][1]
@@ -219,7 +227,7 @@ def test_what_consent_has_no_element_for_travels_in_the_residue():
 
 # ------------------------------------------------------------------ the request: a consent to obtain
 def _request(activity="Left mastectomy with sentinel node biopsy", *, narrative="Obtain consent for surgery",
-             required=None, action="openEHR-EHR-ACTION.informed_consent.v1"):
+             required=None, action="openEHR-EHR-ACTION.informed_consent.v1", document=None):
     entry = entry_skeleton(registry()[REQUEST], "en")
     entry["narrative"] = {"_type": "DV_TEXT", "value": narrative}
     items = [_el("at0004", "Proposed procedure/trial/activity", {"_type": "DV_TEXT", "value": activity})]
@@ -229,13 +237,20 @@ def _request(activity="Left mastectomy with sentinel node biopsy", *, narrative=
                             "archetype_node_id": "at0002", "action_archetype_id": action,
                             "description": {"_type": "ITEM_TREE", "name": {"_type": "DV_TEXT", "value": "Tree"},
                                             "archetype_node_id": "at0003", "items": items}}]
+    if document:
+        entry["protocol"] = {"_type": "ITEM_TREE", "name": {"_type": "DV_TEXT", "value": "Tree"},
+                             "archetype_node_id": "at0012",
+                             "items": [_el("at0018", "Proposed consent document",
+                                           {"_type": "DV_TEXT", "value": document})]}
     return entry
 
 
 def test_a_consent_request_is_a_draft_consent_and_comes_back_exactly():
-    comp = _composition(_request(required="2025-03-20T00:00:00+01:00"), _consent("at0014"))
+    comp = _composition(_request(required="2025-03-20T00:00:00+01:00", document="Surgical consent form SC-3"),
+                        _consent("at0014", document="Surgical consent form SC-3"))
     [draft, asked], back = _trip(comp)
     assert draft["status"] == "draft" and asked["status"] == "proposed"
+    assert draft["sourceAttachment"] == asked["sourceAttachment"] == {"title": "Surgical consent form SC-3"}
     assert draft["scope"] == ABSENT and draft["policyRule"] == ABSENT and draft["patient"] == {"reference": "Patient/1"}
     assert draft["category"] == [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}]
     assert "provision" not in draft and "dateTime" not in draft  # the activity's dates are not the consent's
@@ -246,9 +261,10 @@ def test_a_consent_request_is_a_draft_consent_and_comes_back_exactly():
 
 
 def test_the_standard_elements_alone_give_a_request_with_what_the_rm_requires():
-    [draft], _ = _trip(_composition(_request()))
+    [draft], _ = _trip(_composition(_request(document="SC-3")))
     [entry] = to_openehr([strip(draft)], template_id="t")["content"]
     assert entry["archetype_node_id"] == REQUEST
+    assert [i["value"]["value"] for i in entry["protocol"]["items"]] == ["SC-3"]
     assert entry["narrative"]["value"] == "Informed consent request"
     assert [a["action_archetype_id"] for a in entry["activities"]] == ["openEHR-EHR-ACTION.informed_consent.v1"]
 
@@ -266,6 +282,8 @@ BORN = {"resourceType": "Consent", "id": "consent-1", "status": "active",
         "patient": {"reference": "Patient/1"}, "dateTime": "2025-03-01T09:00:00+01:00",
         "performer": [{"reference": "Patient/1"}],
         "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "sourceAttachment": {"contentType": "application/pdf", "url": "https://hospital.example.org/forms/c-1.pdf",
+                             "title": "Consent to surgery"},
         "provision": {"type": "permit", "period": {"start": "2025-03-01", "end": "2026-03-01"}}}
 
 
@@ -275,11 +293,12 @@ def test_a_central_consent_is_read_and_what_the_archetype_has_no_place_for_is_ke
     assert entry["archetype_node_id"] == CONSENT and _step(entry) == "at0015"
     items = {i["archetype_node_id"]: i["value"]["value"] for i in entry["description"]["items"]}
     assert items == {"at0008": "2025-03-01", "at0009": "2026-03-01"}
+    assert [i["value"]["value"] for i in entry["protocol"]["items"]] == ["Consent to surgery"]
     assert entry["time"]["value"] == "2025-03-01T09:00:00+01:00"
     [again] = _again(out.composition)
     lost = {x.path.split(":", 1)[1].split("[")[0].split(".")[0] for x in out.losses
             if x.path.startswith("Consent/consent-1:")}
-    for element in ("status", "scope", "policyRule", "provision", "performer", "dateTime"):
+    for element in ("status", "scope", "policyRule", "provision", "performer", "dateTime", "sourceAttachment"):
         assert again.get(element) == BORN[element] or element in lost, element
 
 
@@ -304,13 +323,15 @@ def consent_entries(draw):
     return _consent(step, state=draw(st.sampled_from(TRANSITIONS[step])), activity=draw(TEXT),
                     start=draw(st.one_of(st.none(), TIMES)), end=draw(st.one_of(st.none(), TIMES)),
                     form=draw(st.sampled_from([None, ("Written", "local", "at0005"), ("Verbal", "local", "at0006")])),
-                    comment=draw(st.one_of(st.none(), TEXT)), time=draw(TIMES))
+                    comment=draw(st.one_of(st.none(), TEXT)), time=draw(TIMES),
+                    document=draw(st.one_of(st.none(), TEXT)))
 
 
 @st.composite
 def request_entries(draw):
     return _request(draw(TEXT), narrative=draw(TEXT), required=draw(st.one_of(st.none(), TIMES)),
-                    action=draw(st.sampled_from(["openEHR-EHR-ACTION.informed_consent.v1", "/.*/"])))
+                    action=draw(st.sampled_from(["openEHR-EHR-ACTION.informed_consent.v1", "/.*/"])),
+                    document=draw(st.one_of(st.none(), TEXT)))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -347,8 +368,9 @@ def _ism_definition(base: str) -> None:
 def test_hapi_validates_every_consent_status(fhir_base_url):
     _ism_definition(fhir_base_url)
     comp = _composition(*[_consent(s, start="2025-03-14T00:00:00+01:00", end="2025-09-14T00:00:00+02:00",
-                                   form=("Written", "local", "at0005"), comment="c") for s in sorted(STEPS)],
-                        _consent("at0013", no_step=True), _request(required="2025-03-20T00:00:00+01:00"))
+                                   form=("Written", "local", "at0005"), comment="c", document="SC-3")
+                          for s in sorted(STEPS)],
+                        _consent("at0013", no_step=True), _request(required="2025-03-20T00:00:00+01:00", document="d"))
     resources, _ = _trip(comp)
     born = _again(from_fhir([copy.deepcopy(BORN)], template_id="t").composition)
     assert len(resources) == len(STEPS) + 2 and len(born) == 1
