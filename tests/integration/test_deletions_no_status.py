@@ -115,3 +115,18 @@ def test_a_new_version_without_the_grading_retires_the_adverse_event_only(cdr, f
     provenance = fhir.read("Provenance", provenance_id(f"{v2.version_uid}|deleted"))
     assert provenance["target"] == [{"reference": f"AdverseEvent/{ae['id']}"}]
 
+
+
+def test_the_types_created_by_put_are_exactly_the_mapped_ones_hapi_cannot_search_by_identifier(fhir_base_url):
+    """bundle.NO_IDENTIFIER_SEARCH against the server's own CapabilityStatement, for every type the mapping makes."""
+    from sync.mapping import fhirmodel
+    from sync.mapping.composition import RESOURCES as COMPOSITION_LEVEL
+    from sync.mapping.from_fhir import PART_ONLY
+    from sync.mapping.spec import registry
+    from sync.workflow.bundle import NO_IDENTIFIER_SEARCH
+
+    made = {s.resource for s in registry().values() if s.resource and fhirmodel.is_resource(s.resource)}
+    made |= {*COMPOSITION_LEVEL, *PART_ONLY}
+    statement = httpx.get(f"{fhir_base_url}/metadata", timeout=120).json()
+    searchable = {r["type"]: {p["name"] for p in r.get("searchParam", [])} for r in statement["rest"][0]["resource"]}
+    assert {t for t in made if "identifier" not in searchable.get(t, set())} == set(NO_IDENTIFIER_SEARCH)
