@@ -95,7 +95,8 @@ def test_openehr_born_order_identifiers_say_who_assigned_them_and_round_trip_exa
 
 
 def test_the_kds_lab_reports_befund_id_is_the_receiver_order_identifier_and_comes_back_with_its_assigner():
-    resources = [e["resource"] for e in load(next(iter(corpus_files("fhir/kds_lab_report.patient1.bundle.json"))))["entry"]]
+    bundle = load(next(iter(corpus_files("fhir/kds_lab_report.patient1.bundle.json"))))
+    resources = [e["resource"] for e in bundle["entry"]]
     [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
     [befund] = report["identifier"]
     out = from_fhir(copy.deepcopy(resources), template_id="t")
