@@ -350,3 +350,10 @@ def gleason_of(histology: str) -> dict[str, int] | None:
         raise ValueError("catalogue histology: Gleason total is not the sum of its patterns")
     return {"primary_gleason_grade": a, "secondary_gleason_grade": b, "total_gleason_score": total,
             "gleason_grade_group": group}
+
+# The resection's pathology report counts the lymph nodes (CLUSTER.lymph_node_metastases.v0) where the N category is
+# a count of involved regional nodes (UICC/AJCC 8th: breast pN1 1-3 axillary nodes, pN2 4-9; colon and rectum pN1
+# 1-3, pN2 4 or more): the site examined, how many are examined, and the positive count range of each pN.  Lung
+# (N by location) and prostate are not counted here.
+NODE_COUNTS = {"breast": ("Axillary lymph nodes", (3, 15)), "colorectal": ("Regional (mesenteric) lymph nodes", (12, 25))}
+POSITIVE_NODES = {"pN0": (0, 0), "pN1": (1, 3), "pN1a": (1, 3), "pN2": (4, 6)}

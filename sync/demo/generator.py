@@ -15,7 +15,9 @@ A patient's story, one composition per clinical contact (``Event.key``):
 * ``diagnosis.v2``: the same composition revised after surgery: pathological TNM added
   (``revises="diagnosis"``: committed as a new version, not a new composition).
 * ``surgery``: the resection completed (532/at0043); sometimes a postponement first
-  (527/at0038); post-operative vitals as a series of events; recurrence risk assessment.
+  (527/at0038); post-operative vitals as a series of events; recurrence risk assessment; for breast and
+  colorectal cancer the specimen's pathology report counting the lymph nodes examined and involved, as pN says
+  (catalogue.NODE_COUNTS; a stream of its own).
 * ``treatment``: the tumour board's care plan with one or two anticancer medication orders (dose,
   route, ISO 8601 timing), a radiotherapy referral and the goal (curative or palliative); ECOG and
   Karnofsky performance status, vitals, haemoglobin and neutrophils.
@@ -98,6 +100,7 @@ def generate_patient(seed: int, subject: str, *, facility: str = "Synthetic Onco
     diagnosed = EPOCH + timedelta(days=rng.randint(0, 420), hours=rng.randint(0, 8), minutes=rng.choice([0, 15, 30, 45]))
     ctx = _Ctx(rng, cancer, site, histology, clinical, vitals, facility, clinician)
     ctx.toxicity_rng = random.Random(f"{seed}|{subject}|toxicity")
+    ctx.nodes_rng = random.Random(f"{seed}|{subject}|nodes")
     patient.events.append(ctx.diagnosis_event(diagnosed))
     when = diagnosed
     if m == "M0":
@@ -145,7 +148,8 @@ class _Ctx:
         self.agents: list[cat.Agent] = []
         self.planned: datetime | None = None  # when the tumour board planned the treatment
         self.allergy = rng.choice(cat.ALLERGIES) if rng.random() < 0.25 else None
-        self.toxicity_rng = random.Random(0)  # generate_patient gives each patient its own
+        self.toxicity_rng = random.Random(0)  # generate_patient gives each patient its own (as nodes_rng)
+        self.nodes_rng = random.Random(0)
 
     def _flat(self, when: datetime) -> FlatComposition:
         return FlatComposition(when, facility=self.facility, composer=self.clinician)
@@ -184,6 +188,12 @@ class _Ctx:
                       outcome=f"Tumour excised, residual tumour {residual}")
         for hours in (2, 6, 12):
             add_vitals(flat, self.rng, when + timedelta(hours=hours), self.vitals, post_op=True)
+        counted = cat.NODE_COUNTS.get(self.cancer.key)
+        if counted and pathological["n"] in cat.POSITIVE_NODES:  # the resection specimen's lymph nodes
+            site, examined = counted
+            positive = self.nodes_rng.randint(*cat.POSITIVE_NODES[pathological["n"]])
+            add_node_report(flat, when + timedelta(days=4), f"{self.cancer.resection.value}, histopathology", site,
+                            max(positive, self.nodes_rng.randint(*examined)), positive)
         add_risk(flat, self, when, pathological)
         self.marker_level = self.marker_level * self.rng.uniform(0.3, 0.6)
         return Event("surgery", "surgery", when, flat.build())
@@ -316,6 +326,21 @@ def add_pathology_report(flat: FlatComposition, when: datetime, test_name: str, 
         code, rubric = cat.GLEASON_CODES[element][n - 1]
         flat.set(f"{score}/{element}", code=code, ordinal=n, value=rubric)
     flat.set(f"{score}/total_gleason_score", gleason["total_gleason_score"])
+    flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
+
+
+def add_node_report(flat: FlatComposition, when: datetime, test_name: str, site: str, examined: int, positive: int) -> None:
+    """The resection's pathology report (status Final) with its CLUSTER.lymph_node_metastases.v0: the site, the nodes
+    examined and those with tumour (tumour involvement Present / Absent, the archetype's at-codes)."""
+    path = flat.entry("laboratory_test_result")
+    event = f"{path}/any_event:0"
+    flat.set(f"{event}/time", iso(when))
+    flat.set(f"{event}/test_name", test_name)
+    nodes = f"{event}/lymph_node_metastases:0"
+    flat.set(f"{nodes}/lymph_node_site_name", site)
+    flat.local(f"{nodes}/tumour_involvement", *(("at0042", "Present") if positive else ("at0029", "Absent")))
+    flat.set(f"{nodes}/number_of_nodes_examined", examined)
+    flat.set(f"{nodes}/number_of_nodes_with_tumour", positive)
     flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
 
 

@@ -26,7 +26,10 @@ EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime
             "ctcae_version")))} | {
     f"{ROOT}/laboratory_test_result:#/any_event:#/gleason_score:#/{k}" for k in (  # a prostate biopsy's Gleason score
         *(f"{e}|{a}" for e in ("primary_gleason_grade", "secondary_gleason_grade", "gleason_grade_group")
-          for a in ("code", "ordinal", "value")), "total_gleason_score")}
+          for a in ("code", "ordinal", "value")), "total_gleason_score")} | {
+    f"{ROOT}/laboratory_test_result:#/any_event:#/lymph_node_metastases:#/{k}" for k in (  # a resection's node counts
+        "lymph_node_site_name", "tumour_involvement|code", "tumour_involvement|value", "tumour_involvement|terminology",
+        "number_of_nodes_examined", "number_of_nodes_with_tumour")}
 WHEN = datetime(2025, 5, 1, 9, 30, tzinfo=timezone.utc)
 
 

@@ -199,3 +199,52 @@ def test_a_prostate_diagnosis_commits_to_ehrbase_and_its_gleason_observation_pas
     key = f"{ROOT}/laboratory_test_result:2/any_event:0/gleason_score:0/total_gleason_score"
     assert score["valueInteger"] == event.flat[key] and len(score["component"]) == 3
     assert hapi_errors(fhir_base_url, score) == []
+
+
+def test_breast_and_colorectal_resections_count_the_lymph_nodes_as_their_pn_says(patients):
+    """CLUSTER.lymph_node_metastases.v0 in the resection's pathology report: positive nodes within pN's range, never
+    more than examined; mapped to the node count Observation (SNOMED CT 443527007) with the examined component."""
+    counted = 0
+    for p in patients:
+        surgery = next((e.flat for e in p.events if e.kind == "surgery"), None)
+        keys = [k for k in surgery or {} if "/lymph_node_metastases:0/" in k]
+        if surgery is None or p.cancer not in cat.NODE_COUNTS:
+            assert not keys
+            continue
+        base = next(k for k in keys if k.endswith("/number_of_nodes_with_tumour")).rsplit("/", 1)[0]
+        positive, examined = surgery[f"{base}/number_of_nodes_with_tumour"], surgery[f"{base}/number_of_nodes_examined"]
+        low, high = cat.POSITIVE_NODES[p.summary["pTNM"]["n"]]
+        assert low <= positive <= high and positive <= examined
+        counted += 1
+    assert counted
+    p = next(p for p in patients if p.cancer in cat.NODE_COUNTS and any(e.kind == "surgery" for e in p.events))
+    surgery = next(e for e in p.events if e.kind == "surgery")
+    comp = flat_format.to_canonical(surgery.flat, OPT, now=NOW)
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "d3m00000-0000-4000-8000-000000000020::demo::1"}
+    resources = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+    [obs] = [r for r in resources if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "443527007"]
+    assert obs["bodySite"]["text"] == cat.NODE_COUNTS[p.cancer][0]
+    assert obs["component"][0]["code"]["coding"][0]["code"] == "444025001"
+    assert all(validate_fhir(r) == [] for r in resources)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_resection_with_its_node_counts_commits_to_ehrbase_and_passes_hapi(patients, ehrbase_urls, fhir_base_url):
+    import uuid
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.demo.flat import TEMPLATE_ID
+    from tests.mapping.hapi import hapi_errors
+
+    event = next(e for p in patients if p.cancer in cat.NODE_COUNTS for e in p.events if e.kind == "surgery")
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template(OPT.read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNNODES{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
+        comp = cdr.get_composition(ehr, ref.version_uid).content
+    [obs] = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
+             if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "443527007"]
+    positive = next(v for k, v in event.flat.items() if k.endswith("/lymph_node_metastases:0/number_of_nodes_with_tumour"))
+    assert obs["valueInteger"] == positive
+    assert hapi_errors(fhir_base_url, obs) == []

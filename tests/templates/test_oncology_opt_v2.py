@@ -100,13 +100,14 @@ def test_v2_grades_a_diagnosis_with_ctcae_beside_the_tnm_clusters():
     assert ordinals == {("0", "at0021"), ("1", "at0015"), ("2", "at0016"), ("3", "at0017"), ("4", "at0018"), ("5", "at0019")}
 
 
-def test_v2_fills_the_lab_result_slot_with_gleason_and_the_genomic_clusters_beside_the_analyte():
+def test_v2_fills_the_lab_result_slot_with_the_pathology_and_genomic_clusters_beside_the_analyte():
     def lab_clusters(path):
         [lab] = [c for c in ET.parse(path).getroot().iter("{%s}children" % NS["o"]) if c.get(XSI_TYPE) == "C_ARCHETYPE_ROOT"
                  and c.findtext("o:archetype_id/o:value", namespaces=NS) == "openEHR-EHR-OBSERVATION.laboratory_test_result.v1"]
         return {c.findtext("o:archetype_id/o:value", namespaces=NS) for c in lab.iter("{%s}children" % NS["o"])
                 if c.get(XSI_TYPE) == "C_ARCHETYPE_ROOT"}
-    added = {"openEHR-EHR-CLUSTER.gleason_score.v0", "openEHR-EHR-CLUSTER.genomic_variant_result.v1",
+    added = {"openEHR-EHR-CLUSTER.gleason_score.v0", "openEHR-EHR-CLUSTER.lymph_node_metastases.v0",
+             "openEHR-EHR-CLUSTER.genomic_variant_result.v1",
              "openEHR-EHR-CLUSTER.genetic_variant_presence.v0"}
     assert added | {"openEHR-EHR-CLUSTER.laboratory_test_analyte.v1"} <= lab_clusters(V2)
     assert not added & lab_clusters(V1)
