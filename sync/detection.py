@@ -125,7 +125,7 @@ def poll_central() -> int:
                 width = max(width / 2, MIN_CENTRAL_WINDOW)  # too many for one page: a narrower window
                 continue
             entries += history  # more than a page within the narrowest window: read it whole, lose nothing
-        changes = [_central_change(e) for e in entries if last or _before(e, until)]
+        changes = [_central_change(e) for e in entries if (last or _before(e, until)) and _carried(e)]
         changes.sort(key=lambda c: (c.committed_at or EPOCH, c.number))
         newest = max((c.committed_at for c in changes if c.committed_at), default=None)
         created += record_changes(CENTRAL, None, Direction.TO_OPENEHR, changes, newest)
@@ -138,13 +138,41 @@ def poll_central() -> int:
 MIN_CENTRAL_WINDOW = timedelta(milliseconds=1)
 
 
+def removal_types() -> list[str]:
+    """The clinical types the mapping makes whose edits do not flow back, but whose removals must.
+
+    A central DELETE or entered-in-error on a resource that came from a site takes
+    its entry out there whatever its type (issue 20): nothing stays at a site that a
+    clinician declared wrong centrally. The composition level (Encounter,
+    Composition, a list composition's List) and parts (Specimen) have no entry of
+    their own to take out. From the mapping registry, so a newly mapped type is covered.
+    """
+    from sync.mapping import fhirmodel
+    from sync.mapping.composition import RESOURCES as COMPOSITION_LEVEL
+    from sync.mapping.from_fhir import PART_ONLY
+    from sync.mapping.spec import registry
+
+    made = {s.resource for s in registry().values() if s.resource and fhirmodel.is_resource(s.resource)}
+    return sorted(made - {*COMPOSITION_LEVEL, *PART_ONLY, *settings.CONFLICTDESK_FLOWBACK_TYPES})
+
+
+def _carried(entry) -> bool:
+    """A flow-back type's every version; another type's only when it removes (a delete, an entered-in-error)."""
+    from sync.workflow.deletion import is_retired
+
+    if entry.resource_type in settings.CONFLICTDESK_FLOWBACK_TYPES:
+        return True
+    return bool(entry.deleted) or is_retired(entry.resource)
+
+
 def central_history(fhir, start: datetime, until: datetime | None):
-    """Every flow-back version written at or after ``start`` (and before ``until``, if given).
+    """Every flow-back version written at or after ``start`` (and before ``until``, if given), with the
+    removal types' versions (``poll_central`` keeps only their removals).
 
     The client's ``history``: ``_since`` without ``until``; with it HAPI's ``_at`` range, in
     pages of CONFLICTDESK_DETECTION_PAGE_SIZE (the catch-up's windows).
     """
-    types = settings.CONFLICTDESK_FLOWBACK_TYPES
+    types = [*settings.CONFLICTDESK_FLOWBACK_TYPES, *removal_types()]
     if until is None:
         return fhir.history(start, types)
     return fhir.history(start, types, until=until, page_size=settings.CONFLICTDESK_DETECTION_PAGE_SIZE)

@@ -159,3 +159,22 @@ def test_a_type_without_an_identifier_search_is_created_by_put_on_an_id_fixed_by
     assert again["entry"][1]["request"]["url"] == put["request"]["url"]  # the same id on a replay
     assert by_type["Condition"]["request"]["ifNoneExist"].startswith("identifier=")
     assert by_type["Condition"]["resource"]["evidence"][0]["detail"][0]["reference"] == put["fullUrl"]
+
+
+def test_the_central_poll_keeps_only_the_removals_of_types_whose_edits_do_not_flow_back(settings):
+    from types import SimpleNamespace
+
+    from sync.detection import _carried, removal_types
+
+    types = removal_types()
+    assert "AdverseEvent" in types and "MedicationStatement" in types
+    assert not set(types) & {*settings.CONFLICTDESK_FLOWBACK_TYPES, "Encounter", "Composition", "List", "Specimen"}
+
+    def entry(rtype, resource=None, deleted=False):
+        return SimpleNamespace(resource_type=rtype, resource=resource, deleted=deleted)
+
+    ae = {"resourceType": "AdverseEvent", "actuality": "actual"}
+    assert not _carried(entry("AdverseEvent", ae))  # an edit: no change for the sites
+    assert _carried(entry("AdverseEvent", retired(ae)))  # entered-in-error: a removal
+    assert _carried(entry("AdverseEvent", None, deleted=True))  # a DELETE
+    assert _carried(entry("Observation", {"resourceType": "Observation", "status": "final"}))  # flow-back: every version

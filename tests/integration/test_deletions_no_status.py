@@ -2,7 +2,9 @@
 
 R4's AdverseEvent (a diagnosis' CTCAE grading) has no status element: a deleted site record marks it
 entered-in-error with R5's status as HL7's cross-version modifier extension, in the same transaction,
-If-Match and DELETE Provenance as every other type (never a dead letter, never a physical delete).
+If-Match and DELETE Provenance as every other type (never a dead letter, never a physical delete). A
+central entered-in-error on it, a type whose edits do not flow back, still reaches the site: the grading
+cluster is taken out there, the diagnosis stays.
 """
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ import pytest
 
 from audit.models import AuditEvent
 from sync.detection import check_deletions, poll_central, poll_site
-from sync.demo.flat import TEMPLATE_ID, FlatComposition
+from sync.demo.flat import ROOT, TEMPLATE_ID, FlatComposition
 from sync.demo.generator import add_toxicity
 from sync.demo.seed import ensure_template
 from sync.identity import provenance_id
-from sync.models import Cursor, DeadLetter, RecordLink, SyncRun
+from sync.models import ChangeEvent, Cursor, DeadLetter, RecordLink, SyncRun
 from sync.workflow.deletion import XVER_STATUS, is_retired
 from sync.workflow.runner import advance
 from tests.fixtures import REPO_DIR
@@ -130,3 +132,26 @@ def test_the_types_created_by_put_are_exactly_the_mapped_ones_hapi_cannot_search
     statement = httpx.get(f"{fhir_base_url}/metadata", timeout=120).json()
     searchable = {r["type"]: {p["name"] for p in r.get("searchParam", [])} for r in statement["rest"][0]["resource"]}
     assert {t for t in made if "identifier" not in searchable.get(t, set())} == set(NO_IDENTIFIER_SEARCH)
+
+
+def test_a_central_entered_in_error_adverse_event_takes_the_grading_out_at_the_site(cdr, fhir, oncology, ehr):
+    v1, link, ae, condition = synced_toxicity(cdr, oncology, ehr)
+    current = fhir.read("AdverseEvent", ae["id"])
+    edited = fhir.update({**current, "date": "2024-01-01"}, if_match_version=current["meta"]["versionId"]).resource
+    poll_central()  # an edit of a type whose edits do not flow back: no change for the sites
+    assert not ChangeEvent.objects.filter(source="central", source_object_id=f"AdverseEvent/{ae['id']}").exists()
+    marked = {**edited, "modifierExtension": [{"url": XVER_AE, "valueCode": "entered-in-error"}]}
+    fhir.update(marked, if_match_version=edited["meta"]["versionId"])
+    poll_central()  # its removal does
+    runs = SyncRun.objects.filter(status__in=OPEN, change_event__source="central",
+                                  change_event__source_object_id=f"AdverseEvent/{ae['id']}")
+    assert [advance(r.pk, "test") for r in runs] == ["done"]
+    latest = cdr.get_composition(ehr, v1.uid)
+    assert latest.ref.version_uid != v1.version_uid  # a new version, not a deletion
+    flat = cdr.get_composition(ehr, latest.ref.version_uid, flat=True).content
+    assert not any("common_terminology_criteria" in k for k in flat)  # the grading is out
+    assert any(k.startswith(f"{ROOT}/problem_diagnosis:0/problem_diagnosis_name") for k in flat)  # the diagnosis stays
+    event = ChangeEvent.objects.get(source="central", source_object_id=f"AdverseEvent/{ae['id']}")
+    feeder = latest.content["feeder_audit"]["originating_system_item_ids"][0]["id"]
+    assert feeder == f"AdverseEvent/{ae['id']}/_history/{event.source_version}"
+    assert not is_retired(fhir.read("Condition", condition["id"]))
