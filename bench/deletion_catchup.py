@@ -1,6 +1,9 @@
 """Catch-up after an outage with deletions and corrections.
 
-`.venv/bin/python bench/deletion_catchup.py [--changes 10000]`
+`.venv/bin/python bench/deletion_catchup.py [--changes 10000] [--out bench/results/deletion_catchup.json]`
+
+(tests/integration/test_deletions_catchup.py runs it at 20 changes, ``--out`` a
+scratch file, so the published figures are never overwritten by a test.)
 
 Issue 20: after the engine was down while both sides changed (the issue's
 case: 24 hours, 10,000 changes), the catch-up ends with every deletion applied
@@ -27,6 +30,7 @@ bench/results/deletion_catchup.json with the commit, the machine and the size.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -72,6 +76,8 @@ def main() -> None:
     ap.add_argument("--site-url", default="http://127.0.0.1:8102/ehrbase/rest/openehr/v1")
     ap.add_argument("--fhir-url", default="http://127.0.0.1:8090/fhir")
     ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="where the figures go (default bench/results/deletion_catchup.json)")
     args = ap.parse_args()
     records = args.records or max(args.changes, 10)
     rng = random.Random(args.seed)
@@ -199,7 +205,12 @@ def main() -> None:
             "method": "in process, one run at a time (advance), real EHRbase and HAPI; the outage is simulated by "
                       "not polling while the changes are made",
         }
-    path = dump("deletion_catchup", result)
+    if args.out is None:
+        path = dump("deletion_catchup", result)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        path = args.out
     log(f"wrote {path}: not applied {unapplied}, reconcile unaccounted {len(unaccounted)}")
 
 

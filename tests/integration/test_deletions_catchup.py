@@ -92,3 +92,30 @@ def test_a_backlog_with_deletions_and_corrections_on_both_sides_catches_up_clean
 def _temperature(fhir, link):
     return next(r for r in link.fhir_resources if r["type"] == "Observation"
                 and code_of(fhir.vread(r["type"], r["id"], r["version"])) == TEMPERATURE_LOINC)
+
+
+def test_the_catch_up_bench_runs_end_to_end_in_its_smoke_size(ehrbase_urls, fhir_base_url, tmp_path):
+    """bench/deletion_catchup.py at 20 changes (the issue's run is --changes 10000): its own scratch database,
+    every deletion and correction applied, reconcile clean, the figures in --out (never bench/results here)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.fixtures import REPO_DIR
+
+    out = tmp_path / "deletion_catchup.json"
+    published = REPO_DIR / "bench" / "results" / "deletion_catchup.json"
+    before = published.read_bytes() if published.exists() else None
+    done = subprocess.run(
+        [sys.executable, str(REPO_DIR / "bench" / "deletion_catchup.py"), "--changes", "20", "--patients", "2",
+         "--page-size", "4", "--site-url", ehrbase_urls[-1], "--fhir-url", fhir_base_url, "--out", str(out)],
+        cwd=REPO_DIR, env={**os.environ}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["changes"] == {"site_deleted": 2, "site_corrected": 2, "central_retired": 2, "central_edited": 8,
+                                 "site_new": 6}
+    assert result["deletions_and_corrections_not_applied"] == 0 and result["reconcile"]["unaccounted"] == []
+    assert set(result["catchup_runs"]) == {"done"} and result["runs_after_catchup"] == {}
+    assert result["deletions_found"] == 2 and result["phases"]["catchup_total_s"] > 0
+    assert (published.read_bytes() if published.exists() else None) == before  # the published figures untouched
