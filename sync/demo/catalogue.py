@@ -357,3 +357,17 @@ def gleason_of(histology: str) -> dict[str, int] | None:
 # (N by location) and prostate are not counted here.
 NODE_COUNTS = {"breast": ("Axillary lymph nodes", (3, 15)), "colorectal": ("Regional (mesenteric) lymph nodes", (12, 25))}
 POSITIVE_NODES = {"pN0": (0, 0), "pN1": (1, 3), "pN1a": (1, 3), "pN2": (4, 6)}
+
+# The molecular report a lung adenocarcinoma's histology names (EGFR exon 19 deletion found, or EGFR wild type):
+# CLUSTER.genetic_variant_presence.v0 in a laboratory_test_result, finding at-codes of the CKM archetype
+# (at0004 Present, at0005 Absent), the variant by name only (no HGVS expression is made up).
+MOLECULAR_REPORT = "EGFR mutation analysis, tumour tissue"
+EGFR_VARIANT = "EGFR exon 19 deletion"
+VARIANT_FINDINGS = {True: ("at0004", "Present"), False: ("at0005", "Absent")}
+
+
+def egfr_finding_of(histology: str) -> bool | None:
+    """Whether the histology text says the EGFR exon 19 deletion was found (None: it says nothing of EGFR)."""
+    if EGFR_VARIANT in histology:
+        return True
+    return False if "EGFR wild type" in histology else None

@@ -11,7 +11,8 @@ A patient's story, one composition per clinical contact (``Event.key``):
 * ``diagnosis``: biopsy (ACTION completed), the resection as planned (ACTION 526/at0004, or
   scheduled 529/at0036), cancer diagnosis with clinical TNM, baseline vitals, haemoglobin and the
   cancer's tumour marker (raised); for about one patient in four a known allergy or intolerance; for
-  prostate cancer the biopsy's pathology report with its Gleason score (from the histology's pattern).
+  prostate cancer the biopsy's pathology report with its Gleason score (from the histology's pattern); for
+  lung adenocarcinoma the molecular report (EGFR exon 19 deletion present or absent, as the histology says).
 * ``diagnosis.v2``: the same composition revised after surgery: pathological TNM added
   (``revises="diagnosis"``: committed as a new version, not a new composition).
 * ``surgery``: the resection completed (532/at0043); sometimes a postponement first
@@ -171,6 +172,9 @@ class _Ctx:
         gleason = cat.gleason_of(self.histology)
         if gleason is not None:  # the biopsy's pathology report (prostate): its Gleason score
             add_pathology_report(flat, when - timedelta(days=5), cat.PROSTATE_BIOPSY_REPORT, gleason)
+        egfr = cat.egfr_finding_of(self.histology)
+        if egfr is not None:  # the tumour's molecular report (lung adenocarcinoma): the EGFR variant found or not
+            add_molecular_report(flat, when - timedelta(days=3), egfr)
         add_diagnosis(flat, self, when, pathological)
         if self.allergy is not None:
             add_allergy(flat, when, self.allergy)
@@ -326,6 +330,18 @@ def add_pathology_report(flat: FlatComposition, when: datetime, test_name: str, 
         code, rubric = cat.GLEASON_CODES[element][n - 1]
         flat.set(f"{score}/{element}", code=code, ordinal=n, value=rubric)
     flat.set(f"{score}/total_gleason_score", gleason["total_gleason_score"])
+    flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
+
+
+def add_molecular_report(flat: FlatComposition, when: datetime, found: bool) -> None:
+    """A molecular report (status Final) with its CLUSTER.genetic_variant_presence.v0: the EGFR variant, present or absent."""
+    path = flat.entry("laboratory_test_result")
+    event = f"{path}/any_event:0"
+    flat.set(f"{event}/time", iso(when))
+    flat.set(f"{event}/test_name", cat.MOLECULAR_REPORT)
+    variant = f"{event}/genetic_variant_presence:0"
+    flat.set(f"{variant}/variant_name", cat.EGFR_VARIANT)
+    flat.local(f"{variant}/finding", *cat.VARIANT_FINDINGS[found])
     flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
 
 

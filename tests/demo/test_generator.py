@@ -29,7 +29,9 @@ EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime
           for a in ("code", "ordinal", "value")), "total_gleason_score")} | {
     f"{ROOT}/laboratory_test_result:#/any_event:#/lymph_node_metastases:#/{k}" for k in (  # a resection's node counts
         "lymph_node_site_name", "tumour_involvement|code", "tumour_involvement|value", "tumour_involvement|terminology",
-        "number_of_nodes_examined", "number_of_nodes_with_tumour")}
+        "number_of_nodes_examined", "number_of_nodes_with_tumour")} | {
+    f"{ROOT}/laboratory_test_result:#/any_event:#/genetic_variant_presence:#/{k}" for k in (  # an EGFR result
+        "variant_name", "finding|code", "finding|value", "finding|terminology")}
 WHEN = datetime(2025, 5, 1, 9, 30, tzinfo=timezone.utc)
 
 

@@ -248,3 +248,46 @@ def test_a_resection_with_its_node_counts_commits_to_ehrbase_and_passes_hapi(pat
     positive = next(v for k, v in event.flat.items() if k.endswith("/lymph_node_metastases:0/number_of_nodes_with_tumour"))
     assert obs["valueInteger"] == positive
     assert hapi_errors(fhir_base_url, obs) == []
+
+
+def test_lung_adenocarcinomas_bring_the_egfr_result_their_histology_names(patients):
+    """CLUSTER.genetic_variant_presence.v0 in a molecular report -> an mCODE genomic variant Observation (69548-6)
+    with the LL1971-2 answer (Present LA9633-4 / Absent LA9634-2) and the variant's name."""
+    tested = [p for p in patients if cat.egfr_finding_of(p.summary["histology"]) is not None]
+    assert tested and all(p.cancer == "lung" for p in tested)
+    for p in patients:
+        diagnosis = next(e.flat for e in p.events if e.kind == "diagnosis")
+        assert any("/genetic_variant_presence:0/" in k for k in diagnosis) == (p in tested)
+    answers = {True: "LA9633-4", False: "LA9634-2"}
+    for p in tested[:3]:
+        diagnosis = next(e for e in p.events if e.kind == "diagnosis")
+        comp = flat_format.to_canonical(diagnosis.flat, OPT, now=NOW)
+        comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "d3m00000-0000-4000-8000-000000000021::demo::1"}
+        [variant] = [r for r in to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+                     if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "69548-6"]
+        assert variant["valueCodeableConcept"]["coding"][0]["code"] == answers[cat.egfr_finding_of(p.summary["histology"])]
+        assert variant["component"][0]["valueCodeableConcept"]["text"] == cat.EGFR_VARIANT
+        assert validate_fhir(variant) == []
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_lung_diagnosis_with_its_egfr_result_commits_to_ehrbase(patients, ehrbase_urls):
+    """(HAPI's check of the genomic variant profile is the genomics row's own test: the LL1971-2 binding is the one
+    environment error named there.)"""
+    import uuid
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.demo.flat import TEMPLATE_ID
+
+    p = next(p for p in patients if cat.egfr_finding_of(p.summary["histology"]) is not None)
+    event = next(e for e in p.events if e.kind == "diagnosis")
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template(OPT.read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNEGFR{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
+        comp = cdr.get_composition(ehr, ref.version_uid).content
+    [variant] = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
+                 if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "69548-6"]
+    found = cat.egfr_finding_of(p.summary["histology"])
+    assert variant["valueCodeableConcept"]["coding"][0]["code"] == {True: "LA9633-4", False: "LA9634-2"}[found]
