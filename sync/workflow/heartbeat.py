@@ -60,13 +60,23 @@ def release_dead_on_this_host(host: str | None = None) -> list[int]:
     """
     host = host or socket.gethostname()
     released = []
-    for run_id, owner in (SyncRun.objects.filter(status=SyncRun.Status.RUNNING, lease_owner__startswith=f"{host}:")
-                          .values_list("pk", "lease_owner")):
-        pid = owner.rsplit(":", 1)[1]
-        if pid.isdigit() and not _exists(int(pid)) and SyncRun.objects.filter(
-                pk=run_id, lease_owner=owner, status=SyncRun.Status.RUNNING).update(lease_expires_at=timezone.now()):
+    now = timezone.now()
+    # Only leases still standing: one let go (or lapsed) before is not let go again, which would make
+    # it owed again (``sweeper.owed_runs``) and re-send it at every sweep until a worker takes it.
+    standing = SyncRun.objects.filter(status=SyncRun.Status.RUNNING, lease_owner__startswith=f"{host}:",
+                                      lease_expires_at__gt=now)
+    for run_id, owner in standing.values_list("pk", "lease_owner"):
+        if gone(owner, host) and standing.filter(pk=run_id, lease_owner=owner).update(lease_expires_at=now):
             released.append(run_id)
     return released
+
+
+def gone(owner: str, host: str | None = None) -> bool:
+    """The lease owner ('<host>:<pid>', ``sync.tasks.worker_id``) is a process of this host that no longer
+    exists. A claim on this host may take such a lease at once: the message Celery re-queues when a pool
+    child dies (task_reject_on_worker_lost) then recovers the run, instead of finding it still leased."""
+    name, _, pid = owner.rpartition(":")
+    return name == (host or socket.gethostname()) and pid.isdigit() and not _exists(int(pid))
 
 
 def _exists(pid: int) -> bool:
@@ -76,7 +86,16 @@ def _exists(pid: int) -> bool:
         return False
     except PermissionError:  # another user's process
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed pool process its new parent has not reaped yet (a container's init may take its time)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:  # no /proc: trust kill(0)
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _ensure_thread() -> None:

@@ -23,7 +23,7 @@ from audit.record import record_events
 from sync.identity import chain_source
 from sync.models import ChangeEvent, DeadLetter, RunAttempt, Step, SyncRun
 
-from . import breaker
+from . import breaker, heartbeat
 from .dispatch import dispatch_run
 from .services import get_services
 
@@ -47,7 +47,8 @@ def claim_run(run_id: int, worker: str) -> str:
         run = _lock_run(run_id)
         if run.status in TERMINAL:
             return run.status
-        if run.lease_owner and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > now:
+        if (run.lease_owner and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > now
+                and not heartbeat.gone(run.lease_owner)):  # a dead process of this host holds nothing
             return LEASED
         due = run.next_attempt_at or now
         if run.status == SyncRun.Status.RETRY_WAIT and due > now:

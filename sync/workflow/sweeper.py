@@ -54,7 +54,8 @@ def sweep() -> int:
     cache.set(LAST_SWEEP_KEY, timezone.now(), timeout=None)
     release_dead_on_this_host()  # a dead process's runs are owed now, not when their lease lapses
     with transaction.atomic():
-        ids = list(owed_runs().values_list("pk", flat=True)[:500])
-        for run_id in ids:
-            dispatch_run(run_id)
-    return len(ids)
+        owed = list(owed_runs().values_list("pk", "status")[:500])
+        for run_id, status in owed:
+            # A RUNNING run is owed only when its worker died (lease let go or lapsed): it goes first.
+            dispatch_run(run_id, recovery=status == SyncRun.Status.RUNNING)
+    return len(owed)

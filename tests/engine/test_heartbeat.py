@@ -96,3 +96,82 @@ def test_a_lapsed_lease_is_re_sent_once_when_it_lapses_not_at_every_sweep(settin
     assert run.pk in sweeper.owed_runs().values_list("pk", flat=True)
     SyncRun.objects.filter(pk=run.pk).update(dispatched_at=timezone.now())  # the sweeper's re-send
     assert run.pk not in sweeper.owed_runs().values_list("pk", flat=True)
+
+
+def _gone_pid() -> int:
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
+@pytest.mark.django_db
+def test_a_claim_takes_at_once_a_lease_whose_process_on_this_host_is_gone():
+    """The message Celery re-queues when a pool child dies (task_reject_on_worker_lost) recovers the run at
+    once, instead of finding it leased for the rest of the lease; a live or another host's holder keeps it."""
+    import socket
+
+    from sync.workflow import state
+
+    host = socket.gethostname()
+    run = _held_run(owner=f"{host}:{os.getpid()}", expires_in=60)  # alive: this very process
+    assert state.claim_run(run.pk, f"{host}:1") == state.LEASED
+    SyncRun.objects.filter(pk=run.pk).update(lease_owner=f"elsewhere:{_gone_pid()}")  # not ours to judge
+    assert state.claim_run(run.pk, f"{host}:1") == state.LEASED
+    dead = f"{host}:{_gone_pid()}"
+    SyncRun.objects.filter(pk=run.pk).update(lease_owner=dead, claims=1)
+    assert state.claim_run(run.pk, f"{host}:1") == state.CLAIMED
+    run.refresh_from_db()
+    assert (run.lease_owner, run.claims) == (f"{host}:1", 2)  # the dead claim is counted (crash-loop rule)
+    assert run.lease_expires_at > timezone.now() + timedelta(seconds=1)
+
+
+@pytest.mark.django_db
+def test_the_sweeper_sends_a_dead_workers_run_ahead_of_the_queue_and_other_hints_behind(
+        settings, monkeypatch, django_capture_on_commit_callbacks):
+    import socket
+
+    from sync.workflow import dispatch
+
+    settings.CONFLICTDESK_REDISPATCH_AFTER_SECONDS = 30
+    sent = []
+    monkeypatch.setattr(dispatch, "send", lambda run_id, countdown, priority=dispatch.RUN_PRIORITY:
+                        sent.append((run_id, countdown, priority)))
+    orphan = _held_run(owner=f"{socket.gethostname()}:{_gone_pid()}", expires_in=60)  # its process was killed
+    lapsed = SyncRun.objects.create(direction=Direction.TO_FHIR, site=orphan.site, record_key=record_key("site1", "v2"),
+                                    status=SyncRun.Status.RUNNING, lease_owner="other-host:1",
+                                    lease_expires_at=timezone.now() - timedelta(seconds=1))
+    lost_hint = SyncRun.objects.create(direction=Direction.TO_FHIR, site=orphan.site,
+                                       record_key=record_key("site1", "v3"), status=SyncRun.Status.PENDING)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.sweep() == 3
+    assert sorted(sent) == sorted([(orphan.pk, None, dispatch.RECOVERY_PRIORITY),
+                                   (lapsed.pk, None, dispatch.RECOVERY_PRIORITY),
+                                   (lost_hint.pk, None, dispatch.RUN_PRIORITY)])
+    assert dispatch.RECOVERY_PRIORITY < dispatch.RUN_PRIORITY  # Redis serves the lower number first
+
+
+@pytest.mark.django_db
+def test_a_lease_let_go_is_let_go_once_so_the_run_is_sent_once_not_at_every_sweep(settings):
+    import socket
+
+    settings.CONFLICTDESK_REDISPATCH_AFTER_SECONDS = 30
+    run = _held_run(owner=f"{socket.gethostname()}:{_gone_pid()}", expires_in=60)
+    assert heartbeat.release_dead_on_this_host() == [run.pk]
+    SyncRun.objects.filter(pk=run.pk).update(dispatched_at=timezone.now())  # the sweeper's re-send
+    assert heartbeat.release_dead_on_this_host() == []  # not stamped again: not owed again
+    assert run.pk not in sweeper.owed_runs().values_list("pk", flat=True)
+
+
+def test_a_killed_process_not_reaped_yet_is_gone():
+    import socket
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    try:
+        assert _eventually(lambda: heartbeat._zombie(child.pid), within=10)  # exited, not waited for: a zombie
+        assert heartbeat.gone(f"{socket.gethostname()}:{child.pid}")
+        assert not heartbeat.gone(f"{socket.gethostname()}:{os.getpid()}")
+    finally:
+        child.wait()

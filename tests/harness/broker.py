@@ -47,8 +47,12 @@ class PrivateRedis:
         wait_for(lambda: self.cli("ping").returncode != 0, 10, what=f"redis on {self.port} to stop")
 
     def queued(self) -> int:
-        out = self.cli("llen", "celery").stdout.strip()
-        return int(out) if out.isdigit() else 0
+        """Messages waiting in the run queue, every priority list of it (kombu: 'celery', 'celery\\x06\\x16<n>')."""
+        total = 0
+        for key in ("celery", *(f"celery\x06\x16{p}" for p in (3, 6, 9))):
+            out = self.cli("llen", key).stdout.strip()
+            total += int(out) if out.isdigit() else 0
+        return total
 
     def __enter__(self) -> "PrivateRedis":
         return self.start()
