@@ -89,6 +89,9 @@ class Revision:
     version_uid: str
     committed_at: str | None
     change_type: str | None
+    # The version's AUDIT_DETAILS as the CDR keeps them: who committed it (its name) and on which system.
+    committer: str | None = None
+    system_id: str | None = None
 
 
 def template_id_of(opt_xml: str | bytes) -> str:
@@ -265,6 +268,8 @@ class OpenEHRClient(ServerClient):
                     version_uid=item["version_id"]["value"],
                     committed_at=(audit.get("time_committed") or {}).get("value"),
                     change_type=(audit.get("change_type") or {}).get("value"),
+                    committer=(audit.get("committer") or {}).get("name"),
+                    system_id=audit.get("system_id"),
                 )
             )
         return revisions

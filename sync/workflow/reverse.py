@@ -189,7 +189,11 @@ def write(ctx) -> StepResult:
             deleted = openehr.revision_history(target["ehr_id"], target["vo_uid"])[-1]
             retired = removal.retire_leftovers(ctx.services.fhir, ctx.services.mapping, target["record"], site=site.name,
                                                ehr_id=target["ehr_id"], deleted_version=deleted.version_uid)
-            targets.append({**target, "written": deleted.version_uid, "retired": retired})
+            # No FEEDER_AUDIT on a DELETE (EHRbase takes no body): the site's own audit of it goes in ours.
+            site_audit = {"version_uid": deleted.version_uid, "change_type": deleted.change_type,
+                          "time_committed": deleted.committed_at, "committer": getattr(deleted, "committer", None),
+                          "system_id": getattr(deleted, "system_id", None)}
+            targets.append({**target, "written": deleted.version_uid, "retired": retired, "site_audit": site_audit})
             continue
         if target["vo_uid"]:
             ref = openehr.update_composition(target["ehr_id"], target["expected"], target["composition"])
@@ -209,6 +213,7 @@ def write(ctx) -> StepResult:
     audit = {"destination": ",".join(sorted({site_source(_site(ctx, t["site_id"]).name) for t in deleted}))[:120],
              "destination_version": ",".join(t["written"] for t in deleted)[:200],
              "detail": {"deleted": [t["vo_uid"] for t in deleted],
+                        "site_audit": [t["site_audit"] for t in deleted if t.get("site_audit")],
                         "entered_in_error": refs_of([r for t in deleted for r in t.get("retired", [])])}} if deleted else {}
     absorbed = [a["vo_uid"] for t in targets for a in t.get("absorbed", [])]
     kept = [a["vo_uid"] for t in targets for a in t.get("kept", [])]

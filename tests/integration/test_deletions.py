@@ -218,7 +218,19 @@ def test_entered_in_error_centrally_deletes_a_composition_with_nothing_else_left
     assert drive_central(refs) == ["done"]
     with pytest.raises(NotFound):
         cdr.get_composition(ehr, v1.uid)
-    assert cdr.revision_history(ehr, v1.uid)[-1].change_type == "deleted"
+    deletion = cdr.revision_history(ehr, v1.uid)[-1]
+    assert deletion.change_type == "deleted"
+    # No FEEDER_AUDIT on a whole-composition DELETE (EHRbase takes no body): the run's audit names the central
+    # version that asked for it and carries the site's own audit of the deletion (who, when, which system).
+    run = SyncRun.objects.get(change_event__source="central", change_event__source_object_id__in=refs)
+    write = AuditEvent.objects.get(run_id=run.pk, action="sync.write")
+    assert write.destination_version == deletion.version_uid
+    assert write.detail["site_audit"] == [{"version_uid": deletion.version_uid, "change_type": "deleted",
+                                           "time_committed": deletion.committed_at, "committer": deletion.committer,
+                                           "system_id": deletion.system_id}]
+    assert deletion.committer and deletion.system_id and deletion.committed_at  # EHRbase names them
+    assert {(e.source_object, e.source_version) for e in AuditEvent.objects.filter(run_id=run.pk)} == {
+        (run.change_event.source_object_id, run.change_event.source_version)}
     link.refresh_from_db()
     assert link.deleted
     assert check_deletions(site) == 0  # our own deletion: an echo, no run
