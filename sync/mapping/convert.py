@@ -219,12 +219,24 @@ def rebuild_group(spec: Spec, group: list[dict], event_node: str | None, lang: s
     else:
         primary = _with_pointing_slots(spec, primary, group)
     entry = engine.run_reverse(spec, primary, unit, event_node=event_node, language=lang)
+    _history_origin(entry)
     if apply_residue:
         items = [it for r in group for it in residue.decode(r)]
         bad = residue.apply(entry, items)
         if stale is not None:
             stale.extend(bad)
     return entry
+
+
+def _history_origin(entry: dict) -> None:
+    """HISTORY.origin is mandatory (RM 1..1; EHRbase refuses an entry without it): when no rule gave it (a lab
+    result sent alone: the report whose time gives it was not sent), the first event's time, as the eventTime
+    hook gives it.  An origin of another time travels in the residue, which is applied after this."""
+    hist = entry.get("data")
+    if isinstance(hist, dict) and hist.get("_type") == "HISTORY" and not hist.get("origin"):
+        times = [e["time"] for e in hist.get("events") or [] if isinstance(e, dict) and isinstance(e.get("time"), dict)]
+        if times and times[0].get("value"):
+            hist["origin"] = {"_type": "DV_DATE_TIME", "value": times[0]["value"]}
 
 
 def _with_pointing_slots(spec: Spec, primary: dict, group: list[dict]) -> dict:

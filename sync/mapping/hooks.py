@@ -28,6 +28,7 @@ HOOKS = {
     "referenceRange": hooks_lab.reference_range,
     "dateTimeInterval": hooks_lab.date_time_interval,
     "firstResult": hooks_lab.first_result,
+    "loneResultTestName": hooks_lab.lone_result_test_name,
     # pathology report findings (Gleason score, lymph node counts)
     "gleasonScore": hooks_pathology.gleason_score,
     "lymphNodeCounts": hooks_pathology.lymph_node_counts,

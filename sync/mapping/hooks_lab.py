@@ -52,6 +52,20 @@ def report_performer(ctx, rule, onode, fobj, fmodel, direction):
                  "performer": party})
 
 
+def lone_result_test_name(ctx, rule, onode, fobj, fmodel, direction):
+    """A laboratory result sent alone (an Observation no report names: no DiagnosticReport.code to give the
+    mandatory test name at0005) is a test of its own: its code names the test.  Only for that case (the
+    report the reverse mapping stands in is ours, without a code); a sent report's code is the test name rule's."""
+    if direction == FWD or ctx.resource.get("code"):
+        return
+    refs = [r.get("reference") for r in ctx.resource.get("result") or [] if isinstance(r, dict)]
+    only = ctx.unit.by_ref.get(refs[0]) if len(refs) == 1 else None
+    obase, osteps = o_base(ctx, rule.openehr, onode)
+    if only is None or not isinstance(only.get("code"), dict) or rmpath.find(obase, osteps):
+        return
+    rmpath.ensure(obase, osteps)["value"] = dt.cc_to_dv(only["code"])
+
+
 # ------------------------------------------------------------------ specimens
 def _ref(res: dict) -> str:
     return f"{res.get('resourceType')}/{res.get('id')}"

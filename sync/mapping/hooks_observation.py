@@ -111,13 +111,21 @@ def point_event_time(ctx, rule, onode, fobj, fmodel, direction):
     _origin(ctx, event)
 
 
+def _sent_as_report(entry) -> bool:
+    """The entry is FHIR-born from a DiagnosticReport (its feeder audit names one): the sender's report with
+    one result comes back as a report with one result, not collapsed into that result (issue 21)."""
+    fa = entry.get("feeder_audit") if isinstance(entry, dict) else None
+    ids = (fa or {}).get("originating_system_item_ids") or []
+    return any(isinstance(i, dict) and str(i.get("id", "")).startswith("DiagnosticReport/") for i in ids)
+
+
 def collapse_single_result(ctx, rule, onode, fobj, fmodel, direction):
     """A report with exactly one result is sent as that Observation alone (no DiagnosticReport):
     its report-level data then travel in the residue of the Observation, which takes the report's
     place (first of the group).  Not when the one result is a panel (an Observation with hasMember: a
     grouping Observation is no result on its own), nor when the report has a Specimen the result does
     not reference (nothing else would hold it)."""
-    if direction != "openehr->fhir":
+    if direction != "openehr->fhir" or _sent_as_report(ctx.archetype):
         return
     refs = fhirpath.get_values(ctx.resource, "result")
     if len(refs) != 1 or ctx.resource not in ctx.unit.resources:

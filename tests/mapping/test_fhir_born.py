@@ -225,3 +225,39 @@ def test_a_specimen_the_template_has_no_cluster_for_is_kept_whole_in_the_feeder_
     whole = from_fhir(resources, template_id="t", archetypes=held | {"openEHR-EHR-CLUSTER.specimen.v1"})
     assert any(n.get("archetype_node_id") == "openEHR-EHR-CLUSTER.specimen.v1"
                for _, n in rmpath.walk(whole.composition["content"][0]))
+
+
+# ------------------------------------------------------------------ a lab result alone, a report of one result
+LAB_CATEGORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                             "code": "laboratory"}]}
+HB = {"resourceType": "Observation", "id": "hb", "status": "final", "category": [LAB_CATEGORY],
+      "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin"}]},
+      "subject": {"reference": "Patient/1"}, "effectiveDateTime": "2026-11-30T08:15:00+01:00",
+      "valueQuantity": {"value": 13.1, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}}
+ONE_RESULT = {"resourceType": "DiagnosticReport", "id": "rep", "status": "final",
+              "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}],
+              "code": {"coding": [{"system": "http://loinc.org", "code": "11502-2", "display": "Laboratory report"}]},
+              "subject": {"reference": "Patient/1"}, "effectiveDateTime": "2026-11-30T08:15:00+01:00",
+              "result": [{"reference": "Observation/hb"}]}
+
+
+def test_a_lab_result_sent_alone_makes_an_entry_the_rm_accepts_and_comes_back_as_sent():
+    """HISTORY.origin (1..1) and the test name (at0005, 1..1 in our templates) have no report to come from:
+    the event time and the result's own code give them (EHRbase refused the entry before)."""
+    out = from_fhir([copy.deepcopy(HB)], template_id="t")
+    [entry] = [e for _, e in rmpath.entries(out.composition)]
+    assert entry["data"]["origin"] == {"_type": "DV_DATE_TIME", "value": HB["effectiveDateTime"]}
+    [name] = [i for i in entry["data"]["events"][0]["data"]["items"] if i["archetype_node_id"] == "at0005"]
+    assert name["value"]["value"] == "Hemoglobin" and name["value"]["defining_code"]["code_string"] == "718-7"
+    made = _forward(out.composition).resources
+    assert [r["resourceType"] for r in made if r["resourceType"] in ("Observation", "DiagnosticReport")] == [
+        "Observation"]
+    assert out.losses == [] and _diffs(HB, _twin(made, HB)) == []
+
+
+def test_a_report_sent_with_one_result_comes_back_as_that_report_not_collapsed_into_its_result():
+    out = from_fhir([copy.deepcopy(ONE_RESULT), copy.deepcopy(HB)], template_id="t")
+    made = _forward(out.composition).resources
+    assert sorted(r["resourceType"] for r in made if r["resourceType"] in ("Observation", "DiagnosticReport")) == [
+        "DiagnosticReport", "Observation"]
+    assert out.losses == [] and _diffs(ONE_RESULT, _twin(made, ONE_RESULT)) == [] and _diffs(HB, _twin(made, HB)) == []
