@@ -2,7 +2,9 @@
 
 Read from what the conflict holds, never from a server: the site side from the
 committer the engine recorded or else the composition's composer, the central side
-from a Provenance agent, or else the resources' ``meta.source``. A clinician
+from the author and commit time the engine recorded (a reverse-path conflict: the
+changed version's Provenance person and meta.lastUpdated, ``sync.workflow.central_author``),
+else a Provenance agent among its resources, or else the resources' ``meta.source``. A clinician
 weighs a colleague's edit against a lab interface's differently, so when nothing
 names a person the system that wrote it is named instead, never "unknown".
 """

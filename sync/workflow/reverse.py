@@ -23,6 +23,7 @@ from sync.patients.routing import links_for, newly_linked, still_routed
 
 from . import commits, guard, removal
 from .born import with_central_identity
+from .central_author import central_change
 from .content import record_content, refs_of, resource_key
 from .echoes import central_writes, is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
@@ -496,11 +497,17 @@ def _create_once(openehr, target):
 
 def _conflict(ctx, link, now, target, central) -> StepResult:
     removed = ctx.checkpoint.get("removed")
-    deletion, fhir_versions = {}, target["record"]
-    if removed:  # deleted (or entered-in-error) centrally while the site edited: "deleted at X / changed at Y"
-        site = ctx.services.openehr(_site(ctx, target["site_id"]))
-        deletion = {"deleted_on": Conflict.Deleted.CENTRAL, "fhir_changed_at": ctx.event.committed_at,
-                    "openehr_changed_at": _committed(site.revision_history(target["ehr_id"], target["vo_uid"])[-1])}
+    fhir_versions = target["record"]
+    # Each side's who and when, as the desk shows them ("Dr. X at central, 10:42"): the site's commit of
+    # the composition now, the centre's change from its meta and Provenance (``central_author``).
+    revisions = ctx.services.openehr(_site(ctx, target["site_id"])).revision_history(target["ehr_id"], target["vo_uid"])
+    sides = {"openehr_changed_at": next((_committed(r) for r in reversed(revisions)
+                                         if r.version_uid == now.ref.version_uid), None)}
+    if not removed:
+        sides |= central_change(ctx.services.fhir, ctx.checkpoint["source_payload"])
+    else:  # deleted (or entered-in-error) centrally while the site edited: "deleted at X / changed at Y"
+        sides = {"deleted_on": Conflict.Deleted.CENTRAL, "fhir_changed_at": ctx.event.committed_at,
+                 "openehr_changed_at": _committed(revisions[-1])}
         # The whole record at the versions now, the removed resource at its deletion (None) or retirement.
         versions = {(r["type"], r["id"]): r["version"] for r in target["record"]}
         versions[tuple(ctx.event.source_object_id.split("/", 1))] = (
@@ -515,7 +522,7 @@ def _conflict(ctx, link, now, target, central) -> StepResult:
             openehr_composition=now.content,
             fhir_versions=fhir_versions,
             fhir_resources=central,
-            **deletion,
+            **sides,
         )
 
     return StepResult(terminal=SyncRun.Status.CONFLICT, outcome="conflict", effects=effects,
@@ -538,7 +545,8 @@ def _deleted_at_site(ctx, link, target) -> StepResult:
             openehr_changed_at=_committed(deleted),
             fhir_versions=target["record"],
             fhir_resources=central,
-            fhir_changed_at=ctx.event.committed_at,
+            **{**central_change(ctx.services.fhir, source),
+               **({"fhir_changed_at": ctx.event.committed_at} if ctx.event.committed_at else {})},
             deleted_on=Conflict.Deleted.SITE,
         )
 

@@ -95,3 +95,17 @@ def test_the_conflict_page_and_queue_show_each_sides_author_never_unknown(login,
     queue = client.get(reverse("desk:conflicts")).content.decode()
     assert "Dr. Xu / the central FHIR server" in queue
     assert "unknown" not in page and "? / ?" not in queue
+
+
+def test_a_reverse_conflict_page_shows_who_changed_the_central_side_and_when(login, people, conflict):
+    """A central change vs a site change (the reverse path): the engine stored the central side's author
+    (its Provenance's person) and commit time (the version's meta.lastUpdated); the page says both."""
+    from sync.models import Direction
+
+    conflict.run.direction = Direction.TO_OPENEHR
+    conflict.run.save()
+    conflict.fhir_changed_by, conflict.fhir_changed_at = "Ada Osei", COMMITTED
+    conflict.save()
+    page = login(people.clinician).get(reverse("desk:conflict", args=[conflict.pk])).content.decode()
+    assert '<strong class="author">Ada Osei</strong> at central, <time datetime="2026-11-20T' in page
+    assert "10:42</time>" in page

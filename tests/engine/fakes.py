@@ -70,7 +70,10 @@ class FakeFHIR:
 
     def vread(self, rtype, rid, vid):
         self.faults.check("vread")
-        return copy.deepcopy(self.store[(rtype, rid)][int(vid) - 1])
+        versions = self.store.get((rtype, rid)) or []
+        if not 1 <= int(vid) <= len(versions):  # a version the server never had: 404, as HAPI answers
+            raise NotFound(method="GET", path=f"/{rtype}/{rid}/_history/{vid}", status=404)
+        return copy.deepcopy(versions[int(vid) - 1])
 
     def vread_many(self, refs):
         return [self.vread(rtype, rid, vid) for rtype, rid, vid in refs]

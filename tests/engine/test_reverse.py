@@ -1,9 +1,12 @@
 """Central -> site runs: linked records updated with If-Match, central-born records created once,
 three-way conflicts, echoes, and the composition checked against the site's web template first."""
+from datetime import datetime, timezone
+
 import pytest
 
 from sync.clients.errors import PreconditionFailed
 from sync.identity import composition_uid_for, record_key
+from sync.mapping.provenance import ENGINE_DEVICE
 from sync.models import (ChangeEvent, Conflict, DeadLetter, Direction, EngineWrite, PatientLink, RecordLink, RunAttempt,
                          SyncRun)
 from sync.workflow import template_check
@@ -93,6 +96,36 @@ def test_a_site_and_central_edit_of_one_record_is_a_conflict_and_nothing_is_writ
     assert conflict.openehr_composition["content"][0]["value"] == 38.4
     assert conflict.fhir_resources[0]["valueQuantity"]["value"] == 39.0
     assert engine.openehr.writes == [] and site_value(engine) == 38.4
+
+
+def test_a_reverse_conflict_records_who_changed_the_central_side_and_when(engine, linked):
+    """The central side's "who and when": the changed version's meta.lastUpdated and the person of the
+    Provenance stored with it (its Practitioner read for the name); the engine's own and an older one not."""
+    engine.openehr.update_composition(EHR, f"{VO}::site1::1", engine.openehr.compositions[f"{VO}::site1::1"] | {
+        "content": [{"archetype_node_id": "openEHR-EHR-OBSERVATION.body_temperature.v2", "value": 38.4}]})
+    edited = edit_centrally(engine, linked, 39.0)
+    ref = f"Observation/{linked['id']}"
+    engine.fhir.store[("Observation", linked["id"])][-1]["meta"]["lastUpdated"] = "2026-11-20T10:42:00.000+00:00"
+
+    def stored(resource, at):
+        engine.fhir._put(resource)["meta"]["lastUpdated"] = at
+        engine.fhir.store[(resource["resourceType"], resource["id"])][-1]["meta"]["lastUpdated"] = at
+
+    stored({"resourceType": "Practitioner", "id": "onc1", "name": [{"given": ["Ada"], "family": "Osei"}]},
+           "2026-01-01T00:00:00+00:00")
+    stored({"resourceType": "Provenance", "id": "older", "target": [{"reference": ref}],
+            "agent": [{"who": {"reference": "Practitioner/x", "display": "Dr. Before"}}]}, "2026-11-19T08:00:00+00:00")
+    stored({"resourceType": "Provenance", "id": "engine", "target": [{"reference": ref}],
+            "agent": [{"who": {"reference": ENGINE_DEVICE}}, {"who": {"reference": "Practitioner/y", "display": "Dr. Y"}}]},
+           "2026-11-20T10:42:00.000+00:00")
+    stored({"resourceType": "Provenance", "id": "edit", "target": [{"reference": ref}],  # HAPI drops the version
+            "recorded": "2026-11-20T10:41:58+00:00", "agent": [{"who": {"reference": "Practitioner/onc1"}}]},
+           "2026-11-20T10:42:00.500+00:00")
+    run = central_change(engine, ref, edited["meta"]["versionId"])
+    assert engine.drive(run) == SyncRun.Status.CONFLICT
+    conflict = Conflict.objects.get()
+    assert conflict.fhir_changed_by == "Ada Osei"
+    assert conflict.fhir_changed_at == datetime(2026, 11, 20, 10, 42, tzinfo=timezone.utc)
 
 
 def test_a_site_already_holding_the_central_content_is_adopted_without_a_write(engine, linked):
