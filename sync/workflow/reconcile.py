@@ -8,7 +8,9 @@ which lists them all.
 A deletion the site made is accounted only when its effect is visible
 centrally: every resource its record produced reads as entered-in-error (or
 is gone). A deletion recorded as synced whose resources still read live
-centrally is listed unaccounted, like a version never seen.
+centrally is listed unaccounted, like a version never seen. The same holds for
+a correction (a version that dropped an entry), while it is the record's
+current version: the resources its run marked entered-in-error must still read so.
 """
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ def reconcile_site(site, since: datetime, until: datetime, *, ehr_id: str | None
     own = set(EngineWrite.objects.filter(destination=source, object_id__in=list(objects))
               .values_list("version", flat=True))
     fhir = get_services().fhir
+    retired_by = _retired_by(source, [v for v in synced_at.values() if v])
     report = Report()
     for vo_uid, object_ehr in objects.items():
         for revision in client.revision_history(object_ehr, vo_uid):
@@ -82,6 +85,9 @@ def reconcile_site(site, since: datetime, until: datetime, *, ehr_id: str | None
             if state == "synced" and (revision.change_type or "").lower() == "deleted" and not _retired_centrally(
                     fhir, site, vo_uid):
                 state = None  # recorded as synced, but the centre still shows the record live
+            if state == "synced" and revision.version_uid == synced_at.get(vo_uid) and not _still_retired(
+                    fhir, retired_by.get(revision.version_uid, [])):
+                state = None  # a correction recorded as synced, but what it retired reads live again
             if state is None:
                 report.unaccounted.append(revision.version_uid)
             else:
@@ -105,6 +111,29 @@ def _retired_centrally(fhir, site, vo_uid: str) -> bool:
     for r in link.fhir_resources:
         try:
             if not is_retired(fhir.read(r["type"], r["id"])):
+                return False
+        except NotFound:
+            continue
+    return True
+
+
+def _retired_by(source: str, versions: list[str]) -> dict[str, list[str]]:
+    """version uid -> the central resources its write marked entered-in-error (the write step's audit event)."""
+    from audit.models import AuditEvent
+
+    out: dict[str, list[str]] = {}
+    rows = AuditEvent.objects.filter(action="sync.write", source=source, source_version__in=versions,
+                                     detail__has_key="entered_in_error").values_list("source_version", "detail")
+    for version, detail in rows:
+        out.setdefault(version, []).extend(detail.get("entered_in_error") or [])
+    return out
+
+
+def _still_retired(fhir, refs: list[str]) -> bool:
+    for ref in refs:
+        rtype, rid = ref.split("/", 1)
+        try:
+            if not is_retired(fhir.read(rtype, rid)):
                 return False
         except NotFound:
             continue

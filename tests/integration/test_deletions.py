@@ -128,6 +128,7 @@ def test_a_deleted_composition_marks_every_central_resource_entered_in_error(cdr
 
 
 def test_a_new_version_without_an_entry_marks_that_entrys_resources_only(cdr, fhir, site, ehr):
+    started = _now()
     v1, link = synced(cdr, site, ehr, vitals(120, 37.2))
     temperature = [r for r in link.fhir_resources if code_of(fhir.read(r["type"], r["id"])) == TEMPERATURE_LOINC]
     assert len(temperature) == 1
@@ -141,6 +142,13 @@ def test_a_new_version_without_an_entry_marks_that_entrys_resources_only(cdr, fh
     assert temperature[0]["id"] not in {r["id"] for r in link.fhir_resources}
     provenance = fhir.read("Provenance", provenance_id(f"{v2.version_uid}|deleted"))
     assert provenance["target"] == [{"reference": f"Observation/{temperature[0]['id']}"}]
+    # reconcile: the correction is accounted while its effect is visible centrally, not once the entry is live again
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
+    assert report.unaccounted == [] and v2.version_uid in report.by_state["synced"]
+    live = fhir.read(temperature[0]["type"], temperature[0]["id"])
+    fhir.update({**live, "status": "final"}, if_match_version=live["meta"]["versionId"])
+    report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehr)
+    assert report.unaccounted == [v2.version_uid]  # v1 stays superseded, v2 no longer accounted
 
 
 def test_a_deletion_run_replayed_after_its_write_writes_nothing_twice(cdr, fhir, site, ehr):
