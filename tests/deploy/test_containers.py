@@ -502,7 +502,8 @@ def test_hapi_gets_the_scripts_database_port_and_jvm_settings():
     entry = dockerfile.final.all("ENTRYPOINT")[-1].exec_form()[2]
     jvm = re.search(r'nohup "\$jhome/bin/java" (.+?) -jar', script("hapi-fhir.sh")).group(1)
     assert '-Xmx"${HAPI_XMX:-1g}"' in jvm and "${HAPI_JAVA_OPTS:-" in jvm  # the reader found the flags
-    assert f"exec java {jvm} " in entry
+    production = re.search(r'^\s*production\) jit="([^"]*)" ;;$', script("hapi-fhir.sh"), re.M).group(1)
+    assert f"exec java {jvm.replace('$jit', production)} " in entry  # the image runs the production JIT
     assert f"EXPOSE {port}" in {f"EXPOSE {e.args}" for e in dockerfile.final.all("EXPOSE")}
     assert re.search(rf"^server\.port={port}$", (DEPLOY / "hapi-fhir/src/main/resources/application.properties").read_text(), re.M)
     release = int(re.search(r"<maven.compiler.release>(\d+)<", (DEPLOY / "hapi-fhir" / "pom.xml").read_text()).group(1))
