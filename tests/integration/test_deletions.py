@@ -289,6 +289,21 @@ def decide_on_desk(desk, conflict, label_words: str) -> SyncRun:
     return SyncRun.objects.get(resolution__conflict=conflict)
 
 
+def test_a_correction_dropping_an_entry_the_centre_edited_is_a_conflict_never_applied(cdr, fhir, site, ehr):
+    """An entry deleted by a site correction while the centre edited it: a clinician decides, nothing is retired."""
+    v1, link = synced(cdr, site, ehr, vitals(120, 37.2))
+    temperature = next(r for r in link.fhir_resources if code_of(fhir.read(r["type"], r["id"])) == TEMPERATURE_LOINC)
+    resource = fhir.read(temperature["type"], temperature["id"])
+    resource["valueQuantity"]["value"] = 38.4
+    fhir.update(resource, if_match_version=resource["meta"]["versionId"])
+    cdr.update_composition(ehr, v1.version_uid, vitals(120), template_id=tid())  # the temperature entry dropped
+    poll_site(site)
+    assert drive(ehr) == ["conflict"]
+    now = fhir.read(temperature["type"], temperature["id"])
+    assert not is_retired(now) and now["valueQuantity"]["value"] == 38.4  # never auto-resolved
+    assert Conflict.objects.filter(record_link=link, status="open").count() == 1
+
+
 def site_deleted_central_edited(cdr, fhir, site, ehr):
     """v1 synced; the centre edits the blood pressure; the site deletes the composition: a conflict."""
     v1, link = synced(cdr, site, ehr, vitals(120))
