@@ -75,7 +75,8 @@ OUT_V2 = HERE / "conflictdesk_oncology.v2.opt"
 TEMPLATE_ID_V2 = "ConflictDesk Oncology Encounter.v2"
 V2_ENTRIES = ("OBSERVATION.ecog.v2", "OBSERVATION.karnofsky_performance_status_scale.v1",
               "INSTRUCTION.care_plan_request.v0", "EVALUATION.goal.v1", "INSTRUCTION.service_request.v1",
-              "ACTION.medication.v1", "EVALUATION.adverse_reaction_risk.v2")
+              "ACTION.medication.v1", "EVALUATION.adverse_reaction_risk.v2",
+              "ACTION.care_plan.v0")  # the plan's careflow steps (completed, suspended...)
 # Slots of those entries the template fills (and closes): entry -> slot term text -> CKM clusters.
 V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": ("CLUSTER.adverse_reaction_event.v1",)},
               # the radiotherapy detail (its CKM use), and the anatomical location v1 left open for
