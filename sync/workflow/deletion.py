@@ -175,15 +175,26 @@ def gone_versions(fhir, linked: list[dict], versions: dict[str, str | None]) -> 
     return out
 
 
-def deletion_provenance(base: dict, targets: list[str], version_uid: str) -> dict:
+def deletion_provenance(base: dict, targets: list[str], version_uid: str, *, site_audit=None, site: str = "") -> dict:
     """The DELETE Provenance of a source version's retired resources, at an id fixed by that version.
 
     ``base`` is the mapping's Provenance for the version (its agents and source
-    entity); the targets are the retired resources, the activity DELETE.
+    entity); the targets are the retired resources, the activity DELETE. With
+    ``site_audit`` (the site's revision of a deleted composition: its AUDIT_DETAILS),
+    when the site deleted it (``occurredDateTime``) and who (a performer agent, by
+    the committer's name as the CDR gives it, on behalf of the site).
     """
     body = {k: v for k, v in base.items() if k != "meta"}
     body.update(id=provenance_id(f"{version_uid}|deleted"), activity=DELETE_ACTIVITY,
                 target=[{"reference": ref} for ref in targets])
+    if site_audit is not None and getattr(site_audit, "committed_at", None):
+        body["occurredDateTime"] = site_audit.committed_at
+    if site_audit is not None and getattr(site_audit, "committer", None):
+        body["agent"] = [*body.get("agent", []), {
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                 "code": "performer"}]},
+            "who": {"display": site_audit.committer},
+            **({"onBehalfOf": {"identifier": {"system": "urn:conflictdesk:site", "value": site}}} if site else {})}]
     return body
 
 

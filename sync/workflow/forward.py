@@ -178,7 +178,8 @@ def write(ctx) -> StepResult:
     first_retired = len(keys)
     if retire:
         targets = [e["request"]["url"] for e in retire]
-        provenance = deletion.deletion_provenance(mapped["provenance"] or _provenance(ctx, []), targets, cp.version_uid)
+        provenance = deletion.deletion_provenance(mapped["provenance"] or _provenance(ctx, []), targets, cp.version_uid,
+                                                  site_audit=_site_deletion(ctx), site=ctx.run.site.name)
         bundle["entry"] += [*retire, deletion.provenance_entry(provenance)]
         keys += [None] * (len(retire) + 1)
     ctx.memory["bundle"] = bundle
@@ -299,6 +300,15 @@ def _deleted_link(cp, content):
             canonical_hash=cp.content_hash, base_content=content, deleted=True, last_synced_at=timezone.now())
 
     return effects
+
+
+def _site_deletion(ctx):
+    """The site's revision of a deleted composition version (who deleted it, when), None for any other version."""
+    cp = ctx.cp
+    if cp.source_payload is not None:
+        return None
+    revisions = ctx.services.openehr(ctx.run.site).revision_history(cp.ehr_id, cp.vo_uid)
+    return next((r for r in revisions if r.version_uid == cp.version_uid), None)
 
 
 def _provenance(ctx, resources: list[dict]) -> dict:

@@ -108,6 +108,12 @@ def test_a_deleted_composition_marks_every_central_resource_entered_in_error(cdr
     provenance = fhir.read("Provenance", provenance_id(f"{deleted_uid}|deleted"))
     assert provenance["activity"]["coding"][0]["code"] == "DELETE"
     assert {t["reference"] for t in provenance["target"]} == {f"{r['type']}/{r['id']}" for r in link.fhir_resources}
+    # who deleted it at the site and when, from the site's own audit of the deletion version
+    deletion = cdr.revision_history(ehr, v1.uid)[-1]
+    assert deletion.committer and provenance["occurredDateTime"][:19] == deletion.committed_at[:19]
+    [performer] = [a for a in provenance["agent"] if a["type"]["coding"][0]["code"] == "performer"]
+    assert performer["who"] == {"display": deletion.committer}
+    assert performer["onBehalfOf"]["identifier"]["value"] == site.name
     write = AuditEvent.objects.get(run_id=run.pk, action="sync.write")
     assert sorted(write.detail["entered_in_error"]) == sorted(f"{r['type']}/{r['id']}" for r in link.fhir_resources)
     link.refresh_from_db()
