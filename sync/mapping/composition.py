@@ -264,8 +264,10 @@ def pick(resources: list[dict], kind: str = "Encounter") -> tuple[dict | None, d
     return enc, doc, rest
 
 
-def apply(comp: dict, resources: list[dict], lang: str) -> list:
-    """Write the header/context the Encounter + Composition describe into ``comp``; returns losses."""
+def apply(comp: dict, resources: list[dict], lang: str, side: list[dict] | None = None) -> list:
+    """Write the header/context the Encounter + Composition describe into ``comp``; returns losses.  ``side``:
+    the resources a FHIR-born Encounter/Composition references that are no entry (a document's author,
+    custodian, attester: Practitioner, Organization...), kept by reference in the composition's feeder audit."""
     spec = spec_for(comp)
     enc, doc, rest = pick(resources, spec.resource if spec else "Encounter")
     losses = [Loss(f"{r['resourceType']}/{r.get('id')}", "a second or another kind of composition-level "
@@ -287,11 +289,11 @@ def apply(comp: dict, resources: list[dict], lang: str) -> list:
         src = parse_source_identifier(enc or doc)
         if src:
             comp["uid"] = {"_type": "HIER_OBJECT_ID", "value": src[1]}
-    losses += _reverse_losses(spec, enc, doc, comp, lang)
+    losses += _reverse_losses(spec, enc, doc, comp, lang, side or [])
     return losses
 
 
-def _reverse_losses(spec, enc, doc, comp, lang) -> list:
+def _reverse_losses(spec, enc, doc, comp, lang, side: list[dict]) -> list:
     """FHIR data of the two resources that mapping the rebuilt header forward does not give back."""
     subject = ((enc or doc).get("subject") or {}).get("reference") or "Patient/x"
     paths: dict[int, str] = {}
@@ -307,7 +309,7 @@ def _reverse_losses(spec, enc, doc, comp, lang) -> list:
         twin_of = {t: {**residue.strip(b), **({"section": doc.get("section")} if t == "Composition" and doc else {})}
                    for t, b in by_type.items()}
         feeder.keep(comp, [(r, twin_of[r["resourceType"]], paths.get(id(by_type[r["resourceType"]])))
-                           if r["resourceType"] in by_type else (r, None, None) for r in (enc, doc) if r], [])
+                           if r["resourceType"] in by_type else (r, None, None) for r in (enc, doc) if r], side)
         feeder.restore(comp, [(b, paths.get(id(b), "")) for b in back])
     twins = {r["resourceType"]: residue.strip(r) for r in back}
     out = []

@@ -193,10 +193,11 @@ def side_resources(node: dict) -> list[dict]:
 
 
 def side_copies(composition: dict) -> dict[str, dict]:
-    """``Type/id`` -> the copy kept by reference in any entry's feeder audit: what a round-trip check
-    compares such a resource with (the centre keeps it; to_fhir does not send it again)."""
-    return {f"{r.get('resourceType')}/{r.get('id')}": r for _, e in rmpath.entries(composition)
-            for r in side_resources(e)}
+    """``Type/id`` -> the copy kept by reference in any entry's feeder audit, or the composition's own (a
+    FHIR-born document's author, custodian): what a round-trip check compares such a resource with (the
+    centre keeps it; to_fhir does not send it again)."""
+    nodes = [composition, *(e for _, e in rmpath.entries(composition))]
+    return {f"{r.get('resourceType')}/{r.get('id')}": r for e in nodes for r in side_resources(e)}
 
 
 def restore(node: dict, made: list[tuple[dict, str]]) -> list[str]:

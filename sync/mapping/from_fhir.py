@@ -217,6 +217,10 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
     sides = {id(g[0]): _side(g, resources, grouped | {id(r) for r in level}) for _, g, *_ in groups
              if not parse_source_identifier(g[0])}
     kept = {id(r) for s in sides.values() for r in s}
+    # what a FHIR-born Encounter/Composition references that is no entry: kept in the composition's feeder audit
+    born_level = [r for r in level if not parse_source_identifier(r)]
+    level_side = _side(born_level, resources, grouped | {id(r) for r in level} | kept) if born_level else []
+    kept |= {id(r) for r in level_side}
     for r in wanted:
         if id(r) not in grouped and id(r) not in kept:
             if r.get("resourceType") in PART_ONLY:
@@ -264,7 +268,7 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
     for entry_path, parts in sorted(merged.values(), key=lambda v: _source_order(v[0])):
         _place(comp, entry_path, _merge_events(parts))
     if level:
-        losses.extend(composition_level.apply(comp, level, lang))
+        losses.extend(composition_level.apply(comp, level, lang, side=level_side))
     return OpenEHRResult(comp, losses)
 
 

@@ -261,3 +261,21 @@ def test_a_report_sent_with_one_result_comes_back_as_that_report_not_collapsed_i
     assert sorted(r["resourceType"] for r in made if r["resourceType"] in ("Observation", "DiagnosticReport")) == [
         "DiagnosticReport", "Observation"]
     assert out.losses == [] and _diffs(ONE_RESULT, _twin(made, ONE_RESULT)) == [] and _diffs(HB, _twin(made, HB)) == []
+
+
+def test_a_fhir_born_documents_author_and_custodian_are_kept_by_reference_in_the_compositions_feeder_audit():
+    """The IPS document's Composition names its author (Practitioner) and custodian (Organization): side
+    resources of the composition level, kept whole in the composition's own feeder audit, as an entry keeps
+    its own; the references come back as sent and only the Patient (the EHR's subject), the Composition's
+    identifier (0..1, ours) and its sections (rebuilt from the entries) are declared."""
+    resources = _resources(next(iter(corpus_files("fhir/ips_breast_cancer_document.bundle.json"))))
+    [doc] = [r for r in resources if r["resourceType"] == "Composition"]
+    out = from_fhir(copy.deepcopy(resources), template_id="t")
+    side = {f"{r['resourceType']}/{r['id']}": r for r in feeder.side_resources(out.composition)}
+    for ref in (doc["author"][0]["reference"], doc["custodian"]["reference"]):
+        sent = next(r for r in resources if f"{r['resourceType']}/{r['id']}" == ref)
+        assert side[ref] == sent
+    assert sorted(x.path.split(":", 1)[1] if ":" in x.path else x.path.split("/")[0]
+                  for x in out.losses) == ["Patient", "identifier", "section"]
+    back = next(r for r in _forward(out.composition).resources if r["resourceType"] == "Composition")
+    assert strip(back)["author"] == doc["author"] and strip(back)["custodian"] == doc["custodian"]
