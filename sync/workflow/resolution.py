@@ -194,7 +194,11 @@ def write(ctx) -> StepResult:
     first_retired = len(keys)
     if retire:
         targets = [e["request"]["url"] for e in retire]
-        retired_by = deletion.deletion_provenance(provenance, targets, site_version)
+        # A site deletion kept: who deleted the composition there and when, from the site's audit of it.
+        site_audit = next((r for r in services.openehr(site).revision_history(cp["ehr_id"], cp["vo_uid"])
+                           if r.version_uid == site_version and (r.change_type or "") == "deleted"), None)
+        retired_by = deletion.deletion_provenance(provenance, targets, site_version, site_audit=site_audit,
+                                                  site=site.name)
         bundle["entry"] += [*retire, deletion.provenance_entry(retired_by)]
         keys += [None] * (len(retire) + 1)
     answer = services.fhir.transaction(bundle)

@@ -338,6 +338,11 @@ def test_keeping_the_site_deletion_marks_the_central_record_entered_in_error(cdr
     run = decide_on_desk(clinician, conflict, "keep the deletion")
     assert advance(run.pk, "test") == SyncRun.Status.DONE
     assert all(is_retired(fhir.read(r["type"], r["id"])) for r in link.fhir_resources if r["type"] == "Observation")
+    deletion = cdr.revision_history(ehr, v1.uid)[-1]  # who deleted it at the site and when, in the DELETE Provenance
+    provenance = fhir.read("Provenance", provenance_id(f"{deletion.version_uid}|deleted"))
+    assert provenance["activity"]["coding"][0]["code"] == "DELETE"
+    assert provenance["occurredDateTime"][:19] == deletion.committed_at[:19]
+    assert {"display": deletion.committer} in [a["who"] for a in provenance["agent"]]
     with pytest.raises(NotFound):
         cdr.get_composition(ehr, v1.uid)  # the site stays deleted
     link.refresh_from_db()
