@@ -21,7 +21,7 @@ from sync.mapping import compare_clinical, fhirmodel, from_fhir, to_fhir, valida
 from sync.mapping.errors import UnmappedTemplate
 from sync.mapping.residue import strip
 
-from .test_fhir_born_properties import SEEDS, UCUM, VALUES, _choice, _text, _when
+from .test_fhir_born_properties import SEEDS, UCUM, VALUES, _text, _when, patient_of
 
 UID = "aaaaaaaa-0000-4000-8000-000000000212::x::1"
 ADDED = ("dictionary_item_added", "iterable_item_added")
@@ -154,7 +154,7 @@ def test_a_varied_fhir_born_resource_comes_back_equal_or_its_loss_is_reported(ki
         event("reported: no entry made")
         return  # reported: no entry is made of it
     comp = {**copy.deepcopy(out.composition), "uid": {"value": UID}}
-    made = to_fhir(comp, site="s", ehr_id="e", patient_ref=sent["subject"]["reference"]).resources
+    made = to_fhir(comp, site="s", ehr_id="e", patient_ref=patient_of(sent)).resources
     twins = [r for r in made if r["resourceType"] == sent["resourceType"]]
     assert twins, "an entry was made but no resource of the type comes back and nothing was reported"
     twin = strip(twins[0])
