@@ -100,6 +100,8 @@ def transform(ctx) -> StepResult:
             base = removal.without_entry(base, removed)
         elif target["vo_uid"]:
             resources = _record_resources(services.fhir, target["resources"], source)
+            resources += _new_members(services.fhir, source, resources)  # a result added to the report since
+            target = {**target, "absorbs": _standalone_results(site, target, source, resources)}
             base = _composition_or_none(openehr, target)
             if base is None:  # deleted at the site meanwhile: the conflict check makes it a conflict
                 targets.append({**target, "composition": None, "record": _refs(resources),
@@ -172,7 +174,7 @@ def check_conflict(ctx) -> StepResult:
                 return _conflict(ctx, link, now, target, removal.remaining(central, removed) if removed else central)
         elif target["content"] == link.base_content and not target.get("delete"):
             plan = "noop"  # the centre holds what was synced (a plan's order, created with it, read after it)
-        targets.append({**target, "plan": plan, "expected": now.ref.version_uid})
+        targets.append({**target, "plan": plan, "expected": now.ref.version_uid, **_unedited(ctx, target)})
     return StepResult(next_step=Step.WRITE, checkpoint={"targets": targets})
 
 
@@ -456,6 +458,15 @@ def _delete_once(openehr, ehr_id: str, absorbed: dict) -> str:
     if (last.change_type or "").lower() != "deleted" or not before or before[-1] != absorbed["expected"]:
         raise PreconditionFailed(method="DELETE", path=f"/composition/{absorbed['vo_uid']}", status=412)
     return last.version_uid
+
+
+def _new_members(fhir, source: dict, held: list[dict]) -> list[dict]:
+    """The members of a linked plan or report (the changed ``source``) its record does not hold yet: a result
+    added to a central report after it was synced (or an activity to a plan) joins the report's record; alone
+    it goes to no site (``report_of``), so without this it would never arrive."""
+    have = {(r.get("resourceType"), r.get("id")) for r in held}
+    members = [*_plan_members(fhir, source), *_report_members(fhir, source)]
+    return [m for m in members if (m.get("resourceType"), m.get("id")) not in have]
 
 
 def _as_list(value) -> list:

@@ -156,3 +156,46 @@ def test_a_sites_own_record_of_a_result_is_never_absorbed(central_lab, linked): 
     assert engine.drive(central_change(engine, f"DiagnosticReport/{report}", "1")) == SyncRun.Status.DONE
     assert all(engine.openehr.compositions[w] is not None for w in engine.openehr.writes[writes:])
     assert not RecordLink.objects.get(pk=own.pk).deleted
+
+
+def test_a_result_added_to_a_synced_report_joins_its_record(central_lab):
+    """Alone a report's result goes to no site: the report's new version brings it (before, it never arrived)."""
+    engine = central_lab
+    first = _result_alone(engine)
+    report = _report_naming(engine, first)
+    assert engine.drive(central_change(engine, f"DiagnosticReport/{report}", "1")) == SyncRun.Status.DONE
+    [link] = _holding(first, deleted=False)
+    subject = {"reference": f"Patient/{PatientLink.objects.get().fhir_patient_id}"}
+    added = engine.fhir.create({"resourceType": "Observation", "status": "final", "code": {"text": "Albumin"},
+                                "subject": subject, "valueQuantity": {"value": 4.2, "unit": "g/dL"}}).resource
+    doc = engine.fhir.read("DiagnosticReport", report)
+    doc = engine.fhir.update({**doc, "result": [*doc["result"], {"reference": f"Observation/{added['id']}"}]}).resource
+    writes = len(engine.openehr.writes)
+    # the result's own run comes first: it names a report now, so it goes nowhere alone
+    assert engine.drive(central_change(engine, f"Observation/{added['id']}", "1")) == SyncRun.Status.DONE
+    assert engine.openehr.writes[writes:] == []
+    run = central_change(engine, f"DiagnosticReport/{report}", doc["meta"]["versionId"])
+    assert engine.drive(run) == SyncRun.Status.DONE, list(DeadLetter.objects.values("step", "cause", "rule", "path"))
+    assert [w.split("::")[0] for w in engine.openehr.writes[writes:]] == [link.versioned_object_uid]
+    link.refresh_from_db()
+    assert {(r["type"], r["id"]) for r in link.fhir_resources} == {
+        ("DiagnosticReport", report), ("Observation", first), ("Observation", added["id"])}
+
+
+def test_a_result_of_its_own_added_to_a_synced_report_is_absorbed_into_its_record(central_lab):
+    engine = central_lab
+    first = _result_alone(engine)
+    report = _report_naming(engine, first)
+    assert engine.drive(central_change(engine, f"DiagnosticReport/{report}", "1")) == SyncRun.Status.DONE
+    [link] = _holding(first, deleted=False)
+    later = _result_alone(engine)  # posted alone after the report: a record of its own at first
+    [alone] = _holding(later)
+    doc = engine.fhir.read("DiagnosticReport", report)
+    doc = engine.fhir.update({**doc, "result": [*doc["result"], {"reference": f"Observation/{later}"}]}).resource
+    writes = len(engine.openehr.writes)
+    run = central_change(engine, f"DiagnosticReport/{report}", doc["meta"]["versionId"])
+    assert engine.drive(run) == SyncRun.Status.DONE
+    updated, deleted = engine.openehr.writes[writes:]
+    assert updated.split("::")[0] == link.versioned_object_uid and deleted.split("::")[0] == alone.versioned_object_uid
+    assert engine.openehr.compositions[deleted] is None and RecordLink.objects.get(pk=alone.pk).deleted
+    assert [x.pk for x in _holding(later, deleted=False)] == [link.pk]
