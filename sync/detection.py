@@ -100,7 +100,27 @@ def poll_site(site: Site) -> int:
 
 
 def poll_central() -> int:
-    """One detection pass over the central server's history for the flow-back types.
+    """One detection pass over the central server's history for the flow-back types."""
+    return _poll_central(CENTRAL, settings.CONFLICTDESK_FLOWBACK_TYPES)
+
+
+# The cursor of the central removal check (its own: it runs on the deletion schedule, not the poll's).
+CENTRAL_REMOVALS = "central:removals"
+
+
+def poll_central_removals() -> int:
+    """The central removal check: the removals (DELETE, entered-in-error) of every other mapped type.
+
+    A central "this is wrong" on a resource from a site reaches it whatever the
+    type (issue 20), while edits of these types do not flow back. Read on the
+    deletion schedule (``sync.check_deletions``, CONFLICTDESK_DELETION_CHECK_SECONDS),
+    as site deletions are, so the poll's every-second cost stays the flow-back types'.
+    """
+    return _poll_central(CENTRAL_REMOVALS, removal_types(), keep=_carried)
+
+
+def _poll_central(cursor_source: str, types, keep=None) -> int:
+    """One pass over the central history of ``types`` from ``cursor_source``'s position (``keep``: which versions).
 
     HAPI lists history newest first, and each object's versions must be queued
     oldest first, so the history is read in time windows, oldest window first:
@@ -109,7 +129,7 @@ def poll_central() -> int:
     (a catch-up after a long outage), so memory stays bounded by one page.
     """
     fhir = get_services().fhir
-    cursor, _ = Cursor.objects.get_or_create(source=CENTRAL, defaults={"position": central_start()})
+    cursor, _ = Cursor.objects.get_or_create(source=cursor_source, defaults={"position": central_start()})
     start = (cursor.position or EPOCH) - timedelta(seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
     end = timezone.now()
     limit = settings.CONFLICTDESK_DETECTION_PAGE_SIZE
@@ -118,17 +138,17 @@ def poll_central() -> int:
     while True:
         until = min(start + width, end)
         last = until >= end
-        history = central_history(fhir, start, None if last else until)
+        history = central_history(fhir, start, None if last else until, types)
         entries = list(islice(history, limit + 1))
         if len(entries) > limit:
             if width > MIN_CENTRAL_WINDOW:
                 width = max(width / 2, MIN_CENTRAL_WINDOW)  # too many for one page: a narrower window
                 continue
             entries += history  # more than a page within the narrowest window: read it whole, lose nothing
-        changes = [_central_change(e) for e in entries if (last or _before(e, until)) and _carried(e)]
+        changes = [_central_change(e) for e in entries if (last or _before(e, until)) and (keep is None or keep(e))]
         changes.sort(key=lambda c: (c.committed_at or EPOCH, c.number))
         newest = max((c.committed_at for c in changes if c.committed_at), default=None)
-        created += record_changes(CENTRAL, None, Direction.TO_OPENEHR, changes, newest)
+        created += record_changes(CENTRAL, None, Direction.TO_OPENEHR, changes, newest, cursor_source=cursor_source)
         if last:
             return created
         start, width = until, width * 2
@@ -165,14 +185,14 @@ def _carried(entry) -> bool:
     return bool(entry.deleted) or is_retired(entry.resource)
 
 
-def central_history(fhir, start: datetime, until: datetime | None):
-    """Every flow-back version written at or after ``start`` (and before ``until``, if given), with the
-    removal types' versions (``poll_central`` keeps only their removals).
+def central_history(fhir, start: datetime, until: datetime | None, types=None):
+    """Every version of ``types`` (default the flow-back types) written at or after ``start`` (and before
+    ``until``, if given).
 
     The client's ``history``: ``_since`` without ``until``; with it HAPI's ``_at`` range, in
     pages of CONFLICTDESK_DETECTION_PAGE_SIZE (the catch-up's windows).
     """
-    types = [*settings.CONFLICTDESK_FLOWBACK_TYPES, *removal_types()]
+    types = settings.CONFLICTDESK_FLOWBACK_TYPES if types is None else types
     if until is None:
         return fhir.history(start, types)
     return fhir.history(start, types, until=until, page_size=settings.CONFLICTDESK_DETECTION_PAGE_SIZE)
@@ -241,17 +261,18 @@ def central_start() -> datetime:
 
 
 def record_changes(source: str, site: Site | None, direction: str, changes: list[Change], newest,
-                   *, polled: bool = True) -> int:
+                   *, polled: bool = True, cursor_source: str | None = None) -> int:
     """One page: events, runs and the cursor move in one transaction; hints after commit.
 
     A handful of statements per page, whatever its size: the versions already
     recorded and the engine's own writes are each read in one query, the new
     events and their runs inserted in one statement each. The cursor's row lock
     serialises every writer of one source's events, so a version not found
-    recorded here cannot be inserted by anyone else before this commits.
+    recorded here cannot be inserted by anyone else before this commits. (The central removal check
+    has a cursor of its own, ``cursor_source``, over types the central poll never reads: disjoint objects.)
     """
     with transaction.atomic():
-        cursor = Cursor.objects.select_for_update().get(source=source)
+        cursor = Cursor.objects.select_for_update().get(source=cursor_source or source)
         fresh = _unrecorded(source, changes)
         runs = []
         if fresh:

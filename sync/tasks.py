@@ -45,13 +45,18 @@ def poll_site(site_id: int) -> None:
 
 @shared_task(name="sync.check_deletions", ignore_result=True)
 def check_deletions() -> int:
-    """The slow deletion check of every enabled site (beat, every CONFLICTDESK_DELETION_CHECK_SECONDS)."""
+    """The slow deletion check of every enabled site and the central removal check (beat, every
+    CONFLICTDESK_DELETION_CHECK_SECONDS)."""
     found = 0
     for site in Site.objects.filter(enabled=True):
         try:
             found += detection.check_deletions(site)
         except Exception as exc:  # a site that does not answer is checked at the next pass
             log.warning("deletion check of site %s failed: %s", site.pk, type(exc).__name__)
+    try:  # and the centre's removals of the types whose edits do not flow back (issue 20)
+        found += detection.poll_central_removals()
+    except Exception as exc:  # the central server not answering: read from the same cursor next pass
+        log.warning("central removal check failed: %s", type(exc).__name__)
     return found
 
 

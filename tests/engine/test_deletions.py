@@ -161,7 +161,7 @@ def test_a_type_without_an_identifier_search_is_created_by_put_on_an_id_fixed_by
     assert by_type["Condition"]["resource"]["evidence"][0]["detail"][0]["reference"] == put["fullUrl"]
 
 
-def test_the_central_poll_keeps_only_the_removals_of_types_whose_edits_do_not_flow_back(settings):
+def test_the_central_removal_check_keeps_only_the_removals_of_types_whose_edits_do_not_flow_back(settings):
     from types import SimpleNamespace
 
     from sync.detection import _carried, removal_types
@@ -178,3 +178,17 @@ def test_the_central_poll_keeps_only_the_removals_of_types_whose_edits_do_not_fl
     assert _carried(entry("AdverseEvent", retired(ae)))  # entered-in-error: a removal
     assert _carried(entry("AdverseEvent", None, deleted=True))  # a DELETE
     assert _carried(entry("Observation", {"resourceType": "Observation", "status": "final"}))  # flow-back: every version
+
+
+def test_the_deletion_schedule_runs_the_central_removal_check_too(db, monkeypatch):
+    from sync import detection, tasks
+
+    monkeypatch.setattr(detection, "check_deletions", lambda site: 0)
+    monkeypatch.setattr(detection, "poll_central_removals", lambda: 3)
+    assert tasks.check_deletions() == 3
+
+    def down():
+        raise ConnectionError("central server down")
+
+    monkeypatch.setattr(detection, "poll_central_removals", down)
+    assert tasks.check_deletions() == 0  # logged, read again from the same cursor next pass

@@ -128,7 +128,7 @@ def test_a_central_catch_up_of_10000_versions_pages_oldest_window_first(engine, 
         key=lambda e: e.last_updated, reverse=True)
     windows = []
 
-    def central_history(fhir, since, until):
+    def central_history(fhir, since, until, types=None):
         windows.append((since, until))
         for e in history:
             at = datetime.fromisoformat(e.last_updated)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from audit.models import AuditEvent
-from sync.detection import check_deletions, poll_central, poll_site
+from sync.detection import check_deletions, poll_central, poll_central_removals, poll_site
 from sync.demo.flat import ROOT, TEMPLATE_ID, FlatComposition
 from sync.demo.generator import add_toxicity
 from sync.demo.seed import ensure_template
@@ -101,6 +101,8 @@ def test_a_deleted_site_record_marks_its_adverse_event_entered_in_error_by_r5s_s
     link.refresh_from_db()
     assert link.deleted
     poll_central()  # our own versions come back as echoes
+    poll_central_removals()
+    assert ChangeEvent.objects.get(source="central", source_object_id=f"AdverseEvent/{ae['id']}").status == "echo"
     assert drive(ehr) == []
 
 
@@ -138,11 +140,14 @@ def test_a_central_entered_in_error_adverse_event_takes_the_grading_out_at_the_s
     v1, link, ae, condition = synced_toxicity(cdr, oncology, ehr)
     current = fhir.read("AdverseEvent", ae["id"])
     edited = fhir.update({**current, "date": "2024-01-01"}, if_match_version=current["meta"]["versionId"]).resource
-    poll_central()  # an edit of a type whose edits do not flow back: no change for the sites
+    poll_central()
+    poll_central_removals()  # an edit of a type whose edits do not flow back: no change for the sites
     assert not ChangeEvent.objects.filter(source="central", source_object_id=f"AdverseEvent/{ae['id']}").exists()
     marked = {**edited, "modifierExtension": [{"url": XVER_AE, "valueCode": "entered-in-error"}]}
     fhir.update(marked, if_match_version=edited["meta"]["versionId"])
-    poll_central()  # its removal does
+    poll_central()  # not a flow-back type: the poll does not read it
+    assert not ChangeEvent.objects.filter(source="central", source_object_id=f"AdverseEvent/{ae['id']}").exists()
+    poll_central_removals()  # the removal check (on the deletion schedule) does
     runs = SyncRun.objects.filter(status__in=OPEN, change_event__source="central",
                                   change_event__source_object_id=f"AdverseEvent/{ae['id']}")
     assert [advance(r.pk, "test") for r in runs] == ["done"]
