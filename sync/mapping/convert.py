@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from . import composition as composition_level
+from . import careplan_action
 from . import datatypes as dt
 from . import engine, feeder, fhirmodel, fhirpath, residue, rmpath
 from .errors import MalformedInput, MappingError
@@ -100,6 +101,8 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
         stamp(res, build_source_identifier(site, vo_uid, path))
 
     for path, entry in rmpath.entries(composition):
+        if entry.get("archetype_node_id") == careplan_action.ARCHETYPE:
+            continue  # a careflow step of a plan: that plan's CarePlan status (careplan_action.forward, below)
         spec = specs.get(entry.get("archetype_node_id"))
         if spec is None or spec.is_cluster:
             result.losses.append(Loss(path, f"no model mapping for {entry.get('archetype_node_id')}; "
@@ -127,6 +130,7 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
             _close_unit(spec, entry, path, rel, group, unit, lang, result.losses, uid, unsplit)
             unsplit = ()  # the first group carries them
             result.resources.extend(group)
+    careplan_action.forward(composition, result.resources, result.losses)
     # COMPOSITION-level rows (root archetype with a model file): Encounter + Composition, appended last
     level, level_losses = composition_level.forward(composition, result.resources, identify=identify,
                                                     patient_ref=patient_ref, language=lang, uid=uid)

@@ -12,6 +12,7 @@ import copy
 import re
 from datetime import datetime, timezone
 
+from . import careplan_action
 from . import composition as composition_level
 from . import datatypes as dt
 from . import engine, feeder, residue, rmpath, templates
@@ -267,6 +268,12 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
         losses.extend(_fhir_losses(spec, group, entry, lang, beside, side=sides.get(id(group[0]))))
     for entry_path, parts in sorted(merged.values(), key=lambda v: _source_order(v[0])):
         _place(comp, entry_path, _merge_events(parts))
+    plans = [(next(r for r in g if r.get("resourceType") == "CarePlan"), e) for s, g, e in rebuilt
+             if s.archetype == careplan_action.REQUEST and any(r.get("resourceType") == "CarePlan" for r in g)]
+    if plans:  # a plan's status other than the request alone says: an ACTION.care_plan beside it
+        said = careplan_action.reverse(comp, plans, language=lang, archetypes=archetypes if archetypes is not None
+                                       else registered.archetypes if registered else None)
+        losses = [x for x in losses if not careplan_action.covered(x, [p for p, _ in plans], said)] + said
     if level:
         losses.extend(composition_level.apply(comp, level, lang, side=level_side))
     return OpenEHRResult(comp, losses)
