@@ -18,7 +18,8 @@ HAPI fixture).  ``tests/mapping/test_coverage.py`` fails on any of them.
 A row maps a way when one of its rules does (a file whose every rule is ``unidirectional`` maps one way);
 it counts as forward/reverse here only when a test proves that way too.  Per FHIR resource type: the
 resources of the model files (a data type such as Dosage, mapped inline, is no resource; a composition-level
-file makes the Encounter and the Composition), Patient and Provenance not counted.
+file makes the Encounter and the Composition; a hook listed in hooks.MAKES adds what it makes beside, the
+ImagingStudy of an imaging report), Patient and Provenance not counted.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import composition as composition_level
-from . import fhirmodel
+from . import fhirmodel, hooks
 from .spec import SPEC_DIR, Spec, iter_rules, registry
 
 WAYS = ("forward", "reverse", "hapi")
@@ -131,7 +132,9 @@ def _profiles(spec: Spec) -> list[str]:
 def _resources(spec: Spec) -> list[str]:
     if spec.archetype.startswith("openEHR-EHR-COMPOSITION."):
         return sorted(composition_level.level_types(spec))
-    return [spec.resource] if fhirmodel.is_resource(spec.resource) and spec.resource not in NOT_CONTENT else []
+    own = [spec.resource] if fhirmodel.is_resource(spec.resource) and spec.resource not in NOT_CONTENT else []
+    made = {t for rule in iter_rules(spec.rules) for t in hooks.MAKES.get(rule.mapping_code or "", ())}
+    return own + sorted(made - set(own))  # and what its hooks make beside them (an imaging report's ImagingStudy)
 
 
 # ------------------------------------------------------------------ the registry in the tests

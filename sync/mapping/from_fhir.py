@@ -57,7 +57,10 @@ def _groups(resources: list[dict]):
     for r in resources:
         by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
         by_ref[f"urn:uuid:{r.get('id')}"] = r
-    named = [(r, archetype_of(r)) for r in resources]
+    # a resource of another type than its source node's file maps (the ImagingStudy an imaging report's hook
+    # made from its protocol) is no entry: it goes along with the resource naming it, read by that hook
+    named = [(r, n if n is None or specs[n].resource == r.get("resourceType") else None)
+             for r, n in ((r, archetype_of(r)) for r in resources)]
     names = {id(r): n for r, n in named}
 
     def own_entry(cur: dict, k: dict) -> bool:

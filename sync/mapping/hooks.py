@@ -39,6 +39,7 @@ HOOKS = {
     "fillerIdentifier": hooks_identifiers.filler_identifier,
     # imaging report findings
     "findingStatus": hooks_imaging.finding_status,
+    "imagingStudy": hooks_imaging.imaging_study,
     # COMPOSITION level (parties of the composition shell)
     "partyReference": hooks_composition.party_reference,
     "participations": hooks_composition.participations,
@@ -73,6 +74,9 @@ HOOKS = {
     # care plan: its activities and goals are the requests and goals recorded with it
     "planMembers": hooks_careplan.plan_members,
 }
+
+# Resources of another type than its file's that a hook makes beside the file's own (counted by the coverage report)
+MAKES = {"imagingStudy": ("ImagingStudy",)}
 
 
 def get(name: str, spec=None):

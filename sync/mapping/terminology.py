@@ -29,6 +29,8 @@ _KNOWN: list[tuple[str, str]] = [
     ("RXNORM", "http://www.nlm.nih.gov/research/umls/rxnorm"),
     ("ATC", "http://www.whocc.no/atc"),
     ("MedDRA", "http://terminology.hl7.org/CodeSystem/mdr"),
+    ("DICOM", "http://dicom.nema.org/resources/ontology/DCM"),  # DICOM PS3.16 codes (modality, 121071 Finding)
+    ("DCM", "http://dicom.nema.org/resources/ontology/DCM"),
     ("local", LOCAL_SYSTEM),
 ]
 _TO_URI = {k: v for k, v in _KNOWN}
