@@ -254,7 +254,8 @@ def coding_codes(value: dict) -> str:
 
 def _system(uri: str) -> str:
     known = {"http://loinc.org": "LOINC", "http://snomed.info/sct": "SNOMED CT", "http://unitsofmeasure.org": "UCUM",
-             "http://hl7.org/fhir/sid/icd-10": "ICD-10", "http://terminology.hl7.org/CodeSystem/mdr": "MedDRA"}
+             "http://hl7.org/fhir/sid/icd-10": "ICD-10", "http://terminology.hl7.org/CodeSystem/mdr": "MedDRA",
+             "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl": "NCIt"}
     return known.get(uri, uri.rsplit("/", 1)[-1])
 
 

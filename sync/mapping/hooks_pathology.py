@@ -155,3 +155,106 @@ def lymph_node_counts(ctx, rule, onode, fobj, fmodel, direction):
         items.append(_element(POSITIVE_EL[0], POSITIVE_EL[1], {"_type": "DV_COUNT", "magnitude": positive}))
     if items:
         onode.setdefault("items", []).extend(items)
+
+
+# ``figoStage`` (CLUSTER.figo_staging_cancer.v1 <-> one mCODE STU4 cancer stage Observation, SNOMED CT 385361009
+# 'International Federation of Gynecology and Obstetrics stage for gynecological malignancy'), as mCODE's own
+# example figo-stage-IIIA: FIGO stage at0002 (DV_TEXT, e.g. 'IIIA') <-> valueCodeableConcept, the text as written
+# plus the NCI Thesaurus coding of mcode-figo-stage-value-vs whose display is 'FIGO Stage <the stage>' (no coding
+# when the text names no stage of that list); staging criteria at0005 <-> method, the text as written plus the
+# SNOMED CT FIGO staging system of mcode-cancer-staging-method-vs naming that organ (cervix 106250008, endometrium
+# 106244003, vagina 254384000, vulva 106245002; gestational trophoblastic neoplasia NCIt C99408), for uterine
+# sarcoma, ovary / tube / peritoneum and free text the general FIGO system 254383006 (no narrower code of the set
+# names exactly those criteria).  Back, the text wins; without one a listed code gives its element.
+NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
+FIGO_STAGE_CODE = ("385361009", "International Federation of Gynecology and Obstetrics stage for gynecological "
+                   "malignancy (observable entity)")
+# mcode-figo-stage-value-vs (mCODE STU4 4.0.0), code -> the stage its display names after 'FIGO Stage '
+FIGO_STAGES = {
+    "C96243": "0", "C96244": "I", "C96245": "IA", "C96246": "IA1", "C96247": "IA2", "C96248": "IB", "C96249": "IB1",
+    "C96250": "IB2", "C162222": "IB3", "C96251": "IC", "C128099": "IC1", "C128100": "IC2", "C128101": "IC3",
+    "C96252": "II", "C96253": "IIA", "C162223": "IIA1", "C128103": "IIA1(i)", "C128104": "IIA1(ii)",
+    "C162224": "IIA2", "C96254": "IIB", "C188300": "IIC1", "C96255": "III", "C96256": "IIIA", "C128102": "IIIA1",
+    "C128105": "IIIA2", "C96257": "IIIB", "C96258": "IIIC", "C96259": "IIIC1", "C96260": "IIIC2", "C96261": "IV",
+    "C96262": "IVA", "C96263": "IVB"}
+FIGO_GENERAL = (SNOMED, "254383006", "International Federation of Gynecology and Obstetrics staging system of "
+                "gynecological malignancy (tumor staging)")
+# staging criteria at-code -> (rubric, method coding); mcode-cancer-staging-method-vs (mCODE STU4 4.0.0)
+FIGO_CRITERIA = {
+    "at0007": ("Cervix uteri", (SNOMED, "106250008", "International Federation of Gynecology and Obstetrics staging "
+                                "system for cervical carcinoma (tumor staging)")),
+    "at0008": ("Corpus uteri (endometrium)", (SNOMED, "106244003", "International Federation of Gynecology and "
+                                              "Obstetrics staging system for endometrial carcinoma (tumor staging)")),
+    "at0009": ("Uterine sarcoma", FIGO_GENERAL),
+    "at0010": ("Ovary, fallopian tube, and peritoneum", FIGO_GENERAL),
+    "at0011": ("Vagina", (SNOMED, "254384000", "International Federation of Gynecology and Obstetrics vaginal tumor "
+                          "staging system (tumor staging)")),
+    "at0012": ("Vulva", (SNOMED, "106245002", "International Federation of Gynecology and Obstetrics staging system "
+                         "for vulvar carcinoma (tumor staging)")),
+    "at0013": ("Gestational trophoblastic neoplasia", (NCIT, "C99408", "FIGO Staging System and Modified World Health "
+                                                       "Organization [WHO] Prognostic Scoring System for Gestational "
+                                                       "Trophoblastic Neoplasms")),
+}
+# back: a method code naming one criteria set (the two ovarian systems are the ovary / tube / peritoneum criteria's)
+FIGO_CRITERIA_BY_CODE = {"106250008": "at0007", "106244003": "at0008", "254384000": "at0011", "106245002": "at0012",
+                         "C99408": "at0013", "254386003": "at0010", "106247005": "at0010"}
+STAGE_EL, CRITERIA_EL = ("at0002", "FIGO stage"), ("at0005", "Staging criteria")
+
+
+def _figo_key(stage: str) -> str:
+    s = "".join(stage.split()).upper()
+    for prefix in ("FIGO", "STAGE"):
+        s = s[len(prefix):] if s.startswith(prefix) else s
+    return s
+
+
+FIGO_BY_STAGE = {_figo_key(v): k for k, v in FIGO_STAGES.items()}
+
+
+def figo_stage(ctx, rule, onode, fobj, fmodel, direction):
+    obs = ctx.resource
+    if direction == FWD:
+        stage = ((_child(onode, STAGE_EL[0]) or {}).get("value") or {}).get("value")
+        if isinstance(stage, str) and stage.strip():
+            value = {"text": stage}
+            code = FIGO_BY_STAGE.get(_figo_key(stage))
+            if code:
+                value["coding"] = [{"system": NCIT, "code": code, "display": f"FIGO Stage {FIGO_STAGES[code]}"}]
+            obs["valueCodeableConcept"] = value
+        criteria = (_child(onode, CRITERIA_EL[0]) or {}).get("value") or {}
+        if isinstance(criteria.get("value"), str) and criteria["value"].strip():
+            at = ((criteria.get("defining_code") or {}).get("code_string")
+                  if criteria.get("_type") == "DV_CODED_TEXT" else None)
+            system, code, display = FIGO_CRITERIA[at][1] if at in FIGO_CRITERIA else FIGO_GENERAL
+            obs["method"] = {"coding": [{"system": system, "code": code, "display": display}],
+                             "text": criteria["value"]}
+        return
+    items = []
+    method = obs.get("method") or {}
+    codes = [c.get("code") for c in method.get("coding") or [] if c.get("system") in (SNOMED, NCIT)]
+    at = next((FIGO_CRITERIA_BY_CODE[c] for c in codes if c in FIGO_CRITERIA_BY_CODE), None)
+    text = method.get("text")
+    if isinstance(text, str) and text.strip():
+        by_rubric = next((a for a, (rubric, _) in FIGO_CRITERIA.items() if rubric == text), None)
+        value = (_coded(by_rubric, text) if by_rubric and (at in (None, by_rubric))
+                 else {"_type": "DV_TEXT", "value": text})
+    elif at:
+        value = _coded(at, FIGO_CRITERIA[at][0])
+    else:
+        value = None
+    if value:
+        items.append(_element(CRITERIA_EL[0], CRITERIA_EL[1], value))
+    concept = obs.get("valueCodeableConcept") or {}
+    stage = concept.get("text")
+    if not (isinstance(stage, str) and stage.strip()):
+        stage = next((FIGO_STAGES[c.get("code")] for c in concept.get("coding") or []
+                      if c.get("system") == NCIT and c.get("code") in FIGO_STAGES), None)
+    if stage:
+        items.append(_element(STAGE_EL[0], STAGE_EL[1], {"_type": "DV_TEXT", "value": stage}))
+    if items:
+        onode.setdefault("items", []).extend(items)
+
+
+def _coded(at: str, text: str) -> dict:
+    return {"_type": "DV_CODED_TEXT", "value": text, "defining_code": {
+        "_type": "CODE_PHRASE", "terminology_id": {"_type": "TERMINOLOGY_ID", "value": "local"}, "code_string": at}}

@@ -25,3 +25,15 @@ def test_lymph_node_counts_read_as_the_site_the_positive_and_the_examined_nodes(
     assert (1, "bodySite", "Axillary lymph nodes", "") in rows and (1, "value", "2", "") in rows
     i = rows.index((2, "code", "Number of lymph nodes examined", "SNOMED CT 444025001"))
     assert rows[i + 1] == (2, "value", "14", "")
+
+
+def test_a_figo_stage_reads_as_the_stage_and_the_staging_system():
+    from tests.mapping.test_pathology import figo
+    [obs] = [r for r in fwd(report(figo(), gleason())) if r["resourceType"] == "Observation"
+             and r["code"]["coding"][0]["code"] == "385361009"]
+    rows = [(r.depth, r.label, r.value, r.code) for r in resource_rows(obs)]
+    assert rows[0][:3] == (0, "Observation",
+                           "International Federation of Gynecology and Obstetrics stage for gynecological malignancy"
+                           " (observable entity)")
+    assert (1, "value", "IIIA", "NCIt C96256") in rows  # the NCI Thesaurus named, not its owl file
+    assert (1, "method", "Cervix uteri", "SNOMED CT 106250008") in rows

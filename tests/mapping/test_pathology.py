@@ -17,7 +17,8 @@ from sync.mapping.spec import registry
 from .hapi import hapi_errors
 
 COVERS = {"CLUSTER.gleason_score.v0": "forward reverse hapi",
-          "CLUSTER.lymph_node_metastases.v0": "forward reverse hapi"}
+          "CLUSTER.lymph_node_metastases.v0": "forward reverse hapi",
+          "CLUSTER.figo_staging_cancer.v1": "forward reverse hapi"}
 
 LAB = "openEHR-EHR-OBSERVATION.laboratory_test_result.v1"
 GLEASON = "openEHR-EHR-CLUSTER.gleason_score.v0"
@@ -223,6 +224,11 @@ def gleason_reports(draw):
                        positive=draw(count), involvement=draw(st.sampled_from([None, ("at0042", "Present")])))
                  for _ in range(draw(st.integers(0, 2)))]
     clusters = [c if c["items"] else nodes() for c in clusters]
+    criteria = st.sampled_from([None, ("at0007", "Cervix uteri"), ("at0009", "Uterine sarcoma"), (None, "Cervix")])
+    clusters += [figo(stage=draw(st.one_of(st.none(), st.sampled_from(["IIIA", "IC3", "IIIC1r", "IVB"]))),
+                      criteria=draw(criteria), version=draw(st.sampled_from([None, "2018"])))
+                 for _ in range(draw(st.integers(0, 2)))]
+    clusters = [c if c["items"] else figo() for c in clusters]
     return report(*clusters, status=draw(st.sampled_from([("at0038", "Final"), ("at0120", "Preliminary"), None])))
 
 
@@ -237,8 +243,102 @@ def test_round_trip_property(comp):
 
 # ------------------------------------------------------------------ HAPI $validate
 @pytest.mark.integration
-def test_hapi_validates_the_gleason_and_node_observations_and_their_report(fhir_base_url):
-    out = fwd(report(gleason(tertiary=5), gleason(primary=3, secondary=3, total=6, group=1), nodes()))
-    assert [r["resourceType"] for r in out].count("Observation") == 3
+def test_hapi_validates_the_gleason_node_and_figo_observations_and_their_report(fhir_base_url):
+    out = fwd(report(gleason(tertiary=5), gleason(primary=3, secondary=3, total=6, group=1), nodes(),
+                     figo(), figo(stage="IIIC1r", criteria=(None, "Ovary"), version="2014")))
+    assert [r["resourceType"] for r in out].count("Observation") == 5
     for r in out:
         assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
+
+
+# ------------------------------------------------------------------ FIGO stage
+FIGO = "openEHR-EHR-CLUSTER.figo_staging_cancer.v1"
+NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
+
+
+def figo(stage="IIIA", criteria=("at0007", "Cervix uteri"), version=None, molecular=None):
+    items = []
+    if criteria:
+        value = (dt.coded_text(criteria[1], "local", criteria[0]) if criteria[0] else text(criteria[1]))
+        items.append(el("at0005", "Staging criteria", value))
+    if stage is not None:
+        items.append(el("at0002", "FIGO stage", text(stage)))
+    if molecular:
+        items.append(el("at0003", "Molecular subtype", text(molecular)))
+    if version:
+        items.append(el("at0004", "FIGO version", text(version)))
+    return {"_type": "CLUSTER", "name": text("FIGO staging of gynaecological cancer"), "archetype_node_id": FIGO,
+            "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": FIGO},
+                                  "rm_version": "1.0.4"}, "items": items}
+
+
+def stages_of(resources):
+    return [r for r in resources if r["resourceType"] == "Observation"
+            and any(c.get("code") == "385361009" for c in r["code"]["coding"])]
+
+
+def test_a_figo_stage_is_an_mcode_cancer_stage_with_its_nci_code_and_staging_system_and_comes_back_exactly():
+    comp = report(figo(), figo(stage="IB", criteria=("at0008", "Corpus uteri (endometrium)"), version="2023"))
+    out = fwd(comp)
+    cervix, endometrium = stages_of(out)
+    assert cervix["meta"]["profile"] == ["http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-cancer-stage"]
+    assert cervix["code"]["coding"] == [{"system": SNOMED, "code": "385361009", "display": "International Federation"
+                                         " of Gynecology and Obstetrics stage for gynecological malignancy"
+                                         " (observable entity)"}]
+    assert cervix["valueCodeableConcept"] == {"text": "IIIA", "coding": [
+        {"system": NCIT, "code": "C96256", "display": "FIGO Stage IIIA"}]}  # as mCODE's example figo-stage-IIIA
+    assert cervix["method"]["coding"][0]["code"] == "106250008" and cervix["method"]["text"] == "Cervix uteri"
+    assert endometrium["valueCodeableConcept"]["coding"][0]["code"] == "C96248"
+    assert endometrium["method"]["coding"][0]["code"] == "106244003"
+    assert (cervix["status"], cervix["effectiveDateTime"]) == ("final", "2025-04-14T11:00:00+02:00")
+    assert "2023" in str(endometrium.get("extension"))  # the FIGO version: residue, not a guessed element
+    assert all(validate_fhir(r) == [] for r in out)
+    back = from_fhir(out, template_id="t", base_composition=comp)
+    assert compare_clinical(comp, back.composition) == [] and back.losses == []
+
+
+@pytest.mark.parametrize("stage, code", [("IIIA", "C96256"), ("Stage IVB", "C96263"), ("FIGO IIA1(ii)", "C128104"),
+                                         ("ic2", "C128100"), ("0", "C96243")])
+def test_the_stage_text_finds_the_nci_code_of_mcodes_list(stage, code):
+    [obs] = stages_of(fwd(report(figo(stage=stage), gleason())))
+    assert obs["valueCodeableConcept"]["coding"][0]["code"] == code and obs["valueCodeableConcept"]["text"] == stage
+
+
+@pytest.mark.parametrize("stage", ["IIIC1r", "IIImPOLEmut", "V", "pT2"])
+def test_a_stage_outside_mcodes_list_keeps_its_text_and_no_code(stage):
+    [obs] = stages_of(fwd(report(figo(stage=stage), gleason())))
+    assert obs["valueCodeableConcept"] == {"text": stage}
+
+
+@pytest.mark.parametrize("criteria, code", [(("at0009", "Uterine sarcoma"), "254383006"),
+                                            (("at0010", "Ovary, fallopian tube, and peritoneum"), "254383006"),
+                                            (("at0011", "Vagina"), "254384000"), (("at0012", "Vulva"), "106245002"),
+                                            (("at0013", "Gestational trophoblastic neoplasia"), "C99408"),
+                                            ((None, "Cervix, FIGO 2018"), "254383006")])
+def test_each_criteria_set_names_its_staging_system_or_the_general_one_and_comes_back(criteria, code):
+    comp = report(figo(stage="II", criteria=criteria), gleason())
+    [obs] = stages_of(fwd(comp))
+    assert obs["method"]["coding"][0]["code"] == code and obs["method"]["text"] == criteria[1]
+    [entry] = from_fhir(fwd(comp), template_id="t").composition["content"]  # no base: rebuilt from FHIR alone
+    assert compare_clinical(comp["content"][0], entry) == []
+
+
+def test_a_central_figo_stage_lands_in_the_cluster_by_its_codes():
+    born = {"resourceType": "Observation", "id": "f-1", "status": "final", "subject": {"reference": "Patient/p9"},
+            "code": {"coding": [{"system": SNOMED, "code": "385361009"}]},
+            "valueCodeableConcept": {"coding": [{"system": NCIT, "code": "C96259"}]},
+            "method": {"coding": [{"system": SNOMED, "code": "254386003"}]}}
+    dr = {"resourceType": "DiagnosticReport", "id": "dr-3", "status": "final", "subject": {"reference": "Patient/p9"},
+          "code": {"text": "Staging laparotomy"}, "result": [{"reference": "Observation/f-1"}]}
+    [entry] = from_fhir([dr, born], template_id="t").composition["content"]
+    [cluster] = [i for e in entry["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == FIGO]
+    values = {i["archetype_node_id"]: i["value"] for i in cluster["items"]}
+    assert values["at0002"] == {"_type": "DV_TEXT", "value": "IIIC1"}
+    assert values["at0005"]["defining_code"]["code_string"] == "at0010"  # FIGO's ovarian system: those criteria
+    # the general uterine system names no one criteria set: nothing guessed
+    odd = {**born, "id": "f-2", "method": {"coding": [{"system": SNOMED, "code": "254385004"}]}}
+    [entry] = from_fhir([{**dr, "result": [{"reference": "Observation/f-2"}]}, odd],
+                        template_id="t").composition["content"]
+    [cluster] = [i for e in entry["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == FIGO]
+    assert [i["archetype_node_id"] for i in cluster["items"]] == ["at0002"]
+    assert "254385004" in entry["feeder_audit"]["original_content"]["value"]
