@@ -85,7 +85,8 @@ def _acts_on(action: dict) -> str | None:
 
 
 def actions(composition: dict) -> list[tuple[int, str, dict]]:
-    return [(n, p, e) for n, (p, e) in enumerate(rmpath.entries(composition)) if e.get("archetype_node_id") == ARCHETYPE]
+    return [(n, p, e) for n, (p, e) in enumerate(rmpath.entries(composition))
+            if e.get("archetype_node_id") == ARCHETYPE]
 
 
 def _target(action: dict, plans: dict[str, object]):
@@ -157,7 +158,8 @@ def wanted_state(plan: dict) -> tuple[str, dict] | None:
     return cur, {"_type": "ISM_TRANSITION",
                  "current_state": {"_type": "DV_CODED_TEXT", "value": STATE_NAMES[cur],
                                    "defining_code": dt.code_phrase("openehr", cur)},
-                 "careflow_step": {"_type": "DV_CODED_TEXT", "value": text, "defining_code": dt.code_phrase("local", step)}}
+                 "careflow_step": {"_type": "DV_CODED_TEXT", "value": text,
+                                   "defining_code": dt.code_phrase("local", step)}}
 
 
 def _said(ism: dict) -> tuple[str | None, str | None]:
@@ -170,20 +172,24 @@ def new_action(plan: dict, ism: dict, *, language: str, request_path: str, activ
     when = when or (plan.get("meta") or {}).get("lastUpdated") or datetime.now(timezone.utc).isoformat()
     items = []
     if plan.get("title"):
-        items.append({"_type": "ELEMENT", "archetype_node_id": "at0002", "name": {"_type": "DV_TEXT", "value": "Care Plan Name"},
+        items.append({"_type": "ELEMENT", "archetype_node_id": "at0002",
+                      "name": {"_type": "DV_TEXT", "value": "Care Plan Name"},
                       "value": {"_type": "DV_TEXT", "value": plan["title"]}})
     action = {"_type": "ACTION", "name": {"_type": "DV_TEXT", "value": "Care Plan"}, "archetype_node_id": ARCHETYPE,
-              "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": ARCHETYPE},
+              "archetype_details": {"_type": "ARCHETYPED",
+                                    "archetype_id": {"_type": "ARCHETYPE_ID", "value": ARCHETYPE},
                                     "rm_version": "1.0.4"},
               "language": dt.code_phrase("ISO_639-1", language),
               "encoding": dt.code_phrase("IANA_character-sets", "UTF-8"), "subject": {"_type": "PARTY_SELF"},
               "time": {"_type": "DV_DATE_TIME", "value": when}, "ism_transition": ism,
-              "description": {"_type": "ITEM_TREE", "archetype_node_id": "at0019", "name": {"_type": "DV_TEXT", "value": "Tree"},
+              "description": {"_type": "ITEM_TREE", "archetype_node_id": "at0019",
+                              "name": {"_type": "DV_TEXT", "value": "Tree"},
                               "items": items}}
     if vo_uid:
         action["instruction_details"] = {
             "_type": "INSTRUCTION_DETAILS", "activity_id": activity,
-            "instruction_id": {"_type": "LOCATABLE_REF", "namespace": "local", "type": "INSTRUCTION", "path": request_path,
+            "instruction_id": {"_type": "LOCATABLE_REF", "namespace": "local", "type": "INSTRUCTION",
+                               "path": request_path,
                                "id": {"_type": "HIER_OBJECT_ID", "value": vo_uid}}}
     return action
 

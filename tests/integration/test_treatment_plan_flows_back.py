@@ -1,6 +1,8 @@
 """Issue 17's headline, on the real servers: a tumour board plan made at the centre reaches both sites of
 its patient, a site's record of an activity done comes back, and the plan edited on both sides between
-two syncs is a conflict.
+two syncs is a conflict.  The plan's status travels as ACTION.care_plan.v0 careflow steps: a site marking
+the plan completed completes the central CarePlan, a central status change is written at both sites as
+the matching step (sync/mapping/careplan_action.py).
 
 A CarePlan with a chemotherapy MedicationRequest, a radiotherapy ServiceRequest (both ``basedOn`` the
 plan) and a Goal is created at HAPI in one transaction, for a patient with an EHR at site1 and site2.
@@ -19,6 +21,7 @@ from audit.models import AuditEvent
 from audit.verify import verify_all
 from sync.clients.openehr import OpenEHRClient, template_id_of
 from sync.detection import poll_central, poll_site
+from sync.mapping import datatypes as dt
 from sync.mapping import rmpath
 from sync.models import ChangeEvent, Conflict, DeadLetter, Cursor, PatientLink, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
@@ -242,3 +245,91 @@ def test_an_allergy_recorded_at_the_centre_reaches_both_sites(sites, patient, fh
         assert entry["archetype_node_id"] == "openEHR-EHR-EVALUATION.adverse_reaction_risk.v2"
         [event] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "openEHR-EHR-CLUSTER.adverse_reaction_event.v1"]
         assert {i["value"]["value"] for i in event["items"]} >= {"Anaphylaxis", "Severe"}
+
+
+def plan_step(at: str, text: str, state: str, code: str, when: str) -> dict:
+    """ACTION.care_plan.v0 acting on the composition's plan (its careflow step ``at``, ISM state ``code``)."""
+    return {"_type": "ACTION", "name": {"_type": "DV_TEXT", "value": "Care Plan"}, "archetype_node_id": STEP,
+            "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": STEP},
+                                  "rm_version": "1.0.4"},
+            "language": dt.code_phrase("ISO_639-1", "en"), "encoding": dt.code_phrase("IANA_character-sets", "UTF-8"),
+            "subject": {"_type": "PARTY_SELF"}, "time": {"_type": "DV_DATE_TIME", "value": when},
+            "ism_transition": {"_type": "ISM_TRANSITION", "current_state": dt.coded_text(state, "openehr", code),
+                               "careflow_step": dt.coded_text(text, "local", at)},
+            "description": {"_type": "ITEM_TREE", "name": {"_type": "DV_TEXT", "value": "Tree"},
+                            "archetype_node_id": "at0019", "items": []},
+            "instruction_details": {"_type": "INSTRUCTION_DETAILS", "activity_id": "activities[at0001]",
+                                    "instruction_id": {"_type": "LOCATABLE_REF", "namespace": "local",
+                                                       "type": "INSTRUCTION", "path": f"/content[{PLAN}]",
+                                                       "id": {"_type": "HIER_OBJECT_ID", "value": str(uuid.uuid4())}}}}
+
+
+STEP = "openEHR-EHR-ACTION.care_plan.v0"
+ISM = "https://conflictdesk.example.org/fhir/StructureDefinition/openehr-ism-transition"
+
+
+def dead() -> list:
+    return list(DeadLetter.objects.values("cause", "rule", "path", "error"))
+
+
+def _steps(comp) -> list[tuple[str, str]]:
+    return [(e["ism_transition"]["current_state"]["defining_code"]["code_string"],
+             e["ism_transition"]["careflow_step"]["defining_code"]["code_string"])
+            for _, e in rmpath.entries(comp) if e["archetype_node_id"] == STEP]
+
+
+def test_a_site_marks_the_plan_completed_and_the_central_care_plan_is_completed(delivered, fhir, ehrbase_urls, sites):
+    pid, ehrs, ids, _ = delivered
+    started = _now()
+    link = next(x for x in plan_links(ids["CarePlan"]) if x.site.name == "site1")
+    with OpenEHRClient(ehrbase_urls[0]) as client:
+        comp = client.get_composition(ehrs["site1"], link.openehr_version_uid).content
+        done = plan_step("at0013", "Care Plan Completed", "completed", "532", "2026-12-05T16:00:00+01:00")
+        comp["content"].append(done)
+        client.update_composition(ehrs["site1"], link.openehr_version_uid, comp)
+    poll_site(link.site)
+    runs = drive(ehrs)
+    assert [r.status for r in runs] == [SyncRun.Status.DONE], dead()
+    plan = fhir.read("CarePlan", ids["CarePlan"])
+    assert (plan["status"], plan["title"], plan["period"].get("end")) == ("completed", "Tumour board plan",
+                                                                          "2026-12-05T16:00:00+01:00")
+    [ext] = [e for e in plan["extension"] if e["url"] == ISM]
+    assert {x["url"]: x["valueCoding"]["code"] for x in ext["extension"]} == {"currentState": "532",
+                                                                               "careflowStep": "at0013"}
+    # no second plan: the step is the plan's status, and the plan still names its order, referral and goal
+    assert [r["id"] for r in fhir.search("CarePlan", {"subject": f"Patient/{pid}"})] == [ids["CarePlan"]]
+    assert [a["reference"]["reference"] for a in plan["activity"]] == [
+        f"MedicationRequest/{ids['MedicationRequest']}", f"ServiceRequest/{ids['ServiceRequest']}"]
+    # the engine's own write at the centre comes back as an echo (no run): site1 keeps its one step, none is
+    # written back over it
+    poll_central()
+    assert {r.status for r in drive(ehrs)} <= {SyncRun.Status.DONE}, dead()
+    with OpenEHRClient(ehrbase_urls[0]) as client:
+        comp1 = client.get_composition(ehrs["site1"], link.versioned_object_uid).content
+    assert _steps(comp1) == [("532", "at0013")]
+    for site in sites:
+        poll_site(site)
+    assert {r.status for r in drive(ehrs)} <= {SyncRun.Status.DONE}
+    for site in sites:
+        report = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehrs[site.name])
+        assert report.unaccounted == [], (site.name, dict(report.by_state))
+    assert [r.broken for r in verify_all() if r.broken] == []
+
+
+def test_a_central_status_change_writes_the_careflow_step_at_both_sites(delivered, fhir, ehrbase_urls, sites):
+    pid, ehrs, ids, _ = delivered
+    central = fhir.read("CarePlan", ids["CarePlan"])
+    fhir.update({**central, "status": "on-hold"}, if_match_version=central["meta"]["versionId"])
+    poll_central()
+    runs = [r for r in drive(ehrs) if r.change_event.source_object_id == f"CarePlan/{ids['CarePlan']}"]
+    assert {r.status for r in runs} == {SyncRun.Status.DONE}, dead()
+    for link in plan_links(ids["CarePlan"]):
+        url = dict(zip(("site1", "site2"), ehrbase_urls))[link.site.name]
+        with OpenEHRClient(url) as client:
+            comp = client.get_composition(ehrs[link.site.name], link.versioned_object_uid).content
+        assert _steps(comp) == [("530", "at0035")]  # Care Plan Suspended
+        assert [e["archetype_node_id"] for _, e in rmpath.entries(comp)] == MEMBERS + [STEP]
+    for site in sites:  # the engine's writes come back as echoes
+        poll_site(site)
+    assert drive(ehrs) == []
+    assert fhir.read("CarePlan", ids["CarePlan"])["meta"]["versionId"] == str(int(central["meta"]["versionId"]) + 1)

@@ -164,9 +164,9 @@ def test_the_exact_step_comes_back_while_it_still_folds_to_the_status():
 
 
 def test_a_template_without_the_action_reports_the_status_lost():
-    out = from_fhir(central_plan(status="completed"), template_id="t",
-                    archetypes=frozenset({PLAN, "openEHR-EHR-INSTRUCTION.medication_order.v3",
-                                          "openEHR-EHR-INSTRUCTION.service_request.v1", "openEHR-EHR-EVALUATION.goal.v1"}))
+    held = frozenset({PLAN, "openEHR-EHR-INSTRUCTION.medication_order.v3", "openEHR-EHR-INSTRUCTION.service_request.v1",
+                      "openEHR-EHR-EVALUATION.goal.v1"})
+    out = from_fhir(central_plan(status="completed"), template_id="t", archetypes=held)
     assert actions(out.composition) == []
     assert any(x.path == "CarePlan/cp1:status" and "no ACTION.care_plan" in x.reason for x in out.losses)
 
