@@ -85,8 +85,8 @@ V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": 
               "EVALUATION.problem_diagnosis.v1": {"Specific details": ("CLUSTER.ctcae.v1",)},
               # a pathology report's Gleason score and a molecular report's variants, beside the analyte v1 puts there
               "OBSERVATION.laboratory_test_result.v1": {"Test result": (
-                  "CLUSTER.gleason_score.v0", "CLUSTER.lymph_node_metastases.v0", "CLUSTER.genomic_variant_result.v1",
-                  "CLUSTER.genetic_variant_presence.v0")}}
+                  "CLUSTER.gleason_score.v0", "CLUSTER.lymph_node_metastases.v0", "CLUSTER.figo_staging_cancer.v1",
+                  "CLUSTER.genomic_variant_result.v1", "CLUSTER.genetic_variant_presence.v0")}}
 VERSIONS = {"v1": (TEMPLATE_ID, OUT, "derived", ()), "v2": (TEMPLATE_ID_V2, OUT_V2, "ckm", V2_ENTRIES)}
 
 NS = "http://schemas.openehr.org/v1"
@@ -668,7 +668,7 @@ def oncology_description(tnm_pathological: str = "derived", entries: tuple[str, 
                "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
                "health risk assessment"
                + (", performance status, radiotherapy, treatment plan with goals, referrals and administrations, adverse reaction"
-                  " risks, CTCAE-graded adverse events, Gleason score, lymph node metastases, genomic variants" if entries else "")
+                  " risks, CTCAE-graded adverse events, Gleason score, lymph node metastases, FIGO stage, genomic variants" if entries else "")
                + ". Test and mapping template of ConflictDesk.")
     tnm = (f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts)."
            if tnm_pathological == "derived" else
