@@ -161,6 +161,9 @@ def resource_rows(resource: dict) -> list[Row]:
     heading = resource[title] if title in ("summary", "title") else concept(resource.get(title))
     if resource.get("resourceType") == "Consent":  # no code: the consent's step at the site, else its category
         heading = _ism_step(resource) or concept((resource.get("category") or [None])[0])
+    if resource.get("resourceType") == "ImagingStudy":  # no code: the study by its DICOM Study Instance UID
+        heading = next((f"DICOM study {i['value'].removeprefix('urn:oid:')}" for i in resource.get("identifier") or []
+                        if isinstance(i, dict) and i.get("system") == "urn:dicom:uid" and i.get("value")), heading)
     rows = [Row(0, resource.get("resourceType", "Resource"), heading or "",
                 f"{resource.get('resourceType')}/{resource.get('id', '')} v{(resource.get('meta') or {}).get('versionId', '?')}")]
     for key, value in resource.items():

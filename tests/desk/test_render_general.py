@@ -67,3 +67,12 @@ def test_an_imaging_finding_reads_as_its_body_structure_and_text():
     assert finding[0][:3] == (0, "Observation", "Finding")
     assert (1, "value", "Two hypodense lesions", "") in finding
     assert (1, "bodySite", "Liver structure", "SNOMED CT 10200004") in finding
+
+
+def test_an_imaging_study_reads_as_its_dicom_uid_with_modality_and_description():
+    from tests.mapping import test_imaging_study as studies
+    report, study = _rendered(studies._study(rows_of._imaging("at0076"), description="CT CAP", modalities=[studies.CT]))
+    assert report[0][:3] == (0, "DiagnosticReport", "CT chest abdomen pelvis")
+    assert study[0][:3] == (0, "ImagingStudy", f"DICOM study {studies.UID}")
+    assert (1, "description", "CT CAP", "") in study and (1, "status", "available", "") in study
+    assert [r for r in study if r[1] == "modality"]
