@@ -170,6 +170,8 @@ def resource_rows(resource: dict) -> list[Row]:
         if key in _SKIP_FHIR or key == title:
             continue
         _fhir_element(key, value, 1, rows)
+    if resource.get("resourceType") == "CarePlan" and _ism_step(resource):  # the step its status folds
+        rows.append(Row(1, "careflow step at the site", _ism_step(resource)))
     for ext in resource.get("extension", []):
         if str(ext.get("url", "")).startswith(MCODE_SD):
             _extension(ext, 1, rows)

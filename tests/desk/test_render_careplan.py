@@ -2,6 +2,7 @@
 its description, period, note and the requests and goals it names as rows."""
 from conflictdesk.desk.render import resource_rows
 from sync.mapping import to_fhir
+from tests.mapping.test_careplan_action import step
 from tests.mapping.test_oncology_careplan import ARGS, tumour_board
 
 
@@ -15,3 +16,12 @@ def test_a_care_plan_is_titled_by_its_title_and_lists_its_activities_and_goals()
     assert f"ServiceRequest/{resources['ServiceRequest']['id']}" in references
     assert (1, "goal", f"Goal/{resources['Goal']['id']}") in rows
     assert not [r for r in rows[1:] if r[1] == "title"]
+
+
+def test_a_care_plan_completed_at_the_site_shows_its_status_and_the_exact_careflow_step():
+    [plan] = [r for r in to_fhir(tumour_board(step("at0010")), **ARGS).resources if r["resourceType"] == "CarePlan"]
+    rows = [(r.depth, r.label, r.value) for r in resource_rows(plan)]
+    assert (1, "status", "revoked") in rows
+    assert (1, "careflow step at the site", "Care Plan Expired") in rows
+    [active] = [r for r in to_fhir(tumour_board(), **ARGS).resources if r["resourceType"] == "CarePlan"]
+    assert not [r for r in resource_rows(active) if r.label == "careflow step at the site"]
