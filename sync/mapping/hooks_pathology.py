@@ -258,3 +258,43 @@ def figo_stage(ctx, rule, onode, fobj, fmodel, direction):
 def _coded(at: str, text: str) -> dict:
     return {"_type": "DV_CODED_TEXT", "value": text, "defining_code": {
         "_type": "CODE_PHRASE", "terminology_id": {"_type": "TERMINOLOGY_ID", "value": "local"}, "code_string": at}}
+
+
+# ``tumourInvasion`` (CLUSTER.tumour_invasion.v0 <-> one Observation 'Status of invasion by tumor', SNOMED CT
+# 370052007, as mCODE's example us-core-observation-lab-tumor-invasion-jenny-m; no LOINC exists for it): direct
+# invasion at0003 <-> valueCodeableConcept, the rubric as text plus the SNOMED CT qualifier where one says the
+# same (Present 52101004, Absent 2667000, Indeterminate 82334004, as the Chilean R2BO pathology guide's invasion
+# value set; 'Present - focal' and 'Present - diffuse/extensive' are Present too and carry it, their text says
+# how); 'Suspicious' has no code that means it: text alone.  Back, the text names the at-code when it is a rubric,
+# else the code (mCODE's own 'Negative' 260385009 reads as Absent); anything else writes nothing.
+INVASION = ("370052007", "Status of invasion by tumor")
+INVASION_EL = ("at0003", "Direct invasion")
+PRESENT, ABSENT, INDETERMINATE = ((SNOMED, "52101004", "Present"), (SNOMED, "2667000", "Absent"),
+                                  (SNOMED, "82334004", "Indeterminate"))
+INVASION_VALUES = {"at0004": ("Present", PRESENT), "at0013": ("Present - focal", PRESENT),
+                   "at0014": ("Present - diffuse/extensive", PRESENT), "at0015": ("Suspicious", None),
+                   "at0005": ("Absent", ABSENT), "at0006": ("Indeterminate", INDETERMINATE)}
+INVASION_BY_CODE = {"52101004": "at0004", "2667000": "at0005", "260385009": "at0005", "82334004": "at0006"}
+
+
+def tumour_invasion(ctx, rule, onode, fobj, fmodel, direction):
+    obs = ctx.resource
+    if direction == FWD:
+        value = (_child(onode, INVASION_EL[0]) or {}).get("value") or {}
+        at = (value.get("defining_code") or {}).get("code_string") if value.get("_type") == "DV_CODED_TEXT" else None
+        if at in INVASION_VALUES:
+            rubric, coding = INVASION_VALUES[at]
+            concept = {"text": value.get("value") or rubric}
+            if coding:
+                concept["coding"] = [{"system": coding[0], "code": coding[1], "display": coding[2]}]
+            obs["valueCodeableConcept"] = concept
+        return
+    concept = obs.get("valueCodeableConcept") or {}
+    text = concept.get("text")
+    at = next((a for a, (rubric, _) in INVASION_VALUES.items() if rubric == text), None)
+    if at is None:
+        at = next((INVASION_BY_CODE[c.get("code")] for c in concept.get("coding") or []
+                   if c.get("system") == SNOMED and c.get("code") in INVASION_BY_CODE), None)
+    if at:
+        onode.setdefault("items", []).append(
+            _element(INVASION_EL[0], INVASION_EL[1], _coded(at, INVASION_VALUES[at][0])))

@@ -37,3 +37,12 @@ def test_a_figo_stage_reads_as_the_stage_and_the_staging_system():
                            " (observable entity)")
     assert (1, "value", "IIIA", "NCIt C96256") in rows  # the NCI Thesaurus named, not its owl file
     assert (1, "method", "Cervix uteri", "SNOMED CT 106250008") in rows
+
+
+def test_direct_invasion_reads_as_the_tissue_and_the_finding():
+    from tests.mapping.test_pathology import invasion
+    [obs] = [r for r in fwd(report(invasion(), gleason())) if r["resourceType"] == "Observation"
+             and r["code"]["coding"][0]["code"] == "370052007"]
+    rows = [(r.depth, r.label, r.value, r.code) for r in resource_rows(obs)]
+    assert rows[0][2] == "Status of invasion by tumor"
+    assert (1, "bodySite", "Myometrium", "") in rows and (1, "value", "Absent", "SNOMED CT 2667000") in rows

@@ -18,7 +18,8 @@ from .hapi import hapi_errors
 
 COVERS = {"CLUSTER.gleason_score.v0": "forward reverse hapi",
           "CLUSTER.lymph_node_metastases.v0": "forward reverse hapi",
-          "CLUSTER.figo_staging_cancer.v1": "forward reverse hapi"}
+          "CLUSTER.figo_staging_cancer.v1": "forward reverse hapi",
+          "CLUSTER.tumour_invasion.v0": "forward reverse hapi"}
 
 LAB = "openEHR-EHR-OBSERVATION.laboratory_test_result.v1"
 GLEASON = "openEHR-EHR-CLUSTER.gleason_score.v0"
@@ -210,6 +211,79 @@ def test_a_central_regional_node_count_lands_in_the_cluster():
     assert "21893-3" in entry["feeder_audit"]["original_content"]["value"]
 
 
+# ------------------------------------------------------------------ direct invasion
+INVASION = "openEHR-EHR-CLUSTER.tumour_invasion.v0"
+INVASION_RUBRICS = {"at0004": "Present", "at0013": "Present - focal", "at0014": "Present - diffuse/extensive",
+                    "at0015": "Suspicious", "at0005": "Absent", "at0006": "Indeterminate"}
+
+
+def invasion(tissue="Myometrium", finding=("at0005", "Absent"), nature=None, description=None):
+    items = [el("at0001", "Tissue name", text(tissue))] if tissue else []
+    if finding:
+        items.append(el("at0003", "Direct invasion", dt.coded_text(finding[1], "local", finding[0])))
+    if nature:
+        items.append(el("at0007", "Nature of involvement", dt.coded_text(nature[1], "local", nature[0])))
+    if description:
+        items.append(el("at0012", "Description", text(description)))
+    return {"_type": "CLUSTER", "name": text("Tumour - direct invasion"), "archetype_node_id": INVASION,
+            "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": INVASION},
+                                  "rm_version": "1.0.4"}, "items": items}
+
+
+def invasions_of(resources):
+    return [r for r in resources if r["resourceType"] == "Observation"
+            and any(c.get("code") == "370052007" for c in r["code"]["coding"])]
+
+
+def test_direct_invasion_is_one_status_of_invasion_observation_per_tissue_and_comes_back_exactly():
+    comp = report(invasion(), invasion(tissue="Cervical stroma", finding=("at0013", "Present - focal"),
+                                       nature=("at0008", "Focal"), description="Superficial stromal invasion"))
+    out = fwd(comp)
+    myometrium, stroma = invasions_of(out)
+    assert myometrium["code"]["coding"] == [{"system": SNOMED, "code": "370052007",
+                                             "display": "Status of invasion by tumor"}]
+    assert myometrium["bodySite"] == {"text": "Myometrium"} and myometrium["status"] == "final"
+    assert myometrium["valueCodeableConcept"] == {"text": "Absent", "coding": [
+        {"system": SNOMED, "code": "2667000", "display": "Absent"}]}
+    # focal presence is presence: the Present code, its text saying how
+    assert stroma["valueCodeableConcept"] == {"text": "Present - focal", "coding": [
+        {"system": SNOMED, "code": "52101004", "display": "Present"}]}
+    residue = str(stroma.get("extension"))
+    assert "Focal" in residue and "Superficial stromal invasion" in residue  # nature, description: residue
+    assert all(validate_fhir(r) == [] for r in out)
+    back = from_fhir(out, template_id="t", base_composition=comp)
+    assert compare_clinical(comp, back.composition) == [] and back.losses == []
+
+
+@pytest.mark.parametrize("at", sorted(INVASION_RUBRICS))
+def test_each_invasion_finding_comes_back_from_fhir_alone(at):
+    comp = report(invasion(finding=(at, INVASION_RUBRICS[at])), gleason())
+    out = fwd(comp)
+    [obs] = invasions_of(out)
+    assert obs["valueCodeableConcept"]["text"] == INVASION_RUBRICS[at]
+    assert ("coding" in obs["valueCodeableConcept"]) is (at != "at0015")  # no code means 'suspicious'
+    [entry] = from_fhir(out, template_id="t").composition["content"]
+    assert compare_clinical(comp["content"][0], entry) == []
+
+
+def test_a_central_invasion_status_lands_in_the_cluster_by_its_code():
+    born = {"resourceType": "Observation", "id": "i-1", "status": "final", "subject": {"reference": "Patient/p9"},
+            "code": {"coding": [{"system": SNOMED, "code": "370052007"}]}, "bodySite": {"text": "Serosa"},
+            "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "260385009"}]}}  # mCODE's 'Negative'
+    dr = {"resourceType": "DiagnosticReport", "id": "dr-4", "status": "final", "subject": {"reference": "Patient/p9"},
+          "code": {"text": "Hemicolectomy"}, "result": [{"reference": "Observation/i-1"}]}
+    [entry] = from_fhir([dr, born], template_id="t").composition["content"]
+    [cluster] = [i for e in entry["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == INVASION]
+    values = {i["archetype_node_id"]: i["value"] for i in cluster["items"]}
+    assert values["at0001"]["value"] == "Serosa" and values["at0003"]["defining_code"]["code_string"] == "at0005"
+    odd = {**born, "id": "i-2", "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "10828004"}]}}
+    [entry] = from_fhir([{**dr, "result": [{"reference": "Observation/i-2"}]}, odd],
+                        template_id="t").composition["content"]
+    [cluster] = [i for e in entry["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == INVASION]
+    assert [i["archetype_node_id"] for i in cluster["items"]] == ["at0001"]  # an unlisted answer is not guessed
+    assert "10828004" in entry["feeder_audit"]["original_content"]["value"]
+
+
 # ------------------------------------------------------------------ hypothesis
 @st.composite
 def gleason_reports(draw):
@@ -229,6 +303,10 @@ def gleason_reports(draw):
                       criteria=draw(criteria), version=draw(st.sampled_from([None, "2018"])))
                  for _ in range(draw(st.integers(0, 2)))]
     clusters = [c if c["items"] else figo() for c in clusters]
+    clusters += [invasion(tissue=draw(st.sampled_from([None, "Myometrium"])),
+                          finding=draw(st.sampled_from([None, *INVASION_RUBRICS.items()])),
+                          nature=draw(st.sampled_from([None, ("at0008", "Focal")])))
+                 for _ in range(draw(st.integers(0, 2)))]
     return report(*clusters, status=draw(st.sampled_from([("at0038", "Final"), ("at0120", "Preliminary"), None])))
 
 
@@ -243,10 +321,11 @@ def test_round_trip_property(comp):
 
 # ------------------------------------------------------------------ HAPI $validate
 @pytest.mark.integration
-def test_hapi_validates_the_gleason_node_and_figo_observations_and_their_report(fhir_base_url):
+def test_hapi_validates_every_pathology_observation_and_their_report(fhir_base_url):
     out = fwd(report(gleason(tertiary=5), gleason(primary=3, secondary=3, total=6, group=1), nodes(),
-                     figo(), figo(stage="IIIC1r", criteria=(None, "Ovary"), version="2014")))
-    assert [r["resourceType"] for r in out].count("Observation") == 5
+                     figo(), figo(stage="IIIC1r", criteria=(None, "Ovary"), version="2014"),
+                     invasion(), invasion(finding=("at0015", "Suspicious"), nature=("at0009", "Extensive"))))
+    assert [r["resourceType"] for r in out].count("Observation") == 7
     for r in out:
         assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
 
