@@ -58,6 +58,12 @@ def general_uid(seed: int, subject_id: str) -> str:
     return str(uuid.uuid5(_UID_NS, f"{seed}|{subject_id}|general"))
 
 
+def study_uid(seed: int, subject_id: str) -> str:
+    """The imaging study's DICOM Study Instance UID: a UUID-derived UID (DICOM PS3.5 B.2, root 2.25), unique
+    without an organisation's root, the same for a seed and subject."""
+    return f"2.25.{uuid.uuid5(_UID_NS, f'{seed}|{subject_id}|imaging study').int}"
+
+
 def _archetype(path: str) -> str | None:
     return next((name for name in ("body_mass_index", "head_circumference", "tobacco_smoking_summary",
                                    "alcohol_consumption_summary", "clinical_synopsis", "imaging_exam",
@@ -101,6 +107,8 @@ def _chooser(rng: random.Random, visit: datetime):
             return rng.choice(VACCINES)
         if ask.kind == "code" and (arch, node) == ("imaging_exam_result", "at0072") and "at0076" in ask.options:
             return "at0076"  # a reported study: Final
+        if ask.kind == "code" and (arch, node) == ("imaging_exam_result", "at0099") and "at0101" in ask.options:
+            return "at0101"  # its images: Available
         if ask.kind == "text" and (arch, node) in (("informed_consent", "at0002"),
                                                    ("informed_consent_request", "at0004")):
             return consented
@@ -129,6 +137,10 @@ def general_composition(seed: int, subject_id: str, visit: datetime) -> dict:
         if entry["archetype_node_id"].endswith(".informed_consent.v0"):  # given, still valid: no end date
             items = entry["description"]["items"]
             items[:] = [i for i in items if i["archetype_node_id"] != "at0009"]
+        if entry["archetype_node_id"].endswith(".imaging_exam_result.v1"):
+            for item in (entry.get("protocol") or {}).get("items") or []:
+                if item["archetype_node_id"] == "at0092":  # the study's DICOM UID (no organisation root made up)
+                    item["value"] = {"_type": "DV_IDENTIFIER", "id": study_uid(seed, subject_id)}
         if entry["archetype_node_id"].endswith(".medication_statement.v0"):  # named by its details cluster alone
             for event in entry["data"]["events"]:
                 event["data"]["items"] = [i for i in event["data"]["items"] if i["archetype_node_id"] != "at0006"]

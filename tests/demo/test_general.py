@@ -55,6 +55,10 @@ def test_every_row_is_there_with_plausible_values_and_maps_to_valid_fhir(subject
     assert (finding["bodySite"]["text"], finding["valueString"]) in general.STRUCTURES
     assert report["status"] == "final" and report["conclusion"] in general.IMPRESSIONS
     assert report["code"]["text"] in general.STUDIES
+    [study] = [r for r in resources if r["resourceType"] == "ImagingStudy"]  # identified by its DICOM UID
+    assert report["imagingStudy"] == [{"reference": f"ImagingStudy/{study['id']}"}] and study["status"] == "available"
+    assert study["identifier"][1] == {"use": "official", "system": "urn:dicom:uid",
+                                      "value": f"urn:oid:{general.study_uid(2024, subject)}"}
     [episode] = [r for r in resources if r["resourceType"] == "EpisodeOfCare"]
     [immunization] = [r for r in resources if r["resourceType"] == "Immunization"]
     assert episode["period"]["start"] and immunization["vaccineCode"]["text"] in general.VACCINES
@@ -92,5 +96,6 @@ def test_it_commits_once_to_ehrbase_and_validates_in_hapi(ehrbase_urls, fhir_bas
     resources = to_fhir(stored, **ARGS).resources
     assert {r["resourceType"] for r in resources} >= {"Observation", "ClinicalImpression", "DiagnosticReport",
                                                          "EpisodeOfCare", "Immunization", "FamilyMemberHistory",
-                                                         "MedicationStatement", "Medication", "Consent"}
+                                                         "MedicationStatement", "Medication", "Consent",
+                                                         "ImagingStudy"}
     assert {r["id"]: hapi_errors(fhir_base_url, r) for r in resources} == {r["id"]: [] for r in resources}

@@ -50,7 +50,9 @@ def test_a_general_record_reaches_the_centre_as_its_resource_types(cdr, fhir, si
     stored = [fhir.read(r["type"], r["id"]) for r in link.fhir_resources]
     types = {r["resourceType"] for r in stored}
     assert {"Observation", "ClinicalImpression", "DiagnosticReport", "EpisodeOfCare", "Immunization",
-            "FamilyMemberHistory", "MedicationStatement", "Medication", "Consent"} <= types
+            "FamilyMemberHistory", "MedicationStatement", "Medication", "Consent", "ImagingStudy"} <= types
+    [report], [study] = [[r for r in stored if r["resourceType"] == t] for t in ("DiagnosticReport", "ImagingStudy")]
+    assert report["imagingStudy"] == [{"reference": f"ImagingStudy/{study['id']}"}]  # the study the site identified
     assert sorted(r["status"] for r in stored if r["resourceType"] == "Consent") == ["active", "draft"]
     [statement], [medication] = [[r for r in stored if r["resourceType"] == t] for t in ("MedicationStatement",
                                                                                        "Medication")]
