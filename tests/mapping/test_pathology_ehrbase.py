@@ -1,0 +1,62 @@
+"""Issue 17 pathology row on a real CDR: a pathology report holding CLUSTER.figo_staging_cancer.v1 and
+CLUSTER.tumour_invasion.v0, committed FLAT under the oncology template v2 at EHRbase (site1), reads back as the
+canonical composition that maps to the mCODE cancer stage and the invasion status Observations (HAPI
+$validate: 0 errors, the mCODE profile checked) and back into the same clusters."""
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from sync.demo.flat import TEMPLATE_ID, FlatComposition, iso
+from sync.mapping import compare_clinical, from_fhir, to_fhir
+
+from .hapi import hapi_errors
+
+OPT = "deploy/templates/conflictdesk_oncology.v2.opt"
+WHEN = datetime(2025, 6, 2, 10, 0, tzinfo=timezone.utc)
+
+
+def hysterectomy_report() -> dict:
+    flat = FlatComposition(WHEN, facility="Synthetic Oncology Centre", composer="Dr Synthetic Pathologist")
+    path = flat.entry("laboratory_test_result")
+    event = f"{path}/any_event:0"
+    flat.set(f"{event}/time", iso(WHEN))
+    flat.set(f"{event}/test_name", "Radical hysterectomy, histopathology")
+    figo = f"{event}/figo_staging_of_gynaecological_cancer:0"
+    flat.local(f"{figo}/staging_criteria", "at0007", "Cervix uteri")
+    flat.set(f"{figo}/figo_stage", "IB2")
+    flat.set(f"{figo}/figo_version", "2018")
+    for i, (tissue, code, rubric) in enumerate((("Parametrium", "at0005", "Absent"),
+                                                ("Cervical stroma", "at0014", "Present - diffuse/extensive"))):
+        invasion = f"{event}/tumour_-_direct_invasion:{i}"
+        flat.set(f"{invasion}/tissue_name", tissue)
+        flat.local(f"{invasion}/direct_invasion", code, rubric)
+    flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
+    return flat.build()
+
+
+@pytest.mark.integration
+def test_a_figo_stage_and_direct_invasion_commit_to_ehrbase_and_map_to_valid_observations(ehrbase_urls, fhir_base_url):
+    from pathlib import Path
+
+    from sync.clients.openehr import OpenEHRClient
+
+    root = Path(__file__).resolve().parents[2]
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template((root / OPT).read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNFIGO{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, hysterectomy_report(), template_id=TEMPLATE_ID)
+        comp = cdr.get_composition(ehr, ref.version_uid).content
+    resources = to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
+    [stage] = [r for r in resources if r["resourceType"] == "Observation"
+               and r["code"]["coding"][0]["code"] == "385361009"]
+    assert stage["valueCodeableConcept"]["coding"][0]["code"] == "C96250"  # FIGO Stage IB2
+    assert stage["method"]["coding"][0]["code"] == "106250008"
+    invasions = [r for r in resources if r["resourceType"] == "Observation"
+                 and r["code"]["coding"][0]["code"] == "370052007"]
+    assert [(r["bodySite"]["text"], r["valueCodeableConcept"]["coding"][0]["code"]) for r in invasions] == [
+        ("Parametrium", "2667000"), ("Cervical stroma", "52101004")]
+    for r in resources:
+        assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
+    back = from_fhir(resources, template_id=TEMPLATE_ID, base_composition=comp)
+    assert compare_clinical(comp, back.composition) == [] and back.losses == []
