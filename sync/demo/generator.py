@@ -209,6 +209,7 @@ class _Ctx:
         intent = agents[0].intent if agents[0].intent == "palliative" else "curative"
         add_care_plan(flat, when, f"{intent.capitalize()} treatment plan", self.diagnosis_text(),
                       "; ".join(a.item.value for a in agents))
+        add_plan_scheduled(flat, when, f"{intent.capitalize()} treatment plan")
         for agent in agents:
             add_medication_order(flat, self.rng, when + timedelta(days=1), agent, self.diagnosis_text())
         self.planned = when
@@ -524,6 +525,16 @@ def add_care_plan(flat: FlatComposition, when: datetime, name: str, indication: 
     flat.set(f"{path}/activity/comment", "Agreed at the tumour board")
     flat.set(f"{path}/activity/action_archetype_id", "openEHR-EHR-ACTION.care_plan.v1")
     flat.set(f"{path}/narrative", name)
+
+
+def add_plan_scheduled(flat: FlatComposition, when: datetime, name: str) -> None:
+    """ACTION.care_plan.v0 at careflow step 'Care Plan Scheduled' (state scheduled): the board's plan, its orders
+    starting the next day; it acts on the composition's only plan (its CarePlan: active, the step kept exactly)."""
+    path = flat.entry("care_plan")
+    flat.set(f"{path}/time", iso(when))
+    flat.set(f"{path}/ism_transition/current_state", code="529", value="scheduled", terminology="openehr")
+    flat.local(f"{path}/ism_transition/careflow_step", "at0018", "Care Plan Scheduled")
+    flat.set(f"{path}/care_plan_name", name)  # the RM requires a description: the plan's name is its one element
 
 
 def add_referral(flat: FlatComposition, due: datetime, service: str, indication: str) -> None:

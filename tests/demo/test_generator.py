@@ -31,7 +31,10 @@ EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime
         "lymph_node_site_name", "tumour_involvement|code", "tumour_involvement|value", "tumour_involvement|terminology",
         "number_of_nodes_examined", "number_of_nodes_with_tumour")} | {
     f"{ROOT}/laboratory_test_result:#/any_event:#/genetic_variant_presence:#/{k}" for k in (  # an EGFR result
-        "variant_name", "finding|code", "finding|value", "finding|terminology")}
+        "variant_name", "finding|code", "finding|value", "finding|terminology")} | {
+    f"{ROOT}/care_plan:#/{k}" for k in (  # the board's plan scheduled (ACTION.care_plan.v0)
+        "language|code", "language|terminology", "encoding|code", "encoding|terminology", "time", "care_plan_name",
+        *(f"ism_transition/{e}|{a}" for e in ("current_state", "careflow_step") for a in ("code", "value", "terminology")))}
 WHEN = datetime(2025, 5, 1, 9, 30, tzinfo=timezone.utc)
 
 

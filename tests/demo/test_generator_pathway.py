@@ -1,6 +1,8 @@
 """The demo's oncology pathway (issue 17): each patient's treatment visit is the tumour board's plan (care
 plan, the orders, a radiotherapy referral, the goal) with ECOG and Karnofsky, and each follow-up records
 performance status and a dose given; mapped to FHIR, the plan names the orders and the referral."""
+import json
+
 import pytest
 
 from sync.demo import catalogue as cat
@@ -291,3 +293,37 @@ def test_a_lung_diagnosis_with_its_egfr_result_commits_to_ehrbase(patients, ehrb
                  if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "69548-6"]
     found = cat.egfr_finding_of(p.summary["histology"])
     assert variant["valueCodeableConcept"]["coding"][0]["code"] == {True: "LA9633-4", False: "LA9634-2"}[found]
+
+
+def test_the_board_schedules_its_plan_and_the_care_plan_keeps_the_step(patients, ehrbase_urls, fhir_base_url):
+    """ACTION.care_plan.v0 'Care Plan Scheduled' beside the plan: committed to EHRbase under v2, it is the status
+    (active) and careflow step of the plan's CarePlan, no CarePlan of its own, and HAPI validates it."""
+    import uuid
+
+    import httpx
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.demo.flat import TEMPLATE_ID
+    from tests.mapping.hapi import hapi_errors
+
+    for p in patients:
+        [treatment] = [e.flat for e in p.events if e.kind == "treatment"]
+        assert treatment[f"{ROOT}/care_plan:0/ism_transition/careflow_step|code"] == "at0018"
+        assert treatment[f"{ROOT}/care_plan:0/time"] == treatment[f"{ROOT}/care_plan_request:0/activity/date_of_onset"]
+        assert not [e for e in p.events if e.kind != "treatment" and f"{ROOT}/care_plan:0/time" in e.flat]
+    event = next(e for e in patients[0].events if e.kind == "treatment")
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template(OPT.read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNPLAN{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
+        comp = cdr.get_composition(ehr, ref.version_uid).content
+    [plan] = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
+              if r["resourceType"] == "CarePlan"]
+    [ism] = [e for e in plan["extension"] if e["url"].endswith("/openehr-ism-transition")]
+    assert plan["status"] == "active"
+    assert {x["url"]: x["valueCoding"]["code"] for x in ism["extension"]} == {"currentState": "529",
+                                                                               "careflowStep": "at0018"}
+    sd = json.loads((REPO_DIR / "sync/mapping/extensions/openehr-ism-transition.json").read_text(encoding="utf-8"))
+    httpx.put(f"{fhir_base_url}/StructureDefinition/{sd['id']}", json=sd, timeout=60,
+              headers={"Content-Type": "application/fhir+json"}).raise_for_status()
+    assert hapi_errors(fhir_base_url, plan) == []
