@@ -29,11 +29,12 @@ HOOKS = {
     "dateTimeInterval": hooks_lab.date_time_interval,
     "firstResult": hooks_lab.first_result,
     "loneResultTestName": hooks_lab.lone_result_test_name,
-    # pathology report findings (Gleason score, lymph node counts, FIGO stage, direct invasion)
+    # pathology report findings (Gleason score, lymph node counts, FIGO stage, direct invasion, margins)
     "gleasonScore": hooks_pathology.gleason_score,
     "lymphNodeCounts": hooks_pathology.lymph_node_counts,
     "figoStage": hooks_pathology.figo_stage,
     "tumourInvasion": hooks_pathology.tumour_invasion,
+    "resectionMargin": hooks_pathology.resection_margin,
     # genomic variant results in a lab report
     "genomicVariant": hooks_genomics.genomic_variant,
     # order identifiers (HL7 v2-0203 PLAC / FILL), lab, imaging and service requests

@@ -298,3 +298,43 @@ def tumour_invasion(ctx, rule, onode, fobj, fmodel, direction):
     if at:
         onode.setdefault("items", []).append(
             _element(INVASION_EL[0], INVASION_EL[1], _coded(at, INVASION_VALUES[at][0])))
+
+
+# ``resectionMargin`` (CLUSTER.tumour_resection_margins.v0 <-> one Observation 'Surgical margin observable', SNOMED
+# CT 396631001, in the shape of the Chilean R2BO pathology guide's margin Observation): marginal involvement at0001
+# <-> component SNOMED CT 396324006 'Surgical margin involved by neoplasm in excised tissue specimen', its value the
+# rubric as text plus the code of R2BO's margin value set that says the same (Present: Involved 248448006, Absent:
+# Negative 260385009); Equivocal and Indeterminate have no code there: text alone.  Back, a rubric text names its
+# at-code, else the code (R2BO's Positive 10828004 reads as Present); anything else writes nothing.
+MARGIN = ("396631001", "Surgical margin observable")
+MARGIN_INVOLVED = ("396324006", "Surgical margin involved by neoplasm in excised tissue specimen")
+MARGIN_EL = ("at0001", "Marginal involvement")
+MARGIN_VALUES = {"at0014": ("Present", (SNOMED, "248448006", "Involved")),
+                 "at0015": ("Absent", (SNOMED, "260385009", "Negative")),
+                 "at0017": ("Equivocal", None), "at0016": ("Indeterminate", None)}
+MARGIN_BY_CODE = {"248448006": "at0014", "10828004": "at0014", "260385009": "at0015"}
+
+
+def resection_margin(ctx, rule, onode, fobj, fmodel, direction):
+    obs = ctx.resource
+    if direction == FWD:
+        value = (_child(onode, MARGIN_EL[0]) or {}).get("value") or {}
+        at = (value.get("defining_code") or {}).get("code_string") if value.get("_type") == "DV_CODED_TEXT" else None
+        if at in MARGIN_VALUES:
+            rubric, coding = MARGIN_VALUES[at]
+            concept = {"text": value.get("value") or rubric}
+            if coding:
+                concept["coding"] = [{"system": coding[0], "code": coding[1], "display": coding[2]}]
+            obs["component"] = [{"code": {"coding": [{"system": SNOMED, "code": MARGIN_INVOLVED[0],
+                                                      "display": MARGIN_INVOLVED[1]}]},
+                                 "valueCodeableConcept": concept}]
+        return
+    concept = next((c.get("valueCodeableConcept") or {} for c in obs.get("component") or []
+                    if _code(c.get("code"), SNOMED) == MARGIN_INVOLVED[0]), {})
+    text = concept.get("text")
+    at = next((a for a, (rubric, _) in MARGIN_VALUES.items() if rubric == text), None)
+    if at is None:
+        at = next((MARGIN_BY_CODE[c.get("code")] for c in concept.get("coding") or []
+                   if c.get("system") == SNOMED and c.get("code") in MARGIN_BY_CODE), None)
+    if at:
+        onode.setdefault("items", []).append(_element(MARGIN_EL[0], MARGIN_EL[1], _coded(at, MARGIN_VALUES[at][0])))

@@ -46,3 +46,14 @@ def test_direct_invasion_reads_as_the_tissue_and_the_finding():
     rows = [(r.depth, r.label, r.value, r.code) for r in resource_rows(obs)]
     assert rows[0][2] == "Status of invasion by tumor"
     assert (1, "bodySite", "Myometrium", "") in rows and (1, "value", "Absent", "SNOMED CT 2667000") in rows
+
+
+def test_a_resection_margin_reads_as_the_margin_and_its_involvement():
+    from tests.mapping.test_pathology import margin
+    [obs] = [r for r in fwd(report(margin(), gleason())) if r["resourceType"] == "Observation"
+             and r["code"]["coding"][0]["code"] == "396631001"]
+    rows = [(r.depth, r.label, r.value, r.code) for r in resource_rows(obs)]
+    assert rows[0][2] == "Surgical margin observable" and (1, "bodySite", "Distal margin", "") in rows
+    involvement = "Surgical margin involved by neoplasm in excised tissue specimen"
+    i = rows.index((2, "code", involvement, "SNOMED CT 396324006"))
+    assert rows[i + 1] == (2, "value", "Absent", "SNOMED CT 260385009")

@@ -19,7 +19,8 @@ from .hapi import hapi_errors
 COVERS = {"CLUSTER.gleason_score.v0": "forward reverse hapi",
           "CLUSTER.lymph_node_metastases.v0": "forward reverse hapi",
           "CLUSTER.figo_staging_cancer.v1": "forward reverse hapi",
-          "CLUSTER.tumour_invasion.v0": "forward reverse hapi"}
+          "CLUSTER.tumour_invasion.v0": "forward reverse hapi",
+          "CLUSTER.tumour_resection_margins.v0": "forward reverse hapi"}
 
 LAB = "openEHR-EHR-OBSERVATION.laboratory_test_result.v1"
 GLEASON = "openEHR-EHR-CLUSTER.gleason_score.v0"
@@ -284,6 +285,81 @@ def test_a_central_invasion_status_lands_in_the_cluster_by_its_code():
     assert "10828004" in entry["feeder_audit"]["original_content"]["value"]
 
 
+# ------------------------------------------------------------------ resection margins
+MARGIN = "openEHR-EHR-CLUSTER.tumour_resection_margins.v0"
+MARGIN_RUBRICS = {"at0014": "Present", "at0015": "Absent", "at0017": "Equivocal", "at0016": "Indeterminate"}
+
+
+def margin(name="Distal margin", involvement=("at0015", "Absent"), distance=12.0):
+    items = [el("at0018", "Margin name", text(name))] if name else []
+    if involvement:
+        items.append(el("at0001", "Marginal involvement", dt.coded_text(involvement[1], "local", involvement[0])))
+    if distance is not None:
+        items.append({"_type": "CLUSTER", "archetype_node_id": "at0008", "name": text("Tumour absent"), "items": [
+            el("at0009", "Distance from resection margin",
+               {"_type": "DV_QUANTITY", "magnitude": distance, "units": "mm"})]})
+    return {"_type": "CLUSTER", "name": text("Tumour - Surgical resection margins"), "archetype_node_id": MARGIN,
+            "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": MARGIN},
+                                  "rm_version": "1.0.4"}, "items": items}
+
+
+def margins_of(resources):
+    return [r for r in resources if r["resourceType"] == "Observation"
+            and any(c.get("code") == "396631001" for c in r["code"]["coding"])]
+
+
+def test_a_resection_margin_is_one_surgical_margin_observation_with_its_involvement_and_comes_back_exactly():
+    comp = report(margin(), margin(name="Circumferential margin", involvement=("at0014", "Present"), distance=None))
+    out = fwd(comp)
+    distal, crm = margins_of(out)
+    assert distal["code"]["coding"] == [{"system": SNOMED, "code": "396631001",
+                                         "display": "Surgical margin observable"}]
+    assert distal["bodySite"] == {"text": "Distal margin"} and not any(k.startswith("value") for k in distal)
+    assert distal["component"] == [{"code": {"coding": [{"system": SNOMED, "code": "396324006", "display":
+                                                         "Surgical margin involved by neoplasm in excised tissue"
+                                                         " specimen"}]},
+                                    "valueCodeableConcept": {"text": "Absent", "coding": [
+                                        {"system": SNOMED, "code": "260385009", "display": "Negative"}]}}]
+    assert crm["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "248448006"
+    # the distance from this margin is not LOINC 33737-8 (distance from the closest margin): residue
+    assert "33737-8" not in str(distal) and "12.0" in str(distal.get("extension"))
+    assert all(validate_fhir(r) == [] for r in out)
+    back = from_fhir(out, template_id="t", base_composition=comp)
+    assert compare_clinical(comp, back.composition) == [] and back.losses == []
+
+
+@pytest.mark.parametrize("at", sorted(MARGIN_RUBRICS))
+def test_each_margin_involvement_comes_back_from_fhir_alone(at):
+    comp = report(margin(involvement=(at, MARGIN_RUBRICS[at]), distance=None), gleason())
+    out = fwd(comp)
+    [obs] = margins_of(out)
+    concept = obs["component"][0]["valueCodeableConcept"]
+    assert concept["text"] == MARGIN_RUBRICS[at] and ("coding" in concept) is (at in ("at0014", "at0015"))
+    [entry] = from_fhir(out, template_id="t").composition["content"]
+    assert compare_clinical(comp["content"][0], entry) == []
+
+
+def test_a_central_margin_lands_in_the_cluster_by_its_code():
+    born = {"resourceType": "Observation", "id": "m-1", "status": "final", "subject": {"reference": "Patient/p9"},
+            "code": {"coding": [{"system": SNOMED, "code": "396631001"}]}, "bodySite": {"text": "Deep margin"},
+            "component": [{"code": {"coding": [{"system": SNOMED, "code": "396324006"}]},
+                           "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "10828004"}]}}]}
+    dr = {"resourceType": "DiagnosticReport", "id": "dr-5", "status": "final", "subject": {"reference": "Patient/p9"},
+          "code": {"text": "Wide local excision"}, "result": [{"reference": "Observation/m-1"}]}
+    [entry] = from_fhir([dr, born], template_id="t").composition["content"]
+    [cluster] = [i for e in entry["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == MARGIN]
+    values = {i["archetype_node_id"]: i["value"] for i in cluster["items"]}
+    assert values["at0018"]["value"] == "Deep margin"
+    assert values["at0001"]["defining_code"]["code_string"] == "at0014"  # R2BO's 'Positive': involved
+    odd = {**born, "id": "m-2", "component": [{"code": {"coding": [{"system": SNOMED, "code": "396324006"}]},
+                                               "valueCodeableConcept": {"text": "close (<1 mm)"}}]}
+    [entry] = from_fhir([{**dr, "result": [{"reference": "Observation/m-2"}]}, odd],
+                        template_id="t").composition["content"]
+    [cluster] = [i for e in entry["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == MARGIN]
+    assert [i["archetype_node_id"] for i in cluster["items"]] == ["at0018"]  # no involvement guessed from a text
+    assert "close (<1 mm)" in entry["feeder_audit"]["original_content"]["value"]
+
+
 # ------------------------------------------------------------------ hypothesis
 @st.composite
 def gleason_reports(draw):
@@ -307,6 +383,11 @@ def gleason_reports(draw):
                           finding=draw(st.sampled_from([None, *INVASION_RUBRICS.items()])),
                           nature=draw(st.sampled_from([None, ("at0008", "Focal")])))
                  for _ in range(draw(st.integers(0, 2)))]
+    clusters += [margin(name=draw(st.sampled_from([None, "Distal margin"])),
+                        involvement=draw(st.sampled_from([None, *MARGIN_RUBRICS.items()])),
+                        distance=draw(st.sampled_from([None, 4.0])))
+                 for _ in range(draw(st.integers(0, 2)))]
+    clusters = [c if c["items"] else margin() for c in clusters]
     return report(*clusters, status=draw(st.sampled_from([("at0038", "Final"), ("at0120", "Preliminary"), None])))
 
 
@@ -324,8 +405,9 @@ def test_round_trip_property(comp):
 def test_hapi_validates_every_pathology_observation_and_their_report(fhir_base_url):
     out = fwd(report(gleason(tertiary=5), gleason(primary=3, secondary=3, total=6, group=1), nodes(),
                      figo(), figo(stage="IIIC1r", criteria=(None, "Ovary"), version="2014"),
-                     invasion(), invasion(finding=("at0015", "Suspicious"), nature=("at0009", "Extensive"))))
-    assert [r["resourceType"] for r in out].count("Observation") == 7
+                     invasion(), invasion(finding=("at0015", "Suspicious"), nature=("at0009", "Extensive")),
+                     margin(), margin(name="Radial margin", involvement=("at0017", "Equivocal"))))
+    assert [r["resourceType"] for r in out].count("Observation") == 9
     for r in out:
         assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
 
