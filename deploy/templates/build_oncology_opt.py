@@ -86,8 +86,8 @@ V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": 
               # a pathology report's Gleason score and a molecular report's variants, beside the analyte v1 puts there
               "OBSERVATION.laboratory_test_result.v1": {"Test result": (
                   "CLUSTER.gleason_score.v0", "CLUSTER.lymph_node_metastases.v0", "CLUSTER.figo_staging_cancer.v1",
-                  "CLUSTER.tumour_invasion.v0", "CLUSTER.genomic_variant_result.v1",
-                  "CLUSTER.genetic_variant_presence.v0")}}
+                  "CLUSTER.tumour_invasion.v0", "CLUSTER.tumour_resection_margins.v0",
+                  "CLUSTER.genomic_variant_result.v1", "CLUSTER.genetic_variant_presence.v0")}}
 VERSIONS = {"v1": (TEMPLATE_ID, OUT, "derived", ()), "v2": (TEMPLATE_ID_V2, OUT_V2, "ckm", V2_ENTRIES)}
 
 NS = "http://schemas.openehr.org/v1"
@@ -669,7 +669,8 @@ def oncology_description(tnm_pathological: str = "derived", entries: tuple[str, 
                "medication order, procedure, cancer diagnosis with clinical and pathological TNM, "
                "health risk assessment"
                + (", performance status, radiotherapy, treatment plan with goals, referrals and administrations, adverse reaction"
-                  " risks, CTCAE-graded adverse events, Gleason score, lymph node metastases, FIGO stage, tumour invasion, genomic variants" if entries else "")
+                  " risks, CTCAE-graded adverse events, Gleason score, lymph node metastases, FIGO stage, tumour invasion,"
+                  " resection margins, genomic variants" if entries else "")
                + ". Test and mapping template of ConflictDesk.")
     tnm = (f"{TNM_PATH_ID} is derived from openEHR-EHR-CLUSTER.tnm.v1 (same nodes, pathological texts)."
            if tnm_pathological == "derived" else

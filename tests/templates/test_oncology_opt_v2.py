@@ -109,6 +109,7 @@ def test_v2_fills_the_lab_result_slot_with_the_pathology_and_genomic_clusters_be
                 if c.get(XSI_TYPE) == "C_ARCHETYPE_ROOT"}
     added = {"openEHR-EHR-CLUSTER.gleason_score.v0", "openEHR-EHR-CLUSTER.lymph_node_metastases.v0",
              "openEHR-EHR-CLUSTER.figo_staging_cancer.v1", "openEHR-EHR-CLUSTER.tumour_invasion.v0",
+             "openEHR-EHR-CLUSTER.tumour_resection_margins.v0",
              "openEHR-EHR-CLUSTER.genomic_variant_result.v1",
              "openEHR-EHR-CLUSTER.genetic_variant_presence.v0"}
     assert added | {"openEHR-EHR-CLUSTER.laboratory_test_analyte.v1"} <= lab_clusters(V2)
