@@ -167,12 +167,13 @@ def removal_types() -> list[str]:
     Composition, a list composition's List) and parts (Specimen) have no entry of
     their own to take out. From the mapping registry, so a newly mapped type is covered.
     """
-    from sync.mapping import fhirmodel
+    from sync.mapping import fhirmodel, hooks
     from sync.mapping.composition import RESOURCES as COMPOSITION_LEVEL
     from sync.mapping.from_fhir import PART_ONLY
     from sync.mapping.spec import registry
 
     made = {s.resource for s in registry().values() if s.resource and fhirmodel.is_resource(s.resource)}
+    made |= {t for types in hooks.MAKES.values() for t in types}  # and what a hook makes (an ImagingStudy)
     return sorted(made - {*COMPOSITION_LEVEL, *PART_ONLY, *settings.CONFLICTDESK_FLOWBACK_TYPES})
 
 

@@ -168,6 +168,7 @@ def test_the_central_removal_check_keeps_only_the_removals_of_types_whose_edits_
 
     types = removal_types()
     assert "AdverseEvent" in types and "MedicationStatement" in types
+    assert "ImagingStudy" in types  # made by a hook beside its file's DiagnosticReport (hooks.MAKES)
     assert not set(types) & {*settings.CONFLICTDESK_FLOWBACK_TYPES, "Encounter", "Composition", "List", "Specimen"}
 
     def entry(rtype, resource=None, deleted=False):
