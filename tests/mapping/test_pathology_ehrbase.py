@@ -1,6 +1,6 @@
 """Issue 17 pathology row on a real CDR: a pathology report holding CLUSTER.figo_staging_cancer.v1 and
-CLUSTER.tumour_invasion.v0, committed FLAT under the oncology template v2 at EHRbase (site1), reads back as the
-canonical composition that maps to the mCODE cancer stage and the invasion status Observations (HAPI
+CLUSTER.tumour_invasion.v0 and CLUSTER.tumour_resection_margins.v0, committed FLAT under the oncology template v2 at EHRbase (site1), reads back as the
+canonical composition that maps to the mCODE cancer stage, the invasion status and the surgical margin Observations (HAPI
 $validate: 0 errors, the mCODE profile checked) and back into the same clusters."""
 import uuid
 from datetime import datetime, timezone
@@ -31,12 +31,16 @@ def hysterectomy_report() -> dict:
         invasion = f"{event}/tumour_-_direct_invasion:{i}"
         flat.set(f"{invasion}/tissue_name", tissue)
         flat.local(f"{invasion}/direct_invasion", code, rubric)
+    margin = f"{event}/surgical_resection_margins:0"
+    flat.set(f"{margin}/margin_name", "Vaginal cuff margin")
+    flat.local(f"{margin}/marginal_involvement", "at0015", "Absent")
+    flat.set(f"{margin}/tumour_absent:0/distance_from_resection_margin", magnitude=8.0, unit="mm")
     flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
     return flat.build()
 
 
 @pytest.mark.integration
-def test_a_figo_stage_and_direct_invasion_commit_to_ehrbase_and_map_to_valid_observations(ehrbase_urls, fhir_base_url):
+def test_figo_stage_invasion_and_margin_commit_to_ehrbase_and_map_to_valid_observations(ehrbase_urls, fhir_base_url):
     from pathlib import Path
 
     from sync.clients.openehr import OpenEHRClient
@@ -56,6 +60,10 @@ def test_a_figo_stage_and_direct_invasion_commit_to_ehrbase_and_map_to_valid_obs
                  and r["code"]["coding"][0]["code"] == "370052007"]
     assert [(r["bodySite"]["text"], r["valueCodeableConcept"]["coding"][0]["code"]) for r in invasions] == [
         ("Parametrium", "2667000"), ("Cervical stroma", "52101004")]
+    [margin] = [r for r in resources if r["resourceType"] == "Observation"
+                and r["code"]["coding"][0]["code"] == "396631001"]
+    assert margin["bodySite"]["text"] == "Vaginal cuff margin"
+    assert margin["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "260385009"
     for r in resources:
         assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
     back = from_fhir(resources, template_id=TEMPLATE_ID, base_composition=comp)
