@@ -371,3 +371,11 @@ def egfr_finding_of(histology: str) -> bool | None:
     if EGFR_VARIANT in histology:
         return True
     return False if "EGFR wild type" in histology else None
+
+# The resection's pathology report also states the margins the residual tumour classification rests on
+# (CLUSTER.tumour_resection_margins.v0: R0, no tumour at any margin -> Absent; R1, microscopic tumour at a margin ->
+# Present) and, for colorectal cancer, whether the tumour directly invades the pericolorectal tissues through the
+# muscularis propria (CLUSTER.tumour_invasion.v0: Present from pT3, UICC/AJCC 8th: pT3 and pT4a reach them).
+MARGIN_NAMES = {"breast": "Lumpectomy margins", "colorectal": "Colectomy margins", "lung": "Lobectomy margins",
+                "prostate": "Prostatectomy margins"}
+INVASION = {"colorectal": ("Pericolorectal tissues", ("pT3", "pT4a"))}

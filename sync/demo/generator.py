@@ -18,7 +18,8 @@ A patient's story, one composition per clinical contact (``Event.key``):
 * ``surgery``: the resection completed (532/at0043); sometimes a postponement first
   (527/at0038); post-operative vitals as a series of events; recurrence risk assessment; for breast and
   colorectal cancer the specimen's pathology report counting the lymph nodes examined and involved, as pN says
-  (catalogue.NODE_COUNTS; a stream of its own).
+  (catalogue.NODE_COUNTS; a stream of its own); every resection's report states its margins as R says and, for
+  colorectal cancer, the direct invasion of the pericolorectal tissues as pT says (catalogue.MARGIN_NAMES, INVASION).
 * ``treatment``: the tumour board's care plan with one or two anticancer medication orders (dose,
   route, ISO 8601 timing), a radiotherapy referral and the goal (curative or palliative); ECOG and
   Karnofsky performance status, vitals, haemoglobin and neutrophils.
@@ -193,11 +194,16 @@ class _Ctx:
         for hours in (2, 6, 12):
             add_vitals(flat, self.rng, when + timedelta(hours=hours), self.vitals, post_op=True)
         counted = cat.NODE_COUNTS.get(self.cancer.key)
+        report = None
         if counted and pathological["n"] in cat.POSITIVE_NODES:  # the resection specimen's lymph nodes
             site, examined = counted
             positive = self.nodes_rng.randint(*cat.POSITIVE_NODES[pathological["n"]])
-            add_node_report(flat, when + timedelta(days=4), f"{self.cancer.resection.value}, histopathology", site,
-                            max(positive, self.nodes_rng.randint(*examined)), positive)
+            report = add_node_report(flat, when + timedelta(days=4), f"{self.cancer.resection.value}, histopathology",
+                                     site, max(positive, self.nodes_rng.randint(*examined)), positive)
+        # the same report's margins (as R says) and direct invasion (as pT says); no random draw
+        add_resection_findings(flat, report or add_report(flat, when + timedelta(days=4),
+                                                          f"{self.cancer.resection.value}, histopathology"),
+                               self.cancer.key, pathological)
         add_risk(flat, self, when, pathological)
         self.marker_level = self.marker_level * self.rng.uniform(0.3, 0.6)
         return Event("surgery", "surgery", when, flat.build())
@@ -346,7 +352,8 @@ def add_molecular_report(flat: FlatComposition, when: datetime, found: bool) -> 
     flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
 
 
-def add_node_report(flat: FlatComposition, when: datetime, test_name: str, site: str, examined: int, positive: int) -> None:
+def add_node_report(flat: FlatComposition, when: datetime, test_name: str, site: str, examined: int,
+                    positive: int) -> str:
     """The resection's pathology report (status Final) with its CLUSTER.lymph_node_metastases.v0: the site, the nodes
     examined and those with tumour (tumour involvement Present / Absent, the archetype's at-codes)."""
     path = flat.entry("laboratory_test_result")
@@ -359,6 +366,32 @@ def add_node_report(flat: FlatComposition, when: datetime, test_name: str, site:
     flat.set(f"{nodes}/number_of_nodes_examined", examined)
     flat.set(f"{nodes}/number_of_nodes_with_tumour", positive)
     flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
+    return event
+
+
+def add_report(flat: FlatComposition, when: datetime, test_name: str) -> str:
+    """A pathology report (laboratory_test_result, status Final) with its event; returns the event's path."""
+    event = f"{flat.entry('laboratory_test_result')}/any_event:0"
+    flat.set(f"{event}/time", iso(when))
+    flat.set(f"{event}/test_name", test_name)
+    flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
+    return event
+
+
+def add_resection_findings(flat: FlatComposition, event: str, cancer: str, pathological: dict) -> None:
+    """The resection report's CLUSTER.tumour_resection_margins.v0 (the specimen's margins: tumour Absent at R0,
+    Present at R1, the archetype's at-codes) and, where catalogue.INVASION lists the cancer, its
+    CLUSTER.tumour_invasion.v0 (the tissue, Present when pT reaches it, else Absent)."""
+    margin = f"{event}/surgical_resection_margins:0"
+    flat.set(f"{margin}/margin_name", cat.MARGIN_NAMES[cancer])
+    flat.local(f"{margin}/marginal_involvement", *(("at0014", "Present") if pathological["r"] == "R1"
+                                                   else ("at0015", "Absent")))
+    if cancer in cat.INVASION:
+        tissue, reaching = cat.INVASION[cancer]
+        invasion = f"{event}/tumour_-_direct_invasion:0"
+        flat.set(f"{invasion}/tissue_name", tissue)
+        flat.local(f"{invasion}/direct_invasion", *(("at0004", "Present") if pathological["t"] in reaching
+                                                    else ("at0005", "Absent")))
 
 
 ISM = {  # current state -> (careflow step at-code, its text, state text)

@@ -30,6 +30,10 @@ EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime
     f"{ROOT}/laboratory_test_result:#/any_event:#/lymph_node_metastases:#/{k}" for k in (  # a resection's node counts
         "lymph_node_site_name", "tumour_involvement|code", "tumour_involvement|value", "tumour_involvement|terminology",
         "number_of_nodes_examined", "number_of_nodes_with_tumour")} | {
+    f"{ROOT}/laboratory_test_result:#/any_event:#/surgical_resection_margins:#/{k}" for k in (  # a resection's margins
+        "margin_name", *(f"marginal_involvement|{a}" for a in ("code", "value", "terminology")))} | {
+    f"{ROOT}/laboratory_test_result:#/any_event:#/tumour_-_direct_invasion:#/{k}" for k in (  # and its invasion (pT)
+        "tissue_name", "direct_invasion|code", "direct_invasion|value", "direct_invasion|terminology")} | {
     f"{ROOT}/laboratory_test_result:#/any_event:#/genetic_variant_presence:#/{k}" for k in (  # an EGFR result
         "variant_name", "finding|code", "finding|value", "finding|terminology")} | {
     f"{ROOT}/care_plan:#/{k}" for k in (  # the board's plan scheduled (ACTION.care_plan.v0)

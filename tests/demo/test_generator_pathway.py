@@ -327,3 +327,62 @@ def test_the_board_schedules_its_plan_and_the_care_plan_keeps_the_step(patients,
     httpx.put(f"{fhir_base_url}/StructureDefinition/{sd['id']}", json=sd, timeout=60,
               headers={"Content-Type": "application/fhir+json"}).raise_for_status()
     assert hapi_errors(fhir_base_url, plan) == []
+
+
+def test_every_resection_states_its_margins_as_r_says_and_a_colorectal_one_its_invasion_as_pt_says(patients):
+    """CLUSTER.tumour_resection_margins.v0 in the resection's pathology report: Absent at R0, Present at R1; for
+    colorectal cancer CLUSTER.tumour_invasion.v0 of the pericolorectal tissues: Present from pT3 (UICC/AJCC 8th).
+    Mapped to the surgical margin (396631001) and invasion status (370052007) Observations, locally valid."""
+    seen = {"R0": 0, "R1": 0, "invaded": 0, "confined": 0}
+    for p in patients:
+        surgery = next((e.flat for e in p.events if e.kind == "surgery"), None)
+        if surgery is None:
+            continue
+        pathological = p.summary["pTNM"]
+        [involvement] = [v for k, v in surgery.items()
+                         if k.endswith("/surgical_resection_margins:0/marginal_involvement|value")]
+        assert involvement == ("Present" if pathological["r"] == "R1" else "Absent")
+        seen[pathological["r"]] += 1
+        invasion = [v for k, v in surgery.items() if k.endswith("/tumour_-_direct_invasion:0/direct_invasion|value")]
+        if p.cancer not in cat.INVASION:
+            assert not invasion
+            continue
+        assert invasion == ["Present" if pathological["t"] in ("pT3", "pT4a") else "Absent"]
+        seen["invaded" if invasion == ["Present"] else "confined"] += 1
+    assert seen["R0"] and seen["invaded"]
+    p = next(p for p in patients if p.cancer in cat.INVASION and any(e.kind == "surgery" for e in p.events))
+    surgery = next(e for e in p.events if e.kind == "surgery")
+    comp = flat_format.to_canonical(surgery.flat, OPT, now=NOW)
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "d3m00000-0000-4000-8000-000000000021::demo::1"}
+    resources = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+    [margin] = [r for r in resources if r["resourceType"] == "Observation"
+                and r["code"]["coding"][0]["code"] == "396631001"]
+    assert margin["bodySite"]["text"] == cat.MARGIN_NAMES[p.cancer]
+    [invasion] = [r for r in resources if r["resourceType"] == "Observation"
+                  and r["code"]["coding"][0]["code"] == "370052007"]
+    assert invasion["bodySite"]["text"] == cat.INVASION[p.cancer][0]
+    assert all(validate_fhir(r) == [] for r in resources)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_colorectal_resection_with_margins_and_invasion_commits_to_ehrbase_and_passes_hapi(patients, ehrbase_urls,
+                                                                                              fhir_base_url):
+    import uuid
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.demo.flat import TEMPLATE_ID
+    from tests.mapping.hapi import hapi_errors
+
+    event = next(e for p in patients if p.cancer in cat.INVASION for e in p.events if e.kind == "surgery")
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template(OPT.read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNMARGIN{uuid.uuid4().hex[:8]}",
+                             subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
+        comp = cdr.get_composition(ehr, ref.version_uid).content
+    found = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
+             if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] in ("396631001", "370052007")]
+    assert sorted(r["code"]["coding"][0]["code"] for r in found) == ["370052007", "396631001"]
+    for r in found:
+        assert hapi_errors(fhir_base_url, r) == []
