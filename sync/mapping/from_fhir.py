@@ -275,7 +275,8 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
              if s.archetype == careplan_action.REQUEST and any(r.get("resourceType") == "CarePlan" for r in g)]
     if plans:  # a plan's status other than the request alone says: an ACTION.care_plan beside it
         said = careplan_action.reverse(comp, plans, language=lang, archetypes=archetypes if archetypes is not None
-                                       else registered.archetypes if registered else None)
+                                       else registered.archetypes if registered else None,
+                                       based=base_composition is not None)
         losses = [x for x in losses if not careplan_action.covered(x, [p for p, _ in plans], said)] + said
     if level:
         losses.extend(composition_level.apply(comp, level, lang, side=level_side))
@@ -380,6 +381,11 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
     for r in group:
         mine = residue.strip(r)
         cands = pool.get(r.get("resourceType")) or []
+        # a member no row read (a report's result with a LOINC code no row reads) made no node: it is no twin of
+        # another member's resource, which shares no code with it (pairing them gave that resource the unread
+        # one's code back: the site's haemoglobin went back as the other test, a wrong meaning)
+        if r is not group[0]:
+            cands = [c for c in cands if _shares_code(mine, c[0])]
         if not cands:
             pairs.append((r, None, None))
             continue
@@ -388,7 +394,9 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
         seen = [{**c, who: {"reference": mine[who]["reference"]}} if "reference" in (mine.get(who) or {})
                 else c for c, _ in cands]
         i = _closest(mine, seen)
-        twin, path = cands.pop(i)
+        twin, path = cands[i]
+        left = pool[r.get("resourceType")]
+        left.pop(next(k for k, (c, _) in enumerate(left) if c is twin))
         pairs.append((r, twin, path))
     if side is not None:
         feeder.keep(entry, [(r, residue.strip(t) if t is not None else None, p) for r, t, p in pairs], side)
@@ -413,6 +421,21 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
 
 
 _ADDED = ("dictionary_item_added", "iterable_item_added")
+
+
+def _codes(res: dict) -> set:
+    cc = res.get("code")
+    if not isinstance(cc, dict):
+        return set()
+    return {(c.get("system"), c.get("code")) for c in cc.get("coding") or [] if isinstance(c, dict)} | (
+        {("text", cc["text"])} if cc.get("text") else set())
+
+
+def _shares_code(source: dict, made: dict) -> bool:
+    """Whether ``made`` can be the source's resource made again: a coding or the text of their codes in common
+    (the mapping keeps the codes it reads), or no code on either side to tell them apart by."""
+    a, b = _codes(source), _codes(made)
+    return not a or not b or bool(a & b)
 
 
 def _closest(mine: dict, cands: list[dict]) -> int:

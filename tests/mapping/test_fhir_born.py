@@ -279,3 +279,24 @@ def test_a_fhir_born_documents_author_and_custodian_are_kept_by_reference_in_the
                   for x in out.losses) == ["Patient", "identifier", "section"]
     back = next(r for r in _forward(out.composition).resources if r["resourceType"] == "Composition")
     assert strip(back)["author"] == doc["author"] and strip(back)["custodian"] == doc["custodian"]
+
+
+def test_a_reports_result_no_row_reads_is_kept_whole_and_never_lends_its_code_to_another_result():
+    """A report with haemoglobin (a LOINC code the analyte row reads) and a result whose code no row reads: the
+    unread one is kept whole in the feeder audit, not paired with the haemoglobin's resource.  Paired, it gave
+    that resource its code back: the site's haemoglobin went back to FHIR as the other test, and a site edit of
+    the haemoglobin value as that test's value."""
+    other = {**copy.deepcopy(HB), "id": "x", "code": {"coding": [{"system": "http://loinc.org", "code": "99999-9"}]},
+             "valueQuantity": {"value": 5.5, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}}
+    report = {**copy.deepcopy(ONE_RESULT), "result": [{"reference": "Observation/x"}, {"reference": "Observation/hb"}]}
+    out = from_fhir([report, copy.deepcopy(other), copy.deepcopy(HB)], template_id="t")
+    [entry] = [e for _, e in rmpath.entries(out.composition)]
+    assert [k.resource["id"] for k in feeder.kept(entry) if k.anchor is None] == ["x"]  # kept whole, by reference
+    made = _forward(out.composition).resources
+    assert [(o["code"]["coding"][0]["code"], o["valueQuantity"]["value"]) for o in made
+            if o["resourceType"] == "Observation"] == [("718-7", 13.1)]
+    analyte = next(n for _, n in rmpath.walk(entry) if n.get("archetype_node_id") == ANALYTE)
+    next(i for i in analyte["items"] if i["archetype_node_id"] == "at0001")["value"]["magnitude"] = 12.0
+    edited = [(o["code"]["coding"][0]["code"], o["valueQuantity"]["value"])
+              for o in _forward(out.composition).resources if o["resourceType"] == "Observation"]
+    assert edited == [("718-7", 12.0)]
