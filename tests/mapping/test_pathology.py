@@ -360,6 +360,34 @@ def test_a_central_margin_lands_in_the_cluster_by_its_code():
     assert "close (<1 mm)" in entry["feeder_audit"]["original_content"]["value"]
 
 
+# ------------------------------------------------------------------ anatomical pathology examination: residue
+EXAM = "openEHR-EHR-CLUSTER.anatomical_pathology_exam.v0"
+
+
+def test_an_anatomical_pathology_exam_stays_in_the_reports_residue_and_is_no_guessed_histology():
+    """The archetype records findings as free text (label, description, interpretation): no element says 'histologic
+    type' or 'grade', so no mCODE histology Observation (31206-6 / C18000) or tumor BodyStructure is made from it;
+    the whole cluster rides in the DiagnosticReport's residue and comes back exactly, without a base too."""
+    finding = {"_type": "CLUSTER", "archetype_node_id": "at0005", "name": text("Anatomical pathology finding"),
+               "items": [el("at0023", "Finding label", text("Tumour 1")),
+                         el("at0008", "Finding description", text("Invasive carcinoma of no special type, grade 2"))]}
+    exam = {"_type": "CLUSTER", "name": text("Anatomical pathology examination"), "archetype_node_id": EXAM,
+            "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": EXAM},
+                                  "rm_version": "1.0.4"},
+            "items": [el("at0019", "Examination type", dt.coded_text("Microscopic examination", "local", "at0021")),
+                      finding]}
+    comp = report(exam, gleason(), nodes())
+    out = fwd(comp)
+    assert sorted(r["resourceType"] for r in out) == ["DiagnosticReport", "Observation", "Observation"]
+    codes = {c.get("code") for r in out for c in (r.get("code") or {}).get("coding", [])}
+    assert not codes & {"31206-6", "C18000"}
+    [dr] = [r for r in out if r["resourceType"] == "DiagnosticReport"]
+    residue = [e for e in dr.get("extension") or [] if e["url"].endswith("openehr-residue")]
+    assert "Invasive carcinoma of no special type" in str(residue) and "Invasive" not in str(dr.get("conclusion"))
+    [entry] = from_fhir(out, template_id="t").composition["content"]
+    assert compare_clinical(comp["content"][0], entry) == []
+
+
 # ------------------------------------------------------------------ hypothesis
 @st.composite
 def gleason_reports(draw):

@@ -1,7 +1,8 @@
-"""Issue 17 pathology row on a real CDR: a pathology report holding CLUSTER.figo_staging_cancer.v1 and
-CLUSTER.tumour_invasion.v0 and CLUSTER.tumour_resection_margins.v0, committed FLAT under the oncology template v2 at EHRbase (site1), reads back as the
-canonical composition that maps to the mCODE cancer stage, the invasion status and the surgical margin Observations (HAPI
-$validate: 0 errors, the mCODE profile checked) and back into the same clusters."""
+"""Issue 17 pathology row on a real CDR: a pathology report holding CLUSTER.figo_staging_cancer.v1,
+CLUSTER.tumour_invasion.v0 and CLUSTER.tumour_resection_margins.v0, committed FLAT under the oncology template v2
+at EHRbase (site1), reads back as the canonical composition that maps to the mCODE cancer stage, the invasion
+status and the surgical margin Observations (HAPI $validate: 0 errors, the mCODE profile checked) and back into
+the same clusters."""
 import uuid
 from datetime import datetime, timezone
 
