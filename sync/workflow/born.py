@@ -58,14 +58,18 @@ def with_central_identity(composition: dict, resources: list[dict]) -> list[dict
 
 
 def _origins(composition: dict) -> dict[str, list[tuple[str, dict | None]]]:
-    """Entry path -> the central resources its feeder audit names (``Type/id``, the kept copy if any)."""
+    """Entry path -> the central resources its feeder audit names (``Type/id``, the kept copy if any), but
+    those kept by reference: a side resource (a Practitioner, a result no row read) is made by no node, so no
+    resource the site's entry makes is that one (an edited analyte never takes an unread result's id)."""
     out = {}
     for path in born_entries(composition).values():
         entry = rmpath.find_one(composition, path)
-        kept = {k.ref: k.resource for k in feeder.kept(entry)}
+        records = feeder.kept(entry)
+        kept = {k.ref: k.resource for k in records}
+        side = {k.ref for k in records if k.anchor is None}
         ids = [str(i.get("id", "")).split("/_history/")[0]
                for i in entry["feeder_audit"]["originating_system_item_ids"] if isinstance(i, dict)]
-        out[path] = [(ref, kept.get(ref)) for ref in ids]
+        out[path] = [(ref, kept.get(ref)) for ref in ids if ref not in side]
     return out
 
 

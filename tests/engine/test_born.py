@@ -57,3 +57,18 @@ def test_a_central_lab_report_keeps_every_result_and_specimen_id_matched_by_code
             assert {c["code"] for c in r["code"]["coding"]} & {c["code"] for c in origin["code"]["coding"]}
     report = next(r for r in out if r["resourceType"] == "DiagnosticReport")
     assert {x["reference"] for x in report["result"]} <= {f"Observation/{i}" for t, i in central if t == "Observation"}
+
+
+def test_an_analyte_recoded_at_the_site_never_takes_the_id_of_a_result_no_row_read():
+    """The report's unread result (a LOINC code no row reads) is kept by reference, made by no node: the site's
+    analyte, even with its code corrected, keeps the id of the result it came from, never the unread one's."""
+    from tests.mapping.test_fhir_born import HB, ONE_RESULT
+    unread = {**HB, "id": "x", "code": {"coding": [{"system": "http://loinc.org", "code": "99999-9"}]}}
+    report = {**ONE_RESULT, "result": [{"reference": "Observation/x"}, {"reference": "Observation/hb"}]}
+    comp = from_fhir([report, unread, HB], template_id="t").composition
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "1ab00000-0000-4000-8000-000000000021::site1::2"}
+    text = json.dumps(comp).replace('"code_string": "718-7"', '"code_string": "59260-0"')  # recoded at the site
+    comp = json.loads(text)
+    made = [r for r in to_fhir(comp, site="site1", ehr_id="e", patient_ref="Patient/p1").resources
+            if r["resourceType"] == "Observation"]
+    assert [r["id"] for r in with_central_identity(comp, made)] == ["hb"]
