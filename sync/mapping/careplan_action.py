@@ -194,10 +194,14 @@ def new_action(plan: dict, ism: dict, *, language: str, request_path: str, activ
     return action
 
 
-def reverse(comp: dict, plans: list[tuple[dict, dict]], *, language: str, archetypes=None) -> list[Loss]:
+def reverse(comp: dict, plans: list[tuple[dict, dict]], *, language: str, archetypes=None,
+            based: bool = True) -> list[Loss]:
     """Write an ACTION.care_plan beside each request whose CarePlan's status another careflow step than the
     composition's latest ACTION for it (or the request alone: active) says.  ``plans``: (CarePlan, the
-    INSTRUCTION entry rebuilt from it, as placed in ``comp``)."""
+    INSTRUCTION entry rebuilt from it, as placed in ``comp``).  ``based``: ``comp`` is the site's composition
+    (from_fhir's base); without it, a plan made from openEHR (our source identifier) gets no step: its status
+    came from ACTIONs that stay at its site (map_back, which the round-trip guard compares, writes none either),
+    reported instead."""
     losses: list[Loss] = []
     placed = {id(e): p for p, e in rmpath.entries(comp)}
     vo_uid = ((comp.get("uid") or {}).get("value") or "").split("::")[0] or None
@@ -215,6 +219,10 @@ def reverse(comp: dict, plans: list[tuple[dict, dict]], *, language: str, archet
             existing.setdefault(hit, []).append((n, apath, action))
     for key, (plan, path, activity) in keyed.items():
         where = f"CarePlan/{plan.get('id')}:status"
+        if not based and parse_source_identifier(plan) and (plan.get("status") != "active" or _has_step(plan)):
+            losses.append(Loss(where, "set by ACTION.care_plan steps kept at the site the plan came from; "
+                               "no step written without that composition", "dropped"))
+            continue
         want = wanted_state(plan)
         if want is None:
             losses.append(Loss(where, f"status {plan.get('status')!r} has no careflow step in ACTION.care_plan",
@@ -224,8 +232,7 @@ def reverse(comp: dict, plans: list[tuple[dict, dict]], *, language: str, archet
         if existing.get(key):
             if _said(_latest(existing[key])[2].get("ism_transition") or {}) == _said(ism):
                 continue
-        elif cur == "245" and _said(ism) == ("245", "at0006") and not any(
-                e.get("url") == ISM_EXT for e in plan.get("extension") or []):
+        elif cur == "245" and _said(ism) == ("245", "at0006") and not _has_step(plan):
             continue  # active, no step named: the request alone says it
         if archetypes is not None and ARCHETYPE not in archetypes:
             losses.append(Loss(where, "the template holds no ACTION.care_plan.v0: the plan's status is not written",
@@ -236,9 +243,15 @@ def reverse(comp: dict, plans: list[tuple[dict, dict]], *, language: str, archet
     return losses
 
 
+def _has_step(plan: dict) -> bool:
+    return any(e.get("url") == ISM_EXT for e in plan.get("extension") or [])
+
+
 def covered(loss: Loss, plans: list[dict], said: list[Loss]) -> bool:
     """A from_fhir loss of a CarePlan element the ACTION carries (status, the ISM extension, a period end),
     for a plan whose status ``reverse`` wrote (``said``: what it could not)."""
+    if loss.path in {x.path for x in said}:
+        return True  # said more exactly by reverse
     ids = {f"CarePlan/{p.get('id')}": p for p in plans if p.get("status") in DEFAULT}
     for x in said:
         ids.pop(x.path.split(":")[0], None)

@@ -163,6 +163,16 @@ def test_the_exact_step_comes_back_while_it_still_folds_to_the_status():
     assert said(action) == ("531", "at0010")
 
 
+def test_without_the_site_s_composition_a_site_plan_s_status_is_reported_not_written():
+    """The steps stay at the site the plan came from; mapped back with no base (as map_back, which the round-trip
+    guard compares with the source less its declared-unmapped ACTIONs) no step is invented, the status is reported."""
+    resources = to_fhir(tumour_board(step("at0013")), **ARGS).resources
+    out = from_fhir(resources, template_id="t")
+    assert actions(out.composition) == []
+    [plan] = of(resources, "CarePlan")
+    assert [x.kind for x in out.losses if x.path == f"CarePlan/{plan['id']}:status"] == ["dropped"]
+
+
 def test_a_template_without_the_action_reports_the_status_lost():
     held = frozenset({PLAN, "openEHR-EHR-INSTRUCTION.medication_order.v3", "openEHR-EHR-INSTRUCTION.service_request.v1",
                       "openEHR-EHR-EVALUATION.goal.v1"})
