@@ -91,6 +91,26 @@ def test_a_result_posted_before_its_report_is_held_once_at_each_site_in_the_repo
     # the centre is untouched: one Observation, the report naming it
     assert [r["id"] for r in fhir.search("Observation", {"subject": f"Patient/{pid}"})] == [oid]
     assert fhir.read("Observation", oid)["meta"]["versionId"] == "1"
+
+    # a result added to the report later arrives with the report's new version (alone it goes nowhere)
+    added = fhir.create({**haemoglobin(pid), "code": {"coding": [{"system": "http://loinc.org", "code": "20570-8",
+                                                                    "display": "Hematocrit"}]},
+                         "valueQuantity": {"value": 39, "unit": "%", "system": "http://unitsofmeasure.org",
+                                           "code": "%"}}).resource["id"]
+    doc = fhir.read("DiagnosticReport", rid)
+    fhir.update({**doc, "result": [*doc["result"], {"reference": f"Observation/{added}"}]})
+    poll_central()
+    _central_runs({f"Observation/{added}", f"DiagnosticReport/{rid}"})
+    for site, url in zip(sites, ehrbase_urls):
+        [live] = RecordLink.objects.filter(patient_link__fhir_patient_id=pid, site=site, deleted=False)
+        assert ("Observation", added) in {(r["type"], r["id"]) for r in live.fhir_resources}
+        with OpenEHRClient(url) as client:
+            comp = client.get_composition(ehrs[site.name], live.openehr_version_uid).content
+        assert len([n for _, n in rmpath.walk(comp) if n.get("archetype_node_id") == ANALYTE]) == 2
+    for site in sites:
+        poll_site(site)
+    assert drive(ehrs) == []
+
     for site in sites:
         rec = reconcile_site(site, started - timedelta(seconds=1), _now(), ehr_id=ehrs[site.name])
         assert rec.unaccounted == [], (site.name, dict(rec.by_state))
