@@ -404,9 +404,12 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
     out = []
     for r, twin, _ in pairs:
         if twin is None:
-            if side is None:
+            # FHIR-born: a member is kept whole in the feeder audit, referenced as sent; the group's own resource
+            # that the rebuilt entry does not make again (a claimed finding whose cluster got nothing it could
+            # place: the entry forwards as another type) is a loss, never a silent change of type
+            if side is None or r is group[0]:
                 out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "resource could not be mapped back", "dropped"))
-            continue  # FHIR-born: kept whole in the feeder audit, referenced as sent
+            continue
         mine = residue.strip(r)
         twin = residue.strip(twin)
         who = "patient" if "patient" in mine else "subject"

@@ -388,6 +388,17 @@ def test_an_anatomical_pathology_exam_stays_in_the_reports_residue_and_is_no_gue
     assert compare_clinical(comp["content"][0], entry) == []
 
 
+@pytest.mark.parametrize("code", ["370052007", "396631001", "385361009"])
+def test_a_claimed_finding_with_nothing_the_cluster_can_hold_is_a_reported_loss_not_a_silent_report(code):
+    """A central Observation claimed by its code whose value no element holds (an integer for an invasion status,
+    a margin, a FIGO stage) rebuilds an entry that forwards as a report, not as the Observation: from_fhir reports
+    the resource as lost (its original stays in the feeder audit), never a silent change of type."""
+    born = {"resourceType": "Observation", "id": "x-1", "status": "final", "subject": {"reference": "Patient/p9"},
+            "code": {"coding": [{"system": SNOMED, "code": code}]}, "valueInteger": 1}
+    out = from_fhir([born], template_id="t")
+    assert [(x.path, x.kind) for x in out.losses] == [("Observation/x-1", "dropped")]
+
+
 # ------------------------------------------------------------------ hypothesis
 @st.composite
 def gleason_reports(draw):
