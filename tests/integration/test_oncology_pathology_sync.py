@@ -90,3 +90,19 @@ def test_a_graded_toxicity_reaches_the_centre_as_an_adverse_event_of_its_conditi
     assert ae["severity"]["coding"][0]["code"] == {1: "mild", 2: "moderate", 3: "severe"}[grade]
     assert ae["resultingCondition"] == [{"reference": f"Condition/{cond['id']}"}]
     assert {"reference": f"AdverseEvent/{ae['id']}"} in cond["evidence"][0]["detail"]
+
+
+def test_a_colorectal_resection_margin_and_invasion_reach_the_centre(cdr, fhir, site, patients):
+    p = next(p for p in patients if p.cancer in cat.INVASION and any(e.kind == "surgery" for e in p.events))
+    surgery = next(e for e in p.events if e.kind == "surgery")
+    stored = synced(cdr, fhir, site, surgery.flat)
+    [margin] = _coded(stored, "396631001")
+    [invasion] = _coded(stored, "370052007")
+    pathological = p.summary["pTNM"]
+    assert margin["bodySite"]["text"] == cat.MARGIN_NAMES[p.cancer]
+    assert margin["component"][0]["valueCodeableConcept"]["text"] == ("Present" if pathological["r"] == "R1"
+                                                                       else "Absent")
+    assert invasion["valueCodeableConcept"]["text"] == ("Present" if pathological["t"] in cat.INVASION[p.cancer][1]
+                                                        else "Absent")
+    [report] = [r for r in stored if r["resourceType"] == "DiagnosticReport"]
+    assert {"reference": f"Observation/{margin['id']}"} in report["result"]
