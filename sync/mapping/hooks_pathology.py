@@ -1,5 +1,6 @@
 """Hooks (``mappingCode``) of the pathology rows: clusters of a pathology report (OBSERVATION.laboratory_test_result.v1,
-its 'Test result' slot) <-> Observations in the report's DiagnosticReport.result.
+its 'Test result' slot) <-> Observations in the report's DiagnosticReport.result: gleasonScore, lymphNodeCounts,
+figoStage, tumourInvasion, resectionMargin (each described above its code below).
 
 ``gleasonScore`` (CLUSTER.gleason_score.v0 <-> one Observation 'Gleason score' LOINC 35266-6, category
 laboratory): total Gleason score at0197 (DV_COUNT 2..10) <-> valueInteger; the primary, secondary and tertiary

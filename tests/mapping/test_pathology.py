@@ -3,8 +3,12 @@ slot) <-> Observations in DiagnosticReport.result (hooks_pathology.py).
 
 CLUSTER.gleason_score.v0 <-> one 'Gleason score' Observation (LOINC 35266-6): the total score as valueInteger, the
 primary/secondary/tertiary grades as components 44641-9/44642-7/44643-5 and the ISUP Grade Group as component
-94734-1 with its LOINC answer (LL5543-5).  Node ids and ordinals are the CKM archetype's (tests/fixtures/corpus);
-the composition is built here."""
+94734-1 with its LOINC answer (LL5543-5).  CLUSTER.lymph_node_metastases.v0 <-> a node count Observation (SNOMED
+CT 443527007); CLUSTER.figo_staging_cancer.v1 <-> an mCODE cancer stage Observation (385361009, NCIt stage, SNOMED CT
+staging system); CLUSTER.tumour_invasion.v0 <-> 'Status of invasion by tumor' (370052007);
+CLUSTER.tumour_resection_margins.v0 <-> 'Surgical margin observable' (396631001, involvement 396324006);
+CLUSTER.anatomical_pathology_exam.v0 stays in the report's residue.  Node ids and ordinals are the CKM archetypes'
+(tests/fixtures/corpus); the composition is built here."""
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
