@@ -34,8 +34,13 @@ from django.utils import timezone
 
 from sync.clients.errors import NotFound
 from sync.identity import CENTRAL, central_record_key, record_key, site_source, version_number
+from sync.mapping import fhirmodel, hooks
+from sync.mapping.composition import RESOURCES as COMPOSITION_LEVEL
+from sync.mapping.from_fhir import PART_ONLY
+from sync.mapping.spec import registry
 from sync.models import ChangeEvent, Cursor, Direction, EngineWrite, PatientLink, RecordLink, Site, SyncRun
 from sync.workflow import dispatch
+from sync.workflow.deletion import is_retired
 from sync.workflow.services import get_services
 
 log = logging.getLogger(__name__)
@@ -167,11 +172,6 @@ def removal_types() -> list[str]:
     Composition, a list composition's List) and parts (Specimen) have no entry of
     their own to take out. From the mapping registry, so a newly mapped type is covered.
     """
-    from sync.mapping import fhirmodel, hooks
-    from sync.mapping.composition import RESOURCES as COMPOSITION_LEVEL
-    from sync.mapping.from_fhir import PART_ONLY
-    from sync.mapping.spec import registry
-
     made = {s.resource for s in registry().values() if s.resource and fhirmodel.is_resource(s.resource)}
     made |= {t for types in hooks.MAKES.values() for t in types}  # and what a hook makes (an ImagingStudy)
     return sorted(made - {*COMPOSITION_LEVEL, *PART_ONLY, *settings.CONFLICTDESK_FLOWBACK_TYPES})
@@ -179,8 +179,6 @@ def removal_types() -> list[str]:
 
 def _carried(entry) -> bool:
     """A flow-back type's every version; another type's only when it removes (a delete, an entered-in-error)."""
-    from sync.workflow.deletion import is_retired
-
     if entry.resource_type in settings.CONFLICTDESK_FLOWBACK_TYPES:
         return True
     return bool(entry.deleted) or is_retired(entry.resource)

@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from audit.models import AuditEvent
 from sync.clients.errors import NotFound
 from sync.identity import site_source, version_number
 from sync.models import ChangeEvent, EngineWrite, RecordLink
@@ -119,8 +120,6 @@ def _retired_centrally(fhir, site, vo_uid: str) -> bool:
 
 def _retired_by(source: str, versions: list[str]) -> dict[str, list[str]]:
     """version uid -> the central resources its write marked entered-in-error (the write step's audit event)."""
-    from audit.models import AuditEvent
-
     out: dict[str, list[str]] = {}
     rows = AuditEvent.objects.filter(action="sync.write", source=source, source_version__in=versions,
                                      detail__has_key="entered_in_error").values_list("source_version", "detail")
