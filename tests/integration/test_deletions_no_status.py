@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from audit.models import AuditEvent
-from sync.detection import check_deletions, poll_central, poll_central_removals, poll_site
+from sync.detection import CENTRAL_REMOVALS, check_deletions, poll_central, poll_central_removals, poll_site
 from sync.demo.flat import ROOT, TEMPLATE_ID, FlatComposition
 from sync.demo.generator import add_toxicity
 from sync.demo.seed import ensure_template
@@ -41,12 +41,13 @@ def _now():
 
 @pytest.fixture
 def oncology(cdr, site, fhir_base_url):
-    """Site 1 with the oncology template; the central cursor at now; the stand-in definition on HAPI
+    """Site 1 with the oncology template; the central cursors at now; the stand-in definition on HAPI
     (written at HAPI's start by FhirPackageLoader; PUT here as the loader does, for a server started before)."""
     ensure_template(cdr)
     site.template_ids = [TEMPLATE_ID]
     site.save(update_fields=["template_ids"])
-    Cursor.objects.create(source="central", position=_now() - timedelta(seconds=1))
+    for source in ("central", CENTRAL_REMOVALS):  # both central readers start now, before the test writes
+        Cursor.objects.create(source=source, position=_now() - timedelta(seconds=1))
     standin = json.loads(STANDIN.read_text())
     httpx.put(f"{fhir_base_url}/StructureDefinition/{standin['id']}", json=standin, timeout=60).raise_for_status()
     return site
