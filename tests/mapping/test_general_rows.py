@@ -10,7 +10,6 @@ signs (the bmi and headcircum profiles, their examples: BMI 16.2 kg/m2, head cir
 Core smoking status value sets (SNOMED CT 77176002 Smoker, 8517006 Ex-smoker, 266919005 Never smoked tobacco;
 449868002 daily smoker).  CLUSTER.imaging_exam.v1 <-> the imaging report's finding Observations (DICOM 121071
 'Finding', IPS radiology textual observations)."""
-import copy
 import datetime
 
 import pytest
@@ -18,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deploy.templates.adl import parse_adl
-from sync.mapping import compare_clinical, from_fhir, to_fhir, to_openehr, validate_fhir
+from sync.mapping import compare_clinical, from_fhir, to_openehr, validate_fhir
 from sync.mapping import datatypes as dt
 from sync.mapping.engine import entry_skeleton
 from sync.mapping.lookup import spec_for_resource
 from sync.mapping.residue import strip
 from sync.mapping.spec import registry
+from tests.mapping.entry_trip import trip, again, same as _same
 
 from .conftest import REPO_DIR
 from .hapi import hapi_errors
@@ -86,19 +86,14 @@ def _tree(node, name, items) -> dict:
             "items": items}
 
 
-def _trip(comp) -> tuple[list[dict], dict]:
-    res = to_fhir(comp, **ARGS).resources
-    mapped = [r for r in res if r["resourceType"] not in ("Encounter", "Composition")]
-    return mapped, to_openehr(mapped, template_id="t")
+def _trip(comp):
+    return trip(comp, ARGS)
 
 
-def _same(comp, back) -> list:
-    return compare_clinical({"content": comp["content"]}, {"content": back["content"]})
 
 
 def _again(composition: dict) -> list[dict]:
-    comp = {**copy.deepcopy(composition), "uid": {"value": "aaaaaaaa-0000-4000-8000-000000000018::x::1"}}
-    return [r for r in to_fhir(comp, **ARGS).resources if r["resourceType"] not in ("Encounter", "Composition")]
+    return again(composition, ARGS, "aaaaaaaa-0000-4000-8000-000000000018::x::1")
 
 
 # ------------------------------------------------------------------ vital signs: BMI, head circumference

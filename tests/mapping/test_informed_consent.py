@@ -23,6 +23,7 @@ from sync.mapping.hooks_procedure import ISM_EXT
 from sync.mapping.lookup import spec_for_resource
 from sync.mapping.residue import strip
 from sync.mapping.spec import registry
+from tests.mapping.entry_trip import trip, again, same as _same
 
 from .conftest import REPO_DIR
 from .hapi import hapi_errors, hapi_issues
@@ -110,19 +111,14 @@ def _composition(*entries) -> dict:
             "content": list(entries)}
 
 
-def _trip(comp) -> tuple[list[dict], dict]:
-    res = to_fhir(comp, **ARGS).resources
-    mapped = [r for r in res if r["resourceType"] not in ("Encounter", "Composition")]
-    return mapped, to_openehr(mapped, template_id="t")
+def _trip(comp):
+    return trip(comp, ARGS)
 
 
-def _same(comp, back) -> list:
-    return compare_clinical({"content": comp["content"]}, {"content": back["content"]})
 
 
 def _again(composition: dict) -> list[dict]:
-    comp = {**copy.deepcopy(composition), "uid": {"value": "aaaaaaaa-0000-4000-8000-000000000019::x::1"}}
-    return [r for r in to_fhir(comp, **ARGS).resources if r["resourceType"] not in ("Encounter", "Composition")]
+    return again(composition, ARGS, "aaaaaaaa-0000-4000-8000-000000000019::x::1")
 
 
 def _step(entry) -> str | None:

@@ -15,6 +15,7 @@ from sync.mapping import datatypes as dt
 from sync.mapping.engine import entry_skeleton
 from sync.mapping.residue import strip
 from sync.mapping.spec import registry
+from tests.mapping.entry_trip import trip, same as _same
 
 from .hapi import hapi_errors
 
@@ -61,12 +62,9 @@ def _composition(*entries) -> dict:
 
 
 def _trip(comp):
-    res = [r for r in to_fhir(comp, **ARGS).resources if r["resourceType"] not in ("Encounter", "Composition")]
-    return res, to_openehr(res, template_id="t")
+    return trip(comp, ARGS)
 
 
-def _same(comp, back):
-    return compare_clinical({"content": comp["content"]}, {"content": back["content"]})
 
 
 def _of(resources, rt):

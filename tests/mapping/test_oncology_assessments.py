@@ -6,7 +6,6 @@ Answer codes (LOINC LL529-9 and LL4986-7, the lists the mCODE STU4 profiles bind
 to, required): checked against mCODE's own examples (ecog-performance-status-jenny-m: 0 <-> LA9622-7;
 karnofsky-performance-status-normal-activity: 90 <-> LA29176-7) and published enumerations of the
 two LOINC lists (MII KDS onkologie ConceptMaps, the French ANS JDV of LL529-9)."""
-import copy
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +18,7 @@ from sync.mapping.engine import entry_skeleton
 from sync.mapping.lookup import spec_for_resource
 from sync.mapping.residue import strip
 from sync.mapping.spec import registry
+from tests.mapping.entry_trip import trip, again
 
 from .conftest import REPO_DIR
 from .hapi import LOINC_LIST, hapi_errors
@@ -103,15 +103,12 @@ def _of(resources, rtype):
     return [r for r in resources if r["resourceType"] == rtype]
 
 
-def _trip(comp) -> tuple[list[dict], dict]:
-    res = to_fhir(comp, **ARGS).resources
-    mapped = [r for r in res if r["resourceType"] not in ("Encounter", "Composition")]
-    return mapped, to_openehr(mapped, template_id="t")
+def _trip(comp):
+    return trip(comp, ARGS)
 
 
 def _again(composition: dict) -> list[dict]:
-    comp = {**copy.deepcopy(composition), "uid": {"value": "aaaaaaaa-0000-4000-8000-000000000017::x::1"}}
-    return [r for r in to_fhir(comp, **ARGS).resources if r["resourceType"] not in ("Encounter", "Composition")]
+    return again(composition, ARGS, "aaaaaaaa-0000-4000-8000-000000000017::x::1")
 
 
 # ------------------------------------------------------------------ the code tables
