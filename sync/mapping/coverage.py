@@ -13,7 +13,8 @@ from_fhir / to_openehr back to it is checked, ``hapi``: its resources pass HAPI 
 is read statically (``ast``: no test module is imported), and ``check`` says what does not hold: a model file
 without both-way tests, a declaration naming no model file or a way the module cannot show (a forward
 declaration in a module that never calls to_fhir, a reverse one that never maps back, a hapi one with no
-HAPI fixture).  ``tests/mapping/test_coverage.py`` fails on any of them.
+HAPI fixture; a helper module of the test tree that the module imports counts as its own source, so a round
+trip written once and shared still shows).  ``tests/mapping/test_coverage.py`` fails on any of them.
 
 A row maps a way when one of its rules does (a file whose every rule is ``unidirectional`` maps one way);
 it counts as forward/reverse here only when a test proves that way too.  Per FHIR resource type: the
@@ -147,7 +148,9 @@ def declarations(tests_dir: Path) -> tuple[dict[str, dict[str, list[str]]], list
         if REGISTRY_NAME not in source:
             continue
         module = str(path.relative_to(tests_dir))
-        for node in ast.parse(source).body:
+        tree = ast.parse(source)
+        source += "".join(_helper_sources(tree, path, Path(tests_dir)))
+        for node in tree.body:
             if not (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == REGISTRY_NAME
                                                          for t in node.targets)):
                 continue
@@ -165,6 +168,27 @@ def declarations(tests_dir: Path) -> tuple[dict[str, dict[str, list[str]]], list
                     else:
                         found.setdefault(name, {}).setdefault(way, []).append(module)
     return found, problems
+
+
+def _helper_sources(tree: ast.Module, path: Path, tests_dir: Path) -> list[str]:
+    """The sources of the test tree's own modules that ``tree`` imports (``from tests.x import``, ``from .x import``)."""
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom) or not node.module:
+            continue
+        if node.level:
+            base = path.parent
+            for _ in range(node.level - 1):
+                base = base.parent
+            target = base.joinpath(*node.module.split("."))
+        elif node.module.split(".")[0] == tests_dir.resolve().name:
+            target = tests_dir.resolve().parent.joinpath(*node.module.split("."))
+        else:
+            continue
+        helper = target.with_suffix(".py")
+        if helper.is_file():
+            found.append(helper.read_text(encoding="utf-8"))
+    return found
 
 
 def coverage(tests_dir: Path, spec_dir: Path = SPEC_DIR) -> Coverage:

@@ -49,6 +49,16 @@ def test_a_declaration_the_module_cannot_show_is_a_problem(tmp_path, covers, bod
     assert _tree(tmp_path, covers, body).problems != []
 
 
+@pytest.mark.parametrize("import_line", ["from tests.roundtrip import trip\n", "from .roundtrip import trip\n"])
+def test_a_shared_round_trip_in_a_helper_module_counts_for_the_module_importing_it(tmp_path, import_line):
+    """A round trip written once in a helper of the test tree proves the ways of every module importing it; the
+    same declaration without the import proves nothing."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "roundtrip.py").write_text(PROVES_BOTH + "def trip(): ...\n")
+    assert _tree(tmp_path, '{"EVALUATION.goal.v1": "forward reverse"}', import_line).problems == []
+    assert _tree(tmp_path, '{"EVALUATION.goal.v1": "forward reverse"}', "import json\n").problems != []
+
+
 def test_totals_per_archetype_and_per_resource_type(tmp_path):
     cov = _tree(tmp_path, '{"EVALUATION.goal.v1": "forward reverse"}')
     assert cov.totals == {
