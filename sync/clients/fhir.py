@@ -213,12 +213,19 @@ class FHIRClient(ServerClient):
         With ``representation`` each entry's answer carries the resource as stored
         (HAPI 8.8 does so for creates, conditional-create matches, updates and
         no-change updates alike), so no read-back round trip is needed.
+
+        A 412 means "your version is stale" only when an entry quoted one (If-Match); without, it is the
+        server refusing a conditional URL (HAPI-0539: the resource does not match its If-None-Exist), which
+        re-checking cannot mend: an InvalidRequest, not a PreconditionFailed.  409 stays stale either way
+        (two concurrent conditional creates of one identifier).
         """
         if bundle.get("type") not in ("transaction", "batch"):
             raise ValueError("bundle type must be transaction or batch")
         prefer = "return=representation" if representation else "return=minimal"
+        quotes_versions = any("ifMatch" in e.get("request", {}) for e in bundle.get("entry", []))
         answer = self.http.request(
-            "POST", "", json=bundle, headers={"Content-Type": FHIR_JSON, "Prefer": prefer}
+            "POST", "", json=bundle, headers={"Content-Type": FHIR_JSON, "Prefer": prefer},
+            stale_statuses=self.STALE_STATUSES if quotes_versions else (409,),
         ).json()
         return TransactionResult(bundle=answer, entries=[_entry_result(e) for e in answer.get("entry", [])])
 

@@ -108,6 +108,31 @@ def test_it_maps_hapi_409_version_conflict_to_precondition_failed():
     assert "HAPI-0989" in str(caught.value)
 
 
+def _bundle(request: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": {"resourceType": "CarePlan"}, "request": request}]}
+
+
+@pytest.mark.parametrize("request_,error", [
+    ({"method": "PUT", "url": "CarePlan/c1", "ifMatch": 'W/"2"'}, PreconditionFailed),  # stale: re-check
+    ({"method": "POST", "url": "CarePlan", "ifNoneExist": "identifier=s|k"}, InvalidRequest),  # refused URL
+])
+def test_a_transaction_412_is_stale_only_when_an_entry_quoted_a_version(request_, error):
+    refused = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing",
+                                                               "diagnostics": "HAPI-0539: Invalid conditional URL"}]}
+    client = fhir_with(httpx.Response(412, json=refused))
+    with pytest.raises(error) as caught:
+        client.transaction(_bundle(request_))
+    assert caught.value.status == 412
+
+
+def test_a_transaction_409_without_versions_is_still_stale():
+    """Two conditional creates of one identifier at once: HAPI's constraint answers 409; a re-check finds it."""
+    client = fhir_with(httpx.Response(409, json={"resourceType": "OperationOutcome", "issue": []}))
+    with pytest.raises(PreconditionFailed):
+        client.transaction(_bundle({"method": "POST", "url": "CarePlan", "ifNoneExist": "identifier=s|k"}))
+
+
 def test_it_maps_ehrbase_412_to_precondition_failed():
     body = {"error": "Precondition Failed", "message": "If-Match version_uid does not match latest version"}
     client = cdr_with(httpx.Response(412, json=body))

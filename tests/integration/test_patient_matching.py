@@ -113,6 +113,21 @@ def link_of(mdm: MdmClient, patient_id: str, wanted=(MATCH, POSSIBLE_MATCH), pat
         time.sleep(0.5)
 
 
+def registered_one_by_one(fhir, people) -> tuple[list[str], list[PatientLink]]:
+    """Register and sync each (site, url, demographics) in turn, waiting until MDM has linked each before the next.
+
+    HAPI matches asynchronously on several consumers: registered together, whichever Patient it takes first
+    founds the golden record, and the others' MATCH / POSSIBLE_MATCH would depend on that race."""
+    mdm = MdmClient(fhir)
+    ehrs, links = [], []
+    for site, url, demographics in people:
+        ehrs.append(register(site, url, **demographics))
+        sync_sites([site], ehrs[-1:])
+        links.append(PatientLink.objects.get(ehr_id=ehrs[-1]))
+        assert link_of(mdm, links[-1].fhir_patient_id) is not None, f"MDM never linked {links[-1].fhir_patient_id}"
+    return ehrs, links
+
+
 def margit(person, **overrides):
     return {"family": person["family"], "given": ("Margit",), "birth_date": person["birth_date"], "sex": "female",
             "postal_code": "8001", **overrides}
@@ -144,12 +159,7 @@ def test_one_person_at_two_sites_with_a_typo_is_one_golden_record(sites, ehrbase
 def test_two_people_with_the_same_name_and_birth_date_wait_for_a_steward(sites, ehrbase_urls, fhir, person, client,
                                                                         settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
-            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
-    sync_sites(sites, ehrs)
-    first, second = (PatientLink.objects.get(site=site, ehr_id=ehr) for site, ehr in zip(sites, ehrs))
-    mdm = MdmClient(fhir)
-    golden = link_of(mdm, first.fhir_patient_id, wanted=(MATCH,)).golden
+    _, (first, second), golden, mdm = margit_moved(sites, ehrbase_urls, fhir, person)
     waiting = link_of(mdm, second.fhir_patient_id)
     assert (waiting.match_result, waiting.golden) == (POSSIBLE_MATCH, golden)  # not merged by a machine
     # until a steward says so, the golden record is only the first site's person
@@ -178,12 +188,10 @@ def test_two_people_with_the_same_name_and_birth_date_wait_for_a_steward(sites, 
 def test_a_treatment_plan_on_the_golden_patient_reaches_exactly_the_sites_holding_that_person(
         sites, ehrbase_urls, fhir, person):
     """Margit at both sites (one golden record); a look-alike at site2 only is a possible match."""
-    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
-            register(sites[1], ehrbase_urls[1], **margit(person, given=("Margrit",))),
-            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
-    sync_sites(sites, ehrs)
+    ehrs, links = registered_one_by_one(fhir, [(sites[0], ehrbase_urls[0], margit(person)),
+                                               (sites[1], ehrbase_urls[1], margit(person, given=("Margrit",))),
+                                               (sites[1], ehrbase_urls[1], margit(person, postal_code="3000"))])
     mdm = MdmClient(fhir)
-    links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
     golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
     assert link_of(mdm, links[1].fhir_patient_id, wanted=(MATCH,)).golden == golden
     central_from_now()
@@ -248,15 +256,15 @@ def test_a_name_changed_without_a_new_composition_is_caught_by_the_demographics_
 
 def margit_moved(sites, ehrbase_urls, fhir, person):
     """Margit at site1, and at site2 with a new postal code: MDM MATCHes the first to a golden record and
-    holds the second as a POSSIBLE_MATCH for a steward. (ehrs, links, golden, mdm)."""
-    ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
-            register(sites[1], ehrbase_urls[1], **margit(person, postal_code="3000"))]
-    sync_sites(sites, ehrs)
+    holds the second as a POSSIBLE_MATCH for a steward. (ehrs, links, golden, mdm).
+
+    Registered one by one (``registered_one_by_one``), so the golden record is site1's."""
+    ehrs, links = registered_one_by_one(fhir, [(sites[0], ehrbase_urls[0], margit(person)),
+                                               (sites[1], ehrbase_urls[1], margit(person, postal_code="3000"))])
     mdm = MdmClient(fhir)
-    links = [PatientLink.objects.get(ehr_id=ehr) for ehr in ehrs]
-    golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
+    first = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,))
     assert link_of(mdm, links[1].fhir_patient_id).match_result == POSSIBLE_MATCH
-    return ehrs, links, golden, mdm
+    return ehrs, links, first.golden, mdm
 
 
 def central_from_now() -> None:
