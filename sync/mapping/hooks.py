@@ -13,7 +13,7 @@ from __future__ import annotations
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
 from . import hooks_adverse_event, hooks_careplan, hooks_dosage, hooks_genomics, hooks_imaging, hooks_lab, hooks_radiotherapy
 from . import hooks_identifiers, hooks_tnm
-from . import hooks_pathology
+from . import hooks_pathology, hooks_performer
 from .errors import MappingError
 
 HOOKS = {
@@ -24,7 +24,6 @@ HOOKS = {
     # lab panels, specimens, reference ranges
     "reportStatus": hooks_lab.report_status,
     "specimenReferences": hooks_lab.specimen_references,
-    "reportPerformer": hooks_lab.report_performer,
     "referenceRange": hooks_lab.reference_range,
     "dateTimeInterval": hooks_lab.date_time_interval,
     "firstResult": hooks_lab.first_result,
@@ -37,6 +36,8 @@ HOOKS = {
     "resectionMargin": hooks_pathology.resection_margin,
     # genomic variant results in a lab report
     "genomicVariant": hooks_genomics.genomic_variant,
+    # who performed an entry: FHIR performer <-> other_participations 'performer' (observations, reports, actions)
+    "entryPerformer": hooks_performer.entry_performer,
     # order identifiers (HL7 v2-0203 PLAC / FILL), lab, imaging and service requests
     "placerIdentifier": hooks_identifiers.placer_identifier,
     "fillerIdentifier": hooks_identifiers.filler_identifier,

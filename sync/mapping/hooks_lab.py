@@ -9,15 +9,12 @@
 * ``referenceRange``: DV_QUANTITY.normal_range / other_reference_ranges <-> Observation.referenceRange;
 * ``dateTimeInterval``: DV_INTERVAL<DV_DATE_TIME> <-> Period (specimen collection time);
 * ``firstResult``: an analyte with several results (at0001 is 0..*) has the first one's value only (one way);
-* ``reportPerformer``: DiagnosticReport.performer (the lab that produced the results) <-> the entry's
-  ``other_participations`` whose function is 'performer' (issue 21: a home in openEHR, not only the feeder
-  audit); parties by parties.py's rules, other participations stay in the residue.
+* the report's performer (the lab) is hooks_performer.py's ``entryPerformer``, shared with every row.
 """
 from __future__ import annotations
 
 from . import datatypes as dt
 from . import fhirpath, rmpath
-from .parties import party_to_reference, reference_to_party
 from .runtime import FWD, f_base, o_base
 from .terminology import SOURCE_SYSTEM
 
@@ -29,27 +26,6 @@ def report_status(ctx, rule, onode, fobj, fmodel, direction):
     """Observation.status (1..1) of a panel: the status of the resource holding it (see module doc)."""
     if direction == FWD:
         ctx.resource["status"] = (ctx.parent or {}).get("status") or "unknown"
-
-
-PERFORMER_FUNCTION = "performer"
-
-
-def report_performer(ctx, rule, onode, fobj, fmodel, direction):
-    """DiagnosticReport.performer <-> other_participations with function 'performer' (see module doc)."""
-    entry, res = ctx.archetype, ctx.resource
-    if direction == FWD:
-        refs = [party_to_reference(p["performer"]) for p in entry.get("other_participations") or []
-                if isinstance(p, dict) and (p.get("function") or {}).get("value") == PERFORMER_FUNCTION
-                and isinstance(p.get("performer"), dict) and p["performer"].get("_type") != "PARTY_SELF"]
-        if any(refs):
-            res["performer"] = [r for r in refs if r]
-        return
-    for ref in res.get("performer") or []:
-        party = reference_to_party(ref, (res.get("subject") or {}).get("reference")) if isinstance(ref, dict) else None
-        if party is not None:
-            entry.setdefault("other_participations", []).append(
-                {"_type": "PARTICIPATION", "function": {"_type": "DV_TEXT", "value": PERFORMER_FUNCTION},
-                 "performer": party})
 
 
 def lone_result_test_name(ctx, rule, onode, fobj, fmodel, direction):
