@@ -1,4 +1,4 @@
-"""Persistent lists (COMPOSITION.problem_list.v2, medication_list.v1, adverse_reaction_list.v1) <-> one FHIR List
+"""Persistent lists (COMPOSITION.problem_list.v2, medication_list.v1, adverse_reaction_list.v1, care_plan.v0) <-> one FHIR List
 (composition.py, specs/model/composition/*_list*.yml): title, date, source, status current, mode working, entry.item
 -> the resources made from the entries; back, the List gives the header and the entries are entries of their own."""
 import copy
@@ -15,11 +15,13 @@ from tests.fixtures import CORPUS_DIR
 from .conftest import REPO_DIR, load
 from .hapi import hapi_errors
 from .test_allergy import risk
+from .test_oncology_careplan import care_plan, goal
 
 # The rows this module proves (sync.mapping.coverage reads it; tests/mapping/test_coverage.py checks it).
 COVERS = {"COMPOSITION.problem_list.v2": "forward reverse hapi",
           "COMPOSITION.medication_list.v1": "forward reverse hapi",
-          "COMPOSITION.adverse_reaction_list.v1": "forward reverse hapi"}
+          "COMPOSITION.adverse_reaction_list.v1": "forward reverse hapi",
+          "COMPOSITION.care_plan.v0": "forward reverse hapi"}
 
 FIXTURE = REPO_DIR / "tests" / "fixtures" / "oncology" / "oncology_encounter.composition.json"
 UID = "0b5e3c4e-2222-4222-8333-944444444444::site-a::3"
@@ -34,19 +36,24 @@ def _entries(archetype: str) -> list[dict]:
 # each list with what it lists (the fixture's diagnosis and medication order; an allergy built as test_allergy's)
 LISTS = {"problem_list.v2": ("Problem list", lambda: _entries("EVALUATION.problem_diagnosis.v1")),
          "medication_list.v1": ("Medication list", lambda: _entries("INSTRUCTION.medication_order.v3")),
-         "adverse_reaction_list.v1": ("Adverse reaction list", lambda: [risk()])}
+         "adverse_reaction_list.v1": ("Adverse reaction list", lambda: [risk()]),
+         "care_plan.v0": ("Care plan", lambda: [care_plan(), goal()])}
 # R4's example use codes for List (the CKM binds none)
-KIND = {"problem_list.v2": "problems", "medication_list.v1": "medications", "adverse_reaction_list.v1": "allergies"}
+KIND = {"problem_list.v2": "problems", "medication_list.v1": "medications", "adverse_reaction_list.v1": "allergies",
+        "care_plan.v0": "plans"}
 KDS = CORPUS_DIR / "openehr" / "compositions" / "kds_medication_statement.patient1.composition.json"  # MII KDS
 
 
 def persistent_list(kind: str, content=None) -> dict:
-    """The fixture's header (category 433 event: the CKM lists allow no other) as a ``kind`` list."""
+    """The fixture's header (category 433 event: the CKM lists allow no other; the care plan 431 persistent) as a
+    ``kind`` list."""
     c = load(FIXTURE)
     name, entries = LISTS[kind]
     c["archetype_node_id"] = f"openEHR-EHR-COMPOSITION.{kind}"
     c["archetype_details"]["archetype_id"]["value"] = c["archetype_node_id"]
     c["name"] = {"_type": "DV_TEXT", "value": name}
+    if kind == "care_plan.v0":  # the CKM care plan is persistent (431), the lists' fixture header an event
+        c["category"]["value"], c["category"]["defining_code"]["code_string"] = "persistent", "431"
     c["content"] = entries() if content is None else content
     c["uid"] = {"_type": "OBJECT_VERSION_ID", "value": UID}
     return c
