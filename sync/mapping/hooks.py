@@ -34,6 +34,7 @@ HOOKS = {
     "figoStage": hooks_pathology.figo_stage,
     "tumourInvasion": hooks_pathology.tumour_invasion,
     "resectionMargin": hooks_pathology.resection_margin,
+    "pathologyExam": hooks_pathology.pathology_exam,
     # genomic variant results in a lab report
     "genomicVariant": hooks_genomics.genomic_variant,
     # who performed an entry: FHIR performer <-> other_participations 'performer' (observations, reports, actions)

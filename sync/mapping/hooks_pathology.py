@@ -339,3 +339,76 @@ def resection_margin(ctx, rule, onode, fobj, fmodel, direction):
                    if c.get("system") == SNOMED and c.get("code") in MARGIN_BY_CODE), None)
     if at:
         onode.setdefault("items", []).append(_element(MARGIN_EL[0], MARGIN_EL[1], _coded(at, MARGIN_VALUES[at][0])))
+
+
+# ``pathologyExam`` (CLUSTER.anatomical_pathology_exam.v0 <-> one narrative Observation per examination): the CKM
+# archetype records an examination in free text, so it is carried as the pathology report's narrative sections are
+# in FHIR: the examination type names the Observation (Macroscopic at0020 <-> LOINC 22634-0 'Pathology report gross
+# observation', Microscopic at0021 <-> 22635-7 'Pathology report microscopic observation', the section codes the
+# MII pathology module and the R2BO guide use); the examination description at0011 <-> valueString; each finding
+# at0005 <-> a component whose code is the finding label at0023 as text (no code is invented for it) and whose
+# valueString is the finding description at0008.  An examination without a coded type (text, or none) is not made:
+# nothing says which section it is, and the whole cluster stays in the report's residue, as every part of it that is
+# not named here does (interpretation, structured findings slot, multimedia, container ids, tissue available).  No
+# histologic type, grade or BodyStructure is read out of the text.
+EXAM_TYPE = ("at0019", "Examination type")
+EXAM_CODES = {"at0020": ("22634-0", "Pathology report gross observation", "Macroscopic examination"),
+              "at0021": ("22635-7", "Pathology report microscopic observation", "Microscopic examination")}
+EXAM_BY_CODE = {code: at for at, (code, _, _) in EXAM_CODES.items()}
+EXAM_DESCRIPTION = ("at0011", "Examination description")
+FINDING = ("at0005", "Anatomical pathology finding")
+FINDING_LABEL = ("at0023", "Finding label")
+FINDING_DESCRIPTION = ("at0008", "Finding description")
+
+
+def exam_type(onode: dict) -> str | None:
+    """The at-code of an examination's coded type (at0020 / at0021), else None: the file's condition to be made."""
+    value = (_child(onode, EXAM_TYPE[0]) or {}).get("value") or {}
+    at = (value.get("defining_code") or {}).get("code_string") if value.get("_type") == "DV_CODED_TEXT" else None
+    return at if at in EXAM_CODES else None
+
+
+def pathology_exam(ctx, rule, onode, fobj, fmodel, direction):
+    obs = ctx.resource
+    if direction == FWD:
+        at = exam_type(onode)
+        if at is None:
+            return
+        code, display, _ = EXAM_CODES[at]
+        obs["code"] = {"coding": [{"system": LOINC, "code": code, "display": display}]}
+        described = (_child(onode, EXAM_DESCRIPTION[0]) or {}).get("value") or {}
+        if described.get("value"):
+            obs["valueString"] = described["value"]
+        components = [_finding_component(f) for f in onode.get("items") or []
+                      if f.get("archetype_node_id") == FINDING[0]]
+        if any(components):
+            obs["component"] = [c for c in components if c]
+        return
+    at = EXAM_BY_CODE.get(_code(obs.get("code")) or "")
+    if at is None:
+        return
+    items = onode.setdefault("items", [])
+    items.append(_element(EXAM_TYPE[0], EXAM_TYPE[1], _coded(at, EXAM_CODES[at][2])))
+    for component in obs.get("component") or []:
+        finding = _finding_cluster(component)
+        if finding:
+            items.append(finding)
+    if obs.get("valueString"):
+        items.append(_element(EXAM_DESCRIPTION[0], EXAM_DESCRIPTION[1], {"_type": "DV_TEXT", "value": obs["valueString"]}))
+
+
+def _finding_component(finding: dict) -> dict | None:
+    label = ((_child(finding, FINDING_LABEL[0]) or {}).get("value") or {}).get("value")
+    description = ((_child(finding, FINDING_DESCRIPTION[0]) or {}).get("value") or {}).get("value")
+    if not (label and description):  # a component needs a code (the label) to say what its value is
+        return None
+    return {"code": {"text": label}, "valueString": description}
+
+
+def _finding_cluster(component: dict) -> dict | None:
+    label, description = (component.get("code") or {}).get("text"), component.get("valueString")
+    if (component.get("code") or {}).get("coding") or not (label and description):
+        return None  # a coded component is no free-text finding of this archetype
+    return {"_type": "CLUSTER", "archetype_node_id": FINDING[0], "name": {"_type": "DV_TEXT", "value": FINDING[1]},
+            "items": [_element(FINDING_LABEL[0], FINDING_LABEL[1], {"_type": "DV_TEXT", "value": label}),
+                      _element(FINDING_DESCRIPTION[0], FINDING_DESCRIPTION[1], {"_type": "DV_TEXT", "value": description})]}

@@ -7,7 +7,7 @@ primary/secondary/tertiary grades as components 44641-9/44642-7/44643-5 and the 
 CT 443527007); CLUSTER.figo_staging_cancer.v1 <-> an mCODE cancer stage Observation (385361009, NCIt stage, SNOMED CT
 staging system); CLUSTER.tumour_invasion.v0 <-> 'Status of invasion by tumor' (370052007);
 CLUSTER.tumour_resection_margins.v0 <-> 'Surgical margin observable' (396631001, involvement 396324006);
-CLUSTER.anatomical_pathology_exam.v0 stays in the report's residue.  Node ids and ordinals are the CKM archetypes'
+CLUSTER.anatomical_pathology_exam.v0 <-> a gross (22634-0) or microscopic (22635-7) narrative Observation.  Node ids and ordinals are the CKM archetypes'
 (tests/fixtures/corpus); the composition is built here."""
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +21,7 @@ from sync.mapping.spec import registry
 from .hapi import hapi_errors
 
 COVERS = {"CLUSTER.gleason_score.v0": "forward reverse hapi",
+          "CLUSTER.anatomical_pathology_exam.v0": "forward reverse hapi",
           "CLUSTER.lymph_node_metastases.v0": "forward reverse hapi",
           "CLUSTER.figo_staging_cancer.v1": "forward reverse hapi",
           "CLUSTER.tumour_invasion.v0": "forward reverse hapi",
@@ -364,32 +365,93 @@ def test_a_central_margin_lands_in_the_cluster_by_its_code():
     assert "close (<1 mm)" in entry["feeder_audit"]["original_content"]["value"]
 
 
-# ------------------------------------------------------------------ anatomical pathology examination: residue
+# ------------------------------------------------------------------ anatomical pathology examination
 EXAM = "openEHR-EHR-CLUSTER.anatomical_pathology_exam.v0"
+GROSS, MICRO = ("at0020", "Macroscopic examination", "22634-0"), ("at0021", "Microscopic examination", "22635-7")
 
 
-def test_an_anatomical_pathology_exam_stays_in_the_reports_residue_and_is_no_guessed_histology():
-    """The archetype records findings as free text (label, description, interpretation): no element says 'histologic
-    type' or 'grade', so no mCODE histology Observation (31206-6 / C18000) or tumor BodyStructure is made from it;
-    the whole cluster rides in the DiagnosticReport's residue and comes back exactly, without a base too."""
-    finding = {"_type": "CLUSTER", "archetype_node_id": "at0005", "name": text("Anatomical pathology finding"),
-               "items": [el("at0023", "Finding label", text("Tumour 1")),
-                         el("at0008", "Finding description", text("Invasive carcinoma of no special type, grade 2"))]}
-    exam = {"_type": "CLUSTER", "name": text("Anatomical pathology examination"), "archetype_node_id": EXAM,
+def finding(label="Tumour 1", description="Invasive carcinoma of no special type, grade 2", interpretation=None):
+    items = [el("at0023", "Finding label", text(label))] if label else []
+    if description:
+        items.append(el("at0008", "Finding description", text(description)))
+    if interpretation:
+        items.append(el("at0010", "Pathology interpretation", text(interpretation)))
+    return {"_type": "CLUSTER", "archetype_node_id": "at0005", "name": text("Anatomical pathology finding"),
+            "items": items}
+
+
+def exam(kind=MICRO, *findings, description="Sections show an invasive carcinoma.", coded=True):
+    items = []
+    if kind:
+        items.append(el("at0019", "Examination type",
+                        dt.coded_text(kind[1], "local", kind[0]) if coded else text(kind[1])))
+    items += list(findings) or [finding()]
+    if description:
+        items.append(el("at0011", "Examination description", text(description)))
+    return {"_type": "CLUSTER", "name": text("Anatomical pathology examination"), "archetype_node_id": EXAM,
             "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": EXAM},
-                                  "rm_version": "1.0.4"},
-            "items": [el("at0019", "Examination type", dt.coded_text("Microscopic examination", "local", "at0021")),
-                      finding]}
-    comp = report(exam, gleason(), nodes())
+                                  "rm_version": "1.0.4"}, "items": items}
+
+
+def exams_of(resources, code):
+    return [r for r in resources if r["resourceType"] == "Observation"
+            and any(c.get("code") == code for c in r["code"]["coding"])]
+
+
+def test_a_microscopic_and_a_gross_examination_are_the_report_s_narrative_observations():
+    comp = report(exam(GROSS, finding("Specimen", "Wide local excision, 45 x 30 x 20 mm"),
+                       description="Received fresh."),
+                  exam(MICRO, finding(), finding("Margins", "Clear, closest 4 mm (inferior)")))
     out = fwd(comp)
-    assert sorted(r["resourceType"] for r in out) == ["DiagnosticReport", "Observation", "Observation"]
-    codes = {c.get("code") for r in out for c in (r.get("code") or {}).get("coding", [])}
-    assert not codes & {"31206-6", "C18000"}
     [dr] = [r for r in out if r["resourceType"] == "DiagnosticReport"]
-    residue = [e for e in dr.get("extension") or [] if e["url"].endswith("openehr-residue")]
-    assert "Invasive carcinoma of no special type" in str(residue) and "Invasive" not in str(dr.get("conclusion"))
+    [gross], [micro] = exams_of(out, "22634-0"), exams_of(out, "22635-7")
+    assert {r["reference"] for r in dr["result"]} >= {f"Observation/{gross['id']}", f"Observation/{micro['id']}"}
+    assert gross["valueString"] == "Received fresh." and micro["valueString"] == "Sections show an invasive carcinoma."
+    assert [(c["code"], c["valueString"]) for c in micro["component"]] == [
+        ({"text": "Tumour 1"}, "Invasive carcinoma of no special type, grade 2"),
+        ({"text": "Margins"}, "Clear, closest 4 mm (inferior)")]
+    assert all(validate_fhir(r) == [] for r in out)
+    # no histology, grade or tumour read out of the text
+    codes = {c.get("code") for r in out for c in (r.get("code") or {}).get("coding", [])}
+    assert not codes & {"31206-6", "C18000"} and "BodyStructure" not in {r["resourceType"] for r in out}
+    assert compare_clinical(comp, from_fhir(out, template_id="t", base_composition=comp).composition) == []
+    assert compare_clinical(comp["content"][0], from_fhir(out, template_id="t").composition["content"][0]) == []
+
+
+def test_what_the_observation_cannot_hold_stays_in_the_residue_and_comes_back():
+    comp = report(exam(MICRO, finding(interpretation="malignant"), finding(label=None, description="Unlabelled")))
+    out = fwd(comp)
+    [micro] = exams_of(out, "22635-7")
+    assert [c["code"]["text"] for c in micro["component"]] == ["Tumour 1"]  # a finding with no label: no component
+    assert "malignant" not in str({k: v for k, v in micro.items() if k != "extension"})
     [entry] = from_fhir(out, template_id="t").composition["content"]
     assert compare_clinical(comp["content"][0], entry) == []
+
+
+@pytest.mark.parametrize("kind,coded", [(None, True), (MICRO, False)])
+def test_an_examination_whose_type_is_not_coded_is_no_observation_and_rides_in_the_residue(kind, coded):
+    """Nothing says which section of the report it is: no Observation is made, the cluster comes back whole."""
+    comp = report(exam(kind, coded=coded), gleason(), nodes())
+    out = fwd(comp)
+    assert not exams_of(out, "22634-0") + exams_of(out, "22635-7")
+    [dr] = [r for r in out if r["resourceType"] == "DiagnosticReport"]
+    assert "Invasive carcinoma of no special type" in str(dr.get("extension"))
+    [entry] = from_fhir(out, template_id="t").composition["content"]
+    assert compare_clinical(comp["content"][0], entry) == []
+
+
+def test_a_central_microscopic_observation_becomes_an_examination_of_the_report():
+    central = {"resourceType": "Observation", "id": "m-9", "status": "final", "subject": {"reference": "Patient/p9"},
+               "code": {"coding": [{"system": LOINC, "code": "22635-7"}]}, "valueString": "Tubular adenoma.",
+               "component": [{"code": {"text": "Polyp 1"}, "valueString": "Low-grade dysplasia"}]}
+    dr = {"resourceType": "DiagnosticReport", "id": "d-9", "status": "final", "subject": {"reference": "Patient/p9"},
+          "code": {"text": "Colon polypectomy, histopathology"}, "result": [{"reference": "Observation/m-9"}]}
+    out = from_fhir([dr, central], template_id="t")
+    [entry] = out.composition["content"]
+    [cluster] = [i for e in entry["data"]["events"] for i in e["data"]["items"] if i["archetype_node_id"] == EXAM]
+    assert [i["archetype_node_id"] for i in cluster["items"]] == ["at0019", "at0005", "at0011"]
+    assert cluster["items"][0]["value"]["defining_code"]["code_string"] == "at0021"
+    assert not [x for x in out.losses if x.path.startswith("Observation/m-9")]
 
 
 @pytest.mark.parametrize("code", ["370052007", "396631001", "385361009"])
@@ -449,8 +511,9 @@ def test_hapi_validates_every_pathology_observation_and_their_report(fhir_base_u
     out = fwd(report(gleason(tertiary=5), gleason(primary=3, secondary=3, total=6, group=1), nodes(),
                      figo(), figo(stage="IIIC1r", criteria=(None, "Ovary"), version="2014"),
                      invasion(), invasion(finding=("at0015", "Suspicious"), nature=("at0009", "Extensive")),
-                     margin(), margin(name="Radial margin", involvement=("at0017", "Equivocal"))))
-    assert [r["resourceType"] for r in out].count("Observation") == 9
+                     margin(), margin(name="Radial margin", involvement=("at0017", "Equivocal")),
+                     exam(GROSS, description="Received fresh."), exam(MICRO)))
+    assert [r["resourceType"] for r in out].count("Observation") == 11
     for r in out:
         assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
 
