@@ -87,6 +87,7 @@ V2_FILLERS = {"EVALUATION.adverse_reaction_risk.v2": {"Reaction event summary": 
               "OBSERVATION.laboratory_test_result.v1": {"Test result": (
                   "CLUSTER.gleason_score.v0", "CLUSTER.lymph_node_metastases.v0", "CLUSTER.figo_staging_cancer.v1",
                   "CLUSTER.tumour_invasion.v0", "CLUSTER.tumour_resection_margins.v0",
+                  "CLUSTER.anatomical_pathology_exam.v0",
                   "CLUSTER.genomic_variant_result.v1", "CLUSTER.genetic_variant_presence.v0")}}
 VERSIONS = {"v1": (TEMPLATE_ID, OUT, "derived", ()), "v2": (TEMPLATE_ID_V2, OUT_V2, "ckm", V2_ENTRIES)}
 

@@ -18,7 +18,8 @@ A patient's story, one composition per clinical contact (``Event.key``):
 * ``surgery``: the resection completed (532/at0043); sometimes a postponement first
   (527/at0038); post-operative vitals as a series of events; recurrence risk assessment; for breast and
   colorectal cancer the specimen's pathology report counting the lymph nodes examined and involved, as pN says
-  (catalogue.NODE_COUNTS; a stream of its own); every resection's report states its margins as R says and, for
+  (catalogue.NODE_COUNTS; a stream of its own); every resection's report gives its microscopic examination (the
+  histology as the finding, pT/pN/R in the description), states its margins as R says and, for
   colorectal cancer, the direct invasion of the pericolorectal tissues as pT says (catalogue.MARGIN_NAMES, INVASION).
 * ``treatment``: the tumour board's care plan with one or two anticancer medication orders (dose,
   route, ISO 8601 timing), a radiotherapy referral and the goal (curative or palliative); ECOG and
@@ -203,7 +204,7 @@ class _Ctx:
         # the same report's margins (as R says) and direct invasion (as pT says); no random draw
         add_resection_findings(flat, report or add_report(flat, when + timedelta(days=4),
                                                           f"{self.cancer.resection.value}, histopathology"),
-                               self.cancer.key, pathological)
+                               self.cancer.key, pathological, self.histology)
         add_risk(flat, self, when, pathological)
         self.marker_level = self.marker_level * self.rng.uniform(0.3, 0.6)
         return Event("surgery", "surgery", when, flat.build())
@@ -378,10 +379,17 @@ def add_report(flat: FlatComposition, when: datetime, test_name: str) -> str:
     return event
 
 
-def add_resection_findings(flat: FlatComposition, event: str, cancer: str, pathological: dict) -> None:
-    """The resection report's CLUSTER.tumour_resection_margins.v0 (the specimen's margins: tumour Absent at R0,
-    Present at R1, the archetype's at-codes) and, where catalogue.INVASION lists the cancer, its
-    CLUSTER.tumour_invasion.v0 (the tissue, Present when pT reaches it, else Absent)."""
+def add_resection_findings(flat: FlatComposition, event: str, cancer: str, pathological: dict, histology: str) -> None:
+    """The resection report's microscopic examination (CLUSTER.anatomical_pathology_exam.v0: the tumour's histology
+    as its finding, the pathological stage in the description), CLUSTER.tumour_resection_margins.v0 (the specimen's
+    margins: tumour Absent at R0, Present at R1, the archetype's at-codes) and, where catalogue.INVASION lists the
+    cancer, its CLUSTER.tumour_invasion.v0 (the tissue, Present when pT reaches it, else Absent)."""
+    exam = f"{event}/anatomical_pathology_examination:0"
+    flat.local(f"{exam}/examination_type", "at0021", "Microscopic examination")
+    flat.set(f"{exam}/anatomical_pathology_finding:0/finding_label", "Tumour")
+    flat.set(f"{exam}/anatomical_pathology_finding:0/finding_description", histology)
+    flat.set(f"{exam}/examination_description",
+             f"Resection specimen: {histology}; {pathological['t']} {pathological['n']}, {pathological['r']}.")
     margin = f"{event}/surgical_resection_margins:0"
     flat.set(f"{margin}/margin_name", cat.MARGIN_NAMES[cancer])
     flat.local(f"{margin}/marginal_involvement", *(("at0014", "Present") if pathological["r"] == "R1"

@@ -34,6 +34,9 @@ EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime
         "margin_name", *(f"marginal_involvement|{a}" for a in ("code", "value", "terminology")))} | {
     f"{ROOT}/laboratory_test_result:#/any_event:#/tumour_-_direct_invasion:#/{k}" for k in (  # and its invasion (pT)
         "tissue_name", "direct_invasion|code", "direct_invasion|value", "direct_invasion|terminology")} | {
+    f"{ROOT}/laboratory_test_result:#/any_event:#/anatomical_pathology_examination:#/{k}" for k in (  # its microscopy
+        "examination_type|code", "examination_type|value", "examination_type|terminology", "examination_description",
+        "anatomical_pathology_finding:#/finding_label", "anatomical_pathology_finding:#/finding_description")} | {
     f"{ROOT}/laboratory_test_result:#/any_event:#/genetic_variant_presence:#/{k}" for k in (  # an EGFR result
         "variant_name", "finding|code", "finding|value", "finding|terminology")} | {
     f"{ROOT}/care_plan:#/{k}" for k in (  # the board's plan scheduled (ACTION.care_plan.v0)

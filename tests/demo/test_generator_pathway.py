@@ -332,7 +332,8 @@ def test_the_board_schedules_its_plan_and_the_care_plan_keeps_the_step(patients,
 def test_every_resection_states_its_margins_as_r_says_and_a_colorectal_one_its_invasion_as_pt_says(patients):
     """CLUSTER.tumour_resection_margins.v0 in the resection's pathology report: Absent at R0, Present at R1; for
     colorectal cancer CLUSTER.tumour_invasion.v0 of the pericolorectal tissues: Present from pT3 (UICC/AJCC 8th).
-    Mapped to the surgical margin (396631001) and invasion status (370052007) Observations, locally valid."""
+    Mapped to the surgical margin (396631001) and invasion status (370052007) Observations, and the report's
+    microscopic examination to its narrative Observation (22635-7), locally valid."""
     seen = {"R0": 0, "R1": 0, "invaded": 0, "confined": 0}
     for p in patients:
         surgery = next((e.flat for e in p.events if e.kind == "surgery"), None)
@@ -361,6 +362,10 @@ def test_every_resection_states_its_margins_as_r_says_and_a_colorectal_one_its_i
     [invasion] = [r for r in resources if r["resourceType"] == "Observation"
                   and r["code"]["coding"][0]["code"] == "370052007"]
     assert invasion["bodySite"]["text"] == cat.INVASION[p.cancer][0]
+    [micro] = [r for r in resources if r["resourceType"] == "Observation"
+               and r["code"]["coding"][0]["code"] == "22635-7"]  # the microscopic examination, in words
+    assert micro["component"] == [{"code": {"text": "Tumour"}, "valueString": p.summary["histology"]}]
+    assert p.summary["pTNM"]["t"] in micro["valueString"]
     assert all(validate_fhir(r) == [] for r in resources)
 
 
@@ -382,7 +387,8 @@ def test_a_colorectal_resection_with_margins_and_invasion_commits_to_ehrbase_and
         ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
         comp = cdr.get_composition(ehr, ref.version_uid).content
     found = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
-             if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] in ("396631001", "370052007")]
-    assert sorted(r["code"]["coding"][0]["code"] for r in found) == ["370052007", "396631001"]
+             if r["resourceType"] == "Observation"
+             and r["code"]["coding"][0]["code"] in ("396631001", "370052007", "22635-7")]
+    assert sorted(r["code"]["coding"][0]["code"] for r in found) == ["22635-7", "370052007", "396631001"]
     for r in found:
         assert hapi_errors(fhir_base_url, r) == []

@@ -1,8 +1,8 @@
 """Issue 17 pathology row on a real CDR: a pathology report holding CLUSTER.figo_staging_cancer.v1,
-CLUSTER.tumour_invasion.v0 and CLUSTER.tumour_resection_margins.v0, committed FLAT under the oncology template v2
+CLUSTER.tumour_invasion.v0, CLUSTER.tumour_resection_margins.v0 and CLUSTER.anatomical_pathology_exam.v0, committed FLAT under the oncology template v2
 at EHRbase (site1), reads back as the canonical composition that maps to the mCODE cancer stage, the invasion
 status and the surgical margin Observations (HAPI $validate: 0 errors, the mCODE profile checked) and back into
-the same clusters."""
+the same clusters; the microscopic examination maps to its narrative Observation (LOINC 22635-7)."""
 import uuid
 from datetime import datetime, timezone
 
@@ -36,6 +36,11 @@ def hysterectomy_report() -> dict:
     flat.set(f"{margin}/margin_name", "Vaginal cuff margin")
     flat.local(f"{margin}/marginal_involvement", "at0015", "Absent")
     flat.set(f"{margin}/tumour_absent:0/distance_from_resection_margin", magnitude=8.0, unit="mm")
+    exam = f"{event}/anatomical_pathology_examination:0"
+    flat.local(f"{exam}/examination_type", "at0021", "Microscopic examination")
+    flat.set(f"{exam}/anatomical_pathology_finding:0/finding_label", "Tumour")
+    flat.set(f"{exam}/anatomical_pathology_finding:0/finding_description", "Squamous cell carcinoma, 24 mm")
+    flat.set(f"{exam}/examination_description", "Sections of the cervix show an invasive carcinoma.")
     flat.local(f"{event}/overall_test_status:0", "at0038", "Final")
     return flat.build()
 
@@ -65,6 +70,10 @@ def test_figo_stage_invasion_and_margin_commit_to_ehrbase_and_map_to_valid_obser
                 and r["code"]["coding"][0]["code"] == "396631001"]
     assert margin["bodySite"]["text"] == "Vaginal cuff margin"
     assert margin["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "260385009"
+    [micro] = [r for r in resources if r["resourceType"] == "Observation"
+               and r["code"]["coding"][0]["code"] == "22635-7"]
+    assert micro["valueString"] == "Sections of the cervix show an invasive carcinoma."
+    assert micro["component"] == [{"code": {"text": "Tumour"}, "valueString": "Squamous cell carcinoma, 24 mm"}]
     for r in resources:
         assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
     back = from_fhir(resources, template_id=TEMPLATE_ID, base_composition=comp)
