@@ -50,7 +50,14 @@ os.environ.setdefault("CONFLICTDESK_LOG_LEVEL", "WARNING")  # the bench prints i
 from tests import harness as E  # noqa: E402  (the one harness of the benchmarks and integration tests)
 
 TERMINAL = E.load.TERMINAL
-finished_count = E.finished_count
+
+
+def finished_count(version_uids) -> int:
+    """Runs of these commits that are DONE: a dead-lettered run is kept, not throughput (the harness's own count,
+    which waits for any end, would let a bench whose every run dead-letters read as held)."""
+    from sync.models import SyncRun
+
+    return SyncRun.objects.filter(change_event__source_version__in=list(version_uids), status="done").count()
 
 
 def parse_rates(text: str) -> list[float]:
@@ -71,6 +78,23 @@ def cpu_per_event(cpu: dict, events: int) -> dict:
     return {k: round(1000 * v / events, 1) for k, v in out.items()}
 
 
+def outcomes(version_uids=None) -> dict:
+    """The bench's runs by status and its dead letters by cause (with one error each): a run that dead-letters is
+    no throughput, and a bench whose runs dead-letter measures nothing.  ``None``: every run of the scratch database."""
+    from sync.models import DeadLetter, SyncRun
+
+    runs = SyncRun.objects.all() if version_uids is None else \
+        SyncRun.objects.filter(change_event__source_version__in=list(version_uids))
+    by_status: dict[str, int] = {}
+    for status in runs.values_list("status", flat=True):
+        by_status[status] = by_status.get(status, 0) + 1
+    causes: dict[str, dict] = {}
+    for cause, step, error in DeadLetter.objects.filter(run__in=runs).values_list("cause", "step", "error"):
+        seen = causes.setdefault(cause, {"count": 0, "step": step, "example": error[:300]})
+        seen["count"] += 1
+    return {"runs_by_status": by_status, "dead_letters_by_cause": causes}
+
+
 def step_latency(gen, wait_s: float = 300) -> dict:
     """Commit answered -> write step finished, per event of this step (after it drained)."""
     versions = [c.version_uid for c in gen.commits]
@@ -86,7 +110,7 @@ def engine_step(sites, engine, rate: float, seconds: float, *, latency: bool = F
     gen = E.LoadGenerator(sites, rate, seconds, seed=int(rate * 100))
     before_backlog = SyncRun.objects.exclude(status__in=TERMINAL).count()
     t0 = time.time()
-    done_before = SyncRun.objects.filter(status__in=TERMINAL).count()
+    done_before = SyncRun.objects.filter(status="done").count()
     thread = gen.start_background()
     samples = []
     while thread.is_alive():
@@ -98,7 +122,7 @@ def engine_step(sites, engine, rate: float, seconds: float, *, latency: bool = F
     wall = time.time() - t0
     versions = [c.version_uid for c in gen.commits]
     finished = finished_count(versions)
-    all_done = SyncRun.objects.filter(status__in=TERMINAL).count() - done_before
+    all_done = SyncRun.objects.filter(status="done").count() - done_before
     backlog = len(versions) - finished
     held = E.held(len(versions), finished, rate)
     out = {"rate_offered": rate, "seconds": round(wall, 1), "committed": len(versions),
@@ -257,7 +281,9 @@ def main() -> int:
             memory.start()
             scraper = E.WebPoller(engine.web_port)
             scraper.start()
-            E.warm_up(sites)
+            if not E.warm_up(sites):  # measuring runs that dead-letter would measure nothing
+                E.log(f"warm-up failed: {outcomes()}")
+                raise SystemExit("warm-up: not every run done (see the engine's dead letters); nothing measured")
             best = None
             for rate in rates:
                 step, versions = engine_step(sites, engine, rate, args.step_seconds)
@@ -293,6 +319,8 @@ def main() -> int:
                 all_versions += versions
             E.log("draining")
             E.wait_done(all_versions, 600, what="drain")
+            results["outcomes"] = outcomes(all_versions)
+            E.log(f"outcomes: {results['outcomes']}")
             results["web"] = scraper.stop()
             results["memory"] = memory.stop()
             results["engine_alive_at_end"] = engine.alive()
