@@ -126,8 +126,18 @@ def context(f: diff.Field, resource: dict) -> str:
     if where:
         parts.append(where)
     if f.element is None:
-        parts.append("only at the site" if f.central is None else "only centrally" if f.site is None else "whole")
+        parts.append(_one_side(f))
     return " · ".join(p for p in parts if p)
+
+
+def _one_side(f: diff.Field) -> str:
+    """A thing one side lacks: removed there when the last synced version had it (a site's correction that drops an
+    entry the centre edited reads as a deletion, as a whole-record deletion does), else added by the other side."""
+    if f.site is None:
+        return "removed at the site" if f.base is not None else "only centrally"
+    if f.central is None:
+        return "removed centrally" if f.base is not None else "only at the site"
+    return "whole"
 
 
 def lines(value, changed: set[int] | None = None, *, against=_NO_BASE) -> list[Line]:

@@ -75,3 +75,18 @@ def test_the_central_column_names_each_resource_and_keeps_ids_aside():
     assert groups[1]["ref"] == "Composition/c-1" and groups[1]["version"] == "3"
     shown = " ".join(f"{row.label} {row.value}" for row in groups[1]["rows"])
     assert "a1d930e8" not in shown and "Observation (shown here)" in shown
+
+
+def test_a_thing_one_side_lacks_reads_as_removed_there_when_the_last_sync_had_it():
+    """A site's correction dropped the reading the centre edited: "removed at the site", not "only centrally"
+    (issue 20); without it in the base, the other side added it."""
+    edited, synced = _bp(120, 80, status="amended"), _bp(118, 80)
+
+    def context(site, central, base):
+        f = diff.Field(KEY, None, "", site=site, central=central, base=base)
+        return clinical_diff.context(f, edited)
+
+    assert context(None, edited, synced).endswith("removed at the site")
+    assert context(None, edited, None).endswith("only centrally")
+    assert context(edited, None, synced).endswith("removed centrally")
+    assert context(edited, None, None).endswith("only at the site")
