@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from audit.models import AuditEvent
 from sync.clients.fhir import FHIRClient
-from sync.clients.mdm import MATCH, NO_MATCH, MdmClient
+from sync.clients.mdm import NO_MATCH
 from sync.models import PatientLink
 from sync.patients.routing import links_for
 from tests.desk import factories as f
@@ -93,14 +93,10 @@ def test_a_clinician_finds_a_patients_conflict_by_mrn_and_by_name(new_page, queu
 def test_a_steward_keeps_two_look_alikes_apart_on_the_matching_page(new_page, sites, ehrbase_urls, fhir_base_url,
                                                                      person, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    ehrs = [matching.register(sites[0], ehrbase_urls[0], **matching.margit(person)),
-            matching.register(sites[1], ehrbase_urls[1], **matching.margit(person, postal_code="3000"))]
-    matching.sync_sites(sites, ehrs)
-    first, second = (PatientLink.objects.get(site=site, ehr_id=ehr) for site, ehr in zip(sites, ehrs))
-    other = f"Patient/{second.fhir_patient_id}"
     with FHIRClient(fhir_base_url) as fhir:
-        mdm = MdmClient(fhir)
-        golden = matching.link_of(mdm, first.fhir_patient_id, wanted=(MATCH,)).golden
+        # registered one at a time (MDM matches asynchronously: the first founds the golden record)
+        _, (first, second), golden, mdm = matching.margit_moved(sites, ehrbase_urls, fhir, person)
+        other = f"Patient/{second.fhir_patient_id}"
         assert matching.link_of(mdm, second.fhir_patient_id).golden == golden  # waiting: a possible match
 
         steward = f.make_user("stefan@desk.test", f.ROLE_USERS["steward"])
