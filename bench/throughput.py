@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: sync, tests.harness
@@ -50,14 +51,9 @@ os.environ.setdefault("CONFLICTDESK_LOG_LEVEL", "WARNING")  # the bench prints i
 from tests import harness as E  # noqa: E402  (the one harness of the benchmarks and integration tests)
 
 TERMINAL = E.load.TERMINAL
-
-
-def finished_count(version_uids) -> int:
-    """Runs of these commits that are DONE: a dead-lettered run is kept, not throughput (the harness's own count,
-    which waits for any end, would let a bench whose every run dead-letters read as held)."""
-    from sync.models import SyncRun
-
-    return SyncRun.objects.filter(change_event__source_version__in=list(version_uids), status="done").count()
+# A rate counts DONE runs: a dead-lettered run ended but synced nothing (counting any end, a bench whose every
+# run dead-letters read as held).
+finished_count = E.done_count
 
 
 def parse_rates(text: str) -> list[float]:
@@ -85,9 +81,7 @@ def outcomes(version_uids=None) -> dict:
 
     runs = SyncRun.objects.all() if version_uids is None else \
         SyncRun.objects.filter(change_event__source_version__in=list(version_uids))
-    by_status: dict[str, int] = {}
-    for status in runs.values_list("status", flat=True):
-        by_status[status] = by_status.get(status, 0) + 1
+    by_status = dict(Counter(runs.values_list("status", flat=True)))
     causes: dict[str, dict] = {}
     for cause, step, error in DeadLetter.objects.filter(run__in=runs).values_list("cause", "step", "error"):
         seen = causes.setdefault(cause, {"count": 0, "step": step, "example": error[:300]})

@@ -361,8 +361,9 @@ FINDING_LABEL = ("at0023", "Finding label")
 FINDING_DESCRIPTION = ("at0008", "Finding description")
 
 
-def exam_type(onode: dict) -> str | None:
-    """The at-code of an examination's coded type (at0020 / at0021), else None: the file's condition to be made."""
+def _exam_type(onode: dict) -> str | None:
+    """The at-code of an examination's coded type (at0020 / at0021), else None (the lab file's slot rule makes
+    only coded ones; this keeps the hook from writing a code for anything else)."""
     value = (_child(onode, EXAM_TYPE[0]) or {}).get("value") or {}
     at = (value.get("defining_code") or {}).get("code_string") if value.get("_type") == "DV_CODED_TEXT" else None
     return at if at in EXAM_CODES else None
@@ -371,7 +372,7 @@ def exam_type(onode: dict) -> str | None:
 def pathology_exam(ctx, rule, onode, fobj, fmodel, direction):
     obs = ctx.resource
     if direction == FWD:
-        at = exam_type(onode)
+        at = _exam_type(onode)
         if at is None:
             return
         code, display, _ = EXAM_CODES[at]

@@ -24,6 +24,7 @@ from .load import (
     SteadyLoad,
     backlog_allowance,
     commit,
+    done_count,
     finished_count,
     held,
     held_latency_bound,
@@ -41,7 +42,7 @@ from .waits import now, wait_for
 __all__ = [
     "FHIR", "HELD_RATE", "RESULTS", "SITE_URL", "Commit", "CpuMeter", "Engine", "LoadGenerator", "MemorySampler",
     "PrivateRedis", "ProcessSet", "SteadyLoad", "WebPoller", "Worker", "backlog_allowance", "commit", "db_url_of", "dump",
-    "engine_env", "finished_count", "free_port", "held", "held_latency_bound", "host_info", "listener", "loadavg", "log",
+    "done_count", "engine_env", "finished_count", "free_port", "held", "held_latency_bound", "host_info", "listener", "loadavg", "log",
     "now",
     "percentile", "run_timings", "running_sites", "scratch_database", "setup_sites", "start_sites", "stop_sites",
     "summary", "tree_state", "wait_done", "wait_for", "warm_up",

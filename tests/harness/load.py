@@ -58,6 +58,13 @@ def finished_count(version_uids) -> int:
     return SyncRun.objects.filter(change_event__source_version__in=list(version_uids), status__in=TERMINAL).count()
 
 
+def done_count(version_uids) -> int:
+    """Runs of these commits that are DONE: what a rate counts (a dead-lettered run ended, but synced nothing)."""
+    from sync.models import SyncRun
+
+    return SyncRun.objects.filter(change_event__source_version__in=list(version_uids), status="done").count()
+
+
 # --- sites, patients ------------------------------------------------------------------------
 
 def setup_sites(urls: list[str], poll_seconds: int, ehrs_per_site: int, tag: str):
@@ -159,13 +166,11 @@ def warm_up(sites, timeout: float = 300) -> bool:
     Creates each central Patient and warms every worker process; sequential so
     the first runs of one new patient never race on HAPI's conditional create.
     """
-    from sync.models import SyncRun
-
     gen = LoadGenerator(sites, rate=4, seconds=max(len(e) for _, e in sites) * len(sites) / 4, threads=1, seed=-1)
     gen.run()
     versions = [c.version_uid for c in gen.commits]
     synced = wait_done(versions, timeout, what="warm-up")
-    done = SyncRun.objects.filter(change_event__source_version__in=versions, status="done").count()
+    done = done_count(versions)
     log(f"warm-up: {len(gen.commits)} commits, {done} runs done")
     return synced and not gen.failures and done == len(versions)  # a run that ended otherwise (dead letter): no
 
