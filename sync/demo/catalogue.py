@@ -1,4 +1,4 @@
-"""Clinical tables the synthetic generator draws from: four cancers, their codes, markers,
+"""Clinical tables the synthetic generator draws from: five cancers, their codes, markers,
 agents, procedures and TNM stage grouping (UICC 8th edition, anatomic groups, simplified).
 
 Codes are real public codes (SNOMED CT, ICD-10, LOINC, RxNorm ingredient level) picked for
@@ -71,6 +71,8 @@ CA_15_3 = Marker("CA 15-3", loinc("6875-9", "Cancer Ag 15-3 [Units/volume] in Se
                  normal=(8.0, 30.0), raised=(32.0, 160.0), decimals=0)
 CEA = Marker("CEA", loinc("2039-6", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma"), "ng/mL",
              normal=(0.5, 3.0), raised=(5.5, 80.0))
+CA_125 = Marker("CA-125", loinc("10334-1", "Cancer Ag 125 [Units/volume] in Serum or Plasma"), "U/mL",
+                normal=(5.0, 35.0), raised=(60.0, 900.0), decimals=0)
 PSA = Marker("PSA", loinc("2857-1", "Prostate specific Ag [Mass/volume] in Serum or Plasma"), "ng/mL",
              normal=(0.1, 3.5), raised=(4.5, 45.0))
 
@@ -98,6 +100,7 @@ class Cancer:
     t_choices: tuple[tuple[str, int], ...]  # (T category, weight)
     n_choices: tuple[tuple[str, int], ...]
     risk: str  # the health risk assessed
+    sexes: frozenset[str] = frozenset({"female", "male"})  # who can have it (a registered person's sex picks among these)
 
 
 CANCERS: dict[str, Cancer] = {
@@ -198,6 +201,34 @@ CANCERS: dict[str, Cancer] = {
         t_choices=(("T1c", 3), ("T2a", 2), ("T2b", 2), ("T2c", 2), ("T3a", 2)),
         n_choices=(("N0", 8), ("N1", 1)),
         risk="Biochemical recurrence of prostate cancer",
+        sexes=frozenset({"male"}),
+    ),
+    # Epithelial ovarian cancer: diagnosed at laparoscopy, staged surgically (salpingo-oophorectomy), mostly found at
+    # stage III; carboplatin (dosed by AUC with the Calvert formula: the order states the computed dose) with
+    # paclitaxel every 21 days for six cycles.  Codes: SNOMED CT 363443007 (mCODE's own examples), 20837000 /
+    # 43981004 and 116028008 (SNOMED CT concept pages and the SNOMED CT editorial guide's salpingo-oophorectomy
+    # example), 73632009 Laparoscopy (SNOMED CT template pages); RxNorm ingredient 40048 carboplatin.
+    "ovary": Cancer(
+        key="ovary",
+        diagnosis=snomed("363443007", "Malignant tumor of ovary"),
+        anatomical_site="Ovary",
+        sites=(
+            Site(snomed("43981004", "Structure of left ovary"), "C56", "left ovary"),
+            Site(snomed("20837000", "Structure of right ovary"), "C56", "right ovary"),
+        ),
+        histology=("High-grade serous carcinoma, BRCA status pending", "Endometrioid carcinoma",
+                   "Clear cell carcinoma"),
+        marker=CA_125,
+        biopsy=snomed("73632009", "Laparoscopy"),
+        resection=snomed("116028008", "Salpingo-oophorectomy"),
+        agents=(
+            Agent(rxnorm("40048", "carboplatin"), IV, 500, "mg", "P21D", 6, "P18W", "adjuvant", "infusion"),
+            Agent(rxnorm("56946", "paclitaxel"), IV, 175, "mg/m2", "P21D", 6, "P18W", "adjuvant", "infusion"),
+        ),
+        t_choices=(("T1a", 1), ("T1c", 2), ("T2b", 1), ("T3b", 1), ("T3c", 4)),
+        n_choices=(("N0", 4), ("N1", 1)),
+        risk="Recurrence of ovarian cancer",
+        sexes=frozenset({"female"}),
     ),
 }
 
@@ -259,6 +290,14 @@ def stage_group(cancer: str, t: str, n: str, m: str, grade_group: int = 2) -> st
         if grade_group == 2:
             return "IIB"
         return "I" if t in ("T1c", "T2a") else "IIA"
+    if cancer == "ovary":  # UICC 8th = FIGO 2014 (ovary, fallopian tube and primary peritoneal carcinoma)
+        if metastatic:
+            return "IV"
+        if t.startswith("T3"):
+            return {"T3a": "IIIA2", "T3b": "IIIB", "T3c": "IIIC"}[t]
+        if nr >= 1:
+            return "IIIA1"
+        return {"T1a": "IA", "T1b": "IB", "T1c": "IC", "T2a": "IIA", "T2b": "IIB"}[t]
     raise KeyError(cancer)
 
 
@@ -293,9 +332,14 @@ KARNOFSKY_FOR_ECOG = {0: (100, 90), 1: (80, 70), 2: (70,)}
 # The tumour board's plan: goal and radiotherapy referral per intent (curative after resection, palliative
 # when metastatic).
 PLAN_GOALS = {"curative": "Disease-free at 5 years", "palliative": "Disease control with preserved quality of life"}
-RADIOTHERAPY = {"breast": "Adjuvant whole-breast radiotherapy, 40 Gy in 15 fractions",
-                "colorectal": "Radiotherapy planning review", "lung": "Thoracic radiotherapy planning review",
-                "prostate": "External beam radiotherapy planning review"}
+# The plan's referral: (service, service type); radiotherapy for all but ovarian cancer, where the board refers the
+# patient for germline BRCA1/2 testing (offered to every woman with epithelial ovarian cancer) instead.
+RADIATION_ONCOLOGY = "Radiation oncology"
+REFERRALS = {"breast": ("Adjuvant whole-breast radiotherapy, 40 Gy in 15 fractions", RADIATION_ONCOLOGY),
+             "colorectal": ("Radiotherapy planning review", RADIATION_ONCOLOGY),
+             "lung": ("Thoracic radiotherapy planning review", RADIATION_ONCOLOGY),
+             "prostate": ("External beam radiotherapy planning review", RADIATION_ONCOLOGY),
+             "ovary": ("Genetic counselling and germline BRCA1/BRCA2 testing", "Clinical genetics")}
 
 # The radiotherapy course that follows the breast referral (CLUSTER.radiotherapy.v0 in ACTION.procedure.v1, mapped
 # to an mCODE radiotherapy course summary): 40 Gy in 15 fractions of photons, 3D conformal, over 19 days.
@@ -376,6 +420,12 @@ def egfr_finding_of(histology: str) -> bool | None:
 # (CLUSTER.tumour_resection_margins.v0: R0, no tumour at any margin -> Absent; R1, microscopic tumour at a margin ->
 # Present) and, for colorectal cancer, whether the tumour directly invades the pericolorectal tissues through the
 # muscularis propria (CLUSTER.tumour_invasion.v0: Present from pT3, UICC/AJCC 8th: pT3 and pT4a reach them).
+# Ovarian cancer has no margins here: its R says what tumour the debulking left in the abdomen, not at a margin.
 MARGIN_NAMES = {"breast": "Lumpectomy margins", "colorectal": "Colectomy margins", "lung": "Lobectomy margins",
                 "prostate": "Prostatectomy margins"}
 INVASION = {"colorectal": ("Pericolorectal tissues", ("pT3", "pT4a"))}
+
+# Gynaecological cancers are staged by FIGO, surgically: the resection's pathology report carries its
+# CLUSTER.figo_staging_cancer.v1 (the staging criteria at-code and rubric of the CKM archetype, the FIGO version
+# whose stage table stage_group follows), the stage being the pathological stage group (the same groups for the ovary).
+FIGO = {"ovary": ("at0010", "Ovary, fallopian tube, and peritoneum", "2014")}

@@ -19,10 +19,12 @@ A patient's story, one composition per clinical contact (``Event.key``):
   (527/at0038); post-operative vitals as a series of events; recurrence risk assessment; for breast and
   colorectal cancer the specimen's pathology report counting the lymph nodes examined and involved, as pN says
   (catalogue.NODE_COUNTS; a stream of its own); every resection's report gives its microscopic examination (the
-  histology as the finding, pT/pN/R in the description), states its margins as R says and, for
-  colorectal cancer, the direct invasion of the pericolorectal tissues as pT says (catalogue.MARGIN_NAMES, INVASION).
+  histology as the finding, pT/pN/R in the description), states its margins as R says (not for ovarian cancer), for
+  colorectal cancer the direct invasion of the pericolorectal tissues as pT says (catalogue.MARGIN_NAMES, INVASION)
+  and, for ovarian cancer, the FIGO stage (the pathological stage group; catalogue.FIGO).
 * ``treatment``: the tumour board's care plan with one or two anticancer medication orders (dose,
-  route, ISO 8601 timing), a radiotherapy referral and the goal (curative or palliative); ECOG and
+  route, ISO 8601 timing), a referral (radiotherapy; for ovarian cancer genetic
+  counselling and germline BRCA testing) and the goal (curative or palliative); ECOG and
   Karnofsky performance status, vitals, haemoglobin and neutrophils.
 * ``follow_up.N`` (1-3): performance status, a dose of the plan's first agent given, vitals and labs,
   the marker falling towards normal; at the first, for breast cancer without metastases, the referred
@@ -84,9 +86,11 @@ def generate_patients(n: int, seed: int, *, first_index: int = 0, prefix: str = 
     return [generate_patient(seed, subject_id(first_index + i, prefix), facility=facility) for i in range(n)]
 
 
-def generate_patient(seed: int, subject: str, *, facility: str = "Synthetic Oncology Centre") -> Patient:
+def generate_patient(seed: int, subject: str, *, facility: str = "Synthetic Oncology Centre",
+                     sex: str | None = None) -> Patient:
+    """``sex``: a registered person's (people.CAST); their cancer is one a person of that sex can have."""
     rng = random.Random(f"{seed}|{subject}")
-    cancer = cat.CANCERS[rng.choice(sorted(cat.CANCERS))]
+    cancer = cat.CANCERS[rng.choice(sorted(k for k, c in cat.CANCERS.items() if sex is None or sex in c.sexes))]
     site = rng.choice(cancer.sites)
     histology = rng.choice(cancer.histology)
     t = _weighted(rng, cancer.t_choices)
@@ -210,7 +214,7 @@ class _Ctx:
         return Event("surgery", "surgery", when, flat.build())
 
     def treatment_event(self, when, agents) -> Event:
-        """The tumour board's plan: the orders, a radiotherapy referral and the goal, with the patient's
+        """The tumour board's plan: the orders, a referral (catalogue.REFERRALS) and the goal, with the patient's
         performance status at the visit (the plan's activities are the orders and referral beside it)."""
         flat = self._flat(when)
         intent = agents[0].intent if agents[0].intent == "palliative" else "curative"
@@ -220,7 +224,7 @@ class _Ctx:
         for agent in agents:
             add_medication_order(flat, self.rng, when + timedelta(days=1), agent, self.diagnosis_text())
         self.planned = when
-        add_referral(flat, when + timedelta(days=14), cat.RADIOTHERAPY[self.cancer.key], self.diagnosis_text())
+        add_referral(flat, when + timedelta(days=14), *cat.REFERRALS[self.cancer.key], self.diagnosis_text())
         add_goal(flat, cat.PLAN_GOALS[intent], when + timedelta(days=365 * (5 if intent == "curative" else 1)))
         add_performance_status(flat, self.rng, when, self.ecog)
         add_vitals(flat, self.rng, when, self.vitals)
@@ -381,19 +385,28 @@ def add_report(flat: FlatComposition, when: datetime, test_name: str) -> str:
 
 def add_resection_findings(flat: FlatComposition, event: str, cancer: str, pathological: dict, histology: str) -> None:
     """The resection report's microscopic examination (CLUSTER.anatomical_pathology_exam.v0: the tumour's histology
-    as its finding, the pathological stage in the description), CLUSTER.tumour_resection_margins.v0 (the specimen's
-    margins: tumour Absent at R0, Present at R1, the archetype's at-codes) and, where catalogue.INVASION lists the
-    cancer, its CLUSTER.tumour_invasion.v0 (the tissue, Present when pT reaches it, else Absent)."""
+    as its finding, the pathological stage in the description), CLUSTER.tumour_resection_margins.v0 where
+    catalogue.MARGIN_NAMES lists the cancer (the specimen's margins: tumour Absent at R0, Present at R1, the
+    archetype's at-codes), where catalogue.INVASION lists it its CLUSTER.tumour_invasion.v0 (the tissue, Present when
+    pT reaches it, else Absent) and, for a gynaecological cancer (catalogue.FIGO), its CLUSTER.figo_staging_cancer.v1:
+    the pathological stage group as the FIGO stage, with the staging criteria and FIGO version."""
     exam = f"{event}/anatomical_pathology_examination:0"
     flat.local(f"{exam}/examination_type", "at0021", "Microscopic examination")
     flat.set(f"{exam}/anatomical_pathology_finding:0/finding_label", "Tumour")
     flat.set(f"{exam}/anatomical_pathology_finding:0/finding_description", histology)
     flat.set(f"{exam}/examination_description",
              f"Resection specimen: {histology}; {pathological['t']} {pathological['n']}, {pathological['r']}.")
-    margin = f"{event}/surgical_resection_margins:0"
-    flat.set(f"{margin}/margin_name", cat.MARGIN_NAMES[cancer])
-    flat.local(f"{margin}/marginal_involvement", *(("at0014", "Present") if pathological["r"] == "R1"
-                                                   else ("at0015", "Absent")))
+    if cancer in cat.MARGIN_NAMES:
+        margin = f"{event}/surgical_resection_margins:0"
+        flat.set(f"{margin}/margin_name", cat.MARGIN_NAMES[cancer])
+        flat.local(f"{margin}/marginal_involvement", *(("at0014", "Present") if pathological["r"] == "R1"
+                                                       else ("at0015", "Absent")))
+    if cancer in cat.FIGO:
+        criteria, rubric, version = cat.FIGO[cancer]
+        figo = f"{event}/figo_staging_of_gynaecological_cancer:0"
+        flat.local(f"{figo}/staging_criteria", criteria, rubric)
+        flat.set(f"{figo}/figo_stage", pathological["stage"])
+        flat.set(f"{figo}/figo_version", version)
     if cancer in cat.INVASION:
         tissue, reaching = cat.INVASION[cancer]
         invasion = f"{event}/tumour_-_direct_invasion:0"
@@ -578,11 +591,11 @@ def add_plan_scheduled(flat: FlatComposition, when: datetime, name: str) -> None
     flat.set(f"{path}/care_plan_name", name)  # the RM requires a description: the plan's name is its one element
 
 
-def add_referral(flat: FlatComposition, due: datetime, service: str, indication: str) -> None:
+def add_referral(flat: FlatComposition, due: datetime, service: str, service_type: str, indication: str) -> None:
     path = flat.entry("service_request")
     activity = f"{path}/current_activity:0"
     flat.set(f"{activity}/service_name", service)
-    flat.set(f"{activity}/service_type", "Radiation oncology")
+    flat.set(f"{activity}/service_type", service_type)
     flat.set(f"{activity}/clinical_indication:0", indication)
     flat.local(f"{activity}/urgency", "at0138", "Routine")
     flat.set(f"{activity}/service_due/date_time_value", iso(due))

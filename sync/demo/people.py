@@ -74,7 +74,7 @@ def seed_people(clients: Mapping[str, OpenEHRClient], seed: int, *,
             status = ehr_status.read(client, ehr.ehr_id) or {}
             if _fields(from_ehr_status(status)) != _fields(wanted):
                 ehr_status.write(client, ehr.ehr_id, {**status, "other_details": other_details(wanted)})
-            committed += seed_patient(client, generate_patient(seed, wanted.mrn,
+            committed += seed_patient(client, generate_patient(seed, wanted.mrn, sex=person.sex,
                                                                facility=f"Synthetic Oncology Centre {site}"), seed).created
         progress(f"{person.key}: registered at site(s) {', '.join(str(s) for s in sorted(person.at))}")
     return committed

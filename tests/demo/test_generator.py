@@ -37,6 +37,9 @@ EXTRA_SHAPES = {f"{ROOT}/procedure:#/comment", f"{ROOT}/procedure:#/end_datetime
     f"{ROOT}/laboratory_test_result:#/any_event:#/anatomical_pathology_examination:#/{k}" for k in (  # its microscopy
         "examination_type|code", "examination_type|value", "examination_type|terminology", "examination_description",
         "anatomical_pathology_finding:#/finding_label", "anatomical_pathology_finding:#/finding_description")} | {
+    f"{ROOT}/laboratory_test_result:#/any_event:#/figo_staging_of_gynaecological_cancer:#/{k}" for k in (  # FIGO
+        "staging_criteria|code", "staging_criteria|value", "staging_criteria|terminology", "figo_stage",
+        "figo_version")} | {
     f"{ROOT}/laboratory_test_result:#/any_event:#/genetic_variant_presence:#/{k}" for k in (  # an EGFR result
         "variant_name", "finding|code", "finding|value", "finding|terminology")} | {
     f"{ROOT}/care_plan:#/{k}" for k in (  # the board's plan scheduled (ACTION.care_plan.v0)
@@ -132,7 +135,7 @@ def test_vital_signs_stay_in_plausible_ranges(patients):
 
 
 def test_labs_match_the_cancer_and_stay_plausible(patients):
-    markers = {m.loinc.code: m for m in (cat.HAEMOGLOBIN, cat.NEUTROPHILS, cat.CA_15_3, cat.CEA, cat.PSA)}
+    markers = {m.loinc.code: m for m in (cat.HAEMOGLOBIN, cat.NEUTROPHILS, cat.CA_15_3, cat.CEA, cat.PSA, cat.CA_125)}
     for p in patients:
         cancer = cat.CANCERS[p.cancer]
         for e in p.events:
@@ -145,9 +148,9 @@ def test_labs_match_the_cancer_and_stay_plausible(patients):
             if e.kind == "diagnosis" and e.revises is None:
                 assert cancer.marker.loinc.code in codes
         for e in p.events:
-            for k, v in e.flat.items():
-                if k.endswith("analyte_result:0/quantity_value|magnitude"):
-                    assert 0 < v < 500
+            for code, v in zip(values(e.flat, "/analyte_name|code"),
+                               values(e.flat, "analyte_result:0/quantity_value|magnitude")):
+                assert 0 < v <= max(markers[code].raised[1], markers[code].normal[1])
 
 
 def test_staging_is_consistent_with_the_diagnosis(patients):
@@ -160,7 +163,8 @@ def test_staging_is_consistent_with_the_diagnosis(patients):
                                                                  cat.grade_group_of(p.summary["histology"]))
         assert diag[f"{ROOT}/problem_diagnosis:0/problem_diagnosis_name|code"] == cat.CANCERS[p.cancer].diagnosis.code
         icd = diag[f"{ROOT}/problem_diagnosis:0/problem_diagnosis_name/_mapping:0/target|code"]
-        assert icd.startswith({"breast": "C50", "colorectal": "C18", "lung": "C34", "prostate": "C61"}[p.cancer])
+        assert icd.startswith({"breast": "C50", "colorectal": "C18", "lung": "C34", "prostate": "C61",
+                                   "ovary": "C56"}[p.cancer])
         if c["m"] == "M1":
             assert "pTNM" not in p.summary and not any(e.kind == "surgery" for e in p.events)
         else:

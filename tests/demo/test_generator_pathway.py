@@ -340,9 +340,12 @@ def test_every_resection_states_its_margins_as_r_says_and_a_colorectal_one_its_i
         if surgery is None:
             continue
         pathological = p.summary["pTNM"]
-        [involvement] = [v for k, v in surgery.items()
-                         if k.endswith("/surgical_resection_margins:0/marginal_involvement|value")]
-        assert involvement == ("Present" if pathological["r"] == "R1" else "Absent")
+        involvement = [v for k, v in surgery.items()
+                       if k.endswith("/surgical_resection_margins:0/marginal_involvement|value")]
+        if p.cancer not in cat.MARGIN_NAMES:  # ovarian: R is the debulking's residual disease, no margin
+            assert not involvement
+            continue
+        assert involvement == ["Present" if pathological["r"] == "R1" else "Absent"]
         seen[pathological["r"]] += 1
         invasion = [v for k, v in surgery.items() if k.endswith("/tumour_-_direct_invasion:0/direct_invasion|value")]
         if p.cancer not in cat.INVASION:
@@ -392,3 +395,63 @@ def test_a_colorectal_resection_with_margins_and_invasion_commits_to_ehrbase_and
     assert sorted(r["code"]["coding"][0]["code"] for r in found) == ["22635-7", "370052007", "396631001"]
     for r in found:
         assert hapi_errors(fhir_base_url, r) == []
+
+
+def _figo(resources):
+    return [r for r in resources if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "385361009"]
+
+
+def test_an_ovarian_resection_states_its_figo_stage_as_its_pathological_stage_group(patients):
+    """Ovarian cancer is staged surgically: the resection's pathology report carries CLUSTER.figo_staging_cancer.v1
+    with the pathological stage group (UICC 8th = FIGO 2014), the ovary / tube / peritoneum criteria and the version;
+    mapped, an mCODE cancer stage Observation with the NCIt FIGO stage code and the general FIGO system as method.
+    No other cancer gets one, and every ovarian patient is a woman's story (no prostate, no margins)."""
+    operated = [p for p in patients if p.cancer == "ovary" and any(e.kind == "surgery" for e in p.events)]
+    assert operated, "the sample has no operated ovarian cancer"
+    for p in patients:
+        surgery = next((e.flat for e in p.events if e.kind == "surgery"), {})
+        stage = [v for k, v in surgery.items() if k.endswith("/figo_staging_of_gynaecological_cancer:0/figo_stage")]
+        assert stage == ([p.summary["pTNM"]["stage"]] if p.cancer == "ovary" and surgery else [])
+    p = operated[0]
+    surgery = next(e for e in p.events if e.kind == "surgery")
+    comp = flat_format.to_canonical(surgery.flat, OPT, now=NOW)
+    comp["uid"] = {"_type": "OBJECT_VERSION_ID", "value": "d3m00000-0000-4000-8000-000000000022::demo::1"}
+    resources = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
+    [figo] = _figo(resources)
+    stage = p.summary["pTNM"]["stage"]
+    assert figo["valueCodeableConcept"]["text"] == stage
+    assert figo["valueCodeableConcept"]["coding"][0]["display"] == f"FIGO Stage {stage}"
+    assert figo["method"]["text"] == "Ovary, fallopian tube, and peritoneum"
+    assert figo["method"]["coding"][0]["code"] == "254383006"
+    assert all(validate_fhir(r) == [] for r in resources)
+
+
+def test_a_registered_person_gets_a_cancer_of_their_sex():
+    from sync.demo.generator import generate_patient
+
+    women = {generate_patient(5, f"W-{i}", sex="female").cancer for i in range(60)}
+    men = {generate_patient(5, f"M-{i}", sex="male").cancer for i in range(60)}
+    assert "ovary" in women and "prostate" not in women
+    assert "prostate" in men and "ovary" not in men
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_ovarian_resection_with_its_figo_stage_commits_to_ehrbase_and_passes_hapi(patients, ehrbase_urls,
+                                                                                     fhir_base_url):
+    import uuid
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.demo.flat import TEMPLATE_ID
+    from tests.mapping.hapi import hapi_errors
+
+    p = next(p for p in patients if p.cancer == "ovary" and any(e.kind == "surgery" for e in p.events))
+    event = next(e for e in p.events if e.kind == "surgery")
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template(OPT.read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNFIGO{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
+        comp = cdr.get_composition(ehr, ref.version_uid).content
+    [figo] = _figo(to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources)
+    assert figo["valueCodeableConcept"]["text"] == p.summary["pTNM"]["stage"]
+    assert hapi_errors(fhir_base_url, figo) == []
