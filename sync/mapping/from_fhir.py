@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from . import careplan_action
 from . import composition as composition_level
 from . import datatypes as dt
-from . import engine, feeder, residue, rmpath, templates
+from . import engine, feeder, fhirmodel, residue, rmpath, templates
 from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical, element_path
@@ -418,9 +418,22 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
         for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue  # the mapping adds fixed codes/profiles: not a loss of source data
-            out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}:{element_path(d['path'])}",
-                            "no openEHR element for this FHIR data in the mapping", "dropped"))
+            el = element_path(d["path"])
+            out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}:{el}", _why_lost(mine, el), "dropped"))
     return out
+
+
+def _why_lost(resource: dict, element: str) -> str:
+    """Why a FHIR element did not come back: the source broke its required binding (a Procedure status 'final'
+    is no Procedure status: nothing valid to give back, feeder.differing keeps it out), or no openEHR element of
+    the mapping holds it."""
+    rtype = str(resource.get("resourceType"))
+    value = resource.get(element)
+    codes = fhirmodel.allowed_codes(rtype, element) if isinstance(value, str) else None
+    if codes is not None and value not in codes:
+        return (f"the source's {rtype}.{element} is no code of its required value set ({' | '.join(sorted(codes))}): "
+                "invalid FHIR, not given back")
+    return "no openEHR element for this FHIR data in the mapping"
 
 
 _ADDED = ("dictionary_item_added", "iterable_item_added")

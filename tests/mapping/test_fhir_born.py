@@ -58,6 +58,18 @@ def test_no_corpus_fhir_file_fails_and_partial_ones_only_lose_what_fhir_itself_r
             element = loss["path"].split(":", 1)[1] if ":" in loss["path"] else ""
             assert element in ("", "status", "intent", "identifier", "section") or element.startswith("section"), \
                 (rec.file, loss)
+            if element in ("status", "intent"):  # said as what it is: the sender's code is no FHIR code
+                assert "required value set" in loss["reason"] and "invalid FHIR" in loss["reason"], (rec.file, loss)
+
+
+def test_a_valid_status_the_mapping_cannot_hold_is_not_called_invalid():
+    from sync.mapping.from_fhir import _why_lost
+
+    assert "invalid FHIR" in _why_lost({"resourceType": "Procedure", "status": "final"}, "status")
+    assert _why_lost({"resourceType": "Procedure", "status": "on-hold"}, "status") == \
+        "no openEHR element for this FHIR data in the mapping"
+    assert _why_lost({"resourceType": "Observation", "issued": "2020"}, "issued") == \
+        "no openEHR element for this FHIR data in the mapping"
 
 
 def test_the_feeder_audit_holds_the_source_resources_exactly_and_names_them():
