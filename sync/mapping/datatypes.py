@@ -105,15 +105,19 @@ def coded_to_fhir(dv: dict) -> dict:
     """DV_CODED_TEXT -> CodeableConcept: text = the original value, coding[0] = defining_code,
     further codings = DV_CODED_TEXT.mappings (match kept in an extension)."""
     tid, code = phrase_parts(dv["defining_code"])
-    cc: dict = {"coding": [{"system": term.system_for(tid), "code": code, "display": dv.get("value")}]}
+    cc: dict = {"coding": [_without_none({"system": term.system_for(tid), "code": code, "display": dv.get("value")})]}
     for m in dv.get("mappings") or []:
         mtid, mcode = phrase_parts(m.get("target") or {})
-        coding = {"system": term.system_for(mtid), "code": mcode}
+        coding = _without_none({"system": term.system_for(mtid), "code": mcode})
         coding["extension"] = [{"url": MATCH_EXT, "valueCode": m.get("match", "?")}]
         cc["coding"].append(coding)
     if dv.get("value") is not None:
         cc["text"] = dv["value"]
     return cc
+
+
+def _without_none(coding: dict) -> dict:
+    return {k: v for k, v in coding.items() if v is not None}
 
 
 def text_to_fhir_cc(dv: dict) -> dict:

@@ -40,8 +40,19 @@ for _k, _v in _KNOWN:
 
 
 
-def system_for(terminology_id: str) -> str:
-    """FHIR Coding.system for an openEHR terminology id."""
+# A FHIR coding's own "local" (a bare word, no URI) or a coding without a system names no openEHR archetype's at-codes.
+# Read as openEHR "local" it took the entry archetype's at-code of the same name: the NEWS2 corpus bundle's ACVPU
+# {system "local", code at0007, "Mentally alert"} is at0007 "Pain" in OBSERVATION.acvpu.v1, a wrong meaning.  Each
+# gets a terminology id of its own, and comes back to FHIR as it was sent.
+FHIR_LOCAL, FHIR_NO_SYSTEM = "FHIR-local", "FHIR-no-system"
+
+
+def system_for(terminology_id: str) -> str | None:
+    """FHIR Coding.system for an openEHR terminology id (None: the coding came from FHIR without one)."""
+    if terminology_id == FHIR_NO_SYSTEM:
+        return None
+    if terminology_id == FHIR_LOCAL:
+        return "local"
     if terminology_id in _TO_URI:
         return _TO_URI[terminology_id]
     if terminology_id.startswith(("http://", "https://", "urn:")) and " " not in terminology_id:
@@ -52,7 +63,9 @@ def system_for(terminology_id: str) -> str:
 def terminology_for(system: str | None) -> str:
     """openEHR terminology id for a FHIR Coding.system (inverse of system_for)."""
     if not system:
-        return "local"
+        return FHIR_NO_SYSTEM
+    if system == "local":
+        return FHIR_LOCAL
     if system.startswith(WRAPPED_PREFIX):
         return unquote(system[len(WRAPPED_PREFIX):])
     return _TO_ID.get(system, system)

@@ -93,3 +93,19 @@ def test_it_converts_durations():
     td = dt.parse_duration("PT24H")
     assert td.total_seconds() == 86400 and dt.format_duration(td) == "P1D"
     assert dt.parse_duration("P1Y") is None
+
+
+def test_a_fhir_local_or_system_less_code_is_never_an_archetype_at_code_and_comes_back_as_sent():
+    """Only our openehr-local URI names an archetype's at-codes.  A sender's bare 'local' (the NEWS2 corpus bundle's
+    ACVPU at0007 'Mentally alert', which is at0007 'Pain' in OBSERVATION.acvpu.v1) or a coding without a system
+    keeps a terminology of its own, and FHIR gets the coding back unchanged."""
+    from sync.mapping import datatypes as dt
+    from sync.mapping.terminology import LOCAL_SYSTEM
+
+    for coding in ({"system": "local", "code": "at0007", "display": "Mentally alert"},
+                   {"code": "at0007", "display": "Mentally alert"}):
+        dv = dt.cc_to_dv({"coding": [coding]})
+        assert dv["defining_code"]["terminology_id"]["value"] != "local", coding
+        assert dt.coded_to_fhir(dv)["coding"] == [coding]
+    ours = dt.cc_to_dv({"coding": [{"system": LOCAL_SYSTEM, "code": "at0005", "display": "Alert"}]})
+    assert ours["defining_code"]["terminology_id"]["value"] == "local"
