@@ -47,6 +47,7 @@ from .errors import MappingError, UnmappedTemplate
 from .example import example_composition
 from .fidelity import compare_clinical, element_path
 from .from_fhir import from_fhir, map_back
+from .spec import registry
 from .identifiers import parse_source_identifier
 from .validate import validate_fhir
 
@@ -346,7 +347,7 @@ def fhir_record(f: Path, doc: dict) -> FileRecord:
     except UnmappedTemplate:
         rec.state = "nothing mapped"
         rec.unmapped["resource_types"] = sorted({str(r.get("resourceType")) for r in resources})
-        rec.why = "no model mapping reads " + ", ".join(rec.unmapped["resource_types"])
+        rec.why = _nothing_claims(resources)
         return rec
     except MappingError as exc:
         rec.why = f"{exc.__class__.__name__}: {exc}"
@@ -395,6 +396,23 @@ def fhir_record(f: Path, doc: dict) -> FileRecord:
     else:
         rec.state = "partial" if declared else "round-tripped"
     return rec
+
+
+def _nothing_claims(resources: list[dict]) -> str:
+    """Why no entry was made: a type no model file reads at all (Provenance), or resources of a type the mapping
+    reads whose code no file claims (an Observation of a kind no row knows), named by their codes."""
+    read = {s.resource for s in registry().values()}
+    types = sorted({str(r.get("resourceType")) for r in resources})
+    unread = [t for t in types if t not in read]
+    unclaimed = sorted({f"{r.get('resourceType')} {_code_of(r)}" for r in resources if r.get("resourceType") in read})
+    parts = ([f"no model mapping reads {', '.join(unread)}"] if unread else []) + \
+        ([f"no model mapping claims {', '.join(unclaimed)} (by code and category); left for a person"] if unclaimed else [])
+    return "; ".join(parts)
+
+
+def _code_of(resource: dict) -> str:
+    coding = next(iter((resource.get("code") or {}).get("coding") or []), {})
+    return f"{coding.get('system')}|{coding.get('code')}" if coding else "without a code"
 
 
 def _fhir_pairs(resources: list[dict], comp: dict, again: list[dict]) -> list[tuple[dict, dict | None]]:

@@ -139,6 +139,19 @@ def test_a_fhir_file_no_mapping_reads_is_nothing_mapped():
     rec = _one(CORPUS / "fhir" / "provenance_example.json")
     assert rec.state == "nothing mapped" and rec.unmapped["resource_types"] == ["Provenance"]
     assert not rec.converted
+    assert "reads Provenance" in rec.why and "claims" not in rec.why
+
+
+def test_an_observation_no_row_claims_is_nothing_mapped_naming_its_code(tmp_path):
+    """Observations are read (by code): one of a kind no file claims is said to be unclaimed, with its code, not
+    'no mapping reads Observation'."""
+    f = tmp_path / "status.json"
+    f.write_text(json.dumps({"resourceType": "Observation", "id": "ds", "status": "final",
+                             "code": {"coding": [{"system": "http://loinc.org", "code": "97509-4"}]},
+                             "subject": {"reference": "Patient/1"}}))
+    rec = _one(f)
+    assert rec.state == "nothing mapped"
+    assert "claims Observation http://loinc.org|97509-4" in rec.why and "reads" not in rec.why
 
 
 def test_a_composition_of_unmapped_entries_is_nothing_mapped(tmp_path):
