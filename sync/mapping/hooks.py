@@ -13,7 +13,7 @@ from __future__ import annotations
 from . import hooks_composition, hooks_diagnosis, hooks_medication, hooks_observation, hooks_procedure, hooks_risk
 from . import hooks_adverse_event, hooks_careplan, hooks_dosage, hooks_genomics, hooks_imaging, hooks_lab, hooks_radiotherapy
 from . import hooks_identifiers, hooks_tnm
-from . import hooks_pathology, hooks_performer
+from . import hooks_news2, hooks_pathology, hooks_performer
 from .errors import MappingError
 
 HOOKS = {
@@ -35,6 +35,9 @@ HOOKS = {
     "tumourInvasion": hooks_pathology.tumour_invasion,
     "resectionMargin": hooks_pathology.resection_margin,
     "pathologyExam": hooks_pathology.pathology_exam,
+    # early warning scores (NEWS2 and its ACVPU)
+    "news2Scores": hooks_news2.news2_scores,
+    "acvpuScore": hooks_news2.acvpu_score,
     # genomic variant results in a lab report
     "genomicVariant": hooks_genomics.genomic_variant,
     # who performed an entry: FHIR performer <-> other_participations 'performer' (observations, reports, actions)

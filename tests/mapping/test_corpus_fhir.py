@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from sync.mapping import compare_clinical, from_fhir, to_fhir, validate_fhir
+from sync.mapping import compare_clinical, feeder, from_fhir, to_fhir, validate_fhir
 from sync.mapping.residue import strip
 
 from .conftest import corpus_files, load
@@ -37,6 +37,7 @@ def test_it_round_trips_fhir_through_openehr(path):
     out = from_fhir(resources, template_id="t")
     comp = copy.deepcopy(out.composition)
     comp["uid"] = {"value": "aaaaaaaa-0000-4000-8000-000000000001::x::1"}
+    by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources}
     for loss in out.losses:
         if loss.kind in ("unmapped-entry", "unmapped-resource") or loss.path.startswith(("Encounter/", "Composition/")):
             continue  # composition-level resources: tests/mapping/test_encounter.py
@@ -47,8 +48,12 @@ def test_it_round_trips_fhir_through_openehr(path):
         assert element.split(".")[0].split("[")[0] in ALLOWED, str(loss)
         assert not MUST_KEEP.search(element), f"clinical value lost: {loss}"
     by_id = {f"{r['resourceType']}/{r['id']}": r for r in resources}
+    side = feeder.side_copies(comp)  # kept by reference (NEWS2's derivedFrom 'Breathing room air'): no entry of its own
+    for ref, kept in side.items():
+        assert kept == by_ref[ref], ref
     mapped = [r for r in resources if not any(x.path == f"{r['resourceType']}/{r['id']}" for x in out.losses)
-              and r["resourceType"] in ("Observation", "DiagnosticReport", "Specimen")]
+              and r["resourceType"] in ("Observation", "DiagnosticReport", "Specimen")
+              and f"{r['resourceType']}/{r['id']}" not in side]
     subject = next((r["subject"]["reference"] for r in mapped if "subject" in r), "Patient/x")
     fwd = to_fhir(comp, site="s", ehr_id="e", patient_ref=subject)
     fwd.resources = [r for r in fwd.resources if r["resourceType"] not in ("Encounter", "Composition")]
