@@ -102,6 +102,8 @@ def validate_source(ctx) -> StepResult:
 def transform(ctx) -> StepResult:
     """Map to FHIR (pure), check the round trip, build the Provenance; declared losses are kept on the run."""
     cp = ctx.cp
+    if cp.source_payload is not None and not cp.patient_ref:  # validate_source links every composition's EHR
+        raise RuntimeError("no central Patient for the EHR: nothing is mapped without a subject")
     guarded = None
 
     def check(result):  # the guard, on the first pass only: its verdict is committed with the plan

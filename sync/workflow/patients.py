@@ -80,7 +80,17 @@ def registration_step(ctx, site) -> StepResult | None:
     if found is None:
         return None
     if not found["written"]:
-        return StepResult(next_step=Step.TRANSFORM)
+        if cp.patient_ref:
+            return StepResult(next_step=Step.TRANSFORM)
+        # Registered by another run of the same EHR since this run's detect (two compositions of one patient at
+        # once): its link is this run's too.  Going on without it mapped the composition with no subject, wrote
+        # the resources so and then failed on the RecordLink (the demo's dead letter of 2026-12-06).
+        linked = f"Patient/{link.fhir_patient_id}"
+
+        def take_link(run):
+            cp.patient_link_id = link.pk
+
+        return StepResult(next_step=Step.TRANSFORM, effects=take_link, checkpoint={"patient_ref": linked})
     ref = f"Patient/{found['fhir_patient_id']}"
 
     def effects(run):
