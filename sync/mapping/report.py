@@ -47,8 +47,8 @@ from .errors import MappingError, UnmappedTemplate
 from .example import example_composition
 from .fidelity import compare_clinical, element_path
 from .from_fhir import from_fhir, map_back
-from .spec import registry
 from .identifiers import parse_source_identifier
+from .spec import registry
 from .validate import validate_fhir
 
 STATES = ("round-tripped", "partial", "nothing mapped", "skipped", "failed")

@@ -21,6 +21,21 @@ def patients():
     return generate_patients(30, seed=17)
 
 
+def _stored(url: str, flat: dict, prefix: str) -> tuple[str, dict]:
+    """(EHR id, the canonical composition EHRbase stored) for a generated FLAT composition committed under template
+    v2 in a new EHR whose subject starts with ``prefix``: what the real-CDR tests map."""
+    import uuid
+
+    from sync.clients.openehr import OpenEHRClient
+    from sync.demo.flat import TEMPLATE_ID
+
+    with OpenEHRClient(url) as cdr:
+        cdr.upload_template(OPT.read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"{prefix}{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        ref = cdr.create_composition(ehr, flat, template_id=TEMPLATE_ID)
+        return ehr, cdr.get_composition(ehr, ref.version_uid).content
+
+
 def _entries(flat, node):
     return sorted({k.split("/")[1] for k in flat if k.startswith(f"{ROOT}/{node}:")})
 
@@ -131,19 +146,12 @@ def test_some_follow_ups_grade_a_toxicity_that_maps_to_an_adverse_event_of_the_d
 def test_a_graded_follow_up_commits_to_ehrbase_and_its_adverse_event_passes_hapi(patients, ehrbase_urls, fhir_base_url):
     """The v2 template on the site holds the CTCAE cluster: EHRbase takes the follow-up, gives the grade back as
     the ordinal written, and the AdverseEvent made from what it returns passes HAPI's $validate."""
-    import uuid
 
-    from sync.clients.openehr import OpenEHRClient
-    from sync.demo.flat import TEMPLATE_ID
     from tests.mapping.hapi import hapi_errors
 
     event = next(e for p in patients for e in p.events if e.kind == "follow_up"
                  and any("/common_terminology_criteria_for_adverse_events_ctcae:0/" in k for k in e.flat))
-    with OpenEHRClient(ehrbase_urls[0]) as cdr:
-        cdr.upload_template(OPT.read_bytes())
-        ehr = cdr.create_ehr(subject_id=f"SYNCTCAE{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
-        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
-        comp = cdr.get_composition(ehr, ref.version_uid).content
+    ehr, comp = _stored(ehrbase_urls[0], event.flat, "SYNCTCAE")
     [entry] = [e for e in comp["content"] if e["archetype_node_id"] == "openEHR-EHR-EVALUATION.problem_diagnosis.v1"]
     [cluster] = [i for i in entry["data"]["items"] if i["archetype_node_id"] == "openEHR-EHR-CLUSTER.ctcae.v1"]
     grade = next(i["value"] for i in cluster["items"] if i["archetype_node_id"] == "at0003")
@@ -184,18 +192,10 @@ def test_prostate_patients_bring_the_biopsy_pathology_report_with_its_gleason_sc
 @pytest.mark.slow
 def test_a_prostate_diagnosis_commits_to_ehrbase_and_its_gleason_observation_passes_hapi(patients, ehrbase_urls,
                                                                                         fhir_base_url):
-    import uuid
-
-    from sync.clients.openehr import OpenEHRClient
-    from sync.demo.flat import TEMPLATE_ID
     from tests.mapping.hapi import hapi_errors
 
     event = next(e for p in patients if p.cancer == "prostate" for e in p.events if e.kind == "diagnosis")
-    with OpenEHRClient(ehrbase_urls[0]) as cdr:
-        cdr.upload_template(OPT.read_bytes())
-        ehr = cdr.create_ehr(subject_id=f"SYNGLEASON{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
-        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
-        comp = cdr.get_composition(ehr, ref.version_uid).content
+    ehr, comp = _stored(ehrbase_urls[0], event.flat, "SYNGLEASON")
     [score] = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
                if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "35266-6"]
     key = f"{ROOT}/laboratory_test_result:2/any_event:0/gleason_score:0/total_gleason_score"
@@ -233,18 +233,10 @@ def test_breast_and_colorectal_resections_count_the_lymph_nodes_as_their_pn_says
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_resection_with_its_node_counts_commits_to_ehrbase_and_passes_hapi(patients, ehrbase_urls, fhir_base_url):
-    import uuid
-
-    from sync.clients.openehr import OpenEHRClient
-    from sync.demo.flat import TEMPLATE_ID
     from tests.mapping.hapi import hapi_errors
 
     event = next(e for p in patients if p.cancer in cat.NODE_COUNTS for e in p.events if e.kind == "surgery")
-    with OpenEHRClient(ehrbase_urls[0]) as cdr:
-        cdr.upload_template(OPT.read_bytes())
-        ehr = cdr.create_ehr(subject_id=f"SYNNODES{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
-        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
-        comp = cdr.get_composition(ehr, ref.version_uid).content
+    ehr, comp = _stored(ehrbase_urls[0], event.flat, "SYNNODES")
     [obs] = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
              if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "443527007"]
     positive = next(v for k, v in event.flat.items() if k.endswith("/lymph_node_metastases:0/number_of_nodes_with_tumour"))
@@ -277,18 +269,10 @@ def test_lung_adenocarcinomas_bring_the_egfr_result_their_histology_names(patien
 def test_a_lung_diagnosis_with_its_egfr_result_commits_to_ehrbase(patients, ehrbase_urls):
     """(HAPI's check of the genomic variant profile is the genomics row's own test: the LL1971-2 binding is the one
     environment error named there.)"""
-    import uuid
-
-    from sync.clients.openehr import OpenEHRClient
-    from sync.demo.flat import TEMPLATE_ID
 
     p = next(p for p in patients if cat.egfr_finding_of(p.summary["histology"]) is not None)
     event = next(e for e in p.events if e.kind == "diagnosis")
-    with OpenEHRClient(ehrbase_urls[0]) as cdr:
-        cdr.upload_template(OPT.read_bytes())
-        ehr = cdr.create_ehr(subject_id=f"SYNEGFR{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
-        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
-        comp = cdr.get_composition(ehr, ref.version_uid).content
+    ehr, comp = _stored(ehrbase_urls[0], event.flat, "SYNEGFR")
     [variant] = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
                  if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "69548-6"]
     found = cat.egfr_finding_of(p.summary["histology"])
@@ -298,12 +282,9 @@ def test_a_lung_diagnosis_with_its_egfr_result_commits_to_ehrbase(patients, ehrb
 def test_the_board_schedules_its_plan_and_the_care_plan_keeps_the_step(patients, ehrbase_urls, fhir_base_url):
     """ACTION.care_plan.v0 'Care Plan Scheduled' beside the plan: committed to EHRbase under v2, it is the status
     (active) and careflow step of the plan's CarePlan, no CarePlan of its own, and HAPI validates it."""
-    import uuid
 
     import httpx
 
-    from sync.clients.openehr import OpenEHRClient
-    from sync.demo.flat import TEMPLATE_ID
     from tests.mapping.hapi import hapi_errors
 
     for p in patients:
@@ -312,11 +293,7 @@ def test_the_board_schedules_its_plan_and_the_care_plan_keeps_the_step(patients,
         assert treatment[f"{ROOT}/care_plan:0/time"] == treatment[f"{ROOT}/care_plan_request:0/activity/date_of_onset"]
         assert not [e for e in p.events if e.kind != "treatment" and f"{ROOT}/care_plan:0/time" in e.flat]
     event = next(e for e in patients[0].events if e.kind == "treatment")
-    with OpenEHRClient(ehrbase_urls[0]) as cdr:
-        cdr.upload_template(OPT.read_bytes())
-        ehr = cdr.create_ehr(subject_id=f"SYNPLAN{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
-        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
-        comp = cdr.get_composition(ehr, ref.version_uid).content
+    ehr, comp = _stored(ehrbase_urls[0], event.flat, "SYNPLAN")
     [plan] = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
               if r["resourceType"] == "CarePlan"]
     [ism] = [e for e in plan["extension"] if e["url"].endswith("/openehr-ism-transition")]
@@ -376,19 +353,10 @@ def test_every_resection_states_its_margins_as_r_says_and_a_colorectal_one_its_i
 @pytest.mark.slow
 def test_a_colorectal_resection_with_margins_and_invasion_commits_to_ehrbase_and_passes_hapi(patients, ehrbase_urls,
                                                                                               fhir_base_url):
-    import uuid
-
-    from sync.clients.openehr import OpenEHRClient
-    from sync.demo.flat import TEMPLATE_ID
     from tests.mapping.hapi import hapi_errors
 
     event = next(e for p in patients if p.cancer in cat.INVASION for e in p.events if e.kind == "surgery")
-    with OpenEHRClient(ehrbase_urls[0]) as cdr:
-        cdr.upload_template(OPT.read_bytes())
-        ehr = cdr.create_ehr(subject_id=f"SYNMARGIN{uuid.uuid4().hex[:8]}",
-                             subject_namespace="conflictdesk-test").ehr_id
-        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
-        comp = cdr.get_composition(ehr, ref.version_uid).content
+    ehr, comp = _stored(ehrbase_urls[0], event.flat, "SYNMARGIN")
     found = [r for r in to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources
              if r["resourceType"] == "Observation"
              and r["code"]["coding"][0]["code"] in ("396631001", "370052007", "22635-7")]
@@ -439,19 +407,11 @@ def test_a_registered_person_gets_a_cancer_of_their_sex():
 @pytest.mark.slow
 def test_an_ovarian_resection_with_its_figo_stage_commits_to_ehrbase_and_passes_hapi(patients, ehrbase_urls,
                                                                                      fhir_base_url):
-    import uuid
-
-    from sync.clients.openehr import OpenEHRClient
-    from sync.demo.flat import TEMPLATE_ID
     from tests.mapping.hapi import hapi_errors
 
     p = next(p for p in patients if p.cancer == "ovary" and any(e.kind == "surgery" for e in p.events))
     event = next(e for e in p.events if e.kind == "surgery")
-    with OpenEHRClient(ehrbase_urls[0]) as cdr:
-        cdr.upload_template(OPT.read_bytes())
-        ehr = cdr.create_ehr(subject_id=f"SYNFIGO{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
-        ref = cdr.create_composition(ehr, event.flat, template_id=TEMPLATE_ID)
-        comp = cdr.get_composition(ehr, ref.version_uid).content
+    ehr, comp = _stored(ehrbase_urls[0], event.flat, "SYNFIGO")
     [figo] = _figo(to_fhir(comp, site="s", ehr_id=ehr, patient_ref="Patient/1").resources)
     assert figo["valueCodeableConcept"]["text"] == p.summary["pTNM"]["stage"]
     assert hapi_errors(fhir_base_url, figo) == []

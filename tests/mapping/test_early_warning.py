@@ -78,9 +78,9 @@ def test_a_news2_entry_is_a_total_score_with_a_component_per_parameter_score():
     assert scores == {PARAMETERS[node][1]: items[node]["value"] for node in PARAMETERS if node in items}
     assert len(scores) == 7 and news2["category"][0]["coding"][0]["code"] == "survey"
     [acvpu] = _by_code(resources, ACVPU_CODE)
-    code = items_acvpu = _items(_entry(comp, ACVPU))["at0004"]["defining_code"]["code_string"]
+    code = _items(_entry(comp, ACVPU))["at0004"]["defining_code"]["code_string"]
     assert acvpu["valueCodeableConcept"]["coding"][0] == {"system": LOCAL_SYSTEM, "code": code,
-                                                          "display": ACVPU_CODES[items_acvpu]}
+                                                          "display": ACVPU_CODES[code]}
     assert all(validate_fhir(r) == [] for r in resources)
 
 
