@@ -10,6 +10,13 @@ hooks add what a declarative rule cannot say:
   tnm.v1 (our first oncology OPT) used tnm.v1's ids in it: those are read too, and written back where
   a member came from.  A lone category Observation (sent without a stage group) is its cluster's
   only member.
+* ``tnmMembers`` also reads the histopathological grade G (at0006, the same id in both archetypes) <->
+  a histologic grade Observation (LOINC 33732-9: the code of mCODE STU4's Histologic Grade and of MII's
+  grading profile), category laboratory, in hasMember too: the grade is part of the classification the
+  cluster records.  A lone grade Observation (MII sends it alone, with its specimen) becomes the G of a
+  pathological cluster: "in cancer specimen" is a pathologist's finding.  The G text is never translated
+  into mCODE's low/intermediate/high (a 4-tier G3 is not a 3-tier G3); a coded value keeps its codes, and
+  the mCODE profile is claimed only when a code of its value set is there.
 * ``tnmStagingSystem``: TNM Edition at0032 <-> method (of the stage group and, copied, of every member).
 * ``tnmStageGroup``: code and category of the stage group.
 * ``conditionStage`` (problem_diagnosis): one Condition.stage per TNM cluster, summary and type being
@@ -62,6 +69,10 @@ CATEGORIES = {
 NODES = {"T": (("at0003",), ("at0003.1", "at0003")), "N": (("at0004",), ("at0004.1", "at0004")),
          "M": (("at0005",), ("at0005.1", "at0005"))}
 STAGE_GROUPING = ("at0031", "at0031.1")
+GRADE_NODE = "at0006"  # Histopathological grade (G), in tnm.v1 and tnm-pathological.v1 alike
+GRADE_NAME = "Histopathological grade (G)"
+GRADE_CODE = {"coding": [{"system": LOINC, "code": "33732-9"}]}
+MCODE_GRADES = frozenset({"1155708003", "1286893008", "1155707008"})  # mcode-histologic-grade-vs (SNOMED CT)
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,6 +106,9 @@ def method_coding(text: str | None) -> dict | None:
 # observation-category of every TNM Observation we make, as in all mCODE STU4 TNM examples (pathological too)
 TNM_CATEGORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                             "code": "imaging", "display": "Imaging"}]}
+# a histologic grade's category, as in mCODE's Histologic Grade example and MII's grading profile
+GRADE_CATEGORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                              "code": "laboratory", "display": "Laboratory"}]}
 # Observation.method is 1..1 in the mCODE TNM profiles: without a TNM Edition it says "unknown"
 NO_METHOD = {"extension": [{"url": dt.DAR_EXT, "valueCode": "unknown"}]}
 
@@ -159,6 +173,12 @@ def classify(obs: dict) -> tuple[str, bool] | None:
     return None
 
 
+def is_grade(obs: dict) -> bool:
+    """A histologic grade Observation: LOINC 33732-9 (whatever its category or profile)."""
+    return any(isinstance(c, dict) and (c.get("system"), c.get("code")) == (LOINC, "33732-9")
+               for c in (obs.get("code") or {}).get("coding") or [])
+
+
 def category_of(obs: dict) -> str | None:
     got = classify(obs)
     return got[0] if got and got[0] != "stage" else None
@@ -195,12 +215,12 @@ def keep(node: dict, more: dict) -> None:
                              "value": json.dumps(merged, sort_keys=True, ensure_ascii=False)}}
 
 
-def observation_detail(obs: dict, cat: str, pathological: bool) -> dict:
-    """What ``obs`` says beyond what the forward mapping gives a TNM Observation of this kind."""
+def observation_detail(obs: dict, code: dict, category: dict = TNM_CATEGORY) -> dict:
+    """What ``obs`` says beyond what the forward mapping gives an Observation of this code and category."""
     out = {}
-    if obs.get("code") != default_code(cat, pathological):
+    if obs.get("code") != code:
         out["code"] = obs.get("code")
-    if obs.get("category") and obs["category"] != [TNM_CATEGORY]:
+    if obs.get("category") and obs["category"] != [category]:
         out["category"] = obs["category"]
     if obs.get("status") not in (None, "final"):
         out["status"] = obs["status"]
@@ -235,7 +255,7 @@ def tnm_stage_group(ctx, rule, onode, fobj, fmodel, direction):
     got = classify(res)
     if got is None or got[0] != "stage":
         return  # a lone T/N/M Observation: tnmMembers reads it
-    kept = observation_detail(res, "stage", patho)
+    kept = observation_detail(res, default_code("stage", patho))
     parent = ctx.parent or {}
     if parent.get("resourceType") == "Condition" and parent.get("id"):  # a Condition sent along (not one we made up)
         st = next((s for s in parent.get("stage") or [] if any(_refers_to(a, res) for a in s.get("assessment") or [])),
@@ -264,30 +284,55 @@ def _member_back(cluster: dict, member: dict, cat: str, pathological: bool) -> N
                               _label_for(cat))
     elif member.get("dataAbsentReason"):
         el["null_flavour"] = dt.dar_to_null_flavour(member["dataAbsentReason"])
-    keep(el, observation_detail(member, cat, pathological))
+    keep(el, observation_detail(member, default_code(cat, pathological)))
 
 
-def _member_forward(ctx, el: dict, node: str, k: int, cat: str, patho: bool) -> dict:
+def _grade_back(cluster: dict, grade: dict) -> None:
+    el = rmpath.ensure(cluster, [rmpath.Step("items", GRADE_NODE, GRADE_NAME)], fresh_last=True)
+    if grade.get("valueCodeableConcept"):
+        el["value"] = dv_from(grade["valueCodeableConcept"], lambda t: None)
+    elif grade.get("dataAbsentReason"):
+        el["null_flavour"] = dt.dar_to_null_flavour(grade["dataAbsentReason"])
+    keep(el, observation_detail(grade, GRADE_CODE, GRADE_CATEGORY))
+
+
+def _element_forward(ctx, el: dict, node: str, k: int, obs: dict, category: dict, derived) -> dict:
+    """The Observation ``obs`` (code, profile) made from element ``el`` of the cluster: identity, focus,
+    category, value (plus the coding ``derived`` gives its text) or data-absent reason, FHIR-born detail."""
     res = ctx.resource
-    obs = {"resourceType": "Observation", "meta": {"profile": [MCODE + CATEGORIES[cat][1]]}, "status": "final",
-           "code": default_code(cat, patho)}
     path = ctx.node_path + f"/items[{node}]" + (f":{k}" if k else "")
     if ctx.identify:
         ctx.identify(obs, path)
     if "focus" in res:
         obs["focus"] = copy.deepcopy(res["focus"])
-    obs["category"] = [copy.deepcopy(TNM_CATEGORY)]
-    # the cluster's staging system applies to each category (mCODE: method 1..1 on T/N/M too); read back
-    # from the stage group only
-    obs["method"] = copy.deepcopy(res.get("method") or NO_METHOD)
+    obs["category"] = [copy.deepcopy(category)]
     if el.get("value") is not None:
         dv = el["value"]
-        obs["valueCodeableConcept"] = cc_with(dv, category_coding(dv.get("value"), cat, patho))
+        obs["valueCodeableConcept"] = cc_with(dv, derived(dv.get("value")))
     else:
         obs["dataAbsentReason"] = dt.null_flavour_to_dar(el["null_flavour"])
     apply_detail(obs, detail(el))
     ctx.unit.resources.append(obs)
     ctx.unit.paths[id(obs)] = path
+    return obs
+
+
+def _member_forward(ctx, el: dict, node: str, k: int, cat: str, patho: bool) -> dict:
+    obs = {"resourceType": "Observation", "meta": {"profile": [MCODE + CATEGORIES[cat][1]]}, "status": "final",
+           "code": default_code(cat, patho),
+           # the cluster's staging system applies to each category (mCODE: method 1..1 on T/N/M too); read
+           # back from the stage group only
+           "method": copy.deepcopy(ctx.resource.get("method") or NO_METHOD)}
+    return _element_forward(ctx, el, node, k, obs, TNM_CATEGORY, lambda text: category_coding(text, cat, patho))
+
+
+def _grade_forward(ctx, el: dict, k: int) -> dict:
+    """G -> a histologic grade Observation; no method (the grading system is not the TNM edition)."""
+    obs = {"resourceType": "Observation", "status": "final", "code": copy.deepcopy(GRADE_CODE)}
+    obs = _element_forward(ctx, el, GRADE_NODE, k, obs, GRADE_CATEGORY, lambda text: None)
+    codes = {(c.get("system"), c.get("code")) for c in (obs.get("valueCodeableConcept") or {}).get("coding") or []}
+    if any((SNOMED, c) in codes for c in MCODE_GRADES):
+        obs["meta"] = {"profile": [MCODE + "mcode-histologic-grade"]}
     return obs
 
 
@@ -304,6 +349,10 @@ def tnm_members(ctx, rule, onode, fobj, fmodel, direction):
                         continue
                     obs = _member_forward(ctx, el, node, k, cat, patho)
                     res.setdefault("hasMember", []).append({"reference": f"Observation/{obs.get('id')}"})
+        for k, el in enumerate(rmpath.find(ctx.oroot, [rmpath.Step("items", GRADE_NODE)])):
+            if el.get("value") is not None or el.get("null_flavour") is not None:
+                obs = _grade_forward(ctx, el, k)
+                res.setdefault("hasMember", []).append({"reference": f"Observation/{obs.get('id')}"})
         for ref in detail(ctx.oroot).get("hasMember") or []:  # sent, never resolved: given back as sent
             res.setdefault("hasMember", []).append(copy.deepcopy(ref))
         return
@@ -311,11 +360,18 @@ def tnm_members(ctx, rule, onode, fobj, fmodel, direction):
     if got is not None and got[0] != "stage":
         _member_back(ctx.oroot, res, got[0], patho)  # a lone category Observation: the cluster's one member
         return
+    if is_grade(res):
+        _grade_back(ctx.oroot, res)  # a lone grade: the (pathological) cluster's G
+        return
     unresolved = []
     for ref in res.get("hasMember") or []:
         member = ctx.unit.by_ref.get((ref or {}).get("reference", ""))
         if member is None:
             unresolved.append(ref)
+            continue
+        if is_grade(member):
+            ctx.unit.used.add(id(member))
+            _grade_back(ctx.oroot, member)
             continue
         mine = classify(member)
         if mine is None or mine[0] == "stage" or mine[1] != patho:

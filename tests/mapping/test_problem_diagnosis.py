@@ -49,7 +49,9 @@ def test_it_maps_the_oncology_fixture_to_mcode_staging():
     assert clinical["code"]["coding"][0]["code"] == "21908-9" and patho["code"]["coding"][0]["code"] == "21902-2"
     assert clinical["valueCodeableConcept"] == {"text": "IIB"}
     assert clinical["method"]["coding"][0]["code"] == "C188404" and clinical["method"]["text"].startswith("UICC")
-    for group, codes in ((clinical, ["21905-5", "21906-3", "21907-1"]), (patho, ["21899-0", "21900-6", "21901-4"])):
+    # T, N, M and the histologic grade G (LOINC 33732-9) of each classification
+    for group, codes in ((clinical, ["21905-5", "21906-3", "21907-1", "33732-9"]),
+                         (patho, ["21899-0", "21900-6", "21901-4", "33732-9"])):
         assert group["focus"] == [{"reference": f"Condition/{cond['id']}"}]
         members = [by_ref[m["reference"]] for m in group["hasMember"]]
         assert [m["code"]["coding"][0]["code"] for m in members] == codes
@@ -60,6 +62,9 @@ def test_it_maps_the_oncology_fixture_to_mcode_staging():
         t["valueCodeableConcept"]["coding"][0].items()
     pn = by_ref[patho["hasMember"][1]["reference"]]
     assert pn["valueCodeableConcept"] == {"text": "pN1a"}  # not in the code map: text only, nothing invented
+    grade = by_ref[patho["hasMember"][3]["reference"]]
+    assert grade["valueCodeableConcept"] == {"text": "G2"}  # never translated to low/intermediate/high
+    assert "meta" not in grade and "method" not in grade  # no mCODE grade code, no TNM edition as its method
     for r in out:
         assert validate_fhir(r) == []
         assert r["identifier"][0]["value"].startswith("s|")

@@ -16,7 +16,7 @@ from sync.mapping import compare_clinical, from_fhir, to_fhir, to_openehr, valid
 from sync.mapping import datatypes as dt
 from sync.mapping import rmpath
 from sync.mapping.engine import entry_skeleton
-from sync.mapping.hooks_tnm import NODES, classify, codemap
+from sync.mapping.hooks_tnm import GRADE_NODE, NODES, classify, codemap, is_grade
 from sync.mapping.residue import strip
 from sync.mapping.spec import registry
 
@@ -33,12 +33,13 @@ LAB = ("openEHR-EHR-OBSERVATION.laboratory_test_result.v1", "openEHR-EHR-CLUSTER
 ADDED = ("dictionary_item_added", "iterable_item_added")
 SCT, LNC = "http://snomed.info/sct", "http://loinc.org"
 UID = "aaaaaaaa-0000-4000-8000-000000000001::x::1"
+MCODE_GRADE = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-histologic-grade"
 CP = "https://www.medizininformatik-initiative.de/fhir/ext/modul-onko/StructureDefinition/mii-ex-onko-tnm-cp-praefix"
 
 # every staging input of the corpus, alone, and MII's classification with its three members
 STAGING = [["mcode_cancer_stage_group.json"], ["mcode_tnm_primary_tumor_category_clinical.json"],
            ["mcode_tnm_staging.bundle.json"], ["onko_tnm_classification_TisN0M0.json"], ["onko_tnm_t_Tis.json"],
-           ["onko_tnm_n_N0.json"], ["onko_tnm_m_M0.json"],
+           ["onko_tnm_n_N0.json"], ["onko_tnm_m_M0.json"], ["onko_grading.json"],
            ["onko_tnm_classification_TisN0M0.json", "onko_tnm_t_Tis.json", "onko_tnm_n_N0.json", "onko_tnm_m_M0.json"]]
 
 
@@ -216,7 +217,7 @@ def _adl_elements(archetype):
 
 
 VALUES = {"at0003": "cT2", "at0004": "cN1", "at0005": "cM0", "at0003.1": "pT2", "at0004.1": "pN1a", "at0005.1": "pM1",
-          "at0031": "IIB", "at0031.1": "IIIA", "at0032": "UICC TNM 8th edition"}
+          "at0031": "IIB", "at0031.1": "IIIA", "at0032": "UICC TNM 8th edition", "at0006": "G3"}
 
 
 def _element(node, name, dv, coded):
@@ -250,7 +251,8 @@ def test_every_node_of_the_ckm_archetype_round_trips_and_t_n_m_stage_are_structu
                "items": [_element(*e) for e in elements]}
     comp = _diagnosis_with(cluster)
     res = _forward(comp, "Patient/1")
-    structured = {n[pathological][0] for n in NODES.values()} | {"at0031.1" if pathological else "at0031", "at0032"}
+    structured = {n[pathological][0] for n in NODES.values()} | {"at0031.1" if pathological else "at0031", "at0032",
+                                                                 GRADE_NODE}
     residue_nodes = {m.group(1) for x in res.losses for m in [re.search(r"/items\[(at[\d.]+)\]", x.path.split("tnm")[-1])]
                      if m}
     assert residue_nodes == ids - structured  # the rest travels in the residue, never T/N/M/stage
@@ -261,6 +263,7 @@ def test_every_node_of_the_ckm_archetype_round_trips_and_t_n_m_stage_are_structu
     members = {r["code"]["coding"][0]["code"]: r for r in res.resources if r["resourceType"] == "Observation"}
     for cat in ("T", "N", "M"):
         assert codemap()["observables"][cat]["loinc"][k] in members
+    assert members["33732-9"]["valueCodeableConcept"]["text"] == VALUES[GRADE_NODE]
     for r in res.resources:
         assert validate_fhir(r) == []
     entries = [r for r in res.resources if r["resourceType"] in ("Condition", "Observation")]
@@ -277,7 +280,7 @@ def test_a_pathological_cluster_with_tnm_v1_node_ids_still_maps_and_goes_back_to
                  and r["code"]["coding"][0]["code"] == "21902-2")
     by_id = {f"Observation/{r['id']}": r for r in res.resources}
     assert [by_id[m["reference"]]["code"]["coding"][0]["code"] for m in patho["hasMember"]] == \
-        ["21899-0", "21900-6", "21901-4"]
+        ["21899-0", "21900-6", "21901-4", "33732-9"]
     assert patho["valueCodeableConcept"]["text"]  # the stage grouping at at0031 is read
     assert compare_clinical(comp, to_openehr(res.resources, template_id="t", base_composition=comp)) == []
 
@@ -353,12 +356,70 @@ def test_mii_tnm_observations_naming_their_condition_join_its_entry():
         assert _only_additions(orig, _twin(orig, back)) == []
 
 
+# ------------------------------------------------------------------ histologic grade: the clusters' G
+GRADE_LOINC = {"system": LNC, "code": "33732-9"}
+MCODE_INTERMEDIATE = {"system": SCT, "code": "1286893008", "display": "Intermediate histologic grade (qualifier value)"}
+
+
+def _grade(value, rid="g1", **more):
+    return {"resourceType": "Observation", "id": rid, "status": "final", "code": {"coding": [GRADE_LOINC]},
+            "subject": {"reference": "Patient/1"}, "valueCodeableConcept": value, **more}
+
+
+@pytest.mark.parametrize("category", [None, "laboratory"])
+def test_a_lone_grade_is_the_g_of_a_pathological_cluster_never_a_lab_result(category):
+    mii = {"system": "https://www.medizininformatik-initiative.de/fhir/ext/modul-onko/CodeSystem/mii-cs-onko-grading",
+           "code": "3"}
+    extra = {"category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                       "code": category}]}]} if category else {}
+    grade = _grade({"coding": [mii]}, specimen={"reference": "Specimen/s1"}, effectiveDateTime="2022-04-21", **extra)
+    out, back = _round_trip([grade])
+    assert not any(_entries(out.composition, a) for a in LAB)
+    (cl,) = _clusters(_entries(out.composition, PD)[0])
+    assert cl["archetype_node_id"] == PATHO and [i["archetype_node_id"] for i in cl["items"]] == [GRADE_NODE]
+    g = cl["items"][0]["value"]
+    assert g["defining_code"]["code_string"] == "3" and g["defining_code"]["terminology_id"]["value"] == mii["system"]
+    twin = _twin(grade, back)
+    assert _only_additions(grade, twin) == []  # value, category, effective time, specimen: as sent
+
+
+def test_a_grade_in_a_stage_groups_members_is_that_clusters_g_and_keeps_mcodes_profile():
+    grade = _grade({"coding": [MCODE_INTERMEDIATE]}, meta={"profile": [MCODE_GRADE]},
+                   category=[{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                          "code": "laboratory"}]}])
+    t = _obs("21905-5", LNC, value="cT2")
+    sg = _obs("21908-9", LNC, value="IIB", hasMember=[{"reference": "Observation/o-21905-5-None-None"},
+                                                     {"reference": "Observation/g1"}])
+    out, back = _round_trip([sg, t, grade])
+    assert [x for x in out.losses if x.kind != "unmapped-entry"] == []
+    (cl,) = _clusters(_entries(out.composition, PD)[0])
+    assert cl["archetype_node_id"] == CLINICAL  # the stage group it belongs to decides, not the default
+    assert {i["archetype_node_id"] for i in cl["items"]} == {"at0031", "at0003", GRADE_NODE}
+    twin = _twin(grade, back)
+    assert twin["meta"]["profile"] == [MCODE_GRADE] and _only_additions(grade, twin) == []
+    group = _twin(sg, back)
+    assert f"Observation/{twin['id']}" in [m["reference"] for m in group["hasMember"]]
+
+
+def test_an_openehr_born_grade_is_never_translated_and_gets_mcodes_profile_only_with_its_code():
+    cluster = {"_type": "CLUSTER", "name": {"_type": "DV_TEXT", "value": "TNM"}, "archetype_node_id": PATHO,
+               "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": PATHO},
+                                     "rm_version": "1.0.4"},
+               "items": [_element(GRADE_NODE, "Histopathological grade (G)", "DV_TEXT", None)]}
+    text = [r for r in _forward(_diagnosis_with(cluster)).resources if r["resourceType"] == "Observation" and is_grade(r)]
+    assert [(r["valueCodeableConcept"], "meta" in r) for r in text] == [({"text": "G3"}, False)]
+    cluster["items"][0]["value"] = dt.coded_text("Intermediate histologic grade", "SNOMED-CT", "1286893008")
+    coded = [r for r in _forward(_diagnosis_with(cluster)).resources if r["resourceType"] == "Observation" and is_grade(r)]
+    assert coded[0]["meta"]["profile"] == [MCODE_GRADE]
+    assert {"system": SCT, "code": "1286893008"}.items() <= coded[0]["valueCodeableConcept"]["coding"][0].items()
+
+
 # ------------------------------------------------------------------ HAPI: mCODE profiles of what we produce
 @pytest.mark.integration
 @pytest.mark.parametrize("names", STAGING, ids=lambda n: "+".join(x.split(".")[0] for x in n))
 def test_hapi_validates_what_the_staging_files_come_back_as(fhir_base_url, names):
     _, back = _round_trip(_load(names))
     for r in back:
-        if r["resourceType"] == "Observation":
+        if r["resourceType"] == "Observation" and not is_grade(r):  # a grade: mCODE's profile only for its codes
             assert any("mcode-tnm" in p for p in r["meta"]["profile"])
         assert hapi_errors(fhir_base_url, r) == [], (r["resourceType"], r.get("code"))
