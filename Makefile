@@ -8,11 +8,16 @@ export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 # settings are production unless DJANGO_DEBUG=1, so ask for the development defaults.
 export DJANGO_DEBUG ?= 1
 
-.PHONY: demo venv services stop status migrate test test-unit test-db lock
+.PHONY: demo demo-reset venv services stop status migrate test test-unit test-db lock
 
 ## demo: install what is missing, start every server, the engine and the desk, seed synthetic data
 demo: venv
 	deploy/demo.sh start $(DEMO_SITES)
+
+## demo-reset: stop everything and drop the demo's data (sites, HAPI, engine database, broker queue);
+## the next `make demo` seeds afresh
+demo-reset:
+	deploy/demo.sh reset
 
 venv: .venv/.installed
 # requirements-dev.txt is the complete development lock: the runtime pins of requirements.txt (all

@@ -3,7 +3,7 @@
 # desk, seeded synthetic oncology data, a trickle of new events, a few genuine
 # conflicts and dead letters. The servers run with pid files in .run/, the engine
 # and desk under supervisord (deploy/supervisord.conf); `make stop` stops it all.
-# Usage: deploy/demo.sh start [N_SITES] | stop | status
+# Usage: deploy/demo.sh start [N_SITES] | stop | status | reset
 source "$(dirname "$0")/common.sh"
 HERE="$(dirname "$0")"
 source "$HERE/commands.env"
@@ -112,6 +112,30 @@ stop() {
   for name in web poll-loop celery-beat celery-worker; do stop_pid "$name"; done  # an older demo's, unsupervised
 }
 
+# reset: stop it all, drop the demo's databases (its sites', its HAPI's, the engine's) and empty the
+# broker, so that the next start seeds from scratch: seeding is idempotent by composition uid, so a
+# changed generator never replaces the stories an earlier start committed.  Demo data only: the test
+# and benchmark servers keep their own databases (ehrbase_site*, hapi, test_*).
+reset() {
+  stop
+  "$HERE/services.sh" stop  # EHRbase and HAPI hold connections to the databases dropped here
+  "$HERE/postgres.sh" start
+  "$HERE/redis.sh" start
+  local db
+  for db in $(psql_super -d postgres -tA -v prefix="$EHRBASE_DB_PREFIX" -v hapi="$HAPI_DB_NAME" \
+      -v engine="${CONFLICTDESK_DB_NAME:-conflictdesk}" <<'SQL'
+SELECT datname FROM pg_database
+ WHERE starts_with(datname, :'prefix') OR datname IN (:'hapi', :'engine');
+SQL
+  ); do
+    log "dropping database $db"
+    psql_super -d postgres -c "DROP DATABASE \"$db\" WITH (FORCE)"
+  done
+  redis-cli -p "${CONFLICTDESK_REDIS_PORT:-6379}" -n 0 flushdb >/dev/null  # queued messages of dropped runs
+  "$HERE/services.sh" stop
+  log "demo data dropped: the next 'make demo' seeds afresh"
+}
+
 # status: every demo process with its state (supervisorctl), and the trickle.
 status() {
   if supervised; then "$VENV_BIN/supervisorctl" "${SUPERVISOR[@]}" status || true
@@ -124,5 +148,6 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) die "usage: $0 start [N_SITES] | stop | status" ;;
+  reset) reset ;;
+  *) die "usage: $0 start [N_SITES] | stop | status | reset" ;;
 esac

@@ -38,13 +38,22 @@ EARLY_TOLERANCE = timedelta(milliseconds=50)
 CLAIMED = "claimed"
 LEASED = "leased"
 LEASE_LOST = "lease_lost"
+GONE = "gone"
 
 
 def claim_run(run_id: int, worker: str) -> str:
-    """Take the run's lease, or say why not (finished, leased, too early, waiting)."""
+    """Take the run's lease, or say why not (finished, leased, too early, waiting, gone).
+
+    Gone: the broker still held a message for a run this database does not have (its database was
+    dropped or restored while messages were queued, as a demo reset does).  Nothing to do, and nothing
+    to retry: the message is dropped with one warning, not a traceback per message."""
     now = timezone.now()
     with transaction.atomic():
-        run = _lock_run(run_id)
+        try:
+            run = _lock_run(run_id)
+        except SyncRun.DoesNotExist:
+            log.warning("run %s: no such run in this database, message dropped", run_id)
+            return GONE
         if run.status in TERMINAL:
             return run.status
         if (run.lease_owner and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > now

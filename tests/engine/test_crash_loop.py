@@ -105,3 +105,14 @@ def test_a_retry_records_how_late_it_started_and_never_starts_early(engine):
     assert third.started_at >= due and third.start_lag_seconds >= 0
     after = RunAttempt.objects.filter(run=run, step="audit").get()
     assert after.start_lag_seconds is None  # the steps after the retried one are not retries
+
+
+@pytest.mark.django_db
+def test_a_message_for_a_run_this_database_does_not_hold_is_dropped_not_raised(caplog):
+    """A broker queue outliving its database (a demo reset): each message is one warning, no traceback, no retry."""
+    from sync.workflow.runner import advance
+    missing = (SyncRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1000
+    with caplog.at_level("WARNING", logger="sync.workflow.state"):
+        assert advance(missing, "w1") == state.GONE
+    assert [r.levelname for r in caplog.records if str(missing) in r.getMessage()] == ["WARNING"]
+    assert not any(r.exc_info for r in caplog.records)
