@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 
 from . import datatypes as dt
-from . import engine, feeder, residue
+from . import engine, feeder, residue, rmpath
 from .errors import MappingError
 from .fidelity import compare_clinical, element_path
 from .identifiers import build_source_identifier, parse_source_identifier, split_source_path, stamp
@@ -40,6 +40,9 @@ from .spec import Spec, iter_rules, registry
 OWNED = ("name", "language", "territory", "category", "composer", "context")
 RESOURCES = ("Encounter", "Composition", "List")  # every type a composition-level row makes
 LIST = "List"
+# a FHIR-born document's own identifier: the site keeps it (feeder audit), the document it sends back names itself
+_ID_TAKEN = ("kept at the site (the composition's feeder audit), not given back: Composition.identifier is 0..1 and "
+             "holds the source identifier of the document the site sends (the sender's would name two documents)")
 NOTE_TYPE = {"coding": [{"system": "http://loinc.org", "code": "34109-9", "display": "Note"}]}
 
 
@@ -180,8 +183,10 @@ def _diff(original: dict, rebuilt: dict) -> tuple[list, list]:
 
 
 def forward(composition: dict, entry_resources: list[dict], *, identify, patient_ref: str, language: str,
-            uid: str):
-    """(resources, losses) for the composition level; ([], []) when the root archetype is unmapped."""
+            uid: str, unchanged: frozenset[str] | set[str] = frozenset()):
+    """(resources, losses) for the composition level; ([], []) when the root archetype is unmapped.
+    ``unchanged``: the FHIR-born resources the entries gave exactly as when they were made
+    (``feeder.unchanged``): a FHIR-born document's sections come back only while they describe those."""
     spec = spec_for(composition)
     if spec is None:
         return [], []
@@ -210,7 +215,8 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
     # born in FHIR: what the Encounter/Composition said beyond the mapping, while it still applies
     made_at = [(enc, "/" if is_list else "/context")] + ([(doc, "/")] if doc else [])
     stale = [Loss(p, "FHIR-born detail not given back: the site changed what it describes", "stale")
-             for p in feeder.restore(composition, made_at)] if "feeder_audit" in composition else []
+             for p in feeder.restore(composition, made_at, _section_bases(composition, unchanged))] \
+        if "feeder_audit" in composition else []
     root_items, ctx_items = _diff(shell, rebuild(spec, enc, doc, language))
     if ctx_items:
         enc.setdefault("extension", []).extend(residue.encode(ctx_items))
@@ -220,6 +226,38 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
         raise MappingError("residue does not restore the composition header", composition_uid=uid, path="/",
                            rule=spec.name)
     return made, stale + _losses(root_items + ctx_items)
+
+
+def _section_refs(sections) -> list[str]:
+    """Every entry reference of a document's sections, nested ones too, in order."""
+    out: list[str] = []
+    for sec in sections or []:
+        if isinstance(sec, dict):
+            out += [e["reference"] for e in sec.get("entry") or [] if isinstance(e, dict) and e.get("reference")]
+            out += _section_refs(sec.get("section"))
+    return out
+
+
+def _section_bases(composition: dict, described: set[str] | frozenset[str]) -> dict[str, str]:
+    """The basis of a FHIR-born document's ``section``: the entries its sections reference among
+    ``described`` (every FHIR-born resource of the entries when the composition was made; those unchanged
+    when it is mapped again) and how many entries the site recorded itself.  So the sender's sections --
+    titles, codes, narrative, grouping -- come back only while the site has changed, removed and added none
+    of what they describe: a narrative naming the dose the site has since changed is never given back."""
+    doc = next((k.resource for k in feeder.kept(composition) if k.resource.get("resourceType") == "Composition"), None)
+    return {"section": _section_basis(doc["section"], composition, described)} if doc and "section" in doc else {}
+
+
+def _section_basis(sections: list, composition: dict, described: set[str] | frozenset[str]) -> str:
+    entries = [e for _, e in rmpath.entries(composition)]
+    own = sum(1 for e in entries if not any(k.anchor is not None for k in feeder.kept(e)))
+    return feeder.digest({"described": sorted(r for r in _section_refs(sections) if r in described),
+                          "site_entries": own})
+
+
+def _born_entry_resources(composition: dict) -> set[str]:
+    """``Type/id`` of every FHIR-born resource an entry of the composition was made from."""
+    return {k.ref for _, e in rmpath.entries(composition) for k in feeder.kept(e) if k.anchor is not None}
 
 
 def _replace_subject(obj, patient_ref: str) -> None:
@@ -305,12 +343,13 @@ def _reverse_losses(spec, enc, doc, comp, lang, side: list[dict]) -> list:
         back = []
     if parse_source_identifier(enc or doc) is None:  # born in FHIR: kept in the composition's feeder audit
         by_type = {r["resourceType"]: r for r in back}
-        # a document's sections are rebuilt from the entries (navigation only): not kept, declared below
-        twin_of = {t: {**residue.strip(b), **({"section": doc.get("section")} if t == "Composition" and doc else {})}
-                   for t, b in by_type.items()}
+        twin_of = {t: residue.strip(b) for t, b in by_type.items()}
+        # a document's sections: kept with the entries they describe as their basis (``_section_bases``)
+        bases = {"section": _section_basis(doc["section"], comp, _born_entry_resources(comp))} \
+            if doc and doc.get("section") else {}
         feeder.keep(comp, [(r, twin_of[r["resourceType"]], paths.get(id(by_type[r["resourceType"]])))
-                           if r["resourceType"] in by_type else (r, None, None) for r in (enc, doc) if r], side)
-        feeder.restore(comp, [(b, paths.get(id(b), "")) for b in back])
+                           if r["resourceType"] in by_type else (r, None, None) for r in (enc, doc) if r], side, bases)
+        feeder.restore(comp, [(b, paths.get(id(b), "")) for b in back], bases)
     twins = {r["resourceType"]: residue.strip(r) for r in back}
     out = []
     for r in (enc, doc):
@@ -332,6 +371,8 @@ def _reverse_losses(spec, enc, doc, comp, lang, side: list[dict]) -> list:
         for d in sorted(compare_clinical(mine, twin), key=lambda d: (d["path"], d["kind"])):  # not key order
             if d["kind"] in ("dictionary_item_added", "iterable_item_added"):
                 continue
-            out.append(Loss(f"{r['resourceType']}/{r.get('id')}:{element_path(d['path'])}",
-                            "no openEHR element for this FHIR data in the mapping", "dropped"))
+            el = element_path(d["path"])
+            why = _ID_TAKEN if r["resourceType"] == "Composition" and el.split(".")[0].split("[")[0] == "identifier" \
+                else "no openEHR element for this FHIR data in the mapping"
+            out.append(Loss(f"{r['resourceType']}/{r.get('id')}:{el}", why, "dropped"))
     return out

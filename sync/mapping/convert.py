@@ -100,6 +100,8 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
     def identify(res: dict, path: str) -> None:
         stamp(res, build_source_identifier(site, vo_uid, path))
 
+    unchanged: set[str] = set()  # FHIR-born resources the site has not changed (a document's sections need them)
+
     for path, entry in rmpath.entries(composition):
         if entry.get("archetype_node_id") == careplan_action.ARCHETYPE:
             continue  # a careflow step of a plan: that plan's CarePlan status (careplan_action.forward, below)
@@ -121,6 +123,7 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
                     res[who] = {"reference": patient_ref}
         if "feeder_audit" in entry:  # born in FHIR: what FHIR sent beyond the mapping, while it still applies
             made = [(r, parse_source_identifier(r)[2][len(path):]) for _, g in groups for r in g]
+            unchanged |= feeder.unchanged(entry, made)
             result.losses.extend(Loss(p, "FHIR-born detail not given back: the site changed what it describes",
                                       "stale") for p in feeder.restore(entry, made))
         unsplit = _unsplit(entry, [rel for rel, group in groups if group])
@@ -133,7 +136,8 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
     careplan_action.forward(composition, result.resources, result.losses)
     # COMPOSITION-level rows (root archetype with a model file): Encounter + Composition, appended last
     level, level_losses = composition_level.forward(composition, result.resources, identify=identify,
-                                                    patient_ref=patient_ref, language=lang, uid=uid)
+                                                    patient_ref=patient_ref, language=lang, uid=uid,
+                                                    unchanged=unchanged)
     result.resources.extend(level)
     result.losses.extend(level_losses)
     seen = set()

@@ -14,6 +14,11 @@ for that element when the entry was made.  Mapping the entry forward again (``re
 put back as sent only while the mapping still gives that: an edit at the site wins, and the stale FHIR
 detail is reported, never re-applied, exactly as the ``openehr-residue`` does the other way.
 
+Each entry with a node also carries ``whole``: a hash of everything the forward mapping gave for the
+resource when the entry was made.  ``unchanged`` compares it again, so that what describes several
+resources at once -- a FHIR-born document's sections, their titles, codes and narrative -- is given
+back only while the site has changed none of the resources it describes (composition.py).
+
 Side resources the group references but that are no entry (Practitioner, PractitionerRole,
 Organization, Device, ServiceRequest, a referenced Medication...) are kept in the same Bundle without
 that extension: the references come back as sent, so the centre's graph stays whole, and the site keeps
@@ -42,6 +47,7 @@ CENTRAL_BASE = terminology.BASE + "/central"
 _NOT_KEPT = frozenset({"resourceType", "id", "text"})
 _ANCHORS = ("code", "type", "medicationCodeableConcept", "medicationReference")
 _META_CLINICAL = ("tag", "security")  # the rest of meta is server bookkeeping or our profile claims
+_PATIENT = frozenset({"subject", "patient"})  # the elements that name the record's patient (convert.patient_element)
 # elements that interpret the rest of the resource (an interpretation 'high' says something about the value):
 # given back only while the whole resource maps as it did, not just the element itself
 _DEPENDENT = frozenset({"interpretation", "conclusion", "conclusionCode", "presentedForm", "note"})
@@ -56,6 +62,7 @@ class Kept:
     node: str | None = None  # entry-relative path of the node it maps to; None: a side resource
     anchor: str | None = None
     elements: dict[str, str] = field(default_factory=dict)  # element name -> basis
+    whole: str | None = None  # what the forward mapping gave for the whole resource when the entry was made
 
     @property
     def ref(self) -> str:
@@ -65,6 +72,11 @@ class Kept:
 def _h(rtype: str, value) -> str:
     norm = _numbers(clinical_content({"resourceType": rtype, "v": value}))
     return "sha256:" + hashlib.sha256(json.dumps(norm, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def digest(value) -> str:
+    """A basis of a value that is no single element of a resource (``keep``'s and ``restore``'s ``bases``)."""
+    return _h("Basis", value)
 
 
 def _numbers(v):
@@ -78,13 +90,14 @@ def _numbers(v):
 
 def view(res: dict, name: str):
     """The sender's part of one top-level element: our source identifiers, residue extensions, meta
-    bookkeeping/profiles and the patient reference (the caller's patient_ref) are the mapping's own."""
+    bookkeeping/profiles and the patient reference (the caller's patient_ref, in ``subject`` or, in an
+    AllergyIntolerance, Immunization, FamilyMemberHistory, Consent, ``patient``) are the mapping's own."""
     v = res.get(name)
     if name == "identifier" and isinstance(v, list):
         v = [i for i in v if not (isinstance(i, dict) and i.get("system") == terminology.SOURCE_SYSTEM)] or None
     elif name == "identifier" and isinstance(v, dict) and v.get("system") == terminology.SOURCE_SYSTEM:
         v = None
-    elif name == "subject" and isinstance(v, dict):
+    elif name in _PATIENT and isinstance(v, dict):
         v = {k: x for k, x in v.items() if k != "reference"} or None
     elif name == "extension" and isinstance(v, list):
         v = [e for e in v if not (isinstance(e, dict) and e.get("url") == RESIDUE_URL)] or None
@@ -110,6 +123,13 @@ def basis(res: dict, name: str) -> str:
     return _h(rtype, {k: view(res, k) for k in _choice_group(rtype, name)})
 
 
+def whole(res: dict) -> str:
+    """What the forward mapping gives for the whole resource, as the sender's view of each element: a site
+    edit of anything the resource says changes it."""
+    rtype = str(res.get("resourceType"))
+    return _h(rtype, {k: v for k in sorted(res) if k not in _NOT_KEPT for v in [view(res, k)] if v is not None})
+
+
 def differing(source: dict, twin: dict) -> dict[str, str]:
     """{element: basis} for the source's elements the twin (the forward mapping) does not reproduce."""
     rtype = str(source.get("resourceType"))
@@ -129,16 +149,20 @@ def _parsable(rtype: str, name: str, value) -> bool:
     return codes is None or value in codes
 
 
-def keep(entry: dict, pairs: list[tuple[dict, dict | None, str | None]], side: list[dict]) -> list[Kept]:
+def keep(entry: dict, pairs: list[tuple[dict, dict | None, str | None]], side: list[dict],
+         bases: dict[str, str] | None = None) -> list[Kept]:
     """Write the entry's feeder audit: ``pairs`` are (source resource, its forward twin or None, the twin's
-    entry-relative node path); ``side`` the referenced resources that are no entry."""
-    kept = [Kept(src, node, _anchor(twin), differing(src, twin)) if twin is not None else Kept(src)
+    entry-relative node path); ``side`` the referenced resources that are no entry; ``bases``: an element's
+    basis when it is not the twin's own element (a document's sections: the resources they describe)."""
+    kept = [Kept(src, node, _anchor(twin), {k: (bases or {}).get(k, b) for k, b in differing(src, twin).items()},
+                 whole(twin)) if twin is not None else Kept(src)
             for src, twin, node in pairs] + [Kept(r) for r in side]
     entries = []
     for k in kept:
         e: dict = {"fullUrl": f"{CENTRAL_BASE}/{k.ref}", "resource": k.resource}
         if k.anchor is not None:  # made into an entry: where it maps, even with nothing to give back
-            where = [{"url": "node", "valueString": k.node or "/"}, {"url": "anchor", "valueString": k.anchor}]
+            where = [{"url": "node", "valueString": k.node or "/"}, {"url": "anchor", "valueString": k.anchor},
+                     {"url": "whole", "valueString": k.whole}]
             e["extension"] = [{"url": BASIS_URL, "extension": where + [
                 {"url": "element", "valueString": name}, {"url": "basis", "valueString": basis}]}
                 for name, basis in k.elements.items()] or [{"url": BASIS_URL, "extension": where}]
@@ -181,6 +205,7 @@ def kept(node: dict) -> list[Kept]:
             if sub.get("anchor"):
                 k.node = "" if sub.get("node") == "/" else sub.get("node")
                 k.anchor = sub.get("anchor")
+                k.whole = sub.get("whole")
             if sub.get("anchor") and sub.get("element") and sub.get("basis"):
                 k.elements[sub["element"]] = sub["basis"]
         out.append(k)
@@ -200,10 +225,26 @@ def side_copies(composition: dict) -> dict[str, dict]:
     return {f"{r.get('resourceType')}/{r.get('id')}": r for e in nodes for r in side_resources(e)}
 
 
-def restore(node: dict, made: list[tuple[dict, str]]) -> list[str]:
+def unchanged(node: dict, made: list[tuple[dict, str]]) -> set[str]:
+    """The kept source resources (``Type/id``) that the node's forward mapping ``made`` exactly as when the
+    entry was made (same node, same ``whole``): the site changed nothing they say.  Call it before
+    ``restore``, which adds the sender's elements to ``made``."""
+    records = [k for k in kept(node) if k.anchor is not None and k.whole]
+    out: set[str] = set()
+    for res, rel in made:
+        now = whole(res)
+        k = next((k for k in records if k.ref not in out and k.node == rel and k.whole == now
+                  and k.resource.get("resourceType") == res.get("resourceType")), None)
+        if k is not None:
+            out.add(k.ref)
+    return out
+
+
+def restore(node: dict, made: list[tuple[dict, str]], bases: dict[str, str] | None = None) -> list[str]:
     """Give the kept elements back to the resources the node's forward mapping ``made`` ((resource, its
-    node path relative to the node)), each only while its basis holds; returns the stale ones as
-    ``Type/id:element`` (the source resource's reference)."""
+    node path relative to the node)), each only while its basis holds (``bases``: the basis now of an element
+    that is not the resource's own, as ``keep`` was given it); returns the stale ones as ``Type/id:element``
+    (the source resource's reference)."""
     records = [k for k in kept(node) if k.elements]
     stale: list[str] = []
     used: set[int] = set()
@@ -215,7 +256,8 @@ def restore(node: dict, made: list[tuple[dict, str]]) -> list[str]:
         if k is None:
             continue
         used.add(id(k))
-        holds = {name: basis(res, name) == b for name, b in k.elements.items()}  # all before any is put back
+        holds = {name: (bases or {}).get(name, basis(res, name)) == b  # all before any is put back
+                 for name, b in k.elements.items()}
         for name, ok in holds.items():
             if ok:
                 _put(res, name, k.resource)
@@ -237,8 +279,8 @@ def _put(res: dict, name: str, source: dict) -> None:
         return  # 0..1 (Composition.identifier) and holding our source identifier: no room
     if name == "identifier":
         value = [i for i in res.get("identifier") or [] if i.get("system") == terminology.SOURCE_SYSTEM] + (value or [])
-    elif name == "subject":
-        value = {**({"reference": res["subject"]["reference"]} if "reference" in (res.get("subject") or {}) else {}),
+    elif name in _PATIENT:
+        value = {**({"reference": res[name]["reference"]} if "reference" in (res.get(name) or {}) else {}),
                  **(value or {})}
     elif name == "extension":
         value = (value or []) + [e for e in res.get("extension") or [] if e.get("url") == RESIDUE_URL]

@@ -278,8 +278,8 @@ def test_a_report_sent_with_one_result_comes_back_as_that_report_not_collapsed_i
 def test_a_fhir_born_documents_author_and_custodian_are_kept_by_reference_in_the_compositions_feeder_audit():
     """The IPS document's Composition names its author (Practitioner) and custodian (Organization): side
     resources of the composition level, kept whole in the composition's own feeder audit, as an entry keeps
-    its own; the references come back as sent and only the Patient (the EHR's subject), the Composition's
-    identifier (0..1, ours) and its sections (rebuilt from the entries) are declared."""
+    its own; the references come back as sent and only the Patient (the EHR's subject) and the Composition's
+    identifier (0..1, ours) are declared."""
     resources = _resources(next(iter(corpus_files("fhir/ips_breast_cancer_document.bundle.json"))))
     [doc] = [r for r in resources if r["resourceType"] == "Composition"]
     out = from_fhir(copy.deepcopy(resources), template_id="t")
@@ -288,7 +288,7 @@ def test_a_fhir_born_documents_author_and_custodian_are_kept_by_reference_in_the
         sent = next(r for r in resources if f"{r['resourceType']}/{r['id']}" == ref)
         assert side[ref] == sent
     assert sorted(x.path.split(":", 1)[1] if ":" in x.path else x.path.split("/")[0]
-                  for x in out.losses) == ["Patient", "identifier", "section"]
+                  for x in out.losses) == ["Patient", "identifier"]
     back = next(r for r in _forward(out.composition).resources if r["resourceType"] == "Composition")
     assert strip(back)["author"] == doc["author"] and strip(back)["custodian"] == doc["custodian"]
 
@@ -312,3 +312,52 @@ def test_a_reports_result_no_row_reads_is_kept_whole_and_never_lends_its_code_to
     edited = [(o["code"]["coding"][0]["code"], o["valueQuantity"]["value"])
               for o in _forward(out.composition).resources if o["resourceType"] == "Observation"]
     assert edited == [("718-7", 12.0)]
+
+
+# ------------------------------------------------------------------ a FHIR-born document's sections
+def _ips():
+    resources = _resources(next(iter(corpus_files("fhir/ips_breast_cancer_document.bundle.json"))))
+    doc = next(r for r in resources if r["resourceType"] == "Composition")
+    return resources, doc, from_fhir(resources, template_id="t")
+
+
+def _document(resources: list[dict]) -> dict:
+    return next(r for r in resources if r["resourceType"] == "Composition")
+
+
+def test_a_fhir_born_documents_sections_come_back_as_sent_while_the_site_changed_nothing():
+    resources, doc, out = _ips()
+    assert not [x for x in out.losses if x.path.startswith("Composition/") and "section" in x.path]
+    fwd = _forward(out.composition)
+    assert not [x for x in fwd.losses if x.kind == "stale"]  # an AllergyIntolerance's patient was, wrongly
+    assert _document(fwd.resources)["section"] == doc["section"]  # titles, LOINC codes, narrative, entries
+
+
+def test_a_site_edit_of_what_a_section_describes_gives_our_sections_and_reports_the_senders_stale():
+    """The Medication section's narrative names the doses sent: after a site edit of one of them it would
+    say what the record no longer says."""
+    resources, doc, out = _ips()
+    comp = copy.deepcopy(out.composition)
+    entry = next(e for _, e in rmpath.entries(comp) if "medication_statement" in e["archetype_node_id"])
+    name = next(n for _, n in rmpath.walk(entry) if n.get("archetype_node_id") == "at0006" and "value" in n)
+    name["value"] = {"_type": "DV_TEXT", "value": "Tamoxifen 10 mg"}
+    fwd = _forward(comp)
+    mine = _document(fwd.resources)
+    assert mine["section"] != doc["section"] and not any("title" in s or "text" in s for s in mine["section"])
+    made = {f"{r['resourceType']}/{r['id']}" for r in fwd.resources}
+    assert {e["reference"] for s in mine["section"] for e in s["entry"]} <= made  # ours reference what was made
+    assert f"Composition/{doc['id']}:section" in {x.path for x in fwd.losses if x.kind == "stale"}
+
+
+def test_an_entry_the_site_adds_to_a_fhir_born_document_is_not_left_out_of_its_sections():
+    resources, doc, out = _ips()
+    comp = copy.deepcopy(out.composition)
+    added = copy.deepcopy(next(e for _, e in rmpath.entries(comp) if "problem_diagnosis" in e["archetype_node_id"]))
+    added.pop("feeder_audit")  # recorded at the site
+    comp["content"].append(added)
+    fwd = _forward(comp)
+    mine = _document(fwd.resources)
+    listed = {e["reference"] for s in mine["section"] for e in s.get("entry", [])}
+    conditions = [f"Condition/{r['id']}" for r in fwd.resources if r["resourceType"] == "Condition"]
+    assert len(conditions) == 3 and set(conditions) <= listed  # the site's own Condition among them
+    assert f"Composition/{doc['id']}:section" in {x.path for x in fwd.losses if x.kind == "stale"}
