@@ -32,7 +32,7 @@ from . import engine, feeder, residue, rmpath
 from .errors import MappingError
 from .fidelity import compare_clinical, element_path
 from .identifiers import build_source_identifier, parse_source_identifier, split_source_path, stamp
-from .parties import SUBJECT, party_to_reference, reference_to_party
+from .parties import PLACEHOLDER_COMPOSER, SUBJECT, party_to_reference, reference_to_party
 from .results import Loss
 from .runtime import FWD, REV, Ctx, Unit
 from .spec import Spec, iter_rules, registry
@@ -183,12 +183,13 @@ def _diff(original: dict, rebuilt: dict) -> tuple[list, list]:
 
 
 def forward(composition: dict, entry_resources: list[dict], *, identify, patient_ref: str, language: str,
-            uid: str, unchanged: frozenset[str] | set[str] = frozenset()):
+            uid: str, unchanged: frozenset[str] | set[str] = frozenset(), sent: bool = False):
     """(resources, losses) for the composition level; ([], []) when the root archetype is unmapped.
     ``unchanged``: the FHIR-born resources the entries gave exactly as when they were made
-    (``feeder.unchanged``): a FHIR-born document's sections come back only while they describe those."""
+    (``feeder.unchanged``): a FHIR-born document's sections come back only while they describe those.
+    ``sent``: the caller holds the sender's Encounter/Composition (``apply``), so the header is no made-up one."""
     spec = spec_for(composition)
-    if spec is None:
+    if spec is None or not sent and _made_up(composition):
         return [], []
     if not isinstance(composition.get("context"), dict):
         return [], [Loss("/context", "composition has no event context: no Encounter/Composition made",
@@ -226,6 +227,14 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
         raise MappingError("residue does not restore the composition header", composition_uid=uid, path="/",
                            rule=spec.name)
     return made, stale + _losses(root_items + ctx_items)
+
+
+def _made_up(composition: dict) -> bool:
+    """A header from_fhir wrote for resources that came without one: composed by the sync itself and no
+    Encounter, Composition or List of the sender kept in the composition's feeder audit.  Its start time and
+    'other care' setting are ours, not data: sent to the centre they would be an encounter nobody had."""
+    return composition.get("composer") == PLACEHOLDER_COMPOSER and \
+        not any(k.resource.get("resourceType") in RESOURCES for k in feeder.kept(composition))
 
 
 def _section_refs(sections) -> list[str]:
@@ -336,7 +345,7 @@ def _reverse_losses(spec, enc, doc, comp, lang, side: list[dict]) -> list:
     subject = ((enc or doc).get("subject") or {}).get("reference") or "Patient/x"
     paths: dict[int, str] = {}
     try:
-        back, _ = forward({**comp, "content": []}, [], patient_ref=subject, language=lang, uid="x",
+        back, _ = forward({**comp, "content": []}, [], patient_ref=subject, language=lang, uid="x", sent=True,
                           identify=lambda r, p: paths.update({id(r): p}) or stamp(r, build_source_identifier("x", "x", p))
                           or r.update(id=(enc or doc).get("id")))
     except Exception:  # noqa: BLE001 - a failing re-forward means nothing is confirmed

@@ -135,3 +135,24 @@ def test_ehrbase_keeps_the_feeder_audit_and_the_stored_composition_gives_the_fhi
         assert same, r["id"]
         diffs = [d for d in compare_clinical(r, {**same[0], "subject": r.get("subject")}) if d["kind"] not in ADDED]
         assert [d["path"] for d in diffs if not d["path"].startswith("root['status']")] == [], (name, r["id"])
+
+
+def test_a_documents_sections_survive_ehrbase_and_come_back_as_sent(site):
+    """The IPS document's problem and allergy sections: kept in the COMPOSITION's own feeder audit, which
+    EHRbase stores as given; the stored composition gives them back as the sender wrote them."""
+    cdr, ehr, template_id = site
+    doc = json.loads((CORPUS_DIR / "fhir" / "ips_breast_cancer_document.bundle.json").read_text())
+    held = ("Composition", "Patient", "Practitioner", "Organization", "Condition", "AllergyIntolerance")
+    sent = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] in held]
+    document = next(r for r in sent if r["resourceType"] == "Composition")
+    document["section"] = [s for s in document["section"] if s.get("entry") and all(
+        e["reference"].split("/")[0] in held for e in s["entry"])]  # what the oncology template holds
+    assert len(document["section"]) == 3
+    for r in sent:  # the template's severity is its own at-codes: IPS's LOINC answers are refused (a person's case)
+        r.pop("severity", None)
+    comp = from_fhir(sent, template_id=template_id).composition
+    stored = cdr.get_composition(ehr, cdr.create_composition(ehr, comp).version_uid).content
+    assert stored.get("feeder_audit") == comp["feeder_audit"]
+    back = to_fhir(stored, site="site2", ehr_id=ehr, patient_ref="Patient/x")
+    assert not [x for x in back.losses if x.kind == "stale"]
+    assert next(r for r in back.resources if r["resourceType"] == "Composition")["section"] == document["section"]

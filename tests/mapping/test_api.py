@@ -1,6 +1,8 @@
 """Errors, fidelity rules, provenance and the report function."""
 import copy
 
+from pathlib import Path
+
 import pytest
 
 from sync.mapping import (MalformedInput, MappingError, UnknownArchetype, UnmappedTemplate, clinical_content,
@@ -11,6 +13,8 @@ from sync.mapping.lookup import spec_for_archetype
 from sync.mapping.report import report
 
 from .conftest import corpus_files, load
+
+DEPLOYED = Path(__file__).resolve().parents[2] / "deploy" / "templates"
 
 
 def test_errors_name_ids_and_paths_not_values():
@@ -39,7 +43,22 @@ def test_new_composition_uses_the_registered_template(corpus):
     obs = load(next(iter(corpus_files("fhir/observation_vitals_body_temperature.json"))))
     comp = to_openehr([obs], template_id=info.template_id)
     assert comp["archetype_details"]["template_id"]["value"] == info.template_id
-    assert comp["archetype_node_id"] == info.root_archetype
+    assert comp["archetype_node_id"] == info.root_archetype == "openEHR-EHR-COMPOSITION.encounter.v1"
+
+
+def test_every_templates_root_is_its_composition_archetype_not_the_first_nested_one(corpus):
+    """OPT 1.4 writes a root's archetype_id after its attributes: the first one in the text is a nested CLUSTER's
+    or OBSERVATION's (a text search once labelled new compositions 'CLUSTER.case_identification')."""
+    opts = sorted((corpus / "openehr" / "templates").glob("*.opt")) + sorted(DEPLOYED.glob("*.opt"))
+    assert len(opts) >= 15
+    for opt in opts:
+        info = templates.parse_opt(opt.read_text(encoding="utf-8-sig"))
+        assert "-COMPOSITION." in info.root_archetype, opt.name
+        assert info.root_archetype in info.archetypes and len(info.archetypes) > 1, opt.name
+    with pytest.raises(ValueError):
+        templates.parse_opt("<template><concept>x</concept></template>")  # no template_id
+    with pytest.raises(ValueError):
+        templates.parse_opt("not xml at all")
 
 
 def test_fidelity_ignores_only_non_clinical_fields():

@@ -361,3 +361,17 @@ def test_an_entry_the_site_adds_to_a_fhir_born_document_is_not_left_out_of_its_s
     conditions = [f"Condition/{r['id']}" for r in fwd.resources if r["resourceType"] == "Condition"]
     assert len(conditions) == 3 and set(conditions) <= listed  # the site's own Condition among them
     assert f"Composition/{doc['id']}:section" in {x.path for x in fwd.losses if x.kind == "stale"}
+
+
+def test_a_header_the_sync_made_up_sends_no_encounter_to_the_centre():
+    """Resources sent without an Encounter get a composition header of ours (composer 'ConflictDesk sync',
+    setting 'other care', the earliest effective time): mapped forward it would be an encounter nobody had."""
+    bp = load(next(iter(corpus_files("fhir/observation_vitals_blood_pressure.json"))))
+    fwd = _forward(from_fhir([bp], template_id="t").composition)
+    assert [r["resourceType"] for r in fwd.resources] == ["Observation"]
+    resources = _resources(next(iter(corpus_files("fhir/kds_encounter_case.patient3.bundle.json"))))
+    sent = _forward(from_fhir(resources, template_id="t").composition)
+    assert "Encounter" in [r["resourceType"] for r in sent.resources]  # the sender's own encounter comes back
+    comp = from_fhir([bp], template_id="t").composition
+    comp["composer"] = {"_type": "PARTY_IDENTIFIED", "name": "Dr. Site"}  # recorded again at the site: its header
+    assert "Encounter" in [r["resourceType"] for r in _forward(comp).resources]

@@ -65,8 +65,10 @@ def list_template(c: dict) -> str:
     ids = [c["archetype_node_id"]] + [e["archetype_node_id"] for e in c["content"]]
     tid = "conflictdesk_" + c["archetype_node_id"].split(".")[1]
     templates.register(f"<template><language><code_string>en</code_string></language><template_id><value>{tid}"
-                       f"</value></template_id><concept>{c['name']['value']}</concept>"
-                       + "".join(f"<archetype_id><value>{i}</value></archetype_id>" for i in ids) + "</template>")
+                       f"</value></template_id><concept>{c['name']['value']}</concept><definition>"
+                       + "".join(f"<attributes><children><archetype_id><value>{i}</value></archetype_id></children>"
+                                 "</attributes>" for i in ids[1:])
+                       + f"<archetype_id><value>{ids[0]}</value></archetype_id></definition></template>")
     return tid
 
 
