@@ -15,6 +15,8 @@ no place in the archetype: nothing is written for it, so from_fhir reports it lo
 """
 from __future__ import annotations
 
+from . import datatypes as dt
+from . import terminology
 from .runtime import FWD
 
 LOINC = "http://loinc.org"
@@ -359,6 +361,14 @@ EXAM_DESCRIPTION = ("at0011", "Examination description")
 FINDING = ("at0005", "Anatomical pathology finding")
 FINDING_LABEL = ("at0023", "Finding label")
 FINDING_DESCRIPTION = ("at0008", "Finding description")
+FINDING_INTERPRETATION = ("at0010", "Pathology interpretation")
+# ``pathologyExam`` also reads the one structured finding FHIR has a row for: the histologic type and behaviour,
+# an ICD-O-3 morphology code (MII's histology Observation, LOINC 59847-4 'Histology and Behavior ICD-O-3 Cancer').
+# Its home is a microscopic examination (histology is the microscopic study of tissue) whose one finding has it as
+# its coded 'Pathology interpretation' (the CKM: "a coded term is preferred").  Only that exact shape is that
+# Observation; an interpretation beside narrative findings stays in the residue, as before.
+HISTOLOGY = "59847-4"
+ICD_O_3 = "ICD-O-3"
 
 
 def _exam_type(onode: dict) -> str | None:
@@ -375,6 +385,11 @@ def pathology_exam(ctx, rule, onode, fobj, fmodel, direction):
         at = _exam_type(onode)
         if at is None:
             return
+        histology = _histology(onode) if at == "at0021" else None
+        if histology is not None:
+            obs["code"] = {"coding": [{"system": LOINC, "code": HISTOLOGY}]}
+            obs["valueCodeableConcept"] = dt.coded_to_fhir(histology)
+            return
         code, display, _ = EXAM_CODES[at]
         obs["code"] = {"coding": [{"system": LOINC, "code": code, "display": display}]}
         described = (_child(onode, EXAM_DESCRIPTION[0]) or {}).get("value") or {}
@@ -384,6 +399,9 @@ def pathology_exam(ctx, rule, onode, fobj, fmodel, direction):
                       if f.get("archetype_node_id") == FINDING[0]]
         if any(components):
             obs["component"] = [c for c in components if c]
+        return
+    if _code(obs.get("code")) == HISTOLOGY:
+        _histology_back(obs, onode)
         return
     at = EXAM_BY_CODE.get(_code(obs.get("code")) or "")
     if at is None:
@@ -413,3 +431,31 @@ def _finding_cluster(component: dict) -> dict | None:
     return {"_type": "CLUSTER", "archetype_node_id": FINDING[0], "name": {"_type": "DV_TEXT", "value": FINDING[1]},
             "items": [_element(FINDING_LABEL[0], FINDING_LABEL[1], {"_type": "DV_TEXT", "value": label}),
                       _element(FINDING_DESCRIPTION[0], FINDING_DESCRIPTION[1], {"_type": "DV_TEXT", "value": description})]}
+
+
+def _histology(onode: dict) -> dict | None:
+    """The ICD-O-3 interpretation of an examination that holds nothing else: its type and one finding whose one
+    element is that interpretation; else None (the examination is a narrative Observation)."""
+    rest = [i for i in onode.get("items") or [] if i.get("archetype_node_id") != EXAM_TYPE[0]]
+    if len(rest) != 1 or rest[0].get("archetype_node_id") != FINDING[0]:
+        return None
+    elements = rest[0].get("items") or []
+    value = elements[0].get("value") or {} if len(elements) == 1 else {}
+    if elements and elements[0].get("archetype_node_id") == FINDING_INTERPRETATION[0] \
+            and value.get("_type") == "DV_CODED_TEXT" \
+            and ((value.get("defining_code") or {}).get("terminology_id") or {}).get("value") == ICD_O_3:
+        return value
+    return None
+
+
+def _histology_back(obs: dict, onode: dict) -> None:
+    """A histology Observation -> a microscopic examination with its ICD-O-3 code as the finding's interpretation.
+    A value in another code system (or none) has no row here: nothing is written, so from_fhir reports it."""
+    concept = obs.get("valueCodeableConcept") or {}
+    if not any(c.get("system") == terminology.system_for(ICD_O_3) for c in concept.get("coding") or []):
+        return
+    interpretation = dt.cc_to_dv(concept)
+    onode.setdefault("items", []).extend([
+        _element(EXAM_TYPE[0], EXAM_TYPE[1], _coded("at0021", EXAM_CODES["at0021"][2])),
+        {"_type": "CLUSTER", "archetype_node_id": FINDING[0], "name": {"_type": "DV_TEXT", "value": FINDING[1]},
+         "items": [_element(FINDING_INTERPRETATION[0], FINDING_INTERPRETATION[1], interpretation)]}])

@@ -24,6 +24,7 @@ _KNOWN: list[tuple[str, str]] = [
     ("LOINC", "http://loinc.org"),
     ("ICD10", "http://hl7.org/fhir/sid/icd-10"),
     ("ICD-10", "http://hl7.org/fhir/sid/icd-10"),
+    ("ICD-O-3", "http://terminology.hl7.org/CodeSystem/icd-o-3"),  # oncology morphology (histology) and topography
     ("UCUM", UCUM),
     ("RxNorm", "http://www.nlm.nih.gov/research/umls/rxnorm"),
     ("RXNORM", "http://www.nlm.nih.gov/research/umls/rxnorm"),

@@ -22,13 +22,13 @@ LNC = "http://loinc.org"
 # LOINC codes of kinds no mapping claims as a laboratory result, each with the category a sender would
 # give it.  Where they come from: US Core (smoking status, PHQ-9), FHIR R4's vital-signs value set
 # (BMI, head circumference, the panel), mCODE STU4 (stage group/T 'other', cancer disease status), MII
-# KDS Onkologie (ICD-O-3 histology; its histology grade is the TNM clusters' G: test_tnm_staging.py), the
-# LOINC document ontology (imaging study, pathology report narrative).
+# KDS Onkologie (its histology grade is the TNM clusters' G: test_tnm_staging.py; its ICD-O-3 histology a
+# pathology examination's interpretation: test_pathology.py), the LOINC document ontology (imaging study,
+# pathology report narrative).
 NOT_LAB = [
     ("44249-1", "survey"),  # PHQ-9 quick depression assessment panel
     ("18748-4", "imaging"),  # diagnostic imaging study
     ("22637-3", "laboratory"),  # pathology report final diagnosis (narrative)
-    ("59847-4", None),  # histology and behavior ICD-O-3 in cancer specimen
     ("85353-1", "vital-signs"),  # vital signs panel
     ("21914-7", "survey"),  # TNM stage group, 'other' (neither clinical nor pathological)
     ("21911-3", "survey"),  # TNM primary tumour, 'other'

@@ -78,3 +78,40 @@ def test_figo_stage_invasion_and_margin_commit_to_ehrbase_and_map_to_valid_obser
         assert hapi_errors(fhir_base_url, r) == [], r["resourceType"]
     back = from_fhir(resources, template_id=TEMPLATE_ID, base_composition=comp)
     assert compare_clinical(comp, back.composition) == [] and back.losses == []
+
+
+@pytest.mark.integration
+def test_mii_s_icd_o_3_histology_reaches_the_site_as_a_microscopic_finding_and_comes_back(ehrbase_urls, fhir_base_url):
+    """The corpus histology Observation (8500/3, topography C50.4, a specimen): the site's EHRbase takes the
+    composition from_fhir builds under the oncology template (the ICD-O-3 code in the finding's 'Pathology
+    interpretation'); what the stored composition maps to is the sent Observation, valid at HAPI.  The corpus
+    example has no effective time, which an openEHR event must have: the mapping invents none (EHRbase refuses
+    it, a person decides), so this lab sends the date of its report."""
+    import json
+    from pathlib import Path
+
+    from sync.clients.errors import InvalidRequest
+    from sync.clients.openehr import OpenEHRClient
+    from sync.mapping import templates
+    from sync.mapping.residue import strip
+
+    from .conftest import corpus_files, load
+
+    root = Path(__file__).resolve().parents[2]
+    info = templates.register(root / OPT)
+    sent = load(next(iter(corpus_files("fhir/onko_histology_icdo3.json"))))
+    undated = from_fhir([json.loads(json.dumps(sent))], template_id=info.template_id).composition
+    sent = {**sent, "effectiveDateTime": "2022-04-21"}
+    built = from_fhir([json.loads(json.dumps(sent))], template_id=info.template_id)
+    assert built.losses == []
+    with OpenEHRClient(ehrbase_urls[0]) as cdr:
+        cdr.upload_template((root / OPT).read_bytes())
+        ehr = cdr.create_ehr(subject_id=f"SYNHIST{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
+        with pytest.raises(InvalidRequest):  # no time was sent, none is made up
+            cdr.create_composition(ehr, undated)
+        stored = cdr.get_composition(ehr, cdr.create_composition(ehr, built.composition).version_uid).content
+    [back] = [r for r in to_fhir(stored, site="s", ehr_id=ehr, patient_ref="Patient/example").resources
+              if r["resourceType"] == "Observation"]
+    assert [d for d in compare_clinical(sent, strip(back))
+            if d["kind"] not in ("dictionary_item_added", "iterable_item_added")] == []
+    assert hapi_errors(fhir_base_url, back) == []
