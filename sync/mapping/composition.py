@@ -26,6 +26,7 @@ a list is no encounter's document, and the List carries the whole header's resid
 from __future__ import annotations
 
 import copy
+import functools
 
 from . import datatypes as dt
 from . import engine, feeder, residue, rmpath
@@ -40,6 +41,8 @@ from .spec import Spec, iter_rules, registry
 OWNED = ("name", "language", "territory", "category", "composer", "context")
 RESOURCES = ("Encounter", "Composition", "List")  # every type a composition-level row makes
 LIST = "List"
+DOCUMENT = "Composition"  # the row of a root archetype without a model file: the document header alone
+DOCUMENT_SD = "http://hl7.org/fhir/StructureDefinition/Composition"
 # a FHIR-born document's own identifier: the site keeps it (feeder audit), the document it sends back names itself
 _ID_TAKEN = ("kept at the site (the composition's feeder audit), not given back: Composition.identifier is 0..1 and "
              "holds the source identifier of the document the site sends (the sender's would name two documents)")
@@ -47,11 +50,26 @@ NOTE_TYPE = {"coding": [{"system": "http://loinc.org", "code": "34109-9", "displ
 
 
 def spec_for(composition: dict) -> Spec | None:
-    """The composition-level model file for a composition's root archetype, if there is one."""
+    """The composition-level row of a composition's root archetype: its model file, else the document header
+    alone (``document_only``) for any other COMPOSITION archetype; None when the root is none."""
     arch = composition.get("archetype_node_id") or \
         ((composition.get("archetype_details") or {}).get("archetype_id") or {}).get("value")
     s = registry().get(arch or "")
-    return s if s is not None and "-COMPOSITION." in s.archetype else None
+    if s is not None and "-COMPOSITION." in s.archetype:
+        return s
+    return document_only(arch) if arch and "-COMPOSITION." in arch else None
+
+
+@functools.lru_cache(maxsize=64)
+def document_only(archetype: str) -> Spec:
+    """The row of a COMPOSITION archetype without a model file (a report, a report-result, a case...): the FHIR
+    Composition of every row (title, author, date, category, language, sections), no Encounter.  What every
+    composition has is said there; the rest of its header (its context's setting, facility, other_context: a
+    report's id and status...) travels in that Composition's openehr-residue and comes back exactly.  An
+    Encounter would claim a visit the record does not name."""
+    return Spec(name=f"{archetype.removeprefix('openEHR-EHR-')} (document header)", archetype=archetype,
+                entry_name=archetype, resource=DOCUMENT, structure_definition=DOCUMENT_SD, match=[], hierarchy=None,
+                rules=[], source="sync/mapping/composition.py (document_only)")
 
 
 # ------------------------------------------------------------------ the Composition resource
@@ -82,7 +100,7 @@ def _sections(items: list, prefix: str, attr: str, by_entry: dict[str, list[str]
 def level_types(spec: Spec) -> tuple[str, ...]:
     """The resource types a composition-level row makes: its file's resource, plus the document header for an
     Encounter row."""
-    return (spec.resource,) if spec.resource == LIST else (spec.resource, "Composition")
+    return (spec.resource,) if spec.resource in (LIST, DOCUMENT) else (spec.resource, "Composition")
 
 
 def list_root(resources: list[dict]) -> str | None:
@@ -103,7 +121,7 @@ def _entry_references(entry_resources: list[dict]) -> list[dict]:
             if parse_source_identifier(r)]
 
 
-def document_forward(shell: dict, composition: dict, encounter: dict, entry_resources: list[dict]) -> dict:
+def document_forward(shell: dict, composition: dict, encounter: dict | None, entry_resources: list[dict]) -> dict:
     by_entry: dict[str, list[str]] = {}
     for r in entry_resources:
         src = parse_source_identifier(r)
@@ -116,7 +134,8 @@ def document_forward(shell: dict, composition: dict, encounter: dict, entry_reso
         doc["language"] = shell["language"]["code_string"]
     if isinstance(shell.get("category"), dict) and "defining_code" in shell["category"]:
         doc["category"] = [dt.coded_to_fhir(shell["category"])]
-    doc["encounter"] = {"reference": f"Encounter/{encounter.get('id')}"}
+    if encounter is not None:
+        doc["encounter"] = {"reference": f"Encounter/{encounter.get('id')}"}
     start = ((shell.get("context") or {}).get("start_time") or {}).get("value")
     if start:
         doc["date"] = dt.datetime_to_fhir(start)
@@ -191,16 +210,19 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
     spec = spec_for(composition)
     if spec is None or not sent and _made_up(composition):
         return [], []
+    if spec.resource == DOCUMENT and not sent and not any(parse_source_identifier(r) for r in entry_resources):
+        return [], []  # the header of no mapped entry: a document of nothing (its entries are reported unmapped)
     if not isinstance(composition.get("context"), dict):
         return [], [Loss("/context", "composition has no event context: no Encounter/Composition made",
                          "unmapped-entry")]
     shell = _shell(spec, composition)
     is_list = spec.resource == LIST
-    enc = {"resourceType": spec.resource}
-    identify(enc, "/" if is_list else "/context")
-    ctx = Ctx(spec=spec, direction=FWD, archetype=shell, oroot=shell, resource=enc,
-                     unit=Unit(), identify=identify, language=language)
-    engine.forward(ctx, spec.rules, shell, enc, spec.resource)
+    enc = None if spec.resource == DOCUMENT else {"resourceType": spec.resource}
+    if enc is not None:
+        identify(enc, "/" if is_list else "/context")
+        ctx = Ctx(spec=spec, direction=FWD, archetype=shell, oroot=shell, resource=enc,
+                  unit=Unit(), identify=identify, language=language)
+        engine.forward(ctx, spec.rules, shell, enc, spec.resource)
     if is_list:
         doc = None
         refs = _entry_references(entry_resources)
@@ -214,13 +236,13 @@ def forward(composition: dict, entry_resources: list[dict], *, identify, patient
         res["subject"] = {"reference": patient_ref}
         _replace_subject(res, patient_ref)
     # born in FHIR: what the Encounter/Composition said beyond the mapping, while it still applies
-    made_at = [(enc, "/" if is_list else "/context")] + ([(doc, "/")] if doc else [])
+    made_at = ([(enc, "/" if is_list else "/context")] if enc is not None else []) + ([(doc, "/")] if doc else [])
     stale = [Loss(p, "FHIR-born detail not given back: the site changed what it describes", "stale")
              for p in feeder.restore(composition, made_at, _section_bases(composition, unchanged))] \
         if "feeder_audit" in composition else []
     root_items, ctx_items = _diff(shell, rebuild(spec, enc, doc, language))
     if ctx_items:
-        enc.setdefault("extension", []).extend(residue.encode(ctx_items))
+        (enc or doc).setdefault("extension", []).extend(residue.encode(ctx_items))
     if root_items:
         (doc or enc).setdefault("extension", []).extend(residue.encode(root_items))
     if compare_clinical(shell, rebuild(spec, enc, doc, language, apply_residue=True)):
@@ -297,9 +319,10 @@ def _losses(items) -> list:
 # ------------------------------------------------------------------ FHIR -> openEHR
 def pick(resources: list[dict], kind: str = "Encounter") -> tuple[dict | None, dict | None, list[dict]]:
     """(the row's resource of type ``kind``, the Composition (none for a List row), other composition-level
-    resources not used) from a resource list."""
+    resources not used) from a resource list.  A document-only row (``kind`` Composition) has no resource of
+    its own: (None, the Composition, the rest)."""
     docs = [r for r in resources if r.get("resourceType") == "Composition"] if kind != LIST else []
-    encs = [r for r in resources if r.get("resourceType") == kind]
+    encs = [r for r in resources if r.get("resourceType") == kind] if kind != DOCUMENT else []
     doc = docs[0] if docs else None
     enc = None
     want = ((doc or {}).get("encounter") or {}).get("reference", "")

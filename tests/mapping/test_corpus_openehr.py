@@ -101,8 +101,9 @@ def test_it_groups_lab_analytes_under_a_report():
 def test_it_sends_a_single_analyte_as_an_observation_only():
     c = _comp(next(p for p in MAPPED if p.name.startswith("lab_laborbefund")))
     res = to_fhir(c, site="s", ehr_id="e", patient_ref="Patient/1")
-    assert [r["resourceType"] for r in res.resources] == ["Observation"]
-    assert res.resources[0]["valueQuantity"]["value"] == 72.0
+    # and the report's document header (COMPOSITION.report-result.v1: no Encounter)
+    assert [r["resourceType"] for r in res.resources] == ["Observation", "Composition"]
+    assert res.resources[0]["valueQuantity"]["value"] == 72.0 and "encounter" not in res.resources[1]
 
 
 def test_it_reports_unmapped_entries():

@@ -142,7 +142,8 @@ def test_a_lone_result_keeps_the_entry_language_where_the_template_has_another()
     templates.register(CORPUS / "openehr" / "templates" / "lab_laborbefund.opt")  # language de; the entry's: en
     comp = _composition("lab_laborbefund.composition.json")
     res = to_fhir(comp, **ARGS)
-    assert [r["resourceType"] for r in res.resources] == ["Observation"] and res.resources[0]["language"] == "en"
+    assert [r["resourceType"] for r in res.resources] == ["Observation", "Composition"]  # + the report's header
+    assert res.resources[0]["language"] == "en"
     entries, _ = map_back(res.resources, template_id="Laborbefund")
     assert compare_clinical(comp["content"], entries) == []
 
@@ -153,7 +154,7 @@ def test_a_lab_result_with_one_analyte_and_its_specimen_is_that_observation_firs
     first = next(i for i in tree["items"] if i["archetype_node_id"] == ANALYTE)
     tree["items"] = [i for i in tree["items"] if i["archetype_node_id"] != ANALYTE] + [first]
     res = to_fhir(comp, **ARGS)
-    assert [r["resourceType"] for r in res.resources] == ["Observation", "Specimen"]
+    assert [r["resourceType"] for r in res.resources] == ["Observation", "Specimen", "Composition"]
     assert res.resources[0]["specimen"]["reference"] == f"Specimen/{res.resources[1]['id']}"
     assert _round_trip(comp) == []
 
@@ -165,7 +166,8 @@ def test_a_report_whose_only_analyte_names_another_specimen_keeps_its_diagnostic
     next(i for i in first["items"] if i["archetype_node_id"] == "at0026")["value"]["id"] = "BP_999"
     tree["items"] = [i for i in tree["items"] if i["archetype_node_id"] != ANALYTE] + [first]
     res = to_fhir(comp, **ARGS)
-    assert sorted(r["resourceType"] for r in res.resources) == ["DiagnosticReport", "Observation", "Specimen"]
+    assert sorted(r["resourceType"] for r in res.resources) == ["Composition", "DiagnosticReport", "Observation",
+                                                                 "Specimen"]
     obs = next(r for r in res.resources if r["resourceType"] == "Observation")
     assert "reference" not in obs["specimen"]  # it names BP_999: not this report's specimen
     assert _round_trip(comp) == []

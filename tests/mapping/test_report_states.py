@@ -109,13 +109,28 @@ def test_an_unmapped_entry_makes_a_composition_partial_and_is_listed_as_dropped(
     assert lost["travels"] == "dropped" and "no model mapping" in lost["reason"]
 
 
-def test_a_header_no_composition_level_mapping_reads_is_declared_dropped(tmp_path):
+def test_the_header_of_a_root_without_a_model_file_is_the_document_and_comes_back(tmp_path):
+    """A report, a report-result, a case...: the FHIR Composition of every row, no Encounter (none is named);
+    the rest of the header rides in its residue."""
     comp = load(BODY_TEMP)
     comp["archetype_node_id"] = "openEHR-EHR-COMPOSITION.report.v1"  # no composition-level model file
+    comp["context"]["other_context"] = {"_type": "ITEM_TREE", "archetype_node_id": "at0001",
+                                        "name": {"_type": "DV_TEXT", "value": "Tree"},
+                                        "items": [{"_type": "ELEMENT", "archetype_node_id": "at0002",
+                                                   "name": {"_type": "DV_TEXT", "value": "Report ID"},
+                                                   "value": {"_type": "DV_TEXT", "value": "R-2024-17"}}]}
+    rec = _one(_write(tmp_path / "c.json", comp))
+    assert rec.state == "round-tripped", rec.line()
+    assert not [x for x in rec.losses if x["travels"] == "dropped"]
+    assert any(x["path"].startswith("/context/other_context") and x["travels"] == "residue" for x in rec.losses)
+
+
+def test_a_header_whose_root_is_no_composition_archetype_is_declared_dropped(tmp_path):
+    comp = load(BODY_TEMP)
+    comp["archetype_node_id"] = "openEHR-EHR-OBSERVATION.body_temperature.v2"  # no COMPOSITION: no header row
     rec = _one(_write(tmp_path / "c.json", comp))
     assert rec.state == "partial", rec.line()
     assert {"path": "/", "travels": "dropped"}.items() <= next(x for x in rec.losses if x["path"] == "/").items()
-    assert "openEHR-EHR-COMPOSITION.report.v1" in rec.unmapped["archetypes"]
 
 
 def test_fhir_with_an_element_no_archetype_holds_round_trips_through_the_feeder_audit(tmp_path):
