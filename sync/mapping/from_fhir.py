@@ -132,9 +132,22 @@ def _groups(resources: list[dict]):
     return result
 
 
-def _skeleton(template_id: str, language: str, territory: str, start_time: str | None, level: list[dict]) -> dict:
+def _relabel_root(comp: dict, root: str | None) -> None:
+    """A composition built before the template's root was read right is labelled with a nested archetype (the
+    first archetype_id of its OPT's text: an OBSERVATION, a CLUSTER); its next version gets the template's root."""
+    if not root or "-COMPOSITION." not in root or "-COMPOSITION." in (comp.get("archetype_node_id") or ""):
+        return
+    comp["archetype_node_id"] = root
+    details = comp.get("archetype_details")
+    if isinstance(details, dict) and isinstance(details.get("archetype_id"), dict):
+        details["archetype_id"]["value"] = root
+
+
+def _skeleton(template_id: str, language: str, territory: str, start_time: str | None, level: list[dict],
+              root: str | None = None) -> dict:
     info = templates.get(template_id)
-    root = info.root_archetype if info else composition_level.list_root(level) or "openEHR-EHR-COMPOSITION.encounter.v1"
+    root = root or (info.root_archetype if info else composition_level.list_root(level)
+                    or "openEHR-EHR-COMPOSITION.encounter.v1")
     return {"_type": "COMPOSITION", "name": {"_type": "DV_TEXT", "value": info.concept if info else template_id},
             "archetype_node_id": root,
             "archetype_details": {"_type": "ARCHETYPED", "archetype_id": {"_type": "ARCHETYPE_ID", "value": root},
@@ -206,9 +219,11 @@ def _homed(groups: list, held: frozenset[str] | None) -> list:
 
 
 def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict | None = None,
-              language: str = "en", territory: str = "DE", archetypes: frozenset[str] | None = None) -> OpenEHRResult:
+              language: str = "en", territory: str = "DE", archetypes: frozenset[str] | None = None,
+              root: str | None = None) -> OpenEHRResult:
     """Build the composition and report FHIR data that has no place in it (see module doc).  ``archetypes``:
-    those the target template holds, when the caller knows them and the template is not registered here."""
+    those the target template holds, ``root``: its root COMPOSITION archetype, when the caller knows them and the
+    template is not registered here (the engine reads both from the site's web template)."""
     if not isinstance(resources, list) or not all(isinstance(r, dict) and "resourceType" in r for r in resources):
         raise MalformedInput("resources must be a list of FHIR resources", path="resources")
     wanted = [r for r in resources if not _skipped(r)]
@@ -247,9 +262,10 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
     if base_composition is not None:
         comp = copy.deepcopy(base_composition)
         lang = (comp.get("language") or {}).get("code_string", language)
+        _relabel_root(comp, root or (registered.root_archetype if registered else None))
     else:
         times = [t for _, g, *_ in groups for t in [g[0].get("effectiveDateTime")] if t]
-        comp = _skeleton(template_id, language, territory, min(times) if times else None, level)
+        comp = _skeleton(template_id, language, territory, min(times) if times else None, level, root)
         lang = comp["language"]["code_string"]
         vo = {parse_source_identifier(g[0])[1] for _, g, *_ in groups if parse_source_identifier(g[0])}
         if len(vo) == 1:

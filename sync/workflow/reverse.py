@@ -29,7 +29,7 @@ from .echoes import central_writes, is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
 from .shared import check_fhir, open_conflict, template_id
-from .template_check import allowed_paths, check_composition_paths
+from .template_check import allowed_paths, check_composition_paths, template_root
 
 
 _ARCHETYPE_ID = re.compile(r"openEHR-EHR-[A-Z_]+\.[A-Za-z0-9_-]+\.v\d+")
@@ -113,7 +113,8 @@ def transform(ctx) -> StepResult:
             target = {**target, "absorbs": _standalone_results(site, target, source, resources)}
         with pure_transform("mapping.to_openehr"):
             out = guard.map_reverse(services.mapping, resources, template_id=target["template_id"], base_composition=base,
-                                    archetypes=_archetypes(site, openehr, target["template_id"], resources))
+                                    archetypes=_archetypes(site, openehr, target["template_id"], resources),
+                                    root=template_root(site, openehr, target["template_id"]))
         checks.append(guard.check_reverse_target(services.mapping, site, resources, out))
         composition = out.composition
         if removed:

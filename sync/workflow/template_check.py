@@ -26,26 +26,44 @@ from .result import ValidationFailed
 
 CACHE_SECONDS = 600.0
 _NAME_PREDICATE = re.compile(r"\[([^\]\s,]+)(?:\s+and\s+name/value\s*=\s*'(?:[^'\\]|\\.)*'|\s*,\s*'(?:[^'\\]|\\.)*')\]")
-_cache: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
+_cache: dict[tuple[str, str], tuple[float, frozenset[str], str | None]] = {}
 _lock = threading.Lock()
 
 
-def allowed_paths(site, openehr, template_id: str) -> frozenset[str]:
-    """Every node path the template allows (cached); ValidationFailed when the site lacks the template."""
+def _read(site, openehr, template_id: str) -> tuple[frozenset[str], str | None]:
+    """(every node path the template allows, its root archetype), cached; ValidationFailed when the site lacks
+    the template."""
     key = (str(getattr(site, "pk", site)), template_id)
     now = time.monotonic()
     with _lock:
         hit = _cache.get(key)
     if hit and now - hit[0] < CACHE_SECONDS:
-        return hit[1]
+        return hit[1], hit[2]
     try:
         web_template = openehr.web_template(template_id)
     except NotFound as exc:
         raise ValidationFailed("the site lacks the template", rule="site.template", path=template_id) from exc
-    paths = frozenset(_prefixes(web_template.get("tree") or {}))
+    tree = web_template.get("tree") or {}
+    paths = frozenset(_prefixes(tree))
+    root = tree.get("nodeId") if isinstance(tree.get("nodeId"), str) and "-COMPOSITION." in tree["nodeId"] else None
     with _lock:
-        _cache[key] = (now, paths)
-    return paths
+        _cache[key] = (now, paths, root)
+    return paths, root
+
+
+def allowed_paths(site, openehr, template_id: str) -> frozenset[str]:
+    """Every node path the template allows (cached); ValidationFailed when the site lacks the template."""
+    return _read(site, openehr, template_id)[0]
+
+
+def template_root(site, openehr, template_id: str) -> str | None:
+    """The template's root COMPOSITION archetype (its web template's tree), None when it names none: what a new
+    composition for central resources is labelled with (the mapping alone knows only registered OPTs).  None as well
+    when the site lacks the template: checking the composition against it (``check_composition_paths``) says so."""
+    try:
+        return _read(site, openehr, template_id)[1]
+    except ValidationFailed:
+        return None
 
 
 def check_composition_paths(site, openehr, template_id: str, composition: dict) -> None:

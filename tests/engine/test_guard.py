@@ -240,3 +240,16 @@ def test_reverse_without_loss_passes_or_declares(world):
     assert world.drive(run) == SyncRun.Status.DONE
     assert not [x for x in run.losses if x["kind"] == "undeclared"]
     assert [e.outcome for e in guard_events()] in (["passed"], ["declared_losses"])
+
+
+def test_a_central_record_at_a_site_whose_template_is_a_report_is_labelled_with_that_root(world):
+    """The mapping knows only registered OPTs; the engine reads the root from the site's web template, so a new
+    composition is a COMPOSITION.report.v1 where the template says so (it was labelled encounter.v1)."""
+    world.services.mapping = real_mapping()
+    resource = bp_resource()
+    allow_template(world, resource)
+    world.openehr.templates[TEMPLATE]["tree"]["nodeId"] = "openEHR-EHR-COMPOSITION.report.v1"
+    run = world.central(resource)
+    assert world.drive(run) == SyncRun.Status.DONE
+    [written] = world.openehr.writes
+    assert world.openehr.compositions[written]["archetype_node_id"] == "openEHR-EHR-COMPOSITION.report.v1"

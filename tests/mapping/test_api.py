@@ -112,3 +112,17 @@ def test_fhir_born_detail_without_an_openehr_element_is_kept_not_lost():
     comp = {**out.composition, "uid": {"_type": "OBJECT_VERSION_ID", "value": "u::s::1"}}
     back = to_fhir(comp, site="s", ehr_id="e", patient_ref="Patient/1").resources
     assert next(r for r in back if r["resourceType"] == "Observation")["performer"] == [{"reference": "Practitioner/1"}]
+
+
+def test_a_composition_labelled_with_a_nested_archetype_gets_the_templates_root_in_its_next_version(corpus):
+    """Written before the root was read from the OPT's definition (labelled OBSERVATION.body_temperature.v2)."""
+    info = templates.register(corpus / "openehr" / "templates" / "encounter_body_temperature_multi.opt")
+    obs = load(next(iter(corpus_files("fhir/observation_vitals_body_temperature.json"))))
+    old = to_openehr([obs], template_id=info.template_id)
+    wrong = "openEHR-EHR-OBSERVATION.body_temperature.v2"
+    old["archetype_node_id"] = wrong
+    old["archetype_details"]["archetype_id"]["value"] = wrong
+    again = to_openehr([obs], template_id=info.template_id, base_composition=old)
+    assert again["archetype_node_id"] == again["archetype_details"]["archetype_id"]["value"] == info.root_archetype
+    kept = to_openehr([obs], template_id="not-registered", base_composition=old)
+    assert kept["archetype_node_id"] == wrong  # no template to say otherwise: left as it is
