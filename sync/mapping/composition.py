@@ -17,6 +17,11 @@ Encounter), so the header and context come back exactly.  ``archetype_details`` 
 identity, decided by the template / base composition, not by this mapping.  Parties follow
 parties.py; the row's hooks (``partyReference``, ``participations``) are in hooks_composition.py.
 
+Any other COMPOSITION root (a report, a report-result, a case: no model file) becomes the FHIR Composition
+alone (``document_only``): the document header every row has, no Encounter (the record names no visit), the
+rest of its header in the Composition's residue.  A header from_fhir made up for resources sent without one
+(``_made_up``) makes nothing: its time and setting are the sync's, not data.
+
 Persistent lists (problem, medication, adverse reaction list: a file whose resource is a List) become one
 **List** instead: the file maps the shell (title <- name, date <- start_time, source <- composer), and
 ``entry.item`` references every resource made from the composition's entries (one way: on the way back the
