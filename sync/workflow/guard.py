@@ -175,8 +175,9 @@ def check_reverse(mapping, resources: list[dict], out) -> Check:
 # in from_fhir's losses: recorded on the run as declared, never silently equal.
 KNOWN = {
     ("*", "subject.display"): "the subject becomes the EHR's subject: only its reference is kept (PatientLink)",
-    ("Composition", "section"): "document sections are not read back: entries find their place by their "
-                                "identifiers and the sections are rebuilt from them",
+    ("Composition", "section"): "document sections are navigation, not entries: ours are rebuilt from the "
+                                "entries' identifiers; a FHIR-born document's come back as sent only while the site "
+                                "has changed none of what they describe (composition._section_bases)",
 }
 
 
