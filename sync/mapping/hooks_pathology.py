@@ -440,7 +440,7 @@ def _histology(onode: dict) -> dict | None:
     if len(rest) != 1 or rest[0].get("archetype_node_id") != FINDING[0]:
         return None
     elements = rest[0].get("items") or []
-    value = elements[0].get("value") or {} if len(elements) == 1 else {}
+    value = (elements[0].get("value") or {}) if len(elements) == 1 else {}
     if elements and elements[0].get("archetype_node_id") == FINDING_INTERPRETATION[0] \
             and value.get("_type") == "DV_CODED_TEXT" \
             and ((value.get("defining_code") or {}).get("terminology_id") or {}).get("value") == ICD_O_3:

@@ -510,6 +510,12 @@ def test_mii_s_histology_becomes_a_microscopic_finding_never_a_lab_analyte_and_c
             if d["kind"] not in ("dictionary_item_added", "iterable_item_added")] == []  # bodySite, specimen too
 
 
+def test_a_microscopic_examination_with_an_empty_finding_is_no_histology_and_does_not_fail():
+    empty = {"_type": "CLUSTER", "archetype_node_id": "at0005", "name": text("Anatomical pathology finding"), "items": []}
+    out = fwd(report(exam(MICRO, empty, description=None)))
+    assert not exams_of(out, "59847-4") and len(exams_of(out, "22635-7")) == 1
+
+
 def test_a_histology_coded_in_another_system_is_not_read_as_icd_o_3():
     """A SNOMED CT morphology has no row here yet: reported lost (kept in the feeder audit), not filed as ICD-O-3."""
     born = {"resourceType": "Observation", "id": "h-1", "status": "final", "subject": {"reference": "Patient/p9"},
