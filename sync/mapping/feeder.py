@@ -118,16 +118,16 @@ def basis(res: dict, name: str) -> str:
     the rest (``_DEPENDENT``)."""
     rtype = str(res.get("resourceType"))
     if name in _DEPENDENT:
-        whole = {k: view(res, k) for k in sorted(res) if k not in _NOT_KEPT and k != name}
-        return _h(rtype, {k: v for k, v in whole.items() if v is not None})
+        return whole(res, but=name)
     return _h(rtype, {k: view(res, k) for k in _choice_group(rtype, name)})
 
 
-def whole(res: dict) -> str:
-    """What the forward mapping gives for the whole resource, as the sender's view of each element: a site
-    edit of anything the resource says changes it."""
+def whole(res: dict, but: str | None = None) -> str:
+    """What the forward mapping gives for the whole resource (but one element), as the sender's view of each
+    element: a site edit of anything the resource says changes it."""
     rtype = str(res.get("resourceType"))
-    return _h(rtype, {k: v for k in sorted(res) if k not in _NOT_KEPT for v in [view(res, k)] if v is not None})
+    return _h(rtype, {k: v for k in sorted(res) if k not in _NOT_KEPT and k != but
+                      for v in [view(res, k)] if v is not None})
 
 
 def differing(source: dict, twin: dict) -> dict[str, str]:

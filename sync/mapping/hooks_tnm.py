@@ -276,24 +276,26 @@ def _node_for(member: dict, cat: str, pathological: bool) -> str:
     return m.group(1) if m and m.group(1) in ids else ids[0]
 
 
+def _element_back(cluster: dict, obs: dict, node: str, name: str, derive, label, code: dict,
+                  category: dict = TNM_CATEGORY) -> None:
+    """Observation ``obs`` -> the cluster's element ``node``: its value (the coding ``derive`` gives its text
+    dropped, ``label`` naming a bare code) or data-absent reason, and what it says beyond the forward mapping's
+    ``code`` and ``category`` kept on the element.  The inverse of ``_element_forward``."""
+    el = rmpath.ensure(cluster, [rmpath.Step("items", node, name)], fresh_last=True)
+    if obs.get("valueCodeableConcept"):
+        el["value"] = dv_from(obs["valueCodeableConcept"], derive, label)
+    elif obs.get("dataAbsentReason"):
+        el["null_flavour"] = dt.dar_to_null_flavour(obs["dataAbsentReason"])
+    keep(el, observation_detail(obs, code, category))
+
+
 def _member_back(cluster: dict, member: dict, cat: str, pathological: bool) -> None:
-    el = rmpath.ensure(cluster, [rmpath.Step("items", _node_for(member, cat, pathological),
-                                             CATEGORIES[cat][0][pathological])], fresh_last=True)
-    if member.get("valueCodeableConcept"):
-        el["value"] = dv_from(member["valueCodeableConcept"], lambda t: category_coding(t, cat, pathological),
-                              _label_for(cat))
-    elif member.get("dataAbsentReason"):
-        el["null_flavour"] = dt.dar_to_null_flavour(member["dataAbsentReason"])
-    keep(el, observation_detail(member, default_code(cat, pathological)))
+    _element_back(cluster, member, _node_for(member, cat, pathological), CATEGORIES[cat][0][pathological],
+                  lambda t: category_coding(t, cat, pathological), _label_for(cat), default_code(cat, pathological))
 
 
 def _grade_back(cluster: dict, grade: dict) -> None:
-    el = rmpath.ensure(cluster, [rmpath.Step("items", GRADE_NODE, GRADE_NAME)], fresh_last=True)
-    if grade.get("valueCodeableConcept"):
-        el["value"] = dv_from(grade["valueCodeableConcept"], lambda t: None)
-    elif grade.get("dataAbsentReason"):
-        el["null_flavour"] = dt.dar_to_null_flavour(grade["dataAbsentReason"])
-    keep(el, observation_detail(grade, GRADE_CODE, GRADE_CATEGORY))
+    _element_back(cluster, grade, GRADE_NODE, GRADE_NAME, lambda t: None, None, GRADE_CODE, GRADE_CATEGORY)
 
 
 def _element_forward(ctx, el: dict, node: str, k: int, obs: dict, category: dict, derived) -> dict:
