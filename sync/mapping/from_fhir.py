@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from . import careplan_action
 from . import composition as composition_level
 from . import datatypes as dt
-from . import engine, feeder, fhirmodel, residue, rmpath, templates
+from . import engine, feeder, fhirmodel, residue, rmpath, templates, unclaimed
 from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical, element_path
@@ -246,8 +246,7 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
                 losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "read only with the report or result "
                                    "that references it; none does here", "unmapped-entry"))
             else:  # no file claims it (fhirConfig.match): never filed under a default meaning, left for a person
-                losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", "no model mapping claims this resource "
-                                   "(by its code and category); left for a person", "unmapped-resource"))
+                losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}", unclaimed.reason(r), "unmapped-resource"))
     for r in resources:  # read by no mapping by design (parties, unclaimed orders, Provenance): still declared
         if _skipped(r) and r.get("resourceType") not in composition_level.RESOURCES and id(r) not in kept:
             losses.append(Loss(f"{r.get('resourceType')}/{r.get('id')}",

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import composition as composition_level
-from . import feeder, flat, residue, rmpath, templates
+from . import feeder, flat, residue, rmpath, templates, unclaimed
 from .convert import to_fhir
 from .errors import MappingError, UnmappedTemplate
 from .example import example_composition
@@ -404,9 +404,12 @@ def _nothing_claims(resources: list[dict]) -> str:
     read = {s.resource for s in registry().values()}
     types = sorted({str(r.get("resourceType")) for r in resources})
     unread = [t for t in types if t not in read]
-    unclaimed = sorted({f"{r.get('resourceType')} {_code_of(r)}" for r in resources if r.get("resourceType") in read})
+    claimable = [r for r in resources if r.get("resourceType") in read]
+    codes = sorted({f"{r.get('resourceType')} {_code_of(r)}" for r in claimable})
+    needs = sorted({n for n in map(unclaimed.needs, claimable) if n})
     parts = ([f"no model mapping reads {', '.join(unread)}"] if unread else []) + \
-        ([f"no model mapping claims {', '.join(unclaimed)} (by code and category); left for a person"] if unclaimed else [])
+        ([f"no model mapping claims {', '.join(codes)} (by code and category); left for a person"] if codes else []) + \
+        needs
     return "; ".join(parts)
 
 

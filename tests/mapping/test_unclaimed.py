@@ -1,0 +1,57 @@
+"""What nothing claims says what a site's template would need (issue 21: 'declared losses ... say which node
+would be needed').  A grouper names the SECTION its grouping needs; a known concept without an archetype
+element (codemaps/unhomed.yml) names the element; anything else is left for a person without a guess."""
+import copy
+
+import pytest
+
+from sync.mapping import from_fhir, unclaimed
+
+from .conftest import corpus_files, load
+
+PANEL = "observation_vitals_panel.json"
+STATUS = "mcode_cancer_disease_status.json"
+
+
+def _corpus(name: str) -> dict:
+    return load(next(iter(corpus_files(f"fhir/{name}"))))
+
+
+def _loss(resource: dict):
+    out = from_fhir([resource, _corpus("observation_vitals_heart_rate.json")], template_id="t")
+    return next(x for x in out.losses if x.path == f"Observation/{resource['id']}")
+
+
+def test_a_panel_is_a_grouper_and_its_loss_names_the_section_it_needs():
+    panel = _corpus(PANEL)
+    assert unclaimed.is_grouper(panel)
+    loss = _loss(panel)
+    assert loss.kind == "unmapped-resource"
+    assert unclaimed.SECTION in loss.reason and "4 members" in loss.reason
+
+
+@pytest.mark.parametrize("extra", [{"valueQuantity": {"value": 1}}, {"component": [{"code": {"text": "x"}}]},
+                                   {"dataAbsentReason": {"text": "not asked"}}])
+def test_an_observation_with_a_value_or_components_is_no_grouper(extra):
+    panel = {**_corpus(PANEL), **extra}
+    assert not unclaimed.is_grouper(panel)
+    assert unclaimed.needs(panel) is None
+    assert _loss(panel).reason == unclaimed.LEFT
+
+
+def test_cancer_disease_status_is_known_by_code_and_by_profile_alone():
+    status = _corpus(STATUS)
+    by_code = unclaimed.needs(status)
+    assert by_code and "disease status" in by_code
+    assert _loss(status).reason == f"{unclaimed.LEFT}; {by_code}"
+    recoded = copy.deepcopy(status)
+    recoded["code"] = {"coding": [{"system": "http://example.org/local", "code": "trend"}]}
+    assert unclaimed.needs(recoded) == by_code  # the mCODE profile says what it is
+    del recoded["meta"]
+    assert unclaimed.needs(recoded) is None  # neither: no guess
+
+
+def test_every_profile_of_the_table_points_at_a_code_row():
+    table = unclaimed._unhomed()
+    assert table["profiles"] and set(table["profiles"].values()) <= set(table["codes"])
+    assert all({"concept", "needs"} <= set(row) for row in table["codes"].values())
