@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from . import careplan_action
 from . import composition as composition_level
 from . import datatypes as dt
-from . import engine, feeder, fhirmodel, residue, rmpath, templates, unclaimed
+from . import engine, feeder, fhirmodel, residue, rmcheck, rmpath, templates, unclaimed
 from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical, element_path
@@ -295,7 +295,25 @@ def from_fhir(resources: list[dict], *, template_id: str, base_composition: dict
         losses = [x for x in losses if not careplan_action.covered(x, [p for p, _ in plans], said)] + said
     if level:
         losses.extend(composition_level.apply(comp, level, lang, side=level_side))
-    return OpenEHRResult(comp, losses)
+    return OpenEHRResult(comp, losses + _refused(comp))
+
+
+def _refused(comp: dict) -> list[Loss]:
+    """One loss per entry missing what the RM requires (rmcheck), named by the resources it was made from:
+    the site's CDR refuses the composition, and no time is made up for it."""
+    entries = dict(rmpath.entries(comp))
+    by_entry: dict[str, list[rmcheck.Missing]] = {}
+    for m in rmcheck.missing(comp):
+        by_entry.setdefault(m.entry, []).append(m)
+    out = []
+    for path, gaps in by_entry.items():
+        ids = (entries[path].get("feeder_audit") or {}).get("originating_system_item_ids") or []
+        refs = [str(i.get("id", "")).split("/_history")[0] for i in ids] or [path]
+        needs = ", ".join(f"{m.rm_type}.{m.attribute}" for m in gaps)
+        out.append(Loss(", ".join(refs), f"the openEHR RM requires {needs} (1..1) and the source gives no time for "
+                        f"{path}: the site's CDR refuses the composition; nothing is made up, left for a person",
+                        "refused"))
+    return out
 
 
 def map_back(resources: list[dict], *, template_id: str, header_for: dict | None = None) -> tuple[list[dict], dict]:

@@ -385,10 +385,12 @@ def fhir_record(f: Path, doc: dict) -> FileRecord:
                 continue
             rec.differences.append({"path": f"{ref}:{el}", "kind": d["kind"]})
     lost = sorted({x.path.split(":", 1)[1].split(".")[0].split("[")[0] if ":" in x.path else x.path.split("/")[0]
-                   for x in declared})
+                   for x in declared if x.kind != "refused"})
+    refused = [x.path for x in declared if x.kind == "refused"]
     entries = len(rmpath.entries(out.composition))
     rec.detail = (f"{len(resources)} resources -> {entries} entries -> {len(fwd)} resources, "
-                  f"{'valid' if not rec.validation else 'invalid'}; dropped: {', '.join(lost) if lost else 'nothing'}")
+                  f"{'valid' if not rec.validation else 'invalid'}; dropped: {', '.join(lost) if lost else 'nothing'}"
+                  + (f"; the CDR would refuse (no time the openEHR RM requires): {', '.join(refused)}" if refused else ""))
     if rec.validation or rec.differences:
         rec.state = "failed"
         rec.why = "; ".join(filter(None, [f"{len(rec.validation)} INVALID" if rec.validation else "",

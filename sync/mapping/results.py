@@ -13,7 +13,7 @@ class Loss:
     """One piece of source data that has no standard element on the other side."""
     path: str
     reason: str
-    kind: str = "extension"  # extension | dropped | unmapped-entry | stale
+    kind: str = "extension"  # extension | dropped | unmapped-entry | unmapped-resource | stale | refused
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"

@@ -36,7 +36,7 @@ from .echoes import central_writes, recording
 from .forward import read_current
 from .result import StepResult, ValidationFailed
 from .shared import check_fhir, check_template_claim, open_conflict
-from .template_check import check_composition_paths
+from .template_check import check_composition_paths, check_required
 
 
 def detect(ctx) -> StepResult:
@@ -112,6 +112,7 @@ def validate_target(ctx) -> StepResult:
     claimed = check_template_claim(cp["composition"], cp["template_id"])
     site = ctx.run.site
     check_composition_paths(site, ctx.services.openehr(site), claimed or cp["template_id"], cp["composition"])
+    check_required(cp["composition"])
     return StepResult(next_step=Step.CHECK_CONFLICT)
 
 

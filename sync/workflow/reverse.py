@@ -29,7 +29,7 @@ from .echoes import central_writes, is_own_write, recording
 from .payload import check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
 from .shared import check_fhir, open_conflict, template_id
-from .template_check import allowed_paths, check_composition_paths, template_root
+from .template_check import allowed_paths, check_composition_paths, check_required, template_root
 
 
 _ARCHETYPE_ID = re.compile(r"openEHR-EHR-[A-Z_]+\.[A-Za-z0-9_-]+\.v\d+")
@@ -132,7 +132,8 @@ def transform(ctx) -> StepResult:
 
 
 def validate_target(ctx) -> StepResult:
-    """The composition claims the target's template, and every node it has, that template has."""
+    """The composition claims the target's template, every node it has, that template has, and it holds what the RM
+    requires (an event's time)."""
     for target in ctx.checkpoint["targets"]:
         site = _site(ctx, target["site_id"])
         if target["composition"] is None:
@@ -140,6 +141,7 @@ def validate_target(ctx) -> StepResult:
         if template_id(target["composition"]) != target["template_id"]:
             raise ValidationFailed("composition names another template", rule="composition.template", path="/archetype_details/template_id")
         check_composition_paths(site, ctx.services.openehr(site), target["template_id"], target["composition"])
+        check_required(target["composition"])
     return StepResult(next_step=Step.CHECK_CONFLICT)
 
 

@@ -1,6 +1,7 @@
 """Central -> site runs: linked records updated with If-Match, central-born records created once,
 three-way conflicts, echoes, and the composition checked against the site's web template first."""
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -215,3 +216,34 @@ def test_a_central_edit_of_a_record_deleted_at_the_site_is_a_conflict_not_a_dead
     conflict = Conflict.objects.get(run=run)
     assert conflict.deleted_on == "site" and conflict.openehr_composition == {}
     assert conflict.openehr_version_uid == f"{VO}::site1::2" and engine.openehr.writes == []
+
+
+def test_a_composition_missing_an_event_time_is_dead_lettered_before_the_write(engine, linked):
+    """A central result sent without an effective time maps to an event without one (nothing is made up):
+    the run stops at validate_target naming the RM rule and the node, not at EHRbase's 400 after the write."""
+    mapping = engine.services.mapping
+    made, back = mapping.from_fhir, mapping.map_back
+
+    def undated(entry):
+        return {**entry, "_type": "OBSERVATION", "data": {"_type": "HISTORY", "archetype_node_id": "at0002",
+                "events": [{"_type": "POINT_EVENT", "archetype_node_id": "at0003"}]}}
+
+    def from_fhir(*a, **kw):
+        out = made(*a, **kw)
+        return SimpleNamespace(composition={**out.composition, "content": [undated(out.composition["content"][0])]},
+                               losses=out.losses)
+
+    mapping.from_fhir = from_fhir
+    mapping.map_back = lambda *a, **kw: ([undated(e) for e in back(*a, **kw)[0]], {})
+    temperature = "openEHR-EHR-OBSERVATION.body_temperature.v2"
+    engine.openehr.templates["vitals"] = web_template(temperature)  # the template has the event: only the RM fails
+    engine.openehr.templates["vitals"]["tree"]["children"][0]["children"] = [
+        {"id": "any_event", "nodeId": "at0003", "aqlPath": f"/content[{temperature}]/data[at0002]/events[at0003]"}]
+    template_check.clear_cache()
+    edited = edit_centrally(engine, linked, 39.0)
+    run = central_change(engine, f"Observation/{linked['id']}", edited["meta"]["versionId"])
+    assert engine.drive(run) == SyncRun.Status.DEAD_LETTER
+    letter = DeadLetter.objects.get(run=run)
+    assert (letter.cause, letter.step, letter.rule) == ("validation", "validate_target", "rm.HISTORY.origin")
+    assert letter.path == "/content[openEHR-EHR-OBSERVATION.body_temperature.v2]/data[at0002]"
+    assert engine.openehr.writes == []

@@ -137,7 +137,7 @@ def test_a_central_variant_lands_in_a_transcript_cluster():
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                       "code": "laboratory"}]}],
             "code": {"coding": [{"system": LOINC, "code": "69548-6"}]}, "subject": {"reference": "Patient/p9"},
-            "component": [
+            "effectiveDateTime": "2025-02-03T09:00:00+01:00", "component": [
                 {"code": {"coding": [{"system": LOINC, "code": "48018-6"}]}, "valueCodeableConcept": {
                     "coding": [{"system": "http://www.genenames.org", "code": "HGNC:11389", "display": "STK11"}]}},
                 {"code": {"coding": [{"system": LOINC, "code": "48004-6"}]}, "valueCodeableConcept": {

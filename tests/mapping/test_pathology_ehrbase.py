@@ -85,14 +85,14 @@ def test_mii_s_icd_o_3_histology_reaches_the_site_as_a_microscopic_finding_and_c
     """The corpus histology Observation (8500/3, topography C50.4, a specimen): the site's EHRbase takes the
     composition from_fhir builds under the oncology template (the ICD-O-3 code in the finding's 'Pathology
     interpretation'); what the stored composition maps to is the sent Observation, valid at HAPI.  The corpus
-    example has no effective time, which an openEHR event must have: the mapping invents none (EHRbase refuses
-    it, a person decides), so this lab sends the date of its report."""
+    example has no effective time, which an openEHR event must have: the mapping invents none, declares the
+    entry refused (rmcheck) and EHRbase refuses it too (a person decides), so this lab sends the date of its report."""
     import json
     from pathlib import Path
 
     from sync.clients.errors import InvalidRequest
     from sync.clients.openehr import OpenEHRClient
-    from sync.mapping import templates
+    from sync.mapping import rmcheck, templates
     from sync.mapping.residue import strip
 
     from .conftest import corpus_files, load
@@ -100,10 +100,13 @@ def test_mii_s_icd_o_3_histology_reaches_the_site_as_a_microscopic_finding_and_c
     root = Path(__file__).resolve().parents[2]
     info = templates.register(root / OPT)
     sent = load(next(iter(corpus_files("fhir/onko_histology_icdo3.json"))))
-    undated = from_fhir([json.loads(json.dumps(sent))], template_id=info.template_id).composition
+    refused = from_fhir([json.loads(json.dumps(sent))], template_id=info.template_id)
+    undated = refused.composition
+    assert [(x.path, x.kind) for x in refused.losses] == [(f"Observation/{sent['id']}", "refused")]
+    assert [m.rule for m in rmcheck.missing(undated)] == ["rm.HISTORY.origin", "rm.POINT_EVENT.time"]
     sent = {**sent, "effectiveDateTime": "2022-04-21"}
     built = from_fhir([json.loads(json.dumps(sent))], template_id=info.template_id)
-    assert built.losses == []
+    assert built.losses == [] and rmcheck.missing(built.composition) == []
     with OpenEHRClient(ehrbase_urls[0]) as cdr:
         cdr.upload_template((root / OPT).read_bytes())
         ehr = cdr.create_ehr(subject_id=f"SYNHIST{uuid.uuid4().hex[:8]}", subject_namespace="conflictdesk-test").ehr_id
