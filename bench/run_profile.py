@@ -8,8 +8,10 @@ cache, the HTTP clients). Per measured run: SQL statements (a Django
 ``execute_wrapper``: every statement the ORM or a cursor sends, savepoints
 included), commits (transactions committed: Django's ``commit`` calls plus
 statements run in autocommit mode that write), the worker's CPU seconds
-(``time.process_time``) and wall time. The last run is profiled with cProfile
-(``--top`` functions by cumulative time). Writes bench/results/run_profile_<label>.json.
+(``time.process_time``) and wall time. The last run (``--profiled N``: the last N)
+is profiled with cProfile: ``--timer wall`` (``--top`` functions by cumulative time:
+where a run waits) or ``--timer cpu`` (process time, by own time: where the
+worker's CPU goes; profiling inflates the run's own CPU figures). Writes bench/results/run_profile_<label>.json.
 
 CPU split (``bench/cpu_split.py``): per run, the CPU milliseconds of each component, in two
 phases: ``load_generator`` (the site commit and the ChangeEvent/SyncRun rows, as detection
@@ -80,6 +82,10 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--idle", type=float, default=0.5, help="seconds of the idle window before each run")
     ap.add_argument("--label", default="after", help="results file: bench/results/run_profile_<label>.json")
+    ap.add_argument("--profiled", type=int, default=1, help="the last N runs are profiled (one profile for all)")
+    ap.add_argument("--timer", choices=("wall", "cpu"), default="wall",
+                    help="cProfile's clock: wall (where a run waits) or cpu (process time: where the worker's CPU "
+                         "goes; sorted by own time)")
     args = ap.parse_args()
     with E.scratch_database("profile"):
         _profile(args)
@@ -121,20 +127,20 @@ def _profile(args) -> None:
             connection, site_db.read_text().strip() if site_db.exists() else "ehrbase_site1"),
     })
     load_before = E.loadavg()
-    rows, profile = [], None
+    rows = []
+    profile = cProfile.Profile(time.process_time) if args.timer == "cpu" else cProfile.Profile()
     for i in range(args.runs):
         with split.window("idle"):  # nothing asked of anyone: the shared servers' background rate
             time.sleep(args.idle)
         with split.window("load_generator"):
             run = one(121 + i)
-        last = i == args.runs - 1
-        profile = cProfile.Profile() if last else None
+        profiled = i >= args.runs - args.profiled
         with split.window("engine_run"), Counter(connection) as counter:
             cpu, wall = time.process_time(), time.perf_counter()
-            if profile:
+            if profiled:
                 profile.enable()
             status = advance(run.pk, "profile")
-            if profile:
+            if profiled:
                 profile.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         assert status == SyncRun.Status.DONE, status
@@ -142,7 +148,7 @@ def _profile(args) -> None:
         rows.append({"statements": counter.statements, "commits": counter.commits, "cpu_ms": cpu * 1000,
                      "wall_ms": wall * 1000, "attempt_rows": steps, "kinds": counter.kinds})
     out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.top)
+    pstats.Stats(profile, stream=out).sort_stats("tottime" if args.timer == "cpu" else "cumulative").print_stats(args.top)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {
         "commit": commit,
