@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--timer", choices=("wall", "cpu"), default="wall",
                     help="cProfile's clock: wall (where a run waits) or cpu (process time: where the worker's CPU "
                          "goes; sorted by own time)")
+    ap.add_argument("--stats", help="also write the raw profile here (pstats / snakeviz)")
     args = ap.parse_args()
     with E.scratch_database("profile"):
         _profile(args)
@@ -147,6 +148,8 @@ def _profile(args) -> None:
         steps = RunAttempt.objects.filter(run=run).count()
         rows.append({"statements": counter.statements, "commits": counter.commits, "cpu_ms": cpu * 1000,
                      "wall_ms": wall * 1000, "attempt_rows": steps, "kinds": counter.kinds})
+    if args.stats:
+        profile.dump_stats(args.stats)
     out = io.StringIO()
     pstats.Stats(profile, stream=out).sort_stats("tottime" if args.timer == "cpu" else "cumulative").print_stats(args.top)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

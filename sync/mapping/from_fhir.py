@@ -20,7 +20,7 @@ from .convert import rebuild_group
 from .errors import MalformedInput, UnmappedTemplate
 from .fidelity import compare_clinical, element_path
 from .identifiers import build_source_identifier, parse_source_identifier, split_source_path, stamp
-from .lookup import archetype_of, hook_elements, parent_spec, slot_rule, spec_for_resource
+from .lookup import archetype_of, hook_elements, parent_spec, slot_rule, spec_for_resource, written_elements
 from .origins import born_entries
 from .parties import PLACEHOLDER_COMPOSER
 from .results import Loss, OpenEHRResult
@@ -431,10 +431,13 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
         left = pool[r.get("resourceType")]
         left.pop(next(k for k, (c, _) in enumerate(left) if c is twin))
         pairs.append((r, twin, path))
+    out = []
     if side is not None:
+        out = [Loss(f"{r.get('resourceType')}/{r.get('id')}:{name}", UNREAD, "unread")
+               for r, t, _ in pairs[:1] if t is not None and r is group[0]
+               for name in _unread(spec, residue.strip(r), t)]
         feeder.keep(entry, [(r, residue.strip(t) if t is not None else None, p) for r, t, p in pairs], side)
         feeder.restore(entry, [(t, p) for _, t, p in pairs if t is not None])
-    out = []
     for r, twin, _ in pairs:
         if twin is None:
             # FHIR-born: a member is kept whole in the feeder audit, referenced as sent; the group's own resource
@@ -454,6 +457,23 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
             el = element_path(d["path"])
             out.append(Loss(f"{r.get('resourceType')}/{r.get('id')}:{el}", _why_lost(mine, el), "dropped"))
     return out
+
+
+UNREAD = ("the sender's value is in a form this mapping does not read: the site's entry holds no value (the feeder "
+          "audit keeps it, given back as sent while the entry is unchanged); left for a person")
+_DATUM = "value"  # an Observation's value[x]: its one datum
+
+
+def _unread(spec, source: dict, twin: dict) -> list[str]:
+    """The FHIR-born resource's value[x] when the archetype has a home for a value (the file writes one) but the
+    rebuilt entry, mapped forward, has none: a form the rows do not read (an ECOG grade sent as a code where
+    they read an integer).  The feeder audit still gives the value back exactly, so without this the report
+    called the file round-tripped while the site's entry held no score.  Other elements in a form the rows do
+    not read (an onset as an age, a reference the site has no node for) are what the feeder audit is for."""
+    sent = [k for k in source if k.startswith(_DATUM) and k != _DATUM and k[len(_DATUM)].isupper()]
+    if not sent or _DATUM not in written_elements(spec) or any(k.startswith(_DATUM) for k in twin):
+        return []
+    return sent
 
 
 def _why_lost(resource: dict, element: str) -> str:

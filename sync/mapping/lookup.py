@@ -91,6 +91,26 @@ def parent_spec(child: Spec) -> Spec | None:
     return next((s for s in registry().values() if not s.is_cluster and slot_rule(s, child)), None)
 
 
+def written_elements(spec: Spec) -> frozenset[str]:
+    """Top-level FHIR elements (choice bases: ``value``, ``effective``) the file's rules may write on its own
+    resource, declarative rows, manual entries and hook rows alike: where the archetype has a home for what a
+    sender gives there (from_fhir checks that a FHIR-born value[x] found one).  Empty for a file whose rows are not rooted at ``$resource`` (a cluster inside a
+    report's result): its paths say nothing about the top level."""
+    rooted = (spec.hierarchy or {}).get("fhir", "$resource") == "$resource"
+    if not rooted:
+        return frozenset()
+    out = set()
+    for r in spec.rules:
+        # a manual entry's paths are relative to its rule's element: top-level only on a rule at the resource
+        paths = [r.fhir or ""] + ([str(f.get("path", "")) for m in r.manual for f in m.fhir]
+                                  if r.fhir in (None, "$resource") else [])
+        for p in paths:
+            p = p.removeprefix("$resource").lstrip(".")
+            if p and not p.startswith("$"):
+                out.add(re.split(r"[.\[]", p, maxsplit=1)[0])
+    return frozenset(out)
+
+
 def hook_elements(spec: Spec) -> set[str]:
     """Top-level FHIR elements a file's hook rules name in ``with.fhir`` (``$resource.hasMember``): the
     references found there are read by that file (a stage group's T/N/M), not mapped on their own."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from . import fhirpath, rmpath
 from .errors import MappingError
-from .spec import Condition, Manual, Spec
+from .spec import ANY_OF, Condition, Manual, Spec
 
 FWD, REV = "openehr->fhir", "fhir->openehr"
 
@@ -77,6 +77,8 @@ def o_condition(ctx: Ctx, cond: Condition, cur: dict) -> bool:
 
 
 def f_condition(ctx: Ctx, cond: Condition, cur: dict, model: str) -> bool:
+    if cond.operator == ANY_OF:
+        return any(f_condition(ctx, c, cur, model) for c in cond.criteria)
     base, _, rel = f_base(ctx, cond.target_root, cur, model) if cond.target_root else (cur, model, "")
     roots = fhirpath.get_values(base, rel) if rel else [base]
     if cond.operator == "empty":

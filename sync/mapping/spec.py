@@ -21,6 +21,7 @@ DIRECTIONS = {"openehr->fhir": "openehr->fhir", "openEHR->fhir": "openehr->fhir"
 VALUE_TYPES = {"NONE", "QUANTITY", "CODEABLECONCEPT", "CODING", "STRING", "INTEGER", "BOOLEAN", "DATETIME",
                "IDENTIFIER", "PROPORTION", "ORDINAL", "NULL_FLAVOUR", "LANGUAGE"}
 OPERATORS = ("one of", "not of", "empty", "not empty")
+ANY_OF = "any of"  # a manual entry's fhirCondition {anyOf: [conditions]}: one of them holds (criteria = the conditions)
 ALL_OF = "all of"  # a fhirConfig.match entry {allOf: [conditions]}: every condition holds (criteria = the conditions)
 
 
@@ -89,9 +90,15 @@ def _err(src: str, msg: str, rule: str | None = None) -> SpecError:
     return SpecError(msg, path=src, rule=rule)
 
 
-def _cond(raw, src, rule) -> Condition | None:
+def _cond(raw, src, rule, *, any_of: bool = False) -> Condition | None:
+    """A condition; with ``any_of`` (a manual entry's fhirCondition) also {anyOf: [conditions]}: one form of
+    a value among several a sender may use (an ECOG grade as an integer, a quantity or a code)."""
     if raw is None:
         return None
+    if any_of and isinstance(raw, dict) and "anyOf" in raw:
+        if set(raw) != {"anyOf"} or not isinstance(raw["anyOf"], list) or not raw["anyOf"]:
+            raise _err(src, "anyOf takes a non-empty list of conditions and nothing else", rule)
+        return Condition(None, "", ANY_OF, [_cond(c, src, rule) for c in raw["anyOf"]])
     if not isinstance(raw, dict) or "operator" not in raw:
         raise _err(src, "condition needs an operator", rule)
     if raw["operator"] not in OPERATORS:
@@ -130,7 +137,7 @@ def _match(raw, src) -> Condition:
 
 def _manual(raw, src, rule) -> Manual:
     return Manual(raw.get("name", rule), list(raw.get("fhir") or []), list(raw.get("openehr") or []),
-                  _cond(raw.get("fhirCondition"), src, rule), _cond(raw.get("openehrCondition"), src, rule))
+                  _cond(raw.get("fhirCondition"), src, rule, any_of=True), _cond(raw.get("openehrCondition"), src, rule))
 
 
 def _rule(raw: dict, src: str) -> Rule:

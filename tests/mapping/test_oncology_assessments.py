@@ -126,9 +126,15 @@ def test_the_mapping_table_is_the_archetypes_ordinal_list_and_the_loinc_answer_l
         [dv] = [o["value"] for o in m.openehr]
         fhir = {f["path"]: f["value"] for f in m.fhir}
         assert m.openehr_condition.criteria == [dv["symbol"]["defining_code"]["code_string"]]
-        assert m.fhir_condition.criteria == [dv["value"]] == [fhir["value.as(Integer)"]]
         [coding] = fhir["interpretation"]["coding"]
         assert coding["system"] == LOINC
+        # read back from any form of the same grade: the integer, a quantity, MII's oBDS code or the LOINC answer
+        cs, fmt, *_ = MII_CODES[archetype]
+        forms = {c.target_attribute: c.criteria for c in m.fhir_condition.criteria}
+        assert forms == {"value.as(Integer)": [dv["value"]], "value.as(Quantity).value": [dv["value"]],
+                         "value.as(CodeableConcept).coding": [f"{MII_CS}{cs}|{fmt.format(dv['value'])}",
+                                                              f"{LOINC}|{coding['code']}"]}
+        assert fhir["value.as(Integer)"] == dv["value"]
         rows[dv["value"]] = (dv["symbol"]["defining_code"]["code_string"], dv["symbol"]["value"], coding["code"])
     assert rows == {v: (*ordinals[v], answers[v]) for v in ordinals}
 
@@ -205,14 +211,95 @@ def test_an_interpretation_that_contradicts_the_score_comes_back_as_sent_not_as_
     assert _again(out.composition)[0]["interpretation"] == born["interpretation"]
 
 
-def test_a_score_outside_the_scale_is_not_invented_in_openehr_and_comes_back_as_sent():
+def test_a_score_outside_the_scale_is_not_invented_in_openehr_is_declared_and_comes_back_as_sent():
     born = _mcode_example(ECOG, 1, valueInteger=7)
     born.pop("interpretation")
     out = from_fhir([born], template_id="t")
-    assert not out.losses and _again(out.composition)[0]["valueInteger"] == 7  # from the feeder audit
+    # the site's entry holds no score: said (issue 21, 'unread'), while the feeder audit gives the 7 back
+    assert [(x.path, x.kind) for x in out.losses] == [("Observation/ps-1:valueInteger", "unread")]
+    assert _again(out.composition)[0]["valueInteger"] == 7
     items = [i for e in out.composition["content"] for ev in e["data"]["events"]
              for i in (ev.get("data") or {}).get("items", [])]
     assert not [i for i in items if "value" in i]
+
+
+# ------------------------------------------------------------------ MII KDS Onkologie's forms of the same scores
+MII_CS = "https://www.medizininformatik-initiative.de/fhir/ext/modul-onko/CodeSystem/mii-cs-onko-allgemeiner-leistungszustand-"
+MII_CODES = {ECOG: ("ecog", "{}", "http://snomed.info/sct", "423740007", "89262-0", "{score}"),
+             KPS: ("karnofsky", "{}%", "http://snomed.info/sct", "761869008", "89243-0", "%")}
+FORMS = ("quantity", "obds", "loinc answer", "obds + loinc answer")
+
+
+def _mii(archetype, value, form, *, snomed=True):
+    """An MII KDS Onkologie performance status: SNOMED CT + LOINC code, the grade as a quantity or a code."""
+    cs, fmt, sct, sct_code, loinc, unit = MII_CODES[archetype]
+    code = {"coding": [{"system": sct, "code": sct_code}] * snomed + [{"system": LOINC, "code": loinc}]}
+    obds = {"system": MII_CS + cs, "code": fmt.format(value), "display": fmt.format(value)}
+    answer = {"system": LOINC, "code": SCALES[archetype][2][value]}
+    value_x = ({"valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+               if form == "quantity" else {"valueCodeableConcept": {"coding": {
+                   "obds": [obds], "loinc answer": [answer], "obds + loinc answer": [obds, answer]}[form]}})
+    return {"resourceType": "Observation", "id": "mii-ps", "status": "final", "subject": {"reference": "Patient/1"},
+            "meta": {"profile": ["https://www.medizininformatik-initiative.de/fhir/ext/modul-onko/StructureDefinition/"
+                                 f"mii-pr-onko-allgemeiner-leistungszustand-{cs}"]},
+            "code": code, "effectiveDateTime": "2024-06-01", **value_x}
+
+
+@pytest.mark.parametrize("archetype,value", [(ECOG, 0), (ECOG, 3), (KPS, 30), (KPS, 100)])
+@pytest.mark.parametrize("form", FORMS)
+def test_mii_s_grade_as_a_quantity_or_a_code_reaches_the_site_as_the_score_and_comes_back_as_sent(archetype, value,
+                                                                                                    form):
+    born = _mii(archetype, value, form)
+    out = from_fhir([born], template_id="t")
+    assert out.losses == []
+    [entry] = out.composition["content"]
+    assert entry["archetype_node_id"] == archetype
+    [el] = entry["data"]["events"][0]["data"]["items"]
+    assert (el["value"]["value"], el["value"]["symbol"]["defining_code"]["code_string"]) == \
+        (value, _ordinals(archetype)[value][0])
+    [again] = _again(out.composition)
+    assert [d for d in compare_clinical(born, {**again, "subject": born["subject"]})
+            if d["kind"] not in ("dictionary_item_added", "iterable_item_added")] == []
+
+
+@pytest.mark.parametrize("archetype", [ECOG, KPS])
+def test_mii_s_snomed_code_alone_claims_the_scale(archetype):
+    only_sct = _mii(archetype, min(SCALES[archetype][2]), "obds")
+    only_sct["code"]["coding"] = only_sct["code"]["coding"][:1]
+    assert from_fhir([only_sct], template_id="t").composition["content"][0]["archetype_node_id"] == archetype
+
+
+def test_mii_s_loinc_code_beside_snomed_claims_only_where_it_is_the_scale_s_own():
+    """KPS: MII's LOINC is mCODE's 89243-0.  ECOG: MII sends 89262-0 beside SNOMED CT, not mCODE's 89247-1; alone
+    it is not claimed (not checked to be the same score), left for a person."""
+    assert from_fhir([_mii(KPS, 30, "obds", snomed=False)], template_id="t").composition["content"][0][
+        "archetype_node_id"] == KPS
+    out = from_fhir([{**_mii(ECOG, 1, "obds", snomed=False), "id": "ecog-89262"}, _mii(KPS, 30, "obds")],
+                    template_id="t")
+    assert [(x.path, x.kind) for x in out.losses] == [("Observation/ecog-89262", "unmapped-resource")]
+
+
+def test_a_site_edit_of_mii_s_coded_grade_goes_back_as_the_new_score_and_the_old_code_is_reported_stale():
+    born = _mii(ECOG, 1, "obds + loinc answer")
+    comp = from_fhir([born], template_id="t").composition
+    [el] = comp["content"][0]["data"]["events"][0]["data"]["items"]
+    code, text = _ordinals(ECOG)[3]
+    el["value"] = {"_type": "DV_ORDINAL", "value": 3, "symbol": dt.coded_text(text, "local", code)}
+    out = to_fhir({**comp, "uid": {"value": "aaaaaaaa-0000-4000-8000-000000000017::x::2"}}, **ARGS)
+    [obs] = _of(out.resources, "Observation")
+    assert obs["valueInteger"] == 3 and "valueCodeableConcept" not in obs  # never the sender's 1 beside the 3
+    assert obs["interpretation"][0]["coding"][0]["code"] == ECOG_ANSWERS[3]
+    assert [x.kind for x in out.losses if "valueCodeableConcept" in x.path] == ["stale"]
+
+
+def test_a_grade_in_a_code_system_no_row_reads_is_declared_unread_not_guessed():
+    born = _mii(ECOG, 2, "obds")
+    born["valueCodeableConcept"]["coding"][0]["system"] = "http://example.org/local-ecog"
+    out = from_fhir([born], template_id="t")
+    assert [(x.path, x.kind) for x in out.losses] == [("Observation/mii-ps:valueCodeableConcept", "unread")]
+    [entry] = out.composition["content"]
+    assert not [i for ev in entry["data"]["events"] for i in (ev.get("data") or {}).get("items", []) if "value" in i]
+    assert _again(out.composition)[0]["valueCodeableConcept"] == born["valueCodeableConcept"]
 
 
 # ------------------------------------------------------------------ Goal

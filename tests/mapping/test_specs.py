@@ -59,6 +59,31 @@ def test_it_rejects_unsupported_keys(tmp_path):
         load_spec(p)
 
 
+ECOG_SPEC = next(p for p in SPECS if p.name == "ecog.v2.yml")
+INTEGER_0 = "{targetAttribute: value.as(Integer), operator: one of, criteria: [0]}"
+
+
+@pytest.mark.parametrize("anyof", ["{anyOf: []}", "{anyOf: [%s], operator: one of}" % INTEGER_0])
+def test_a_manual_any_of_needs_conditions_and_nothing_beside_them(tmp_path, anyof):
+    text = ECOG_SPEC.read_text()
+    start = text.index("        fhirCondition:\n          anyOf:")
+    end = text.index("        fhir:", start)
+    p = tmp_path / "bad.yml"
+    p.write_text(text[:start] + f"        fhirCondition: {anyof}\n" + text[end:])
+    with pytest.raises(SpecError):
+        load_spec(p)
+
+
+def test_any_of_is_a_manual_entry_s_only_a_claim_or_a_rule_condition_refuses_it(tmp_path):
+    text = ECOG_SPEC.read_text().replace(
+        '    - {targetAttribute: code.coding, operator: one of, criteria: ["http://loinc.org|89247-1", '
+        '"http://snomed.info/sct|423740007"]}', "    - {anyOf: [%s]}" % INTEGER_0, 1)
+    p = tmp_path / "bad.yml"
+    p.write_text(text)
+    with pytest.raises(SpecError):
+        load_spec(p)
+
+
 def _adl_codes(archetype_id):
     adl = CORPUS / "openehr" / "archetypes" / f"{archetype_id}.adl"
     if not adl.exists():
