@@ -434,8 +434,9 @@ def _fhir_losses(spec, group: list[dict], entry: dict, lang: str, composition: d
     out = []
     if side is not None:
         out = [Loss(f"{r.get('resourceType')}/{r.get('id')}:{name}", UNREAD, "unread")
-               for r, t, _ in pairs[:1] if t is not None and r is group[0]
-               for name in _unread(spec, residue.strip(r), t)]
+               for r, t, _ in pairs if t is not None
+               for name in _unread([spec, spec_for_resource(r)] if r is group[0] else [spec_for_resource(r)],
+                                   residue.strip(r), t)]
         feeder.keep(entry, [(r, residue.strip(t) if t is not None else None, p) for r, t, p in pairs], side)
         feeder.restore(entry, [(t, p) for _, t, p in pairs if t is not None])
     for r, twin, _ in pairs:
@@ -464,14 +465,15 @@ UNREAD = ("the sender's value is in a form this mapping does not read: the site'
 _DATUM = "value"  # an Observation's value[x]: its one datum
 
 
-def _unread(spec, source: dict, twin: dict) -> list[str]:
-    """The FHIR-born resource's value[x] when the archetype has a home for a value (the file writes one) but the
-    rebuilt entry, mapped forward, has none: a form the rows do not read (an ECOG grade sent as a code where
-    they read an integer).  The feeder audit still gives the value back exactly, so without this the report
+def _unread(specs: list, source: dict, twin: dict) -> list[str]:
+    """The FHIR-born resource's value[x] when the archetype has a home for a value (a file of ``specs``, the
+    group's or the one claiming the resource, writes one) but the rebuilt entry, mapped forward, has none: a
+    form the rows do not read (an ECOG grade sent as a code where they read an integer).  The feeder audit still gives the value back exactly, so without this the report
     called the file round-tripped while the site's entry held no score.  Other elements in a form the rows do
     not read (an onset as an age, a reference the site has no node for) are what the feeder audit is for."""
     sent = [k for k in source if k.startswith(_DATUM) and k != _DATUM and k[len(_DATUM)].isupper()]
-    if not sent or _DATUM not in written_elements(spec) or any(k.startswith(_DATUM) for k in twin):
+    home = any(_DATUM in written_elements(s) for s in specs if s is not None)  # the group's file or the claiming one
+    if not sent or not home or any(k.startswith(_DATUM) for k in twin):
         return []
     return sent
 

@@ -55,3 +55,24 @@ def test_every_profile_of_the_table_points_at_a_code_row():
     table = unclaimed._unhomed()
     assert table["profiles"] and set(table["profiles"].values()) <= set(table["codes"])
     assert all({"concept", "needs"} <= set(row) for row in table["codes"].values())
+
+
+@pytest.mark.parametrize("with_report", [False, True])
+def test_a_lab_result_whose_value_form_no_row_reads_is_declared_unread_alone_or_in_its_report(with_report):
+    """A haemoglobin sent as a Period: the analyte holds quantities, codes and text, not this; the site's analyte
+    has no result value, so the loss is said (the feeder audit still gives the Period back), never round-tripped."""
+    patient = {"reference": "Patient/1"}
+    obs = {"resourceType": "Observation", "id": "hb", "status": "final", "subject": patient,
+           "effectiveDateTime": "2025-01-01T10:00:00Z",
+           "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                     "code": "laboratory"}]}],
+           "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}, "valuePeriod": {"start": "2025-01-01"}}
+    report = {"resourceType": "DiagnosticReport", "id": "r", "status": "final", "subject": patient,
+              "effectiveDateTime": "2025-01-01T10:00:00Z", "result": [{"reference": "Observation/hb"}],
+              "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]}}
+    out = from_fhir([report, obs] if with_report else [obs], template_id="t")
+    assert [(x.path, x.kind) for x in out.losses] == [("Observation/hb:valuePeriod", "unread")]
+    quantity = {**obs, "valueQuantity": {"value": 13.2, "unit": "g/dL", "system": "http://unitsofmeasure.org",
+                                         "code": "g/dL"}}
+    del quantity["valuePeriod"]
+    assert from_fhir([report, quantity] if with_report else [quantity], template_id="t").losses == []
