@@ -86,6 +86,14 @@ def test_a_laboratory_code_is_a_lab_result_unless_its_category_says_otherwise(ca
     assert (spec is not None and spec.archetype in LAB) is claimed
 
 
+@pytest.mark.parametrize("code", ["14804-9", "2160-0", "6690-2", "6301-6"])  # LDH (melanoma), creatinine, WBC, INR
+def test_the_common_chemistry_count_and_coagulation_codes_are_lab_results_and_map_to_an_analyte(code):
+    obs = _obs(code, "laboratory")
+    assert spec_for_resource(obs).archetype in LAB
+    out = from_fhir([obs], template_id="t")
+    assert out.losses == [] and code in str(_lab_entries(out.composition))
+
+
 def test_a_code_keeps_its_system_in_a_claim():
     assert spec_for_resource(_obs("718-7", "laboratory", system="http://example.org/local")) is None
     assert spec_for_resource(_obs("8867-4", "vital-signs", system="http://snomed.info/sct")) is None
