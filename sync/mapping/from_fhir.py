@@ -468,9 +468,10 @@ _DATUM = "value"  # an Observation's value[x]: its one datum
 def _unread(specs: list, source: dict, twin: dict) -> list[str]:
     """The FHIR-born resource's value[x] when the archetype has a home for a value (a file of ``specs``, the
     group's or the one claiming the resource, writes one) but the rebuilt entry, mapped forward, has none: a
-    form the rows do not read (an ECOG grade sent as a code where they read an integer).  The feeder audit still gives the value back exactly, so without this the report
-    called the file round-tripped while the site's entry held no score.  Other elements in a form the rows do
-    not read (an onset as an age, a reference the site has no node for) are what the feeder audit is for."""
+    form the rows do not read (an ECOG grade sent as a code where they read an integer).  The feeder audit still
+    gives the value back exactly, so without this the report called the file round-tripped while the site's
+    entry held no score.  Other elements in a form the rows do not read (an onset as an age, a reference the
+    site has no node for) are what the feeder audit is for."""
     sent = [k for k in source if k.startswith(_DATUM) and k != _DATUM and k[len(_DATUM)].isupper()]
     home = any(_DATUM in written_elements(s) for s in specs if s is not None)  # the group's file or the claiming one
     if not sent or not home or any(k.startswith(_DATUM) for k in twin):
