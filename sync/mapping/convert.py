@@ -12,7 +12,7 @@ import re
 from . import composition as composition_level
 from . import careplan_action
 from . import datatypes as dt
-from . import engine, feeder, fhirmodel, fhirpath, residue, rmpath
+from . import engine, feeder, fhirmodel, fhirpath, profile_units, residue, rmpath
 from .errors import MalformedInput, MappingError
 from .fidelity import clinical_content, same_content
 from .identifiers import build_source_identifier, parse_source_identifier, stamp
@@ -132,6 +132,8 @@ def to_fhir(composition: dict, *, site: str, ehr_id: str, patient_ref: str) -> M
                 continue
             _close_unit(spec, entry, path, rel, group, unit, lang, result.losses, uid, unsplit)
             unsplit = ()  # the first group carries them
+            for res in group:
+                profile_units.fit(res)
             result.resources.extend(group)
     careplan_action.forward(composition, result.resources, result.losses)
     # COMPOSITION-level rows (root archetype with a model file): Encounter + Composition, appended last

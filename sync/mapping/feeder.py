@@ -258,11 +258,15 @@ def restore(node: dict, made: list[tuple[dict, str]], bases: dict[str, str] | No
         used.add(id(k))
         holds = {name: (bases or {}).get(name, basis(res, name)) == b  # all before any is put back
                  for name, b in k.elements.items()}
+        retyped = False
         for name, ok in holds.items():
             if ok:
-                _put(res, name, k.resource)
+                retyped |= _put(res, name, k.resource)
             else:
                 stale.append(f"{k.ref}:{name}")
+        if retyped:  # the sender's value[x] type or code, not ours: the profile we claimed (mCODE ECOG: LOINC
+            _drop_profiles(res)  # 89247-1, an integer) no longer holds and HAPI would refuse it; we claim none
+    # a kept resource whose node the site changed so its code no longer maps the same: all of it is stale
     # a kept resource whose node the site changed so its code no longer maps the same: all of it is stale
     stale.extend(f"{k.ref}:{name}" for k in records if id(k) not in used
                  and any(r.get("resourceType") == k.resource.get("resourceType") and rel == k.node for r, rel in made)
@@ -270,13 +274,28 @@ def restore(node: dict, made: list[tuple[dict, str]], bases: dict[str, str] | No
     return stale
 
 
-def _put(res: dict, name: str, source: dict) -> None:
+def _codings(cc) -> set:
+    return {(c.get("system"), c.get("code")) for c in (cc or {}).get("coding") or [] if isinstance(c, dict)} \
+        if isinstance(cc, dict) else set()
+
+
+def _drop_profiles(res: dict) -> None:
+    meta = {k: v for k, v in (res.get("meta") or {}).items() if k != "profile"}
+    if meta:
+        res["meta"] = meta
+    else:
+        res.pop("meta", None)
+
+
+def _put(res: dict, name: str, source: dict) -> bool:
     """res[name] := the source's value, keeping what is the mapping's own (our identifiers, residue,
-    profile claims) and dropping the other choices of a choice element (medication[x]...)."""
+    profile claims) and dropping the other choices of a choice element (medication[x]...).  True when ours
+    is replaced in a way a profile we claim may not allow: the sender's form of a choice element is another
+    type than the one we made, or the sender's code lacks a coding ours has."""
     value = rmpath.jcopy(view(source, name))
     rtype = str(res.get("resourceType"))
     if name == "identifier" and isinstance(res.get("identifier"), dict):
-        return  # 0..1 (Composition.identifier) and holding our source identifier: no room
+        return False  # 0..1 (Composition.identifier) and holding our source identifier: no room
     if name == "identifier":
         value = [i for i in res.get("identifier") or [] if i.get("system") == terminology.SOURCE_SYSTEM] + (value or [])
     elif name in _PATIENT:
@@ -289,13 +308,16 @@ def _put(res: dict, name: str, source: dict) -> None:
     elif name in _MERGED and isinstance(value, list):
         sent = [_codes(v) for v in value]  # ours is added unless the sender has one with the same codes
         value = value + [x for x in res.get(name) or [] if _codes(x) not in sent]
+    # the code a claimed profile may fix (mCODE's ECOG: LOINC 89247-1) replaced by the sender's without it
+    retyped = name == "code" and not _codings(res.get(name)) <= _codings(value)
     for other in _choice_siblings(rtype, name, res):
         if other not in source:
-            res.pop(other, None)
+            retyped |= res.pop(other, None) is not None
     if value in (None, [], {}):
         res.pop(name, None)
     else:
         res[name] = value
+    return retyped
 
 
 def _codes(cc) -> frozenset:

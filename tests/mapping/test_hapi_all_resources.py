@@ -61,16 +61,10 @@ def test_hapi_validates_every_resource_of_the_oncology_fixture(fhir_base_url):
     assert _errors(fhir_base_url, resources) == {}
 
 
-# Known, open: a FHIR-born '{Breaths}/min' / '{beats}/min' (UCUM-valid, with an annotation) comes back
-# under the resprate/heartrate profile, which fixes the code to '/min'.  (Units that are not UCUM at all,
-# '..mol/l', 'example-unit', now travel as unit text and validate.)  strict: an unexpected pass fails.
-ANNOTATED = pytest.mark.xfail(strict=True, reason="annotated UCUM unit under a vital-sign profile that fixes the code")
-KNOWN = {"news2_vitals_observations.bundle.json"}
-
-
+# A '{Breaths}/min' / '{beats}/min' (UCUM, with an annotation) under the resprate/heartrate profile, which fixes
+# '/min', was the one known failure here: the specific profile is no longer claimed for it (profile_units.py).
 def _params(paths):
-    return [pytest.param(p, marks=ANNOTATED, id=p.name) if p.name in KNOWN else pytest.param(p, id=p.name)
-            for p in paths]
+    return [pytest.param(p, id=p.name) for p in paths]
 
 
 @pytest.mark.integration

@@ -292,6 +292,18 @@ def test_a_site_edit_of_mii_s_coded_grade_goes_back_as_the_new_score_and_the_old
     assert [x.kind for x in out.losses if "valueCodeableConcept" in x.path] == ["stale"]
 
 
+@pytest.mark.parametrize("archetype", [ECOG, KPS])
+def test_the_mcode_profile_is_claimed_for_what_we_made_never_for_the_sender_s_other_form(archetype):
+    """Given back in MII's form (a coded grade, its own code), the resource no longer meets mCODE's profile (an
+    integer, LOINC's code): no profile is claimed for it, so HAPI validates it as R4.  In mCODE's own form it
+    keeps the claim."""
+    value = min(SCALES[archetype][2])
+    [mii] = _again(from_fhir([_mii(archetype, value, "obds + loinc answer")], template_id="t").composition)
+    assert "profile" not in (mii.get("meta") or {})
+    [own] = _again(from_fhir([_mcode_example(archetype, value)], template_id="t").composition)
+    assert own["meta"]["profile"] == [MCODE + SCALES[archetype][1]]
+
+
 def test_a_grade_in_a_code_system_no_row_reads_is_declared_unread_not_guessed():
     born = _mii(ECOG, 2, "obds")
     born["valueCodeableConcept"]["coding"][0]["system"] = "http://example.org/local-ecog"
@@ -584,6 +596,26 @@ def test_hapi_validates_the_performance_status_observations(fhir_base_url, arche
 
 
 @pytest.mark.integration
+@pytest.mark.integration
+@pytest.mark.parametrize("archetype", [ECOG, KPS])
+@pytest.mark.parametrize("form", FORMS)
+def test_hapi_validates_mii_s_performance_status_as_it_comes_back_and_after_a_site_edit(fhir_base_url, archetype,
+                                                                                         form):
+    value = sorted(SCALES[archetype][2])[1]
+    comp = from_fhir([_mii(archetype, value, form)], template_id="t").composition
+    [back] = _again(comp)
+    assert [e for e in hapi_errors(fhir_base_url, {**back, "subject": {"reference": "Patient/example"}})
+            if not LOINC_LIST.match(e)] == []
+    [el] = comp["content"][0]["data"]["events"][0]["data"]["items"]
+    edited_value = sorted(SCALES[archetype][2])[-1]
+    code, text = _ordinals(archetype)[edited_value]
+    el["value"] = {"_type": "DV_ORDINAL", "value": edited_value, "symbol": dt.coded_text(text, "local", code)}
+    [edited] = _again(comp)
+    assert edited["valueInteger"] == edited_value
+    assert [e for e in hapi_errors(fhir_base_url, {**edited, "subject": {"reference": "Patient/example"}})
+            if not LOINC_LIST.match(e)] == []
+
+
 def test_hapi_validates_goals_and_service_requests(fhir_base_url):
     comp = _composition(
         _goal(ACHIEVED, targets=[({"_type": "DV_TEXT", "value": "Body weight"},
