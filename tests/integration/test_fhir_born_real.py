@@ -156,3 +156,26 @@ def test_a_documents_sections_survive_ehrbase_and_come_back_as_sent(site):
     back = to_fhir(stored, site="site2", ehr_id=ehr, patient_ref="Patient/x")
     assert not [x for x in back.losses if x.kind == "stale"]
     assert next(r for r in back.resources if r["resourceType"] == "Composition")["section"] == document["section"]
+
+
+def test_ehrbase_stores_a_feeder_audit_four_times_the_largest_corpus_composition(site):
+    """bench/feeder_size.py: the largest corpus composition is the IPS document (about 113 kB, 74 kB of it feeder
+    audits), the largest single original_content the KDS lab report's (about 55 kB).  The lab report, its
+    Specimen carrying a long note (kept whole in the entry's feeder audit: the template has no specimen
+    cluster), makes a composition over four times that: EHRbase stores it and gives the feeder audit back to
+    the byte."""
+    cdr, ehr, template_id = site
+    sent = [e["resource"] for e in json.loads(LAB.read_text())["entry"] if e["resource"]["id"] != NO_VALUE
+            and e["resource"]["resourceType"] != "Encounter"]
+    report = next(r for r in sent if r["resourceType"] == "DiagnosticReport")
+    report["result"] = [x for x in report["result"] if not x["reference"].endswith(NO_VALUE)]
+    specimen = next(r for r in sent if r["resourceType"] == "Specimen")
+    specimen["note"] = [{"text": "Makroskopie: " + "Gewebeprobe ohne Besonderheiten; Schnittränder frei. " * 9000}]
+    comp = from_fhir(sent, template_id=template_id).composition
+    size = len(json.dumps(comp, ensure_ascii=False).encode())
+    assert size > 4 * 113_359
+    stored = cdr.get_composition(ehr, cdr.create_composition(ehr, comp).version_uid).content
+    assert [e.get("feeder_audit") for _, e in rmpath.entries(stored)] == \
+        [e.get("feeder_audit") for _, e in rmpath.entries(comp)]
+    assert [k.resource for _, e in rmpath.entries(stored) for k in feeder.kept(e)
+            if k.resource["resourceType"] == "Specimen"] == [specimen]
