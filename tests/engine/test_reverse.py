@@ -40,6 +40,15 @@ def edit_centrally(engine, obs, value):
     return engine.fhir.update({**obs, "valueQuantity": {"value": value, "unit": "Cel"}}).resource
 
 
+def dead_letter_of_an_edit(engine, linked) -> DeadLetter:
+    """A central edit's run, which must dead-letter with nothing written at the site: its dead letter."""
+    edited = edit_centrally(engine, linked, 39.0)
+    run = central_change(engine, f"Observation/{linked['id']}", edited["meta"]["versionId"])
+    assert engine.drive(run) == SyncRun.Status.DEAD_LETTER
+    assert engine.openehr.writes == []
+    return DeadLetter.objects.get(run=run)
+
+
 def site_value(engine, vo=VO):
     return engine.openehr.compositions[engine.openehr.latest(vo)]["content"][0]["value"]
 
@@ -151,13 +160,9 @@ def test_a_site_commit_between_check_and_write_goes_back_to_the_check(engine, li
 def test_a_composition_with_a_node_the_template_lacks_is_dead_lettered_before_the_write(engine, linked):
     engine.openehr.templates["vitals"] = web_template("openEHR-EHR-OBSERVATION.pulse.v2")
     template_check.clear_cache()
-    edited = edit_centrally(engine, linked, 39.0)
-    run = central_change(engine, f"Observation/{linked['id']}", edited["meta"]["versionId"])
-    assert engine.drive(run) == SyncRun.Status.DEAD_LETTER
-    letter = DeadLetter.objects.get(run=run)
+    letter = dead_letter_of_an_edit(engine, linked)
     assert (letter.cause, letter.step, letter.rule) == ("validation", "validate_target", "template.vitals")
     assert letter.path == "/content[openEHR-EHR-OBSERVATION.body_temperature.v2]"
-    assert engine.openehr.writes == []
 
 
 def test_a_site_without_the_template_dead_letters(engine, linked):
@@ -240,10 +245,6 @@ def test_a_composition_missing_an_event_time_is_dead_lettered_before_the_write(e
     engine.openehr.templates["vitals"]["tree"]["children"][0]["children"] = [
         {"id": "any_event", "nodeId": "at0003", "aqlPath": f"/content[{temperature}]/data[at0002]/events[at0003]"}]
     template_check.clear_cache()
-    edited = edit_centrally(engine, linked, 39.0)
-    run = central_change(engine, f"Observation/{linked['id']}", edited["meta"]["versionId"])
-    assert engine.drive(run) == SyncRun.Status.DEAD_LETTER
-    letter = DeadLetter.objects.get(run=run)
+    letter = dead_letter_of_an_edit(engine, linked)
     assert (letter.cause, letter.step, letter.rule) == ("validation", "validate_target", "rm.HISTORY.origin")
     assert letter.path == "/content[openEHR-EHR-OBSERVATION.body_temperature.v2]/data[at0002]"
-    assert engine.openehr.writes == []
