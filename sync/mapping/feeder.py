@@ -267,16 +267,10 @@ def restore(node: dict, made: list[tuple[dict, str]], bases: dict[str, str] | No
         if retyped:  # the sender's value[x] type or code, not ours: the profile we claimed (mCODE ECOG: LOINC
             _drop_profiles(res)  # 89247-1, an integer) no longer holds and HAPI would refuse it; we claim none
     # a kept resource whose node the site changed so its code no longer maps the same: all of it is stale
-    # a kept resource whose node the site changed so its code no longer maps the same: all of it is stale
     stale.extend(f"{k.ref}:{name}" for k in records if id(k) not in used
                  and any(r.get("resourceType") == k.resource.get("resourceType") and rel == k.node for r, rel in made)
                  for name in k.elements)
     return stale
-
-
-def _codings(cc) -> set:
-    return {(c.get("system"), c.get("code")) for c in (cc or {}).get("coding") or [] if isinstance(c, dict)} \
-        if isinstance(cc, dict) else set()
 
 
 def _drop_profiles(res: dict) -> None:
@@ -309,7 +303,7 @@ def _put(res: dict, name: str, source: dict) -> bool:
         sent = [_codes(v) for v in value]  # ours is added unless the sender has one with the same codes
         value = value + [x for x in res.get(name) or [] if _codes(x) not in sent]
     # the code a claimed profile may fix (mCODE's ECOG: LOINC 89247-1) replaced by the sender's without it
-    retyped = name == "code" and not _codings(res.get(name)) <= _codings(value)
+    retyped = name == "code" and not _codes(res.get(name)) <= _codes(value)
     for other in _choice_siblings(rtype, name, res):
         if other not in source:
             retyped |= res.pop(other, None) is not None

@@ -94,8 +94,8 @@ def parent_spec(child: Spec) -> Spec | None:
 def written_elements(spec: Spec) -> frozenset[str]:
     """Top-level FHIR elements (choice bases: ``value``, ``effective``) the file's rules may write on its own
     resource, declarative rows, manual entries and hook rows alike: where the archetype has a home for what a
-    sender gives there (from_fhir checks that a FHIR-born value[x] found one).  Empty for a file whose rows are not rooted at ``$resource`` (a cluster inside a
-    report's result): its paths say nothing about the top level."""
+    sender gives there (from_fhir checks that a FHIR-born value[x] found one).  Empty for a file whose rows are
+    not rooted at ``$resource`` (a cluster inside a report's result): its paths say nothing about the top level."""
     rooted = (spec.hierarchy or {}).get("fhir", "$resource") == "$resource"
     if not rooted:
         return frozenset()

@@ -29,8 +29,6 @@ def fit(resource: dict) -> None:
     meta = resource.get("meta")
     if resource.get("resourceType") != "Observation" or not isinstance(meta, dict) or not meta.get("profile"):
         return
-    kept = [p for p in meta["profile"] if not (
+    meta["profile"] = [p for p in meta["profile"] if not (
         p.startswith(BASE) and p[len(BASE):] in UNITS
         and any(q.get("code") not in UNITS[p[len(BASE):]] for q in _quantities(resource, p[len(BASE):])))]
-    if kept != meta["profile"]:
-        meta["profile"] = kept
