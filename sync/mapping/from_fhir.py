@@ -309,7 +309,7 @@ def _refused(comp: dict) -> list[Loss]:
     for path, gaps in by_entry.items():
         ids = (entries[path].get("feeder_audit") or {}).get("originating_system_item_ids") or []
         refs = [str(i.get("id", "")).split("/_history")[0] for i in ids] or [path]
-        needs = ", ".join(f"{m.rm_type}.{m.attribute}" for m in gaps)
+        needs = ", ".join(m.name for m in gaps)
         out.append(Loss(", ".join(refs), f"the openEHR RM requires {needs} (1..1) and the source gives no time for "
                         f"{path}: the site's CDR refuses the composition; nothing is made up, left for a person",
                         "refused"))

@@ -24,11 +24,12 @@ class Missing:
     attribute: str
 
     @property
-    def rule(self) -> str:
-        return f"rm.{self.rm_type}.{self.attribute}"
+    def name(self) -> str:
+        return f"{self.rm_type}.{self.attribute}"
 
-    def __str__(self) -> str:
-        return f"{self.path}: the openEHR RM requires {self.rm_type}.{self.attribute} (1..1); the source gives none"
+    @property
+    def rule(self) -> str:
+        return f"rm.{self.name}"
 
 
 def missing(composition: dict) -> list[Missing]:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, time
 from typing import Any
 
+from sync.mapping import rmcheck
 from sync.mapping.datatypes import in_ucum_system, ucum_code
 from sync.mapping.errors import MalformedInput, MappingError
 from sync.mapping.ucum import is_ucum
@@ -99,6 +100,19 @@ def check_rm(composition: dict) -> None:
             continue
         _check_node(node, path or "/")
         stack.extend((f"{path}/{k}", v) for k, v in node.items() if isinstance(v, (dict, list)))
+
+
+def check_required(composition: dict) -> None:
+    """Raise ValidationFailed naming the first node missing a time the RM requires (an event's or an action's
+    time, a history's origin) in a composition the engine built from FHIR, where those times are optional and
+    the mapping makes none up (``rmcheck``).  EHRbase would refuse it too, but only after the write was sent,
+    as an opaque 400.  ``check_rm`` checks what a site sent us; this is the one of its rules a reverse
+    composition can break."""
+    gaps = rmcheck.missing(composition)
+    if gaps:
+        more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
+        raise ValidationFailed(f"composition lacks {gaps[0].name}, which the openEHR RM requires{more}",
+                               rule=gaps[0].rule, path=gaps[0].path[:500])
 
 
 def _check_node(node: dict, path: str) -> None:

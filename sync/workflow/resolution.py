@@ -34,9 +34,10 @@ from .bundle import build_transaction, central_write_audit, written_entries
 from .content import record_content, refs_of, resource_key
 from .echoes import central_writes, recording
 from .forward import read_current
+from .payload import check_required
 from .result import StepResult, ValidationFailed
 from .shared import check_fhir, check_template_claim, open_conflict
-from .template_check import check_composition_paths, check_required
+from .template_check import check_composition_paths
 
 
 def detect(ctx) -> StepResult:

@@ -26,10 +26,10 @@ from .born import with_central_identity
 from .central_author import central_change
 from .content import record_content, refs_of, resource_key
 from .echoes import central_writes, is_own_write, recording
-from .payload import check_storable, pure_transform, well_formed
+from .payload import check_required, check_storable, pure_transform, well_formed
 from .result import StepResult, ValidationFailed
 from .shared import check_fhir, open_conflict, template_id
-from .template_check import allowed_paths, check_composition_paths, check_required, template_root
+from .template_check import allowed_paths, check_composition_paths, template_root
 
 
 _ARCHETYPE_ID = re.compile(r"openEHR-EHR-[A-Z_]+\.[A-Za-z0-9_-]+\.v\d+")

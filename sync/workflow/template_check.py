@@ -21,7 +21,6 @@ import time
 from typing import Any, Iterator
 
 from sync.clients.errors import NotFound
-from sync.mapping import rmcheck
 
 from .result import ValidationFailed
 
@@ -73,17 +72,6 @@ def check_composition_paths(site, openehr, template_id: str, composition: dict) 
     for path in node_paths(composition):
         if path not in allowed:
             raise ValidationFailed("composition has a node its template lacks", rule=f"template.{template_id}", path=path[:500])
-
-
-def check_required(composition: dict) -> None:
-    """Raise ValidationFailed naming the first node missing what the RM requires (an event's or an action's
-    time, a history's origin): a FHIR resource may leave them out and the mapping makes none up; EHRbase would
-    refuse the composition too, but only after the write was sent, as an opaque 400."""
-    gaps = rmcheck.missing(composition)
-    if gaps:
-        more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
-        raise ValidationFailed(f"composition lacks {gaps[0].rm_type}.{gaps[0].attribute}, which the openEHR RM "
-                               f"requires{more}", rule=gaps[0].rule, path=gaps[0].path[:500])
 
 
 def clear_cache() -> None:
