@@ -106,8 +106,8 @@ def check_required(composition: dict) -> None:
     """Raise ValidationFailed naming the first node missing a time the RM requires (an event's or an action's
     time, a history's origin) in a composition the engine built from FHIR, where those times are optional and
     the mapping makes none up (``rmcheck``).  EHRbase would refuse it too, but only after the write was sent,
-    as an opaque 400.  ``check_rm`` checks what a site sent us; this is the one of its rules a reverse
-    composition can break."""
+    as an opaque 400.  ``check_rm`` checks what a site sent us; this checks the times a composition built
+    from FHIR may lack."""
     gaps = rmcheck.missing(composition)
     if gaps:
         more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
