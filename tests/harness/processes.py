@@ -141,6 +141,11 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_table(engine) -> dict[int, tuple[str, float]]:
+    """pid -> (role, CPU seconds): the process's own and that of its children that ended and were reaped.
+
+    The children's share matters: a PostgreSQL backend whose connection closed is gone from /proc, its
+    CPU only in the postmaster's cutime/cstime. Without it, the engine's backends (one per task while
+    Celery closed the connection after each) were left out of PostgreSQL's figure."""
     ours = {}
     if engine is not None:
         for pid, name in engine.processes.pids_by_role().items():
@@ -156,7 +161,7 @@ def _cpu_table(engine) -> dict[int, tuple[str, float]]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])
+        ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime: fields 14-17 of proc_pid_stat(5)
         if pid in ours:
             role = ours[pid]
         elif pid == os.getpid():

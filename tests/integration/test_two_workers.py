@@ -14,12 +14,15 @@ hints and look for our run ids in its own test database.
 """
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from audit.models import AuditEvent
@@ -37,7 +40,7 @@ from tests.harness.vitals import CORPUS, SYSTOLIC_LOINC, TEMPLATE, vitals
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RECORDS, VERSIONS = 6, 3
-NODES = ("w1", "w2")
+NODES, CHILDREN = ("w1", "w2"), 2
 
 
 @pytest.fixture
@@ -66,7 +69,7 @@ def cluster(broker, transactional_db, tmp_path, fhir_base_url, monkeypatch):
         CONFLICTDESK_LOG_LEVEL="WARNING",
     )
     # Detection through beat's poll_due, as before sync_poll_loop existed: no poll loop here.
-    with Engine(env, tmp_path, nodes=NODES, concurrency=2, poll_loop=False) as engine:
+    with Engine(env, tmp_path, nodes=NODES, concurrency=CHILDREN, poll_loop=False) as engine:
         yield engine
 
 
@@ -77,6 +80,14 @@ def site(transactional_db, ehrbase_urls):
                                poll_interval_seconds=1, local_demo=True)
     Cursor.objects.create(source=f"site:{site.name}", position=datetime.now(timezone.utc) - timedelta(seconds=1))
     return site
+
+
+def sessions_opened() -> int:
+    """Connections ever opened to the test database (PostgreSQL's own count; the next statement's snapshot)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
 
 
 def systolic(resource: dict):
@@ -109,6 +120,7 @@ def test_two_workers_process_each_version_once_and_in_order(cluster, site, ehrba
         wait_for(lambda: RecordLink.objects.filter(openehr_version_uid=seed.version_uid).exists(), 120,
                  what="the seed record synced")
 
+        opened_before, t0 = sessions_opened(), time.monotonic()
         # The burst: every record gets a version per round; a detection pass after each round makes every
         # version a ChangeEvent (the feed shows only a composition's latest version) while earlier runs are
         # still in flight on the two workers.
@@ -132,6 +144,13 @@ def test_two_workers_process_each_version_once_and_in_order(cluster, site, ehrba
             return len(statuses) == len(every_version) and all(s in ("synced", "dead_letter", "conflict") for s in statuses)
 
         wait_for(all_finished, timeout=300, what="every version synced")
+        # Connections are reused from task to task: one per pool child for its tasks, replaced once per
+        # CONN_MAX_AGE, and one for its lease heartbeat per stretch of runs (each stretch holds a run at least).
+        # Celery's own default opened one per task, polls and sweeps included (42 here), the heartbeat one per beat.
+        windows = 1 + math.ceil((time.monotonic() - t0) / settings.DATABASES["default"]["CONN_MAX_AGE"])
+        opened = sessions_opened() - opened_before
+        print(f"\n{opened} database connections opened")
+        assert opened <= len(NODES) * CHILDREN * windows + len(every_version)
         letters = [(d.run.change_event.source_version, d.cause, d.step, d.error[:300])
                    for d in DeadLetter.objects.filter(run__change_event__source_version__in=every_version)]
         assert letters == []
