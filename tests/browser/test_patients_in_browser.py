@@ -106,7 +106,7 @@ def test_a_steward_keeps_two_look_alikes_apart_on_the_matching_page(new_page, si
         question = page.locator("section.match").filter(has=page.locator(f"th:has-text('{other}')"))
         assert question.count() == 1
         assert person["family"].upper() in question.inner_text().upper()
-        postal = question.locator("tr").filter(has_text="3000")
+        postal = question.locator("tr").filter(has_text=person["moved_to"])
         assert "differs" in postal.inner_text()  # the one thing that tells them apart is marked
         # the shot shows this test's question alone: the shared HAPI holds other runs' look-alikes
         page.locator("section.match").evaluate_all(
