@@ -55,26 +55,18 @@ def _birth_date() -> str:
     return (date(1920, 1, 1) + timedelta(days=random.randrange(31_000))).isoformat()
 
 
-def _postal_code(but: str = "") -> str:
-    """A five-digit postal code, other than `but`.
-
-    Every MDM rule without the family name (birth date, sex, postal code, given name) would otherwise hold
-    for any earlier run's Margit of the same birth date: the test server's database keeps them all (1,715
-    Margits by December 2026, one chance in 18 of a shared birth date), and such a leftover made this run's
-    first Margit a POSSIBLE_MATCH, never a golden record's founder (failed the clean-clone CI once)."""
-    while (code := f"{random.randrange(10_000, 100_000)}") == but:
-        pass
-    return code
-
-
 @pytest.fixture
 def person():
-    """Fresh demographics: a family name, a birth date, a postal code and the one she moves to, one run's MRN
-    systems."""
+    """Fresh demographics: a family name, a birth date, a postal code and another she moves to, one run's MRN
+    systems.
+
+    The postal codes are drawn too: every MDM rule without the family name (birth date, sex, postal code, given
+    name) would otherwise hold for any earlier run's Margit of the same birth date. The test server's database
+    keeps them all (1,715 Margits by December 2026, one chance in 18 of a shared birth date), and such a leftover
+    made this run's first Margit a POSSIBLE_MATCH, never a golden record's founder (failed the clean-clone CI)."""
     run = "".join(random.choices(string.ascii_lowercase, k=8))
-    home = _postal_code()
-    return {"family": _name(), "birth_date": _birth_date(), "postal_code": home, "moved_to": _postal_code(but=home),
-            "run": run}
+    home, moved_to = (str(code) for code in random.sample(range(10_000, 100_000), 2))
+    return {"family": _name(), "birth_date": _birth_date(), "postal_code": home, "moved_to": moved_to, "run": run}
 
 
 @pytest.fixture
@@ -154,6 +146,11 @@ def margit(person, **overrides):
             "postal_code": person["postal_code"], **overrides}
 
 
+def moved(person):
+    """Margit as the site she moved to registered her: a new postal code, the rest the same."""
+    return margit(person, postal_code=person["moved_to"])
+
+
 def test_one_person_at_two_sites_with_a_typo_is_one_golden_record(sites, ehrbase_urls, fhir, person):
     typo = person["family"][:-1] + ("e" if person["family"][-1] != "e" else "a")
     ehrs = [register(sites[0], ehrbase_urls[0], **margit(person)),
@@ -209,10 +206,9 @@ def test_two_people_with_the_same_name_and_birth_date_wait_for_a_steward(sites, 
 def test_a_treatment_plan_on_the_golden_patient_reaches_exactly_the_sites_holding_that_person(
         sites, ehrbase_urls, fhir, person):
     """Margit at both sites (one golden record); a look-alike at site2 only is a possible match."""
-    moved = margit(person, postal_code=person["moved_to"])
     ehrs, links = registered_one_by_one(fhir, [(sites[0], ehrbase_urls[0], margit(person)),
                                                (sites[1], ehrbase_urls[1], margit(person, given=("Margrit",))),
-                                               (sites[1], ehrbase_urls[1], moved)])
+                                               (sites[1], ehrbase_urls[1], moved(person))])
     mdm = MdmClient(fhir)
     golden = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,)).golden
     assert link_of(mdm, links[1].fhir_patient_id, wanted=(MATCH,)).golden == golden
@@ -281,9 +277,8 @@ def margit_moved(sites, ehrbase_urls, fhir, person):
     holds the second as a POSSIBLE_MATCH for a steward. (ehrs, links, golden, mdm).
 
     Registered one by one (``registered_one_by_one``), so the golden record is site1's."""
-    moved = margit(person, postal_code=person["moved_to"])
     ehrs, links = registered_one_by_one(fhir, [(sites[0], ehrbase_urls[0], margit(person)),
-                                               (sites[1], ehrbase_urls[1], moved)])
+                                               (sites[1], ehrbase_urls[1], moved(person))])
     mdm = MdmClient(fhir)
     first = link_of(mdm, links[0].fhir_patient_id, wanted=(MATCH,))
     assert link_of(mdm, links[1].fhir_patient_id).match_result == POSSIBLE_MATCH
