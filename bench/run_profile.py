@@ -76,6 +76,59 @@ class Counter:
         self.connection.commit = self._commit
 
 
+class PhaseClock:
+    """This process's CPU time per phase of a run while installed: the claim, each step, the commits.
+
+    Wraps the functions the runner looks up at call time (``state.claim_run``, the step table,
+    ``commits.commit``), so the engine is unchanged. ``sql`` is the part of every phase spent from the
+    statement's send to its answer in the driver (psycopg's own CPU; Django's query building is in the
+    phase). A step's HTTP requests are in the step. The process clock counts every thread: the lease
+    heartbeat renews once per ``CONFLICTDESK_HEARTBEAT_SECONDS``, a sub-millisecond share.
+    """
+
+    def __init__(self):
+        self.runs: list[dict[str, float]] = []
+        self.current: dict[str, float] = {}
+
+    def timed(self, name: str, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.current[name] = self.current.get(name, 0.0) + time.process_time() - t0
+        return wrapper
+
+    def sql(self, execute, sql, params, many, context):
+        t0 = time.process_time()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.current["sql"] = self.current.get("sql", 0.0) + time.process_time() - t0
+
+    def install(self, connection):
+        from sync.workflow import commits, forward, state
+
+        self._saved = (state.claim_run, commits.commit, dict(forward.STEPS))
+        state.claim_run = self.timed("claim", state.claim_run)
+        commits.commit = self.timed("commits", commits.commit)
+        for step, fn in list(forward.STEPS.items()):
+            forward.STEPS[step] = self.timed(f"step.{step}", fn)
+        self._wrap = connection.execute_wrapper(self.sql)
+        self._wrap.__enter__()
+
+    def next_run(self):
+        if self.current:
+            self.runs.append(self.current)
+        self.current = {}
+
+    def summary(self) -> dict[str, float]:
+        """Median CPU ms per run of each phase (``sql`` overlaps the others)."""
+        self.next_run()
+        names = sorted({k for r in self.runs for k in r})
+        return {k: round(statistics.median(r.get(k, 0.0) for r in self.runs) * 1000, 2) for k in names}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20)
@@ -100,11 +153,13 @@ def _profile(args) -> None:
     from sync.models import ChangeEvent, Direction, RunAttempt, SyncRun
     from sync.workflow import dispatch
     from sync.workflow.runner import advance
+    from tests.harness.vitals import template_opt
 
     dispatch.send = lambda run_id, countdown: None  # no broker: this process drives the runs
     url = E.SITE_URL.format(port=8101)
     [(site, [ehr])] = E.setup_sites([url], 30, 1, f"p{os.getpid()}")
     cdr = OpenEHRClient(url)
+    cdr.upload_template(template_opt())  # the runs commit its FLAT vital signs; a fresh CDR lacks it
 
     def one(systolic: float):
         ref = E.commit(cdr, ehr, systolic)
@@ -129,12 +184,15 @@ def _profile(args) -> None:
     })
     load_before = E.loadavg()
     rows = []
+    phases = PhaseClock()
+    phases.install(connection)
     profile = cProfile.Profile(time.process_time) if args.timer == "cpu" else cProfile.Profile()
     for i in range(args.runs):
         with split.window("idle"):  # nothing asked of anyone: the shared servers' background rate
             time.sleep(args.idle)
         with split.window("load_generator"):
             run = one(121 + i)
+        phases.next_run()  # only ``advance`` below is counted
         profiled = i >= args.runs - args.profiled
         with split.window("engine_run"), Counter(connection) as counter:
             cpu, wall = time.process_time(), time.perf_counter()
@@ -161,6 +219,7 @@ def _profile(args) -> None:
         "statements_per_run": _summary([r["statements"] for r in rows]),
         "commits_per_run": _summary([r["commits"] for r in rows]),
         "cpu_ms_per_run": _summary([r["cpu_ms"] for r in rows]),
+        "cpu_ms_per_run_by_phase_median": phases.summary(),
         "wall_ms_per_run": _summary([r["wall_ms"] for r in rows]),
         "statement_kinds_last_run": rows[-1]["kinds"],
         "attempt_rows_per_run": rows[-1]["attempt_rows"],
