@@ -79,9 +79,9 @@ def poll_site(site: Site) -> int:
     Reads the keyset-paged change feed from the cursor and records it a page at a
     time; its cost follows what changed since the cursor, whatever the CDR holds.
     """
-    client = get_services().openehr(site)
     source = site_source(site.name)
-    cursor, _ = Cursor.objects.get_or_create(source=source)
+    cursor, _ = Cursor.objects.get_or_create(source=source)  # first: a failure below is recorded on it
+    client = get_services().openehr(site)
     rows = client.changes_since(cursor.position or EPOCH, overlap_seconds=settings.CONFLICTDESK_POLL_OVERLAP_SECONDS)
     created, recorded = 0, False
     for page in _pages(rows, settings.CONFLICTDESK_DETECTION_PAGE_SIZE):
@@ -270,6 +270,11 @@ def record_changes(source: str, site: Site | None, direction: str, changes: list
     recorded here cannot be inserted by anyone else before this commits. (The central removal check
     has a cursor of its own, ``cursor_source``, over types the central poll never reads: disjoint objects.)
     """
+    if not changes and newest is None:  # a quiet poll: nothing to serialise, one UPDATE
+        if polled:
+            now = timezone.now()
+            Cursor.objects.filter(source=cursor_source or source).update(last_polled_at=now, updated_at=now)
+        return 0
     with transaction.atomic():
         cursor = Cursor.objects.select_for_update().get(source=cursor_source or source)
         fresh = _unrecorded(source, changes)
@@ -444,7 +449,6 @@ def run_site_poll(site: Site) -> float | None:
     on the health page. Never raises: one unreachable site must not stop the others.
     """
     source = site_source(site.name)
-    Cursor.objects.get_or_create(source=source)
     key = zlib.crc32(f"poll:{source}".encode())
     with connection.cursor() as db:
         db.execute("SELECT pg_try_advisory_lock(%s)", [key])

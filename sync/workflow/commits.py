@@ -189,7 +189,7 @@ def _attempts(run: SyncRun, done: list[Finished], worker: str) -> None:
     """One row per finished step; the first continues the committed step's count (its retries)."""
     if not done:
         return
-    lag = state.start_lag(run, done[0].started) if hasattr(state, "start_lag") else None
+    lag = state.start_lag(run, done[0].started)
     rows = []
     for i, item in enumerate(done):
         rows.append(RunAttempt(

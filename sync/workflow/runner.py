@@ -69,7 +69,7 @@ class Context:
 def advance(run_id: int, worker: str) -> str:
     """Run steps until the run ends, waits, or another worker owns it; return its status."""
     try:
-        claim = state.claim_run(run_id, worker)
+        claim, run = state.claim_run(run_id, worker)
     except DatabaseError:  # e.g. a deadlock victim: the claim rolled back, ask again shortly
         log.warning("run %s: claim failed, re-sent", run_id, exc_info=True)
         dispatch_run(run_id, countdown=1.0)
@@ -77,12 +77,12 @@ def advance(run_id: int, worker: str) -> str:
     if claim != state.CLAIMED:
         return claim
     with heartbeat.holding(run_id, worker):  # the lease lives as long as this process does
-        return _run(run_id, worker, get_services())
+        return _run(run, worker, get_services())
 
 
-def _run(run_id: int, worker: str, services: Services) -> str:
-    run, cp = load(run_id)
-    memory = Memory()
+def _run(run: SyncRun, worker: str, services: Services) -> str:
+    """From the claimed run (as its claim committed it) until it ends or waits."""
+    run_id, cp, memory = run.pk, checkpoint_of(run), Memory()
     while True:
         status, reload = run_segment(run, cp, memory, services, worker)
         if status != SyncRun.Status.RUNNING:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from audit.partitions import record_partition
 from audit.record import record_events
 from sync.identity import chain_source
-from sync.models import ChangeEvent, DeadLetter, RunAttempt, Step, SyncRun
+from sync.models import ChangeEvent, DeadLetter, Outage, RunAttempt, Step, SyncRun
 
 from . import breaker, heartbeat
 from .dispatch import dispatch_run
@@ -41,49 +41,91 @@ LEASE_LOST = "lease_lost"
 GONE = "gone"
 
 
-def claim_run(run_id: int, worker: str) -> str:
+def claim_run(run_id: int, worker: str) -> tuple[str, SyncRun | None]:
     """Take the run's lease, or say why not (finished, leased, too early, waiting, gone).
+
+    With ``CLAIMED`` comes the run as this transaction committed it (read under its row lock), so the
+    runner starts its first segment without reading the run again.
 
     Gone: the broker still held a message for a run this database does not have (its database was
     dropped or restored while messages were queued, as a demo reset does).  Nothing to do, and nothing
     to retry: the message is dropped with one warning, not a traceback per message."""
     now = timezone.now()
+    if _claim_fresh(run_id, worker, now):
+        return CLAIMED, SyncRun.objects.select_related("change_event", "site").get(pk=run_id)
     with transaction.atomic():
         try:
             run = _lock_run(run_id)
         except SyncRun.DoesNotExist:
             log.warning("run %s: no such run in this database, message dropped", run_id)
-            return GONE
+            return GONE, None
         if run.status in TERMINAL:
-            return run.status
+            return run.status, None
         if (run.lease_owner and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > now
                 and not heartbeat.gone(run.lease_owner)):  # a dead process of this host holds nothing
-            return LEASED
+            return LEASED, None
         due = run.next_attempt_at or now
         if run.status == SyncRun.Status.RETRY_WAIT and due > now:
             if due > now + EARLY_TOLERANCE:
                 dispatch_run(run.pk, countdown=(due - now).total_seconds())
-                return SyncRun.Status.RETRY_WAIT
+                return SyncRun.Status.RETRY_WAIT, None
             # A timer a hair early: wait it out here (a retry never starts before its due time).
             time.sleep((due - now).total_seconds())
             now = timezone.now()
         if earlier_unfinished(run).exists():
             SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.WAITING, lease_owner="", lease_expires_at=None)
-            return SyncRun.Status.WAITING
+            return SyncRun.Status.WAITING, None
         if breaker.down_for(run):  # a server it needs is down: wait for the probe, keep the schedule whole
             _park(run)
             run.save(update_fields=["status", "attempt", "next_attempt_at", "lease_owner", "lease_expires_at",
                                     "updated_at"])
-            return run.status
+            return run.status, None
         if run.claims >= settings.CONFLICTDESK_CRASH_LOOP_CLAIMS:
             _crash_loop(run, now)
-            return run.status
+            return run.status, None
         run.claims += 1  # back to 1 by each attempt recorded (``_attempt``): more means claims that crashed
         run.status = SyncRun.Status.RUNNING
         _renew(run, worker, now)
         run.save(update_fields=["status", "claims", "lease_owner", "lease_expires_at", "updated_at"])
         _event_status(run, ChangeEvent.Status.RUNNING)
-    return CLAIMED
+    return CLAIMED, run
+
+
+_TERMINAL_SQL = ", ".join(f"'{status}'" for status in TERMINAL)
+_CLAIM_FRESH = f"""
+WITH claimed AS (
+    UPDATE {SyncRun._meta.db_table} r
+       SET status = '{SyncRun.Status.RUNNING}', claims = r.claims + 1, lease_owner = %(worker)s,
+           lease_expires_at = %(expires)s, updated_at = %(now)s
+     WHERE r.id = %(run)s AND r.status = '{SyncRun.Status.PENDING}' AND r.lease_owner = ''
+       AND r.claims < %(max_claims)s
+       AND NOT EXISTS (SELECT 1 FROM {SyncRun._meta.db_table} e WHERE e.record_key = r.record_key
+                          AND e.id < r.id AND e.status NOT IN ({_TERMINAL_SQL}))
+       AND NOT EXISTS (SELECT 1 FROM {Outage._meta.db_table} o WHERE o.recovered_at IS NULL)
+    RETURNING r.id, r.change_event_id
+), event AS (
+    UPDATE {ChangeEvent._meta.db_table} c SET status = '{ChangeEvent.Status.RUNNING}'
+      FROM claimed WHERE c.id = claimed.change_event_id
+)
+SELECT id FROM claimed
+"""
+
+
+def _claim_fresh(run_id: int, worker: str, now) -> bool:
+    """The common claim in one statement: a pending run nobody holds, no earlier run of its record
+    unfinished, no server down (any open breaker sends every claim the long way), not a poison run.
+
+    It changes what the long way would (status, claims, lease, the event's status) and takes a single
+    lock, the run's row (then its event's, the order every transition takes them in), so it needs
+    neither the record's advisory lock nor a transaction of its own. Whatever it does not claim (a
+    retry, a waiting or leased run, a run behind another, a server down) takes the long way, which
+    says why; an earlier run committed after this statement's snapshot is found there next time.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_FRESH, {
+            "worker": worker, "now": now, "run": run_id, "max_claims": settings.CONFLICTDESK_CRASH_LOOP_CLAIMS,
+            "expires": now + timedelta(seconds=settings.CONFLICTDESK_RUN_LEASE_SECONDS)})
+        return cursor.fetchone() is not None
 
 
 def _crash_loop(run: SyncRun, now) -> None:

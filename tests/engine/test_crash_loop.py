@@ -80,7 +80,7 @@ def test_a_lease_held_elsewhere_or_an_early_hint_is_not_a_claim(engine):
     assert engine.drive(run) == SyncRun.Status.RETRY_WAIT
     run.refresh_from_db()
     assert run.claims == 0  # the attempt was recorded and the lease let go
-    assert state.claim_run(run.pk, "w2") == SyncRun.Status.RETRY_WAIT  # not due yet
+    assert state.claim_run(run.pk, "w2")[0] == SyncRun.Status.RETRY_WAIT  # not due yet
     run.refresh_from_db()
     assert run.claims == 0
 

@@ -116,12 +116,12 @@ def test_a_claim_takes_at_once_a_lease_whose_process_on_this_host_is_gone():
 
     host = socket.gethostname()
     run = _held_run(owner=f"{host}:{os.getpid()}", expires_in=60)  # alive: this very process
-    assert state.claim_run(run.pk, f"{host}:1") == state.LEASED
+    assert state.claim_run(run.pk, f"{host}:1")[0] == state.LEASED
     SyncRun.objects.filter(pk=run.pk).update(lease_owner=f"elsewhere:{_gone_pid()}")  # not ours to judge
-    assert state.claim_run(run.pk, f"{host}:1") == state.LEASED
+    assert state.claim_run(run.pk, f"{host}:1")[0] == state.LEASED
     dead = f"{host}:{_gone_pid()}"
     SyncRun.objects.filter(pk=run.pk).update(lease_owner=dead, claims=1)
-    assert state.claim_run(run.pk, f"{host}:1") == state.CLAIMED
+    assert state.claim_run(run.pk, f"{host}:1")[0] == state.CLAIMED
     run.refresh_from_db()
     assert (run.lease_owner, run.claims) == (f"{host}:1", 2)  # the dead claim is counted (crash-loop rule)
     assert run.lease_expires_at > timezone.now() + timedelta(seconds=1)
