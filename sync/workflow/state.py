@@ -44,8 +44,9 @@ GONE = "gone"
 def claim_run(run_id: int, worker: str) -> tuple[str, SyncRun | None]:
     """Take the run's lease, or say why not (finished, leased, too early, waiting, gone).
 
-    With ``CLAIMED`` comes the run as this transaction committed it (read under its row lock), so the
-    runner starts its first segment without reading the run again.
+    With ``CLAIMED`` comes the run as its claim committed it, so the runner starts its first segment
+    without reading the run again. A fresh run is claimed by one statement (``_claim_fresh``); any
+    other takes the long way below, under the record's lock.
 
     Gone: the broker still held a message for a run this database does not have (its database was
     dropped or restored while messages were queued, as a demo reset does).  Nothing to do, and nothing
