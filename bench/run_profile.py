@@ -11,7 +11,9 @@ statements run in autocommit mode that write), the worker's CPU seconds
 (``time.process_time``) and wall time. The last run (``--profiled N``: the last N)
 is profiled with cProfile: ``--timer wall`` (``--top`` functions by cumulative time:
 where a run waits) or ``--timer cpu`` (process time, by own time: where the
-worker's CPU goes; profiling inflates the run's own CPU figures). Writes bench/results/run_profile_<label>.json.
+worker's CPU goes; profiling inflates the run's own CPU figures). Every run's CPU is also split by
+phase without a profiler (``PhaseClock``: the claim, each step, the commits, the driver's SQL share;
+medians in ``cpu_ms_per_run_by_phase_median``). Writes bench/results/run_profile_<label>.json.
 
 CPU split (``bench/cpu_split.py``): per run, the CPU milliseconds of each component, in two
 phases: ``load_generator`` (the site commit and the ChangeEvent/SyncRun rows, as detection
@@ -83,7 +85,7 @@ class PhaseClock:
     ``commits.commit``), so the engine is unchanged. ``sql`` is the part of every phase spent from the
     statement's send to its answer in the driver (psycopg's own CPU; Django's query building is in the
     phase). A step's HTTP requests are in the step. The process clock counts every thread: the lease
-    heartbeat renews once per ``CONFLICTDESK_HEARTBEAT_SECONDS``, a sub-millisecond share.
+    heartbeat renews once per ``CONFLICTDESK_LEASE_HEARTBEAT_SECONDS``, a sub-millisecond share.
     """
 
     def __init__(self):
@@ -109,7 +111,6 @@ class PhaseClock:
     def install(self, connection):
         from sync.workflow import commits, forward, state
 
-        self._saved = (state.claim_run, commits.commit, dict(forward.STEPS))
         state.claim_run = self.timed("claim", state.claim_run)
         commits.commit = self.timed("commits", commits.commit)
         for step, fn in list(forward.STEPS.items()):
